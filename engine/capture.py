@@ -1,0 +1,78 @@
+"""`run_with_trace`: the one function that runs the model for the UI and returns a `Trace`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.model import GPT
+from engine.tokenizer import Tokenizer
+from engine.trace import Trace
+
+
+def prepare_ids(
+    tokenizer: Tokenizer, text_or_ids: str | list[int], n_ctx: int
+) -> tuple[list[int], int]:
+    """Token ids cut to the context (the first `n_ctx` are kept) and how many were dropped."""
+    ids = tokenizer.encode(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
+    if not ids:
+        raise ValueError("the text is empty: there is nothing to run the model on")
+    bad = [i for i in ids if not 0 <= int(i) < tokenizer.vocab_size]
+    if bad:
+        raise ValueError(
+            f"token id {bad[0]} is outside the vocabulary (0..{tokenizer.vocab_size - 1})"
+        )
+    return ids[:n_ctx], max(0, len(ids) - n_ctx)
+
+
+def run_with_trace(
+    model: GPT,
+    tokenizer: Tokenizer,
+    text_or_ids: str | list[int],
+    *,
+    model_name: str = "",
+    dtype: type[np.floating] = np.float32,
+    dropout_p: float = 0.0,
+    seed: int | None = None,
+) -> Trace:
+    """Run one forward pass and record every canonical activation.
+
+    The recorder lives in this call only (no hooks on the shared model), so many threads may
+    trace at once. `dtype` sets the stored precision (float16 halves a long text's Trace).
+    `dropout_p` > 0 runs a seeded dropout pass (the dropout page) without touching the
+    model's mode; it then also records each layer's `attn.hook_pattern_dropped`.
+    """
+    ids, n_dropped = prepare_ids(tokenizer, text_or_ids, model.config.n_ctx)
+    recorded: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str, tensor: torch.Tensor) -> None:
+        recorded[name] = tensor[0]
+
+    generator = None
+    if dropout_p > 0.0:
+        generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    with torch.inference_mode():
+        model(
+            torch.tensor([ids], dtype=torch.long),
+            recorder=recorder,
+            dropout_p=dropout_p,
+            generator=generator,
+        )
+    acts: dict[str, np.ndarray] = {}
+    for name, tensor in recorded.items():
+        arr = np.ascontiguousarray(tensor.float().numpy(), dtype=dtype)
+        arr.flags.writeable = False
+        acts[name] = arr
+    token_ids = np.asarray(ids, dtype=np.int64)
+    token_ids.flags.writeable = False
+    prompt = text_or_ids if isinstance(text_or_ids, str) else tokenizer.decode(ids)
+    return Trace(
+        prompt=prompt,
+        token_ids=token_ids,
+        token_strs=tuple(tokenizer.display(i) for i in ids),
+        config=model.config,
+        acts=acts,
+        model_name=model_name,
+        n_tokens_dropped=n_dropped,
+        dropout_p=float(dropout_p),
+    )

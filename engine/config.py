@@ -1,0 +1,132 @@
+"""Frozen, validated configurations: the model's shape (`GPTConfig`) and training (`TrainConfig`).
+
+Change a config with `dataclasses.replace`, never in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Shape of a GPT-2-architecture decoder.
+
+    Args:
+        n_layer: number of transformer blocks.
+        n_head: attention heads per block.
+        d_model: width of the residual stream (Hugging Face calls it `n_embd`).
+        n_ctx: longest sequence the learned position embedding covers (`n_positions`).
+        vocab_size: rows of the token embedding (and columns of the tied unembedding).
+        dropout: probability used in training for embeddings, attention weights and
+            residual branches (GPT-2 uses one value for all three).
+        layer_norm_eps: epsilon added to the variance inside every LayerNorm.
+        d_mlp: hidden width of the feed-forward block; 0 means GPT-2's 4 * d_model.
+    """
+
+    n_layer: int = 12
+    n_head: int = 12
+    d_model: int = 768
+    n_ctx: int = 1024
+    vocab_size: int = 50257
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    d_mlp: int = 0  # 0 -> 4 * d_model, as in GPT-2
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "d_model", "n_ctx", "vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.d_mlp, int) or self.d_mlp < 0:
+            raise ValueError(f"GPTConfig.d_mlp must be a non-negative integer, got {self.d_mlp!r}")
+        if self.d_model % self.n_head != 0:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 < float(self.layer_norm_eps) < 1.0:
+            raise ValueError(f"layer_norm_eps must be in (0, 1), got {self.layer_norm_eps!r}")
+        if self.d_mlp == 0:
+            object.__setattr__(self, "d_mlp", 4 * self.d_model)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+    def n_params(self) -> int:
+        """Parameter count with the unembedding tied to the token embedding."""
+        d, m = self.d_model, self.d_mlp
+        per_block = (
+            2 * 2 * d  # ln_1, ln_2
+            + d * 3 * d
+            + 3 * d  # c_attn
+            + d * d
+            + d  # attn c_proj
+            + d * m
+            + m  # c_fc
+            + m * d
+            + d  # mlp c_proj
+        )
+        return self.vocab_size * d + self.n_ctx * d + self.n_layer * per_block + 2 * d
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, GPTConfig] = {
+    # GPT-2 small (124M), the shape of Hugging Face's "gpt2".
+    "gpt2": GPTConfig(),
+    # The bundled model: trained by engine.train on Shakespeare with cl100k_base cut to 4096 ranks
+    # (+ <|endoftext|>). Size chosen from training throughput measured on 2 CPU cores.
+    "bundled": GPTConfig(n_layer=4, n_head=4, d_model=128, n_ctx=256, vocab_size=4097, dropout=0.1),
+    # A tiny shape for unit tests.
+    "tiny": GPTConfig(n_layer=2, n_head=2, d_model=32, n_ctx=16, vocab_size=300, dropout=0.0),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of `engine.train.train`.
+
+    Args:
+        max_steps: optimizer steps to run in total (a resumed run continues to this number).
+        batch_size: sequences per step.
+        seq_len: tokens per sequence (at most the model's n_ctx).
+        lr: peak learning rate after warm-up.
+        min_lr: learning rate at the end of the cosine decay.
+        warmup_steps: linear warm-up from 0 to `lr`.
+        weight_decay: AdamW decay on matrices (not on biases, LayerNorm or embeddings' biases).
+        grad_clip: clip the global gradient norm to this value (0 disables).
+        eval_every: run validation every this many steps (and at the end).
+        eval_batches: validation batches per evaluation.
+        seed: seeds weights init, batch sampling and dropout.
+        synthetic_share: fraction of sequences replaced by random tokens repeated twice
+            (a copy task that rewards induction heads); 0 disables.
+        threads: torch intra-op threads (0 keeps torch's default).
+    """
+
+    max_steps: int = 2000
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_batches: int = 20
+    seed: int = 1337
+    synthetic_share: float = 0.0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1 or self.seq_len < 2:
+            raise ValueError("max_steps and batch_size must be >= 1 and seq_len >= 2")
+        if not 0.0 <= self.synthetic_share <= 1.0:
+            raise ValueError(f"synthetic_share must be in [0, 1], got {self.synthetic_share}")
+        if self.warmup_steps < 0 or self.eval_every < 1 or self.eval_batches < 1:
+            raise ValueError("warmup_steps must be >= 0, eval_every and eval_batches >= 1")

