@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny random GPT with the bundled tokenizer and a Trace of it; no downloads."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest
+import torch
+
+from engine.capture import run_with_trace
+from engine.checkpoints import LoadedModel, random_model
+from engine.config import PRESETS, GPTConfig
+from engine.tokenizer import cl100k_truncated
+from engine.trace import Trace
+
+torch.set_num_threads(1)
+
+MIXED_TEXT = "The cat sat on the mat. 你好，世界! The cat sat"
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> GPTConfig:
+    return PRESETS["tiny"]
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_config: GPTConfig) -> LoadedModel:
+    """A seeded random model of the tiny shape, eval mode, with cl100k_base[:4096]."""
+    return LoadedModel(
+        name="tiny",
+        model=random_model(tiny_config, seed=0),
+        tokenizer=cl100k_truncated(tiny_config.vocab_size - 1),
+        source="tests: random tiny model",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_trace(tiny_loaded: LoadedModel) -> Trace:
+    return run_with_trace(tiny_loaded.model, tiny_loaded.tokenizer, MIXED_TEXT, model_name="tiny")
