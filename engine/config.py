@@ -23,7 +23,9 @@ class GPTConfig:
         dropout: probability used in training for embeddings, attention weights and
             residual branches (GPT-2 uses one value for all three).
         layer_norm_eps: epsilon added to the variance inside every LayerNorm.
-        d_mlp: hidden width of the feed-forward block; 0 means GPT-2's 4 * d_model.
+        d_mlp: hidden width of the feed-forward block; 0 means GPT-2's 4 * d_model. After
+            construction it holds the resolved width, so `dataclasses.replace(cfg, d_model=64)`
+            keeps the old width: pass `d_mlp=0` as well to get 4 * 64.
     """
 
     n_layer: int = 12
@@ -40,12 +42,16 @@ class GPTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.d_mlp, int) or self.d_mlp < 0:
+        if not isinstance(self.d_mlp, int) or isinstance(self.d_mlp, bool) or self.d_mlp < 0:
             raise ValueError(f"GPTConfig.d_mlp must be a non-negative integer, got {self.d_mlp!r}")
         if self.d_model % self.n_head != 0:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
             )
+        for name in ("dropout", "layer_norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError(f"GPTConfig.{name} must be a number, got {value!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0.0 < float(self.layer_norm_eps) < 1.0:
