@@ -1,0 +1,805 @@
+"""Inside GPT: the home page, and the frame every page calls first.
+
+Run with `streamlit run app.py`. Streamlit executes this file as `__main__`; the home page is
+drawn only then, so the stage pages in `pages/` can `from app import frame, ...` without drawing
+it. The home page itself imports this file as the module `app`, so home and pages share one set
+of caches (Streamlit keys its caches by module name).
+
+The frame contract (pages rely on it):
+
+- `frame(stage_id) -> View | None`: page config, sidebar (navigation, text with presets, model,
+  layer/head/position steppers), query parameters read and written, the model and the Trace
+  loaded from caches, notices. None means there is no usable text: the page calls `st.stop()`.
+- Shared values live in non-widget session_state keys "text", "model_id", "layer", "head",
+  "pos"; widgets use their own keys (prefixed "_w_") and copy into the shared keys.
+- `get_logit_lens(view)` and `get_head_scores(view)` are cached per (model, text).
+- `next_stage(view)` draws the Previous / Next controls at the bottom of a page.
+- `set_text(text)` replaces the shared text (Generate appends tokens with it).
+
+Environment variables (set by the operator, never by a page):
+
+- `INSIDE_GPT_MODELS_DIR`: folder searched for GPT-2 directories (default `models/` here).
+- `INSIDE_GPT_ALLOW_PATHS=1`: adds a free-form directory path box to the sidebar.
+- `INSIDE_GPT_MAX_TOKENS`: most tokens one page run shows (default 256; the model's context
+  caps it too).
+- `INSIDE_GPT_THREADS`: torch intra-op threads (default 1; see DESIGN.md "Threads").
+- `INSIDE_GPT_TEST_MODEL=tiny`: tests only; "bundled" and "random" become the tiny preset with
+  seeded random weights and cl100k_base[:4096].
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md)
+
+import dataclasses
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import torch
+
+from engine.capture import run_with_trace
+from engine.checkpoints import (
+    BUNDLED_DIR,
+    CheckpointError,
+    LoadedModel,
+    load,
+    load_directory,
+    random_model,
+)
+from engine.config import PRESETS
+from engine.lens import HeadScores, LogitLens, head_scores, logit_lens
+from engine.tokenizer import cl100k_truncated
+from engine.trace import Trace
+
+log = logging.getLogger(__name__)
+
+APP_DIR = Path(__file__).resolve().parent
+HOME_PATH = "app.py"
+PAGE_ICON = "🔬"
+MAX_TEXT_CHARS = 20_000
+TRACE_CACHE_ENTRIES = 16
+
+torch.set_num_threads(max(1, int(os.environ.get("INSIDE_GPT_THREADS", "1"))))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the seed article's flowchart, and the page that shows it."""
+
+    id: str
+    number: int
+    title: str
+    path: str  # relative to app.py, e.g. "pages/3_Attention.py"
+
+    @property
+    def url_path(self) -> str:
+        """The page's URL path as Streamlit derives it from the file name ("Attention")."""
+        return Path(self.path).stem.split("_", 1)[1]
+
+    @property
+    def label(self) -> str:
+        return f"{self.number} · {self.title}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("tokens", 1, "Input & tokens", "pages/1_Tokens.py"),
+    Stage("embeddings", 2, "Embeddings", "pages/2_Embeddings.py"),
+    Stage("attention", 3, "Multi-head self-attention", "pages/3_Attention.py"),
+    Stage("feed_forward", 4, "Feed-forward", "pages/4_Feed_forward.py"),
+    Stage("layer_norm", 5, "Layer norm", "pages/5_Layer_norm.py"),
+    Stage("residual", 6, "Residual stream", "pages/6_Residual.py"),
+    Stage("dropout", 7, "Dropout", "pages/7_Dropout.py"),
+    Stage("output", 8, "Output probabilities & logit lens", "pages/8_Output.py"),
+    Stage("generate", 9, "Generate", "pages/9_Generate.py"),
+)
+STAGE_BY_ID: dict[str, Stage] = {s.id: s for s in STAGES}
+# Stages drawn once per layer: the walk repeats them for every block.
+LAYER_STAGES: tuple[str, ...] = ("attention", "feed_forward", "layer_norm", "residual", "dropout")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    text: str
+    why: str
+
+
+PRESETS_TEXT: tuple[Preset, ...] = (
+    Preset(
+        "Plain sentence",
+        "The king is dead, and the queen will rule the land.",
+        "a short English sentence: a first look at every stage",
+    ),
+    Preset(
+        "Repeated line (induction)",
+        "To be, or not to be, that is the question. To be, or not to be, that is the question.",
+        "the second copy can be predicted from the first: look for induction heads",
+    ),
+    Preset(
+        "Who is who (name tracking)",
+        "When Romeo met Juliet in the garden, Juliet gave a rose to Romeo",
+        "the model should expect the name that has not acted yet",
+    ),
+    Preset(
+        "Chinese sentence",
+        "我们在学习大型语言模型是如何理解文字的。",
+        "characters split into several byte-level tokens",
+    ),
+    Preset(
+        "Long paragraph",
+        "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not to "
+        "praise him. The evil that men do lives after them; the good is oft interred with "
+        "their bones; so let it be with Caesar. The noble Brutus hath told you Caesar was "
+        "ambitious: if it were so, it was a grievous fault, and grievously hath Caesar "
+        "answer'd it. Here, under leave of Brutus and the rest, for Brutus is an honourable "
+        "man; so are they all, all honourable men, come I to speak in Caesar's funeral.",
+        "a long text: windows, long-range attention, the context limit",
+    ),
+    Preset(
+        "Mixed English and Chinese",
+        "The cat sat on the mat. 你好，世界! The cat sat",
+        "two scripts, a repeated phrase and emoji-free punctuation",
+    ),
+)
+DEFAULT_TEXT = PRESETS_TEXT[0].text
+
+
+@dataclass(frozen=True)
+class View:
+    """What a stage page draws: one Trace and the shared selection, clamped to valid ranges."""
+
+    trace: Trace
+    loaded: LoadedModel
+    model_id: str
+    stage: str
+    layer: int
+    head: int
+    pos: int
+
+
+# --- configuration from the environment ----------------------------------------------------
+
+
+def test_model() -> str:
+    """The test seam: "tiny" makes every built-in model the tiny preset (fast AppTest runs)."""
+    return os.environ.get("INSIDE_GPT_TEST_MODEL", "")
+
+
+def models_dir() -> Path:
+    raw = os.environ.get("INSIDE_GPT_MODELS_DIR")
+    return Path(raw) if raw else APP_DIR / "models"
+
+
+def allow_paths() -> bool:
+    return os.environ.get("INSIDE_GPT_ALLOW_PATHS", "") == "1"
+
+
+def max_tokens() -> int:
+    try:
+        return max(1, int(os.environ.get("INSIDE_GPT_MAX_TOKENS", "256")))
+    except ValueError:
+        return 256
+
+
+def available_models() -> list[str]:
+    """ "bundled", "random", then every folder under the models directory with a config.json."""
+    found: list[str] = []
+    folder = models_dir()
+    if folder.is_dir():
+        found = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+    return ["bundled", "random", *found]
+
+
+def model_label(model_id: str) -> str:
+    if model_id == "bundled":
+        return "bundled (trained on Shakespeare)"
+    if model_id == "random":
+        return "random (same shape, untrained)"
+    return model_id
+
+
+def _model_key(model_id: str) -> str:
+    """The cache key of a model: its id plus the test seam, so tests never share real models."""
+    return f"{model_id}|{test_model()}|{models_dir()}"
+
+
+# --- caches ----------------------------------------------------------------------------------
+
+# (model key, text) -> how many times the Trace was computed; tests read it to prove caching.
+TRACE_COMPUTATIONS: Counter[tuple[str, str]] = Counter()
+
+
+def _load_uncached(model_id: str) -> LoadedModel:
+    if test_model() == "tiny" and model_id in ("bundled", "random"):
+        config = PRESETS["tiny"]
+        return LoadedModel(
+            name=model_id,
+            model=random_model(config, seed=0 if model_id == "bundled" else 1),
+            tokenizer=cl100k_truncated(config.vocab_size - 1),
+            source="tests: tiny random model",
+            card={"trained_on": "nothing (test model)"},
+        )
+    if model_id in ("bundled", "random"):
+        return load(model_id)
+    path = Path(model_id)
+    if not path.is_absolute():
+        path = models_dir() / model_id
+    return load_directory(path, name=model_id)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _load_cached(model_key: str, model_id: str) -> LoadedModel:
+    loaded = _load_uncached(model_id)
+    loaded.model.eval()
+    return loaded
+
+
+def load_model(model_id: str) -> LoadedModel:
+    """The model, loaded once per process; raises CheckpointError with a readable message."""
+    return _load_cached(_model_key(model_id), model_id)
+
+
+def encode_text(loaded: LoadedModel, text: str) -> list[int]:
+    return loaded.tokenizer.encode(text)
+
+
+@st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner="Running the model on your text…")
+def _trace_cached(model_key: str, text: str, _loaded: LoadedModel) -> Trace:
+    TRACE_COMPUTATIONS[(model_key, text)] += 1
+    ids = encode_text(_loaded, text)
+    keep = min(_loaded.config.n_ctx, max_tokens())
+    trace = run_with_trace(_loaded.model, _loaded.tokenizer, ids[:keep], model_name=model_key)
+    return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(ids) - keep))
+
+
+def get_trace(model_id: str, text: str, loaded: LoadedModel) -> Trace:
+    return _trace_cached(_model_key(model_id), text, loaded)
+
+
+@st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner="Reading every layer (logit lens)…")
+def _lens_cached(model_key: str, text: str, _trace: Trace, _loaded: LoadedModel) -> LogitLens:
+    return logit_lens(_trace, _loaded.model)
+
+
+@st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner=False)
+def _head_scores_cached(model_key: str, text: str, _trace: Trace) -> HeadScores:
+    return head_scores(_trace)
+
+
+def get_logit_lens(view: View) -> LogitLens:
+    """The logit lens of the view's Trace, computed once per (model, text)."""
+    return _lens_cached(_model_key(view.model_id), view.trace.prompt, view.trace, view.loaded)
+
+
+def get_head_scores(view: View) -> HeadScores:
+    """Every head's scores on the view's Trace, computed once per (model, text)."""
+    return _head_scores_cached(_model_key(view.model_id), view.trace.prompt, view.trace)
+
+
+# --- shared state and query parameters ------------------------------------------------------
+
+SHARED_KEYS = ("text", "model_id", "layer", "head", "pos")
+_QP_NAMES = {"text": "text", "model_id": "model", "layer": "layer", "head": "head", "pos": "pos"}
+_QP_WRITTEN = "_qp_written"
+
+
+def _parse_int(raw: str | None) -> int | None:
+    try:
+        return int(str(raw).strip()) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _adopt_query_params() -> list[str]:
+    """Copy query parameters that differ from what the app last wrote into session state (a
+    deep link, a shared URL, a link with a view in it). Returns notices for bad values."""
+    ss = st.session_state
+    written: dict[str, str] = ss.get(_QP_WRITTEN, {})
+    params = st.query_params.to_dict()
+    notices: list[str] = []
+    for key, name in _QP_NAMES.items():
+        if name not in params or params[name] == written.get(name):
+            continue
+        raw = params[name]
+        if key == "text":
+            ss["text"] = raw[:MAX_TEXT_CHARS]
+        elif key == "model_id":
+            if raw in available_models() or (allow_paths() and Path(raw).is_absolute()):
+                ss["model_id"] = raw
+            else:
+                notices.append(f"The link asks for the model “{raw}”, which is not available here.")
+        else:
+            value = _parse_int(raw)
+            if value is None:
+                notices.append(f"The link's {name}={raw!r} is not a whole number; ignored.")
+            else:
+                ss[key] = value
+    return notices
+
+
+def _write_query_params(stage_layer: dict[str, str] | None = None) -> None:
+    ss = st.session_state
+    params = view_params()
+    if stage_layer:
+        params.update(stage_layer)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    ss[_QP_WRITTEN] = params
+
+
+def view_params() -> dict[str, str]:
+    """The shared view as query parameters (what a shared URL carries)."""
+    ss = st.session_state
+    out: dict[str, str] = {}
+    for key, name in _QP_NAMES.items():
+        if key in ss and ss[key] is not None:
+            out[name] = str(ss[key])
+    return out
+
+
+def set_text(text: str) -> None:
+    """Replace the shared text; every page follows on the next run (call `st.rerun()` after it,
+    unless it runs inside a widget callback)."""
+    st.session_state["text"] = text[:MAX_TEXT_CHARS]
+
+
+def _init_state() -> None:
+    ss = st.session_state
+    ss.setdefault("text", DEFAULT_TEXT)
+    ss.setdefault("model_id", "bundled")
+    ss.setdefault("layer", 0)
+    ss.setdefault("head", 0)
+
+
+def _clamp(value: Any, low: int, high: int, default: int) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        v = default
+    return max(low, min(high, v))
+
+
+# --- widget callbacks (copy widget values into the shared keys) ------------------------------
+
+
+def _on_text() -> None:
+    set_text(st.session_state["_w_text"])
+
+
+def _on_preset() -> None:
+    ss = st.session_state
+    name = ss.get("_w_preset")
+    for preset in PRESETS_TEXT:
+        if preset.name == name:
+            set_text(preset.text)
+            ss["pos"] = None  # follow the last token of the new text
+    ss["_w_preset"] = None
+
+
+def _on_model() -> None:
+    st.session_state["model_id"] = st.session_state["_w_model"]
+
+
+def _on_path() -> None:
+    raw = st.session_state.get("_w_path", "").strip()
+    if raw:
+        st.session_state["model_id"] = raw
+
+
+def _on_number(key: str) -> None:
+    st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def _step_layer(delta: int, n_layer: int) -> None:
+    ss = st.session_state
+    ss["layer"] = _clamp(ss.get("layer", 0) + delta, 0, n_layer - 1, 0)
+
+
+# --- the sidebar -----------------------------------------------------------------------------
+
+
+def _stage_exists(stage: Stage) -> bool:
+    return (APP_DIR / stage.path).is_file()
+
+
+def _nav_params(layer: int | None = None) -> dict[str, str]:
+    params = view_params()
+    if layer is not None:
+        params["layer"] = str(layer)
+    return params
+
+
+def _sidebar_navigation(current: str) -> None:
+    sb = st.sidebar
+    sb.page_link(HOME_PATH, label="Inside GPT: home", icon="🏠", query_params=_nav_params())
+    sb.caption("The walk through the model, in the article's order:")
+    for stage in STAGES:
+        if not _stage_exists(stage):
+            continue
+        here = stage.id == current
+        label = f"**{stage.label}**  ◀ you are here" if here else stage.label
+        if stage.id == "attention":
+            sb.caption("↻ stages 3 to 7 repeat in every layer")
+        sb.page_link(stage.path, label=label, query_params=_nav_params())
+
+
+def _sidebar_inputs(loaded: LoadedModel | None) -> None:
+    ss = st.session_state
+    sb = st.sidebar
+    sb.divider()
+    sb.selectbox(
+        "Lecture presets",
+        [p.name for p in PRESETS_TEXT],
+        index=None,
+        placeholder="Choose a prepared text…",
+        key="_w_preset",
+        on_change=_on_preset,
+        help="\n".join(f"- **{p.name}**: {p.why}" for p in PRESETS_TEXT),
+    )
+    ss["_w_text"] = ss["text"]
+    sb.text_area(
+        "Your text",
+        key="_w_text",
+        on_change=_on_text,
+        height=140,
+        max_chars=MAX_TEXT_CHARS,
+        help="Press Ctrl+Enter (or click outside the box) to run the model on it.",
+    )
+    options = available_models()
+    if ss["model_id"] not in options:
+        options = [*options, ss["model_id"]]
+    ss["_w_model"] = ss["model_id"]
+    sb.selectbox(
+        "Model",
+        options,
+        key="_w_model",
+        format_func=model_label,
+        on_change=_on_model,
+        help=f"GPT-2 directories are looked for in {models_dir()}.",
+    )
+    if allow_paths():
+        sb.text_input(
+            "…or a GPT-2 directory path",
+            key="_w_path",
+            on_change=_on_path,
+            placeholder="/path/to/gpt2",
+        )
+
+
+def _sidebar_selection(trace: Trace) -> None:
+    """Layer, head and position steppers; values are already clamped in session state."""
+    ss = st.session_state
+    cfg = trace.config
+    sb = st.sidebar
+    sb.divider()
+    sb.markdown(f"**Layer** (block 0 to {cfg.n_layer - 1})")
+    left, mid, right = sb.columns([1, 2, 1], vertical_alignment="bottom")
+    left.button(
+        "◀",
+        key="_w_layer_prev",
+        on_click=_step_layer,
+        args=(-1, cfg.n_layer),
+        disabled=ss["layer"] <= 0,
+        help="previous layer",
+    )
+    ss["_w_layer"] = ss["layer"]
+    mid.number_input(
+        "Layer",
+        min_value=0,
+        max_value=cfg.n_layer - 1,
+        step=1,
+        key="_w_layer",
+        on_change=_on_number,
+        args=("layer",),
+        label_visibility="collapsed",
+    )
+    right.button(
+        "▶",
+        key="_w_layer_next",
+        on_click=_step_layer,
+        args=(1, cfg.n_layer),
+        disabled=ss["layer"] >= cfg.n_layer - 1,
+        help="next layer",
+    )
+    ss["_w_head"] = ss["head"]
+    sb.number_input(
+        f"Head (0 to {cfg.n_head - 1})",
+        min_value=0,
+        max_value=cfg.n_head - 1,
+        step=1,
+        key="_w_head",
+        on_change=_on_number,
+        args=("head",),
+    )
+    ss["_w_pos"] = ss["pos"]
+    sb.selectbox(
+        "Token position",
+        list(range(trace.n_tokens)),
+        key="_w_pos",
+        format_func=lambda i: f"{i}: {trace.token_strs[i]}",
+        on_change=_on_number,
+        args=("pos",),
+        help="The query token: the attention page shows what this token looks at.",
+    )
+
+
+# --- the frame -------------------------------------------------------------------------------
+
+
+def _page_config(stage_id: str) -> None:
+    title = "Inside GPT" if stage_id == "home" else f"{STAGE_BY_ID[stage_id].title} · Inside GPT"
+    st.set_page_config(
+        page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state="expanded"
+    )
+
+
+def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
+    """Load the chosen model; on a bad checkpoint say why and keep the last one that worked."""
+    ss = st.session_state
+    model_id = ss["model_id"]
+    try:
+        loaded = load_model(model_id)
+    except (CheckpointError, OSError) as err:
+        previous = ss.get("_last_good_model", "bundled")
+        st.error(f"Could not load the model “{model_id}”: {err}")
+        if previous == model_id:
+            return model_id, None
+        notices.append(f"Still showing the model “{previous}”.")
+        ss["model_id"] = previous
+        model_id = previous
+        try:
+            loaded = load_model(model_id)
+        except (CheckpointError, OSError) as err2:
+            st.error(f"Could not load the model “{model_id}” either: {err2}")
+            return model_id, None
+    ss["_last_good_model"] = model_id
+    return model_id, loaded
+
+
+def frame(stage_id: str) -> View | None:
+    """Every page's first call. See the module docstring for the contract."""
+    if stage_id != "home" and stage_id not in STAGE_BY_ID:
+        raise ValueError(f"unknown stage {stage_id!r}")
+    _page_config(stage_id)
+    _init_state()
+    notices = _adopt_query_params()
+    ss = st.session_state
+    _sidebar_navigation(stage_id)
+    model_id, loaded = _load_with_fallback(notices)
+    _sidebar_inputs(loaded)
+    for notice in notices:
+        st.warning(notice)
+    text = ss["text"]
+    if loaded is None:
+        _write_query_params()
+        return None
+    if not text.strip():
+        st.info(
+            "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
+            "read it: every page then shows what happens inside."
+        )
+        _write_query_params()
+        return None
+    trace = get_trace(model_id, text, loaded)
+    cfg = trace.config
+    ss["layer"] = _clamp(ss.get("layer"), 0, cfg.n_layer - 1, 0)
+    ss["head"] = _clamp(ss.get("head"), 0, cfg.n_head - 1, 0)
+    ss["pos"] = _clamp(ss.get("pos"), 0, trace.n_tokens - 1, trace.n_tokens - 1)
+    _sidebar_selection(trace)
+    if trace.n_tokens_dropped:
+        total = trace.n_tokens + trace.n_tokens_dropped
+        st.warning(
+            f"Your text has {total} tokens; the model reads at most {trace.n_tokens} at once, "
+            f"so the first {trace.n_tokens} are shown and the last {trace.n_tokens_dropped} "
+            "are left out."
+        )
+    _write_query_params()
+    return View(
+        trace=trace,
+        loaded=loaded,
+        model_id=model_id,
+        stage=stage_id,
+        layer=ss["layer"],
+        head=ss["head"],
+        pos=ss["pos"],
+    )
+
+
+# --- walking the stages ----------------------------------------------------------------------
+
+
+def walk_neighbours(
+    stage_id: str, layer: int, n_layer: int
+) -> tuple[tuple[Stage, int] | None, tuple[Stage, int] | None]:
+    """(previous, next) steps of the walk from (stage, layer): 1 → 2 → 3; stages 3-7 in the
+    selected layer; 7 → 3 of the next layer; from the last layer 7 → 8; 8 → 9."""
+    order = [s.id for s in STAGES]
+    i = order.index(stage_id)
+    nxt: tuple[Stage, int] | None
+    prev: tuple[Stage, int] | None
+    if stage_id == "dropout" and layer < n_layer - 1:
+        nxt = (STAGE_BY_ID["attention"], layer + 1)
+    elif i + 1 < len(order):
+        nxt = (STAGES[i + 1], layer)
+    else:
+        nxt = None
+    if stage_id == "attention" and layer > 0:
+        prev = (STAGE_BY_ID["dropout"], layer - 1)
+    elif stage_id == "output":
+        prev = (STAGE_BY_ID["dropout"], n_layer - 1)
+    elif i > 0:
+        prev = (STAGES[i - 1], layer)
+    else:
+        prev = None
+    return prev, nxt
+
+
+def _step_label(step: tuple[Stage, int]) -> str:
+    stage, layer = step
+    where = f" (layer {layer})" if stage.id in LAYER_STAGES else ""
+    return f"{stage.label}{where}"
+
+
+def next_stage(view: View) -> None:
+    """The Previous / Next controls at the bottom of a stage page. Moving to another layer
+    updates the shared layer; the new page's URL carries stage and layer."""
+    prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer)
+    st.divider()
+    left, right = st.columns(2)
+    for col, step, arrow, kind in ((left, prev, "←", "prev"), (right, nxt, "→", "next")):
+        if step is None or not _stage_exists(step[0]):
+            continue
+        label = f"{arrow} {_step_label(step)}" if kind == "prev" else f"Next: {_step_label(step)} →"
+        if col.button(
+            label, key=f"{view.stage}_{kind}", type="primary" if kind == "next" else "secondary"
+        ):
+            stage, layer = step
+            st.session_state["layer"] = layer
+            st.switch_page(stage.path, query_params=_nav_params(layer))
+    if nxt is None:
+        right.page_link(STAGES[0].path, label="Start the walk again", icon="🔁")
+
+
+# --- the home page ---------------------------------------------------------------------------
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _validation_loss(loaded: LoadedModel) -> float | None:
+    for key in ("val_loss", "validation_loss", "best_val_loss"):
+        value = loaded.card.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    state = Path(loaded.source) / "train_state.json"
+    if state.is_file():
+        try:
+            history = json.loads(state.read_text(encoding="utf-8"))["state"]["history"]
+            return float(history[-1]["val_loss"])
+        except (KeyError, IndexError, TypeError, ValueError, json.JSONDecodeError):
+            return None
+    return None
+
+
+def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
+    """The model card as (field, value) rows for the home page."""
+    cfg = loaded.config
+    rows = [
+        ("Layers (blocks)", str(cfg.n_layer)),
+        ("Attention heads per layer", str(cfg.n_head)),
+        ("Width of the residual stream (d_model)", str(cfg.d_model)),
+        ("Width of one head (d_head)", str(cfg.d_head)),
+        ("Feed-forward width", str(cfg.d_mlp)),
+        ("Context (longest text it reads)", f"{cfg.n_ctx} tokens"),
+        ("Vocabulary", f"{_fmt_int(cfg.vocab_size)} tokens ({loaded.tokenizer.name})"),
+        ("Parameters", _fmt_int(cfg.n_params())),
+        ("Trained on", str(loaded.card.get("trained_on", "not recorded"))),
+    ]
+    loss = _validation_loss(loaded)
+    rows.append(
+        ("Validation loss (nats per token)", f"{loss:.3f}" if loss is not None else "not recorded")
+    )
+    rows.append(("Weights from", loaded.source))
+    return rows
+
+
+def _flowchart() -> None:
+    """The article's flowchart as boxes; every box opens its stage."""
+
+    def box(col: Any, stage: Stage, note: str) -> None:
+        with col.container(border=True):
+            if _stage_exists(stage):
+                st.page_link(stage.path, label=stage.label, query_params=_nav_params())
+            else:
+                st.markdown(f"**{stage.label}**")
+            st.caption(note)
+
+    notes = {
+        "tokens": "text → token ids",
+        "embeddings": "ids → vectors, plus position",
+        "attention": "each token gathers from earlier tokens",
+        "feed_forward": "each token alone, 4× wider",
+        "layer_norm": "rescale every token's vector",
+        "residual": "add each block's output to the stream",
+        "dropout": "random zeros, only in training",
+        "output": "probabilities of the next token",
+        "generate": "sample a token, append, repeat",
+    }
+    first = st.columns([1, 0.15, 1, 0.15, 1, 0.15, 1], vertical_alignment="center")
+    box(first[0], STAGE_BY_ID["tokens"], notes["tokens"])
+    first[1].markdown("### →")
+    box(first[2], STAGE_BY_ID["embeddings"], notes["embeddings"])
+    first[3].markdown("### →")
+    box(first[4], STAGE_BY_ID["output"], notes["output"])
+    first[5].markdown("### →")
+    box(first[6], STAGE_BY_ID["generate"], notes["generate"])
+    st.caption(
+        "Between the embeddings and the output, the same block repeats once per layer "
+        "(stages 3 to 7, in the article's order):"
+    )
+    with st.container(border=True):
+        row = st.columns([1, 0.12, 1, 0.12, 1, 0.12, 1, 0.12, 1], vertical_alignment="center")
+        for k, sid in enumerate(LAYER_STAGES):
+            box(row[2 * k], STAGE_BY_ID[sid], notes[sid])
+            if k < len(LAYER_STAGES) - 1:
+                row[2 * k + 1].markdown("### →")
+        st.caption("↻ then on to the next layer; after the last layer, to the output.")
+
+
+def render_home() -> None:
+    view = frame("home")
+    st.title(f"{PAGE_ICON} Inside GPT")
+    st.markdown(
+        "Type a text and watch a real GPT read it: this app runs a small GPT-2-architecture "
+        "model on your words and shows every number it computes along the way. "
+        "The pages follow the seed article's flowchart, from tokens and embeddings through "
+        "every head's attention, the feed-forward block, layer norm, the residual stream and "
+        "dropout, to the probabilities of the next word. "
+        "Where the article's description differs from a real GPT, the page shows both."
+    )
+    _flowchart()
+    st.page_link(STAGES[0].path, label="Start the walk: 1 · Input & tokens", icon="▶️")
+    st.caption(
+        "The article draws attention → feed-forward → layer norm → residual (post-norm); "
+        "GPT-2 and GPT-3 normalise first: x + attn(ln₁(x)), then x + mlp(ln₂(x))."
+    )
+    st.header("The model")
+    model_id = st.session_state["model_id"]
+    try:
+        loaded = view.loaded if view is not None else load_model(model_id)
+    except (CheckpointError, OSError):
+        return
+    left, right = st.columns([3, 2])
+    import pandas as pd
+
+    left.dataframe(
+        pd.DataFrame(model_card_rows(loaded), columns=["", model_label(loaded.name)]),
+        hide_index=True,
+        width="stretch",
+    )
+    if loaded.name == "random":
+        right.info(
+            "This is the untrained model: the same architecture with random weights. "
+            "Switch to **bundled** in the sidebar to compare before and after learning."
+        )
+    card_md = BUNDLED_DIR / "MODEL_CARD.md"
+    if loaded.source == str(BUNDLED_DIR) and card_md.is_file():
+        with right.expander("Model card", expanded=True):
+            st.markdown(card_md.read_text(encoding="utf-8"))
+    if view is not None:
+        right.metric("Tokens in your text", view.trace.n_tokens)
+
+
+if __name__ == "__main__":
+    # Draw through the module `app`, so the caches are the ones the pages use.
+    import app as _app
+
+    _app.render_home()
