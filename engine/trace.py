@@ -61,9 +61,19 @@ def _site_of(name: str, n_layer: int) -> str | None:
     parts = name.split(".", 2)
     if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
         layer, site = int(parts[1]), parts[2]
-        if layer < n_layer and (site in BLOCK_SITES or site in DROPOUT_SITES):
+        canonical = str(layer) == parts[1]  # "blocks.01..." is not a canonical name
+        if canonical and layer < n_layer and (site in BLOCK_SITES or site in DROPOUT_SITES):
             return site
     return None
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    """`arr` itself if it is already read-only, else a read-only copy (the caller keeps a
+    writable original that no longer aliases the Trace)."""
+    if arr.flags.writeable:
+        arr = arr.copy()
+        arr.flags.writeable = False
+    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +85,9 @@ class Trace:
         token_ids: int64 [T], the tokens that were run (at most the model's context).
         token_strs: T display strings (`engine.tokenizer.display_token`), for axis labels.
         config: the model's `GPTConfig`.
-        acts: canonical name -> read-only float array, batch dimension removed:
+        acts: canonical name -> read-only float array, batch dimension removed (writable arrays
+            given to the constructor are copied; every array stays read-only, also after
+            unpickling):
             hook_embed, hook_pos_embed                     [T, d]
             blocks.i.hook_resid_pre / resid_mid / resid_post  [T, d]
             blocks.i.ln1.hook_scale, ln2.hook_scale         [T, 1]  sqrt(var + eps)
@@ -102,11 +114,19 @@ class Trace:
     dropout_p: float = 0.0
 
     def __post_init__(self) -> None:
-        T = len(self.token_ids)
+        token_ids = np.asarray(self.token_ids)
+        if token_ids.ndim != 1 or not np.issubdtype(token_ids.dtype, np.integer):
+            raise ValueError(
+                f"token_ids must be a 1-D array of integers, got shape {token_ids.shape} "
+                f"and dtype {token_ids.dtype}"
+            )
+        T = len(token_ids)
         if T < 1:
             raise ValueError("a Trace needs at least one token")
         if len(self.token_strs) != T:
             raise ValueError(f"{len(self.token_strs)} token strings for {T} token ids")
+        if not isinstance(self.acts, dict):
+            raise ValueError(f"acts must be a dict of arrays, got {type(self.acts).__name__}")
         cfg = self.config
         sizes = {
             "T": T,
@@ -117,18 +137,39 @@ class Trace:
             "V": cfg.vocab_size,
             "1": 1,
         }
-        for name, arr in self.acts.items():
-            site = _site_of(name, cfg.n_layer)
+        acts: dict[str, np.ndarray] = {}
+        for name, value in self.acts.items():
+            site = _site_of(name, cfg.n_layer) if isinstance(name, str) else None
             if site is None:
-                raise ValueError(f"unknown activation name {name!r} in Trace")
+                raise ValueError(
+                    f"unknown activation name {name!r} in Trace (canonical names are built by "
+                    f"engine.names.act_name; this model has {cfg.n_layer} layers)"
+                )
+            arr = np.asarray(value)
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"activation {name!r} must hold floats, got dtype {arr.dtype}")
             expected = tuple(sizes[s] for s in _SHAPES[site])
             if tuple(arr.shape) != expected:
                 raise ValueError(
                     f"activation {name!r} has shape {tuple(arr.shape)}, expected {expected} "
                     f"for {T} tokens"
                 )
-        if LOGITS not in self.acts:
+            acts[name] = _read_only(arr)
+        if LOGITS not in acts:
             raise ValueError("a Trace must hold the logits")
+        # Frozen dataclass: normalise the fields once, here. Every array is read-only.
+        object.__setattr__(self, "token_ids", _read_only(token_ids.astype(np.int64, copy=False)))
+        object.__setattr__(self, "token_strs", tuple(self.token_strs))
+        object.__setattr__(self, "acts", acts)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickling (st.cache_data, session state) gives numpy arrays that are writable
+        again; make them read-only as on construction."""
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self.token_ids.flags.writeable = False
+        for arr in self.acts.values():
+            arr.flags.writeable = False
 
     @property
     def n_tokens(self) -> int:
