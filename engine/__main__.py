@@ -130,6 +130,40 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_ids(tokenizer: object) -> tuple[np.ndarray, np.ndarray]:
+    from engine.corpus import load_corpus, tokenize_works
+
+    train_texts, valid_texts = load_corpus().split()
+    return tokenize_works(train_texts, tokenizer), tokenize_works(valid_texts, tokenizer)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.checkpoints import load
+    from engine.evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load(args.model)
+    train_ids, val_ids = _split_ids(loaded.tokenizer)
+    report = evaluate(
+        loaded,
+        train_ids,
+        val_ids,
+        train_windows=args.train_windows,
+        with_baselines=not args.no_baselines,
+        n_sample_tokens=args.sample_tokens,
+    )
+    out = report.to_dict()
+    state_file = Path(args.model) / "train_state.json"
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())["state"]
+        out["step"], out["tokens_seen"] = state["step"], state["tokens_seen"]
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="measure a model: losses, n-gram baselines, head roles")
+    p.add_argument("--model", default="bundled", help="bundled, random or a GPT-2 directory")
+    p.add_argument(
+        "--train-windows",
+        type=int,
+        default=256,
+        help="training-loss windows, evenly spaced (0: the whole training split)",
+    )
+    p.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
+    p.add_argument("--sample-tokens", type=int, default=48, help="tokens per sample (0: none)")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_evaluate)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
