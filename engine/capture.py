@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 
@@ -14,7 +16,13 @@ def prepare_ids(
     tokenizer: Tokenizer, text_or_ids: str | list[int], n_ctx: int
 ) -> tuple[list[int], int]:
     """Token ids cut to the context (the first `n_ctx` are kept) and how many were dropped."""
-    ids = tokenizer.encode(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
+    if isinstance(text_or_ids, str):
+        ids = tokenizer.encode(text_or_ids)
+    else:
+        try:
+            ids = [operator.index(i) for i in text_or_ids]
+        except TypeError as err:
+            raise ValueError(f"token ids must be integers: {err}") from err
     if not ids:
         raise ValueError("the text is empty: there is nothing to run the model on")
     bad = [i for i in ids if not 0 <= int(i) < tokenizer.vocab_size]
@@ -42,6 +50,8 @@ def run_with_trace(
     `dropout_p` > 0 runs a seeded dropout pass (the dropout page) without touching the
     model's mode; it then also records each layer's `attn.hook_pattern_dropped`.
     """
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     ids, n_dropped = prepare_ids(tokenizer, text_or_ids, model.config.n_ctx)
     recorded: dict[str, torch.Tensor] = {}
 

@@ -247,6 +247,8 @@ class GPT(nn.Module):
         if T > self.config.n_ctx:
             raise ValueError(f"{T} tokens exceed the model's context of {self.config.n_ctx}")
         p = dropout_p if dropout_p is not None else (self.config.dropout if self.training else 0.0)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
         tok_emb = self.transformer.wte(idx)  # [B, T, d]
         pos_emb = self.transformer.wpe(torch.arange(T, device=idx.device))  # [T, d]
         if recorder is not None:
