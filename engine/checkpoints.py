@@ -225,10 +225,19 @@ def _tokenizer_for(directory: Path, extra: dict[str, Any]) -> Tokenizer:
 
 
 def random_model(config: GPTConfig, seed: int = RANDOM_SEED) -> GPT:
-    """A GPT with GPT-2's initialisation drawn from `seed`, in eval mode."""
+    """A GPT with GPT-2's initialisation drawn from `seed`, in eval mode with frozen parameters
+    (like a loaded checkpoint: no autograd graph, `.numpy()` works on anything computed from it).
+    To train it, switch `requires_grad_(True)` on its parameters and call `.train()`."""
     model = GPT(config)
     model.init_weights(torch.Generator().manual_seed(seed))
-    return model.eval()
+    return _frozen(model)
+
+
+def _frozen(model: GPT) -> GPT:
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
 
 
 def load_directory(
@@ -270,9 +279,7 @@ def load_directory(
             f"{directory.name}/ has neither model.safetensors nor pytorch_model.bin"
         )
     model.load_state_dict(state, strict=True)
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
+    _frozen(model)
     return LoadedModel(
         name=name or directory.name,
         model=model,

@@ -80,7 +80,8 @@ class HeadScores:
 
     previous: mean weight a query puts on the token just before it (queries 1..T-1).
     first: mean weight on position 0 (queries 1..T-1), the attention sink.
-    self_: mean weight on the query itself.
+    self_: mean weight on the query itself (queries 1..T-1: query 0 can only attend to
+        itself, so counting it would add 1/T to every head).
     entropy: mean entropy (nats) of the attention rows (queries 1..T-1).
     induction: mean weight on the token after an earlier occurrence of the query's token
         (NaN when the text repeats no token).
@@ -139,11 +140,12 @@ def head_scores(trace: Trace) -> HeadScores:
         first = patterns[:, :, 1:, 0].mean(-1)
         rows = patterns[:, :, 1:, :]
         entropy = -(rows * np.log(np.clip(rows, 1e-12, None))).sum(-1).mean(-1)
+        self_ = np.einsum("lhii->lhi", patterns)[:, :, 1:].mean(-1)
     else:
         previous = np.zeros((L, H))
         first = np.ones((L, H))
         entropy = np.zeros((L, H))
-    self_ = np.einsum("lhii->lhi", patterns).mean(-1)
+        self_ = np.ones((L, H))
     targets = induction_targets(trace.token_ids)
     if targets:
         per_query = [patterns[:, :, i, js].sum(-1) for i, js in targets]
@@ -211,7 +213,7 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
             logp = torch.log_softmax(_lens_logits(model, rows[s:e]), dim=-1)
             vals, ids = logp.topk(k, dim=-1)
             top_ids[s:e], top_probs[s:e] = ids, vals.exp()
-            entropy[s:e] = -(logp.exp() * logp).sum(-1)
+            entropy[s:e] = torch.special.entr(logp.exp()).sum(-1)  # 0 log 0 = 0
             tgt = targets[s:e]
             has = tgt >= 0
             if has.any():

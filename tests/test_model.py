@@ -303,3 +303,11 @@ def test_dropout_zeroes_some_entries_and_scales_the_survivors() -> None:
     assert torch.all(out[kept] == 2.0 / 0.75)
     assert 0.2 < 1 - kept.float().mean().item() < 0.3
     assert dropout(x, 0.0, None) is x
+
+
+def test_random_model_is_frozen_like_a_loaded_checkpoint(small_config: GPTConfig) -> None:
+    model = random_model(small_config, seed=0)
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    logits = model(torch.tensor([[1, 2, 3]]))
+    assert logits.grad_fn is None  # no autograd graph: pages may call .numpy() directly
