@@ -50,7 +50,9 @@ PROMPTS: tuple[str, ...] = (
 
 
 def _discount(counts: np.ndarray) -> float:
-    """Absolute discount D = n1 / (n1 + 2 n2) from the counts-of-counts (Ney et al. 1994)."""
+    """Absolute discount D = n1 / (n1 + 2 n2) from the counts-of-counts (Ney et al. 1994), kept
+    inside [0.05, 0.95] so that neither the counts nor the lower order ever get all the mass
+    (only tiny or degenerate data reach the limits; on the corpus D lies in 0.4-0.8)."""
     n1 = int(np.sum(counts == 1))
     n2 = int(np.sum(counts == 2))
     if n1 + 2 * n2 == 0:

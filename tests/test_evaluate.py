@@ -1,0 +1,168 @@
+"""engine.evaluate: the n-gram baselines, head-score protocols, sampling and the report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.capture import run_with_trace
+from engine.checkpoints import LoadedModel
+from engine.evaluate import (
+    KneserNey,
+    evaluate,
+    generate,
+    induction_scores,
+    ngram_baselines,
+    previous_token_scores,
+    repeated_random_tokens,
+    window_starts,
+)
+from engine.lens import head_scores
+from engine.train import estimate_loss
+
+
+def _skewed_ids(n: int, vocab: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, vocab, n) % rng.integers(1, vocab, n)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_kneser_ney_distributions_sum_to_one_in_seen_and_unseen_contexts(order: int) -> None:
+    V = 40
+    ids = _skewed_ids(3000, V)
+    model = KneserNey(ids, V, order)
+    contexts = [(int(ids[10]), int(ids[11])), (3, 4), (39, 38)]  # seen, and probably unseen
+    for ctx in contexts:
+        history = None if order == 1 else np.tile(np.array(ctx[2 - (order - 1) :]), (V, 1))
+        p = model.prob(history, np.arange(V))
+        assert (p > 0).all()
+        assert p.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_kneser_ney_bigram_matches_a_hand_computed_probability() -> None:
+    # "a b a b a c": bigram counts ab=2, ba=2, ac=1 -> D = n1 / (n1 + 2 n2) = 1 / 5.
+    # Every token follows exactly one distinct token, so the continuation unigram is uniform.
+    # P(b | a) = (2 - 0.2) / 3 + 0.2 * 2 / 3 * 1 / 3
+    ids = np.array([0, 1, 0, 1, 0, 2])
+    model = KneserNey(ids, 3, 2)
+    assert model.discounts[0] == pytest.approx(0.2)
+    p = model.prob(np.array([[0]]), np.array([1]))[0]
+    assert p == pytest.approx(1.8 / 3 + 0.4 / 9)
+    # An unseen context falls back to the continuation unigram.
+    assert model.prob(np.array([[2]]), np.array([1]))[0] == pytest.approx(1 / 3)
+
+
+def test_kneser_ney_loss_is_the_mean_negative_log_probability_of_each_target() -> None:
+    V = 30
+    ids = _skewed_ids(2000, V, seed=1)
+    model = KneserNey(ids[:1500], V, 3)
+    held = ids[1500:]
+    manual = -np.mean(
+        [np.log(model.prob(held[i - 2 : i][None], held[i : i + 1])[0]) for i in range(2, len(held))]
+    )
+    assert model.loss(held, 2) == pytest.approx(manual, rel=1e-12)
+
+
+def test_higher_order_baselines_win_on_text_with_local_structure() -> None:
+    # A source where the previous token narrows the next one to two choices and the token
+    # before it picks one of them (with noise): bigram < unigram, trigram < bigram.
+    rng = np.random.default_rng(0)
+    V, n = 64, 60_000
+    ids = np.zeros(n, dtype=np.int64)
+    ids[:2] = [1, 2]
+    for i in range(2, n):
+        ids[i] = (ids[i - 1] * 7 + ids[i - 2] % 2) % V if rng.random() < 0.8 else rng.integers(V)
+    b = ngram_baselines(ids[:50_000], ids[50_000:], V, seq_len=100)
+    assert b.unigram == pytest.approx(math.log(V), abs=0.05)  # the marginal is nearly uniform
+    assert b.trigram_kn < b.bigram_kn < b.unigram
+    assert b.n_val_targets == ((10_000 - 1) // 100) * 100
+
+
+def test_window_starts_are_evenly_spaced_and_keep_every_window_inside() -> None:
+    assert window_starts(1000, 100, 4) == [0, 300, 600, 900]
+    with pytest.raises(ValueError):
+        window_starts(50, 100, 2)
+
+
+def test_previous_token_scores_average_head_scores_over_the_windows(
+    tiny_loaded: LoadedModel,
+) -> None:
+    ids = np.asarray(tiny_loaded.tokenizer.encode("Friends, Romans, countrymen, " * 20))
+    got = previous_token_scores(tiny_loaded, ids, n_windows=2, window=16)
+    starts = window_starts(len(ids), 16, 2)
+    expected = np.mean(
+        [
+            head_scores(
+                run_with_trace(
+                    tiny_loaded.model, tiny_loaded.tokenizer, [int(t) for t in ids[s : s + 16]]
+                )
+            ).previous
+            for s in starts
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_repeated_random_tokens_are_ordinary_tokens_repeated_once() -> None:
+    ids = repeated_random_tokens(seed=3, half=50, n_tokens=4096)
+    assert len(ids) == 100 and ids[:50] == ids[50:]
+    assert max(ids) < 4096
+    assert repeated_random_tokens(3, 50, 4096) == ids
+    assert repeated_random_tokens(4, 50, 4096) != ids
+
+
+def test_induction_losses_of_an_untrained_model_are_about_log_vocabulary(
+    tiny_loaded: LoadedModel,
+) -> None:
+    result = induction_scores(tiny_loaded, seeds=(0, 1), half=16)
+    assert result.scores.shape == (2, 2)
+    # Random weights attend roughly uniformly: about 1 / (number of keys) on the induction target.
+    assert (result.scores < 0.3).all()
+    assert result.first_half_loss == pytest.approx(math.log(4097), abs=0.3)
+    assert result.repeat_loss == pytest.approx(math.log(4097), abs=0.3)
+
+
+def test_greedy_generation_follows_the_argmax_token_by_token(tiny_loaded: LoadedModel) -> None:
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    ids = tok.encode("To be, or")
+    with torch.no_grad():
+        for _ in range(5):
+            logits = model(torch.tensor([ids[-model.config.n_ctx :]]))[0, -1]
+            logits[tok.eot_id] = float("-inf")
+            ids.append(int(logits.argmax()))
+    assert generate(model, tok, "To be, or", 5) == tok.decode(ids[-5:])
+
+
+def test_sampled_generation_is_reproducible_for_a_seed(tiny_loaded: LoadedModel) -> None:
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    a = generate(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=1)
+    assert a == generate(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=1)
+    assert a != generate(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=2)
+
+
+def test_evaluate_reports_the_engines_own_measurements(tiny_loaded: LoadedModel) -> None:
+    tok = tiny_loaded.tokenizer
+    train_ids = np.asarray(tok.encode("Now is the winter of our discontent. " * 40))
+    val_ids = np.asarray(tok.encode("Now is the winter of our discontent. " * 10))
+    report = evaluate(
+        tiny_loaded,
+        train_ids,
+        val_ids,
+        n_prev_windows=2,
+        induction_seeds=(0,),
+        induction_half=16,
+        n_sample_tokens=4,
+    )
+    assert report.val_loss == estimate_loss(tiny_loaded.model, val_ids, 32)
+    assert report.previous_token.shape == report.induction.shape == (2, 2)
+    assert report.baselines is not None and report.baselines.bigram_kn < report.baselines.unigram
+    assert len(report.samples) == 8  # 4 prompts x (greedy, sampled)
+    met = report.thresholds()
+    assert met["previous-token head >= 0.5"] is False  # an untrained model has no such head
+    assert met["induction head >= 0.4"] is False
+    as_dict = report.to_dict()
+    assert as_dict["best_previous_token_head"]["score"] == round(report.best_previous.score, 4)
