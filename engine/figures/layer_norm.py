@@ -1,0 +1,282 @@
+"""Stage 5, layer norm: `(x - mean) / sqrt(var + eps) * gamma + beta`, per token over its features.
+
+GPT-2 has two LayerNorms per block (`ln_1` before attention, `ln_2` before the MLP) and a final
+`ln_f`. Their inputs are the residual stream (`hook_resid_pre`, `hook_resid_mid`, the last
+`hook_resid_post`); their statistics come from `engine.lens`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.figures.common import PALETTE, base_layout
+from engine.figures.feed_forward import plotly_text, token_axis, token_window
+from engine.lens import LNStats
+from engine.trace import Trace
+
+ARTICLE_EPS = 1e-8  # the article's `torch.sqrt(variance + 1e-8)`
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+
+def gpt_normalize(x: np.ndarray, eps: float) -> np.ndarray:
+    """GPT-2's normalisation without gamma and beta: each token (row) over its own features."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def article_normalize(x: np.ndarray) -> np.ndarray:
+    """The article's `layer_normalization`: `torch.mean` and `torch.var` over the whole tensor
+    (every token and feature at once; torch.var is the unbiased estimate), eps 1e-8."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean()) / np.sqrt(x.var(ddof=1) + ARTICLE_EPS)
+
+
+def ln_label(which: str, layer: int | None) -> str:
+    """Readable name of one LayerNorm ("ln_1 of layer 2", "ln_f (final)")."""
+    if which == "ln_final":
+        return "ln_f (final)"
+    return f"{'ln_1' if which == 'ln1' else 'ln_2'} of layer {layer}"
+
+
+def stats_label(stats: LNStats) -> str:
+    """`LNStats.name` ("blocks.2.ln1", "ln_final") as a short axis label ("2·ln_1", "ln_f")."""
+    if stats.name == "ln_final":
+        return "ln_f"
+    _, layer, which = stats.name.split(".")
+    return f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def token_stats_figure(trace: Trace, stats: LNStats, title: str, start: int = 0) -> go.Figure:
+    """Per-token mean and standard deviation of the vector entering one LayerNorm."""
+    lo, hi = token_window(trace.n_tokens, start)
+    x = token_axis(trace.token_strs, lo, hi)
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("mean over the features", "standard deviation over the features"),
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=stats.mean[lo:hi],
+            name="mean",
+            marker_color=PALETTE[0],
+            hovertemplate="token %{x}<br>mean %{y:.4f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=stats.std[lo:hi],
+            name="standard deviation",
+            marker_color=PALETTE[1],
+            hovertemplate="token %{x}<br>std %{y:.4f}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(tickangle=-45, row=2, col=1)
+    fig.update_layout(showlegend=False)
+    return base_layout(fig, title, 560)
+
+
+def feature_steps_figure(
+    x: np.ndarray,
+    normalized: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    title: str,
+) -> go.Figure:
+    """One token's features: as they enter, after normalising, after gamma and beta (histograms,
+    each titled with its mean and standard deviation)."""
+    x = np.asarray(x, dtype=np.float64)
+    normalized = np.asarray(normalized, dtype=np.float64)
+    out = normalized * np.asarray(gamma, dtype=np.float64) + np.asarray(beta, dtype=np.float64)
+    steps = (
+        ("1. entering: x", x, PALETTE[9]),
+        ("2. normalised: (x − mean) / sqrt(var + eps)", normalized, PALETTE[0]),
+        ("3. after gamma and beta: y = gamma · x̂ + beta", out, PALETTE[2]),
+    )
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        vertical_spacing=0.14,
+        subplot_titles=[
+            f"{name}  (mean {v.mean():.3f}, std {v.std():.3f})" for name, v, _ in steps
+        ],
+    )
+    for row, (name, values, colour) in enumerate(steps, start=1):
+        fig.add_trace(
+            go.Histogram(
+                x=values,
+                name=name,
+                nbinsx=50,
+                marker_color=colour,
+                hovertemplate="value %{x}<br>%{y} features<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(title_text="features", row=row, col=1)
+    fig.update_layout(showlegend=False)
+    return base_layout(fig, title, 720)
+
+
+def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Figure:
+    """The learned gain (gamma) and bias (beta) of one LayerNorm, feature by feature."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    idx = np.arange(gamma.size)
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.1,
+        subplot_titles=("gamma (gain; 1 = unchanged)", "beta (bias; 0 = unchanged)"),
+    )
+    fig.add_trace(
+        go.Bar(
+            x=idx,
+            y=gamma,
+            name="gamma",
+            marker_color=PALETTE[0],
+            hovertemplate="feature %{x}<br>gamma %{y:.4f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=idx,
+            y=beta,
+            name="beta",
+            marker_color=PALETTE[1],
+            hovertemplate="feature %{x}<br>beta %{y:.4f}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(title_text="feature", row=2, col=1)
+    fig.update_layout(showlegend=False, bargap=0.0)
+    return base_layout(fig, title, 520)
+
+
+def scale_growth_figure(
+    all_stats: list[LNStats], pos: int, token_label: str, highlight: str | None = None
+) -> go.Figure:
+    """The standard deviation of the residual entering every LayerNorm, in forward order: the
+    median over tokens, the smallest and largest token, and the selected token."""
+    labels = [stats_label(s) for s in all_stats]
+    stds = np.stack([s.std for s in all_stats])  # [n_ln, T]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=stds.max(axis=1),
+            mode="lines",
+            line={"width": 0},
+            name="largest token",
+            hovertemplate="%{x}<br>largest std %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=stds.min(axis=1),
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor="rgba(76,120,168,0.2)",
+            name="range over tokens",
+            hovertemplate="%{x}<br>smallest std %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=np.median(stds, axis=1),
+            mode="lines+markers",
+            line={"color": PALETTE[0], "width": 3},
+            name="median token",
+            hovertemplate="%{x}<br>median std %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=stds[:, pos],
+            mode="lines+markers",
+            line={"color": PALETTE[3], "width": 3, "dash": "dash"},
+            name=f"token {pos} “{plotly_text(token_label)}”",
+            hovertemplate="%{x}<br>this token's std %{y:.3f}<extra></extra>",
+        )
+    )
+    if highlight is not None and highlight in labels:
+        fig.add_vline(x=labels.index(highlight), line_dash="dot", line_color="grey")
+    fig.update_xaxes(title_text="LayerNorm, in the order the model reaches them")
+    fig.update_yaxes(title_text="std of the residual entering it", rangemode="tozero")
+    fig.update_layout(legend={"orientation": "h", "y": -0.25})
+    return base_layout(fig, "How the residual stream's scale grows through the layers", 480)
+
+
+def article_vs_gpt_figure(trace: Trace, x: np.ndarray, eps: float, start: int = 0) -> go.Figure:
+    """Each token's standard deviation after GPT-2's per-token normalisation (always 1) and after
+    the article's whole-tensor normalisation (whatever the token had, only rescaled)."""
+    lo, hi = token_window(trace.n_tokens, start)
+    gpt = gpt_normalize(x, eps)
+    article = article_normalize(x)
+    labels = token_axis(trace.token_strs, lo, hi)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.08,
+        subplot_titles=("mean of each token after", "std of each token after"),
+    )
+    for col, reduce in ((1, np.mean), (2, np.std)):
+        for name, values, colour in (
+            ("GPT-2: per token", gpt, PALETTE[0]),
+            ("article: whole tensor", article, PALETTE[1]),
+        ):
+            fig.add_trace(
+                go.Bar(
+                    x=labels,
+                    y=reduce(values[lo:hi], axis=-1),
+                    name=name,
+                    marker_color=colour,
+                    showlegend=col == 1,
+                    legendgroup=name,
+                    hovertemplate="token %{x}<br>%{y:.4f}<extra>" + name + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(tickangle=-45)
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.35})
+    return base_layout(fig, "The same vectors, normalised both ways", 500)
+
+
+__all__ = [
+    "ARTICLE_EPS",
+    "article_normalize",
+    "article_vs_gpt_figure",
+    "feature_steps_figure",
+    "gamma_beta_figure",
+    "gpt_normalize",
+    "ln_label",
+    "scale_growth_figure",
+    "stats_label",
+    "token_stats_figure",
+]

@@ -1,0 +1,227 @@
+"""Stages 8 and 9: next-token probabilities, the logit lens, and the distribution a generated
+token was drawn from.
+
+The logit lens reads every layer's residual through the model's own final LayerNorm (`ln_f`,
+with that residual's statistics) and unembedding (`engine.lens.logit_lens`); lenses that skip
+`ln_f` read a differently scaled vector than the one the model's output sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.figures.common import PALETTE, SCALE_WEIGHTS, base_layout
+from engine.figures.feed_forward import plotly_text, token_axis, token_window
+from engine.lens import LogitLens
+from engine.sampling import SampleStep, top_candidates
+
+Display = Callable[[int], str]
+LENS_AXIS = 48  # positions per lens window: each cell carries a word, so fewer than MAX_AXIS
+HOVER_TOP = 5
+
+
+def top_tokens_figure(
+    model_probs: np.ndarray,
+    shaped_probs: np.ndarray,
+    display: Display,
+    k: int = 15,
+    title: str = "Next token",
+) -> go.Figure:
+    """The k most probable next tokens: the model's own probability (temperature 1) beside the
+    probability after temperature, top-k and top-p (these keep the order, so one ranking)."""
+    ids = top_candidates(model_probs, k)
+    labels = [f"{plotly_text(display(int(i)))}  (id {int(i)})" for i in ids]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            y=labels,
+            x=np.asarray(model_probs, dtype=np.float64)[ids],
+            orientation="h",
+            name="model (temperature 1)",
+            marker_color=PALETTE[9],
+            hovertemplate="%{y}<br>p = %{x:.4f}<extra>model</extra>",
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            y=labels,
+            x=np.asarray(shaped_probs, dtype=np.float64)[ids],
+            orientation="h",
+            name="after temperature / top-k / top-p",
+            marker_color=PALETTE[0],
+            hovertemplate="%{y}<br>p = %{x:.4f}<extra>sampled from</extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="probability", range=[0, 1])
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.15})
+    return base_layout(fig, title, 160 + 44 * len(ids))
+
+
+def lens_hover(lens: LogitLens, display: Display, lo: int, hi: int) -> np.ndarray:
+    """[rows, hi - lo] hover strings: the top 5 tokens of each lens cell with probabilities."""
+    k = min(HOVER_TOP, lens.top_ids.shape[-1])
+    rows, _ = lens.top_ids.shape[:2]
+    out = np.empty((rows, hi - lo), dtype=object)
+    for r in range(rows):
+        for c, t in enumerate(range(lo, hi)):
+            out[r, c] = "<br>".join(
+                f"{j + 1}. {plotly_text(display(int(lens.top_ids[r, t, j])))}  "
+                f"{lens.top_probs[r, t, j]:.3f}"
+                for j in range(k)
+            )
+    return out
+
+
+def lens_heatmap(
+    lens: LogitLens,
+    token_strs: tuple[str, ...],
+    display: Display,
+    start: int = 0,
+    size: int = LENS_AXIS,
+) -> go.Figure:
+    """Layers (rows) x positions (columns): each cell names the lens's top next token and is
+    coloured by its probability; hover lists the top 5."""
+    T = lens.top_ids.shape[1]
+    lo, hi = token_window(T, start, size)
+    top = lens.top_probs[:, lo:hi, 0].astype(np.float64)
+    words = np.vectorize(lambda i: plotly_text(display(int(i))), otypes=[object])(
+        lens.top_ids[:, lo:hi, 0]
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.round(top, 4),
+            x=token_axis(token_strs, lo, hi),
+            y=lens.layer_labels,
+            text=words,
+            texttemplate="%{text}",
+            textfont={"size": 13},
+            customdata=lens_hover(lens, display, lo, hi),
+            colorscale=SCALE_WEIGHTS,
+            zmin=0.0,
+            zmax=1.0,
+            colorbar={"title": {"text": "p(top)"}},
+            hovertemplate="reading %{x}<br>%{y}<br>%{customdata}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title_text="residual read after")
+    fig.update_xaxes(title_text="position (the token it has just read)", tickangle=-45)
+    return base_layout(
+        fig,
+        "Logit lens: each layer's best guess of the next token (ln_f applied per layer)",
+        220 + 52 * len(lens.layer_labels),
+    )
+
+
+def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
+    """Probability and rank (0 = top) of the token that really comes next, layer by layer."""
+    labels = lens.layer_labels
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.12,
+        subplot_titles=("probability", "rank (0 = the top guess)"),
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=lens.next_prob[:, pos],
+            mode="lines+markers",
+            line={"color": PALETTE[0], "width": 3},
+            name="probability",
+            hovertemplate="%{x}<br>p = %{y:.4f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=lens.next_rank[:, pos],
+            mode="lines+markers",
+            line={"color": PALETTE[1], "width": 3},
+            name="rank",
+            hovertemplate="%{x}<br>rank %{y}<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_yaxes(range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(tickangle=-30)
+    fig.update_layout(showlegend=False)
+    return base_layout(
+        fig, f"The real next token “{plotly_text(next_label)}” after position {pos}", 440
+    )
+
+
+def target_figure(probs: np.ndarray, layer_labels: list[str], target_label: str) -> go.Figure:
+    """One chosen token's probability at the selected position, layer by layer."""
+    fig = go.Figure(
+        go.Scatter(
+            x=layer_labels,
+            y=np.asarray(probs, dtype=np.float64),
+            mode="lines+markers",
+            line={"color": PALETTE[2], "width": 3},
+            name=target_label,
+            hovertemplate="%{x}<br>p = %{y:.5f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text="probability", rangemode="tozero")
+    fig.update_xaxes(tickangle=-30)
+    return base_layout(fig, f"p(“{plotly_text(target_label)}”) through the layers", 420)
+
+
+def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
+    """The distribution a token was drawn from (top k, plus the chosen token if it is not among
+    them), the chosen token marked; the model's own probabilities beside it."""
+    ids = [int(i) for i in top_candidates(step.probs, k) if step.probs[int(i)] > 0]
+    if step.token_id not in ids:
+        ids.append(step.token_id)
+    labels = [f"{plotly_text(display(i))}  (id {i})" for i in ids]
+    colours = [PALETTE[3] if i == step.token_id else PALETTE[0] for i in ids]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            y=labels,
+            x=step.model_probs[ids],
+            orientation="h",
+            name="model (temperature 1)",
+            marker_color=PALETTE[9],
+            hovertemplate="%{y}<br>p = %{x:.4f}<extra>model</extra>",
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            y=labels,
+            x=step.probs[ids],
+            orientation="h",
+            name="drawn from (chosen in red)",
+            marker_color=colours,
+            text=["◀ chosen" if i == step.token_id else "" for i in ids],
+            textposition="outside",
+            hovertemplate="%{y}<br>p = %{x:.4f}<extra>sampled from</extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="probability", range=[0, 1.15])
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.12})
+    chosen = plotly_text(display(step.token_id))
+    title = f"Chose “{chosen}” (p = {step.prob:.3f}) from {step.n_candidates} candidates"
+    return base_layout(fig, title, 200 + 40 * len(ids))
+
+
+__all__ = [
+    "HOVER_TOP",
+    "LENS_AXIS",
+    "lens_heatmap",
+    "lens_hover",
+    "next_token_figure",
+    "sample_figure",
+    "target_figure",
+    "top_tokens_figure",
+]
