@@ -54,8 +54,9 @@ from engine.checkpoints import (
     random_model,
 )
 from engine.config import PRESETS
+from engine.figures.common import MAX_AXIS
 from engine.lens import HeadScores, LogitLens, head_scores, logit_lens
-from engine.tokenizer import cl100k_truncated
+from engine.tokenizer import EncodeSteps, TokenGroup, cl100k_truncated
 from engine.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,31 @@ def get_logit_lens(view: View) -> LogitLens:
 def get_head_scores(view: View) -> HeadScores:
     """Every head's scores on the view's Trace, computed once per (model, text)."""
     return _head_scores_cached(_model_key(view.model_id), view.trace.prompt, view.trace)
+
+
+@st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner=False)
+def _groups_cached(model_key: str, text: str, _trace: Trace, _loaded: LoadedModel) -> list:
+    return _loaded.tokenizer.group_characters([int(i) for i in _trace.token_ids])
+
+
+def get_token_groups(view: View) -> list[TokenGroup]:
+    """Consecutive tokens grouped into the characters they form (a Chinese character split
+    into byte tokens is one group), cached per (model, text)."""
+    return _groups_cached(_model_key(view.model_id), view.trace.prompt, view.trace, view.loaded)
+
+
+@st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner=False)
+def _steps_cached(model_key: str, text: str, _loaded: LoadedModel) -> EncodeSteps:
+    return _loaded.tokenizer.encode_with_steps(text, max_pre_tokens=MAX_PRE_TOKENS)
+
+
+MAX_PRE_TOKENS = 400
+
+
+def get_encode_steps(view: View) -> EncodeSteps:
+    """The tokenizer's work on the text (pre-tokens, bytes, every BPE merge), cached per
+    (model, text); covers the first MAX_PRE_TOKENS pre-tokens."""
+    return _steps_cached(_model_key(view.model_id), view.trace.prompt, view.loaded)
 
 
 # --- shared state and query parameters ------------------------------------------------------
@@ -609,6 +635,56 @@ def frame(stage_id: str) -> View | None:
         layer=ss["layer"],
         head=ss["head"],
         pos=ss["pos"],
+    )
+
+
+# --- controls a page may place in its main area ----------------------------------------------
+
+
+def shared_picker(
+    shared_key: str,
+    label: str,
+    options: list[int],
+    key: str,
+    format_func: Any = str,
+    help: str | None = None,
+) -> int:
+    """A selectbox in the page body bound to a shared value ("layer", "head" or "pos"): it shows
+    the shared value and writes changes back, so the sidebar and the URL follow."""
+    ss = st.session_state
+    if ss.get(shared_key) not in options:
+        ss[shared_key] = options[0]
+    ss[key] = ss[shared_key]
+    st.selectbox(
+        label,
+        options,
+        key=key,
+        format_func=format_func,
+        on_change=_copy_widget,
+        args=(key, shared_key),
+        help=help,
+    )
+    return int(ss[shared_key])
+
+
+def _copy_widget(widget_key: str, shared_key: str) -> None:
+    st.session_state[shared_key] = st.session_state[widget_key]
+
+
+def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
+    """Where a long axis's window starts. Draws a slider only when `n` is longer than `size`
+    (heatmaps send at most `size` cells along an axis); returns 0 otherwise."""
+    if n <= size:
+        return 0
+    step = max(1, size // 2)
+    return int(
+        st.slider(
+            f"{label}: first of the {size} shown (of {n})",
+            min_value=0,
+            max_value=n - size,
+            step=step,
+            key=key,
+        )
     )
 
 

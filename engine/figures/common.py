@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -53,3 +55,87 @@ def unique_labels(labels: list[str] | tuple[str, ...]) -> list[str]:
     """Plotly merges equal category labels on an axis; make each token label unique by
     prefixing its position ("3:␣the")."""
     return [f"{i}:{s}" for i, s in enumerate(labels)]
+
+
+def plotly_text(s: str) -> str:
+    """A string plotly draws literally. Plotly reads a subset of HTML in every text (axis ticks,
+    hover, titles): a token such as `<E4>` or `<br>` would vanish or break the line, so `&`, `<`
+    and `>` are written as entities, which plotly decodes back to the characters; a label
+    wrapped in `$...$` gets a zero-width space in front so it is never typeset as LaTeX."""
+    safe = html.escape(s, quote=False)
+    if len(safe) >= 2 and safe.startswith("$") and safe.endswith("$"):
+        safe = "\u200b" + safe
+    return safe
+
+
+def token_labels(
+    token_strs: list[str] | tuple[str, ...], lo: int = 0, hi: int | None = None
+) -> list[str]:
+    """Axis labels for token positions lo..hi-1: unique ("3:␣the") and plotly-safe."""
+    return [plotly_text(s) for s in unique_labels(list(token_strs))[lo:hi]]
+
+
+def window_start(n: int, start: int, size: int = MAX_AXIS) -> int:
+    """The first index of a window of `size` cells over an axis of `n`, clamped to be valid."""
+    if n <= size:
+        return 0
+    return max(0, min(int(start), n - size))
+
+
+def window(n: int, start: int, size: int = MAX_AXIS) -> slice:
+    """The slice of an axis of `n` cells that a heatmap shows (all of it when n <= size)."""
+    s = window_start(n, start, size)
+    return slice(s, min(n, s + size))
+
+
+def signed_range(values: np.ndarray) -> float:
+    """Half-width of a colour range centred on 0 that covers the finite values (at least 1e-6)."""
+    arr = np.asarray(values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    return float(max(np.abs(finite).max(), 1e-6)) if finite.size else 1.0
+
+
+def heatmap(
+    z: np.ndarray,
+    x_labels: list[str],
+    y_labels: list[str],
+    title: str,
+    *,
+    signed: bool,
+    x_title: str,
+    y_title: str,
+    hovertemplate: str,
+    customdata: np.ndarray | None = None,
+    height: int = 480,
+    zmax: float | None = None,
+    colorbar_title: str = "",
+) -> go.Figure:
+    """One heatmap in the shared style: rows top to bottom, category axes with every label.
+
+    `z` goes to plotly as it is (masked -inf become None). Signed data uses the diverging scale
+    centred on 0; weights use the sequential scale from 0 to `zmax` (default: the data's max).
+    """
+    z_plot = finite_or_none(z)
+    trace_kwargs: dict[str, object] = {}
+    if signed:
+        r = signed_range(z) if zmax is None else zmax
+        trace_kwargs.update(colorscale=SCALE_SIGNED, zmin=-r, zmax=r, zmid=0)
+    else:
+        trace_kwargs.update(colorscale=SCALE_WEIGHTS, zmin=0)
+        if zmax is not None:
+            trace_kwargs["zmax"] = zmax
+    fig = go.Figure(
+        go.Heatmap(
+            z=z_plot,
+            x=list(x_labels),
+            y=list(y_labels),
+            customdata=customdata,
+            hovertemplate=hovertemplate + "<extra></extra>",
+            colorbar={"title": {"text": colorbar_title}},
+            **trace_kwargs,
+        )
+    )
+    base_layout(fig, title, height=height)
+    fig.update_xaxes(title_text=x_title, type="category", tickangle=-60, automargin=True)
+    fig.update_yaxes(title_text=y_title, type="category", autorange="reversed", automargin=True)
+    return fig

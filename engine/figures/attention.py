@@ -1,0 +1,314 @@
+"""Stage 3, multi-head self-attention: every head's pattern, one head in detail, the steps for
+one query token (scores, mask, softmax, value contributions), all heads' scores, and the
+article's unmasked version beside GPT's. Pure builders: no Streamlit.
+
+Everything is recomputed from the Trace's stored q, k, v and pattern; the model never runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.figures.common import (
+    FONT_SIZE,
+    PALETTE,
+    SCALE_WEIGHTS,
+    base_layout,
+    heatmap,
+    plotly_text,
+    token_labels,
+    window,
+)
+from engine.lens import HeadScores
+from engine.trace import Trace
+
+# Largest number of tokens along an axis of the small per-head maps (the big map shows more).
+GRID_AXIS = 48
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def raw_scores(trace: Trace, layer: int, head: int) -> np.ndarray:
+    """[T, T] q_i · k_j / sqrt(d_head) for every pair, the future included (before the mask)."""
+    q = trace.get("attn.hook_q", layer)[:, head, :].astype(np.float64)
+    k = trace.get("attn.hook_k", layer)[:, head, :].astype(np.float64)
+    return q @ k.T / math.sqrt(q.shape[-1])
+
+
+def causal_mask(scores: np.ndarray) -> np.ndarray:
+    """The scores with every future key (j > i) set to -inf: what GPT's softmax sees."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    out[np.triu_indices(out.shape[0], k=1)] = -np.inf
+    return out
+
+
+def softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax; -inf entries get weight 0."""
+    s = np.asarray(scores, dtype=np.float64)
+    top = np.max(s, axis=-1, keepdims=True)
+    e = np.exp(s - top)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def unmasked_pattern(trace: Trace, layer: int, head: int) -> np.ndarray:
+    """The article's version: the same head's softmax without the causal mask, so every token
+    also attends to tokens that come after it (a GPT must not: it would see the answer)."""
+    return softmax_rows(raw_scores(trace, layer, head))
+
+
+def value_contributions(trace: Trace, layer: int, head: int, pos: int) -> np.ndarray:
+    """[T]: the length of weight_j × v_j for query `pos`, i.e. how much each earlier token's
+    value vector adds to this head's output z_pos = Σ_j weight_j v_j (0 for future tokens)."""
+    w = trace.get("attn.hook_pattern", layer)[head, pos].astype(np.float64)
+    v = trace.get("attn.hook_v", layer)[:, head, :].astype(np.float64)
+    return np.linalg.norm(w[:, None] * v, axis=-1)
+
+
+def future_weight(pattern: np.ndarray) -> np.ndarray:
+    """[T]: for each query, the total weight it puts on tokens after itself."""
+    p = np.asarray(pattern, dtype=np.float64)
+    return np.triu(p, k=1).sum(axis=-1)
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def _score_text(scores: np.ndarray) -> np.ndarray:
+    """Hover strings for raw scores: masked entries say so."""
+    s = np.asarray(scores, dtype=np.float64)
+    out = np.empty(s.shape, dtype=object)
+    for idx, value in np.ndenumerate(s):
+        out[idx] = f"{value:.3f}" if np.isfinite(value) else "masked (−∞)"
+    return out
+
+
+def pattern_heatmap(
+    pattern: np.ndarray,
+    scores: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    title: str,
+    *,
+    start: int = 0,
+    height: int | None = None,
+) -> go.Figure:
+    """One head's attention: queries down, keys across, weight as colour (0 to 1); hover shows
+    query, key, weight and the raw score q·k/√d_head (or that it was masked)."""
+    T = pattern.shape[0]
+    rows = window(T, start)
+    labels = token_labels(token_strs, rows.start, rows.stop)
+    n = rows.stop - rows.start
+    return heatmap(
+        np.asarray(pattern)[rows, rows],
+        labels,
+        labels,
+        title,
+        signed=False,
+        zmax=1.0,
+        x_title="key (the token looked at)",
+        y_title="query (the token looking)",
+        hovertemplate=("query %{y}<br>key %{x}<br>weight %{z:.3f}<br>raw score %{customdata}"),
+        customdata=_score_text(np.asarray(scores)[rows, rows]),
+        height=height or max(420, min(820, 160 + 22 * n)),
+        colorbar_title="weight",
+    )
+
+
+def grid_window(n_tokens: int, pos: int, size: int = GRID_AXIS) -> slice:
+    """The tokens the small maps show: all of them, or `size` ending at the selected query."""
+    return window(n_tokens, pos - size + 1, size)
+
+
+def head_grid(
+    patterns: np.ndarray,
+    head_labels: list[str],
+    token_strs: list[str] | tuple[str, ...],
+    selected: int,
+    pos: int,
+    title: str,
+) -> go.Figure:
+    """Every head of one layer as a small heatmap titled with its number and role label; the
+    selected head's title is marked. patterns: [H, T, T]."""
+    H, T, _ = patterns.shape
+    cols = min(H, 4)
+    nrows = math.ceil(H / cols)
+    rows = grid_window(T, pos)
+    titles = [
+        f"{'▶ ' if h == selected else ''}head {h}: {plotly_text(head_labels[h])}" for h in range(H)
+    ]
+    fig = make_subplots(
+        rows=nrows,
+        cols=cols,
+        subplot_titles=titles,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.12 if nrows > 1 else 0.05,
+    )
+    labels = token_labels(token_strs, rows.start, rows.stop)
+    for h in range(H):
+        fig.add_trace(
+            go.Heatmap(
+                z=patterns[h][rows, rows],
+                x=labels,
+                y=labels,
+                zmin=0,
+                zmax=1,
+                colorscale=SCALE_WEIGHTS,
+                showscale=h == 0,
+                colorbar={"title": {"text": "weight"}},
+                hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}"
+                "<extra></extra>",
+            ),
+            row=h // cols + 1,
+            col=h % cols + 1,
+        )
+    base_layout(fig, title, height=max(300, 300 * nrows + 60))
+    fig.update_xaxes(type="category", showticklabels=False)
+    fig.update_yaxes(type="category", autorange="reversed", showticklabels=False)
+    for annotation in fig.layout.annotations:
+        annotation.font = {"size": FONT_SIZE}
+        if annotation.text.startswith("▶"):
+            annotation.font = {"size": FONT_SIZE, "color": "#d62728"}
+    return fig
+
+
+def query_steps_figure(trace: Trace, layer: int, head: int, pos: int, title: str) -> go.Figure:
+    """For query `pos`, four rows of bars over the keys: (1) raw scores q·k/√d_head for every
+    key, (2) after the causal mask (future keys are −∞, drawn as a grey stub), (3) softmax
+    weights, (4) the length of each weight × value vector, what each key adds to the output."""
+    T = trace.n_tokens
+    cols = window(T, pos - 63, 64)  # at most 64 keys, ending at the query if the text is long
+    labels = token_labels(trace.token_strs, cols.start, cols.stop)
+    raw = raw_scores(trace, layer, head)[pos, cols]
+    masked = causal_mask(raw_scores(trace, layer, head))[pos, cols]
+    weights = trace.get("attn.hook_pattern", layer)[head, pos, cols].astype(np.float64)
+    contrib = value_contributions(trace, layer, head, pos)[cols]
+    future = np.arange(cols.start, cols.stop) > pos
+    fig = make_subplots(
+        rows=4,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.07,
+        subplot_titles=(
+            "① raw scores q·k / √d_head (every key, the future too)",
+            "② causal mask: keys after the query become −∞",
+            "③ softmax: the weights (they sum to 1)",
+            "④ what each value adds to the output: ‖weight × v‖",
+        ),
+    )
+    colours = ["#BAB0AC" if f else PALETTE[0] for f in future]
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=raw,
+            marker_color=colours,
+            hovertemplate="key %{x}<br>raw score %{y:.3f}<extra></extra>",
+            name="raw score",
+        ),
+        row=1,
+        col=1,
+    )
+    masked_plot = np.where(np.isfinite(masked), masked, np.nan)
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=[None if not np.isfinite(m) else float(m) for m in masked_plot],
+            marker_color=PALETTE[0],
+            hovertemplate="key %{x}<br>score %{y:.3f}<extra></extra>",
+            name="masked score",
+        ),
+        row=2,
+        col=1,
+    )
+    if future.any():
+        fig.add_trace(
+            go.Scatter(
+                x=[lab for lab, f in zip(labels, future, strict=True) if f],
+                y=[0.0] * int(future.sum()),
+                mode="text",
+                text=["−∞"] * int(future.sum()),
+                textfont={"size": FONT_SIZE + 2, "color": "#d62728"},
+                hovertemplate="key %{x}<br>masked: −∞<extra></extra>",
+                name="masked",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=weights,
+            marker_color=PALETTE[2],
+            hovertemplate="key %{x}<br>weight %{y:.3f}<extra></extra>",
+            name="weight",
+        ),
+        row=3,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=contrib,
+            marker_color=PALETTE[1],
+            hovertemplate="key %{x}<br>‖weight × v‖ %{y:.3f}<extra></extra>",
+            name="contribution",
+        ),
+        row=4,
+        col=1,
+    )
+    base_layout(fig, title, height=900)
+    fig.update_layout(showlegend=False, bargap=0.15)
+    fig.update_xaxes(type="category", tickangle=-60)
+    fig.update_yaxes(range=[0, 1], row=3, col=1)
+    for annotation in fig.layout.annotations:
+        annotation.font = {"size": FONT_SIZE}
+    return fig
+
+
+def head_scores_table(scores: HeadScores) -> pd.DataFrame:
+    """Every head of every layer: its role label and the scores the label comes from."""
+    L, H = scores.previous.shape
+    rows = []
+    for layer in range(L):
+        for head in range(H):
+            induction = scores.induction[layer, head]
+            rows.append(
+                {
+                    "layer": layer,
+                    "head": head,
+                    "label": scores.label(layer, head),
+                    "previous-token": float(scores.previous[layer, head]),
+                    "induction": None if np.isnan(induction) else float(induction),
+                    "first-token sink": float(scores.first[layer, head]),
+                    "self": float(scores.self_[layer, head]),
+                    "entropy (nats)": float(scores.entropy[layer, head]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def article_vs_gpt(
+    trace: Trace, layer: int, head: int, start: int = 0
+) -> tuple[go.Figure, go.Figure]:
+    """The same head twice: the article's softmax over every token (no mask) and GPT's causal
+    pattern. Both from the stored q and k; hover shows the same raw scores."""
+    raw = raw_scores(trace, layer, head)
+    article = pattern_heatmap(
+        softmax_rows(raw),
+        raw,
+        trace.token_strs,
+        "The article: no mask, every token also sees the future",
+        start=start,
+    )
+    gpt = pattern_heatmap(
+        trace.get("attn.hook_pattern", layer)[head],
+        trace.get("attn.hook_attn_scores", layer)[head],
+        trace.token_strs,
+        "GPT: causal mask, token i sees only tokens 0…i",
+        start=start,
+    )
+    return article, gpt

@@ -1,0 +1,160 @@
+"""Stage 1: the text becomes tokens (byte-level BPE), then token ids."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import (
+    frame,
+    get_encode_steps,
+    get_token_groups,
+    next_stage,
+    shared_picker,
+)
+from engine.figures import tokens as fig_tokens
+from engine.tokenizer import display_token
+
+view = frame("tokens")
+if view is None:
+    st.stop()
+
+trace, tokenizer = view.trace, view.loaded.tokenizer
+ids = [int(i) for i in trace.token_ids]
+token_bytes = [tokenizer.token_bytes(i) for i in ids]
+groups = get_token_groups(view)
+
+st.title("1 · Input & tokens")
+st.markdown(
+    "A GPT never sees letters. It cuts the text into **tokens**, pieces that were frequent in its "
+    "training text, and replaces each by its number (**id**) in a fixed vocabulary. "
+    "The cutting is **byte-pair encoding (BPE)**: write the text as UTF-8 bytes, then merge the "
+    "pair of neighbours that was merged earliest in training, again and again, until no known "
+    "merge is left."
+)
+st.latex(
+    r"\text{text} \;\to\; \text{UTF-8 bytes} \;\xrightarrow{\text{BPE merges}}\; "
+    r"(t_0, t_1, \dots, t_{T-1}),\quad t_i \in \{0, \dots, V-1\}"
+)
+
+if tokenizer.name.startswith("cl100k_base"):
+    n_ranks = tokenizer.vocab_size - 1  # the last id is <|endoftext|>
+    st.info(
+        f"This model uses GPT-3.5's own tokenizer, **cl100k_base**, cut to its first "
+        f"**{n_ranks:,}** entries: the 256 single bytes and the first {n_ranks - 256:,} merges "
+        f"(the full tokenizer has 100,256), plus `<|endoftext|>` as id {tokenizer.eot_id}. "
+        "A small model needs a small vocabulary; any text still encodes, in more pieces."
+    )
+else:
+    st.info(
+        f"This model uses its own byte-level BPE ({tokenizer.vocab_size:,} tokens, "
+        f"`{tokenizer.name}`), read from its vocab.json and merges.txt."
+    )
+
+st.subheader("Your text as tokens")
+st.caption(
+    "One chip per token: the token's text (␣ is a space, ↵ a new line, <E4> a byte that is only "
+    "part of a character) and its id underneath. A dashed box holds tokens that only together "
+    "make a character."
+)
+shared_picker(
+    "pos",
+    "Selected token (outlined in red below; the next pages use it too)",
+    list(range(trace.n_tokens)),
+    key="tokens_pos",
+    format_func=lambda i: f"{i}: {trace.token_strs[i]} (id {ids[i]})",
+)
+st.markdown(
+    fig_tokens.token_chips_html(trace.token_strs, ids, groups, selected=view.pos),
+    unsafe_allow_html=True,
+)
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Characters", len(trace.prompt))
+c2.metric("Tokens", trace.n_tokens + trace.n_tokens_dropped)
+c3.metric(
+    "Characters per token",
+    f"{fig_tokens.characters_per_token(trace.prompt, trace.n_tokens + trace.n_tokens_dropped):.2f}",
+)
+c4.metric("UTF-8 bytes", len(trace.prompt.encode("utf-8", errors="surrogatepass")))
+
+st.subheader("Every token")
+st.dataframe(
+    fig_tokens.token_table(ids, trace.token_strs, token_bytes, groups),
+    hide_index=True,
+    width="stretch",
+    height=min(600, 38 + 35 * trace.n_tokens),
+)
+
+split = fig_tokens.split_characters(groups)
+st.subheader("Characters that need several tokens")
+if split.empty:
+    st.markdown(
+        "None in this text: every character sits inside one token. Try the Chinese preset, or "
+        "an emoji such as 🦜."
+    )
+else:
+    st.markdown(
+        f"{len(split)} character group(s) are cut into byte tokens: the vocabulary holds no "
+        "token for them, so the model reads their UTF-8 bytes (a Chinese character is 3 bytes, "
+        "most emoji 4) and must learn which byte sequences belong together."
+    )
+    st.dataframe(split, hide_index=True, width="stretch")
+
+st.plotly_chart(
+    fig_tokens.bytes_per_token_figure(trace.token_strs, token_bytes),
+    key="tokens_bytes_chart",
+)
+
+st.subheader("Byte-pair encoding, step by step")
+steps = get_encode_steps(view)
+words = list(steps.pre_tokens)
+if words:
+    st.markdown(
+        "First a regular expression splits the text into **pre-tokens** (roughly: words with "
+        "their leading space, numbers, punctuation). BPE then works inside each one. Choose one:"
+    )
+    default = max(range(len(words)), key=lambda k: (len(words[k].merges), -k))
+    if st.session_state.get("tokens_word") not in range(len(words)):
+        st.session_state["tokens_word"] = default
+    choice = st.selectbox(
+        "Pre-token",
+        list(range(len(words))),
+        key="tokens_word",
+        format_func=lambda k: (
+            f"{k}: {display_token(words[k].text.encode('utf-8'))}  "
+            f"({len(words[k].ids)} token{'s' if len(words[k].ids) != 1 else ''})"
+        ),
+    )
+    word = words[choice]
+    rank_of: dict[bytes, int] = {}
+    for parts in (word.bytes_, *word.merges):
+        for part in parts:
+            try:
+                rank_of[part] = tokenizer.encoding.encode_single_token(part)
+            except KeyError:
+                pass
+    st.plotly_chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
+    st.caption(
+        f"{len(word.bytes_)} byte(s), {len(word.merges)} merge(s), result: ids "
+        f"{', '.join(str(i) for i in word.ids)}. Each merge joins the neighbouring pair whose "
+        "joined bytes have the lowest id (the merge learned earliest)."
+    )
+
+st.subheader("The article's version beside GPT's")
+left, right = st.columns(2)
+article_words = fig_tokens.article_words(trace.prompt)
+with left:
+    st.markdown(
+        f"**The article**: one vector per *word* from a Word2Vec or GloVe table. Split on "
+        f"spaces, this text has **{len(article_words)}** words; any word missing from the table "
+        "(a name, a typo, a new word) has no vector at all, and Chinese, written without spaces, "
+        "would be a single 'word'."
+    )
+with right:
+    st.markdown(
+        f"**A real GPT**: byte-level BPE. This text is **{trace.n_tokens + trace.n_tokens_dropped}"
+        "** tokens; every possible text encodes (in the worst case byte by byte), so there is "
+        "never an unknown word, and the embedding table is learned together with the model."
+    )
+
+next_stage(view)

@@ -1,0 +1,161 @@
+"""Stage 3: multi-head self-attention in the selected layer: each token gathers information from
+the tokens before it, in several heads at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import axis_window, frame, get_head_scores, next_stage, shared_picker
+from engine.figures import attention as fig_att
+
+view = frame("attention")
+if view is None:
+    st.stop()
+
+trace, cfg = view.trace, view.trace.config
+layer, head = view.layer, view.head
+scores = get_head_scores(view)
+labels = [scores.label(layer, h) for h in range(cfg.n_head)]
+
+st.title(f"3 · Multi-head self-attention (layer {layer} of {cfg.n_layer - 1})")
+st.markdown(
+    f"Every token asks a question (its **query** q), offers a description of itself (its "
+    f"**key** k) and a message (its **value** v); all three are learned projections of its "
+    f"vector after layer norm. Query i scores every key j ≤ i, softmax turns the scores into "
+    f"weights that sum to 1, and the token receives the weighted sum of the values. This layer "
+    f"has **{cfg.n_head} heads** doing this side by side with {cfg.d_head} numbers each; "
+    "their outputs are concatenated and projected back by W_O."
+)
+st.latex(
+    r"\mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^{\top}}{\sqrt{d_{head}}} + M\right)"
+    r"V_h,\quad M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases},\quad "
+    r"\mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O"
+)
+
+st.subheader(f"All {cfg.n_head} heads of layer {layer}")
+st.caption(
+    "Each small map: queries down, keys across, darker = more weight. The label says what the "
+    "head mostly does on this text (previous-token, induction, first-token sink, self, broad); "
+    "the table at the bottom has the numbers. ▶ marks the selected head."
+)
+st.plotly_chart(
+    fig_att.head_grid(
+        trace.get("attn.hook_pattern", layer),
+        labels,
+        trace.token_strs,
+        head,
+        view.pos,
+        f"Layer {layer}: every head",
+    ),
+    key="attention_grid_chart",
+)
+window = fig_att.grid_window(trace.n_tokens, view.pos)
+if window.stop - window.start < trace.n_tokens:
+    st.caption(f"The small maps show tokens {window.start}–{window.stop - 1}.")
+
+head = shared_picker(
+    "head",
+    "Head to look at closely",
+    list(range(cfg.n_head)),
+    key="attention_head",
+    format_func=lambda h: f"head {h}: {labels[h]}",
+)
+start = axis_window(trace.n_tokens, "Tokens", key="attention_tokens")
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(
+        fig_att.pattern_heatmap(
+            trace.get("attn.hook_pattern", layer)[head],
+            trace.get("attn.hook_attn_scores", layer)[head],
+            trace.token_strs,
+            f"Layer {layer}, head {head} ({labels[head]}): attention weights",
+            start=start,
+        ),
+        key="attention_head_chart",
+    )
+with right:
+    row = trace.get("attn.hook_pattern", layer)[head, view.pos]
+    top = np.argsort(-row, kind="stable")[:5]
+    st.markdown(
+        f"**Read a row** to see where one token looks. The selected token "
+        f"**{view.pos}: `{trace.token_strs[view.pos]}`** puts most weight on:"
+    )
+    st.dataframe(
+        {
+            "key": [f"{int(j)}: {trace.token_strs[int(j)]}" for j in top],
+            "weight": [float(row[j]) for j in top],
+        },
+        hide_index=True,
+        width="stretch",
+    )
+    st.markdown(
+        "The upper-right triangle is empty: a token never looks at tokens after it (the causal "
+        "mask). Many heads pour weight onto the first token when they have nothing better to "
+        "do (an *attention sink*)."
+    )
+
+st.subheader("One query, step by step")
+pos = shared_picker(
+    "pos",
+    "Query token",
+    list(range(trace.n_tokens)),
+    key="attention_pos",
+    format_func=lambda i: f"{i}: {trace.token_strs[i]}",
+)
+st.plotly_chart(
+    fig_att.query_steps_figure(
+        trace,
+        layer,
+        head,
+        pos,
+        f"Query {pos}: “{trace.token_strs[pos]}”, layer {layer}, head {head}",
+    ),
+    key="attention_steps_chart",
+)
+z = trace.get("attn.hook_z", layer)[pos, head]
+st.caption(
+    f"The head's output for this token is z = Σ_j weight_j · v_j, a vector of {cfg.d_head} "
+    f"numbers (length {float(np.linalg.norm(z)):.3f}); grey bars in ① are future keys, which "
+    "the mask removes before the softmax."
+)
+
+st.subheader("The article's version beside GPT's")
+st.markdown(
+    "The article's attention has **no causal mask**: every token also attends to the tokens "
+    "after it. Left, the same head recomputed from the same q and k without the mask; right, "
+    "what GPT computes. Trained to predict the next token, a model that could look ahead "
+    "would simply copy it: the mask is what makes the task a prediction."
+)
+article, gpt = fig_att.article_vs_gpt(trace, layer, head, start=start)
+left, right = st.columns(2)
+left.plotly_chart(article, key="attention_article_chart")
+right.plotly_chart(gpt, key="attention_gpt_chart")
+peek = fig_att.future_weight(fig_att.unmasked_pattern(trace, layer, head))
+st.caption(
+    f"Without the mask, the tokens of your text would put on average "
+    f"**{100 * float(peek[:-1].mean() if trace.n_tokens > 1 else 0.0):.0f}%** of this head's "
+    "weight on the future. The article also takes q, k and v as slices of the embedding itself; "
+    "GPT learns separate projections W_Q, W_K, W_V and adds the output projection W_O."
+)
+
+st.subheader("Every head in every layer")
+table = fig_att.head_scores_table(scores)
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
+        for c in ("previous-token", "induction", "first-token sink", "self")
+    }
+    | {"entropy (nats)": st.column_config.NumberColumn("entropy (nats)", format="%.2f")},
+)
+st.caption(
+    "previous-token: mean weight on the token just before; induction: mean weight on the token "
+    "that followed an earlier copy of the current token (– when nothing repeats); first-token "
+    "sink: mean weight on position 0; self: weight on itself; entropy: how spread out the rows "
+    "are. Labels use the strongest clear pattern."
+)
+
+next_stage(view)
