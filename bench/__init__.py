@@ -1,0 +1,1 @@
+"""Benchmarks against Hugging Face transformers and TransformerLens (see bench/README.md)."""
