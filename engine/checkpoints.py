@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,11 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
     act = raw.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
         raise CheckpointError(f"activation_function {act!r} is not GPT-2's tanh GELU")
+    if raw.get("tie_word_embeddings", True) is False:
+        raise CheckpointError(
+            "config.json sets tie_word_embeddings to false; this engine unembeds with the token "
+            "embedding (as GPT-2 does) and cannot load a separate output layer"
+        )
     try:
         n_embd = int(raw["n_embd"])
         return GPTConfig(
@@ -168,29 +174,72 @@ def _check_keys_and_shapes(
             )
 
 
+def _lm_head_key(keys: list[str]) -> str | None:
+    for key in keys:
+        bare = key.removeprefix("module.").removeprefix("_orig_mod.")
+        if bare == "lm_head.weight":
+            return key
+    return None
+
+
+def _check_tied(lm_head: torch.Tensor | None, state: dict[str, torch.Tensor], source: str) -> None:
+    """A stored `lm_head.weight` is dropped (the unembedding is tied to `wte`); refuse one that
+    differs, which would otherwise be silently replaced."""
+    if lm_head is not None and not torch.equal(lm_head.float(), state["transformer.wte.weight"]):
+        raise CheckpointError(
+            f"{source} has an lm_head.weight that differs from the token embedding; this engine "
+            "ties them (as GPT-2 does) and cannot load a separate output layer"
+        )
+
+
 def _read_safetensors(path: Path, model: GPT) -> dict[str, torch.Tensor]:
     expected = _expected_shapes(model)
     try:
         with safe_open(str(path), framework="pt") as f:
-            renamed = ((canonical_key(key), key) for key in f.keys())
+            keys = list(f.keys())
+            renamed = ((canonical_key(key), key) for key in keys)
             names = {new: key for new, key in renamed if new is not None}
             shapes = {ck: tuple(f.get_slice(k).get_shape()) for ck, k in names.items()}
             _check_keys_and_shapes(shapes, expected, path.name)
-            return {ck: f.get_tensor(k).float() for ck, k in names.items()}
+            state = {ck: f.get_tensor(k).float() for ck, k in names.items()}
+            head_key = _lm_head_key(keys)
+            _check_tied(f.get_tensor(head_key) if head_key else None, state, path.name)
+            return state
     except SafetensorError as err:
         raise CheckpointError(f"{path.name} is truncated or corrupt: {err}") from err
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path.name}: {err}") from err
+
+
+def _refusal_reason(err: Exception) -> str:
+    """The useful lines of torch's weights_only refusal (the global or opcode the pickle asked
+    for), without torch's boilerplate, which suggests `weights_only=False`: never here."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in str(err).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(boilerplate)]
+    return "; ".join(useful) or type(err).__name__
 
 
 def _read_bin(path: Path, model: GPT) -> dict[str, torch.Tensor]:
+    """A pickled state dict, read with `torch.load(weights_only=True)`: a restricted unpickler
+    that builds tensors and plain containers only and refuses anything else before it runs."""
     try:
-        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Files pickled with protocol 4+ load fine; torch warns about it on every load.
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol", category=UserWarning
+            )
+            raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{path.name} is not plain weights (it carries code or objects that "
-            f"weights_only loading refuses): {str(err).splitlines()[0]}"
+            f"{path.name} is not plain weights: it asks for code or objects that safe loading "
+            f"refuses ({_refusal_reason(err)}); nothing in it was run"
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path.name} is truncated or corrupt: {err}") from err
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path.name}: {err}") from err
+    except Exception as err:  # a damaged file fails in many different ways inside torch
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path.name} is truncated or corrupt: {first}") from err
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{path.name} does not hold a dictionary of tensors")
     state = canonical_state_dict(raw)
@@ -199,7 +248,10 @@ def _read_bin(path: Path, model: GPT) -> dict[str, torch.Tensor]:
         _expected_shapes(model),
         path.name,
     )
-    return {k: v.float() for k, v in state.items()}
+    state = {k: v.float() for k, v in state.items()}
+    head_key = _lm_head_key(list(raw))
+    _check_tied(raw[head_key] if head_key else None, state, path.name)
+    return state
 
 
 # --- tokenizers --------------------------------------------------------------------------------
@@ -208,9 +260,16 @@ def _read_bin(path: Path, model: GPT) -> dict[str, torch.Tensor]:
 def _tokenizer_for(directory: Path, extra: dict[str, Any]) -> Tokenizer:
     spec = extra.get("tokenizer")
     if spec:
-        if spec.get("kind") != "cl100k_base":
-            raise CheckpointError(f"unknown tokenizer kind {spec.get('kind')!r} in config.json")
-        return cl100k_truncated(int(spec["n_ranks"]))
+        if not isinstance(spec, dict) or spec.get("kind") != "cl100k_base":
+            kind = spec.get("kind") if isinstance(spec, dict) else spec
+            raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
+        try:
+            return cl100k_truncated(int(spec["n_ranks"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"config.json's cl100k_base tokenizer needs n_ranks in [256, 100256], "
+                f"got {spec.get('n_ranks')!r}"
+            ) from err
     vocab, merges = directory / "vocab.json", directory / "merges.txt"
     for needed in (vocab, merges):
         if not needed.is_file():
@@ -254,11 +313,15 @@ def load_directory(
         raw = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{directory.name}/config.json is not valid JSON: {err}") from err
+    except OSError as err:
+        raise CheckpointError(f"cannot read {directory.name}/config.json: {err}") from err
     if not isinstance(raw, dict):
         raise CheckpointError(f"{directory.name}/config.json is not a JSON object")
     config = config_from_hf(raw)
     _check_size(config, max_bytes)
     extra = raw.get("inside_gpt") or {}
+    if not isinstance(extra, dict) or not isinstance(extra.get("card", {}), dict):
+        raise CheckpointError(f"{directory.name}/config.json: 'inside_gpt' is not an object")
     tokenizer = _tokenizer_for(directory, extra)
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(
@@ -275,8 +338,10 @@ def load_directory(
     elif bin_path.is_file():
         state = _read_bin(bin_path, model)
     else:
+        sharded = any(directory.glob("*.index.json"))
         raise CheckpointError(
             f"{directory.name}/ has neither model.safetensors nor pytorch_model.bin"
+            + (" (sharded checkpoints are not supported)" if sharded else "")
         )
     model.load_state_dict(state, strict=True)
     _frozen(model)
