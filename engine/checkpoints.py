@@ -80,6 +80,14 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
     act = raw.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
         raise CheckpointError(f"activation_function {act!r} is not GPT-2's tanh GELU")
+    # Variants of GPT-2's attention that this engine does not compute: refuse them rather than
+    # give silently different numbers. (reorder_and_upcast_attn only changes precision.)
+    if raw.get("scale_attn_weights", True) is False:
+        raise CheckpointError("config.json sets scale_attn_weights to false; not supported")
+    if raw.get("scale_attn_by_inverse_layer_idx", False):
+        raise CheckpointError("config.json sets scale_attn_by_inverse_layer_idx; not supported")
+    if raw.get("add_cross_attention", False):
+        raise CheckpointError("config.json adds cross-attention (an encoder-decoder model)")
     if raw.get("tie_word_embeddings", True) is False:
         raise CheckpointError(
             "config.json sets tie_word_embeddings to false; this engine unembeds with the token "
