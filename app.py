@@ -200,7 +200,9 @@ def available_models() -> list[str]:
 
 def model_label(model_id: str) -> str:
     if model_id == "bundled":
-        return "bundled (trained on Shakespeare)"
+        if test_model() or (BUNDLED_DIR / "config.json").is_file():
+            return "bundled (trained on Shakespeare)"
+        return "bundled (not trained yet: random weights)"
     if model_id == "random":
         return "random (same shape, untrained)"
     return model_id
@@ -793,7 +795,9 @@ def _flowchart() -> None:
     def box(col: Any, stage: Stage, note: str) -> None:
         with col.container(border=True):
             if _stage_exists(stage):
-                st.page_link(stage.path, label=stage.label, query_params=_nav_params())
+                st.page_link(
+                    stage.path, label=stage.label, query_params=_nav_params(), width="stretch"
+                )
             else:
                 st.markdown(f"**{stage.label}**")
             st.caption(note)
@@ -856,10 +860,12 @@ def render_home() -> None:
     left, right = st.columns([3, 2])
     import pandas as pd
 
+    rows = model_card_rows(loaded)
     left.dataframe(
-        pd.DataFrame(model_card_rows(loaded), columns=["", model_label(loaded.name)]),
+        pd.DataFrame(rows, columns=["", model_label(loaded.name)]),
         hide_index=True,
         width="stretch",
+        height=38 + 35 * len(rows),
     )
     if loaded.name == "random":
         right.info(

@@ -18,7 +18,7 @@ layer, head = view.layer, view.head
 scores = get_head_scores(view)
 labels = [scores.label(layer, h) for h in range(cfg.n_head)]
 
-st.title(f"3 · Multi-head self-attention (layer {layer} of {cfg.n_layer - 1})")
+st.title(f"3 · Multi-head self-attention · layer {layer}")
 st.markdown(
     f"Every token asks a question (its **query** q), offers a description of itself (its "
     f"**key** k) and a message (its **value** v); all three are learned projections of its "

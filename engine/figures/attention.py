@@ -263,7 +263,8 @@ def query_steps_figure(trace: Trace, layer: int, head: int, pos: int, title: str
     base_layout(fig, title, height=900)
     fig.update_layout(showlegend=False, bargap=0.15)
     fig.update_xaxes(type="category", tickangle=-60)
-    fig.update_yaxes(range=[0, 1], row=3, col=1)
+    fig.update_yaxes(rangemode="tozero", row=3, col=1)
+    fig.update_yaxes(rangemode="tozero", row=4, col=1)
     for annotation in fig.layout.annotations:
         annotation.font = {"size": FONT_SIZE}
     return fig
@@ -301,14 +302,14 @@ def article_vs_gpt(
         softmax_rows(raw),
         raw,
         trace.token_strs,
-        "The article: no mask, every token also sees the future",
+        "The article: no mask (sees the future)",
         start=start,
     )
     gpt = pattern_heatmap(
         trace.get("attn.hook_pattern", layer)[head],
         trace.get("attn.hook_attn_scores", layer)[head],
         trace.token_strs,
-        "GPT: causal mask, token i sees only tokens 0…i",
+        "GPT: causal mask (sees only the past)",
         start=start,
     )
     return article, gpt

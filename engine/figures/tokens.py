@@ -29,6 +29,11 @@ CHIP_COLOURS = (
 )
 
 
+def chip_colour(token_id: int) -> str:
+    """A chip's background: the same token id always gets the same colour, so repeats show."""
+    return CHIP_COLOURS[token_id % len(CHIP_COLOURS)]
+
+
 def group_of_position(groups: list[TokenGroup], n_tokens: int) -> list[int]:
     """For each token position, the index of the character group it belongs to."""
     owner = [-1] * n_tokens
@@ -44,9 +49,10 @@ def token_chips_html(
     groups: list[TokenGroup],
     selected: int | None = None,
 ) -> str:
-    """The text as coloured chips, one per token, with its id underneath. Tokens that only
-    together form a character (a Chinese character or an emoji split into byte tokens) sit in
-    one bracket with that character above them. Every user string is HTML-escaped."""
+    """The text as coloured chips, one per token (equal ids share a colour), with its id
+    underneath. Tokens that only together form a character (a Chinese character or an emoji
+    split into byte tokens) sit in one bracket with that character above them. Every user
+    string is HTML-escaped."""
     parts = [
         '<div style="display:flex;flex-wrap:wrap;gap:6px 4px;align-items:flex-end;'
         'line-height:1.2;font-size:1.15rem">'
@@ -54,7 +60,7 @@ def token_chips_html(
     for g_index, group in enumerate(groups):
         chips = []
         for pos in range(group.first, group.last + 1):
-            colour = CHIP_COLOURS[pos % len(CHIP_COLOURS)]
+            colour = chip_colour(int(token_ids[pos]))
             border = "3px solid #d62728" if pos == selected else "1px solid #8a8a8a"
             chips.append(
                 f'<span title="position {pos}, id {int(token_ids[pos])}" '
@@ -95,7 +101,7 @@ def token_table(
     for pos, (tid, shown, data) in enumerate(zip(token_ids, token_strs, token_bytes, strict=True)):
         group = groups[owner[pos]]
         if group.first == group.last:
-            covers = group.text
+            covers = display_token(group.text.encode("utf-8", errors="surrogatepass"))
         else:
             group_bytes = sum(len(token_bytes[p]) for p in range(group.first, group.last + 1))
             covers = (
