@@ -21,7 +21,7 @@ from engine.figures import feed_forward as ff
 from engine.figures import layer_norm as fln
 from engine.figures import output as fout
 from engine.figures import residual as fres
-from engine.figures.common import MAX_AXIS, unique_labels
+from engine.figures.common import MAX_AXIS, plotly_text, unique_labels
 from engine.lens import (
     all_ln_stats,
     final_probs,
@@ -36,7 +36,7 @@ from engine.trace import Trace
 
 
 def labels_of(trace: Trace, lo: int = 0, hi: int | None = None) -> list[str]:
-    return [ff.plotly_text(s) for s in unique_labels(trace.token_strs)][lo:hi]
+    return [plotly_text(s) for s in unique_labels(trace.token_strs)][lo:hi]
 
 
 def synthetic_trace(T: int, config: GPTConfig, sites: tuple[str, ...], seed: int = 0) -> Trace:
@@ -77,19 +77,10 @@ GPT2_SHAPE = GPTConfig(n_layer=12, n_head=12, d_model=768, n_ctx=1024, vocab_siz
 # --- shared helpers ----------------------------------------------------------------------------
 
 
-def test_plotly_text_escapes_markup_and_dollar_pairs() -> None:
-    assert ff.plotly_text("<E4>") == "&lt;E4&gt;"
-    assert ff.plotly_text("a&b") == "a&amp;b"
-    assert ff.plotly_text("$x$") == "\u200b$x$"
-    assert ff.plotly_text("$") == "$"
-
-
-def test_token_window_keeps_the_selected_position_visible() -> None:
-    assert ff.token_window(100, 0) == (0, 100)
-    assert ff.token_window(1000, 900) == (1000 - MAX_AXIS, 1000)
-    lo, hi = ff.token_window(1000, ff.window_containing(1000, 500))
-    assert lo <= 500 < hi and hi - lo == MAX_AXIS
-    assert ff.token_window(10, -5, size=4) == (0, 4)
+def test_markdown_literal_shows_tokens_as_typed() -> None:
+    assert ff.markdown_literal("*_$x$_*") == "\\*\\_\\$x\\$\\_\\*"
+    assert ff.markdown_literal("<b>") == "\\<b\\>"
+    assert ff.markdown_literal("你好") == "你好"
 
 
 # --- feed-forward ------------------------------------------------------------------------------
@@ -409,13 +400,13 @@ def test_the_lens_heatmaps_last_row_is_the_models_own_top_token(
     last_probs = np.array(fig.data[0].z[-1])
     for pos in range(tiny_trace.n_tokens):
         probs = final_probs(tiny_trace, pos)
-        assert last_words[pos] == ff.plotly_text(display(int(np.argmax(probs))))
+        assert last_words[pos] == plotly_text(display(int(np.argmax(probs))))
         assert last_probs[pos] == pytest.approx(probs.max(), abs=1e-4)
     assert list(fig.data[0].y) == ["embed", "block 0", "block 1"]
     assert list(fig.data[0].x) == labels_of(tiny_trace)
     hover = fig.data[0].customdata[-1][0]
     assert hover.count("<br>") == fout.HOVER_TOP - 1
-    assert hover.startswith("1. " + ff.plotly_text(display(int(tiny_lens.top_ids[-1, 0, 0]))))
+    assert hover.startswith("1. " + plotly_text(display(int(tiny_lens.top_ids[-1, 0, 0]))))
 
 
 def test_the_lens_window_shows_a_slice_of_positions(tiny_trace: Trace, tiny_loaded, tiny_lens):
@@ -466,7 +457,7 @@ def test_sample_figure_marks_the_chosen_token(tiny_loaded: LoadedModel) -> None:
     fig = fout.sample_figure(step, tok.display, k=20)
     labels = list(fig.data[1].y)
     assert len(labels) == 10  # top-k cut the rest
-    chosen = labels.index(f"{ff.plotly_text(tok.display(step.token_id))}  (id {step.token_id})")
+    chosen = labels.index(f"{plotly_text(tok.display(step.token_id))}  (id {step.token_id})")
     assert fig.data[1].text[chosen] == "◀ chosen"
     assert fig.data[1].marker.color[chosen] != fig.data[1].marker.color[(chosen + 1) % 10]
     assert sum(fig.data[1].x) == pytest.approx(1.0)

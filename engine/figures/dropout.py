@@ -8,8 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.dropout_demo import MaskAverage, kept_mask
-from engine.figures.common import PALETTE, SCALE_WEIGHTS, base_layout
-from engine.figures.feed_forward import token_axis, token_window
+from engine.figures.common import PALETTE, SCALE_WEIGHTS, base_layout, token_labels, window
 
 # Three patterns side by side: fewer tokens per panel than a full-width heatmap.
 PANEL_AXIS = 64
@@ -31,8 +30,9 @@ def patterns_figure(
 
     Each argument is one head's [T, T] pattern (query rows, key columns)."""
     T = len(token_strs)
-    lo, hi = token_window(T, start, PANEL_AXIS)
-    labels = token_axis(token_strs, lo, hi)
+    span = window(T, start, PANEL_AXIS)
+    lo, hi = span.start, span.stop
+    labels = token_labels(token_strs, lo, hi)
     scale = 1.0 / (1.0 - p)
     fig = make_subplots(
         rows=1,
@@ -80,7 +80,7 @@ def query_row_figure(
     """The selected query's weights over its keys 0..pos: evaluation, the pass before and after
     its mask; dropped keys are marked."""
     keys = slice(0, pos + 1)
-    labels = token_axis(token_strs, 0, pos + 1)
+    labels = token_labels(token_strs, 0, pos + 1)
     kept = kept_mask(pass_row[keys], dropped_row[keys])
     fig = go.Figure()
     for name, row, colour in (
@@ -148,7 +148,7 @@ def average_row_figure(
     """The selected query's weights: evaluation, the average of the inverted-dropout outputs, the
     average of the unscaled outputs, and (1 - p) x."""
     keys = slice(0, pos + 1)
-    labels = token_axis(token_strs, 0, pos + 1)
+    labels = token_labels(token_strs, 0, pos + 1)
     fig = go.Figure()
     for name, row, colour in (
         ("evaluation x", x_row[keys], PALETTE[9]),

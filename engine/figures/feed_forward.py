@@ -6,18 +6,17 @@ computed by the small functions next to them, which the tests compare with the T
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import plotly.graph_objects as go
 
 from engine.figures.common import (
-    MAX_AXIS,
     PALETTE,
     SCALE_SIGNED,
     SCALE_WEIGHTS,
     base_layout,
-    unique_labels,
+    plotly_text,
+    token_labels,
+    window,
 )
 from engine.trace import Trace
 
@@ -25,31 +24,13 @@ TOP_NEURONS = 24
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 
 
-def plotly_text(label: str) -> str:
-    """A token label made safe for plotly's text rendering: `<`, `>` and `&` are escaped (plotly
-    reads a small HTML subset) and a label wrapped in `$...$` is not typeset as LaTeX."""
-    safe = html.escape(label, quote=False)
-    if len(safe) >= 2 and safe.startswith("$") and safe.endswith("$"):
-        safe = "\u200b" + safe
-    return safe
+_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|$<>~&:")
 
 
-def token_axis(token_strs: tuple[str, ...] | list[str], lo: int = 0, hi: int | None = None) -> list:
-    """Unique, plotly-safe token labels for positions lo..hi-1 ("3:␣the")."""
-    labels = unique_labels(list(token_strs))
-    return [plotly_text(s) for s in labels[lo:hi]]
-
-
-def token_window(n_tokens: int, start: int, size: int = MAX_AXIS) -> tuple[int, int]:
-    """The positions [lo, hi) a token axis shows: at most `size` of them, starting near `start`."""
-    size = max(1, int(size))
-    lo = max(0, min(int(start), max(0, n_tokens - size)))
-    return lo, min(n_tokens, lo + size)
-
-
-def window_containing(n_tokens: int, pos: int, size: int = MAX_AXIS) -> int:
-    """A window start that shows position `pos` (centred when the text is long)."""
-    return token_window(n_tokens, pos - size // 2, size)[0]
+def markdown_literal(text: str) -> str:
+    """`text` escaped for st.markdown / st.caption: every Markdown, LaTeX (`$`) and HTML
+    character gets a backslash, so a token such as `*_$x$_*` shows as typed."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)
 
 
 # --- numbers -----------------------------------------------------------------------------------
@@ -101,13 +82,14 @@ def neurons_heatmap(trace: Trace, layer: int, k: int = TOP_NEURONS, start: int =
     """The k most active hidden units of `layer` (rows) on every token (columns), after GELU."""
     post = trace.get("mlp.hook_post", layer)
     ids = top_neurons(post, k)
-    lo, hi = token_window(trace.n_tokens, start)
+    span = window(trace.n_tokens, start)
+    lo, hi = span.start, span.stop
     z = post[lo:hi, ids].T.astype(np.float64)
     limit = float(np.abs(z).max()) or 1.0
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=token_axis(trace.token_strs, lo, hi),
+            x=token_labels(trace.token_strs, lo, hi),
             y=[f"unit {i}" for i in ids],
             colorscale=SCALE_SIGNED,
             zmid=0.0,
@@ -202,11 +184,12 @@ def activation_functions(trace: Trace, layer: int, pos: int) -> go.Figure:
 def mlp_norms_heatmap(trace: Trace, start: int = 0) -> go.Figure:
     """How much each layer's MLP writes into each token's residual stream (L2 norm)."""
     norms = mlp_out_norms(trace)
-    lo, hi = token_window(trace.n_tokens, start)
+    span = window(trace.n_tokens, start)
+    lo, hi = span.start, span.stop
     fig = go.Figure(
         go.Heatmap(
             z=norms[:, lo:hi],
-            x=token_axis(trace.token_strs, lo, hi),
+            x=token_labels(trace.token_strs, lo, hi),
             y=[f"layer {i}" for i in range(norms.shape[0])],
             colorscale=SCALE_WEIGHTS,
             zmin=0.0,
@@ -256,12 +239,9 @@ __all__ = [
     "article_vs_gpt",
     "gelu",
     "hidden_histogram",
+    "markdown_literal",
     "mlp_norms_heatmap",
     "mlp_out_norms",
     "neurons_heatmap",
-    "plotly_text",
-    "token_axis",
-    "token_window",
     "top_neurons",
-    "window_containing",
 ]

@@ -11,8 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.figures.common import PALETTE, base_layout
-from engine.figures.feed_forward import plotly_text, token_axis, token_window
+from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels, window
 from engine.lens import LNStats
 from engine.trace import Trace
 
@@ -57,8 +56,9 @@ def stats_label(stats: LNStats) -> str:
 
 def token_stats_figure(trace: Trace, stats: LNStats, title: str, start: int = 0) -> go.Figure:
     """Per-token mean and standard deviation of the vector entering one LayerNorm."""
-    lo, hi = token_window(trace.n_tokens, start)
-    x = token_axis(trace.token_strs, lo, hi)
+    span = window(trace.n_tokens, start)
+    lo, hi = span.start, span.stop
+    x = token_labels(trace.token_strs, lo, hi)
     fig = make_subplots(
         rows=2,
         cols=1,
@@ -235,10 +235,11 @@ def scale_growth_figure(
 def article_vs_gpt_figure(trace: Trace, x: np.ndarray, eps: float, start: int = 0) -> go.Figure:
     """Each token's standard deviation after GPT-2's per-token normalisation (always 1) and after
     the article's whole-tensor normalisation (whatever the token had, only rescaled)."""
-    lo, hi = token_window(trace.n_tokens, start)
+    span = window(trace.n_tokens, start)
+    lo, hi = span.start, span.stop
     gpt = gpt_normalize(x, eps)
     article = article_normalize(x)
-    labels = token_axis(trace.token_strs, lo, hi)
+    labels = token_labels(trace.token_strs, lo, hi)
     fig = make_subplots(
         rows=1,
         cols=2,

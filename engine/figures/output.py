@@ -14,8 +14,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.figures.common import PALETTE, SCALE_WEIGHTS, base_layout
-from engine.figures.feed_forward import plotly_text, token_axis, token_window
+from engine.figures.common import (
+    PALETTE,
+    SCALE_WEIGHTS,
+    base_layout,
+    plotly_text,
+    token_labels,
+    window,
+)
 from engine.lens import LogitLens
 from engine.sampling import SampleStep, top_candidates
 
@@ -87,7 +93,8 @@ def lens_heatmap(
     """Layers (rows) x positions (columns): each cell names the lens's top next token and is
     coloured by its probability; hover lists the top 5."""
     T = lens.top_ids.shape[1]
-    lo, hi = token_window(T, start, size)
+    span = window(T, start, size)
+    lo, hi = span.start, span.stop
     top = lens.top_probs[:, lo:hi, 0].astype(np.float64)
     words = np.vectorize(lambda i: plotly_text(display(int(i))), otypes=[object])(
         lens.top_ids[:, lo:hi, 0]
@@ -95,7 +102,7 @@ def lens_heatmap(
     fig = go.Figure(
         go.Heatmap(
             z=np.round(top, 4),
-            x=token_axis(token_strs, lo, hi),
+            x=token_labels(token_strs, lo, hi),
             y=lens.layer_labels,
             text=words,
             texttemplate="%{text}",

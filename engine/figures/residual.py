@@ -8,8 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from engine.figures.common import PALETTE, SCALE_SIGNED, SCALE_WEIGHTS, base_layout
-from engine.figures.feed_forward import plotly_text, token_axis, token_window
+from engine.figures.common import (
+    PALETTE,
+    SCALE_SIGNED,
+    SCALE_WEIGHTS,
+    base_layout,
+    plotly_text,
+    token_labels,
+    window,
+)
 from engine.lens import residual_norms, residual_stack
 from engine.trace import Trace
 
@@ -105,11 +112,12 @@ def residual_steps(trace: Trace, pos: int) -> list[ResidualStep]:
 def norms_heatmap(trace: Trace, start: int = 0) -> go.Figure:
     """The residual's size (L2 norm) for every token after the embeddings and after every block."""
     norms = residual_norms(trace)
-    lo, hi = token_window(trace.n_tokens, start)
+    span = window(trace.n_tokens, start)
+    lo, hi = span.start, span.stop
     fig = go.Figure(
         go.Heatmap(
             z=norms[:, lo:hi],
-            x=token_axis(trace.token_strs, lo, hi),
+            x=token_labels(trace.token_strs, lo, hi),
             y=stack_labels(trace.config.n_layer),
             colorscale=SCALE_WEIGHTS,
             zmin=0.0,
@@ -194,11 +202,12 @@ def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
 
 def cosine_heatmap(trace: Trace, cos: np.ndarray, start: int = 0) -> go.Figure:
     """The cosine similarities for every token (layers x tokens)."""
-    lo, hi = token_window(trace.n_tokens, start)
+    span = window(trace.n_tokens, start)
+    lo, hi = span.start, span.stop
     fig = go.Figure(
         go.Heatmap(
             z=cos[:, lo:hi],
-            x=token_axis(trace.token_strs, lo, hi),
+            x=token_labels(trace.token_strs, lo, hi),
             y=stack_labels(cos.shape[0] - 1),
             colorscale=SCALE_SIGNED,
             zmin=-1.0,

@@ -1,0 +1,128 @@
+"""Stage 4: the feed-forward block (MLP) of the selected layer, token by token."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import axis_window, frame, next_stage
+from engine.figures import feed_forward as fig_ff
+
+view = frame("feed_forward")
+if view is None:
+    st.stop()
+
+trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
+token = fig_ff.markdown_literal(trace.token_strs[pos])  # shown as typed inside Markdown
+
+st.title("4 · Feed-forward")
+st.markdown(
+    f"After attention has mixed information **between** tokens, the feed-forward block works on "
+    f"each token **alone**: it widens the token's {cfg.d_model} numbers to {cfg.d_mlp} hidden "
+    "units, passes each through the GELU curve (negative values are mostly switched off, "
+    f"positive ones pass), and projects back to {cfg.d_model} numbers, which are added to the "
+    f"residual stream. Showing **layer {layer}**; change the layer in the sidebar."
+)
+st.latex(
+    r"\mathrm{mlp}(x) = W_2\,\mathrm{gelu}(W_1 x + b_1) + b_2,\qquad "
+    r"W_1 \in \mathbb{R}^{d \times 4d},\; W_2 \in \mathbb{R}^{4d \times d}"
+)
+st.latex(
+    r"\mathrm{gelu}(u) = \tfrac{1}{2}\,u\left(1 + \tanh\!\left[\sqrt{2/\pi}\,"
+    r"(u + 0.044715\,u^3)\right]\right)"
+)
+st.caption(
+    "In GPT-2 the input x is ln_2 of the residual stream (see 5 · Layer norm), "
+    "and the output is added back: x ← x + mlp(ln_2(x))."
+)
+
+st.subheader("Which hidden units fire on your text")
+tok_start = axis_window(trace.n_tokens, "Tokens", key="feed_forward_tokens")
+k = st.slider(
+    "Hidden units shown (the most active first)",
+    min_value=4,
+    max_value=min(64, cfg.d_mlp),
+    value=min(fig_ff.TOP_NEURONS, cfg.d_mlp),
+    key="feed_forward_k",
+)
+st.plotly_chart(fig_ff.neurons_heatmap(trace, layer, k=k, start=tok_start), key="feed_forward_map")
+st.caption(
+    "Each row is one hidden unit after GELU, each column a token. Red = the unit is active on "
+    "that token. Units that fire on only a few tokens are often detectors for a word or pattern."
+)
+
+st.subheader(f"Inside one token: “{token}” (position {pos})")
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(fig_ff.hidden_histogram(trace, layer, pos), key="feed_forward_hist")
+with right:
+    st.plotly_chart(fig_ff.activation_functions(trace, layer, pos), key="feed_forward_curves")
+summary = fig_ff.activation_summary(trace.get("mlp.hook_pre", layer)[pos])
+st.dataframe(
+    pd.DataFrame(
+        {
+            "": list(summary),
+            "value": [
+                f"{v:.0f}" if name == "units" else f"{v:.1%}" if "share" in name else f"{v:.3f}"
+                for name, v in summary.items()
+            ],
+        }
+    ),
+    hide_index=True,
+    width="content",
+    key="feed_forward_summary",
+)
+st.caption(
+    "Before GELU the hidden values spread on both sides of 0; after GELU the negative ones are "
+    "squeezed to about 0 (the smallest GELU output is −0.17) and the positive ones pass almost "
+    "unchanged. The red dots are this token's units placed on the GELU curve."
+)
+
+st.subheader("How much each layer's feed-forward block adds, per token")
+st.plotly_chart(fig_ff.mlp_norms_heatmap(trace, start=tok_start), key="feed_forward_norms")
+norms = fig_ff.mlp_out_norms(trace)
+table = pd.DataFrame(
+    norms.T,
+    columns=[f"layer {i}" for i in range(cfg.n_layer)],
+    index=pd.Index([f"{i}: {s}" for i, s in enumerate(trace.token_strs)], name="token"),
+)
+with st.expander("The numbers: ‖mlp_out‖ for every token and layer"):
+    st.dataframe(table.style.format("{:.3f}"), key="feed_forward_norm_table")
+
+st.subheader("The article's feed-forward beside GPT-2's")
+left, right = st.columns(2)
+with left:
+    st.markdown("**The article** (`tanh(x W₁ + W₂)` in its code, `tanh(W₁x + b₁)` in its maths)")
+    st.code(
+        "hidden = torch.tanh(torch.matmul(input_vector, weights_1) + weights_2)\nreturn hidden",
+        language="python",
+    )
+    st.markdown(
+        f"- one layer only: its output has **{cfg.d_mlp}** numbers (the hidden width), but the "
+        f"residual stream has **{cfg.d_model}**, so it cannot be added back;\n"
+        f"- the code adds the matrix W₂ ({cfg.d_mlp} × {cfg.d_model}) where a bias vector "
+        "belongs, which does not even have the right shape;\n"
+        "- tanh squashes every value into (−1, 1): a strongly active unit looks the same as a "
+        "mildly active one."
+    )
+with right:
+    st.markdown("**GPT-2** (what this model runs)")
+    st.code(
+        "h = gelu(x @ W1 + b1)     # [T, 4d]\nout = h @ W2 + b2         # [T, d], added to x",
+        language="python",
+    )
+    st.markdown(
+        f"- two layers: widen to {cfg.d_mlp}, then project back to {cfg.d_model};\n"
+        "- GELU lets large positive values through, so a unit can say *how strongly* it fires;\n"
+        "- the output is added to the residual stream, never replacing it."
+    )
+st.plotly_chart(fig_ff.article_vs_gpt(trace, layer, pos), key="feed_forward_article")
+pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
+st.caption(
+    f"The same {pre.size} hidden inputs of “{token}”: under tanh, "
+    f"{float((np.abs(np.tanh(pre)) > 0.95).mean()):.0%} of them are pinned near ±1; under GELU "
+    f"the largest keeps its size ({float(fig_ff.gelu(pre).max()):.2f})."
+)
+
+next_stage(view)

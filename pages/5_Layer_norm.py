@@ -1,0 +1,161 @@
+"""Stage 5: layer norm (ln_1 and ln_2 of the selected layer, ln_f after the last one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import axis_window, frame, next_stage
+from engine.figures import layer_norm as fig_ln
+from engine.figures.feed_forward import markdown_literal
+from engine.lens import all_ln_stats, ln_input, ln_stats
+
+view = frame("layer_norm")
+if view is None:
+    st.stop()
+
+trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
+last = cfg.n_layer - 1
+blocks = view.loaded.model.transformer
+
+st.title("5 · Layer norm")
+st.markdown(
+    "Layer norm takes one token's vector and rescales it: subtract the vector's own mean, divide "
+    "by its own standard deviation, then stretch and shift every feature by learned amounts "
+    "(gamma and beta). Each token is normalised **on its own, over its features**, so a token "
+    "with huge numbers and one with tiny numbers leave with the same scale."
+)
+st.latex(
+    r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta,\qquad"
+    r"\mu = \frac{1}{d}\sum_{j=1}^{d} x_j,\quad \sigma^2 = \frac{1}{d}\sum_{j=1}^{d}(x_j-\mu)^2"
+)
+st.info(
+    "**Where GPT-2 puts layer norm:** *before* each sub-block, not after it. Every block "
+    "computes x ← x + attn(ln_1(x)), then x ← x + mlp(ln_2(x)), and after the last block one "
+    "more, ln_f, comes before the output. The residual stream itself is never normalised, only "
+    'the copy each sub-block reads ("pre-norm"). The article\'s flowchart draws attention → '
+    "feed-forward → layer norm → residual, i.e. layer norm *after* the sub-blocks (the original "
+    '2017 Transformer\'s "post-norm"); GPT-2 moved it in front because deep post-norm stacks '
+    "train badly."
+)
+
+options = ["ln1", "ln2"] + (["ln_final"] if layer == last else [])
+names = {
+    "ln1": f"ln_1 of layer {layer} (before attention)",
+    "ln2": f"ln_2 of layer {layer} (before the feed-forward block)",
+    "ln_final": "ln_f (after the last block, before the output)",
+}
+if st.session_state.get("layer_norm_which") not in options:
+    st.session_state["layer_norm_which"] = "ln1"  # ln_f was chosen on the last layer
+which = st.radio(
+    "Which layer norm",
+    options,
+    format_func=names.__getitem__,
+    horizontal=True,
+    key="layer_norm_which",
+)
+if layer != last:
+    st.caption(f"ln_f appears here when the sidebar's layer is the last one ({last}).")
+ln_layer = None if which == "ln_final" else layer
+module = blocks.ln_f if which == "ln_final" else getattr(blocks.h[layer], "ln_" + which[-1])
+gamma = module.weight.detach().numpy()
+beta = module.bias.detach().numpy()
+stats = ln_stats(trace, which, ln_layer)
+x_in = ln_input(trace, which, ln_layer)
+normalized_site = "ln_final.hook_normalized" if which == "ln_final" else f"{which}.hook_normalized"
+normalized = trace[normalized_site] if which == "ln_final" else trace.get(normalized_site, ln_layer)
+label = fig_ln.ln_label(which, ln_layer)
+
+st.subheader(f"What enters {label}: each token's mean and standard deviation")
+tok_start = axis_window(trace.n_tokens, "Tokens", key="layer_norm_tokens")
+st.plotly_chart(
+    fig_ln.token_stats_figure(trace, stats, f"The residual entering {label}", start=tok_start),
+    key="layer_norm_stats",
+)
+with st.expander("The numbers, token by token", expanded=False):
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "token": list(trace.token_strs),
+                "mean μ": stats.mean,
+                "std σ": stats.std,
+                "divides by √(σ² + ε)": stats.scale,
+                "std after normalising": normalized.astype(np.float64).std(-1),
+            }
+        ).style.format(precision=4),
+        key="layer_norm_table",
+    )
+st.caption(
+    "Every token leaves with mean 0 and standard deviation 1 (a hair under 1 when σ² is not much "
+    f"larger than ε = {cfg.layer_norm_eps:g}), whatever it came in with."
+)
+
+token = markdown_literal(trace.token_strs[pos])
+st.subheader(f"One token step by step: “{token}” (position {pos})")
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(
+        fig_ln.feature_steps_figure(
+            x_in[pos], normalized[pos], gamma, beta, f"Its {cfg.d_model} features in {label}"
+        ),
+        key="layer_norm_steps",
+    )
+with right:
+    st.plotly_chart(
+        fig_ln.gamma_beta_figure(gamma, beta, f"Learned gamma and beta of {label}"),
+        key="layer_norm_gamma_beta",
+    )
+    st.markdown(
+        f"gamma ranges from {gamma.min():.3f} to {gamma.max():.3f} and beta from "
+        f"{beta.min():.3f} to {beta.max():.3f}. They are the same for every token: after "
+        "normalising, the model re-scales each feature to the size the next sub-block wants."
+    )
+
+st.subheader("Why normalise: the residual stream grows")
+all_stats = all_ln_stats(trace)
+highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
+st.plotly_chart(
+    fig_ln.scale_growth_figure(all_stats, pos, trace.token_strs[pos], highlight=highlight),
+    key="layer_norm_growth",
+)
+st.caption(
+    "Every block adds its outputs to the residual stream, so its numbers tend to grow from layer "
+    "to layer (and some tokens, often the first one, grow far more than others). Layer norm hands "
+    "each sub-block a vector of the same scale, whatever the depth."
+)
+
+st.subheader("The article's layer norm beside GPT-2's, on this text")
+left, right = st.columns(2)
+with left:
+    st.markdown("**The article**: one mean and one variance for the whole tensor")
+    st.code(
+        "mean = torch.mean(input_vector)      # over all tokens and features\n"
+        "variance = torch.var(input_vector)\n"
+        "output = (input_vector - mean) / torch.sqrt(variance + 1e-8)",
+        language="python",
+    )
+    st.caption("Its formula also calls σ the variance; it is the standard deviation.")
+with right:
+    st.markdown("**GPT-2**: a mean and a variance per token, over its features")
+    st.code(
+        "mean = x.mean(dim=-1, keepdim=True)                   # [T, 1]\n"
+        "var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)    # [T, 1]\n"
+        "out = (x - mean) / torch.sqrt(var + eps) * gamma + beta",
+        language="python",
+    )
+st.plotly_chart(
+    fig_ln.article_vs_gpt_figure(trace, x_in, cfg.layer_norm_eps, start=tok_start),
+    key="layer_norm_article",
+)
+article_std = fig_ln.article_normalize(x_in).std(-1)
+st.markdown(
+    f"On your text, after the article's whole-tensor version the tokens' standard deviations "
+    f"still range from **{article_std.min():.2f}** to **{article_std.max():.2f}**: a loud token "
+    "stays loud. After GPT-2's per-token version every token has standard deviation 1. "
+    "The whole-tensor version would also let one token's numbers change every other token's "
+    "output, and with text generated one token at a time the statistics would shift as the text "
+    "grows."
+)
+
+next_stage(view)

@@ -1,0 +1,126 @@
+"""Stage 6: the residual stream, the running sum every sub-block reads from and writes to."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import axis_window, frame, next_stage
+from engine.figures import residual as fig_res
+from engine.figures.feed_forward import markdown_literal
+
+view = frame("residual")
+if view is None:
+    st.stop()
+
+trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
+token = markdown_literal(trace.token_strs[pos])
+
+st.title("6 · Residual stream")
+st.markdown(
+    "Each token carries one vector through the whole model: the **residual stream**. No block "
+    "replaces it. Attention and the feed-forward block each read a normalised copy and **add** "
+    "their output to it, so at the end the vector is the sum of the embeddings and of everything "
+    "every block wrote. That sum is what the output layer reads."
+)
+st.latex(
+    r"x \leftarrow x + f(x) \quad\text{for } f = \mathrm{attn}\circ\mathrm{ln}_1,\; "
+    r"\mathrm{mlp}\circ\mathrm{ln}_2 \text{ in every layer}"
+)
+st.latex(
+    r"x^{\mathrm{final}}_i = \underbrace{W_E[t_i] + W_P[i]}_{\text{embeddings}}"
+    r" + \sum_{\ell=0}^{L-1}\left(\mathrm{attn}_\ell + \mathrm{mlp}_\ell\right)_i"
+)
+
+st.subheader("How big the stream is, token by token and layer by layer")
+tok_start = axis_window(trace.n_tokens, "Tokens", key="residual_tokens")
+st.plotly_chart(fig_res.norms_heatmap(trace, start=tok_start), key="residual_norms")
+st.caption(
+    "Each cell is the length ‖x‖ of one token's residual vector after the embeddings (top row) "
+    "and after each block. Hover for the value."
+)
+
+st.subheader(f"What each part wrote into “{token}” (position {pos})")
+contrib = fig_res.contributions(trace, pos)
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(
+        fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
+        key="residual_contributions",
+    )
+with right:
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "part": list(contrib.names),
+                "size ‖part‖": contrib.sizes,
+                "along the final direction": contrib.along_final,
+                "share of the final size": contrib.along_final / contrib.final_norm,
+            }
+        ).style.format(
+            {
+                "size ‖part‖": "{:.3f}",
+                "along the final direction": "{:+.3f}",
+                "share of the final size": "{:+.1%}",
+            }
+        ),
+        hide_index=True,
+        key="residual_contrib_table",
+    )
+    st.markdown(
+        f"The parts add up, exactly, to the final vector (size **{contrib.final_norm:.3f}**). "
+        "The dark bars measure how much of each part points the way the final vector points: "
+        "they add up to its size. A big part with a small dark bar mostly wrote in a direction "
+        "that later parts cancelled or that the output ignores."
+    )
+
+st.subheader("x + f(x), on this token's numbers")
+steps = fig_res.residual_steps(trace, pos)
+st.dataframe(
+    pd.DataFrame(
+        {
+            "step": [s.label for s in steps],
+            "‖x‖ before": [s.before_norm for s in steps],
+            "‖f(x)‖ added": [s.branch_norm for s in steps],
+            "‖x + f(x)‖ after": [s.after_norm for s in steps],
+            "cosine(x, f(x))": [s.cosine for s in steps],
+        }
+    ).style.format(precision=3),
+    hide_index=True,
+    key="residual_steps",
+)
+attn_step, mlp_step = steps[2 * layer], steps[2 * layer + 1]
+st.markdown(
+    f"In **layer {layer}**, attention added a vector of size {attn_step.branch_norm:.3f} to a "
+    f"stream of size {attn_step.before_norm:.3f}; the result has size "
+    f"{attn_step.after_norm:.3f}, not {attn_step.before_norm + attn_step.branch_norm:.3f}, "
+    f"because the two point in different directions (cosine {attn_step.cosine:+.2f}: +1 would "
+    "reinforce, 0 adds something new, −1 erases). Then the feed-forward block added "
+    f"{mlp_step.branch_norm:.3f}, giving {mlp_step.after_norm:.3f}. Because each block only "
+    "adds, the gradient in training flows straight down the stream, which is what lets deep "
+    "stacks learn."
+)
+
+st.subheader("How soon the stream points where it ends")
+cos = fig_res.cosine_to_final(trace)
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
+with right:
+    st.plotly_chart(fig_res.cosine_heatmap(trace, cos, start=tok_start), key="residual_cosine_map")
+st.caption(
+    "Cosine similarity between each layer's residual and the final one (1 = same direction). "
+    "Where it is already high, later layers only refine; the logit lens on page 8 shows what "
+    "each layer's residual would predict."
+)
+
+st.subheader("The article's residual connection")
+st.markdown(
+    "The article's `residual_connection(x, y) = x + y` is the same addition. What differs is "
+    "where it sits: its example adds a layer-normalised vector to a dropped-out copy of "
+    "*itself* (`residual_connection(normalized_output, dropout(normalized_output))`), after "
+    "the layer norm. In GPT-2 the stream x itself is carried past each sub-block and the "
+    "sub-block's output is added to it: `x = x + attn(ln_1(x))`."
+)
+
+next_stage(view)

@@ -1,0 +1,213 @@
+"""Stage 7: dropout. This page runs the model again, through the engine, with a seeded mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import axis_window, frame, next_stage
+from engine.checkpoints import LoadedModel
+from engine.dropout_demo import MAX_P, causal_cells, dropout_pass, kept_mask, mask_average
+from engine.figures import dropout as fig_drop
+from engine.figures.feed_forward import markdown_literal
+from engine.lens import final_probs
+from engine.sampling import top_candidates
+from engine.trace import Trace
+
+MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
+
+
+@st.cache_data(max_entries=8, show_spinner="Running the model with dropout…")
+def _dropout_trace(
+    model_key: str, ids: tuple[int, ...], p: float, seed: int, _loaded: LoadedModel
+) -> Trace:
+    return dropout_pass(_loaded.model, _loaded.tokenizer, list(ids), p, seed, model_name=model_key)
+
+
+view = frame("dropout")
+if view is None:
+    st.stop()
+
+trace, cfg, layer, head, pos = view.trace, view.trace.config, view.layer, view.head, view.pos
+T = trace.n_tokens
+
+st.title("7 · Dropout")
+st.markdown(
+    "Dropout is a training trick against memorising: on every training step, each number it "
+    "touches is set to 0 with probability p, and the survivors are multiplied by 1/(1 − p) so "
+    "that on average nothing changes. When the model is used (evaluation), dropout does "
+    "nothing at all. GPT-2 applies it to the embeddings, to the attention weights and to the "
+    f"output of every sub-block; this model was trained with p = {cfg.dropout:g}."
+)
+st.latex(
+    r"\text{training: } \hat{x} = \frac{m \odot x}{1 - p},\; m_j \sim \mathrm{Bernoulli}(1-p)"
+    r"\;\Rightarrow\; \mathbb{E}[\hat{x}] = x \qquad\qquad \text{evaluation: } \hat{x} = x"
+)
+
+left, right = st.columns(2)
+p = left.slider(
+    "Dropout probability p",
+    min_value=0.05,
+    max_value=MAX_P,
+    value=float(min(MAX_P, max(0.05, cfg.dropout))),
+    step=0.05,
+    key="dropout_p",
+)
+seed = int(
+    right.number_input(
+        "Mask seed (the same seed gives the same mask)",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=0,
+        step=1,
+        key="dropout_seed",
+    )
+)
+dropped_trace = _dropout_trace(
+    trace.model_name, tuple(int(i) for i in trace.token_ids), float(p), seed, view.loaded
+)
+
+eval_pattern = trace.get("attn.hook_pattern", layer)[head]
+pass_pattern = dropped_trace.get("attn.hook_pattern", layer)[head]
+dropped = dropped_trace.get("attn.hook_pattern_dropped", layer)[head]
+
+st.subheader(f"Layer {layer}, head {head}: attention weights with and without dropout")
+st.markdown(
+    "Left: evaluation mode, what the model uses when it reads your text (dropout is the "
+    "identity). Middle and right: one training-mode pass of the real model with this seed. "
+    "Dropout everywhere before this layer already changed its input, so even before the mask "
+    "the weights differ a little; then the mask zeroes cells and the survivors are scaled up."
+)
+start = axis_window(T, "Tokens", key="dropout_tokens", size=fig_drop.PANEL_AXIS)
+st.plotly_chart(
+    fig_drop.patterns_figure(trace.token_strs, eval_pattern, pass_pattern, dropped, p, start),
+    key="dropout_patterns",
+)
+
+token = markdown_literal(trace.token_strs[pos])
+st.plotly_chart(
+    fig_drop.query_row_figure(
+        trace.token_strs, pos, eval_pattern[pos], pass_pattern[pos], dropped[pos], p
+    ),
+    key="dropout_row",
+)
+layer_before = dropped_trace.get("attn.hook_pattern", layer)
+layer_after = dropped_trace.get("attn.hook_pattern_dropped", layer)
+cells = np.broadcast_to(causal_cells(T), layer_before.shape)
+kept = kept_mask(layer_before, layer_after)
+row_sums = layer_after.sum(-1)
+survivor_ratio = (
+    layer_after[kept & cells & (layer_before > 0)] / layer_before[kept & cells & (layer_before > 0)]
+)
+eval_top = top_candidates(final_probs(trace, pos), 5)
+pass_top = top_candidates(final_probs(dropped_trace, pos), 5)
+display = view.loaded.tokenizer.display
+left, right = st.columns(2)
+with left:
+    st.markdown(f"**This pass, layer {layer}, all {cfg.n_head} heads**")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "": [
+                    "attention weights that could be dropped",
+                    "share dropped",
+                    "dropout probability p",
+                    "survivors multiplied by",
+                    "1 / (1 − p)",
+                    "row sums after dropout (min … max)",
+                ],
+                "value": [
+                    f"{int(cells.sum()):,}",
+                    f"{1 - kept[cells].mean():.1%}",
+                    f"{p:.0%}",
+                    f"{survivor_ratio.mean():.4f}" if survivor_ratio.size else "none kept",
+                    f"{1 / (1 - p):.4f}",
+                    f"{row_sums.min():.3f} … {row_sums.max():.3f}",
+                ],
+            }
+        ),
+        hide_index=True,
+        key="dropout_stats",
+    )
+    st.caption(
+        "Each row of weights summed to 1 before the mask; after it, a row sums to 1 only on "
+        "average, which is the point: the expected output stays the same."
+    )
+with right:
+    st.markdown(f"**What the model predicts after “{token}” (position {pos})**")
+    eval_probs, pass_probs = final_probs(trace, pos), final_probs(dropped_trace, pos)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "rank": list(range(1, 6)),
+                "evaluation": [f"{display(int(i))}  {eval_probs[i]:.3f}" for i in eval_top],
+                f"with dropout p = {p:g}": [
+                    f"{display(int(i))}  {pass_probs[i]:.3f}" for i in pass_top
+                ],
+            }
+        ),
+        hide_index=True,
+        key="dropout_prediction",
+    )
+    st.caption(
+        "A training step sees a different, noisier network every time; evaluation always uses "
+        "the whole network, so the same text always gives the same prediction."
+    )
+
+st.subheader("Why survivors are scaled by 1/(1 − p): averaging many masks")
+max_n = int(max(10, min(1000, MAX_MASK_CELLS // max(1, T * T))))
+n_masks = st.slider(
+    "Masks to average",
+    min_value=10,
+    max_value=max_n,
+    value=min(200, max_n),
+    step=10,
+    key="dropout_n",
+)
+avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(fig_drop.convergence_figure(avg), key="dropout_convergence")
+with right:
+    st.plotly_chart(
+        fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
+        key="dropout_average_row",
+    )
+st.markdown(
+    f"Masks drawn with numpy from seed {seed} on this head's evaluation weights. After "
+    f"{n_masks} masks the inverted-dropout average is on average "
+    f"**{avg.err_inverted[-1]:.4f}** away from the evaluation weights (after one mask: "
+    f"{avg.err_inverted[0]:.4f}), and it keeps shrinking: the expectation *is* the evaluation "
+    "output, so evaluation needs no correction. Without the rescaling, the average settles at "
+    f"(1 − p)·x and stays {avg.err_plain[-1]:.4f} away from x."
+)
+
+st.subheader("The article's dropout")
+left, right = st.columns(2)
+with left:
+    st.markdown("**The article**")
+    st.code(
+        "mask = torch.rand(input_vector.shape) > dropout_rate\n"
+        "return input_vector * mask       # no rescaling, also when the model is used",
+        language="python",
+    )
+    st.latex(r"\hat{x} = (1 - p)\,x")
+with right:
+    st.markdown("**GPT-2** (this engine's `engine.model.dropout`)")
+    st.code(
+        "if p == 0 (evaluation): return x\n"
+        "keep = torch.rand(x.shape, generator=g) >= p\n"
+        "return x * keep / (1 - p)",
+        language="python",
+    )
+st.markdown(
+    "The article's formula x̂ = (1 − p)·x is the **old, test-time** way: the first dropout papers "
+    "trained with unscaled masks (whose average is (1 − p)·x, the dotted curve above) and then, "
+    "when using the network, multiplied by (1 − p) to match. Modern code, GPT-2 included, uses "
+    "*inverted* dropout instead: it scales by 1/(1 − p) during training, so using the model is "
+    "plain identity. The article's code does neither: it drops values even when the model is "
+    "used and never rescales, so its outputs are random and too small on average."
+)
+
+next_stage(view)

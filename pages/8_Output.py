@@ -1,0 +1,210 @@
+"""Stage 8: next-token probabilities (from the stored logits) and the logit lens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import axis_window, frame, get_logit_lens, next_stage
+from engine.figures import output as fig_out
+from engine.figures.feed_forward import markdown_literal
+from engine.lens import lens_distribution
+from engine.sampling import (
+    MAX_TEMPERATURE,
+    SamplingSettings,
+    next_token_distribution,
+    top_candidates,
+)
+
+view = frame("output")
+if view is None:
+    st.stop()
+
+trace, cfg, pos = view.trace, view.trace.config, view.pos
+tokenizer, model = view.loaded.tokenizer, view.loaded.model
+display = tokenizer.display
+token = markdown_literal(trace.token_strs[pos])
+allowed = min(tokenizer.vocab_size, cfg.vocab_size)
+
+st.title("8 · Output probabilities & logit lens")
+st.markdown(
+    "After the last block, each token's residual vector goes through one more layer norm "
+    "(ln_f) and is multiplied by the token-embedding table again (GPT-2 ties the two), giving "
+    f"one score, a **logit**, for each of the {cfg.vocab_size:,} tokens of the vocabulary. "
+    "Softmax turns the scores into probabilities for the **next** token. Every position "
+    "predicts the token after it, all at once."
+)
+st.latex(
+    r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_E^{\top},\qquad "
+    r"p(t \mid \text{tokens} \le i) = \frac{e^{\text{logit}_{i,t}/\tau}}"
+    r"{\sum_{t'} e^{\text{logit}_{i,t'}/\tau}}"
+)
+
+st.subheader(f"What comes after “{token}” (position {pos})?")
+c1, c2, c3, c4 = st.columns(4)
+temperature = c1.slider(
+    "Temperature τ",
+    min_value=0.1,
+    max_value=float(MAX_TEMPERATURE),
+    value=1.0,
+    step=0.05,
+    key="output_temperature",
+    help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
+)
+top_k = int(
+    c2.number_input(
+        "Top-k (0 = all)",
+        min_value=0,
+        max_value=cfg.vocab_size,
+        value=0,
+        step=1,
+        key="output_top_k",
+        help="Keep only the k most probable tokens and renormalise.",
+    )
+)
+top_p = c3.slider(
+    "Top-p (nucleus)",
+    min_value=0.05,
+    max_value=1.0,
+    value=1.0,
+    step=0.05,
+    key="output_top_p",
+    help="Keep the most probable tokens until their probabilities add up to p.",
+)
+shown = int(c4.number_input("Tokens shown", 5, 40, 15, step=5, key="output_shown"))
+settings = SamplingSettings(temperature=float(temperature), top_k=top_k, top_p=float(top_p))
+logits = trace.logits[pos]
+model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
+shaped = next_token_distribution(logits, settings, allowed=allowed)
+st.plotly_chart(
+    fig_out.top_tokens_figure(
+        model_probs, shaped, display, k=shown, title=f"Next token after position {pos}"
+    ),
+    key="output_top_tokens",
+)
+ids = top_candidates(model_probs, shown)
+st.dataframe(
+    pd.DataFrame(
+        {
+            "rank": np.arange(1, len(ids) + 1),
+            "token": [display(int(i)) for i in ids],
+            "id": ids,
+            "logit": logits[ids].astype(np.float64),
+            "model p": model_probs[ids],
+            "p after τ / top-k / top-p": shaped[ids],
+        }
+    ).style.format({"logit": "{:.3f}", "model p": "{:.4f}", "p after τ / top-k / top-p": "{:.4f}"}),
+    hide_index=True,
+    key="output_table",
+)
+next_md = markdown_literal(trace.token_strs[pos + 1]) if pos + 1 < trace.n_tokens else ""
+real_next = (
+    f" The token that really comes next in your text is “{next_md}”"
+    f" (model p = {model_probs[int(trace.token_ids[pos + 1])]:.4f})."
+    if pos + 1 < trace.n_tokens
+    else " This is the last token of your text: its prediction is what Generate (page 9) samples."
+)
+st.caption(
+    f"{int(np.count_nonzero(shaped)):,} tokens can still be drawn after temperature, top-k and "
+    "top-p. These come from the logits stored when the model read your text: changing the "
+    "settings does not run the model again." + real_next
+)
+
+with st.expander("The article's output step: `output.argmax(dim=-1)`"):
+    hidden = trace["ln_final.hook_normalized"][pos]
+    greedy_md = markdown_literal(display(int(np.argmax(logits))))
+    st.markdown(
+        "The article takes the argmax of the last hidden vector and calls it the translation. "
+        f"On your text that picks **feature {int(np.argmax(hidden))}** of the {cfg.d_model} "
+        "hidden features: an index into the vector, not a word. A GPT first projects the vector "
+        "onto the vocabulary (the logits above) and then chooses a token; even the greedy "
+        f"choice, argmax of the logits, is the token “{greedy_md}”"
+        " here, and real text generation samples with temperature, top-k and top-p."
+    )
+
+st.subheader("The logit lens: what each layer would predict")
+lens = get_logit_lens(view)
+st.markdown(
+    "Stop the model after any layer, send that layer's residual through the final layer norm "
+    "and the unembedding, and read the prediction. Each cell names the top next token for one "
+    "position after one layer; the colour is its probability; hover for the top 5. The bottom "
+    "row is the model's real output. **This lens applies ln_f, with each residual's own mean "
+    "and variance, to every layer**, exactly as the output layer does; lenses that skip ln_f "
+    "(Ecco's, for example) read vectors of the wrong scale and show distorted probabilities "
+    "for the early layers."
+)
+lens_start = axis_window(
+    trace.n_tokens, "Positions", key="output_lens_window", size=fig_out.LENS_AXIS
+)
+st.plotly_chart(
+    fig_out.lens_heatmap(lens, trace.token_strs, display, start=lens_start),
+    key="output_lens",
+)
+
+left, right = st.columns(2)
+with left:
+    if pos + 1 < trace.n_tokens:
+        st.plotly_chart(
+            fig_out.next_token_figure(lens, pos, trace.token_strs[pos + 1]),
+            key="output_next_token",
+        )
+    else:
+        st.info(
+            "The selected position is the last token, so there is no real next token to "
+            "follow through the layers. Choose an earlier position in the sidebar."
+        )
+with right:
+    rows = cfg.n_layer + 1
+    candidates: list[int] = []
+    for r in range(rows - 1, -1, -1):
+        for i in lens.top_ids[r, pos, :5]:
+            if int(i) not in candidates:
+                candidates.append(int(i))
+    if pos + 1 < trace.n_tokens and int(trace.token_ids[pos + 1]) not in candidates:
+        candidates.insert(0, int(trace.token_ids[pos + 1]))
+    target = st.selectbox(
+        "Follow a token through the layers",
+        candidates,
+        format_func=lambda i: f"{display(i)}  (id {i})",
+        key="output_target",
+    )
+    typed = st.text_input(
+        "…or type one (its first token is used)", key="output_target_text", max_chars=50
+    )
+    if typed:
+        typed_ids = tokenizer.encode(typed)
+        if typed_ids and typed_ids[0] < cfg.vocab_size:
+            target = typed_ids[0]
+            if len(typed_ids) > 1:
+                st.caption(
+                    f"“{markdown_literal(typed)}” is {len(typed_ids)} tokens; following the "
+                    f"first, “{markdown_literal(display(target))}”."
+                )
+    target_probs = np.array([lens_distribution(trace, model, r, pos)[target] for r in range(rows)])
+    st.plotly_chart(
+        fig_out.target_figure(target_probs, lens.layer_labels, display(target)),
+        key="output_target_chart",
+    )
+
+st.dataframe(
+    pd.DataFrame(
+        {
+            "residual after": lens.layer_labels,
+            "top guess": [display(int(i)) for i in lens.top_ids[:, pos, 0]],
+            "its p": lens.top_probs[:, pos, 0],
+            "real next token's p": lens.next_prob[:, pos],
+            "its rank (0 = top)": pd.array(
+                [int(r) if r >= 0 else None for r in lens.next_rank[:, pos]], dtype="Int64"
+            ),
+            "entropy (nats)": lens.entropy[:, pos],
+        }
+    ).style.format(
+        {"its p": "{:.4f}", "real next token's p": "{:.4f}", "entropy (nats)": "{:.3f}"},
+        na_rep="(last token)",
+    ),
+    hide_index=True,
+    key="output_lens_table",
+)
+
+next_stage(view)

@@ -1,0 +1,199 @@
+"""Stage 9: generate text one token at a time (this page runs the model, through the engine)."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+import pandas as pd
+import streamlit as st
+
+from app import frame, next_stage, set_text
+from engine.figures import output as fig_out
+from engine.figures.feed_forward import markdown_literal
+from engine.sampling import (
+    MAX_TEMPERATURE,
+    SampleStep,
+    SamplingSettings,
+    generate,
+    next_token_distribution,
+    sample_next,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY = "generate_history"  # list of entries, newest last (see _record)
+LAST_STEPS = "generate_last_steps"  # the SampleSteps of the latest action
+PENDING_SEED = "generate_pending_seed"  # applied to the seed widget on the next run
+MAX_N = 100
+
+ss = st.session_state
+if PENDING_SEED in ss:
+    ss["generate_seed"] = ss.pop(PENDING_SEED)  # before the widget exists: allowed
+ss.setdefault("generate_seed", 0)
+
+view = frame("generate")
+if view is None:
+    st.stop()
+
+trace, cfg = view.trace, view.trace.config
+loaded = view.loaded
+tokenizer, model = loaded.tokenizer, loaded.model
+display = tokenizer.display
+history: list[dict] = ss.setdefault(HISTORY, [])
+
+st.title("9 · Generate")
+st.markdown(
+    "A GPT writes one token at a time: it reads the whole text, takes the probabilities for the "
+    "next token (page 8), **draws** one token from them, appends it, and reads again. "
+    "Temperature, top-k and top-p reshape the probabilities before the draw; greedy always "
+    "takes the most probable token. Every generated token is appended to the shared text, so "
+    "all the other pages show the model reading its own output."
+)
+st.latex(
+    r"t_{n+1} \sim \mathrm{softmax}\!\left(\mathrm{logits}(t_1,\dots,t_n)/\tau\right)"
+    r"\big|_{\text{top-}k,\ \text{top-}p}"
+)
+
+c1, c2, c3, c4, c5 = st.columns(5)
+greedy = c5.checkbox("Greedy (argmax)", value=False, key="generate_greedy")
+temperature = c1.slider(
+    "Temperature τ",
+    0.1,
+    float(MAX_TEMPERATURE),
+    1.0,
+    step=0.05,
+    key="generate_temperature",
+    disabled=greedy,
+)
+top_k = int(
+    c2.number_input(
+        "Top-k (0 = all)", 0, cfg.vocab_size, 40, step=1, key="generate_top_k", disabled=greedy
+    )
+)
+top_p = c3.slider("Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", disabled=greedy)
+seed = int(c4.number_input("Seed", 0, 2**31 - 1, step=1, key="generate_seed"))
+settings = SamplingSettings(
+    temperature=float(temperature), top_k=top_k, top_p=float(top_p), greedy=greedy
+)
+
+
+def context_ids(text: str) -> list[int]:
+    """The token ids to continue: the ids generation left (exact, even when a character is
+    still split across tokens) if the text is unchanged since, else the text's own tokens."""
+    if history and history[-1]["after"] == text:
+        return list(history[-1]["ids"])
+    return tokenizer.encode(text)
+
+
+def record(before: str, ids: list[int], steps: list[SampleStep], action: str) -> None:
+    kept = [s for s in steps if s.token_id != tokenizer.eot_id]
+    new_ids = ids + [s.token_id for s in kept]
+    after = tokenizer.decode(new_ids)
+    history.append(
+        {
+            "before": before,
+            "after": after,
+            "ids": new_ids,
+            "action": action,
+            "tokens": [(s.token_id, s.token_str, s.prob, s.seed) for s in steps],
+        }
+    )
+    ss[LAST_STEPS] = steps
+    log.info("%s: %d token(s) appended, seed %d", action, len(kept), seed)
+    ss[PENDING_SEED] = seed + len(steps)
+    ss["pos"] = None  # follow the newest token on every page
+    set_text(after)
+
+
+text = ss["text"]
+b1, b2, b3, b4 = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
+n = int(b2.number_input("N", 1, MAX_N, 10, step=1, key="generate_n"))
+if b1.button("Next token ▶", key="generate_next", type="primary"):
+    ids = context_ids(text)
+    step = sample_next(model, tokenizer, ids, settings, seed)
+    record(text, ids, [step], "next token")
+    st.rerun()
+if b3.button(f"Generate {n} tokens ⏩", key="generate_many"):
+    ids = context_ids(text)
+    bar = st.progress(0.0, text=f"Generating {n} tokens…")
+
+    def on_token(done: int, total: int, step: SampleStep) -> None:
+        bar.progress(done / total, text=f"{done} / {total}: “{markdown_literal(step.token_str)}”")
+
+    steps = generate(model, tokenizer, ids, n, settings, seed, callback=on_token)
+    record(text, ids, steps, f"generate {n}")
+    st.rerun()
+if b4.button(
+    "↶ Undo the last step", key="generate_undo", disabled=not history, help="Restore the text"
+):
+    entry = history.pop()
+    ss[LAST_STEPS] = []
+    ss["pos"] = None
+    set_text(entry["before"])
+    st.rerun()
+
+steps: list[SampleStep] = ss.get(LAST_STEPS) or []
+if steps and history and history[-1]["after"] == text:
+    last = steps[-1]
+    if last.token_id == tokenizer.eot_id:
+        st.info(
+            "The model chose <|endoftext|>, its token for “the text ends here”; nothing was "
+            "appended. Change the seed or the settings to continue anyway."
+        )
+    st.plotly_chart(fig_out.sample_figure(last, display), key="generate_distribution")
+    if len(steps) > 1:
+        st.caption(f"The distribution of the last of the {len(steps)} tokens just generated.")
+elif trace.n_tokens_dropped == 0:
+    preview = next_token_distribution(trace.logits[-1], settings, allowed=tokenizer.vocab_size)
+    model_probs = next_token_distribution(trace.logits[-1], SamplingSettings())
+    st.plotly_chart(
+        fig_out.top_tokens_figure(
+            model_probs,
+            preview,
+            display,
+            k=20,
+            title="What the next draw picks from (from the stored logits)",
+        ),
+        key="generate_preview",
+    )
+
+if history:
+    st.subheader("What was generated")
+    origin = history[0]["before"]
+    if text.startswith(origin):
+        st.html(
+            '<div style="white-space: pre-wrap; font-size: 1.25rem; line-height: 1.6">'
+            f"{html.escape(origin)}<mark>{html.escape(text[len(origin) :])}</mark></div>"
+        )
+        st.caption("Highlighted: the generated part.")
+    rows = [
+        {
+            "step": k + 1,
+            "action": entry["action"],
+            "token": tok_str,
+            "id": tok_id,
+            "p when drawn": prob,
+            "seed": tok_seed,
+        }
+        for k, entry in enumerate(history)
+        for tok_id, tok_str, prob, tok_seed in entry["tokens"]
+    ]
+    st.dataframe(
+        pd.DataFrame(rows).style.format({"p when drawn": "{:.4f}"}),
+        hide_index=True,
+        key="generate_history_table",
+    )
+    if history[-1]["after"] != text:
+        st.caption(
+            "The text was edited since the last step; Undo still restores the text as it was "
+            "before that step."
+        )
+st.caption(
+    "The same seed and settings always give the same token; after each step the seed moves on "
+    "by one, so N single steps give the same tokens as one “Generate N”. The appended text is "
+    "read again from scratch, so its tokens can differ from the generated ones where two "
+    "tokens merge into one (the model sees the text as a person would type it)."
+)
+
+next_stage(view)
