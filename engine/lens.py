@@ -130,28 +130,41 @@ def induction_targets(token_ids: np.ndarray) -> list[tuple[int, list[int]]]:
     return out
 
 
+def _mean_row_entropy(pattern: np.ndarray, row_block: int = 128) -> np.ndarray:
+    """Mean entropy (nats) over queries 1..T-1 of each head's attention rows; `pattern` is one
+    layer's [H, T, T]. Works on blocks of query rows and only on the keys a block can see
+    (the causal triangle), in float32 with float64 sums, so a long text needs no [H, T, T]
+    float64 copy."""
+    H, T, _ = pattern.shape
+    total = np.zeros(H)
+    for start in range(1, T, row_block):
+        stop = min(T, start + row_block)
+        # a writable float32 copy of the visible block (torch refuses read-only numpy memory)
+        block = torch.from_numpy(np.array(pattern[:, start:stop, :stop], dtype=np.float32))
+        total += torch.special.entr(block).sum(dim=(1, 2), dtype=torch.float64).numpy()
+    return total / (T - 1)
+
+
 def head_scores(trace: Trace) -> HeadScores:
+    """Scores of every head, one layer at a time (memory stays at one layer's pattern)."""
     L, H, T = trace.config.n_layer, trace.config.n_head, trace.n_tokens
-    patterns = np.stack([trace.get("attn.hook_pattern", i) for i in range(L)]).astype(np.float64)
-    # patterns: [L, H, T(query), T(key)]
-    if T > 1:
-        q = np.arange(1, T)
-        previous = patterns[:, :, q, q - 1].mean(-1)
-        first = patterns[:, :, 1:, 0].mean(-1)
-        rows = patterns[:, :, 1:, :]
-        entropy = -(rows * np.log(np.clip(rows, 1e-12, None))).sum(-1).mean(-1)
-        self_ = np.einsum("lhii->lhi", patterns)[:, :, 1:].mean(-1)
-    else:
-        previous = np.zeros((L, H))
-        first = np.ones((L, H))
-        entropy = np.zeros((L, H))
-        self_ = np.ones((L, H))
+    previous, first = np.zeros((L, H)), np.ones((L, H))
+    self_, entropy = np.ones((L, H)), np.zeros((L, H))
     targets = induction_targets(trace.token_ids)
-    if targets:
-        per_query = [patterns[:, :, i, js].sum(-1) for i, js in targets]
-        induction = np.mean(per_query, axis=0)
-    else:
-        induction = np.full((L, H), np.nan)
+    induction = np.zeros((L, H)) if targets else np.full((L, H), np.nan)
+    q = np.arange(1, T)
+    for layer in range(L):
+        pattern = trace.get("attn.hook_pattern", layer)  # [H, T(query), T(key)]
+        if T > 1:
+            previous[layer] = pattern[:, q, q - 1].astype(np.float64).mean(-1)
+            first[layer] = pattern[:, 1:, 0].astype(np.float64).mean(-1)
+            self_[layer] = pattern[:, q, q].astype(np.float64).mean(-1)
+            entropy[layer] = _mean_row_entropy(pattern)
+        else:
+            previous[layer] = 0.0
+        if targets:
+            per_query = [pattern[:, i, js].astype(np.float64).sum(-1) for i, js in targets]
+            induction[layer] = np.mean(per_query, axis=0)
     return HeadScores(previous, first, self_, entropy, induction)
 
 
