@@ -33,6 +33,22 @@ def prepare_ids(
     return ids[:n_ctx], max(0, len(ids) - n_ctx)
 
 
+# Sites whose arrays grow with T * T or with d_mlp: what `large_dtype` applies to.
+LARGE_SITES = (
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_pattern_dropped",
+    "mlp.hook_pre",
+    "mlp.hook_post",
+)
+
+
+def _torch_dtype(dtype: type[np.floating]) -> torch.dtype:
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise ValueError(f"a Trace stores float32 or float16, not {np.dtype(dtype).name}")
+    return torch.float16 if np.dtype(dtype) == np.float16 else torch.float32
+
+
 def run_with_trace(
     model: GPT,
     tokenizer: Tokenizer,
@@ -40,23 +56,32 @@ def run_with_trace(
     *,
     model_name: str = "",
     dtype: type[np.floating] = np.float32,
+    large_dtype: type[np.floating] | None = None,
     dropout_p: float = 0.0,
     seed: int | None = None,
 ) -> Trace:
     """Run one forward pass and record every canonical activation.
 
     The recorder lives in this call only (no hooks on the shared model), so many threads may
-    trace at once. `dtype` sets the stored precision (float16 halves a long text's Trace).
+    trace at once. `dtype` sets the stored precision (float16 halves a long text's Trace);
+    `large_dtype`, when given, overrides it for the families that grow with T * T or d_mlp
+    (`LARGE_SITES`: attention scores and patterns, the MLP's hidden activations), e.g. float16
+    there and float32 for the residual stream. Each activation is converted as soon as it is
+    recorded, so a float16 pass frees the float32 maps during the forward pass.
     `dropout_p` > 0 runs a seeded dropout pass (the dropout page) without touching the
     model's mode; it then also records each layer's `attn.hook_pattern_dropped`.
     """
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     ids, n_dropped = prepare_ids(tokenizer, text_or_ids, model.config.n_ctx)
-    recorded: dict[str, torch.Tensor] = {}
+    acts: dict[str, np.ndarray] = {}
+    small, large = _torch_dtype(dtype), _torch_dtype(large_dtype or dtype)
 
     def recorder(name: str, tensor: torch.Tensor) -> None:
-        recorded[name] = tensor[0]
+        target = large if name.split(".", 2)[-1] in LARGE_SITES else small
+        arr = tensor[0].to(target).contiguous().numpy()  # a view when nothing needs converting
+        arr.flags.writeable = False
+        acts[name] = arr
 
     generator = None
     if dropout_p > 0.0:
@@ -68,11 +93,6 @@ def run_with_trace(
             dropout_p=dropout_p,
             generator=generator,
         )
-    acts: dict[str, np.ndarray] = {}
-    for name, tensor in recorded.items():
-        arr = np.ascontiguousarray(tensor.float().numpy(), dtype=dtype)
-        arr.flags.writeable = False
-        acts[name] = arr
     token_ids = np.asarray(ids, dtype=np.int64)
     token_ids.flags.writeable = False
     prompt = text_or_ids if isinstance(text_or_ids, str) else tokenizer.decode(ids)
