@@ -873,7 +873,7 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         gain = (
             costs[1]["chars_per_token"] / costs[0]["chars_per_token"] - 1 if len(costs) > 1 else 0
         )
-        s.append(
+        conclusion = (
             f"\nEach doubling of the vocabulary buys only about {gain:.0%} more characters per "
             "token on this corpus, but costs embedding parameters (a model this narrow would "
             "spend most of its weights on the vocabulary) and a growing share of every training "
@@ -888,14 +888,15 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
                     else 0.0
                 ),
             )
-            s.append(
+            conclusion += (
                 f" Measured, the model reads the most characters per second at {best['n_ranks']:,} "
                 "ranks."
             )
-        s.append(
+        conclusion += (
             " A smaller vocabulary also keeps the output and logit-lens pages readable. Text in "
             "other scripts (Chinese, emoji) still encodes, mostly as single bytes.\n"
         )
+        s.append(conclusion)
 
     s.append("## Corpus\n")
     s.append(
