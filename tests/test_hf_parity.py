@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import regex
 import torch
+import transformers  # requirements-dev.txt; a missing install must fail, not skip
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +27,6 @@ from engine.checkpoints import LoadedModel, load_directory, random_model, save_c
 from engine.config import GPTConfig
 from engine.model import GPT
 from engine.trace import Trace
-
-transformers = pytest.importorskip("transformers")
 
 # float32 throughout, the aimed-for tolerance. Measured worst differences on this model (values
 # of order 1-5): logits 1.7e-6, attention 3.0e-7, hidden states 2.0e-6. A real bug (a missing
