@@ -119,8 +119,9 @@ class CausalSelfAttention(nn.Module):
             # The same computation in one fused kernel (training and plain inference).
             z = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         else:
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)  # [B, H, T, T]
-            scores = scores.masked_fill(~self.causal[:T, :T], float("-inf"))  # no peeking ahead
+            # q.k / sqrt(dh): scaling q ([T, d]) costs less than scaling the [H, T, T] product
+            scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(-2, -1)  # [B, H, T, T]
+            scores.masked_fill_(~self.causal[:T, :T], float("-inf"))  # no peeking ahead
             pattern = torch.softmax(scores, dim=-1)  # each row sums to 1 over keys <= query
             if recorder is not None:
                 recorder(act_name("attn.hook_attn_scores", self.layer), scores)
