@@ -194,7 +194,11 @@ def available_models() -> list[str]:
     found: list[str] = []
     folder = models_dir()
     if folder.is_dir():
-        found = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+        found = sorted(
+            p.name
+            for p in folder.iterdir()
+            if (p / "config.json").is_file() and p.name not in ("bundled", "random")
+        )
     return ["bundled", "random", *found]
 
 
@@ -789,49 +793,69 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
     return rows
 
 
-def _flowchart() -> None:
-    """The article's flowchart as boxes; every box opens its stage."""
+# Short names for the flowchart boxes (a box is narrow; the page title is the full name).
+SHORT_TITLES: dict[str, str] = {
+    "tokens": "Tokens",
+    "embeddings": "Embeddings",
+    "attention": "Attention",
+    "feed_forward": "Feed-forward",
+    "layer_norm": "Layer norm",
+    "residual": "Residual",
+    "dropout": "Dropout",
+    "output": "Output",
+    "generate": "Generate",
+}
+FLOW_NOTES: dict[str, str] = {
+    "tokens": "text → token ids",
+    "embeddings": "ids → vectors, plus position",
+    "attention": "each token gathers from earlier tokens",
+    "feed_forward": "each token alone, 4× wider",
+    "layer_norm": "rescale every token's vector",
+    "residual": "add each block's output to the stream",
+    "dropout": "random zeros, only in training",
+    "output": "probabilities of the next token",
+    "generate": "sample a token, append, repeat",
+}
 
-    def box(col: Any, stage: Stage, note: str) -> None:
-        with col.container(border=True):
-            if _stage_exists(stage):
-                st.page_link(
-                    stage.path, label=stage.label, query_params=_nav_params(), width="stretch"
-                )
-            else:
-                st.markdown(f"**{stage.label}**")
-            st.caption(note)
 
-    notes = {
-        "tokens": "text → token ids",
-        "embeddings": "ids → vectors, plus position",
-        "attention": "each token gathers from earlier tokens",
-        "feed_forward": "each token alone, 4× wider",
-        "layer_norm": "rescale every token's vector",
-        "residual": "add each block's output to the stream",
-        "dropout": "random zeros, only in training",
-        "output": "probabilities of the next token",
-        "generate": "sample a token, append, repeat",
-    }
-    first = st.columns([1, 0.15, 1, 0.15, 1, 0.15, 1], vertical_alignment="center")
-    box(first[0], STAGE_BY_ID["tokens"], notes["tokens"])
-    first[1].markdown("### →")
-    box(first[2], STAGE_BY_ID["embeddings"], notes["embeddings"])
-    first[3].markdown("### →")
-    box(first[4], STAGE_BY_ID["output"], notes["output"])
-    first[5].markdown("### →")
-    box(first[6], STAGE_BY_ID["generate"], notes["generate"])
-    st.caption(
-        "Between the embeddings and the output, the same block repeats once per layer "
-        "(stages 3 to 7, in the article's order):"
-    )
+# Flowchart boxes are narrow: let their link labels wrap instead of being cut with "…".
+_FLOW_CSS = (
+    "<style>[class*='st-key-flow_'] [data-testid='stPageLink'] span"
+    "{white-space:normal !important;overflow:visible !important;font-weight:600}</style>"
+)
+
+
+def _flow_box(col: Any, stage: Stage) -> None:
+    with col.container(border=True, key=f"flow_{stage.id}"):
+        label = f"{stage.number} · {SHORT_TITLES[stage.id]}"
+        if _stage_exists(stage):
+            st.page_link(stage.path, label=label, query_params=_nav_params(), width="stretch")
+        else:
+            st.markdown(f"**{label}**")
+        st.caption(FLOW_NOTES[stage.id])
+
+
+def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
+    widths: list[float] = []
+    for k in range(n_slots):
+        widths += [1.0] if k == 0 else [0.14, 1.0]
+    cols = st.columns(widths, vertical_alignment="center")
+    for k, sid in enumerate(stage_ids):
+        if k > 0:
+            cols[2 * k - 1].markdown("### →")
+        _flow_box(cols[2 * k], STAGE_BY_ID[sid])
+
+
+def _flowchart(n_layer: int | None) -> None:
+    """The article's flowchart as boxes, top to bottom; every box opens its stage."""
+    st.html(_FLOW_CSS)
+    _flow_row(("tokens", "embeddings"), 5)
+    times = f" × {n_layer} layers" if n_layer else ""
+    st.markdown(f"↓ &nbsp; **the same block, repeated in every layer{times}**")
     with st.container(border=True):
-        row = st.columns([1, 0.12, 1, 0.12, 1, 0.12, 1, 0.12, 1], vertical_alignment="center")
-        for k, sid in enumerate(LAYER_STAGES):
-            box(row[2 * k], STAGE_BY_ID[sid], notes[sid])
-            if k < len(LAYER_STAGES) - 1:
-                row[2 * k + 1].markdown("### →")
-        st.caption("↻ then on to the next layer; after the last layer, to the output.")
+        _flow_row(LAYER_STAGES, 5)
+        st.caption("↻ back to 3 for the next layer; after the last layer, on to the output ↓")
+    _flow_row(("output", "generate"), 5)
 
 
 def render_home() -> None:
@@ -845,7 +869,7 @@ def render_home() -> None:
         "dropout, to the probabilities of the next word. "
         "Where the article's description differs from a real GPT, the page shows both."
     )
-    _flowchart()
+    _flowchart(view.trace.config.n_layer if view is not None else None)
     st.page_link(STAGES[0].path, label="Start the walk: 1 · Input & tokens", icon="▶️")
     st.caption(
         "The article draws attention → feed-forward → layer norm → residual (post-norm); "
@@ -860,12 +884,9 @@ def render_home() -> None:
     left, right = st.columns([3, 2])
     import pandas as pd
 
-    rows = model_card_rows(loaded)
-    left.dataframe(
-        pd.DataFrame(rows, columns=["", model_label(loaded.name)]),
+    left.table(
+        pd.DataFrame(model_card_rows(loaded), columns=["", model_label(loaded.name)]),
         hide_index=True,
-        width="stretch",
-        height=38 + 35 * len(rows),
     )
     if loaded.name == "random":
         right.info(

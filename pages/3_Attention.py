@@ -29,9 +29,13 @@ st.markdown(
 )
 st.latex(
     r"\mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^{\top}}{\sqrt{d_{head}}} + M\right)"
-    r"V_h,\quad M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases},\quad "
-    r"\mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O"
+    r"V_h,\qquad M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases}"
 )
+st.latex(
+    r"Q_h = \mathrm{LN}_1(x)\,W_Q^h,\quad K_h = \mathrm{LN}_1(x)\,W_K^h,\quad "
+    r"V_h = \mathrm{LN}_1(x)\,W_V^h"
+)
+st.latex(r"\mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O")
 
 st.subheader(f"All {cfg.n_head} heads of layer {layer}")
 st.caption(

@@ -116,8 +116,8 @@ def test_home_page_shows_the_flowchart_and_the_model_card() -> None:
     assert ("Tokens", "Start the walk: 1 · Input & tokens") in body
     assert [page for page, _ in body[: len(pages_on_disk)]] != []
     for stage in pages_on_disk:
-        assert (stage.url_path, stage.label) in body
-    card = at.dataframe[0].value
+        assert (stage.url_path, f"{stage.number} · {app.SHORT_TITLES[stage.id]}") in body
+    card = at.table[0].value
     values = dict(zip(card.iloc[:, 0], card.iloc[:, 1], strict=True))
     tiny = PRESETS["tiny"]
     assert values["Layers (blocks)"] == str(tiny.n_layer)
