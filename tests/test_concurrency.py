@@ -36,7 +36,7 @@ def test_eight_threads_tracing_eight_texts_equal_the_sequential_traces(
 ) -> None:
     model, tok = tiny_loaded.model, tiny_loaded.tokenizer
     sequential = [run_with_trace(model, tok, text) for text in TEXTS]
-    start = threading.Barrier(len(TEXTS))
+    start = threading.Barrier(len(TEXTS), timeout=60)
 
     def trace(text: str) -> Trace:
         start.wait()  # all threads enter the forward pass together
@@ -54,7 +54,7 @@ def test_concurrent_seeded_dropout_passes_are_reproducible(tiny_loaded: LoadedMo
     model, tok = tiny_loaded.model, tiny_loaded.tokenizer
     jobs = [(TEXTS[i % 3], seed) for i, seed in enumerate(range(8))]
     sequential = [run_with_trace(model, tok, t, dropout_p=0.2, seed=s) for t, s in jobs]
-    start = threading.Barrier(len(jobs))
+    start = threading.Barrier(len(jobs), timeout=60)
 
     def trace(job: tuple[str, int]) -> Trace:
         start.wait()
