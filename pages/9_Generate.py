@@ -5,10 +5,12 @@ from __future__ import annotations
 import html
 import logging
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app import frame, next_stage, set_text
+from engine.checkpoints import LoadedModel
 from engine.figures import output as fig_out
 from engine.figures.feed_forward import markdown_literal
 from engine.sampling import (
@@ -16,6 +18,7 @@ from engine.sampling import (
     SampleStep,
     SamplingSettings,
     generate,
+    last_logits,
     next_token_distribution,
     sample_next,
 )
@@ -26,6 +29,14 @@ HISTORY = "generate_history"  # list of entries, newest last (see _record)
 LAST_STEPS = "generate_last_steps"  # the SampleSteps of the latest action
 PENDING_SEED = "generate_pending_seed"  # applied to the seed widget on the next run
 MAX_N = 100
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _last_logits(
+    model_key: str, text: str, ids: tuple[int, ...], _loaded: LoadedModel
+) -> np.ndarray:
+    return last_logits(_loaded.model, list(ids))
+
 
 ss = st.session_state
 if PENDING_SEED in ss:
@@ -109,7 +120,7 @@ def record(before: str, ids: list[int], steps: list[SampleStep], action: str) ->
 text = ss["text"]
 b1, b2, b3, b4 = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
 n = int(b2.number_input("N", 1, MAX_N, 10, step=1, key="generate_n"))
-if b1.button("Next token ▶", key="generate_next", type="primary"):
+if b1.button("Next token ▶", key="generate_sample", type="primary"):
     ids = context_ids(text)
     step = sample_next(model, tokenizer, ids, settings, seed)
     record(text, ids, [step], "next token")
@@ -144,16 +155,22 @@ if steps and history and history[-1]["after"] == text:
     st.plotly_chart(fig_out.sample_figure(last, display), key="generate_distribution")
     if len(steps) > 1:
         st.caption(f"The distribution of the last of the {len(steps)} tokens just generated.")
-elif trace.n_tokens_dropped == 0:
-    preview = next_token_distribution(trace.logits[-1], settings, allowed=tokenizer.vocab_size)
-    model_probs = next_token_distribution(trace.logits[-1], SamplingSettings())
+else:
+    if trace.n_tokens_dropped == 0:
+        logits, source = trace.logits[-1], "from the stored logits"
+    else:  # the Trace shows the first tokens; generation continues from the last n_ctx
+        logits = _last_logits(trace.model_name, text, tuple(context_ids(text)), loaded)
+        source = f"the model reading the last {min(len(context_ids(text)), cfg.n_ctx)} tokens"
+    allowed = min(tokenizer.vocab_size, cfg.vocab_size)
+    preview = next_token_distribution(logits, settings, allowed=allowed)
+    model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
     st.plotly_chart(
         fig_out.top_tokens_figure(
             model_probs,
             preview,
             display,
             k=20,
-            title="What the next draw picks from (from the stored logits)",
+            title=f"What the next draw picks from ({source})",
         ),
         key="generate_preview",
     )
