@@ -202,6 +202,31 @@ def _lens_logits(model: GPT, resid: torch.Tensor) -> torch.Tensor:
     return x @ model.lm_head_weight.T
 
 
+def _lens_rows(
+    logits: torch.Tensor, targets: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For logits [n, V]: top-k ids and probabilities, the probability and rank of each row's
+    target (targets < 0 give junk there, masked by the caller), and the entropy in nats.
+
+    Memory-bound work on [n, V] is kept to a few passes: top-k and the rank are read from the
+    logits (softmax keeps their order), one in-place shift, one softmax, one batched dot
+    product. `logits` is overwritten."""
+    vals, ids = logits.topk(k, dim=-1)  # the largest logits are the most probable tokens
+    t_logit = logits.gather(1, targets.clamp(min=0)[:, None])  # [n, 1]
+    rank = (logits > t_logit).sum(-1)  # tokens strictly more probable than the target
+    # Shift each row so its top logit is 0 (in place; softmax is unchanged): the sums below
+    # then add small numbers, so the entropy keeps its precision when the logits are large.
+    top = vals[:, :1].clone()
+    shifted = logits.sub_(top)
+    probs = torch.softmax(shifted, dim=-1)
+    # log-sum-exp of the shifted row from the top token: log p_top = 0 - lse, p_top >= 1/V
+    lse = -torch.log(probs.gather(1, ids[:, :1]))  # [n, 1]
+    # entropy = -sum p log p = lse - sum p * shifted logit
+    entropy = lse[:, 0] - (probs[:, None, :] @ shifted[:, :, None])[:, 0, 0]
+    lse = lse + top  # the row's own log-sum-exp
+    return ids, (vals - lse).exp(), (t_logit[:, 0] - lse[:, 0]).exp(), rank, entropy
+
+
 def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> LogitLens:
     """Compute the lens in chunks of (layer, position) rows so memory stays bounded: each chunk
     holds at most `chunk_rows` x vocabulary floats (default: about 64 MB)."""
@@ -223,16 +248,12 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
     with torch.inference_mode():
         for s in range(0, L1 * T, chunk):
             e = min(L1 * T, s + chunk)
-            logp = torch.log_softmax(_lens_logits(model, rows[s:e]), dim=-1)
-            vals, ids = logp.topk(k, dim=-1)
-            top_ids[s:e], top_probs[s:e] = ids, vals.exp()
-            entropy[s:e] = torch.special.entr(logp.exp()).sum(-1)  # 0 log 0 = 0
             tgt = targets[s:e]
+            ids, probs, p_next, rank, ent = _lens_rows(_lens_logits(model, rows[s:e]), tgt, k)
+            top_ids[s:e], top_probs[s:e], entropy[s:e] = ids, probs, ent
             has = tgt >= 0
-            if has.any():
-                lp_t = logp[has].gather(1, tgt[has, None])[:, 0]
-                next_prob[s:e][has] = lp_t.exp()
-                next_rank[s:e][has] = (logp[has] > lp_t[:, None]).sum(-1)
+            next_prob[s:e] = torch.where(has, p_next, float("nan"))
+            next_rank[s:e] = torch.where(has, rank, -1)
     shape = (L1, T)
     return LogitLens(
         top_ids=top_ids.reshape(*shape, k).numpy(),
