@@ -378,8 +378,12 @@ def view_params() -> dict[str, str]:
 
 def set_text(text: str) -> None:
     """Replace the shared text; every page follows on the next run (call `st.rerun()` after it,
-    unless it runs inside a widget callback)."""
-    st.session_state["text"] = text[:MAX_TEXT_CHARS]
+    unless it runs inside a widget callback). A selected position on the last token keeps
+    following the last token (Generate appends tokens)."""
+    ss = st.session_state
+    if ss.get("pos") is not None and ss.get("pos") == ss.get("_n_tokens", 0) - 1:
+        ss["pos"] = None
+    ss["text"] = text[:MAX_TEXT_CHARS]
 
 
 def _init_state() -> None:
@@ -579,6 +583,7 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
     try:
         loaded = load_model(model_id)
     except (CheckpointError, OSError) as err:
+        log.warning("could not load model %r: %s", model_id, err)
         previous = ss.get("_last_good_model", "bundled")
         st.error(f"Could not load the model “{model_id}”: {err}")
         if previous == model_id:
@@ -624,6 +629,7 @@ def frame(stage_id: str) -> View | None:
     ss["layer"] = _clamp(ss.get("layer"), 0, cfg.n_layer - 1, 0)
     ss["head"] = _clamp(ss.get("head"), 0, cfg.n_head - 1, 0)
     ss["pos"] = _clamp(ss.get("pos"), 0, trace.n_tokens - 1, trace.n_tokens - 1)
+    ss["_n_tokens"] = trace.n_tokens
     _sidebar_selection(trace)
     if trace.n_tokens_dropped:
         total = trace.n_tokens + trace.n_tokens_dropped
@@ -863,11 +869,11 @@ def render_home() -> None:
     st.title(f"{PAGE_ICON} Inside GPT")
     st.markdown(
         "Type a text and watch a real GPT read it: this app runs a small GPT-2-architecture "
-        "model on your words and shows every number it computes along the way. "
+        "model on your words, offline, and shows every number it computes along the way. "
         "The pages follow the seed article's flowchart, from tokens and embeddings through "
         "every head's attention, the feed-forward block, layer norm, the residual stream and "
         "dropout, to the probabilities of the next word. "
-        "Where the article's description differs from a real GPT, the page shows both."
+        "Where the article differs from a real GPT, the page shows both, side by side."
     )
     _flowchart(view.trace.config.n_layer if view is not None else None)
     st.page_link(STAGES[0].path, label="Start the walk: 1 · Input & tokens", icon="▶️")

@@ -351,3 +351,37 @@ def test_previous_from_attention_in_layer_one_goes_to_dropout_of_layer_zero() ->
         any(label.startswith("Next: 4 · Feed-forward (layer 1)") for label in labels)
         or not (ROOT / "pages/4_Feed_forward.py").is_file()
     )
+
+
+def test_a_directory_path_box_appears_only_when_the_operator_allows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = new_app({"text": "hello"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not [t for t in at.text_input if t.key == "_w_path"]
+    save_checkpoint(random_model(PRESETS["tiny"], seed=7), tmp_path / "anywhere", n_ranks=4096)
+    monkeypatch.setenv("INSIDE_GPT_ALLOW_PATHS", "1")
+    at = new_app({"text": "hello"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    at.text_input(key="_w_path").input(str(tmp_path / "anywhere")).run()
+    assert not at.exception
+    assert not at.error
+    assert at.session_state["model_id"] == str(tmp_path / "anywhere")
+    at.text_input(key="_w_path").input(str(tmp_path / "missing")).run()
+    assert any("is not a directory" in e.value for e in at.error)
+    assert at.session_state["model_id"] == str(tmp_path / "anywhere")
+
+
+def test_the_selected_last_token_follows_the_end_when_the_text_grows() -> None:
+    at = new_app({"text": "one two"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    n_before = at.session_state["_n_tokens"]
+    assert at.session_state["pos"] == n_before - 1
+    at.text_area(key="_w_text").input("one two three four").run()
+    assert at.session_state["pos"] == at.session_state["_n_tokens"] - 1 > n_before - 1
+    at.selectbox(key="tokens_pos").set_value(0).run()
+    at.text_area(key="_w_text").input("one two three four five").run()
+    assert at.session_state["pos"] == 0
