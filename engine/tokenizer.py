@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a
 
 # Visible stand-ins for characters that would otherwise be invisible or move the text around.
 _VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+# encode_with_steps lists the merges of pre-tokens up to this many bytes (every token of
+# cl100k_base and GPT-2 is far shorter); longer ones (pasted whitespace runs) get ids only.
+MAX_STEP_BYTES = 256
 
 
 def _char_label(ch: str) -> str:
@@ -82,6 +86,9 @@ class PreTokenSteps:
     bytes_: tuple[bytes, ...]
     merges: tuple[tuple[bytes, ...], ...]  # the parts after each merge, in order
     ids: tuple[int, ...]
+    # False for a pre-token longer than `encode_with_steps`'s `max_step_bytes` (e.g. a pasted
+    # run of thousands of spaces): its ids are exact, but `merges` is empty, not listed.
+    merges_listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,9 +153,15 @@ class Tokenizer:
                 start, buf = k + 1, b""
         return groups
 
-    def encode_with_steps(self, text: str, max_pre_tokens: int = 64) -> EncodeSteps:
+    def encode_with_steps(
+        self, text: str, max_pre_tokens: int = 64, max_step_bytes: int = MAX_STEP_BYTES
+    ) -> EncodeSteps:
         """Pre-tokens, their bytes, every BPE merge and the resulting ids, for the first
-        `max_pre_tokens` regex chunks of `text` (the page shows one word at a time)."""
+        `max_pre_tokens` regex chunks of `text` (the page shows one word at a time).
+
+        A pre-token longer than `max_step_bytes` (far longer than any token: a run of
+        thousands of spaces) gets its ids from tiktoken and no merge list: listing its merges
+        would take time and memory quadratic in its length."""
         steps = []
         # As tiktoken's encode does: lone surrogates (not encodable as UTF-8) become U+FFFD.
         clean = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
@@ -157,34 +170,56 @@ class Tokenizer:
                 break
             piece = match.group()
             whole = piece.encode("utf-8")
-            parts = [bytes([b]) for b in whole]
-            history: list[tuple[bytes, ...]] = []
-            if len(parts) > 1 and whole in self._ranks:
-                # tiktoken takes a pre-token that is itself a token directly, even where the
-                # merge order would not reach it; show that as one step.
-                parts = [whole]
-                history.append((whole,))
-            while len(parts) > 1:
-                best, best_rank = -1, None
-                for j in range(len(parts) - 1):
-                    rank = self._ranks.get(parts[j] + parts[j + 1])
-                    if rank is not None and (best_rank is None or rank < best_rank):
-                        best, best_rank = j, rank
-                if best < 0:
-                    break
-                parts[best : best + 2] = [parts[best] + parts[best + 1]]
-                history.append(tuple(parts))
-            ids = tuple(self._ranks[p] for p in parts)
+            if len(whole) > max_step_bytes:
+                ids = tuple(self.encoding._encode_single_piece(whole))
+                steps.append(
+                    PreTokenSteps(
+                        text=piece,
+                        bytes_=tuple(bytes([b]) for b in whole),
+                        merges=(),
+                        ids=ids,
+                        merges_listed=False,
+                    )
+                )
+                continue
+            history = self._merge_history(whole)
+            parts = history[-1] if history else tuple(bytes([b]) for b in whole)
             steps.append(
                 PreTokenSteps(
                     text=piece,
-                    bytes_=tuple(bytes([b]) for b in b"".join(parts)),
-                    merges=tuple(history),
-                    ids=ids,
+                    bytes_=tuple(bytes([b]) for b in whole),
+                    merges=history,
+                    ids=tuple(self._ranks[p] for p in parts),
                 )
             )
         all_ids = tuple(i for s in steps for i in s.ids)
         return EncodeSteps(text=text, pre_tokens=tuple(steps), ids=all_ids)
+
+    def _merge_history(self, whole: bytes) -> tuple[tuple[bytes, ...], ...]:
+        """The parts after each merge of byte-level BPE on one pre-token: always the adjacent
+        pair of lowest rank, the leftmost on a tie (tiktoken's rule). Only the two pairs next to
+        a merge change rank, so only those are looked up again."""
+        if len(whole) > 1 and whole in self._ranks:
+            # tiktoken takes a pre-token that is itself a token directly, even where the
+            # merge order would not reach it; show that as one step.
+            return ((whole,),)
+        none = len(self._ranks) + 1  # larger than every rank: "this pair never merges"
+        parts = [bytes([b]) for b in whole]
+        pair_ranks = [self._ranks.get(a + b, none) for a, b in itertools.pairwise(parts)]
+        history: list[tuple[bytes, ...]] = []
+        while pair_ranks:
+            best_rank = min(pair_ranks)
+            if best_rank == none:
+                break
+            j = pair_ranks.index(best_rank)  # the leftmost pair of that rank
+            parts[j : j + 2] = [parts[j] + parts[j + 1]]
+            del pair_ranks[j]
+            if j > 0:
+                pair_ranks[j - 1] = self._ranks.get(parts[j - 1] + parts[j], none)
+            if j < len(pair_ranks):
+                pair_ranks[j] = self._ranks.get(parts[j] + parts[j + 1], none)
+            history.append(tuple(parts))
+        return tuple(history)
 
 
 def _is_complete_utf8(data: bytes) -> bool:

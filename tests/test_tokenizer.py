@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import unicodedata
 from pathlib import Path
 
@@ -220,6 +221,31 @@ def test_encode_with_steps_stops_after_max_pre_tokens(tok: Tokenizer) -> None:
     steps = tok.encode_with_steps("one two three four five", max_pre_tokens=2)
     assert [p.text for p in steps.pre_tokens] == ["one", " two"]
     assert list(steps.ids) == tok.encode("one two")
+
+
+@pytest.mark.parametrize("piece", [" " * 1500, "-" * 1200, "ab" * 700, " \n" * 600])
+def test_encode_with_steps_lists_every_merge_of_a_long_piece(tok: Tokenizer, piece: str) -> None:
+    steps = tok.encode_with_steps(piece, max_step_bytes=10_000)
+    assert list(steps.ids) == tok.encode(piece)
+    for word in steps.pre_tokens:
+        assert word.merges_listed
+        states = (word.bytes_, *word.merges)
+        assert all(len(b) == len(a) - 1 for a, b in itertools.pairwise(states))
+        assert [tok.token_bytes(i) for i in word.ids] == list(states[-1])
+
+
+def test_a_pasted_whitespace_run_encodes_with_steps_quickly(tok: Tokenizer) -> None:
+    """Listing every merge of a 100,000-space pre-token is quadratic (minutes before the limit);
+    such a piece gets tiktoken's ids and no merge list."""
+    text = "Hello" + " " * 100_000 + "world\n" + "=" * 300 + " ok"
+    start = time.perf_counter()
+    steps = tok.encode_with_steps(text)
+    elapsed = time.perf_counter() - start
+    assert list(steps.ids) == tok.encode(text)
+    listed = {p.text[:3]: p.merges_listed for p in steps.pre_tokens}
+    assert listed == {"Hel": True, "   ": False, " wo": True, "\n": True, "===": False, " ok": True}
+    assert all(p.merges == () for p in steps.pre_tokens if not p.merges_listed)
+    assert elapsed < 2.0  # measured 0.1 s; the unbounded merge list took 54 s for 4,000 spaces
 
 
 # --- GPT-2 style files --------------------------------------------------------------------------
