@@ -136,3 +136,10 @@ class TrainConfig:
             raise ValueError(f"synthetic_share must be in [0, 1], got {self.synthetic_share}")
         if self.warmup_steps < 0 or self.eval_every < 1 or self.eval_batches < 1:
             raise ValueError("warmup_steps must be >= 0, eval_every and eval_batches >= 1")
+        if not 0.0 < self.lr < 1.0 or not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(
+                f"lr must be in (0, 1) and min_lr in [0, lr], "
+                f"got lr={self.lr}, min_lr={self.min_lr}"
+            )
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
+            raise ValueError("weight_decay, grad_clip and threads must be >= 0")

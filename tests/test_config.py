@@ -96,6 +96,10 @@ def test_invalid_config_raises_a_readable_value_error(kwargs: dict, fragment: st
         ({"synthetic_share": 1.5}, "synthetic_share"),
         ({"warmup_steps": -1}, "warmup_steps"),
         ({"eval_every": 0}, "eval_every"),
+        ({"lr": 0.0}, "lr must be in"),
+        ({"lr": 1e-3, "min_lr": 1e-2}, r"min_lr in \[0, lr\]"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"threads": -1}, "threads"),
     ],
 )
 def test_invalid_train_config_raises_a_readable_value_error(kwargs: dict, fragment: str) -> None:
