@@ -71,6 +71,23 @@ def _check_size(config: GPTConfig, max_bytes: int) -> None:
 # --- configs -----------------------------------------------------------------------------------
 
 
+_REQUIRED = object()
+
+
+def _integer(raw: dict[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    """An integer field of config.json (KeyError if a required one is missing). A float that is
+    a whole number is accepted (1024.0); 2.7, "12", true, Infinity and NaN are refused rather
+    than truncated or left to fail later with an OverflowError."""
+    value = raw[key] if default is _REQUIRED else raw.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+    return value
+
+
 def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
     """GPTConfig from a Hugging Face GPT-2 `config.json` dictionary."""
     if raw.get("model_type") != "gpt2":
@@ -94,16 +111,16 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
             "embedding (as GPT-2 does) and cannot load a separate output layer"
         )
     try:
-        n_embd = int(raw["n_embd"])
+        n_embd = _integer(raw, "n_embd")
         return GPTConfig(
-            n_layer=int(raw["n_layer"]),
-            n_head=int(raw["n_head"]),
+            n_layer=_integer(raw, "n_layer"),
+            n_head=_integer(raw, "n_head"),
             d_model=n_embd,
-            n_ctx=int(raw.get("n_positions", raw.get("n_ctx", 1024))),
-            vocab_size=int(raw["vocab_size"]),
+            n_ctx=_integer(raw, "n_positions", raw.get("n_ctx", 1024)),
+            vocab_size=_integer(raw, "vocab_size"),
             dropout=float(raw.get("resid_pdrop", 0.1)),
             layer_norm_eps=float(raw.get("layer_norm_epsilon", 1e-5)),
-            d_mlp=int(raw.get("n_inner") or 4 * n_embd),
+            d_mlp=_integer(raw, "n_inner", None) or 4 * n_embd,
         )
     except KeyError as err:
         raise CheckpointError(f"config.json lacks the field {err.args[0]!r}") from err
@@ -319,7 +336,7 @@ def load_directory(
         raise CheckpointError(f"{directory.name}/ has no config.json")
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{directory.name}/config.json is not valid JSON: {err}") from err
     except OSError as err:
         raise CheckpointError(f"cannot read {directory.name}/config.json: {err}") from err

@@ -370,7 +370,7 @@ def gpt2_bpe(vocab_json: Path, merges_txt: Path) -> Tokenizer:
     Raises ValueError (naming the file and the problem) when the two files do not form one."""
     try:
         ranks, specials = gpt2_ranks(vocab_json, merges_txt)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(
             f"cannot read the tokenizer files {vocab_json.name}, {merges_txt.name}: {err}"
         ) from err

@@ -183,6 +183,12 @@ def test_a_directory_without_config_json_is_refused(tmp_path: Path) -> None:
         (_raw(model_type=None), "model_type None; only 'gpt2' is supported"),
         (_raw(n_layer=None), "config.json lacks the field 'n_layer'"),
         (_raw(n_head="many"), "not a valid GPT-2 config"),
+        (_raw(n_layer=2.7), "field 'n_layer' must be an integer, got 2.7"),
+        (_raw(n_layer="2"), "field 'n_layer' must be an integer, got '2'"),
+        (_raw(n_embd=True), "field 'n_embd' must be an integer, got True"),
+        (json.dumps(_raw()).replace('"n_layer": 2', '"n_layer": Infinity'), "got inf"),
+        (json.dumps(_raw()).replace('"n_inner": 64', '"n_inner": NaN'), "'n_inner' .* got nan"),
+        ("[" * 100_000 + "]" * 100_000, "config.json is not valid JSON"),
         (_raw(n_head=3), r"d_model \(16\) must be divisible by n_head \(3\)"),
         (_raw(activation_function="relu"), "activation_function 'relu' is not GPT-2's"),
         (_raw(tie_word_embeddings=False), "tie_word_embeddings to false"),
@@ -200,6 +206,11 @@ def test_a_bad_config_is_refused_with_its_problem_named(
 ) -> None:
     with pytest.raises(CheckpointError, match=message):
         load_directory(_config_dir(tmp_path, raw))
+
+
+def test_integral_float_sizes_are_read_as_integers() -> None:
+    raw = _raw(n_layer=2.0, n_positions=16.0, n_inner=None)
+    assert config_from_hf(raw) == SMALL
 
 
 def test_absurd_sizes_are_refused_before_allocating(tmp_path: Path) -> None:

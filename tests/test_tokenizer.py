@@ -318,6 +318,7 @@ def test_rewritten_tokenizer_files_are_read_again_not_from_a_cache(tmp_path: Pat
         ),
         (lambda v, m: m.write_text("#version: 0.2\nh ☃\n", "utf-8"), "byte alphabet"),
         (lambda v, m: v.write_bytes(b"\xff\xfe"), "cannot read the tokenizer files"),
+        (lambda v, m: v.write_text("[" * 100_000 + "]" * 100_000), "cannot read the tokenizer"),
     ],
 )
 def test_inconsistent_gpt2_files_raise_a_value_error_naming_the_problem(
