@@ -84,8 +84,11 @@ def next_token_distribution(
         probs = np.zeros_like(x)
         probs[int(np.argmax(x))] = 1.0
         return probs
-    probs = softmax(x / float(settings.temperature))
-    order = np.argsort(-probs, kind="stable")  # most probable first, ties by id
+    scaled = x / float(settings.temperature)
+    probs = softmax(scaled)
+    # most probable first; ordered by the logits themselves (two logits that differ by less than
+    # float precision in probability still rank as argmax does), ties by id
+    order = np.lexsort((np.arange(x.size), -scaled))
     keep = np.zeros(probs.size, dtype=bool)
     n_keep = int(np.count_nonzero(probs))
     if settings.top_k:

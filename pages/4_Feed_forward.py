@@ -97,6 +97,7 @@ with left:
     st.code(
         "hidden = torch.tanh(torch.matmul(input_vector, weights_1) + weights_2)\nreturn hidden",
         language="python",
+        wrap_lines=True,
     )
     st.markdown(
         f"- one layer only: its output has **{cfg.d_mlp}** numbers (the hidden width), but the "
@@ -111,6 +112,7 @@ with right:
     st.code(
         "h = gelu(x @ W1 + b1)     # [T, 4d]\nout = h @ W2 + b2         # [T, d], added to x",
         language="python",
+        wrap_lines=True,
     )
     st.markdown(
         f"- two layers: widen to {cfg.d_mlp}, then project back to {cfg.d_model};\n"

@@ -103,13 +103,14 @@ with left:
     )
 with right:
     st.plotly_chart(
-        fig_ln.gamma_beta_figure(gamma, beta, f"Learned gamma and beta of {label}"),
+        fig_ln.gamma_beta_figure(gamma, beta, "Learned gamma and beta"),
         key="layer_norm_gamma_beta",
     )
     st.markdown(
-        f"gamma ranges from {gamma.min():.3f} to {gamma.max():.3f} and beta from "
-        f"{beta.min():.3f} to {beta.max():.3f}. They are the same for every token: after "
-        "normalising, the model re-scales each feature to the size the next sub-block wants."
+        f"The gain and bias of {label}: gamma ranges from {gamma.min():.3f} to "
+        f"{gamma.max():.3f} and beta from {beta.min():.3f} to {beta.max():.3f}. They are the "
+        "same for every token: after normalising, the model re-scales each feature to the "
+        "size the next sub-block wants."
     )
 
 st.subheader("Why normalise: the residual stream grows")
@@ -134,6 +135,7 @@ with left:
         "variance = torch.var(input_vector)\n"
         "output = (input_vector - mean) / torch.sqrt(variance + 1e-8)",
         language="python",
+        wrap_lines=True,
     )
     st.caption("Its formula also calls σ the variance; it is the standard deviation.")
 with right:
@@ -143,6 +145,7 @@ with right:
         "var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)    # [T, 1]\n"
         "out = (x - mean) / torch.sqrt(var + eps) * gamma + beta",
         language="python",
+        wrap_lines=True,
     )
 st.plotly_chart(
     fig_ln.article_vs_gpt_figure(trace, x_in, cfg.layer_norm_eps, start=tok_start),

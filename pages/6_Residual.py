@@ -42,36 +42,34 @@ st.caption(
 
 st.subheader(f"What each part wrote into “{token}” (position {pos})")
 contrib = fig_res.contributions(trace, pos)
+st.plotly_chart(
+    fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
+    key="residual_contributions",
+)
+st.caption(
+    "Coloured bars: the size of each part (teal: embeddings, blue: attention, orange: "
+    "feed-forward). Dark bars: how much of that part points the way the final vector points."
+)
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
-        fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
-        key="residual_contributions",
-    )
-with right:
     st.dataframe(
         pd.DataFrame(
             {
                 "part": list(contrib.names),
-                "size ‖part‖": contrib.sizes,
-                "along the final direction": contrib.along_final,
-                "share of the final size": contrib.along_final / contrib.final_norm,
+                "size": contrib.sizes,
+                "along the final": contrib.along_final,
+                "share": contrib.along_final / contrib.final_norm,
             }
-        ).style.format(
-            {
-                "size ‖part‖": "{:.3f}",
-                "along the final direction": "{:+.3f}",
-                "share of the final size": "{:+.1%}",
-            }
-        ),
+        ).style.format({"size": "{:.3f}", "along the final": "{:+.3f}", "share": "{:+.1%}"}),
         hide_index=True,
         key="residual_contrib_table",
     )
+with right:
     st.markdown(
         f"The parts add up, exactly, to the final vector (size **{contrib.final_norm:.3f}**). "
-        "The dark bars measure how much of each part points the way the final vector points: "
-        "they add up to its size. A big part with a small dark bar mostly wrote in a direction "
-        "that later parts cancelled or that the output ignores."
+        "Their components along the final direction add up to that size, so *share* says how "
+        "much of the final vector each part built. A big part with a small share mostly wrote "
+        "in a direction that later parts cancelled or that the output ignores."
     )
 
 st.subheader("x + f(x), on this token's numbers")
@@ -103,11 +101,8 @@ st.markdown(
 
 st.subheader("How soon the stream points where it ends")
 cos = fig_res.cosine_to_final(trace)
-left, right = st.columns(2)
-with left:
-    st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
-with right:
-    st.plotly_chart(fig_res.cosine_heatmap(trace, cos, start=tok_start), key="residual_cosine_map")
+st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
+st.plotly_chart(fig_res.cosine_heatmap(trace, cos, start=tok_start), key="residual_cosine_map")
 st.caption(
     "Cosine similarity between each layer's residual and the final one (1 = same direction). "
     "Where it is already high, later layers only refine; the logit lens on page 8 shows what "

@@ -191,6 +191,7 @@ with left:
         "mask = torch.rand(input_vector.shape) > dropout_rate\n"
         "return input_vector * mask       # no rescaling, also when the model is used",
         language="python",
+        wrap_lines=True,
     )
     st.latex(r"\hat{x} = (1 - p)\,x")
 with right:
@@ -200,6 +201,7 @@ with right:
         "keep = torch.rand(x.shape, generator=g) >= p\n"
         "return x * keep / (1 - p)",
         language="python",
+        wrap_lines=True,
     )
 st.markdown(
     "The article's formula x̂ = (1 − p)·x is the **old, test-time** way: the first dropout papers "

@@ -22,6 +22,7 @@ from engine.figures import layer_norm as fln
 from engine.figures import output as fout
 from engine.figures import residual as fres
 from engine.figures.common import MAX_AXIS, plotly_text, unique_labels
+from engine.figures.output import cell_word
 from engine.lens import (
     all_ln_stats,
     final_probs,
@@ -395,12 +396,12 @@ def test_the_lens_heatmaps_last_row_is_the_models_own_top_token(
     tiny_trace: Trace, tiny_loaded: LoadedModel, tiny_lens
 ) -> None:
     display = tiny_loaded.tokenizer.display
-    fig = fout.lens_heatmap(tiny_lens, tiny_trace.token_strs, display)
+    fig = fout.lens_heatmap(tiny_lens, tiny_trace.token_strs, display, size=tiny_trace.n_tokens)
     last_words = list(fig.data[0].text[-1])
     last_probs = np.array(fig.data[0].z[-1])
     for pos in range(tiny_trace.n_tokens):
         probs = final_probs(tiny_trace, pos)
-        assert last_words[pos] == plotly_text(display(int(np.argmax(probs))))
+        assert last_words[pos] == plotly_text(cell_word(display(int(np.argmax(probs)))))
         assert last_probs[pos] == pytest.approx(probs.max(), abs=1e-4)
     assert list(fig.data[0].y) == ["embed", "block 0", "block 1"]
     assert list(fig.data[0].x) == labels_of(tiny_trace)
@@ -461,3 +462,13 @@ def test_sample_figure_marks_the_chosen_token(tiny_loaded: LoadedModel) -> None:
     assert fig.data[1].text[chosen] == "◀ chosen"
     assert fig.data[1].marker.color[chosen] != fig.data[1].marker.color[(chosen + 1) % 10]
     assert sum(fig.data[1].x) == pytest.approx(1.0)
+
+
+def test_lens_cells_cut_long_words_and_probability_axes_fit_flat_distributions() -> None:
+    assert fout.cell_word("short") == "short"
+    assert fout.cell_word("␣questionable") == "␣quest…"
+    assert len(fout.cell_word("x" * 30)) == fout.CELL_CHARS
+    flat = np.full(100, 0.01)
+    assert fout.probability_range(flat) == [0.0, 0.02]
+    assert fout.probability_range(np.array([0.9, 0.1])) == [0.0, 1.035]
+    assert fout.probability_range(np.array([1.0])) == [0.0, 1.05]

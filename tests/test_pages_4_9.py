@@ -18,6 +18,7 @@ from engine.checkpoints import LoadedModel
 from engine.dropout_demo import dropout_pass
 from engine.figures.common import plotly_text, token_labels
 from engine.figures.feed_forward import top_neurons
+from engine.figures.output import cell_word
 from engine.lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
@@ -241,7 +242,7 @@ def test_the_lens_cell_of_the_last_layer_is_the_final_softmaxs_top_token(
     display = tiny_loaded.tokenizer.display
     for pos in range(ref.n_tokens):
         probs = final_probs(ref, pos)
-        assert lens["text"][-1][pos] == plotly_text(display(int(np.argmax(probs))))
+        assert lens["text"][-1][pos] == plotly_text(cell_word(display(int(np.argmax(probs)))))
         assert lens["z"][-1][pos] == pytest.approx(probs.max(), abs=2e-4)
     assert lens["y"] == ["embed", "block 0", "block 1"]
     expected = logit_lens(ref, tiny_loaded.model)

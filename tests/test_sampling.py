@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.checkpoints import LoadedModel
@@ -81,6 +81,8 @@ def test_invalid_settings_are_refused_with_a_message(kwargs: dict) -> None:
     top_k=st.integers(0, 50),
     top_p=st.floats(0.01, 1.0),
 )
+# two logits whose probabilities are equal in float64: the larger logit must still be kept
+@example(logits=[-2.4251033226456578e-234, 0.0], temperature=1.0, top_k=0, top_p=0.5)
 def test_every_setting_gives_a_distribution_that_keeps_the_top_token(
     logits: list[float], temperature: float, top_k: int, top_p: float
 ) -> None:

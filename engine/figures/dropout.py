@@ -137,9 +137,7 @@ def convergence_figure(avg: MaskAverage) -> go.Figure:
     fig.update_xaxes(type="log", title_text="number of masks averaged")
     fig.update_yaxes(title_text="mean |difference| per weight", rangemode="tozero")
     fig.update_layout(legend={"orientation": "h", "y": -0.3})
-    return base_layout(
-        fig, f"Averaging {avg.n} random masks (p = {avg.p:g}) of the evaluation weights", 480
-    )
+    return base_layout(fig, f"Averages of {avg.n} masks, p = {avg.p:g}", 480)
 
 
 def average_row_figure(

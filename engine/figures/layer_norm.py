@@ -189,6 +189,7 @@ def scale_growth_figure(
             mode="lines",
             line={"width": 0},
             name="largest token",
+            showlegend=False,
             hovertemplate="%{x}<br>largest std %{y:.3f}<extra></extra>",
         )
     )
@@ -200,7 +201,7 @@ def scale_growth_figure(
             line={"width": 0},
             fill="tonexty",
             fillcolor="rgba(76,120,168,0.2)",
-            name="range over tokens",
+            name="smallest to largest token",
             hovertemplate="%{x}<br>smallest std %{y:.3f}<extra></extra>",
         )
     )

@@ -26,7 +26,8 @@ from engine.lens import LogitLens
 from engine.sampling import SampleStep, top_candidates
 
 Display = Callable[[int], str]
-LENS_AXIS = 48  # positions per lens window: each cell carries a word, so fewer than MAX_AXIS
+LENS_AXIS = 24  # positions per lens window: each cell carries a word, so far fewer than MAX_AXIS
+CELL_CHARS = 7  # longer words are cut in the cell (hover shows them whole)
 HOVER_TOP = 5
 
 
@@ -63,9 +64,23 @@ def top_tokens_figure(
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="probability", range=[0, 1])
+    fig.update_xaxes(
+        title_text="probability",
+        range=probability_range(np.asarray(model_probs)[ids], np.asarray(shaped_probs)[ids]),
+    )
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.15})
     return base_layout(fig, title, 160 + 44 * len(ids))
+
+
+def cell_word(word: str) -> str:
+    """A token as written inside a lens cell: at most CELL_CHARS characters."""
+    return word if len(word) <= CELL_CHARS else word[: CELL_CHARS - 1] + "…"
+
+
+def probability_range(*arrays: np.ndarray) -> list[float]:
+    """An x range from 0 that shows small probabilities (a flat distribution) and large ones."""
+    top = max(float(np.max(a)) for a in arrays)
+    return [0.0, min(1.05, max(0.02, 1.15 * top))]
 
 
 def lens_hover(lens: LogitLens, display: Display, lo: int, hi: int) -> np.ndarray:
@@ -96,7 +111,7 @@ def lens_heatmap(
     span = window(T, start, size)
     lo, hi = span.start, span.stop
     top = lens.top_probs[:, lo:hi, 0].astype(np.float64)
-    words = np.vectorize(lambda i: plotly_text(display(int(i))), otypes=[object])(
+    words = np.vectorize(lambda i: plotly_text(cell_word(display(int(i)))), otypes=[object])(
         lens.top_ids[:, lo:hi, 0]
     )
     fig = go.Figure(
@@ -157,7 +172,7 @@ def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
         row=1,
         col=2,
     )
-    fig.update_yaxes(range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_xaxes(tickangle=-30)
     fig.update_layout(showlegend=False)
@@ -211,11 +226,14 @@ def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
             marker_color=colours,
             text=["◀ chosen" if i == step.token_id else "" for i in ids],
             textposition="outside",
+            cliponaxis=False,
             hovertemplate="%{y}<br>p = %{x:.4f}<extra>sampled from</extra>",
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="probability", range=[0, 1.15])
+    fig.update_xaxes(
+        title_text="probability", range=probability_range(step.probs[ids], step.model_probs[ids])
+    )
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.12})
     chosen = plotly_text(display(step.token_id))
     title = f"Chose “{chosen}” (p = {step.prob:.3f}) from {step.n_candidates} candidates"
@@ -225,6 +243,7 @@ def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
 __all__ = [
     "HOVER_TOP",
     "LENS_AXIS",
+    "cell_word",
     "lens_heatmap",
     "lens_hover",
     "next_token_figure",

@@ -197,7 +197,7 @@ def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
     )
     fig.update_yaxes(title_text="cosine with the final residual", range=[-0.1, 1.05])
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return base_layout(fig, "How close each layer's residual already is to the final one", 440)
+    return base_layout(fig, "Cosine with the final residual", 440)
 
 
 def cosine_heatmap(trace: Trace, cos: np.ndarray, start: int = 0) -> go.Figure:
