@@ -791,6 +791,14 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
         ("Parameters", _fmt_int(cfg.n_params())),
         ("Trained on", str(loaded.card.get("trained_on", "not recorded"))),
     ]
+    card = loaded.card
+    if isinstance(card.get("tokens_seen"), int):
+        progress = f"{card['tokens_seen']:,} tokens"
+        if isinstance(card.get("checkpoint_step"), int):
+            progress += f", step {card['checkpoint_step']:,}"
+            if isinstance(card.get("max_steps"), int):
+                progress += f" of {card['max_steps']:,}"
+        rows.append(("Training so far", progress))
     loss = _validation_loss(loaded)
     rows.append(
         ("Validation loss (nats per token)", f"{loss:.3f}" if loss is not None else "not recorded")
@@ -901,7 +909,7 @@ def render_home() -> None:
         )
     card_md = BUNDLED_DIR / "MODEL_CARD.md"
     if loaded.source == str(BUNDLED_DIR) and card_md.is_file():
-        with right.expander("Model card", expanded=True):
+        with right.expander("The full model card (MODEL_CARD.md)", expanded=False):
             st.markdown(card_md.read_text(encoding="utf-8"))
     if view is not None:
         right.metric("Tokens in your text", view.trace.n_tokens)

@@ -133,7 +133,13 @@ if words:
                 rank_of[part] = tokenizer.encoding.encode_single_token(part)
             except KeyError:
                 pass
-    st.plotly_chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
+    if not word.merges_listed:
+        st.info(
+            f"This pre-token is {len(word.bytes_):,} bytes long, too long to draw merge by "
+            f"merge; it becomes {len(word.ids):,} token(s). Choose a shorter word."
+        )
+    else:
+        st.plotly_chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
     st.caption(
         f"{len(word.bytes_)} byte(s), {len(word.merges)} merge(s), result: ids "
         f"{', '.join(str(i) for i in word.ids)}. Each merge joins the neighbouring pair whose "

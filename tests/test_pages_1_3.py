@@ -269,3 +269,13 @@ def test_article_view_is_the_same_head_without_the_mask(tiny_loaded: LoadedModel
     np.testing.assert_allclose(article, fa.unmasked_pattern(trace, 1, 0), atol=1e-5)
     np.testing.assert_allclose(gpt, trace.get("attn.hook_pattern", 1)[0], atol=1e-6)
     assert np.triu(article, 1).sum() > 0
+
+
+def test_a_very_long_pre_token_gets_a_message_instead_of_merge_steps() -> None:
+    at = open_page("pages/1_Tokens.py", text="a" + " " * 3000 + "b")
+    assert not at.exception
+    steps_words = at.selectbox(key="tokens_word").options
+    long_word = next(k for k, label in enumerate(steps_words) if "␣␣␣␣" in label)
+    at.selectbox(key="tokens_word").set_value(long_word).run()
+    assert not at.exception
+    assert any("too long to draw" in i.value for i in at.info)
