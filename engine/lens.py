@@ -230,6 +230,7 @@ def _lens_rows(
 def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> LogitLens:
     """Compute the lens in chunks of (layer, position) rows so memory stays bounded: each chunk
     holds at most `chunk_rows` x vocabulary floats (default: about 64 MB)."""
+    _check_lens_model(trace, model)
     stack = torch.from_numpy(residual_stack(trace))  # [L+1, T, d]
     L1, T, d = stack.shape
     V = model.config.vocab_size
@@ -264,9 +265,28 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
     )
 
 
+def _check_lens_model(trace: Trace, model: GPT) -> None:
+    """The lens unembeds the Trace's residuals with `model`'s ln_f and wte: they must match."""
+    ours, theirs = trace.config, model.config
+    if (ours.d_model, ours.vocab_size) != (theirs.d_model, theirs.vocab_size):
+        raise ValueError(
+            f"this Trace comes from a model of width {ours.d_model} with {ours.vocab_size} "
+            f"tokens, but the lens was given one of width {theirs.d_model} with "
+            f"{theirs.vocab_size} tokens: use the model that made the Trace"
+        )
+
+
 def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarray:
     """The full next-token distribution [V] of lens row `row` (0 = embeddings) at `pos`."""
-    resid = torch.from_numpy(residual_stack(trace)[row, pos][None].copy())
+    _check_lens_model(trace, model)
+    L, T = trace.config.n_layer, trace.n_tokens
+    if not (0 <= row <= L and 0 <= pos < T):
+        raise ValueError(
+            f"lens row {row}, position {pos} is outside rows 0..{L} and positions 0..{T - 1}"
+        )
+    # Only the one vector (residual_stack would copy every layer's residual first).
+    stored = trace.get("hook_resid_pre", 0) if row == 0 else trace.get("hook_resid_post", row - 1)
+    resid = torch.from_numpy(np.array(stored[pos][None], dtype=np.float32))
     with torch.inference_mode():
         return torch.softmax(_lens_logits(model, resid), dim=-1)[0].numpy()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import LoadedModel
+from engine.checkpoints import LoadedModel, random_model
 from engine.config import GPTConfig
 from engine.lens import (
     LogitLens,
@@ -243,6 +243,35 @@ def test_lens_top_probs_are_sorted_and_consistent_with_next_rank(lens: LogitLens
     rows, cols = np.nonzero(in_top)
     listed = lens.top_probs[rows, cols, lens.next_rank[rows, cols]]
     np.testing.assert_allclose(listed, lens.next_prob[rows, cols], rtol=1e-5)
+
+
+def test_lens_distribution_of_every_row_agrees_with_the_lens_top_k(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, lens: LogitLens
+) -> None:
+    for row in range(tiny_trace.config.n_layer + 1):
+        for pos in (0, tiny_trace.n_tokens - 1):
+            dist = lens_distribution(tiny_trace, tiny_loaded.model, row, pos)
+            np.testing.assert_allclose(dist.sum(), 1.0, atol=1e-5)
+            np.testing.assert_allclose(
+                dist[lens.top_ids[row, pos]], lens.top_probs[row, pos], atol=1e-6
+            )
+
+
+def test_lens_refuses_a_model_other_than_the_traces(tiny_trace: Trace) -> None:
+    other = random_model(GPTConfig(n_layer=2, n_head=2, d_model=16, n_ctx=32, vocab_size=4097))
+    with pytest.raises(ValueError, match=r"width 32 with 4097 tokens.*width 16 with 4097"):
+        logit_lens(tiny_trace, other)
+    with pytest.raises(ValueError, match="use the model that made the Trace"):
+        lens_distribution(tiny_trace, other, 0, 0)
+
+
+@pytest.mark.parametrize(("row", "pos"), [(3, 0), (-1, 0), (0, 29), (0, -1)])
+def test_lens_distribution_names_a_row_or_position_out_of_range(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, row: int, pos: int
+) -> None:
+    assert tiny_trace.n_tokens == 29
+    with pytest.raises(ValueError, match=r"outside rows 0..2 and positions 0..28"):
+        lens_distribution(tiny_trace, tiny_loaded.model, row, pos)
 
 
 def test_chunked_lens_equals_the_one_pass_lens(
