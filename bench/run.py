@@ -1,0 +1,391 @@
+"""Run the benchmarks, write bench/results.json and print markdown tables.
+
+    bench/.venv/bin/python bench/run.py --quick     # under 5 minutes
+    bench/.venv/bin/python bench/run.py             # the full run, under 30 minutes
+
+See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import capture_bench as cb  # noqa: E402, I001  (sets OMP_WAIT_POLICY before torch)
+import torch  # noqa: E402
+
+from engine.config import PRESETS  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures."""
+
+    lengths: dict[str, tuple[int, ...]]  # shape -> T values
+    threads: tuple[int, ...]
+    rounds: int
+    rss_shapes: tuple[str, ...]  # shapes whose largest T gets the fresh-process RSS probes
+    cases: tuple[str, ...] = cb.ALL_CASES
+    pages: bool = True
+    min_time: float = 0.05
+    matmul_size: tuple[int, int, int] = cb.MATMUL_SIZE
+
+
+FULL = Plan(
+    lengths={"gpt2": (16, 128, 512, 1024), "bundled": (16, 128, 256)},
+    threads=(1, 2),
+    rounds=5,
+    rss_shapes=("gpt2", "bundled"),
+)
+QUICK = Plan(
+    lengths={"gpt2": (128, 1024), "bundled": (256,)},
+    threads=(2,),
+    rounds=3,
+    rss_shapes=("gpt2",),
+    cases=tuple(c for c in cb.ALL_CASES if c not in (cb.TLB_PLAIN, cb.TLB_CACHE)),
+)
+# Seconds, for the smoke test: the tiny shape, our cases and HF's.
+TINY = Plan(
+    lengths={"tiny": (8, 32)},
+    threads=(1,),
+    rounds=2,
+    rss_shapes=("tiny",),
+    cases=(cb.ENGINE_PLAIN, cb.ENGINE_TRACE, cb.ENGINE_LENS, cb.HF_PLAIN, cb.HF_ATTN, cb.HF_LENS),
+    pages=False,
+    min_time=0.002,
+    matmul_size=(64, 64, 64),
+)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import transformers
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 1024**3, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "transformer_lens": cb.tl_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+    }
+
+
+def run_capture(plan: Plan, log: Any = print) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    sizes: list[dict[str, Any]] = []
+    same: dict[str, dict[str, float]] = {}
+    for shape, lengths in plan.lengths.items():
+        cfg = PRESETS[shape]
+        t0 = time.perf_counter()
+        models = cb.build_models(cfg, plan.cases)
+        log(f"[{shape}] models built in {time.perf_counter() - t0:.1f} s")
+        same[shape] = cb.check_same_function(models, cb.text_ids(models.tokenizer, 16))
+        for T in lengths:
+            ids = cb.text_ids(models.tokenizer, T)
+            torch.set_num_threads(1)
+            sizes.append({"shape": shape, "T": T, **cb.measure_bytes(models, ids)})
+            cases = cb.make_cases(models, ids, plan.cases)
+            for threads in plan.threads:
+                torch.set_num_threads(threads)
+                t0 = time.perf_counter()
+                timings = cb.measure(cases, plan.rounds, plan.min_time, plan.matmul_size)
+                row = {"shape": shape, "T": T, "threads": threads, "rounds": plan.rounds}
+                row.update(cb.summarise(cfg, T, timings))
+                rows.append(row)
+                log(
+                    f"[{shape}] T={T} threads={threads}: {time.perf_counter() - t0:.1f} s, "
+                    + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in row["median_s"].items())
+                )
+            del cases
+            gc.collect()
+        del models
+        gc.collect()
+    rss = []
+    for shape in plan.rss_shapes:
+        T = max(plan.lengths[shape])
+        for case in plan.cases:
+            if case in cb.TL_CASES and not cb.have_transformer_lens():
+                continue
+            rss.append(cb.rss_in_subprocess(shape, T, case, threads=1))
+            log(f"[{shape}] RSS {case}: +{rss[-1]['extra_mib']:.0f} MiB")
+    return {"rows": rows, "bytes": sizes, "rss": rss, "max_abs_logit_diff": same}
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+def evaluate_targets(capture: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each checked on every row it applies to; the worst value counts."""
+    out: list[dict[str, Any]] = []
+
+    def check(name: str, ratio: str, limit: float, where: Any) -> None:
+        values = [
+            (r["ratios"][ratio], f"{r['shape']} T={r['T']} {r['threads']}t")
+            for r in capture["rows"]
+            if ratio in r["ratios"] and where(r)
+        ]
+        if not values:
+            return
+        worst, at = max(values)
+        out.append(
+            {
+                "target": name,
+                "ratio": ratio,
+                "limit": limit,
+                "worst": worst,
+                "at": at,
+                "met": worst <= limit,
+                "n": len(values),
+            }
+        )
+
+    def gpt2(r: dict[str, Any]) -> bool:
+        return r["shape"] == "gpt2"
+
+    def gpt2_t(*ts: int) -> Any:
+        return lambda r: gpt2(r) and r["T"] in ts
+
+    check("engine plain <= 1.1x HF plain, every T", "engine plain / HF plain", 1.1, gpt2)
+    check(
+        "run_with_trace <= 1.0x HF attn+hidden (T=128, 1024)",
+        "engine trace / HF attn+hidden",
+        1.0,
+        gpt2_t(128, 1024),
+    )
+    check(
+        "run_with_trace <= 0.75x TL run_with_cache (T=128, 1024)",
+        "engine trace / TL cache",
+        0.75,
+        gpt2_t(128, 1024),
+    )
+    check("lens <= 1.3x its FLOP ideal (T=1024)", "engine lens / lens ideal", 1.3, gpt2_t(1024))
+    check("lens <= 0.5x the HF lens, every T", "engine lens / HF lens", 0.5, gpt2)
+    check("forward <= 1.3x FLOP ideal (T=1024)", "engine plain / ideal", 1.3, gpt2_t(1024))
+    for b in capture["bytes"]:
+        if b["shape"] == "gpt2" and b["T"] == 1024 and "tl_cache" in b:
+            for kind in ("trace_float32", "trace_large_float16", "trace_float16"):
+                ratio = b[kind] / b["tl_cache"]
+                out.append(
+                    {
+                        "target": f"Trace bytes <= 0.5x TL cache (T=1024, {kind})",
+                        "ratio": f"{kind} / tl_cache",
+                        "limit": 0.5,
+                        "worst": ratio,
+                        "at": "gpt2 T=1024",
+                        "met": ratio <= 0.5,
+                        "n": 1,
+                    }
+                )
+    return out
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 1e3:.1f}" if x < 10 else f"{x:.2f} s"
+
+
+def _x(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _mib(x: float) -> str:
+    mib = x / 1024**2
+    return f"{mib:,.0f}" if mib >= 10 else f"{mib:.2f}"
+
+
+TIME_COLUMNS = (
+    ("ideal fwd", None),
+    ("engine plain", cb.ENGINE_PLAIN),
+    ("HF plain", cb.HF_PLAIN),
+    ("engine trace+heads", cb.ENGINE_TRACE),
+    ("trace fp16", cb.ENGINE_TRACE16),
+    ("HF attn+hidden", cb.HF_ATTN),
+    ("TL plain", cb.TL_PLAIN),
+    ("TL cache", cb.TL_CACHE),
+    ("TL bridge cache", cb.TLB_CACHE),
+    ("lens ideal", None),
+    ("engine lens", cb.ENGINE_LENS),
+    ("HF lens", cb.HF_LENS),
+)
+RATIO_COLUMNS = (
+    ("engine/HF plain", "engine plain / HF plain"),
+    ("engine/ideal", "engine plain / ideal"),
+    ("HF/ideal", "HF plain / ideal"),
+    ("trace/HF attn", "engine trace / HF attn+hidden"),
+    ("trace/TL cache", "engine trace / TL cache"),
+    ("trace fp16/TL cache", "engine trace fp16 / TL cache"),
+    ("TL cache/HF plain", "TL cache / HF plain"),
+    ("lens/ideal", "engine lens / lens ideal"),
+    ("lens/HF lens", "engine lens / HF lens"),
+)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, cap = results["machine"], results["capture"]
+    lines = [
+        f"Run {results['date']} ({results['mode']}, {results['duration_s'] / 60:.1f} min): "
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average "
+        f"{results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after; "
+        f"threads {', '.join(map(str, results['threads']))}; OMP_WAIT_POLICY="
+        f"{m['omp_wait_policy'] or 'unset'}; torch {m['torch']}, transformers "
+        f"{m['transformers']}, transformer-lens {m['transformer_lens']}. Median of "
+        f"{results['rounds']} interleaved rounds; ratios are medians of per-round ratios.",
+        "",
+        "Times (ms unless marked s):",
+        "",
+    ]
+    cols = [
+        c
+        for c, key in TIME_COLUMNS
+        if key is None or any(key in r["median_s"] for r in cap["rows"])
+    ]
+    lines.append("| shape | T | thr | GFLOP/s | " + " | ".join(cols) + " |")
+    lines.append("|" + "---|" * (4 + len(cols)))
+    for r in cap["rows"]:
+        cells = []
+        for c, key in TIME_COLUMNS:
+            if c not in cols:
+                continue
+            if c == "ideal fwd":
+                cells.append(_ms(r["ideal_s"]["forward"]))
+            elif c == "lens ideal":
+                cells.append(_ms(r["ideal_s"]["lens"]))
+            else:
+                cells.append(_ms(r["median_s"].get(key)))
+        lines.append(
+            f"| {r['shape']} | {r['T']} | {r['threads']} | {r['gflops']:.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    rcols = [(c, k) for c, k in RATIO_COLUMNS if any(k in r["ratios"] for r in cap["rows"])]
+    lines += ["", "Ratios (same rounds):", ""]
+    lines.append("| shape | T | thr | " + " | ".join(c for c, _ in rcols) + " |")
+    lines.append("|" + "---|" * (3 + len(rcols)))
+    for r in cap["rows"]:
+        lines.append(
+            f"| {r['shape']} | {r['T']} | {r['threads']} | "
+            + " | ".join(_x(r["ratios"].get(k)) for _, k in rcols)
+            + " |"
+        )
+    lines += ["", "Bytes handed back for one text (MiB):", ""]
+    lines.append(
+        "| shape | T | Trace f32 | Trace large f16 | Trace f16 | TL cache | HF outputs "
+        "| Trace f16 / TL cache |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for b in cap["bytes"]:
+        tl = b.get("tl_cache")
+        lines.append(
+            f"| {b['shape']} | {b['T']} | {_mib(b['trace_float32'])} | "
+            f"{_mib(b['trace_large_float16'])} | {_mib(b['trace_float16'])} | "
+            f"{_mib(tl) if tl else '-'} | "
+            f"{_mib(b['hf_outputs']) if 'hf_outputs' in b else '-'} | "
+            f"{_x(b['trace_float16'] / tl) if tl else '-'} |"
+        )
+    if cap["rss"]:
+        lines += ["", "Peak resident memory, one call in a fresh process, 1 thread (MiB):", ""]
+        lines.append("| shape | T | case | before | peak | extra |")
+        lines.append("|---|---|---|---|---|---|")
+        for p in cap["rss"]:
+            lines.append(
+                f"| {p['shape']} | {p['T']} | {p['case']} | {p['rss_before_mib']:,.0f} | "
+                f"{p['peak_mib']:,.0f} | {p['extra_mib']:,.0f} |"
+            )
+    if results.get("pages"):
+        from bench import pages_bench
+
+        lines += ["", pages_bench.markdown(results["pages"])]
+    if results["targets"]:
+        lines += ["", "Targets (worst row):", ""]
+        lines.append("| target | worst | at | limit | met |")
+        lines.append("|---|---|---|---|---|")
+        for t in results["targets"]:
+            lines.append(
+                f"| {t['target']} | {t['worst']:.2f} | {t['at']} | {t['limit']} | "
+                f"{'yes' if t['met'] else 'NO'} |"
+            )
+    return "\n".join(lines)
+
+
+def run(plan: Plan, mode: str, log: Any = print) -> dict[str, Any]:
+    start = time.perf_counter()
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": mode,
+        "machine": machine(),
+        "load_before": load_before,
+        "threads": list(plan.threads),
+        "rounds": plan.rounds,
+    }
+    results["capture"] = run_capture(plan, log)
+    if plan.pages:
+        from bench import pages_bench
+
+        results["pages"] = pages_bench.run_pages(log=log)
+    results["targets"] = evaluate_targets(results["capture"])
+    results["load_after"] = os.getloadavg()
+    results["duration_s"] = time.perf_counter() - start
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (< 5 min)")
+    parser.add_argument("--tiny", action="store_true", help="seconds: the smoke-test sizes")
+    parser.add_argument("--no-pages", action="store_true", help="skip the page benchmark")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    args = parser.parse_args(argv)
+    plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.no_pages:
+        from dataclasses import replace
+
+        plan = replace(plan, pages=False)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    results = run(plan, mode, log)
+    args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
