@@ -803,7 +803,12 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
     rows.append(
         ("Validation loss (nats per token)", f"{loss:.3f}" if loss is not None else "not recorded")
     )
-    rows.append(("Weights from", loaded.source))
+    source = loaded.source
+    try:
+        source = str(Path(source).resolve().relative_to(APP_DIR))
+    except ValueError:
+        pass  # outside the app folder, or not a path ("untrained, ... seed 0")
+    rows.append(("Weights from", source))
     return rows
 
 
