@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,13 +11,16 @@ import torch
 
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
+from engine.config import TrainConfig
 from engine.evaluate import (
     KneserNey,
+    build_card,
     evaluate,
     generate,
     induction_scores,
     ngram_baselines,
     previous_token_scores,
+    render_model_card,
     repeated_random_tokens,
     window_starts,
 )
@@ -166,3 +170,54 @@ def test_evaluate_reports_the_engines_own_measurements(tiny_loaded: LoadedModel)
     assert met["induction head >= 0.4"] is False
     as_dict = report.to_dict()
     assert as_dict["best_previous_token_head"]["score"] == round(report.best_previous.score, 4)
+
+
+def _card_for(loaded: LoadedModel, report_kwargs: dict | None = None) -> dict:
+    tok = loaded.tokenizer
+    ids = np.asarray(tok.encode("Now is the winter of our discontent. " * 40))
+    report = evaluate(
+        loaded,
+        ids,
+        ids,
+        n_prev_windows=2,
+        induction_seeds=(0,),
+        induction_half=16,
+        n_sample_tokens=4,
+        **(report_kwargs or {}),
+    )
+    state = {"step": 10, "tokens_seen": 2560, "elapsed_s": 12.0, "history": []}
+    run_card = {
+        "train_command": "python -m engine train --out runs/x --steps 20",
+        "train_config": asdict(
+            TrainConfig(max_steps=20, batch_size=8, seq_len=32, synthetic_share=0.25)
+        ),
+    }
+    return build_card(report, run_card, state, loaded.config, validation_works=("hamlet",))
+
+
+def test_model_card_of_an_untrained_model_reports_the_bars_as_not_met(
+    tiny_loaded: LoadedModel,
+) -> None:
+    card = _card_for(tiny_loaded)
+    text = render_model_card(card, tiny_loaded.config, tiny_loaded.tokenizer.name)
+    assert "**Intermediate checkpoint**: step 10 of a run planned for 20 steps" in text
+    assert "It has learned attention patterns" not in text
+    assert text.count("**not met**") >= 2
+    assert f"**{card['val_loss']:.3f}**" in text
+    assert card["synthetic_rows_per_batch"] == "2 of 8"
+    assert card["natural_tokens_seen"] == 2560 * 6 // 8
+    assert "No control run" in text
+
+
+def test_model_card_names_the_heads_when_the_bars_are_met(tiny_loaded: LoadedModel) -> None:
+    card = _card_for(tiny_loaded)
+    card["previous_token_scores"] = [[0.1, 0.72], [0.2, 0.3]]
+    card["induction_scores"] = [[0.0, 0.0], [0.55, 0.1]]
+    card["best_previous_token_head"] = {"head": "0.1", "score": 0.72}
+    card["best_induction_head"] = {"head": "1.0", "score": 0.55}
+    card["previous_token_heads"], card["induction_heads"] = ["0.1"], ["1.0"]
+    card["thresholds_met"] = {k: True for k in card["thresholds_met"]}
+    text = render_model_card(card, tiny_loaded.config, tiny_loaded.tokenizer.name)
+    assert "previous-token head 0.1 (0.72) and induction head 1.0 (0.55)" in text
+    assert "| 0 | 0.100 | **0.720** |" in text
+    assert "**not met**" not in text
