@@ -394,7 +394,11 @@ def save_checkpoint(
     tmp = directory / "model.safetensors.tmp"
     save_file(state, str(tmp), metadata={"format": "pt"})
     tmp.replace(directory / "model.safetensors")
-    (directory / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    # Replaced, not rewritten in place: a reader (the app, an evaluation of a running training)
+    # never sees a half-written config.json.
+    tmp_config = directory / "config.json.tmp"
+    tmp_config.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    tmp_config.replace(directory / "config.json")
     return directory
 
 

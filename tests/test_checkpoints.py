@@ -97,6 +97,19 @@ def test_saved_config_is_a_hugging_face_gpt2_config(saved: Path) -> None:
     assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
 
 
+def test_saving_over_a_checkpoint_replaces_both_files_and_leaves_no_temporaries(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "run"
+    save_checkpoint(random_model(SMALL, seed=1), directory, n_ranks=256, card={"step": 1})
+    second = random_model(SMALL, seed=2)
+    save_checkpoint(second, directory, n_ranks=256, card={"step": 2})
+    loaded = load_directory(directory)
+    assert loaded.card == {"step": 2}
+    assert torch.equal(loaded.model.transformer.wte.weight, second.transformer.wte.weight)
+    assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.safetensors"]
+
+
 def test_load_by_path_string_equals_load_directory(saved: Path) -> None:
     a, b = load(str(saved)), load_directory(saved)
     ids = [1, 2, 3]
