@@ -278,6 +278,43 @@ def test_a_checkpoint_saved_by_the_engine_loads_in_hugging_face(tmp_path: Path) 
     assert n_hf == config.n_params()
 
 
+def test_a_non_default_mlp_width_epsilon_and_gelu_name_load_with_equal_logits(
+    tmp_path: Path, hf_dir: Path
+) -> None:
+    """n_inner, layer_norm_epsilon and the gelu_pytorch_tanh spelling reach the engine."""
+    config = transformers.GPT2Config(
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        n_positions=40,
+        vocab_size=410,  # the learned tiny BPE's 407 ids and 3 unused rows
+        n_inner=48,
+        layer_norm_epsilon=1e-3,
+        activation_function="gelu_pytorch_tanh",
+        bos_token_id=406,
+        eos_token_id=406,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(1)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # large LayerNorm gains, so a wrong epsilon would show
+        for name, param in hf.named_parameters():
+            if ".ln_" in name and name.endswith("weight"):
+                param.copy_(1.0 + 0.5 * torch.randn_like(param))
+            else:
+                param.normal_(0.0, 0.1)
+    hf.save_pretrained(tmp_path)
+    for name in ("vocab.json", "merges.txt"):
+        (tmp_path / name).write_bytes((hf_dir / name).read_bytes())
+    loaded = load_directory(tmp_path)
+    assert (loaded.config.d_mlp, loaded.config.layer_norm_eps) == (48, 1e-3)
+    ids = list(range(5, 45))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.model(torch.tensor([ids])), hf(torch.tensor([ids])).logits, atol=ATOL, rtol=RTOL
+        )
+
+
 # --- the tokenizer --------------------------------------------------------------------------------
 
 
