@@ -39,17 +39,28 @@ st.caption(
 
 st.subheader("Which hidden units fire on your text")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="feed_forward_tokens")
-k = st.slider(
-    "Hidden units shown (the most active first)",
+left, right = st.columns([3, 2])
+rank = right.radio(
+    "Rank the hidden units by",
+    list(fig_ff.RANKINGS),
+    format_func=fig_ff.RANKINGS.__getitem__,
+    key="feed_forward_rank",
+)
+k = left.slider(
+    "Hidden units shown",
     min_value=4,
     max_value=min(64, cfg.d_mlp),
     value=min(fig_ff.TOP_NEURONS, cfg.d_mlp),
     key="feed_forward_k",
 )
-st.plotly_chart(fig_ff.neurons_heatmap(trace, layer, k=k, start=tok_start), key="feed_forward_map")
+st.plotly_chart(
+    fig_ff.neurons_heatmap(trace, layer, k=k, start=tok_start, rank=rank), key="feed_forward_map"
+)
 st.caption(
-    "Each row is one hidden unit after GELU, each column a token. Red = the unit is active on "
-    "that token. Units that fire on only a few tokens are often detectors for a word or pattern."
+    "Each row is one hidden unit after GELU, each column a token; red = active on that token, "
+    "white = off (GELU's output is 0 there). Trained models keep some units on for every "
+    "token; ranking by selectivity shows the units that fire on some tokens only, which are "
+    "often detectors for a word or a pattern."
 )
 
 st.subheader(f"Inside one token: “{token}” (position {pos})")

@@ -155,10 +155,15 @@ article_std = fig_ln.article_normalize(x_in).std(-1)
 st.markdown(
     f"On your text, after the article's whole-tensor version the tokens' standard deviations "
     f"still range from **{article_std.min():.2f}** to **{article_std.max():.2f}**: a loud token "
-    "stays loud. After GPT-2's per-token version every token has standard deviation 1. "
-    "The whole-tensor version would also let one token's numbers change every other token's "
-    "output, and with text generated one token at a time the statistics would shift as the text "
-    "grows."
+    "stays loud. After GPT-2's per-token version every token has standard deviation 1."
 )
+article_change, gpt_change = fig_ln.future_leak(x_in, cfg.layer_norm_eps)
+if trace.n_tokens > 1:
+    st.markdown(
+        "Worse, the whole-tensor statistics mix all positions, so a later token changes the "
+        "earlier tokens' outputs: the model could see the future. On your text, adding the last "
+        f"token changes the earlier tokens' normalised values by up to **{article_change:.4f}** "
+        f"under the article's version, and by **{gpt_change:.4f}** under GPT-2's."
+    )
 
 next_stage(view)

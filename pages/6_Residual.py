@@ -34,7 +34,12 @@ st.latex(
 
 st.subheader("How big the stream is, token by token and layer by layer")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="residual_tokens")
-st.plotly_chart(fig_res.norms_heatmap(trace, start=tok_start), key="residual_norms")
+log_colour = st.toggle(
+    "Logarithmic colour (sizes that differ a hundredfold stay visible)",
+    value=True,
+    key="residual_log",
+)
+st.plotly_chart(fig_res.norms_heatmap(trace, start=tok_start, log=log_colour), key="residual_norms")
 st.caption(
     "Each cell is the length ‖x‖ of one token's residual vector after the embeddings (top row) "
     "and after each block. Hover for the value."

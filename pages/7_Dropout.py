@@ -141,9 +141,9 @@ with right:
         pd.DataFrame(
             {
                 "rank": list(range(1, 6)),
-                "evaluation": [f"{display(int(i))}  {eval_probs[i]:.3f}" for i in eval_top],
+                "evaluation": [f"{display(int(i))}  {eval_probs[i]:.4f}" for i in eval_top],
                 f"with dropout p = {p:g}": [
-                    f"{display(int(i))}  {pass_probs[i]:.3f}" for i in pass_top
+                    f"{display(int(i))}  {pass_probs[i]:.4f}" for i in pass_top
                 ],
             }
         ),

@@ -108,6 +108,24 @@ def test_neuron_heatmap_shows_the_most_active_units_on_every_token(tiny_trace: T
     assert "Layer 1" in fig.layout.title.text
 
 
+def test_selective_ranking_prefers_units_that_fire_on_some_tokens_only() -> None:
+    post = np.zeros((5, 4))
+    post[:, 0] = 6.0  # always on: the largest peak, but no selectivity
+    post[2, 1] = 3.0  # fires on one token
+    post[:, 2] = -0.1
+    post[4, 3] = 1.0
+    assert ff.top_neurons(post, 2, "peak").tolist() == [0, 1]
+    assert ff.top_neurons(post, 2, "selective").tolist() == [1, 3]
+    with pytest.raises(ValueError, match="unknown ranking"):
+        ff.top_neurons(post, 2, "loudest")
+
+
+def test_the_neuron_colour_scale_is_white_at_zero() -> None:
+    scale = ff.zero_white_scale(-0.17, 0.51)
+    assert scale[1] == [pytest.approx(0.25), "#f7f7f7"]
+    assert ff.zero_white_scale(0.0, 2.0)[0] == [0.0, "#f7f7f7"]
+
+
 def test_hidden_histogram_holds_the_selected_tokens_units(tiny_trace: Trace) -> None:
     fig = ff.hidden_histogram(tiny_trace, 0, 3)
     np.testing.assert_allclose(fig.data[0].x, tiny_trace.get("mlp.hook_pre", 0)[3], rtol=1e-6)
@@ -203,8 +221,9 @@ def test_feature_steps_end_at_what_the_models_layer_norm_computes(
     expected = torch.nn.functional.layer_norm(
         torch.from_numpy(x.copy()), (x.size,), ln.weight, ln.bias, ln.eps
     ).detach()
-    np.testing.assert_allclose(fig.data[2].x, expected.numpy(), atol=2e-5)
-    np.testing.assert_allclose(fig.data[0].x, x)
+    np.testing.assert_allclose(fig.data[2].y, expected.numpy(), atol=2e-5)
+    np.testing.assert_allclose(fig.data[0].y, x)
+    np.testing.assert_array_equal(fig.data[1].x, np.arange(x.size))
     # eps keeps the std just under 1 when the residual is small (a random model's is)
     assert f"std {normalized.astype(np.float64).std():.3f}" in fig.layout.annotations[1].text
     assert normalized.std() == pytest.approx(1.0, abs=0.01)
@@ -244,6 +263,16 @@ def test_article_normalises_the_whole_tensor_so_tokens_keep_different_scales(
     assert article_std.max() / article_std.min() > 1.5  # scales differ token by token
 
 
+def test_the_articles_whole_tensor_statistics_let_a_later_token_change_earlier_outputs(
+    tiny_trace: Trace,
+) -> None:
+    x = tiny_trace.get("hook_resid_mid", 0)
+    article_change, gpt_change = fln.future_leak(x, tiny_trace.config.layer_norm_eps)
+    assert gpt_change == 0.0
+    assert article_change > 1e-3
+    assert fln.future_leak(x[:1], 1e-5) == (0.0, 0.0)
+
+
 # --- residual stream ---------------------------------------------------------------------------
 
 
@@ -262,6 +291,13 @@ def test_the_parts_written_into_the_stream_add_up_to_the_final_residual(
     fig = fres.contributions_figure(c, pos, tiny_trace.token_strs[pos])
     np.testing.assert_allclose(fig.data[0].x, c.sizes)
     np.testing.assert_allclose(fig.data[1].x, c.along_final)
+
+
+def test_the_log_colour_norm_heatmap_keeps_the_sizes_in_its_hover(tiny_trace: Trace) -> None:
+    fig = fres.norms_heatmap(tiny_trace, log=True)
+    norms = residual_norms(tiny_trace)
+    np.testing.assert_allclose(np.array(fig.data[0].z), np.log10(norms), rtol=1e-6)
+    np.testing.assert_allclose(np.array(fig.data[0].customdata), norms, rtol=1e-6)
 
 
 def test_residual_norm_heatmap_equals_the_stored_residuals_norms(tiny_trace: Trace) -> None:
@@ -466,7 +502,7 @@ def test_sample_figure_marks_the_chosen_token(tiny_loaded: LoadedModel) -> None:
 
 def test_lens_cells_cut_long_words_and_probability_axes_fit_flat_distributions() -> None:
     assert fout.cell_word("short") == "short"
-    assert fout.cell_word("␣questionable") == "␣quest…"
+    assert fout.cell_word("␣questionable") == "␣ques…"
     assert len(fout.cell_word("x" * 30)) == fout.CELL_CHARS
     flat = np.full(100, 0.01)
     assert fout.probability_range(flat) == [0.0, 0.02]

@@ -96,7 +96,7 @@ def test_feed_forward_page_draws_the_selected_layers_hidden_units(
     ref = reference(tiny_loaded)
     c = charts(at)
     post = ref.get("mlp.hook_post", 1)
-    ids = top_neurons(post, 24)
+    ids = top_neurons(post, 24, "selective")  # the page's default ranking
     np.testing.assert_allclose(z_of(c["feed_forward_map"]), post[:, ids].T, rtol=1e-5, atol=1e-6)
     assert c["feed_forward_map"]["data"][0]["x"] == token_labels(ref.token_strs)
     hist = c["feed_forward_hist"]["data"]
@@ -107,7 +107,7 @@ def test_feed_forward_page_draws_the_selected_layers_hidden_units(
     at.run()
     np.testing.assert_allclose(
         z_of(charts(at)["feed_forward_map"]),
-        ref.get("mlp.hook_post", 0)[:, top_neurons(ref.get("mlp.hook_post", 0))].T,
+        ref.get("mlp.hook_post", 0)[:, top_neurons(ref.get("mlp.hook_post", 0), 24, "selective")].T,
         rtol=1e-5,
         atol=1e-6,
     )
@@ -138,7 +138,7 @@ def test_layer_norm_page_shows_numpys_statistics_of_each_layer_norms_input(
         stats[1]["y"], ref.get("hook_resid_mid", 0).astype(np.float64).std(-1), rtol=1e-4
     )
     steps = charts(at)["layer_norm_steps"]["data"]
-    np.testing.assert_allclose(steps[1]["x"], ref.get("ln2.hook_normalized", 0)[2], rtol=1e-4)
+    np.testing.assert_allclose(steps[1]["y"], ref.get("ln2.hook_normalized", 0)[2], rtol=1e-4)
 
 
 def test_the_final_layer_norm_is_offered_on_the_last_layer(tiny_loaded: LoadedModel) -> None:
@@ -172,9 +172,12 @@ def test_residual_page_draws_the_stored_residual_norms_and_contributions(
     ref = reference(tiny_loaded)
     c = charts(at)
     stack = [ref.get("hook_resid_pre", 0)] + [ref.get("hook_resid_post", i) for i in range(2)]
-    np.testing.assert_allclose(
-        z_of(c["residual_norms"]), [np.linalg.norm(s, axis=-1) for s in stack], rtol=1e-4
-    )
+    norms = np.array([np.linalg.norm(s, axis=-1) for s in stack])
+    heat = c["residual_norms"]["data"][0]
+    np.testing.assert_allclose(np.array(heat["customdata"], dtype=float), norms, rtol=1e-4)
+    np.testing.assert_allclose(z_of(c["residual_norms"]), np.log10(norms), atol=1e-4)
+    at.toggle(key="residual_log").set_value(False).run()
+    np.testing.assert_allclose(z_of(charts(at)["residual_norms"]), norms, rtol=1e-4)
     along = np.array(c["residual_contributions"]["data"][1]["x"])
     final = ref.get("hook_resid_post", 1)[5]
     assert along.sum() == pytest.approx(np.linalg.norm(final), rel=1e-3)
@@ -240,10 +243,12 @@ def test_the_lens_cell_of_the_last_layer_is_the_final_softmaxs_top_token(
     ref = reference(tiny_loaded)
     lens = charts(at)["output_lens"]["data"][0]
     display = tiny_loaded.tokenizer.display
-    for pos in range(ref.n_tokens):
+    shown = [int(label.split(":", 1)[0]) for label in lens["x"]]
+    assert shown == list(range(len(shown))) and len(shown) >= 10
+    for col, pos in enumerate(shown):
         probs = final_probs(ref, pos)
-        assert lens["text"][-1][pos] == plotly_text(cell_word(display(int(np.argmax(probs)))))
-        assert lens["z"][-1][pos] == pytest.approx(probs.max(), abs=2e-4)
+        assert lens["text"][-1][col] == plotly_text(cell_word(display(int(np.argmax(probs)))))
+        assert lens["z"][-1][col] == pytest.approx(probs.max(), abs=2e-4)
     assert lens["y"] == ["embed", "block 0", "block 1"]
     expected = logit_lens(ref, tiny_loaded.model)
     nxt = charts(at)["output_next_token"]["data"]
@@ -387,3 +392,18 @@ def test_every_page_ends_with_the_walk_controls_of_its_stage() -> None:
         keys = {b.key for b in at.button}
         assert f"{stage.id}_prev" in keys
         assert (f"{stage.id}_next" in keys) == (stage.id != "generate")
+
+
+def test_the_lens_window_moves_along_a_long_text(tiny_loaded: LoadedModel) -> None:
+    text = "To be, or not to be, that is the question: whether tis nobler in the mind"
+    at = open_page("pages/8_Output.py", text=text)
+    ref = reference(tiny_loaded, text)
+    assert ref.n_tokens > 16
+    assert len(charts(at)["output_lens"]["data"][0]["x"]) == 16
+    last = ref.n_tokens - 16  # the last window: it ends on the text's last token
+    at.slider(key="output_lens_window").set_value(last).run()
+    assert not at.exception
+    lens = charts(at)["output_lens"]["data"][0]
+    assert lens["x"] == token_labels(ref.token_strs, last, ref.n_tokens)
+    top = logit_lens(ref, tiny_loaded.model).top_probs[:, last:, 0]
+    np.testing.assert_allclose(np.array(lens["z"], dtype=float), np.round(top, 4), atol=2e-4)

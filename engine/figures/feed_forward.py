@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 
 from engine.figures.common import (
     PALETTE,
-    SCALE_SIGNED,
     SCALE_WEIGHTS,
     base_layout,
     plotly_text,
@@ -42,13 +41,39 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
 
 
-def top_neurons(post: np.ndarray, k: int = TOP_NEURONS) -> np.ndarray:
-    """Indices of the k hidden units with the largest activation on any token of the text,
-    strongest first (ties by index). `post` is [T, d_mlp], after GELU."""
-    peak = np.asarray(post, dtype=np.float64).max(axis=0)
-    k = max(1, min(int(k), peak.size))
-    order = np.lexsort((np.arange(peak.size), -peak))
+RANKINGS: dict[str, str] = {
+    "selective": "most selective: peak minus median over the tokens",
+    "peak": "largest activation on any token",
+}
+
+
+def top_neurons(post: np.ndarray, k: int = TOP_NEURONS, rank: str = "peak") -> np.ndarray:
+    """Indices of k hidden units, strongest first (ties by index). `post` is [T, d_mlp], after
+    GELU. rank "peak": the largest activation on any token; "selective": that peak minus the
+    unit's median over the tokens, so units that are on for every token (common in trained
+    models) give way to units that fire on some tokens only."""
+    acts = np.asarray(post, dtype=np.float64)
+    if rank not in RANKINGS:
+        raise ValueError(f"unknown ranking {rank!r}: use one of {sorted(RANKINGS)}")
+    score = acts.max(axis=0)
+    if rank == "selective":
+        score = score - np.median(acts, axis=0)
+    k = max(1, min(int(k), score.size))
+    order = np.lexsort((np.arange(score.size), -score))
     return order[:k]
+
+
+def zero_white_scale(zmin: float, zmax: float) -> list[list]:
+    """A diverging colour scale whose white sits exactly at 0 for data in [zmin, zmax] (GELU
+    outputs reach only -0.17 below 0, so a symmetric scale would waste its blue half)."""
+    if zmax <= zmin:
+        return [[0.0, "#f7f7f7"], [1.0, "#b2182b"]]
+    if zmin >= 0:
+        return [[0.0, "#f7f7f7"], [0.5, "#ef8a62"], [1.0, "#67001f"]]
+    if zmax <= 0:
+        return [[0.0, "#053061"], [1.0, "#f7f7f7"]]
+    mid = -zmin / (zmax - zmin)
+    return [[0.0, "#2166ac"], [mid, "#f7f7f7"], [(1 + mid) / 2, "#ef8a62"], [1.0, "#67001f"]]
 
 
 def mlp_out_norms(trace: Trace) -> np.ndarray:
@@ -78,32 +103,34 @@ def activation_summary(pre: np.ndarray) -> dict[str, float]:
 # --- figures -----------------------------------------------------------------------------------
 
 
-def neurons_heatmap(trace: Trace, layer: int, k: int = TOP_NEURONS, start: int = 0) -> go.Figure:
-    """The k most active hidden units of `layer` (rows) on every token (columns), after GELU."""
+def neurons_heatmap(
+    trace: Trace, layer: int, k: int = TOP_NEURONS, start: int = 0, rank: str = "peak"
+) -> go.Figure:
+    """k hidden units of `layer` (rows, ranked by `rank`) on every token (columns), after GELU."""
     post = trace.get("mlp.hook_post", layer)
-    ids = top_neurons(post, k)
+    ids = top_neurons(post, k, rank)
     span = window(trace.n_tokens, start)
     lo, hi = span.start, span.stop
     z = post[lo:hi, ids].T.astype(np.float64)
-    limit = float(np.abs(z).max()) or 1.0
+    zmin, zmax = min(0.0, float(z.min())), max(0.0, float(z.max()))
     fig = go.Figure(
         go.Heatmap(
             z=z,
             x=token_labels(trace.token_strs, lo, hi),
             y=[f"unit {i}" for i in ids],
-            colorscale=SCALE_SIGNED,
-            zmid=0.0,
-            zmin=-limit,
-            zmax=limit,
+            colorscale=zero_white_scale(zmin, zmax),
+            zmin=zmin,
+            zmax=zmax,
             colorbar={"title": {"text": "gelu"}},
             hovertemplate="token %{x}<br>%{y}<br>activation %{z:.3f}<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text="hidden unit (most active first)")
-    fig.update_xaxes(title_text="token", tickangle=-45)
+    fig.update_yaxes(autorange="reversed", title_text="hidden unit", type="category")
+    fig.update_xaxes(title_text="token", tickangle=-45, type="category")
     height = max(420, 26 * len(ids) + 200)
+    which = "most selective" if rank == "selective" else "most active"
     return base_layout(
-        fig, f"Layer {layer}: the {len(ids)} most active of {post.shape[1]} hidden units", height
+        fig, f"Layer {layer}: the {len(ids)} {which} of {post.shape[1]} hidden units", height
     )
 
 
@@ -233,6 +260,7 @@ def article_vs_gpt(trace: Trace, layer: int, pos: int) -> go.Figure:
 
 
 __all__ = [
+    "RANKINGS",
     "TOP_NEURONS",
     "activation_functions",
     "activation_summary",
@@ -244,4 +272,5 @@ __all__ = [
     "mlp_out_norms",
     "neurons_heatmap",
     "top_neurons",
+    "zero_white_scale",
 ]

@@ -51,6 +51,18 @@ def stats_label(stats: LNStats) -> str:
     return f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
 
 
+def future_leak(x: np.ndarray, eps: float) -> tuple[float, float]:
+    """How much the outputs for tokens 0..T-2 change when the last token is added, under the
+    article's whole-tensor normalisation and under GPT-2's per-token one (always 0): the
+    article's version lets every token see the future through the shared statistics."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < 2:
+        return 0.0, 0.0
+    article = np.abs(article_normalize(x)[:-1] - article_normalize(x[:-1])).max()
+    gpt = np.abs(gpt_normalize(x, eps)[:-1] - gpt_normalize(x[:-1], eps)).max()
+    return float(article), float(gpt)
+
+
 # --- figures -----------------------------------------------------------------------------------
 
 
@@ -100,8 +112,9 @@ def feature_steps_figure(
     beta: np.ndarray,
     title: str,
 ) -> go.Figure:
-    """One token's features: as they enter, after normalising, after gamma and beta (histograms,
-    each titled with its mean and standard deviation)."""
+    """One token's features as strips (one bar per feature): as they enter, after normalising,
+    after gamma and beta; each strip titled with its mean and standard deviation. Strips keep
+    the feature order, so a few huge features (common in trained models) stay recognisable."""
     x = np.asarray(x, dtype=np.float64)
     normalized = np.asarray(normalized, dtype=np.float64)
     out = normalized * np.asarray(gamma, dtype=np.float64) + np.asarray(beta, dtype=np.float64)
@@ -113,26 +126,28 @@ def feature_steps_figure(
     fig = make_subplots(
         rows=3,
         cols=1,
-        vertical_spacing=0.14,
+        shared_xaxes=True,
+        vertical_spacing=0.1,
         subplot_titles=[
             f"{name}  (mean {v.mean():.3f}, std {v.std():.3f})" for name, v, _ in steps
         ],
     )
+    idx = np.arange(x.size)
     for row, (name, values, colour) in enumerate(steps, start=1):
         fig.add_trace(
-            go.Histogram(
-                x=values,
+            go.Bar(
+                x=idx,
+                y=values,
                 name=name,
-                nbinsx=50,
                 marker_color=colour,
-                hovertemplate="value %{x}<br>%{y} features<extra></extra>",
+                hovertemplate="feature %{x}<br>value %{y:.4f}<extra></extra>",
             ),
             row=row,
             col=1,
         )
-        fig.update_yaxes(title_text="features", row=row, col=1)
-    fig.update_layout(showlegend=False)
-    return base_layout(fig, title, 720)
+    fig.update_xaxes(title_text="feature", row=3, col=1)
+    fig.update_layout(showlegend=False, bargap=0.0)
+    return base_layout(fig, title, 640)
 
 
 def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Figure:
@@ -228,7 +243,7 @@ def scale_growth_figure(
     if highlight is not None and highlight in labels:
         fig.add_vline(x=labels.index(highlight), line_dash="dot", line_color="grey")
     fig.update_xaxes(title_text="LayerNorm, in the order the model reaches them")
-    fig.update_yaxes(title_text="std of the residual entering it", rangemode="tozero")
+    fig.update_yaxes(title_text="std of the residual entering it (log scale)", type="log")
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
     return base_layout(fig, "How the residual stream's scale grows through the layers", 480)
 
@@ -275,6 +290,7 @@ __all__ = [
     "article_normalize",
     "article_vs_gpt_figure",
     "feature_steps_figure",
+    "future_leak",
     "gamma_beta_figure",
     "gpt_normalize",
     "ln_label",

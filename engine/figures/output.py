@@ -26,8 +26,8 @@ from engine.lens import LogitLens
 from engine.sampling import SampleStep, top_candidates
 
 Display = Callable[[int], str]
-LENS_AXIS = 24  # positions per lens window: each cell carries a word, so far fewer than MAX_AXIS
-CELL_CHARS = 7  # longer words are cut in the cell (hover shows them whole)
+LENS_AXIS = 16  # positions per lens window: each cell carries a word, so far fewer than MAX_AXIS
+CELL_CHARS = 6  # longer words are cut in the cell (hover shows them whole)
 HOVER_TOP = 5
 
 
@@ -121,7 +121,7 @@ def lens_heatmap(
             y=lens.layer_labels,
             text=words,
             texttemplate="%{text}",
-            textfont={"size": 13},
+            textfont={"size": 12},
             customdata=lens_hover(lens, display, lo, hi),
             colorscale=SCALE_WEIGHTS,
             zmin=0.0,

@@ -109,27 +109,31 @@ def residual_steps(trace: Trace, pos: int) -> list[ResidualStep]:
 # --- figures -----------------------------------------------------------------------------------
 
 
-def norms_heatmap(trace: Trace, start: int = 0) -> go.Figure:
-    """The residual's size (L2 norm) for every token after the embeddings and after every block."""
+def norms_heatmap(trace: Trace, start: int = 0, log: bool = False) -> go.Figure:
+    """The residual's size (L2 norm) for every token after the embeddings and after every block.
+    With `log`, the colour is log10 of the size (trained models grow by orders of magnitude);
+    the hover always shows the size itself."""
     norms = residual_norms(trace)
     span = window(trace.n_tokens, start)
     lo, hi = span.start, span.stop
+    shown = norms[:, lo:hi]
+    colour = np.log10(np.maximum(shown, 1e-12)) if log else shown
     fig = go.Figure(
         go.Heatmap(
-            z=norms[:, lo:hi],
+            z=colour,
+            customdata=shown,
             x=token_labels(trace.token_strs, lo, hi),
             y=stack_labels(trace.config.n_layer),
             colorscale=SCALE_WEIGHTS,
-            zmin=0.0,
-            colorbar={"title": {"text": "‖x‖"}},
-            hovertemplate="token %{x}<br>%{y}<br>‖x‖ %{z:.3f}<extra></extra>",
+            zmin=None if log else 0.0,
+            colorbar={"title": {"text": "log₁₀ ‖x‖" if log else "‖x‖"}},
+            hovertemplate="token %{x}<br>%{y}<br>‖x‖ %{customdata:.3f}<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="token", tickangle=-45)
-    return base_layout(
-        fig, "Size of the residual stream, token by token", 200 + 45 * norms.shape[0]
-    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text="token", tickangle=-45, type="category")
+    title = "Size of the residual stream, token by token" + (" (log colour)" if log else "")
+    return base_layout(fig, title, 200 + 45 * norms.shape[0])
 
 
 def contributions_figure(contrib: Contributions, pos: int, token_label: str) -> go.Figure:
