@@ -64,16 +64,17 @@ def top_neurons(post: np.ndarray, k: int = TOP_NEURONS, rank: str = "peak") -> n
 
 
 def zero_white_scale(zmin: float, zmax: float) -> list[list]:
-    """A diverging colour scale whose white sits exactly at 0 for data in [zmin, zmax] (GELU
-    outputs reach only -0.17 below 0, so a symmetric scale would waste its blue half)."""
+    """A colour scale for GELU outputs in [zmin, zmax]: white exactly at 0, red for active,
+    and only a pale blue for the small negative values (GELU's minimum is -0.17: a unit there
+    is "off", so it must not look as loud as a strongly active one)."""
     if zmax <= zmin:
         return [[0.0, "#f7f7f7"], [1.0, "#b2182b"]]
     if zmin >= 0:
         return [[0.0, "#f7f7f7"], [0.5, "#ef8a62"], [1.0, "#67001f"]]
     if zmax <= 0:
-        return [[0.0, "#053061"], [1.0, "#f7f7f7"]]
+        return [[0.0, "#c6dbef"], [1.0, "#f7f7f7"]]
     mid = -zmin / (zmax - zmin)
-    return [[0.0, "#2166ac"], [mid, "#f7f7f7"], [(1 + mid) / 2, "#ef8a62"], [1.0, "#67001f"]]
+    return [[0.0, "#c6dbef"], [mid, "#f7f7f7"], [(1 + mid) / 2, "#ef8a62"], [1.0, "#67001f"]]
 
 
 def mlp_out_norms(trace: Trace) -> np.ndarray:
