@@ -59,10 +59,14 @@ def synthetic_trace(T: int, config: GPTConfig, sites: tuple[str, ...], seed: int
     acts = {"logits": rng.standard_normal((T, config.vocab_size)).astype(np.float32)}
     for layer in range(config.n_layer):
         for site in sites:
+            if site.startswith("hook_") and "embed" in site:
+                continue
             acts[f"blocks.{layer}.{site}"] = rng.standard_normal(shapes[site]).astype(np.float32)
     for name in ("hook_embed", "hook_pos_embed"):
         if name in sites:
             acts[name] = rng.standard_normal(shapes[name]).astype(np.float32)
+    if "ln1.hook_scale" in sites:
+        acts["ln_final.hook_scale"] = rng.standard_normal((T, 1)).astype(np.float32)
     return Trace(
         prompt="x" * T,
         token_ids=np.arange(T) % 200,
@@ -508,3 +512,33 @@ def test_lens_cells_cut_long_words_and_probability_axes_fit_flat_distributions()
     assert fout.probability_range(flat) == [0.0, 0.02]
     assert fout.probability_range(np.array([0.9, 0.1])) == [0.0, 1.035]
     assert fout.probability_range(np.array([1.0])) == [0.0, 1.05]
+
+
+def test_layer_norm_and_residual_figures_stay_small_for_gpt2_at_256_tokens() -> None:
+    sites = (
+        "hook_embed",
+        "hook_pos_embed",
+        "hook_resid_pre",
+        "hook_resid_mid",
+        "hook_resid_post",
+        "hook_attn_out",
+        "hook_mlp_out",
+        "ln1.hook_scale",
+        "ln2.hook_scale",
+    )
+    trace = synthetic_trace(256, GPT2_SHAPE, sites)
+    stats = all_ln_stats(trace)
+    x = ln_input(trace, "ln2", 11)
+    cos = fres.cosine_to_final(trace)
+    figures = (
+        fln.token_stats_figure(trace, stats[5], "t"),
+        fln.scale_growth_figure(stats, 255, "t"),
+        fln.article_vs_gpt_figure(trace, x, 1e-5),
+        fres.norms_heatmap(trace, log=True),
+        fres.cosine_heatmap(trace, cos),
+        fres.cosine_figure(cos, 255, "t"),
+        fres.contributions_figure(fres.contributions(trace, 255), 255, "t"),
+    )
+    for figure in figures:
+        assert len(figure.to_json()) < 2_000_000
+    assert len(figures[3].data[0].x) == 256
