@@ -188,6 +188,11 @@ def train(
         raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
     if resume and (out / "train_state.json").is_file():
         model = load_directory(out).model
+        if model.config != model_config:
+            raise ValueError(
+                f"{out} holds a checkpoint of another shape ({model.config}); "
+                "pass restart (--restart) or another output directory"
+            )
         for p in model.parameters():
             p.requires_grad_(True)
         opt = make_optimizer(model, cfg)

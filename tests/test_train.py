@@ -206,3 +206,12 @@ def test_get_batch_returns_the_same_batch_for_the_same_step_and_another_for_the_
     x3, _ = get_batch(data, cfg, 12, 4097, 4096)
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(x1, x3)
+
+
+def test_resuming_a_checkpoint_of_another_shape_is_refused(
+    tiny_config: GPTConfig, text_ids: np.ndarray, tmp_path: Path
+) -> None:
+    _run(tiny_config, _cfg(max_steps=2, eval_every=2), text_ids, tmp_path / "run")
+    wider = replace(tiny_config, d_model=64)
+    with pytest.raises(ValueError, match="another shape"):
+        _run(wider, _cfg(max_steps=4, eval_every=2), text_ids, tmp_path / "run")
