@@ -99,10 +99,14 @@ def measure_pages(rounds: int = 5, model: str = "bundled") -> dict[str, Any]:
     return out
 
 
-def run_pages(rounds: int = 5, log: Any = print, timeout: float = 900) -> dict[str, Any]:
-    """`measure_pages` in a fresh process (1 torch thread, as the app runs by default)."""
+def run_pages(
+    rounds: int = 5, browser_rounds: int = 0, log: Any = print, timeout: float = 1200
+) -> dict[str, Any]:
+    """`measure_pages` in a fresh process (1 torch thread, as the app runs by default), then,
+    if `browser_rounds` > 0 and Chromium is there, the browser's time to idle."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
     cmd = [sys.executable, "-m", "bench.pages_bench", "--rounds", str(rounds)]
+    cmd += ["--browser-rounds", str(browser_rounds)]
     t0 = time.perf_counter()
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -126,25 +130,59 @@ def markdown(pages: dict[str, Any]) -> str:
         "| page | first run (s) | rerun (ms) | charts | plotly JSON (KB) | ok |",
         "|---|---|---|---|---|---|",
     ]
+    browser = {b["title"]: b for b in pages.get("browser", {}).get("pages", [])}
+    if browser:
+        lines[2] += " browser idle (s) | x floor |"
+        lines[3] += "---|---|"
     for p in pages["pages"]:
         rerun = p["rerun_median_s"]
         ok = "yes" if p["rerun_ok"] and p["bytes_ok"] and not p["errors"] else "NO"
         if p["errors"]:
             ok += " (exception)"
-        lines.append(
+        line = (
             f"| {p['title']} | {p['first_run_s']:.2f} | "
             f"{'-' if rerun is None else f'{rerun * 1e3:.0f}'} | {p['charts']} | "
             f"{p['plotly_bytes'] / 1024:,.0f} | {ok} |"
         )
+        if browser:
+            b = browser.get(p["title"])
+            line += f" {b['idle_median_s']:.2f} | {b['ratio_to_floor']:.2f} |" if b else " - | - |"
+        lines.append(line)
+    b = pages.get("browser", {})
+    if "floor_median_s" in b:
+        lines += [
+            "",
+            f"Browser floor page (one 256x256 plotly heatmap): {b['floor_median_s']:.2f} s to "
+            f"idle (median of {len(b['floor_s'])}); limit {browser_limit():.1f}x the floor.",
+        ]
+    elif "skipped" in b:
+        lines += ["", f"Browser timing skipped: {b['skipped']}"]
     return "\n".join(lines)
+
+
+def browser_limit() -> float:
+    from bench import browser_bench
+
+    return browser_bench.IDLE_RATIO_LIMIT
 
 
 def _main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description="page benchmark (used by bench/run.py)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--model", default="bundled")
+    parser.add_argument("--browser-rounds", type=int, default=0)
     args = parser.parse_args(argv)
-    print(json.dumps(measure_pages(args.rounds, args.model)))
+    out = measure_pages(args.rounds, args.model)
+    if args.browser_rounds > 0:
+        from bench import browser_bench
+
+        reason = browser_bench.available()
+        if reason:
+            out["browser"] = {"skipped": reason}
+        else:
+            text = text_of_tokens(N_TOKENS, args.model)
+            out["browser"] = browser_bench.measure_browser(text, args.browser_rounds, args.model)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
