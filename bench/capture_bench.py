@@ -452,6 +452,32 @@ def summarise(cfg: GPTConfig, T: int, timings: Timings) -> dict[str, Any]:
     return out
 
 
+# --- where the time goes ----------------------------------------------------------------------
+
+
+def profile_case(fn: Callable[[], Any], top: int = 10) -> dict[str, Any]:
+    """One call under torch.profiler: wall time, time inside torch ops, and the ops with the
+    most self time (what a miss is made of)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        out = fn()
+        wall = time.perf_counter() - t0
+    del out
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    ops_s = sum(e.self_cpu_time_total for e in events) / 1e6
+    return {
+        "wall_s": wall,
+        "torch_ops_s": ops_s,
+        "top": [
+            {"op": e.key, "self_s": e.self_cpu_time_total / 1e6, "calls": e.count}
+            for e in events[:top]
+        ],
+    }
+
+
 # --- bytes -------------------------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ class Plan:
     rss_cases: tuple[str, ...] | None = None  # None: every case
     pages: bool = True
     page_rounds: int = 5
+    profile_tokens: int = 0  # 0: no torch.profiler breakdown
     browser_rounds: int = 3  # 0: no browser timing
     min_time: float = 0.05
     matmul_size: tuple[int, int, int] = cb.MATMUL_SIZE
@@ -53,8 +54,9 @@ FULL = Plan(
     lengths={"gpt2": (16, 128, 512, 1024), "bundled": (16, 128, 256)},
     threads=(1, 2),
     rounds=5,
-    rss_shapes=("gpt2", "bundled"),
+    rss_shapes=("gpt2",),
     cases=tuple(c for c in cb.ALL_CASES if c != cb.TLB_PLAIN),
+    profile_tokens=1024,
 )
 QUICK = Plan(
     lengths={"gpt2": (128, 1024), "bundled": (256,)},
@@ -139,6 +141,7 @@ def run_capture(plan: Plan, log: Any = print) -> dict[str, Any]:
             gc.collect()
         del models
         gc.collect()
+    profiles = run_profiles(plan, log) if plan.profile_tokens else []
     rss = []
     for shape in plan.rss_shapes:
         T = max(plan.lengths[shape])
@@ -147,7 +150,34 @@ def run_capture(plan: Plan, log: Any = print) -> dict[str, Any]:
                 continue
             rss.append(cb.rss_in_subprocess(shape, T, case, threads=1))
             log(f"[{shape}] RSS {case}: +{rss[-1]['extra_mib']:.0f} MiB")
-    return {"rows": rows, "bytes": sizes, "rss": rss, "max_abs_logit_diff": same}
+    return {
+        "rows": rows,
+        "bytes": sizes,
+        "rss": rss,
+        "profiles": profiles,
+        "max_abs_logit_diff": same,
+    }
+
+
+PROFILED = (cb.ENGINE_PLAIN, cb.HF_PLAIN, cb.ENGINE_TRACE, cb.HF_ATTN, cb.ENGINE_LENS, cb.HF_LENS)
+
+
+def run_profiles(plan: Plan, log: Any = print) -> list[dict[str, Any]]:
+    """torch.profiler breakdowns of the main cases on the GPT-2 shape at `plan.profile_tokens`,
+    1 thread (after one warm-up call each)."""
+    torch.set_num_threads(1)
+    wanted = tuple(c for c in PROFILED if c in plan.cases)
+    models = cb.build_models(PRESETS["gpt2"], wanted)
+    ids = cb.text_ids(models.tokenizer, plan.profile_tokens)
+    cases = cb.make_cases(models, ids, wanted)
+    out = []
+    for name, fn in cases.items():
+        fn()
+        prof = cb.profile_case(fn)
+        out.append({"case": name, "shape": "gpt2", "T": plan.profile_tokens, "threads": 1, **prof})
+        top = ", ".join(f"{e['op']} {e['self_s']:.2f}s" for e in prof["top"][:4])
+        log(f"[profile] {name}: {prof['wall_s']:.2f} s wall; {top}")
+    return out
 
 
 # --- targets -----------------------------------------------------------------------------------
