@@ -404,6 +404,17 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {p['shape']} | {p['T']} | {p['case']} | {p['rss_before_mib']:,.0f} | "
                 f"{p['peak_mib']:,.0f} | {p['extra_mib']:,.0f} |"
             )
+    if cap.get("profiles"):
+        lines += [
+            "",
+            "Where the time goes (torch.profiler, one call, 1 thread; top ops by self time):",
+        ]
+        lines += ["", "| case | T | wall (s) | top ops (s) |", "|---|---|---|---|"]
+        for p in cap["profiles"]:
+            top = ", ".join(
+                f"{e['op'].removeprefix('aten::')} {e['self_s']:.2f}" for e in p["top"][:4]
+            )
+            lines.append(f"| {p['case']} | {p['T']} | {p['wall_s']:.2f} | {top} |")
     if results.get("pages"):
         from bench import pages_bench
 
@@ -450,7 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="seconds: the smoke-test sizes")
     parser.add_argument("--no-pages", action="store_true", help="skip the page benchmark")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="print the tables of a results file; no run"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        print(markdown(json.loads(args.render.read_text(encoding="utf-8"))))
+        return 0
     plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
     if args.no_pages:
         from dataclasses import replace
