@@ -79,6 +79,11 @@ st.markdown(
     "Dropout everywhere before this layer already changed its input, so even before the mask "
     "the weights differ a little; then the mask zeroes cells and the survivors are scaled up."
 )
+if T > fig_drop.PANEL_AXIS and "dropout_tokens" not in st.session_state:
+    # first visit: open the window on the selected position
+    st.session_state["dropout_tokens"] = max(
+        0, min(T - fig_drop.PANEL_AXIS, pos - fig_drop.PANEL_AXIS // 2)
+    )
 start = axis_window(T, "Tokens", key="dropout_tokens", size=fig_drop.PANEL_AXIS)
 st.plotly_chart(
     fig_drop.patterns_figure(trace.token_strs, eval_pattern, pass_pattern, dropped, p, start),

@@ -134,6 +134,11 @@ st.markdown(
     "(Ecco's, for example) read vectors of the wrong scale and show distorted probabilities "
     "for the early layers."
 )
+if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session_state:
+    # first visit: open the window on the selected position
+    st.session_state["output_lens_window"] = max(
+        0, min(trace.n_tokens - fig_out.LENS_AXIS, pos - fig_out.LENS_AXIS // 2)
+    )
 lens_start = axis_window(
     trace.n_tokens, "Positions", key="output_lens_window", size=fig_out.LENS_AXIS
 )

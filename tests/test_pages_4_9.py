@@ -399,7 +399,10 @@ def test_the_lens_window_moves_along_a_long_text(tiny_loaded: LoadedModel) -> No
     at = open_page("pages/8_Output.py", text=text)
     ref = reference(tiny_loaded, text)
     assert ref.n_tokens > 16
-    assert len(charts(at)["output_lens"]["data"][0]["x"]) == 16
+    # the window opens on the selected position (the last token by default)
+    assert charts(at)["output_lens"]["data"][0]["x"][-1] == token_labels(ref.token_strs)[-1]
+    at.slider(key="output_lens_window").set_value(0).run()
+    assert charts(at)["output_lens"]["data"][0]["x"] == token_labels(ref.token_strs, 0, 16)
     last = ref.n_tokens - 16  # the last window: it ends on the text's last token
     at.slider(key="output_lens_window").set_value(last).run()
     assert not at.exception
