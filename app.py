@@ -22,6 +22,8 @@ Environment variables (set by the operator, never by a page):
 - `INSIDE_GPT_ALLOW_PATHS=1`: adds a free-form directory path box to the sidebar.
 - `INSIDE_GPT_MAX_TOKENS`: most tokens one page run shows (default 256; the model's context
   caps it too).
+- `INSIDE_GPT_CACHE_MB`: memory for the Traces shared by every session (default 2048); one
+  Trace may use at most half of it (a longer text is cut, with a notice). README "Reliability".
 - `INSIDE_GPT_THREADS`: torch intra-op threads (default 1; see DESIGN.md "Threads").
 - `INSIDE_GPT_TEST_MODEL=tiny`: tests only; "bundled" and "random" become the tiny preset with
   seeded random weights and cl100k_base[:4096].
@@ -36,15 +38,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported 
 import dataclasses
 import json
 import logging
-from collections import Counter
+import re
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import streamlit as st
 import torch
 
-from engine.capture import run_with_trace
+from engine.capture import run_with_trace, trace_nbytes
 from engine.checkpoints import (
     BUNDLED_DIR,
     CheckpointError,
@@ -64,7 +70,16 @@ log = logging.getLogger(__name__)
 APP_DIR = Path(__file__).resolve().parent
 HOME_PATH = "app.py"
 PAGE_ICON = "🔬"
+# The model reads at most a few hundred tokens; longer texts are cut to this many characters
+# (with a notice) before anything tokenizes them.
 MAX_TEXT_CHARS = 20_000
+# The text box itself: Streamlit's browser side silently ignores an edit that would make the
+# text longer than this, so it is far above MAX_TEXT_CHARS (a pasted megabyte still arrives and
+# is cut with a notice) and the widget message stays under Streamlit's 25 MB widget-state limit.
+TEXTBOX_MAX_CHARS = 4_000_000
+# A text goes into the page address (shareable links) only while its URL-encoded form is at most
+# this long: proxies and the server refuse longer request lines (nginx: 8 KB, uvicorn: 16 KB).
+URL_TEXT_MAX_CHARS = 4_000
 TRACE_CACHE_ENTRIES = 16
 
 torch.set_num_threads(max(1, int(os.environ.get("INSIDE_GPT_THREADS", "1"))))
@@ -221,6 +236,89 @@ def _model_key(model_id: str) -> str:
 
 # (model key, text) -> how many times the Trace was computed; tests read it to prove caching.
 TRACE_COMPUTATIONS: Counter[tuple[str, str]] = Counter()
+# model key -> how many times the model was read from disk (or built); tests: loaded once.
+MODEL_LOADS: Counter[str] = Counter()
+
+
+class SharedCache:
+    """A process-wide LRU of read-only values (Traces), bounded by entries and by bytes.
+
+    Every session gets the same object, never a copy: a Trace's arrays are read-only, so
+    sharing is safe, and 60 sessions on one text hold one Trace, not 60 unpickled copies (what
+    `st.cache_data` would hand out). Sessions that ask for a key being computed wait for that
+    one computation. A value bigger than `max_bytes` is returned but not kept."""
+
+    def __init__(self, max_entries: int, max_bytes: int, size: Callable[[Any], int]) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._size = size
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._computing: dict[Hashable, threading.Lock] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._items:  # computed by the session we waited for
+                    self._items.move_to_end(key)
+                    return self._items[key][0]
+            try:
+                value = compute()
+                self._put(key, value)
+            finally:
+                with self._lock:
+                    self._computing.pop(key, None)
+        return value
+
+    def _put(self, key: Hashable, value: Any) -> None:
+        n = int(self._size(value))
+        with self._lock:
+            if n > self.max_bytes:
+                return
+            self._items[key] = (value, n)
+            self._bytes += n
+            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def stats(self) -> tuple[int, int]:
+        """(entries, bytes) held now."""
+        with self._lock:
+            return len(self._items), self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def cache_budget_bytes() -> int:
+    """INSIDE_GPT_CACHE_MB as bytes (default 2048 MB; at least 16 MB)."""
+    try:
+        mb = int(os.environ.get("INSIDE_GPT_CACHE_MB", "2048"))
+    except ValueError:
+        mb = 2048
+    return max(16, mb) * 1024 * 1024
+
+
+TRACES = SharedCache(TRACE_CACHE_ENTRIES, cache_budget_bytes(), size=lambda t: t.nbytes())
+
+
+def model_offered(model_id: str) -> bool:
+    """Whether this server offers `model_id`: bundled, random, a folder name listed under the
+    models directory, or (only when the operator allows paths) an absolute directory path.
+    Anything else, `../x` or `/etc` from a link included, is refused before any file is read."""
+    if model_id in ("bundled", "random"):
+        return True
+    if allow_paths() and Path(model_id).is_absolute():
+        return True
+    return model_id in available_models()
 
 
 def _load_uncached(model_id: str) -> LoadedModel:
@@ -243,6 +341,7 @@ def _load_uncached(model_id: str) -> LoadedModel:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def _load_cached(model_key: str, model_id: str) -> LoadedModel:
+    MODEL_LOADS[model_key] += 1
     loaded = _load_uncached(model_id)
     loaded.model.eval()
     return loaded
@@ -250,6 +349,8 @@ def _load_cached(model_key: str, model_id: str) -> LoadedModel:
 
 def load_model(model_id: str) -> LoadedModel:
     """The model, loaded once per process; raises CheckpointError with a readable message."""
+    if not model_offered(model_id):
+        raise CheckpointError(f"“{model_id}” is not one of the models this server offers")
     return _load_cached(_model_key(model_id), model_id)
 
 
@@ -257,48 +358,85 @@ def encode_text(loaded: LoadedModel, text: str) -> list[int]:
     return loaded.tokenizer.encode(text)
 
 
-@st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner="Running the model on your text…")
-def _trace_cached(model_key: str, text: str, _loaded: LoadedModel) -> Trace:
-    TRACE_COMPUTATIONS[(model_key, text)] += 1
-    ids = encode_text(_loaded, text)
-    keep = min(_loaded.config.n_ctx, max_tokens())
-    trace = run_with_trace(_loaded.model, _loaded.tokenizer, ids[:keep], model_name=model_key)
-    return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(ids) - keep))
+def tokens_that_fit(config: Any, max_bytes: int) -> int:
+    """The most tokens (at least 1, at most the context) whose Trace takes <= max_bytes."""
+    lo, hi = 1, config.n_ctx
+    if trace_nbytes(config, hi) <= max_bytes:
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if trace_nbytes(config, mid) <= max_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def token_limit(config: Any) -> tuple[int, str]:
+    """How many tokens of a text the app runs, and why that many: "context" (the model's
+    n_ctx), "operator" (INSIDE_GPT_MAX_TOKENS) or "memory" (one Trace may take at most half of
+    INSIDE_GPT_CACHE_MB)."""
+    limits = [
+        (config.n_ctx, "context"),
+        (max_tokens(), "operator"),
+        (tokens_that_fit(config, TRACES.max_bytes // 2), "memory"),
+    ]
+    return min(limits, key=lambda lim: lim[0])  # the first of equal limits: context first
 
 
 def get_trace(model_id: str, text: str, loaded: LoadedModel) -> Trace:
-    return _trace_cached(_model_key(model_id), text, loaded)
+    """The Trace of `text` (its first `token_limit` tokens), shared by every session."""
+    model_key = _model_key(model_id)
+    keep, _ = token_limit(loaded.config)
+
+    def compute() -> Trace:
+        with st.spinner("Running the model on your text…"):
+            TRACE_COMPUTATIONS[(model_key, text)] += 1
+            ids = encode_text(loaded, text)
+            trace = run_with_trace(loaded.model, loaded.tokenizer, ids[:keep], model_name=model_key)
+        return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(ids) - keep))
+
+    return TRACES.get((model_key, keep, text), compute)
 
 
 @st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner="Reading every layer (logit lens)…")
-def _lens_cached(model_key: str, text: str, _trace: Trace, _loaded: LoadedModel) -> LogitLens:
+def _lens_cached(
+    model_key: str, n_tokens: int, text: str, _trace: Trace, _loaded: LoadedModel
+) -> LogitLens:
     return logit_lens(_trace, _loaded.model)
 
 
 @st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner=False)
-def _head_scores_cached(model_key: str, text: str, _trace: Trace) -> HeadScores:
+def _head_scores_cached(model_key: str, n_tokens: int, text: str, _trace: Trace) -> HeadScores:
     return head_scores(_trace)
 
 
 def get_logit_lens(view: View) -> LogitLens:
     """The logit lens of the view's Trace, computed once per (model, text)."""
-    return _lens_cached(_model_key(view.model_id), view.trace.prompt, view.trace, view.loaded)
+    trace = view.trace
+    return _lens_cached(_model_key(view.model_id), trace.n_tokens, trace.prompt, trace, view.loaded)
 
 
 def get_head_scores(view: View) -> HeadScores:
     """Every head's scores on the view's Trace, computed once per (model, text)."""
-    return _head_scores_cached(_model_key(view.model_id), view.trace.prompt, view.trace)
+    trace = view.trace
+    return _head_scores_cached(_model_key(view.model_id), trace.n_tokens, trace.prompt, trace)
 
 
 @st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner=False)
-def _groups_cached(model_key: str, text: str, _trace: Trace, _loaded: LoadedModel) -> list:
+def _groups_cached(
+    model_key: str, n_tokens: int, text: str, _trace: Trace, _loaded: LoadedModel
+) -> list:
     return _loaded.tokenizer.group_characters([int(i) for i in _trace.token_ids])
 
 
 def get_token_groups(view: View) -> list[TokenGroup]:
     """Consecutive tokens grouped into the characters they form (a Chinese character split
     into byte tokens is one group), cached per (model, text)."""
-    return _groups_cached(_model_key(view.model_id), view.trace.prompt, view.trace, view.loaded)
+    trace = view.trace
+    return _groups_cached(
+        _model_key(view.model_id), trace.n_tokens, trace.prompt, trace, view.loaded
+    )
 
 
 @st.cache_data(max_entries=TRACE_CACHE_ENTRIES, show_spinner=False)
@@ -325,35 +463,121 @@ _QP_WRITTEN = "_qp_written"
 def _parse_int(raw: str | None) -> int | None:
     try:
         return int(str(raw).strip()) if raw is not None else None
-    except ValueError:
+    except ValueError:  # also digit strings too long for int() (over 4,300 digits)
         return None
 
 
-def _adopt_query_params() -> list[str]:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_NOTES = "_text_notes"  # {"text": the cleaned text, "notes": what cleaning changed}
+
+
+def clean_text(raw: str) -> tuple[str, list[str]]:
+    """The text the app runs on, and a sentence for each thing that had to change: cut to
+    MAX_TEXT_CHARS characters (before anything tokenizes it), and unpaired UTF-16 surrogates
+    (which are not characters and cannot be encoded as UTF-8, URLs or JSON) replaced by U+FFFD.
+    Everything else, control characters and special-token strings included, is kept as typed."""
+    text, notes = raw, []
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS]
+        notes.append(
+            f"Your text has {len(raw):,} characters; only the first {MAX_TEXT_CHARS:,} are "
+            "kept (the model reads at most a few hundred tokens of them anyway)."
+        )
+    if _SURROGATE.search(text):
+        before = text.count("\ufffd")
+        # A pair of surrogates becomes its character again; a lone one becomes U+FFFD.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        n = text.count("\ufffd") - before
+        notes.append(
+            f"Your text contained {n} unpaired surrogate code point{'s' if n != 1 else ''} "
+            "(half of an emoji or other character, not a character by itself); shown as "
+            "U+FFFD (<U+FFFD> in token labels)."
+        )
+    return text, notes
+
+
+def _store_text(raw: str) -> None:
+    """Set the shared text to `clean_text(raw)` and remember what changed, so every page shows
+    the notice as long as this text stays."""
+    ss = st.session_state
+    text, notes = clean_text(raw)
+    ss["text"] = text
+    if notes:
+        ss[_TEXT_NOTES] = {"text": text, "notes": notes}
+    else:
+        ss.pop(_TEXT_NOTES, None)
+
+
+def _text_notes() -> list[str]:
+    ss = st.session_state
+    if not isinstance(ss.get("text"), str):
+        ss["text"] = ""
+    if len(ss["text"]) > MAX_TEXT_CHARS or _SURROGATE.search(ss["text"]):
+        _store_text(ss["text"])  # set directly in session state (Generate, tests)
+    stored = ss.get(_TEXT_NOTES)
+    return list(stored["notes"]) if stored and stored["text"] == ss["text"] else []
+
+
+def _shown(raw: str, limit: int = 60) -> str:
+    """A value from a link, safe and short enough to quote in a notice."""
+    text = clean_text(raw[: limit + 1])[0]
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _adopt_query_params() -> tuple[list[str], dict[str, int]]:
     """Copy query parameters that differ from what the app last wrote into session state (a
-    deep link, a shared URL, a link with a view in it). Returns notices for bad values."""
+    deep link, a shared URL, a link with a view in it). Returns notices for bad values and the
+    numbers the link asked for (the frame says so when it has to clamp them)."""
     ss = st.session_state
     written: dict[str, str] = ss.get(_QP_WRITTEN, {})
     params = st.query_params.to_dict()
     notices: list[str] = []
+    asked: dict[str, int] = {}
     for key, name in _QP_NAMES.items():
         if name not in params or params[name] == written.get(name):
             continue
         raw = params[name]
         if key == "text":
-            ss["text"] = raw[:MAX_TEXT_CHARS]
+            _store_text(raw)
         elif key == "model_id":
-            if raw in available_models() or (allow_paths() and Path(raw).is_absolute()):
+            if model_offered(raw):
                 ss["model_id"] = raw
             else:
-                notices.append(f"The link asks for the model “{raw}”, which is not available here.")
+                notices.append(
+                    f"The link asks for the model “{_shown(raw)}”, which is not available "
+                    "here; showing the current model instead."
+                )
         else:
             value = _parse_int(raw)
             if value is None:
-                notices.append(f"The link's {name}={raw!r} is not a whole number; ignored.")
+                notices.append(f"The link's {name}={_shown(raw)!r} is not a whole number; ignored.")
             else:
                 ss[key] = value
+                asked[key] = value
+    return notices, asked
+
+
+def _clamp_notices(asked: dict[str, int], cfg: Any, n_tokens: int) -> list[str]:
+    """Notices for numbers from a link that the frame had to move into range."""
+    ss = st.session_state
+    ranges = {
+        "layer": ("layer", f"this model has layers 0 to {cfg.n_layer - 1}"),
+        "head": ("head", f"each layer has heads 0 to {cfg.n_head - 1}"),
+        "pos": ("token position", f"the text has positions 0 to {n_tokens - 1}"),
+    }
+    notices = []
+    for key, value in asked.items():
+        if ss.get(key) != value:
+            what, why = ranges[key]
+            notices.append(
+                f"The link asks for {what} {value:,}, but {why}; showing {what} {ss[key]}."
+            )
     return notices
+
+
+def text_fits_url(text: str) -> bool:
+    """Whether the text is short enough to travel in the page address (URL_TEXT_MAX_CHARS)."""
+    return len(text) <= URL_TEXT_MAX_CHARS and len(quote(text, safe="")) <= URL_TEXT_MAX_CHARS
 
 
 def _write_query_params(stage_layer: dict[str, str] | None = None) -> None:
@@ -367,11 +591,14 @@ def _write_query_params(stage_layer: dict[str, str] | None = None) -> None:
 
 
 def view_params() -> dict[str, str]:
-    """The shared view as query parameters (what a shared URL carries)."""
+    """The shared view as query parameters (what a shared URL carries). A text too long for an
+    address is left out: the session keeps it, a copied link carries the rest of the view."""
     ss = st.session_state
     out: dict[str, str] = {}
     for key, name in _QP_NAMES.items():
         if key in ss and ss[key] is not None:
+            if key == "text" and not text_fits_url(ss[key]):
+                continue
             out[name] = str(ss[key])
     return out
 
@@ -379,11 +606,11 @@ def view_params() -> dict[str, str]:
 def set_text(text: str) -> None:
     """Replace the shared text; every page follows on the next run (call `st.rerun()` after it,
     unless it runs inside a widget callback). A selected position on the last token keeps
-    following the last token (Generate appends tokens)."""
+    following the last token (Generate appends tokens). The text is cleaned (`clean_text`)."""
     ss = st.session_state
     if ss.get("pos") is not None and ss.get("pos") == ss.get("_n_tokens", 0) - 1:
         ss["pos"] = None
-    ss["text"] = text[:MAX_TEXT_CHARS]
+    _store_text(text)
 
 
 def _init_state() -> None:
@@ -485,9 +712,17 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         key="_w_text",
         on_change=_on_text,
         height=140,
-        max_chars=MAX_TEXT_CHARS,
-        help="Press Ctrl+Enter (or click outside the box) to run the model on it.",
+        max_chars=TEXTBOX_MAX_CHARS,
+        help=(
+            "Press Ctrl+Enter (or click outside the box) to run the model on it. "
+            f"The first {MAX_TEXT_CHARS:,} characters are used."
+        ),
     )
+    if not text_fits_url(ss["text"]):
+        sb.caption(
+            "This text is too long for the page address: a copied link carries the model and "
+            "the selection, not the text."
+        )
     options = available_models()
     if ss["model_id"] not in options:
         options = [*options, ss["model_id"]]
@@ -606,18 +841,19 @@ def frame(stage_id: str) -> View | None:
         raise ValueError(f"unknown stage {stage_id!r}")
     _page_config(stage_id)
     _init_state()
-    notices = _adopt_query_params()
+    notices, asked = _adopt_query_params()
+    notices = _text_notes() + notices
     ss = st.session_state
     _sidebar_navigation(stage_id)
     model_id, loaded = _load_with_fallback(notices)
     _sidebar_inputs(loaded)
-    for notice in notices:
-        st.warning(notice)
     text = ss["text"]
     if loaded is None:
+        _show_notices(notices)
         _write_query_params()
         return None
     if not text.strip():
+        _show_notices(notices)
         st.info(
             "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
             "read it: every page then shows what happens inside."
@@ -631,13 +867,10 @@ def frame(stage_id: str) -> View | None:
     ss["pos"] = _clamp(ss.get("pos"), 0, trace.n_tokens - 1, trace.n_tokens - 1)
     ss["_n_tokens"] = trace.n_tokens
     _sidebar_selection(trace)
+    notices += _clamp_notices(asked, cfg, trace.n_tokens)
     if trace.n_tokens_dropped:
-        total = trace.n_tokens + trace.n_tokens_dropped
-        st.warning(
-            f"Your text has {total} tokens; the model reads at most {trace.n_tokens} at once, "
-            f"so the first {trace.n_tokens} are shown and the last {trace.n_tokens_dropped} "
-            "are left out."
-        )
+        notices.append(_dropped_notice(trace, token_limit(cfg)[1]))
+    _show_notices(notices)
     _write_query_params()
     return View(
         trace=trace,
@@ -647,6 +880,25 @@ def frame(stage_id: str) -> View | None:
         layer=ss["layer"],
         head=ss["head"],
         pos=ss["pos"],
+    )
+
+
+def _show_notices(notices: list[str]) -> None:
+    for notice in notices:
+        st.warning(notice)
+
+
+def _dropped_notice(trace: Trace, reason: str) -> str:
+    """Say how many tokens were kept, which were left out, and why."""
+    n, total = trace.n_tokens, trace.n_tokens + trace.n_tokens_dropped
+    why = {
+        "context": f"the model reads at most {n} at once",
+        "operator": f"this server is set to show at most {n} per text",
+        "memory": f"this server keeps the numbers of at most {n} tokens of this model in memory",
+    }[reason]
+    return (
+        f"Your text has {total} tokens; {why}, so the first {n} are shown and the last "
+        f"{trace.n_tokens_dropped} are left out."
     )
 
 

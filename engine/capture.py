@@ -7,6 +7,7 @@ import operator
 import numpy as np
 import torch
 
+from engine.config import GPTConfig
 from engine.model import GPT
 from engine.tokenizer import Tokenizer
 from engine.trace import Trace
@@ -41,6 +42,26 @@ LARGE_SITES = (
     "mlp.hook_pre",
     "mlp.hook_post",
 )
+
+
+def trace_nbytes(
+    config: GPTConfig,
+    n_tokens: int,
+    dtype: type[np.floating] = np.float32,
+    large_dtype: type[np.floating] | None = None,
+) -> int:
+    """The exact `Trace.nbytes()` of an evaluation pass (`dropout_p=0`) over `n_tokens`, known
+    before running the model: what the app uses to bound its memory. Per block, with T tokens,
+    d width, m MLP width, H heads: eleven [T, d]-sized arrays (resid pre/mid/post, both LN
+    outputs, attn_out, mlp_out, q, k, v, z), two [T, 1] LN scales, two [H, T, T] maps (scores,
+    pattern) and two [T, m] (MLP pre/post); once: embed, pos_embed, ln_final [T, d] and [T, 1],
+    logits [T, V]; plus the int64 token ids. The [H, T, T] term dominates long texts."""
+    T, d, m, H = n_tokens, config.d_model, config.d_mlp, config.n_head
+    small = np.dtype(dtype).itemsize
+    large = np.dtype(large_dtype or dtype).itemsize
+    per_block = small * (11 * T * d + 2 * T) + large * (2 * H * T * T + 2 * T * m)
+    once = small * (3 * T * d + T + T * config.vocab_size)
+    return config.n_layer * per_block + once + 8 * T
 
 
 def _torch_dtype(dtype: type[np.floating]) -> torch.dtype:
