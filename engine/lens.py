@@ -213,7 +213,9 @@ def _lens_rows(
     product. `logits` is overwritten."""
     vals, ids = logits.topk(k, dim=-1)  # the largest logits are the most probable tokens
     t_logit = logits.gather(1, targets.clamp(min=0)[:, None])  # [n, 1]
-    rank = (logits > t_logit).sum(-1)  # tokens strictly more probable than the target
+    # tokens strictly more probable than the target (an int32 sum: a bool sum first casts the
+    # whole [n, V] comparison to int64)
+    rank = (logits > t_logit).sum(-1, dtype=torch.int32)
     # Shift each row so its top logit is 0 (in place; softmax is unchanged): the sums below
     # then add small numbers, so the entropy keeps its precision when the logits are large.
     top = vals[:, :1].clone()
