@@ -61,6 +61,7 @@ from engine.checkpoints import (
 )
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
+from engine.figures.feed_forward import markdown_literal
 from engine.lens import HeadScores, LogitLens, head_scores, logit_lens
 from engine.tokenizer import EncodeSteps, TokenGroup, cl100k_truncated
 from engine.trace import Trace
@@ -518,10 +519,15 @@ def _text_notes() -> list[str]:
     return list(stored["notes"]) if stored and stored["text"] == ss["text"] else []
 
 
+def _md(text: str) -> str:
+    """Text from a user, a link or a file, shown literally inside Markdown (notices)."""
+    return markdown_literal(clean_text(text)[0])
+
+
 def _shown(raw: str, limit: int = 60) -> str:
-    """A value from a link, safe and short enough to quote in a notice."""
+    """A value from a link, short enough to quote in a notice and shown literally."""
     text = clean_text(raw[: limit + 1])[0]
-    return text if len(text) <= limit else text[:limit] + "…"
+    return _md(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _adopt_query_params() -> tuple[list[str], dict[str, int]]:
@@ -550,7 +556,7 @@ def _adopt_query_params() -> tuple[list[str], dict[str, int]]:
         else:
             value = _parse_int(raw)
             if value is None:
-                notices.append(f"The link's {name}={_shown(raw)!r} is not a whole number; ignored.")
+                notices.append(f"The link's {name}='{_shown(raw)}' is not a whole number; ignored.")
             else:
                 ss[key] = value
                 asked[key] = value
@@ -820,16 +826,16 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
     except (CheckpointError, OSError) as err:
         log.warning("could not load model %r: %s", model_id, err)
         previous = ss.get("_last_good_model", "bundled")
-        st.error(f"Could not load the model “{model_id}”: {err}")
+        st.error(f"Could not load the model “{_md(model_id)}”: {_md(str(err))}")
         if previous == model_id:
             return model_id, None
-        notices.append(f"Still showing the model “{previous}”.")
+        notices.append(f"Still showing the model “{_md(previous)}”.")
         ss["model_id"] = previous
         model_id = previous
         try:
             loaded = load_model(model_id)
         except (CheckpointError, OSError) as err2:
-            st.error(f"Could not load the model “{model_id}” either: {err2}")
+            st.error(f"Could not load the model “{_md(model_id)}” either: {_md(str(err2))}")
             return model_id, None
     ss["_last_good_model"] = model_id
     return model_id, loaded

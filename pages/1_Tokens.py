@@ -14,6 +14,12 @@ from app import (
 from engine.figures import tokens as fig_tokens
 from engine.tokenizer import display_token
 
+
+def _short(label: str, limit: int = 40) -> str:
+    """A pre-token label for the picker (a pasted 10,000-character word stays one line)."""
+    return label if len(label) <= limit else f"{label[:limit]}… ({len(label):,} characters)"
+
+
 view = frame("tokens")
 if view is None:
     st.stop()
@@ -121,7 +127,7 @@ if words:
         list(range(len(words))),
         key="tokens_word",
         format_func=lambda k: (
-            f"{k}: {display_token(words[k].text.encode('utf-8'))}  "
+            f"{k}: {_short(display_token(words[k].text.encode('utf-8')))}  "
             f"({len(words[k].ids)} token{'s' if len(words[k].ids) != 1 else ''})"
         ),
     )

@@ -8,6 +8,8 @@ import streamlit as st
 
 from app import axis_window, frame, get_head_scores, next_stage, shared_picker
 from engine.figures import attention as fig_att
+from engine.figures.common import plotly_text
+from engine.figures.feed_forward import markdown_literal
 
 view = frame("attention")
 if view is None:
@@ -83,7 +85,7 @@ with right:
     top = np.argsort(-row, kind="stable")[:5]
     st.markdown(
         f"**Read a row** to see where one token looks. The selected token "
-        f"**{view.pos}: `{trace.token_strs[view.pos]}`** puts most weight on:"
+        f"**{view.pos}: “{markdown_literal(trace.token_strs[view.pos])}”** puts most weight on:"
     )
     st.dataframe(
         {
@@ -113,7 +115,7 @@ st.plotly_chart(
         layer,
         head,
         pos,
-        f"Query {pos}: “{trace.token_strs[pos]}”, layer {layer}, head {head}",
+        f"Query {pos}: “{plotly_text(trace.token_strs[pos])}”, layer {layer}, head {head}",
     ),
     key="attention_steps_chart",
 )
