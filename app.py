@@ -61,7 +61,6 @@ from engine.checkpoints import (
 )
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
-from engine.figures.feed_forward import markdown_literal
 from engine.lens import HeadScores, LogitLens, head_scores, logit_lens
 from engine.tokenizer import EncodeSteps, TokenGroup, cl100k_truncated
 from engine.trace import Trace
@@ -519,9 +518,14 @@ def _text_notes() -> list[str]:
     return list(stored["notes"]) if stored and stored["text"] == ss["text"] else []
 
 
+# Characters that start Markdown, HTML or LaTeX inside a sentence (a notice quotes a link's
+# value or an error message mid-sentence, so "." "-" "#" at a line start cannot occur).
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>$~|])")
+
+
 def _md(text: str) -> str:
-    """Text from a user, a link or a file, shown literally inside Markdown (notices)."""
-    return markdown_literal(clean_text(text)[0])
+    """Text from a user, a link or a file, shown literally inside a Markdown sentence."""
+    return _MD_INLINE.sub(r"\\\1", clean_text(text)[0])
 
 
 def _shown(raw: str, limit: int = 60) -> str:
