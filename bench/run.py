@@ -418,7 +418,15 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("pages"):
         from bench import pages_bench
 
-        lines += ["", pages_bench.markdown(results["pages"])]
+        lines += [""]
+        if "pages_date" in results:
+            lines += [
+                f"Pages measured {results['pages_date']} in a separate run "
+                f"({results['pages_duration_s'] / 60:.1f} min, load average "
+                f"{results['pages_load'][0]:.2f}).",
+                "",
+            ]
+        lines += [pages_bench.markdown(results["pages"])]
     if results["targets"]:
         lines += ["", "Targets (worst row):", ""]
         lines.append("| target | worst | at | limit | met |")
@@ -464,13 +472,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="print the tables of a results file; no run"
     )
+    parser.add_argument(
+        "--pages-only",
+        action="store_true",
+        help="run only the page benchmark and merge it into the --out file's capture results",
+    )
     args = parser.parse_args(argv)
+    plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.pages_only:
+        from bench import pages_bench
+
+        results = json.loads(args.out.read_text(encoding="utf-8"))
+        t0 = time.perf_counter()
+        results["pages"] = pages_bench.run_pages(
+            rounds=plan.page_rounds,
+            browser_rounds=plan.browser_rounds,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+        results["pages_date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        results["pages_load"] = os.getloadavg()
+        results["pages_duration_s"] = time.perf_counter() - t0
+        results["targets"] = evaluate_targets(results["capture"], results["pages"])
+        args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(markdown(results))
+        return 0
     if args.render:
         results = json.loads(args.render.read_text(encoding="utf-8"))
         results["targets"] = evaluate_targets(results["capture"], results.get("pages"))
         print(markdown(results))
         return 0
-    plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
     if args.no_pages:
         from dataclasses import replace
 
