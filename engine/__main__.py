@@ -97,6 +97,7 @@ def _train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         seed=args.seed,
         synthetic_share=args.synthetic_share,
+        synthetic_segment=args.synthetic_segment,
         threads=args.threads,
     )
     bar = tqdm(total=cfg.max_steps, unit="step", dynamic_ncols=True)
@@ -314,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--synthetic-share", type=float, default=0.2)
+    p.add_argument(
+        "--synthetic-segment", type=int, default=0, help="longest copy-task run (0: half a row)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=_train)

@@ -112,6 +112,8 @@ class TrainConfig:
         seed: seeds weights init, batch sampling and dropout.
         synthetic_share: fraction of sequences replaced by random tokens repeated twice
             (a copy task that rewards induction heads); 0 disables.
+        synthetic_segment: 0 = each copy-task row is one run repeated; N > 0 = pairs of runs of
+            at most N tokens, each followed by its copy (shorter look-backs, learned sooner).
         threads: torch intra-op threads (0 keeps torch's default).
     """
 
@@ -127,6 +129,7 @@ class TrainConfig:
     eval_batches: int = 20
     seed: int = 1337
     synthetic_share: float = 0.0
+    synthetic_segment: int = 0
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -134,6 +137,8 @@ class TrainConfig:
             raise ValueError("max_steps and batch_size must be >= 1 and seq_len >= 2")
         if not 0.0 <= self.synthetic_share <= 1.0:
             raise ValueError(f"synthetic_share must be in [0, 1], got {self.synthetic_share}")
+        if self.synthetic_segment < 0:
+            raise ValueError(f"synthetic_segment must be >= 0, got {self.synthetic_segment}")
         if self.warmup_steps < 0 or self.eval_every < 1 or self.eval_batches < 1:
             raise ValueError("warmup_steps must be >= 0, eval_every and eval_batches >= 1")
         if not 0.0 < self.lr < 1.0 or not 0.0 <= self.min_lr <= self.lr:

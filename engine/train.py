@@ -76,14 +76,38 @@ def get_batch(
     rows = np.stack([data[s : s + T + 1] for s in starts]).astype(np.int64)
     targets = rows[:, 1:].copy()
     n_synth = round(cfg.synthetic_share * B)
-    half = (T + 1) // 2
     for r in range(n_synth):
+        rows[r], targets[r] = _copy_row(rng, T, eot_id, cfg.synthetic_segment)
+    return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
+
+
+def _copy_row(
+    rng: np.random.Generator, T: int, eot_id: int, segment: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One copy-task row of T + 1 tokens and its T targets (-1 = not scored).
+
+    segment == 0: one run of random tokens, then the same run again (and again, to fill the
+    row). segment > 0: pairs of runs whose length is drawn from [max(4, segment // 4), segment],
+    each run followed by its copy, until the row is full: shorter look-backs, more of them."""
+    if segment <= 0:
+        half = (T + 1) // 2
         seq = rng.integers(0, eot_id, size=half)
         row = np.concatenate([seq, seq, seq])[: T + 1]
-        rows[r] = row
-        targets[r] = row[1:]
-        targets[r, :half] = -1  # ignore the unpredictable first copy
-    return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
+        targets = row[1:].copy()
+        targets[:half] = -1  # ignore the unpredictable first copy
+        return row, targets
+    row = np.empty(0, dtype=np.int64)
+    scored = np.empty(0, dtype=bool)
+    while len(row) < T + 1:
+        n = int(rng.integers(max(4, segment // 4), segment + 1))
+        seq = rng.integers(0, eot_id, size=n)
+        row = np.concatenate([row, seq, seq])
+        # Token k of the copy is predictable from token k - 1 of the copy (k >= 1).
+        scored = np.concatenate([scored, np.zeros(n + 1, bool), np.ones(n - 1, bool)])
+    row, scored = row[: T + 1], scored[: T + 1]
+    targets = row[1:].copy()
+    targets[~scored[1:]] = -1
+    return row, targets
 
 
 def loss_of(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
