@@ -124,6 +124,7 @@ def _train(args: argparse.Namespace) -> int:
         eot_id=tokenizer.eot_id,
         callbacks=(progress,),
         resume=not args.restart,
+        stop_at=args.stop_at,
         card=card,
     )
     bar.close()
@@ -320,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=0,
+        help="pause at this step (resume later with the same --steps)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="measure a model: losses, n-gram baselines, head roles")

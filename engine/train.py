@@ -202,6 +202,7 @@ def train(
     callbacks: tuple[Callback, ...] = (),
     resume: bool = True,
     card: dict | None = None,
+    stop_at: int = 0,
 ) -> tuple[GPT, TrainState]:
     """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
     Saves `out_dir` at every evaluation and at the end."""
@@ -242,7 +243,10 @@ def train(
         _save_state(out, model, opt, state, cfg, n_ranks, card or {})
         emit(TrainEvent("checkpoint", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
 
-    while state.step < cfg.max_steps:
+    # stop_at > 0 pauses the run at that step (checkpoint saved); the schedule still follows
+    # max_steps, so a later call without stop_at continues exactly where this one paused.
+    last = min(cfg.max_steps, stop_at) if stop_at > 0 else cfg.max_steps
+    while state.step < last:
         t0 = time.perf_counter()
         lr = get_lr(state.step, cfg)
         for group in opt.param_groups:
@@ -270,7 +274,7 @@ def train(
                 elapsed_s=state.elapsed_s,
             )
         )
-        if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
+        if state.step % cfg.eval_every == 0 or state.step in (cfg.max_steps, last):
             evaluate_and_save()
     model.eval()
     emit(TrainEvent("done", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
