@@ -122,6 +122,22 @@ def run_pages(
 def markdown(pages: dict[str, Any]) -> str:
     if "error" in pages:
         return "Page benchmark failed: see results.json."
+    if not any(p["rerun_s"] for p in pages["pages"]):  # memory only: no timings
+        lines = [
+            f"Pages ({pages['model']} model, {N_TOKENS}-token text, AppTest): plotly JSON each "
+            f"page sends (limit {BYTES_LIMIT / 1024**2:.0f} MB):",
+            "",
+            "| page | charts | plotly JSON (KB) | ok |",
+            "|---|---|---|---|",
+        ]
+        for p in pages["pages"]:
+            ok = "yes" if p["bytes_ok"] else "NO"
+            if p["errors"]:
+                ok += " (exception)"
+            lines.append(
+                f"| {p['title']} | {p['charts']} | {p['plotly_bytes'] / 1024:,.0f} | {ok} |"
+            )
+        return "\n".join(lines)
     lines = [
         f"Pages ({pages['model']} model, {N_TOKENS}-token text, AppTest; rerun = median of "
         f"reruns with the Trace cached; limits {RERUN_LIMIT_S * 1e3:.0f} ms and "

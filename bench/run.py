@@ -68,6 +68,15 @@ QUICK = Plan(
     page_rounds=3,
     browser_rounds=0,
 )
+# Load-independent numbers only (bytes, peak memory, page figure bytes): no timing.
+MEMORY = Plan(
+    lengths={"gpt2": (128, 1024), "bundled": (256,)},
+    threads=(),
+    rounds=0,
+    rss_shapes=("gpt2",),
+    page_rounds=0,
+    browser_rounds=0,
+)
 # Seconds, for the smoke test: the tiny shape, our cases and HF's.
 TINY = Plan(
     lengths={"tiny": (8, 32)},
@@ -125,7 +134,7 @@ def run_capture(plan: Plan, log: Any = print) -> dict[str, Any]:
             ids = cb.text_ids(models.tokenizer, T)
             torch.set_num_threads(1)
             sizes.append({"shape": shape, "T": T, **cb.measure_bytes(models, ids)})
-            cases = cb.make_cases(models, ids, plan.cases)
+            cases = cb.make_cases(models, ids, plan.cases) if plan.threads else {}
             for threads in plan.threads:
                 torch.set_num_threads(threads)
                 t0 = time.perf_counter()
@@ -333,20 +342,8 @@ RATIO_COLUMNS = (
 )
 
 
-def markdown(results: dict[str, Any]) -> str:
-    m, cap = results["machine"], results["capture"]
-    lines = [
-        f"Run {results['date']} ({results['mode']}, {results['duration_s'] / 60:.1f} min): "
-        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average "
-        f"{results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after; "
-        f"threads {', '.join(map(str, results['threads']))}; OMP_WAIT_POLICY="
-        f"{m['omp_wait_policy'] or 'unset'}; torch {m['torch']}, transformers "
-        f"{m['transformers']}, transformer-lens {m['transformer_lens']}. Median of "
-        f"{results['rounds']} interleaved rounds; ratios are medians of per-round ratios.",
-        "",
-        "Times (ms unless marked s):",
-        "",
-    ]
+def _time_tables(cap: dict[str, Any]) -> list[str]:
+    lines = ["", "Times (ms unless marked s):", ""]
     cols = [
         c
         for c, key in TIME_COLUMNS
@@ -380,6 +377,28 @@ def markdown(results: dict[str, Any]) -> str:
             + " | ".join(_x(r["ratios"].get(k)) for _, k in rcols)
             + " |"
         )
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, cap = results["machine"], results["capture"]
+    timed = bool(cap["rows"])
+    lines = [
+        f"Run {results['date']} ({results['mode']}, {results['duration_s'] / 60:.1f} min): "
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load average "
+        f"{results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after; "
+        f"threads {', '.join(map(str, results['threads'])) or 'none (no timing)'}; "
+        f"OMP_WAIT_POLICY={m['omp_wait_policy'] or 'unset'}; torch {m['torch']}, transformers "
+        f"{m['transformers']}, transformer-lens {m['transformer_lens']}."
+        + (
+            f" Median of {results['rounds']} interleaved rounds; ratios are medians of "
+            "per-round ratios."
+            if timed
+            else " Memory only: bytes and peak resident sizes, which do not depend on load."
+        ),
+    ]
+    if timed:
+        lines += _time_tables(cap)
     lines += ["", "Bytes handed back for one text (MiB):", ""]
     lines.append(
         "| shape | T | Trace f32 | Trace large f16 | Trace f16 | TL cache | HF outputs "
@@ -467,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (< 5 min)")
     parser.add_argument("--tiny", action="store_true", help="seconds: the smoke-test sizes")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="bytes, peak memory and page figure bytes only (valid on a busy machine)",
+    )
     parser.add_argument("--no-pages", action="store_true", help="skip the page benchmark")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
     parser.add_argument(
@@ -479,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.memory_only:
+        plan, mode = MEMORY, "memory"
     if args.pages_only:
         from bench import pages_bench
 
