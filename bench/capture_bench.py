@@ -508,21 +508,35 @@ def distinct_tensor_bytes(tensors: Any) -> int:
     return total
 
 
+def distinct_array_bytes(trace: Any) -> int:
+    """Bytes of a Trace's distinct arrays (two names for one array, such as block i's
+    resid_post and block i+1's resid_pre, count once) plus its token ids."""
+    seen: set[tuple[int, int]] = set()
+    total = int(trace.token_ids.nbytes)
+    for arr in trace.acts.values():
+        key = (arr.__array_interface__["data"][0], arr.nbytes)
+        if key not in seen:
+            seen.add(key)
+            total += int(arr.nbytes)
+    return total
+
+
 def measure_bytes(models: Models, ids: list[int]) -> dict[str, int]:
     """What each tool hands back for one text: the Trace (float32 and float16), TransformerLens's
     cache, Hugging Face's returned logits + attentions + hidden states."""
     x = torch.tensor([ids], dtype=torch.long)
     out: dict[str, int] = {}
-    trace = run_with_trace(models.engine, models.tokenizer, ids)
-    out["trace_float32"] = trace.nbytes()
-    out["trace_n_arrays"] = len(trace.acts)
-    del trace
-    out["trace_float16"] = run_with_trace(
-        models.engine, models.tokenizer, ids, dtype=np.float16
-    ).nbytes()
-    out["trace_large_float16"] = run_with_trace(
-        models.engine, models.tokenizer, ids, large_dtype=np.float16
-    ).nbytes()
+    variants = {
+        "trace_float32": {},
+        "trace_float16": {"dtype": np.float16},
+        "trace_large_float16": {"large_dtype": np.float16},
+    }
+    for key, kwargs in variants.items():
+        trace = run_with_trace(models.engine, models.tokenizer, ids, **kwargs)
+        out[key] = distinct_array_bytes(trace)  # what it occupies (TL's cache: counted alike)
+        out[key + "_nbytes"] = trace.nbytes()  # Trace.nbytes(): a shared array counts per name
+        out["trace_n_arrays"] = len(trace.acts)
+        del trace
     with torch.inference_mode():
         if models.hf_eager is not None:
             res = models.hf_eager(

@@ -98,11 +98,19 @@ def run_with_trace(
     acts: dict[str, np.ndarray] = {}
     small, large = _torch_dtype(dtype), _torch_dtype(large_dtype or dtype)
 
+    # The last tensor recorded and its array: block i's resid_post is block i+1's resid_pre
+    # (the same tensor, recorded twice in a row), so both names share one array.
+    last: list[tuple[torch.Tensor, str, np.ndarray]] = []
+
     def recorder(name: str, tensor: torch.Tensor) -> None:
         target = large if name.split(".", 2)[-1] in LARGE_SITES else small
+        if last and last[0][0] is tensor and last[0][1] == target:
+            acts[name] = last[0][2]
+            return
         arr = tensor[0].to(target).contiguous().numpy()  # a view when nothing needs converting
         arr.flags.writeable = False
         acts[name] = arr
+        last[:] = [(tensor, target, arr)]
 
     generator = None
     if dropout_p > 0.0:

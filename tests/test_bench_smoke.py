@@ -96,11 +96,16 @@ def test_bytes_count_what_each_tool_returns(models: cb.Models, ids: list[int]) -
     cfg = models.cfg
     sizes = cb.measure_bytes(models, ids)
     assert sizes["trace_n_arrays"] == 2 + 17 * cfg.n_layer + 3
+    # block i's resid_post is block i+1's resid_pre: one array under two names, counted once
+    # (Trace.nbytes() counts it per name), in float32 and in float16 alike
+    d = cfg.d_model
+    for key, size in (("trace_float32", 4), ("trace_float16", 2)):
+        assert sizes[key + "_nbytes"] - sizes[key] == size * T * d * (cfg.n_layer - 1)
     # float16 halves every activation (the token ids stay int64)
     assert sizes["trace_float16"] == (sizes["trace_float32"] - 8 * T) // 2 + 8 * T
     assert sizes["trace_float16"] < sizes["trace_large_float16"] < sizes["trace_float32"]
     # HF: logits + one [H, T, T] map per layer + L + 1 hidden states
-    d, H, L, V = cfg.d_model, cfg.n_head, cfg.n_layer, cfg.vocab_size
+    H, L, V = cfg.n_head, cfg.n_layer, cfg.vocab_size
     assert sizes["hf_outputs"] == 4 * (T * V + L * H * T * T + (L + 1) * T * d)
     if cb.have_transformer_lens():
         assert sizes["tl_cache"] > 0 and sizes["tl_cache_n_arrays"] >= sizes["trace_n_arrays"]
