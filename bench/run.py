@@ -399,7 +399,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if timed:
         lines += _time_tables(cap)
-    lines += ["", "Bytes handed back for one text (MiB):", ""]
+    lines += ["", "Bytes handed back for one text (MiB, distinct arrays):", ""]
     lines.append(
         "| shape | T | Trace f32 | Trace large f16 | Trace f16 | TL cache | HF outputs "
         "| Trace f16 / TL cache |"
