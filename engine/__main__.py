@@ -207,6 +207,41 @@ def _wall_clock_from_log(log: Path, step: int) -> float | None:
     return int(h or 0) * 3600 + int(m) * 60 + int(s)
 
 
+def _train_stages(
+    specs: list[str], final_command: str, final_step: int, logs: list[str]
+) -> list[dict]:
+    """The run's stages, in order: each `specs` entry is "LAST_STEP:COMMAND" for a stage that
+    ended (paused with --stop-at) at LAST_STEP; the last stage is the run's own recorded
+    command up to `final_step`. Each stage's copy-task settings come from parsing its command
+    with this CLI's own parser; `logs` (one per stage, optional) give its wall-clock time."""
+    import shlex
+
+    pairs = []
+    for spec in specs:
+        step, _, command = spec.partition(":")
+        pairs.append((int(step), command.strip()))
+    pairs.append((final_step, final_command))
+    stages, first = [], 0
+    for k, (last, command) in enumerate(pairs):
+        words = shlex.split(command)
+        if words[:3] != ["python", "-m", "engine"] or len(words) < 4 or words[3] != "train":
+            raise ValueError(f"stage command {command!r} is not 'python -m engine train ...'")
+        parsed = build_parser().parse_args(words[3:])
+        wall = _wall_clock_from_log(Path(logs[k]), last) if k < len(logs) else None
+        stages.append(
+            {
+                "first_step": first,
+                "last_step": last,
+                "command": command,
+                "synthetic_share": parsed.synthetic_share,
+                "synthetic_segment": parsed.synthetic_segment,
+                "wall_clock_s": wall,
+            }
+        )
+        first = last
+    return stages
+
+
 def _card(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
@@ -254,6 +289,10 @@ def _card(args: argparse.Namespace) -> int:
                 "with_synthetic": with_synth,
                 "without_synthetic": without,
                 "note": args.control_note or "",
+                "command": json.loads((Path(args.control) / "config.json").read_text())
+                .get("inside_gpt", {})
+                .get("card", {})
+                .get("train_command", ""),
             }
         card = build_card(
             report,
@@ -264,10 +303,13 @@ def _card(args: argparse.Namespace) -> int:
             speed=training_speed(loaded.config, threads=args.threads) if args.speed else None,
             curve=curve,
             control=control,
-            wall_clock_s=(
-                _wall_clock_from_log(Path(args.log), meta["state"]["step"]) if args.log else None
-            ),
             validation_works=corpus.validation,
+            stages=_train_stages(
+                args.train_stage or [],
+                run_card.get("train_command", ""),
+                meta["state"]["step"],
+                args.log or [],
+            ),
         )
         raw.setdefault("inside_gpt", {})["card"] = card
         out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +326,7 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -353,12 +395,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", help="checkpoint of a control run without the synthetic share")
     p.add_argument("--control-reference", help="this run's checkpoint at the control's step")
     p.add_argument("--control-note", help="one sentence on the control comparison")
-    p.add_argument("--log", help="the training log (tqdm), for the wall-clock time")
+    p.add_argument(
+        "--train-stage",
+        action="append",
+        metavar="LAST_STEP:COMMAND",
+        help="an earlier stage of the run that paused at LAST_STEP (repeat, in order)",
+    )
+    p.add_argument(
+        "--log",
+        action="append",
+        help="training log (tqdm) of each stage, in order, for the wall-clock time",
+    )
     p.add_argument("--speed", action="store_true", help="measure training speed per vocabulary")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_card)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args))

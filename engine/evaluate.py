@@ -688,23 +688,45 @@ def build_card(
     speed: list[dict[str, Any]] | None = None,
     curve: list[dict[str, Any]] | None = None,
     control: dict[str, Any] | None = None,
-    wall_clock_s: float | None = None,
     validation_works: tuple[str, ...] = (),
+    stages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The `inside_gpt.card` dictionary of the shipped `config.json`: what the run recorded
-    (`run_card`, its `train_state.json` `state`) plus every measured number of `report`."""
+    (`run_card`, its `train_state.json` `state`) plus every measured number of `report`.
+
+    `stages`: the commands that produced the checkpoint, in order (a run paused with
+    `--stop-at` and resumed with other settings has several), each with `first_step`,
+    `last_step`, `command`, `synthetic_share`, `synthetic_segment` and `wall_clock_s`."""
+    if not stages:
+        stages = [
+            {
+                "first_step": 0,
+                "last_step": state["step"],
+                "command": run_card.get("train_command", "not recorded"),
+                "synthetic_share": run_card.get("train_config", {}).get("synthetic_share", 0.0),
+                "synthetic_segment": run_card.get("train_config", {}).get("synthetic_segment", 0),
+                "wall_clock_s": None,
+            }
+        ]
+    walls = [st["wall_clock_s"] for st in stages]
+    wall_clock_s = sum(walls) if all(w is not None for w in walls) else None
     measured = report.to_dict()
     train_config = run_card.get("train_config", {})
     batch = int(train_config.get("batch_size", 0))
-    n_synth = round(float(train_config.get("synthetic_share", 0.0)) * batch)
+    tokens_per_step = state["tokens_seen"] // max(1, state["step"])
+    natural = 0
+    for st in stages:
+        st["copy_rows_per_batch"] = round(float(st["synthetic_share"]) * batch)
+        natural_rows = batch - st["copy_rows_per_batch"]
+        steps = st["last_step"] - st["first_step"]
+        natural += steps * tokens_per_step * natural_rows // max(1, batch)
     card: dict[str, Any] = dict(run_card)
     card.update(
         {
             "checkpoint_step": state["step"],
             "max_steps": train_config.get("max_steps"),
             "tokens_seen": state["tokens_seen"],
-            "synthetic_rows_per_batch": f"{n_synth} of {batch}",
-            "natural_tokens_seen": state["tokens_seen"] * (batch - n_synth) // max(1, batch),
+            "natural_tokens_seen": natural,
             "train_step_time_s": round(state["elapsed_s"], 1),
             "wall_clock_s": None if wall_clock_s is None else round(wall_clock_s),
             "machine": machine_description(),
@@ -713,6 +735,7 @@ def build_card(
             "evaluate_command": "python -m engine evaluate --model assets/model",
             "corpus_sdist_sha256": SDIST_SHA256,
             "validation_works": list(validation_works),
+            "train_stages": stages,
         }
     )
     for key in (
@@ -743,6 +766,18 @@ def build_card(
     if control is not None:
         card["control_without_synthetic"] = control
     return card
+
+
+def _copy_rows(stage: dict[str, Any], seq_len: int, batch: int | None) -> str:
+    n = stage.get("copy_rows_per_batch", 0)
+    if not n:
+        return "none"
+    segment = int(stage.get("synthetic_segment", 0))
+    if segment <= 0:
+        what = f"one run of {(seq_len + 1) // 2} random tokens, then the run again"
+    else:
+        what = f"runs of {max(4, segment // 4)}-{segment} random tokens, each followed by its copy"
+    return f"{n} of {batch}: {what}"
 
 
 def _yes(flag: bool) -> str:
@@ -927,10 +962,22 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     )
 
     s.append("## Training\n")
-    s.append(
-        f"- command: `{card.get('train_command', 'not recorded')}` (from the repository root; "
-        "without `--restart` the same command resumes from the checkpoint directory)"
-    )
+    stages = card["train_stages"]
+    if len(stages) > 1:
+        s.append(
+            f"The run has {len(stages)} stages: it was paused at a checkpoint and resumed with "
+            "other copy-task settings (same schedule, seed and optimizer state; the learning "
+            "rate follows one cosine over all steps). From the repository root:\n"
+        )
+    s.append("| steps | command | copy-task rows per batch | wall clock |\n|---|---|---|---|")
+    for st in stages:
+        wall_st = st.get("wall_clock_s")
+        s.append(
+            f"| {st['first_step']:,}-{st['last_step']:,} | `{st['command']}` | "
+            f"{_copy_rows(st, tc.get('seq_len', config.n_ctx), tc.get('batch_size'))} | "
+            f"{'' if wall_st is None else f'{wall_st / 60:.0f} min'} |"
+        )
+    s.append("")
     s.append(
         f"- {card['checkpoint_step']:,} steps of {tc.get('batch_size')} sequences x "
         f"{tc.get('seq_len')} tokens: {card['tokens_seen']:,} tokens seen, "
@@ -941,14 +988,14 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     s.append(
         f"- AdamW (betas 0.9, 0.95, weight decay {tc.get('weight_decay')} on matrices), learning "
         f"rate warm-up over {tc.get('warmup_steps')} steps to {tc.get('lr')}, cosine decay to "
-        f"{tc.get('min_lr'):.1e}; gradient clipping at {tc.get('grad_clip')}; dropout "
-        f"{config.dropout}; seed {tc.get('seed')}"
+        f"{tc.get('min_lr'):.1e} at step {tc.get('max_steps'):,}; gradient clipping at "
+        f"{tc.get('grad_clip')}; dropout {config.dropout}; seed {tc.get('seed')}"
     )
     s.append(
-        f"- synthetic copy task: {card['synthetic_rows_per_batch']} rows of every batch "
-        f"(synthetic_share {tc.get('synthetic_share')}) are random ordinary tokens followed by "
-        "the same tokens again; only the repeated half is scored, so the only way to lower that "
-        "loss is to look back and copy, which is what an induction head does"
+        "- copy task: the copy-task rows of a batch hold random ordinary tokens followed by the "
+        "same tokens again, and only the copies are scored, so the only way to lower that loss is "
+        "to look back and copy, which is what an induction head does; the other rows are "
+        "Shakespeare"
     )
     s.append(
         f"- time: {card['train_step_time_s'] / 60:.0f} minutes inside training steps"
@@ -1021,8 +1068,9 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     s.append("## Effect of the synthetic copy task\n")
     if control:
         s.append(
-            f"A control run with the same command but `--synthetic-share 0`, compared at the same "
-            f"step ({control['step']:,}, same learning-rate schedule and seed):\n"
+            f"A control run, `{control.get('command', '')}`, "
+            f"compared at the same step ({control['step']:,}; same learning-rate schedule, seed "
+            "and Shakespeare rows):\n"
         )
         s.append(
             "| run | validation loss | best previous-token head | best induction head | "
@@ -1093,10 +1141,14 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     s.append(
         "From the repository root, offline (the corpus and the tokenizer ship in `assets/`):\n"
     )
+    train_lines = "".join(f"{st['command']}\n" for st in stages)
+    stage_args = "".join(
+        f" --train-stage '{st['last_step']}:{st['command']}'" for st in stages[:-1]
+    )
     s.append(
         "```bash\n"
-        f"python -m engine {card.get('train_command', '').removeprefix('python -m engine ')}\n"
-        "python -m engine card --run runs/bundled --out assets/model  # evaluate, write the card\n"
+        + train_lines
+        + f"python -m engine card --run runs/bundled --out assets/model{stage_args}\n"
         "python -m engine evaluate --model assets/model  # the same numbers as JSON\n"
         "```\n"
     )

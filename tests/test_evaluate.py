@@ -204,7 +204,7 @@ def test_model_card_of_an_untrained_model_reports_the_bars_as_not_met(
     assert "It has learned attention patterns" not in text
     assert text.count("**not met**") >= 2
     assert f"**{card['val_loss']:.3f}**" in text
-    assert card["synthetic_rows_per_batch"] == "2 of 8"
+    assert card["train_stages"][0]["copy_rows_per_batch"] == 2
     assert card["natural_tokens_seen"] == 2560 * 6 // 8
     assert "No control run" in text
 
