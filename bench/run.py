@@ -310,6 +310,10 @@ def _x(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _ratio3(a: float, b: float | None) -> str:
+    return f"{a / b:.3f}" if b else "-"
+
+
 def _mib(x: float) -> str:
     mib = x / 1024**2
     return f"{mib:,.0f}" if mib >= 10 else f"{mib:.2f}"
@@ -412,7 +416,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_mib(b['trace_large_float16'])} | {_mib(b['trace_float16'])} | "
             f"{_mib(tl) if tl else '-'} | "
             f"{_mib(b['hf_outputs']) if 'hf_outputs' in b else '-'} | "
-            f"{_x(b['trace_float16'] / tl) if tl else '-'} |"
+            f"{_ratio3(b['trace_float16'], tl)} |"
         )
     if cap["rss"]:
         lines += ["", "Peak resident memory, one call in a fresh process, 1 thread (MiB):", ""]
@@ -452,7 +456,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("|---|---|---|---|---|")
         for t in results["targets"]:
             lines.append(
-                f"| {t['target']} | {t['worst']:.2f} | {t['at']} | {t['limit']} | "
+                f"| {t['target']} | {t['worst']:.3f} | {t['at']} | {t['limit']} | "
                 f"{'yes' if t['met'] else 'NO'} |"
             )
     return "\n".join(lines)
