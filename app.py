@@ -492,6 +492,9 @@ def clean_text(raw: str) -> tuple[str, list[str]]:
             f"Your text contained {n} unpaired surrogate code point{'s' if n != 1 else ''} "
             "(half of an emoji or other character, not a character by itself); shown as "
             "U+FFFD (<U+FFFD> in token labels)."
+            if n
+            else "Your text contained characters written as UTF-16 surrogate pairs; they were "
+            "joined into the characters they encode."
         )
     return text, notes
 
