@@ -78,7 +78,8 @@ MAX_TEXT_CHARS = 20_000
 # is cut with a notice) and the widget message stays under Streamlit's 25 MB widget-state limit.
 TEXTBOX_MAX_CHARS = 4_000_000
 # A text goes into the page address (shareable links) only while its URL-encoded form is at most
-# this long: proxies and the server refuse longer request lines (nginx: 8 KB, uvicorn: 16 KB).
+# this long: a reverse proxy refuses longer request lines (nginx: 8 KB by default), and
+# Streamlit itself ignores a query string over 524,288 characters as a whole.
 URL_TEXT_MAX_CHARS = 4_000
 TRACE_CACHE_ENTRIES = 16
 

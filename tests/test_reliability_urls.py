@@ -203,9 +203,9 @@ def test_a_huge_text_in_a_link_is_cut_with_a_notice_and_not_written_back() -> No
 
 
 def test_a_link_beyond_streamlits_own_limit_opens_the_defaults() -> None:
-    """Streamlit drops a query string over 524,288 characters as a whole (and a browser link
-    over ~16 KB never reaches the app: the server answers 400): the app opens with its
-    defaults, without an exception. Documented in the README's Reliability section."""
+    """Streamlit drops a query string over 524,288 characters as a whole: the app opens with
+    its defaults, without an exception (and cannot tell the visitor why; documented in the
+    README's Reliability section, like the 8 KB request-line limit of a proxy such as nginx)."""
     at = open_link("pages/1_Tokens.py", text="x" * 600_000, layer="1")
     assert at.session_state["text"] == app.DEFAULT_TEXT
     assert at.session_state["layer"] == 0
