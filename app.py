@@ -584,7 +584,8 @@ def _clamp_notices(asked: dict[str, int], cfg: Any, n_tokens: int) -> list[str]:
         if ss.get(key) != value:
             what, why = ranges[key]
             notices.append(
-                f"The link asks for {what} {value:,}, but {why}; showing {what} {ss[key]}."
+                f"The link asks for {what} {_shown(f'{value:,}')}, but {why}; "
+                f"showing {what} {ss[key]}."
             )
     return notices
 
