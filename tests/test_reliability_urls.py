@@ -90,7 +90,7 @@ def test_non_numeric_numbers_are_ignored_with_a_notice(name: str, raw: str) -> N
 def test_a_4000_digit_layer_is_clamped_and_quoted_short() -> None:
     at = open_link("pages/3_Attention.py", layer="9" * 4000)  # still an int for Python
     assert at.session_state["layer"] == TINY.n_layer - 1
-    notice = [w.value for w in at.warning if "asks for layer 999,999" in w.value]
+    notice = [w.value for w in at.warning if "asks for layer 9,999,999" in w.value]
     assert len(notice) == 1 and len(notice[0]) < 200, warnings(at)
 
 
