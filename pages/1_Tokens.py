@@ -14,6 +14,8 @@ from app import (
 from engine.figures import tokens as fig_tokens
 from engine.tokenizer import display_token
 
+BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
+
 
 def _short(label: str, limit: int = 40) -> str:
     """A pre-token label for the picker (a pasted 10,000-character word stays one line)."""
@@ -119,7 +121,8 @@ if words:
         "First a regular expression splits the text into **pre-tokens** (roughly: words with "
         "their leading space, numbers, punctuation). BPE then works inside each one. Choose one:"
     )
-    default = max(range(len(words)), key=lambda k: (len(words[k].merges), -k))
+    drawable = [k for k in range(len(words)) if len(words[k].bytes_) <= BPE_FIGURE_MAX_BYTES]
+    default = max(drawable or range(len(words)), key=lambda k: (len(words[k].merges), -k))
     if st.session_state.get("tokens_word") not in range(len(words)):
         st.session_state["tokens_word"] = default
     choice = st.selectbox(
@@ -139,10 +142,11 @@ if words:
                 rank_of[part] = tokenizer.encoding.encode_single_token(part)
             except KeyError:
                 pass
-    if not word.merges_listed:
+    if not word.merges_listed or len(word.bytes_) > BPE_FIGURE_MAX_BYTES:
         st.info(
             f"This pre-token is {len(word.bytes_):,} bytes long, too long to draw merge by "
-            f"merge; it becomes {len(word.ids):,} token(s). Choose a shorter word."
+            f"merge (the figure shows words of up to {BPE_FIGURE_MAX_BYTES} bytes); it becomes "
+            f"{len(word.ids):,} token(s). Choose a shorter word."
         )
     else:
         st.plotly_chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")

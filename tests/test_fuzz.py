@@ -3,8 +3,8 @@ mixed with the fragments that break apps (special tokens, control characters, HT
 emoji sequences, CJK, lone surrogates), go through the app's text cleaning, the tokenizer,
 `run_with_trace` and every figure builder of every page. No exception, the tokenizer's round
 trip is exact, token labels are printable, and every number a figure sends is finite (None only
-where a cell is masked). 560 examples in the default run: 500 through the text cleaning, the
-tokenizer and the Trace; 60 more through those and every figure builder as well."""
+where a cell is masked). 540 examples in the default run: 500 through the text cleaning, the
+tokenizer and the Trace; 40 more through those and every figure builder as well."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ FUZZ = dict(
 )
 # Building every page's ~35 plotly figures takes about 0.4 s per text on 2 cores (plotly's
 # validation), so the figure builders get fewer examples than the tokenizer and the Trace.
-FIGURE_EXAMPLES = 60
+FIGURE_EXAMPLES = 40
 _UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
@@ -177,7 +177,7 @@ def every_figure(trace: Trace, loaded: LoadedModel) -> Iterator[tuple[str, objec
     yield "split", fig_tok.split_characters(groups)
     yield "bytes per token", fig_tok.bytes_per_token_figure(trace.token_strs, token_bytes)
     for word in tok.encode_with_steps(trace.prompt, max_pre_tokens=3).pre_tokens:
-        if word.merges_listed:
+        if word.merges_listed and len(word.bytes_) <= fig_tok.BPE_FIGURE_MAX_BYTES:
             yield "bpe steps", fig_tok.bpe_steps_figure(word, {})
     # 2 · embeddings
     source = fig_emb.SOURCES[0]  # the sources differ in numbers only, not in labels

@@ -280,3 +280,17 @@ def test_a_script_tag_in_generated_history_is_escaped(tiny_loaded: LoadedModel) 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in history[0]
     assert not markup_problems(at)
     assert at.session_state["text"].startswith(text)
+
+
+def test_a_long_pasted_word_gets_a_message_not_a_huge_merge_figure() -> None:
+    """A 241-byte pre-token (with its space) has 131 merges: drawn, it was 23,000 boxes and
+    6,400 pixels tall."""
+    word = "supercalifragilistic" * 12
+    at = open_app("pages/1_Tokens.py", f"a {word} cat")
+    words = at.selectbox(key="tokens_word")
+    assert not words.value or "supercali" not in words.format_func(words.value)  # a short word
+    long_word = next(k for k, label in enumerate(words.options) if "supercali" in label)
+    words.set_value(long_word).run()
+    assert not at.exception
+    assert any("241 bytes long, too long to draw" in i.value for i in at.info), at.info
+    assert not [c for c in at.get("plotly_chart") if c.key == "tokens_bpe_chart"]

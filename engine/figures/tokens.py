@@ -163,6 +163,11 @@ def bytes_per_token_figure(
     return fig
 
 
+# Pages draw merge steps for pre-tokens up to this many bytes: a row per merge and a box per
+# part, so a pasted 240-byte word would be 130 rows, 23,000 boxes and a 6,000-pixel figure.
+BPE_FIGURE_MAX_BYTES = 64
+
+
 def bpe_rows(steps: PreTokenSteps) -> list[tuple[bytes, ...]]:
     """The parts of one pre-token at every stage: single bytes first, then after each merge."""
     return [steps.bytes_, *steps.merges]
