@@ -55,7 +55,9 @@ def trace_nbytes(
     d width, m MLP width, H heads: eleven [T, d]-sized arrays (resid pre/mid/post, both LN
     outputs, attn_out, mlp_out, q, k, v, z), two [T, 1] LN scales, two [H, T, T] maps (scores,
     pattern) and two [T, m] (MLP pre/post); once: embed, pos_embed, ln_final [T, d] and [T, 1],
-    logits [T, V]; plus the int64 token ids. The [H, T, T] term dominates long texts."""
+    logits [T, V]; plus the int64 token ids. The [H, T, T] term dominates long texts. Like
+    `Trace.nbytes`, it counts an array once per name, so block i's resid_post and block i+1's
+    resid_pre (one array) count twice: an upper bound of the memory the Trace holds."""
     T, d, m, H = n_tokens, config.d_model, config.d_mlp, config.n_head
     small = np.dtype(dtype).itemsize
     large = np.dtype(large_dtype or dtype).itemsize
