@@ -98,6 +98,8 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         synthetic_share=args.synthetic_share,
         synthetic_segment=args.synthetic_segment,
+        synthetic_min_count=args.synthetic_min_count,
+        position_init=args.position_init,
         threads=args.threads,
     )
     bar = tqdm(total=cfg.max_steps, unit="step", dynamic_ncols=True)
@@ -362,6 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic-segment", type=int, default=0, help="longest copy-task run (0: half a row)"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--synthetic-min-count",
+        type=int,
+        default=0,
+        help="copy-task tokens only from ids seen this often in training (0: every id)",
+    )
+    p.add_argument(
+        "--position-init",
+        choices=("normal", "sinusoidal"),
+        default="normal",
+        help="start the learned position embedding from noise or from a sine/cosine code",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
         "--stop-at",

@@ -308,12 +308,14 @@ def _tokenizer_for(directory: Path, extra: dict[str, Any]) -> Tokenizer:
 # --- public API --------------------------------------------------------------------------------
 
 
-def random_model(config: GPTConfig, seed: int = RANDOM_SEED) -> GPT:
+def random_model(
+    config: GPTConfig, seed: int = RANDOM_SEED, sinusoidal_positions: bool = False
+) -> GPT:
     """A GPT with GPT-2's initialisation drawn from `seed`, in eval mode with frozen parameters
     (like a loaded checkpoint: no autograd graph, `.numpy()` works on anything computed from it).
     To train it, switch `requires_grad_(True)` on its parameters and call `.train()`."""
     model = GPT(config)
-    model.init_weights(torch.Generator().manual_seed(seed))
+    model.init_weights(torch.Generator().manual_seed(seed), sinusoidal_positions)
     return _frozen(model)
 
 

@@ -114,6 +114,11 @@ class TrainConfig:
             (a copy task that rewards induction heads); 0 disables.
         synthetic_segment: 0 = each copy-task row is one run repeated; N > 0 = pairs of runs of
             at most N tokens, each followed by its copy (shorter look-backs, learned sooner).
+        synthetic_min_count: 0 = copy-task tokens drawn from every ordinary id; N > 0 = only from
+            ids that occur at least N times in the training split (ids never seen in training
+            keep near-identical embeddings, so copies of them cannot be told apart).
+        position_init: "normal" (GPT-2's N(0, 0.02)) or "sinusoidal" (the learned position
+            embedding starts from a sine/cosine code).
         threads: torch intra-op threads (0 keeps torch's default).
     """
 
@@ -130,6 +135,8 @@ class TrainConfig:
     seed: int = 1337
     synthetic_share: float = 0.0
     synthetic_segment: int = 0
+    synthetic_min_count: int = 0
+    position_init: str = "normal"
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -137,6 +144,12 @@ class TrainConfig:
             raise ValueError("max_steps and batch_size must be >= 1 and seq_len >= 2")
         if not 0.0 <= self.synthetic_share <= 1.0:
             raise ValueError(f"synthetic_share must be in [0, 1], got {self.synthetic_share}")
+        if self.synthetic_min_count < 0:
+            raise ValueError(f"synthetic_min_count must be >= 0, got {self.synthetic_min_count}")
+        if self.position_init not in ("normal", "sinusoidal"):
+            raise ValueError(
+                f"position_init must be normal or sinusoidal, got {self.position_init!r}"
+            )
         if self.synthetic_segment < 0:
             raise ValueError(f"synthetic_segment must be >= 0, got {self.synthetic_segment}")
         if self.warmup_steps < 0 or self.eval_every < 1 or self.eval_batches < 1:

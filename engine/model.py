@@ -212,8 +212,12 @@ class GPT(nn.Module):
             )
         )
 
-    def init_weights(self, generator: torch.Generator) -> None:
-        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)."""
+    def init_weights(self, generator: torch.Generator, sinusoidal_positions: bool = False) -> None:
+        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer).
+
+        `sinusoidal_positions` starts the (still learned) position embedding from the sine/cosine
+        code of "Attention is all you need" (amplitude 0.1) instead of noise, so that "one token
+        back" is easy to express from the first step; the architecture is unchanged."""
         std_proj = 0.02 / math.sqrt(2 * self.config.n_layer)
         with torch.no_grad():
             for name, param in self.named_parameters():
@@ -225,6 +229,14 @@ class GPT(nn.Module):
                     param.fill_(1.0)
                 else:
                     param.zero_()
+            if sinusoidal_positions:
+                n_ctx, d = self.config.n_ctx, self.config.d_model
+                pos = torch.arange(n_ctx, dtype=torch.float32)[:, None]
+                freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2) / d)
+                code = torch.zeros(n_ctx, d)
+                code[:, 0::2] = torch.sin(pos * freq)
+                code[:, 1::2] = torch.cos(pos * freq[: d // 2])
+                self.transformer.wpe.weight.copy_(0.1 * code)
 
     @property
     def lm_head_weight(self) -> Tensor:

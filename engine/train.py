@@ -63,13 +63,19 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 
 def get_batch(
-    data: np.ndarray, cfg: TrainConfig, step: int, vocab_size: int, eot_id: int
+    data: np.ndarray,
+    cfg: TrainConfig,
+    step: int,
+    vocab_size: int,
+    eot_id: int,
+    copy_ids: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets [batch, seq_len] for `step`, the same every time it is asked for.
 
     A share `cfg.synthetic_share` of the rows is a copy task: random tokens, then the same tokens
     again. Only the repeated half is scored (the first half cannot be predicted), so the only way
-    to lower that loss is to look back and copy: what an induction head does."""
+    to lower that loss is to look back and copy: what an induction head does. The copied tokens
+    are drawn uniformly from `copy_ids` (default: every ordinary id below `eot_id`)."""
     rng = np.random.default_rng([cfg.seed, step])
     B, T = cfg.batch_size, cfg.seq_len
     starts = rng.integers(0, len(data) - T - 1, size=B)
@@ -77,21 +83,42 @@ def get_batch(
     targets = rows[:, 1:].copy()
     n_synth = round(cfg.synthetic_share * B)
     for r in range(n_synth):
-        rows[r], targets[r] = _copy_row(rng, T, eot_id, cfg.synthetic_segment)
+        rows[r], targets[r] = _copy_row(rng, T, eot_id, cfg.synthetic_segment, copy_ids)
     return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
 
 
+def copy_vocabulary(train_data: np.ndarray, eot_id: int, min_count: int) -> np.ndarray | None:
+    """Ordinary ids seen at least `min_count` times in `train_data` (None if min_count is 0)."""
+    if min_count <= 0:
+        return None
+    ids, counts = np.unique(train_data, return_counts=True)
+    keep = ids[(counts >= min_count) & (ids < eot_id)].astype(np.int64)
+    if len(keep) < 2:
+        raise ValueError(f"fewer than 2 ids occur {min_count} times in the training data")
+    return keep
+
+
 def _copy_row(
-    rng: np.random.Generator, T: int, eot_id: int, segment: int
+    rng: np.random.Generator,
+    T: int,
+    eot_id: int,
+    segment: int,
+    copy_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One copy-task row of T + 1 tokens and its T targets (-1 = not scored).
 
     segment == 0: one run of random tokens, then the same run again (and again, to fill the
     row). segment > 0: pairs of runs whose length is drawn from [max(4, segment // 4), segment],
     each run followed by its copy, until the row is full: shorter look-backs, more of them."""
+
+    def draw(n: int) -> np.ndarray:
+        if copy_ids is None:
+            return rng.integers(0, eot_id, size=n)
+        return copy_ids[rng.integers(0, len(copy_ids), size=n)]
+
     if segment <= 0:
         half = (T + 1) // 2
-        seq = rng.integers(0, eot_id, size=half)
+        seq = draw(half)
         row = np.concatenate([seq, seq, seq])[: T + 1]
         targets = row[1:].copy()
         targets[:half] = -1  # ignore the unpredictable first copy
@@ -100,7 +127,7 @@ def _copy_row(
     scored = np.empty(0, dtype=bool)
     while len(row) < T + 1:
         n = int(rng.integers(max(4, segment // 4), segment + 1))
-        seq = rng.integers(0, eot_id, size=n)
+        seq = draw(n)
         row = np.concatenate([row, seq, seq])
         # Token k of the copy is predictable from token k - 1 of the copy (k >= 1).
         scored = np.concatenate([scored, np.zeros(n + 1, bool), np.ones(n - 1, bool)])
@@ -224,13 +251,16 @@ def train(
         state = _load_state(out, model, opt)
         log.info("resuming from step %d", state.step)
     else:
-        model = random_model(model_config, seed=cfg.seed)
+        model = random_model(
+            model_config, seed=cfg.seed, sinusoidal_positions=cfg.position_init == "sinusoidal"
+        )
         for p in model.parameters():
             p.requires_grad_(True)
         opt = make_optimizer(model, cfg)
         state = TrainState()
     model.train()
     tokens_per_step = cfg.batch_size * cfg.seq_len
+    copy_ids = copy_vocabulary(train_data, eot_id, cfg.synthetic_min_count)
 
     def emit(event: TrainEvent) -> None:
         for cb in callbacks:
@@ -251,7 +281,7 @@ def train(
         lr = get_lr(state.step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        x, y = get_batch(train_data, cfg, state.step, model_config.vocab_size, eot_id)
+        x, y = get_batch(train_data, cfg, state.step, model_config.vocab_size, eot_id, copy_ids)
         torch.manual_seed(cfg.seed + state.step)  # dropout masks of this step
         loss = loss_of(model, x, y)
         opt.zero_grad(set_to_none=True)
