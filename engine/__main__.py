@@ -170,8 +170,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _copy_checkpoint(run: Path, dest: Path, attempts: int = 20) -> dict:
     """Copy a (possibly still training) run's config, weights and state into `dest`; retry until
-    the state file names the same step before and after the copy and the weights are not newer
-    than it. Returns the copied train_state.json."""
+    the state file names the same step before and after the copy and no save is under way (the
+    loop writes the weights first and the state last, so weights newer than the state are only
+    trusted once they are a minute old, e.g. in a copied backup). Returns the copied
+    train_state.json."""
     import shutil
     import time
 
@@ -186,7 +188,8 @@ def _copy_checkpoint(run: Path, dest: Path, attempts: int = 20) -> dict:
             copied = json.loads((dest / "train_state.json").read_text())
             weights_mtime = (run / "model.safetensors").stat().st_mtime
             state_mtime = (run / "train_state.json").stat().st_mtime
-            if copied["state"]["step"] == before == step() and weights_mtime <= state_mtime:
+            settled = weights_mtime <= state_mtime or time.time() - weights_mtime > 60
+            if copied["state"]["step"] == before == step() and settled:
                 return copied
         except (OSError, ValueError, KeyError):
             pass
@@ -237,6 +240,8 @@ def _train_stages(
                 "command": command,
                 "synthetic_share": parsed.synthetic_share,
                 "synthetic_segment": parsed.synthetic_segment,
+                "synthetic_min_count": getattr(parsed, "synthetic_min_count", 0),
+                "position_init": getattr(parsed, "position_init", "normal"),
                 "wall_clock_s": wall,
             }
         )
@@ -256,6 +261,7 @@ def _card(args: argparse.Namespace) -> int:
         build_card,
         evaluate,
         render_model_card,
+        seen_ids,
         snapshot_curve,
         tokenizer_costs,
         training_speed,
@@ -276,10 +282,14 @@ def _card(args: argparse.Namespace) -> int:
         curve = None
         if args.snapshots:
             dirs = sorted(p for p in Path(args.snapshots).glob("step_*") if p.is_dir())
-            curve = snapshot_curve(dirs, val_ids)
+            curve = snapshot_curve(dirs, val_ids, seen_ids(train_ids, loaded.tokenizer.eot_id))
         control = None
         if args.control:
-            rows = snapshot_curve([Path(args.control_reference), Path(args.control)], val_ids)
+            rows = snapshot_curve(
+                [Path(args.control_reference), Path(args.control)],
+                val_ids,
+                seen_ids(train_ids, loaded.tokenizer.eot_id),
+            )
             with_synth, without = rows if len(rows) == 2 else (None, None)
             steps = {r["step"] for r in rows}
             if with_synth is None or len(steps) != 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -287,23 +288,43 @@ class InductionResult:
     repeat_loss: float  # nats, targets half + 1 .. 2 half - 1 (copyable from the first copy)
 
 
-def repeated_random_tokens(seed: int, half: int, n_tokens: int) -> list[int]:
-    """`half` uniformly random ids from `0..n_tokens - 1`, then the same ids again."""
-    seq = np.random.default_rng(seed).integers(0, n_tokens, size=half)
+def repeated_random_tokens(
+    seed: int, half: int, n_tokens: int, pool: np.ndarray | None = None
+) -> list[int]:
+    """`half` uniformly random ids, then the same ids again: drawn from `0..n_tokens - 1`, or
+    from the ids in `pool` when it is given."""
+    rng = np.random.default_rng(seed)
+    if pool is None:
+        seq = rng.integers(0, n_tokens, size=half)
+    else:
+        seq = np.asarray(pool)[rng.integers(0, len(pool), size=half)]
     return [int(t) for t in np.concatenate([seq, seq])]
 
 
+def seen_ids(train_ids: np.ndarray, eot_id: int) -> np.ndarray:
+    """The ordinary ids that occur in the training split, sorted.
+
+    With cl100k_base cut to 4,096 ranks about a third of the ids never occur in Shakespeare;
+    the model never reads them and their embeddings end up nearly identical, so random
+    copies of them test nothing about induction."""
+    ids = np.unique(np.asarray(train_ids))
+    return ids[ids < eot_id].astype(np.int64)
+
+
 def induction_scores(
-    loaded: LoadedModel, seeds: tuple[int, ...] = (0, 1, 2, 3, 4), half: int = 100
+    loaded: LoadedModel,
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
+    half: int = 100,
+    pool: np.ndarray | None = None,
 ) -> InductionResult:
-    """Trace random tokens repeated twice (ordinary tokens only, no `<|endoftext|>`), one
-    sequence per seed. The token at position `half` (the first of the copy) cannot be predicted
-    and is scored in neither half."""
+    """Trace random tokens repeated twice (ordinary tokens only, no `<|endoftext|>`; from
+    `pool` if given), one sequence per seed. The token at position `half` (the first of the
+    copy) cannot be predicted and is scored in neither half."""
     if 2 * half > loaded.config.n_ctx:
         raise ValueError(f"2 x {half} tokens exceed the model's context {loaded.config.n_ctx}")
     scores, first, repeat = [], [], []
     for seed in seeds:
-        ids = repeated_random_tokens(seed, half, loaded.tokenizer.eot_id)
+        ids = repeated_random_tokens(seed, half, loaded.tokenizer.eot_id, pool)
         trace = run_with_trace(loaded.model, loaded.tokenizer, ids, model_name=loaded.name)
         scores.append(head_scores(trace).induction)
         logits = torch.from_numpy(np.array(trace.logits[:-1], dtype=np.float32))
@@ -412,6 +433,7 @@ class EvalReport:
     induction: np.ndarray  # [n_layer, n_head]
     induction_first_half_loss: float
     induction_repeat_loss: float
+    induction_all_ids: InductionResult | None = None  # the same probe over every ordinary id
     samples: list[Sample] = field(default_factory=list)
     protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -455,10 +477,22 @@ class EvalReport:
             "induction_heads": heads_above(self.induction, INDUCTION_BAR),
             "induction_first_half_loss": round(self.induction_first_half_loss, 4),
             "induction_repeat_loss": round(self.induction_repeat_loss, 4),
+            "induction_all_ids": _induction_dict(self.induction_all_ids),
             "thresholds_met": self.thresholds(),
             "protocol": self.protocol,
             "samples": [asdict(s) for s in self.samples],
         }
+
+
+def _induction_dict(result: InductionResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "scores": np.round(result.scores, 4).tolist(),
+        "best_head": _head_dict(best_head(result.scores)),
+        "first_half_loss": round(result.first_half_loss, 4),
+        "repeat_loss": round(result.repeat_loss, 4),
+    }
 
 
 def _head_dict(ref: HeadRef) -> dict[str, Any]:
@@ -514,14 +548,19 @@ def evaluate(
         else None
     )
     previous = previous_token_scores(loaded, val_ids, n_prev_windows)
-    induction = induction_scores(loaded, induction_seeds, induction_half)
+    pool = seen_ids(train_ids, loaded.tokenizer.eot_id)
+    induction = induction_scores(loaded, induction_seeds, induction_half, pool)
+    induction_all = induction_scores(loaded, induction_seeds, induction_half)
     texts = samples(loaded, n_new=n_sample_tokens) if n_sample_tokens else []
     protocol = {
         "seq_len": seq_len,
         "previous_token": f"{n_prev_windows} evenly spaced {loaded.config.n_ctx}-token windows "
         "of the validation split",
-        "induction": f"{induction_half} uniformly random ordinary tokens repeated twice, "
-        f"seeds {list(induction_seeds)}",
+        "induction": f"{induction_half} random tokens drawn uniformly from the {len(pool):,} "
+        f"ids that occur in the training split, repeated twice, seeds {list(induction_seeds)}",
+        "induction_all_ids": f"{induction_half} random tokens drawn uniformly from all "
+        f"{loaded.tokenizer.eot_id:,} ordinary ids, repeated twice, seeds "
+        f"{list(induction_seeds)}",
         "train_loss": f"{train_windows} evenly spaced windows" if train_windows else "every window",
     }
     return EvalReport(
@@ -535,6 +574,7 @@ def evaluate(
         induction=induction.scores,
         induction_first_half_loss=induction.first_half_loss,
         induction_repeat_loss=induction.repeat_loss,
+        induction_all_ids=induction_all,
         samples=texts,
         protocol=protocol,
     )
@@ -635,9 +675,13 @@ def training_speed(
     return out
 
 
-def snapshot_curve(directories: list[Path], val_ids: np.ndarray) -> list[dict[str, Any]]:
+def snapshot_curve(
+    directories: list[Path], val_ids: np.ndarray, pool: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """Validation loss and the best previous-token and induction heads of each checkpoint
-    directory (e.g. copies of a run's directory taken at its checkpoints), in step order."""
+    directory (e.g. copies of a run's directory taken at its checkpoints), in step order; the
+    induction probe draws from `pool` (as `evaluate` does: the ids seen in training) and, for
+    comparison, from every ordinary id."""
     from engine.checkpoints import load_directory
 
     rows = []
@@ -645,7 +689,8 @@ def snapshot_curve(directories: list[Path], val_ids: np.ndarray) -> list[dict[st
         state = json.loads((directory / "train_state.json").read_text())["state"]
         loaded = load_directory(directory)
         prev = previous_token_scores(loaded, val_ids)
-        ind = induction_scores(loaded)
+        ind = induction_scores(loaded, pool=pool)
+        ind_all = induction_scores(loaded)
         rows.append(
             {
                 "step": state["step"],
@@ -655,6 +700,7 @@ def snapshot_curve(directories: list[Path], val_ids: np.ndarray) -> list[dict[st
                 "best_induction": _head_dict(best_head(ind.scores)),
                 "induction_first_half_loss": round(ind.first_half_loss, 4),
                 "induction_repeat_loss": round(ind.repeat_loss, 4),
+                "best_induction_all_ids": _head_dict(best_head(ind_all.scores)),
             }
         )
     return sorted(rows, key=lambda r: r["step"])
@@ -750,6 +796,7 @@ def build_card(
         "induction_heads",
         "induction_first_half_loss",
         "induction_repeat_loss",
+        "induction_all_ids",
         "thresholds_met",
         "protocol",
         "samples",
@@ -777,7 +824,19 @@ def _copy_rows(stage: dict[str, Any], seq_len: int, batch: int | None) -> str:
         what = f"one run of {(seq_len + 1) // 2} random tokens, then the run again"
     else:
         what = f"runs of {max(4, segment // 4)}-{segment} random tokens, each followed by its copy"
-    return f"{n} of {batch}: {what}"
+    min_count = int(stage.get("synthetic_min_count", 0))
+    drawn = (
+        f"ids seen at least {min_count} times in training" if min_count > 0 else "all ordinary ids"
+    )
+    return f"{n} of {batch}: {what}; tokens drawn from {drawn}"
+
+
+def _count_of(protocol: str) -> str:
+    """The number of ids a protocol sentence names ("... from the 2,768 ids ...")."""
+    import re
+
+    found = re.search(r"from the ([\d,]+) ids", protocol)
+    return found.group(1) if found else "some"
 
 
 def _yes(flag: bool) -> str:
@@ -991,6 +1050,14 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         f"{tc.get('min_lr'):.1e} at step {tc.get('max_steps'):,}; gradient clipping at "
         f"{tc.get('grad_clip')}; dropout {config.dropout}; seed {tc.get('seed')}"
     )
+    if tc.get("position_init", "normal") == "sinusoidal":
+        s.append(
+            "- the learned position embedding starts from a sine/cosine code (`--position-init "
+            "sinusoidal`) instead of GPT-2's random N(0, 0.02): with random starting vectors an "
+            "earlier run learned no positional structure and formed no previous-token head"
+        )
+    else:
+        s.append("- GPT-2's initialisation: N(0, 0.02), residual projections scaled down")
     s.append(
         "- copy task: the copy-task rows of a batch hold random ordinary tokens followed by the "
         "same tokens again, and only the copies are scored, so the only way to lower that loss is "
@@ -1041,6 +1108,26 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         f"{card['induction_repeat_loss']:.3f} vs {card['induction_first_half_loss']:.3f} on the "
         f"first half | {_yes(met['repeated half has the lower loss'])} |\n"
     )
+    uniform = math.log(config.vocab_size - 1)
+    if card["induction_repeat_loss"] > 0.8 * uniform:
+        s.append(
+            f"The repeated half's loss ({card['induction_repeat_loss']:.2f}) is close to that of a "
+            f"uniform guess over the ordinary ids (ln {config.vocab_size - 1:,} = {uniform:.2f}): "
+            "the model has learned that random text is unpredictable, not to copy it. A model "
+            "that copies gets a small fraction of this loss on the repeated half.\n"
+        )
+    all_ids = card.get("induction_all_ids")
+    if all_ids:
+        s.append(
+            "The induction probe draws its random tokens from the ids that occur in the training "
+            f"split: {_count_of(card['protocol']['induction'])} of the "
+            f"{config.vocab_size - 1:,} ordinary ids; the model has never read the others, and "
+            "their embeddings end up nearly identical, so copies of them cannot be told apart. "
+            f"Over all {config.vocab_size - 1:,} ids the same probe gives best induction head "
+            f"{all_ids['best_head']['head']} at {all_ids['best_head']['score']:.3f}, loss "
+            f"{all_ids['first_half_loss']:.3f} on the first half and "
+            f"{all_ids['repeat_loss']:.3f} on the repeated half.\n"
+        )
 
     s.append("## Heads\n")
     s.append(
@@ -1100,14 +1187,21 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         )
         s.append(
             "| step | tokens | validation loss | best previous-token head | best induction head | "
-            "random tokens: first / repeated half |\n|---|---|---|---|---|---|"
+            "random tokens: first / repeated half | best induction head, all ids |\n"
+            "|---|---|---|---|---|---|---|"
         )
         for r in curve:
             s.append(
                 f"| {r['step']:,} | {r['tokens_seen'] / 1e6:.1f} M | {r['val_loss']:.3f} | "
                 f"{r['best_previous_token']['head']}: {r['best_previous_token']['score']:.2f} | "
                 f"{r['best_induction']['head']}: {r['best_induction']['score']:.2f} | "
-                f"{r['induction_first_half_loss']:.2f} / {r['induction_repeat_loss']:.2f} |"
+                f"{r['induction_first_half_loss']:.2f} / {r['induction_repeat_loss']:.2f} | "
+                + (
+                    f"{r['best_induction_all_ids']['head']}: "
+                    f"{r['best_induction_all_ids']['score']:.2f} |"
+                    if "best_induction_all_ids" in r
+                    else " |"
+                )
             )
         s.append("")
 
@@ -1141,7 +1235,11 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     s.append(
         "From the repository root, offline (the corpus and the tokenizer ship in `assets/`):\n"
     )
-    train_lines = "".join(f"{st['command']}\n" for st in stages)
+    commands = [st["command"] for st in stages]
+    if card["checkpoint_step"] != card.get("max_steps") and "--stop-at" not in commands[-1]:
+        # This checkpoint was taken before the run's end: stop there to reproduce it.
+        commands[-1] += f" --stop-at {card['checkpoint_step']}"
+    train_lines = "".join(f"{c}\n" for c in commands)
     stage_args = "".join(
         f" --train-stage '{st['last_step']}:{st['command']}'" for st in stages[:-1]
     )

@@ -23,6 +23,7 @@ from engine.evaluate import (
     previous_token_scores,
     render_model_card,
     samples,
+    seen_ids,
 )
 from engine.train import estimate_loss
 
@@ -164,14 +165,21 @@ def test_card_baselines_are_recomputed_from_the_corpus(
 def test_card_head_scores_are_recomputed_with_the_cards_protocol(
     bundled: LoadedModel, card: dict, split_ids: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    _, val_ids = split_ids
-    # The protocol the card states: 8 windows of the context; seeds 0-4, 100 tokens twice.
+    train_ids, val_ids = split_ids
+    pool = seen_ids(train_ids, bundled.tokenizer.eot_id)
+    # The protocol the card states: 8 windows of the context; seeds 0-4, 100 tokens twice,
+    # drawn from the ids seen in training (and, as a second number, from all ids).
     assert card["protocol"]["previous_token"].startswith("8 evenly spaced 256-token windows")
     assert card["protocol"]["induction"] == (
-        "100 uniformly random ordinary tokens repeated twice, seeds [0, 1, 2, 3, 4]"
+        f"100 random tokens drawn uniformly from the {len(pool):,} ids that occur in the "
+        "training split, repeated twice, seeds [0, 1, 2, 3, 4]"
     )
     previous = previous_token_scores(bundled, val_ids, n_windows=8)
-    induction = induction_scores(bundled, seeds=(0, 1, 2, 3, 4), half=100)
+    induction = induction_scores(bundled, seeds=(0, 1, 2, 3, 4), half=100, pool=pool)
+    all_ids = induction_scores(bundled, seeds=(0, 1, 2, 3, 4), half=100)
+    written_all = card["induction_all_ids"]
+    np.testing.assert_allclose(all_ids.scores, written_all["scores"], atol=CARD_ATOL, rtol=0)
+    assert all_ids.repeat_loss == pytest.approx(written_all["repeat_loss"], abs=CARD_ATOL)
     np.testing.assert_allclose(previous, card["previous_token_scores"], atol=CARD_ATOL, rtol=0)
     np.testing.assert_allclose(induction.scores, card["induction_scores"], atol=CARD_ATOL, rtol=0)
     assert heads_above(previous, PREVIOUS_TOKEN_BAR) == card["previous_token_heads"]

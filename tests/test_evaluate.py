@@ -22,6 +22,7 @@ from engine.evaluate import (
     previous_token_scores,
     render_model_card,
     repeated_random_tokens,
+    seen_ids,
     window_starts,
 )
 from engine.lens import head_scores
@@ -119,6 +120,17 @@ def test_repeated_random_tokens_are_ordinary_tokens_repeated_once() -> None:
     assert repeated_random_tokens(4, 50, 4096) != ids
 
 
+def test_repeated_random_tokens_from_a_pool_use_only_its_ids() -> None:
+    pool = np.array([7, 11, 13])
+    ids = repeated_random_tokens(seed=0, half=40, n_tokens=4096, pool=pool)
+    assert set(ids) <= {7, 11, 13} and ids[:40] == ids[40:]
+
+
+def test_seen_ids_are_the_ordinary_ids_of_the_training_split() -> None:
+    train = np.array([5, 3, 5, 4096, 9, 3])
+    assert seen_ids(train, eot_id=4096).tolist() == [3, 5, 9]
+
+
 def test_induction_losses_of_an_untrained_model_are_about_log_vocabulary(
     tiny_loaded: LoadedModel,
 ) -> None:
@@ -170,6 +182,10 @@ def test_evaluate_reports_the_engines_own_measurements(tiny_loaded: LoadedModel)
     assert met["induction head >= 0.4"] is False
     as_dict = report.to_dict()
     assert as_dict["best_previous_token_head"]["score"] == round(report.best_previous.score, 4)
+    # The probe draws from the ids of the training text; the all-ids variant is reported too.
+    n_seen = len(set(train_ids.tolist()))
+    assert f"from the {n_seen} ids that occur in the training split" in report.protocol["induction"]
+    assert as_dict["induction_all_ids"]["best_head"]["score"] >= 0.0
 
 
 def _card_for(loaded: LoadedModel, report_kwargs: dict | None = None) -> dict:
