@@ -99,6 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         synthetic_share=args.synthetic_share,
         synthetic_segment=args.synthetic_segment,
         synthetic_min_count=args.synthetic_min_count,
+        copy_first_steps=args.copy_first_steps,
         position_init=args.position_init,
         threads=args.threads,
     )
@@ -385,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("normal", "sinusoidal"),
         default="normal",
         help="start the learned position embedding from noise or from a sine/cosine code",
+    )
+    p.add_argument(
+        "--copy-first-steps", type=int, default=0, help="train on the copy task alone first"
     )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(

@@ -117,6 +117,8 @@ class TrainConfig:
         synthetic_min_count: 0 = copy-task tokens drawn from every ordinary id; N > 0 = only from
             ids that occur at least N times in the training split (ids never seen in training
             keep near-identical embeddings, so copies of them cannot be told apart).
+        copy_first_steps: the first N steps train on the copy task only (every row), then
+            `synthetic_share` applies: a curriculum that forms the copying circuit first.
         position_init: "normal" (GPT-2's N(0, 0.02)) or "sinusoidal" (the learned position
             embedding starts from a sine/cosine code).
         threads: torch intra-op threads (0 keeps torch's default).
@@ -136,6 +138,7 @@ class TrainConfig:
     synthetic_share: float = 0.0
     synthetic_segment: int = 0
     synthetic_min_count: int = 0
+    copy_first_steps: int = 0
     position_init: str = "normal"
     threads: int = 0
 
@@ -144,6 +147,8 @@ class TrainConfig:
             raise ValueError("max_steps and batch_size must be >= 1 and seq_len >= 2")
         if not 0.0 <= self.synthetic_share <= 1.0:
             raise ValueError(f"synthetic_share must be in [0, 1], got {self.synthetic_share}")
+        if self.copy_first_steps < 0:
+            raise ValueError(f"copy_first_steps must be >= 0, got {self.copy_first_steps}")
         if self.synthetic_min_count < 0:
             raise ValueError(f"synthetic_min_count must be >= 0, got {self.synthetic_min_count}")
         if self.position_init not in ("normal", "sinusoidal"):

@@ -81,7 +81,8 @@ def get_batch(
     starts = rng.integers(0, len(data) - T - 1, size=B)
     rows = np.stack([data[s : s + T + 1] for s in starts]).astype(np.int64)
     targets = rows[:, 1:].copy()
-    n_synth = round(cfg.synthetic_share * B)
+    share = 1.0 if step < cfg.copy_first_steps else cfg.synthetic_share
+    n_synth = round(share * B)
     for r in range(n_synth):
         rows[r], targets[r] = _copy_row(rng, T, eot_id, cfg.synthetic_segment, copy_ids)
     return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
