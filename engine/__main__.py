@@ -242,6 +242,7 @@ def _train_stages(
                 "synthetic_share": parsed.synthetic_share,
                 "synthetic_segment": parsed.synthetic_segment,
                 "synthetic_min_count": getattr(parsed, "synthetic_min_count", 0),
+                "copy_first_steps": getattr(parsed, "copy_first_steps", 0),
                 "position_init": getattr(parsed, "position_init", "normal"),
                 "wall_clock_s": wall,
             }

@@ -744,13 +744,17 @@ def build_card(
     `--stop-at` and resumed with other settings has several), each with `first_step`,
     `last_step`, `command`, `synthetic_share`, `synthetic_segment` and `wall_clock_s`."""
     if not stages:
+        tc = run_card.get("train_config", {})
         stages = [
             {
                 "first_step": 0,
                 "last_step": state["step"],
                 "command": run_card.get("train_command", "not recorded"),
-                "synthetic_share": run_card.get("train_config", {}).get("synthetic_share", 0.0),
-                "synthetic_segment": run_card.get("train_config", {}).get("synthetic_segment", 0),
+                "synthetic_share": tc.get("synthetic_share", 0.0),
+                "synthetic_segment": tc.get("synthetic_segment", 0),
+                "synthetic_min_count": tc.get("synthetic_min_count", 0),
+                "copy_first_steps": tc.get("copy_first_steps", 0),
+                "position_init": tc.get("position_init", "normal"),
                 "wall_clock_s": None,
             }
         ]
@@ -764,7 +768,10 @@ def build_card(
     for st in stages:
         st["copy_rows_per_batch"] = round(float(st["synthetic_share"]) * batch)
         natural_rows = batch - st["copy_rows_per_batch"]
-        steps = st["last_step"] - st["first_step"]
+        # Steps before copy_first_steps are copy-task rows only (no Shakespeare).
+        copy_only_until = int(st.get("copy_first_steps", 0))
+        mixed_from = max(st["first_step"], min(copy_only_until, st["last_step"]))
+        steps = st["last_step"] - mixed_from
         natural += steps * tokens_per_step * natural_rows // max(1, batch)
     card: dict[str, Any] = dict(run_card)
     card.update(
@@ -828,7 +835,9 @@ def _copy_rows(stage: dict[str, Any], seq_len: int, batch: int | None) -> str:
     drawn = (
         f"ids seen at least {min_count} times in training" if min_count > 0 else "all ordinary ids"
     )
-    return f"{n} of {batch}: {what}; tokens drawn from {drawn}"
+    first = int(stage.get("copy_first_steps", 0))
+    only = f" (all {batch} rows before step {first:,})" if first > stage["first_step"] else ""
+    return f"{n} of {batch}{only}: {what}; tokens drawn from {drawn}"
 
 
 def _count_of(protocol: str) -> str:

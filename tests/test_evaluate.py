@@ -237,3 +237,28 @@ def test_model_card_names_the_heads_when_the_bars_are_met(tiny_loaded: LoadedMod
     assert "previous-token head 0.1 (0.72) and induction head 1.0 (0.55)" in text
     assert "| 0 | 0.100 | **0.720** |" in text
     assert "**not met**" not in text
+
+
+def test_model_card_counts_no_shakespeare_in_copy_only_steps(tiny_loaded: LoadedModel) -> None:
+    tok = tiny_loaded.tokenizer
+    ids = np.asarray(tok.encode("Now is the winter of our discontent. " * 40))
+    report = evaluate(
+        tiny_loaded,
+        ids,
+        ids,
+        n_prev_windows=1,
+        induction_seeds=(0,),
+        induction_half=8,
+        n_sample_tokens=0,
+    )
+    state = {"step": 100, "tokens_seen": 100 * 256, "elapsed_s": 1.0, "history": []}
+    cfg = TrainConfig(max_steps=100, batch_size=8, seq_len=32, synthetic_share=0.25)
+    run_card = {
+        "train_command": "python -m engine train --out x --steps 100 --copy-first-steps 40",
+        "train_config": {**asdict(cfg), "copy_first_steps": 40},
+    }
+    card = build_card(report, run_card, state, tiny_loaded.config)
+    # 60 mixed steps x 256 tokens x 6 of 8 rows natural; the 40 copy-only steps add nothing.
+    assert card["natural_tokens_seen"] == 60 * 256 * 6 // 8
+    text = render_model_card(card, tiny_loaded.config, tok.name)
+    assert "2 of 8 (all 8 rows before step 40)" in text
