@@ -55,8 +55,9 @@ def _trace(args: argparse.Namespace) -> int:
             trace.n_tokens_dropped,
         )
     arrays = {"token_ids": np.asarray(trace.token_ids), **trace.acts}
-    np.savez(args.out, **arrays)
-    print(f"wrote {len(arrays)} arrays for {trace.n_tokens} tokens to {args.out}")
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # numpy adds it anyway
+    np.savez(out, **arrays)
+    print(f"wrote {len(arrays)} arrays for {trace.n_tokens} tokens to {out}")
     return 0
 
 
