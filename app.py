@@ -955,7 +955,7 @@ def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
     (heatmaps send at most `size` cells along an axis); returns 0 otherwise."""
     if n <= size:
         return 0
-    step = max(1, size // 2)
+    step = max(1, min(size // 2, n - size))  # the last window must stay reachable
     return int(
         st.slider(
             f"{label}: first of the {size} shown (of {n})",

@@ -8,8 +8,7 @@ import streamlit as st
 
 from app import axis_window, frame, get_head_scores, next_stage, shared_picker
 from engine.figures import attention as fig_att
-from engine.figures.common import plotly_text
-from engine.figures.feed_forward import markdown_literal
+from engine.figures.common import markdown_literal, plotly_text
 
 view = frame("attention")
 if view is None:

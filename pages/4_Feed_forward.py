@@ -8,13 +8,14 @@ import streamlit as st
 
 from app import axis_window, frame, next_stage
 from engine.figures import feed_forward as fig_ff
+from engine.figures.common import markdown_literal
 
 view = frame("feed_forward")
 if view is None:
     st.stop()
 
 trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
-token = fig_ff.markdown_literal(trace.token_strs[pos])  # shown as typed inside Markdown
+token = markdown_literal(trace.token_strs[pos])  # shown as typed inside Markdown
 
 st.title("4 · Feed-forward")
 st.markdown(

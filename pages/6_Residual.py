@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import axis_window, frame, next_stage
 from engine.figures import residual as fig_res
-from engine.figures.feed_forward import markdown_literal
+from engine.figures.common import markdown_literal
 
 view = frame("residual")
 if view is None:

@@ -12,7 +12,7 @@ import streamlit as st
 from app import frame, next_stage, set_text
 from engine.checkpoints import LoadedModel
 from engine.figures import output as fig_out
-from engine.figures.feed_forward import markdown_literal
+from engine.figures.common import markdown_literal
 from engine.sampling import (
     MAX_TEMPERATURE,
     SampleStep,

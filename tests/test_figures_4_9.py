@@ -16,6 +16,7 @@ from engine.dropout_demo import (
     kept_mask,
     mask_average,
 )
+from engine.figures import common
 from engine.figures import dropout as fdrop
 from engine.figures import feed_forward as ff
 from engine.figures import layer_norm as fln
@@ -83,9 +84,9 @@ GPT2_SHAPE = GPTConfig(n_layer=12, n_head=12, d_model=768, n_ctx=1024, vocab_siz
 
 
 def test_markdown_literal_shows_tokens_as_typed() -> None:
-    assert ff.markdown_literal("*_$x$_*") == "\\*\\_\\$x\\$\\_\\*"
-    assert ff.markdown_literal("<b>") == "\\<b\\>"
-    assert ff.markdown_literal("你好") == "你好"
+    assert common.markdown_literal("*_$x$_*") == "\\*\\_\\$x\\$\\_\\*"
+    assert common.markdown_literal("<b>") == "\\<b\\>"
+    assert common.markdown_literal("你好") == "你好"
 
 
 # --- feed-forward ------------------------------------------------------------------------------

@@ -23,15 +23,6 @@ TOP_NEURONS = 24
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 
 
-_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|$<>~&:")
-
-
-def markdown_literal(text: str) -> str:
-    """`text` escaped for st.markdown / st.caption: every Markdown, LaTeX (`$`) and HTML
-    character gets a backslash, so a token such as `*_$x$_*` shows as typed."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)
-
-
 # --- numbers -----------------------------------------------------------------------------------
 
 
@@ -268,7 +259,6 @@ __all__ = [
     "article_vs_gpt",
     "gelu",
     "hidden_histogram",
-    "markdown_literal",
     "mlp_norms_heatmap",
     "mlp_out_norms",
     "neurons_heatmap",
