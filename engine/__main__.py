@@ -262,6 +262,7 @@ def _card(args: argparse.Namespace) -> int:
     from engine.corpus import load_corpus
     from engine.evaluate import (
         build_card,
+        diagnostics,
         evaluate,
         render_model_card,
         seen_ids,
@@ -309,6 +310,18 @@ def _card(args: argparse.Namespace) -> int:
                 .get("card", {})
                 .get("train_command", ""),
             }
+        others = []
+        for spec in args.other_run or []:
+            label, _, directory = spec.rpartition("=")
+            (row,) = snapshot_curve(
+                [Path(directory)], val_ids, seen_ids(train_ids, loaded.tokenizer.eot_id)
+            )
+            other_card = json.loads((Path(directory) / "config.json").read_text())
+            row["label"] = label
+            row["command"] = (
+                other_card.get("inside_gpt", {}).get("card", {}).get("train_command", "")
+            )
+            others.append(row)
         card = build_card(
             report,
             run_card,
@@ -319,6 +332,8 @@ def _card(args: argparse.Namespace) -> int:
             curve=curve,
             control=control,
             validation_works=corpus.validation,
+            other_runs=others or None,
+            diagnosis=diagnostics(loaded, train_ids, val_ids),
             stages=_train_stages(
                 args.train_stage or [],
                 run_card.get("train_command", ""),
@@ -425,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", help="checkpoint of a control run without the synthetic share")
     p.add_argument("--control-reference", help="this run's checkpoint at the control's step")
     p.add_argument("--control-note", help="one sentence on the control comparison")
+    p.add_argument(
+        "--other-run",
+        action="append",
+        metavar="LABEL=DIR",
+        help="the last checkpoint of another recipe that was tried (repeat)",
+    )
     p.add_argument(
         "--train-stage",
         action="append",

@@ -630,11 +630,14 @@ def training_speed(
     sizes: tuple[int, ...] = CARD_SIZES,
     batch_size: int = 16,
     seq_len: int = 0,
-    steps: int = 4,
+    steps: int = 5,
+    rounds: int = 3,
     threads: int = 1,
 ) -> list[dict[str, Any]]:
-    """Measured training throughput (forward, backward and AdamW step; median of `steps` timed
-    steps after one warm-up) of `config` with each vocabulary size, on this machine now."""
+    """Measured training throughput (forward, backward and AdamW step) of `config` with each
+    vocabulary size, on this machine now. The sizes take turns for `rounds` rounds of `steps`
+    timed steps (after one warm-up step each), and each size keeps its fastest step, so that
+    other work on the machine disturbs the comparison as little as possible."""
     import time
 
     from engine.checkpoints import random_model
@@ -643,36 +646,85 @@ def training_speed(
     seq_len = seq_len or config.n_ctx
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    out = []
+    setups = []
+    for n in sizes:
+        model = random_model(replace(config, vocab_size=n + 1), seed=0)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(0, n, (batch_size, seq_len), generator=g)
+        y = torch.randint(0, n, (batch_size, seq_len), generator=g)
+        setups.append((model, opt, x, y))
+    best = [float("inf")] * len(sizes)
     try:
-        for n in sizes:
-            model = random_model(replace(config, vocab_size=n + 1), seed=0)
-            for p in model.parameters():
-                p.requires_grad_(True)
-            model.train()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            g = torch.Generator().manual_seed(0)
-            x = torch.randint(0, n, (batch_size, seq_len), generator=g)
-            y = torch.randint(0, n, (batch_size, seq_len), generator=g)
-            times = []
-            for _ in range(steps + 1):
-                t0 = time.perf_counter()
-                loss = loss_of(model, x, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                times.append(time.perf_counter() - t0)
-            step_s = float(np.median(times[1:]))
-            out.append(
-                {
-                    "n_ranks": n,
-                    "tokens_per_s": round(batch_size * seq_len / step_s),
-                    "threads": threads,
-                }
-            )
+        for _ in range(rounds):
+            for k, (model, opt, x, y) in enumerate(setups):
+                for i in range(steps + 1):
+                    t0 = time.perf_counter()
+                    loss = loss_of(model, x, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if i:  # the first step of each turn warms caches up
+                        best[k] = min(best[k], time.perf_counter() - t0)
     finally:
         torch.set_num_threads(previous_threads)
-    return out
+    return [
+        {"n_ranks": n, "tokens_per_s": round(batch_size * seq_len / t), "threads": threads}
+        for n, t in zip(sizes, best, strict=True)
+    ]
+
+
+def diagnostics(
+    loaded: LoadedModel, train_ids: np.ndarray, val_ids: np.ndarray, n_windows: int = 8
+) -> dict[str, Any]:
+    """Facts that explain missing heads, measured on the weights and on held-out text:
+
+    - position_cos_next / position_cos_10: mean cosine between the learned position vectors
+      of positions i and i + 1, and i and i + 10 (positions >= 1). A positional code that lets
+      a head attend "one back" makes neighbours more alike than distant positions;
+    - attention_entropy: mean entropy (nats) of each layer's attention rows on `n_windows`
+      windows of held-out text, and uniform_entropy, the same for attention spread evenly
+      over every visible position (the value of a head that ignores content and position);
+    - unseen_ids: ordinary ids that never occur in the training split, and the mean pairwise
+      cosine of their embeddings against that of ids seen at least 10 times."""
+    model = loaded.model
+    wpe = model.transformer.wpe.weight.detach().double().numpy()[1:]
+    unit = wpe / np.linalg.norm(wpe, axis=1, keepdims=True)
+    cos_next = float((unit[1:] * unit[:-1]).sum(1).mean())
+    cos_10 = float((unit[10:] * unit[:-10]).sum(1).mean())
+    window = loaded.config.n_ctx
+    entropies = []
+    for start in window_starts(len(val_ids), window, n_windows):
+        chunk = [int(t) for t in val_ids[start : start + window]]
+        trace = run_with_trace(model, loaded.tokenizer, chunk, model_name=loaded.name)
+        entropies.append(head_scores(trace).entropy.mean(axis=1))  # [n_layer]
+    uniform = float(np.mean(np.log(np.arange(2, window + 1))))
+    counts = np.bincount(np.asarray(train_ids), minlength=loaded.config.vocab_size)
+    eot = loaded.tokenizer.eot_id
+    wte = model.transformer.wte.weight.detach().double().numpy()[:eot]
+    wte_unit = wte / np.linalg.norm(wte, axis=1, keepdims=True)
+
+    def mean_pairwise_cos(ids: np.ndarray) -> float:
+        if len(ids) < 2:
+            return float("nan")
+        v = wte_unit[ids]
+        total = v.sum(0)
+        return float((total @ total - len(ids)) / (len(ids) * (len(ids) - 1)))
+
+    unseen = np.nonzero(counts[:eot] == 0)[0]
+    frequent = np.nonzero(counts[:eot] >= 10)[0]
+    return {
+        "position_cos_next": round(cos_next, 4),
+        "position_cos_10": round(cos_10, 4),
+        "attention_entropy": [round(float(e), 4) for e in np.mean(entropies, axis=0)],
+        "uniform_entropy": round(uniform, 4),
+        "unseen_ids": len(unseen),
+        "unseen_ids_mean_cos": round(mean_pairwise_cos(unseen), 4),
+        "frequent_ids_mean_cos": round(mean_pairwise_cos(frequent), 4),
+    }
 
 
 def snapshot_curve(
@@ -736,6 +788,8 @@ def build_card(
     control: dict[str, Any] | None = None,
     validation_works: tuple[str, ...] = (),
     stages: list[dict[str, Any]] | None = None,
+    other_runs: list[dict[str, Any]] | None = None,
+    diagnosis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `inside_gpt.card` dictionary of the shipped `config.json`: what the run recorded
     (`run_card`, its `train_state.json` `state`) plus every measured number of `report`.
@@ -819,6 +873,10 @@ def build_card(
         card["curve"] = curve
     if control is not None:
         card["control_without_synthetic"] = control
+    if other_runs is not None:
+        card["other_runs"] = other_runs
+    if diagnosis is not None:
+        card["diagnostics"] = diagnosis
     return card
 
 
@@ -877,8 +935,8 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         f"This is the final checkpoint of the run (step {card['checkpoint_step']:,} of "
         f"{card['max_steps']:,})."
         if final
-        else f"**Intermediate checkpoint**: step {card['checkpoint_step']:,} of a run planned for "
-        f"{card['max_steps']:,} steps."
+        else f"Training stopped at step {card['checkpoint_step']:,} of the "
+        f"{card['max_steps']:,} its learning-rate schedule was planned for."
     )
     wall = card.get("wall_clock_s")
     wall_text = f"; {wall / 60:.0f} minutes of wall-clock time" if wall else ""
@@ -886,6 +944,7 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     s.append("# Model card: the bundled Inside-GPT model\n")
     prev_met = met[f"previous-token head >= {PREVIOUS_TOKEN_BAR}"]
     ind_met = met[f"induction head >= {INDUCTION_BAR}"]
+    bigram_met = met["validation loss below the Kneser-Ney bigram"]
     if prev_met and ind_met:
         learned = (
             "It has learned attention patterns worth pointing at: previous-token head "
@@ -893,17 +952,23 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
             f"({ind['score']:.2f}); see Heads below."
         )
     else:
-        learned = (
-            f"Its strongest previous-token head is {prev['head']} ({prev['score']:.2f}; bar "
-            f"{PREVIOUS_TOKEN_BAR}) and its strongest induction head {ind['head']} "
-            f"({ind['score']:.2f}; bar {INDUCTION_BAR}): see Results for which bars are not met."
-        )
+        learned = "It has not learned every pattern this project aimed for; see Results."
+    bars = (
+        f"- validation loss below a Kneser-Ney bigram: {_yes(bigram_met)} "
+        f"({card['val_loss']:.3f} vs {base['bigram_kn']:.3f} nats per token)\n"
+        f"- a previous-token head with score >= {PREVIOUS_TOKEN_BAR} on held-out text: "
+        f"{_yes(prev_met)} (best: head {prev['head']} at {prev['score']:.3f})\n"
+        f"- an induction head with score >= {INDUCTION_BAR} on repeated random tokens: "
+        f"{_yes(ind_met)} (best: head {ind['head']} at {ind['score']:.3f})\n"
+    )
     s.append(
         "A small GPT-2-architecture decoder that this project trains itself, on Shakespeare's "
         "works, with GPT-3.5's tokenizer `cl100k_base` cut to its first "
         f"{config.vocab_size - 1:,} merge ranks, small enough to train on two CPU cores and to "
         f"look inside at every layer. {learned} {status}\n"
     )
+    s.append("The bars it was trained to clear (issue 3):\n")
+    s.append(bars)
     s.append(
         "Every number in this card is written by `python -m engine card` from the checkpoint "
         "itself and stored again in `config.json` under `inside_gpt.card`; "
@@ -1117,6 +1182,13 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         f"{card['induction_repeat_loss']:.3f} vs {card['induction_first_half_loss']:.3f} on the "
         f"first half | {_yes(met['repeated half has the lower loss'])} |\n"
     )
+    if card["train_loss"] < card["val_loss"] - 0.2:
+        s.append(
+            f"The training split's loss ({card['train_loss']:.3f}) is well below the validation "
+            f"loss ({card['val_loss']:.3f}): after "
+            f"{card['natural_tokens_seen'] / base['n_train_tokens']:.1f} passes over its training "
+            "text the model has begun to memorise it.\n"
+        )
     uniform = math.log(config.vocab_size - 1)
     if card["induction_repeat_loss"] > 0.8 * uniform:
         s.append(
@@ -1160,6 +1232,38 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         "token and copy what follows.\n"
     )
 
+    diag = card.get("diagnostics")
+    if diag and not (prev_met and ind_met):
+        s.append("## Why the heads did not form: measurements\n")
+        same = abs(diag["position_cos_next"] - diag["position_cos_10"]) < 0.05
+        layers = ", ".join(f"layer {i}: {e:.2f}" for i, e in enumerate(diag["attention_entropy"]))
+        s.append(
+            f"- Position embeddings: the vectors of neighbouring positions have mean cosine "
+            f"{diag['position_cos_next']:.2f}, those of positions ten apart "
+            f"{diag['position_cos_10']:.2f}. "
+            + (
+                "Neighbours are hardly more alike than distant positions: the learned "
+                "positions are a shared offset plus what is left of their random start, with "
+                "little of the smooth code that makes attending one token back easy, and a "
+                "previous-token head (and so an induction head) needs exactly that."
+                if same
+                else "Neighbours are more alike than distant positions: a positional code exists."
+            )
+        )
+        s.append(
+            f"- Attention entropy on held-out text (nats, mean over heads): {layers}; "
+            f"attention spread evenly over every visible position would have "
+            f"{diag['uniform_entropy']:.2f}. Layers close to that number mix the context "
+            "evenly instead of picking out positions."
+        )
+        s.append(
+            f"- {diag['unseen_ids']:,} of the {config.vocab_size - 1:,} ordinary ids never occur "
+            "in the training split; their embeddings have a mean pairwise cosine of "
+            f"{diag['unseen_ids_mean_cos']:.2f} (ids seen at least 10 times: "
+            f"{diag['frequent_ids_mean_cos']:.2f}), so random copies of them cannot be told "
+            "apart. The induction probe above therefore draws only from ids seen in training.\n"
+        )
+
     control = card.get("control_without_synthetic")
     s.append("## Effect of the synthetic copy task\n")
     if control:
@@ -1180,12 +1284,46 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
                 f"{row['best_induction']['head']}: {row['best_induction']['score']:.3f} | "
                 f"{row['induction_first_half_loss']:.2f} / {row['induction_repeat_loss']:.2f} |"
             )
-        s.append("\n" + control.get("note", "") + "\n")
+        w, wo = control["with_synthetic"], control["without_synthetic"]
+        copies = w["induction_repeat_loss"] < 0.8 * math.log(config.vocab_size - 1)
+        s.append(
+            f"\nAt step {control['step']:,} the copy rows cost "
+            f"{w['val_loss'] - wo['val_loss']:+.3f} nats of validation loss on Shakespeare "
+            f"({w['val_loss']:.3f} with them, {wo['val_loss']:.3f} without), and "
+            + (
+                "the run with them copies repeated random tokens."
+                if copies
+                else "neither run copies repeated random tokens yet."
+            )
+            + (" " + control["note"] if control.get("note") else "")
+            + "\n"
+        )
     else:
         s.append(
             "No control run without the synthetic share was measured for this checkpoint, so "
             "its effect is not quantified here.\n"
         )
+
+    others = card.get("other_runs")
+    if others:
+        s.append("## Other recipes tried\n")
+        s.append(
+            "Runs that were started to make the heads form and stopped early (their last "
+            "checkpoint, measured with the same protocol; none is shipped):\n"
+        )
+        s.append(
+            "| run | command | step | validation loss | best previous-token head | "
+            "best induction head | random tokens: first / repeated half |\n"
+            "|---|---|---|---|---|---|---|"
+        )
+        for r in others:
+            s.append(
+                f"| {r['label']} | `{r['command']}` | {r['step']:,} | {r['val_loss']:.3f} | "
+                f"{r['best_previous_token']['head']}: {r['best_previous_token']['score']:.2f} | "
+                f"{r['best_induction']['head']}: {r['best_induction']['score']:.2f} | "
+                f"{r['induction_first_half_loss']:.2f} / {r['induction_repeat_loss']:.2f} |"
+            )
+        s.append("")
 
     curve = card.get("curve")
     if curve:
@@ -1226,9 +1364,10 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
 
     s.append("## Limitations\n")
     s.append(
-        "- It knows only Shakespeare's Early Modern English, from about 1.8 million training "
-        "tokens: it imitates the layout (speaker names, verse lines, stage directions) and "
-        "the vocabulary, but its sentences drift and make little sense.\n"
+        "- It knows only Shakespeare's Early Modern English, from about "
+        f"{base['n_train_tokens'] / 1e6:.1f} million training tokens: it imitates the layout "
+        "(speaker names, verse lines, stage directions) and the vocabulary, but its sentences "
+        "drift and make little sense.\n"
         "- Chinese, emoji and other languages and scripts tokenize (mostly into single bytes, "
         "because 4,096 ranks hold few of their merges) but are not modelled: the model has "
         "never seen them, and its predictions there are meaningless.\n"

@@ -17,6 +17,7 @@ from engine.evaluate import (
     INDUCTION_BAR,
     PREVIOUS_TOKEN_BAR,
     Sample,
+    diagnostics,
     heads_above,
     induction_scores,
     ngram_baselines,
@@ -195,3 +196,44 @@ def test_card_greedy_samples_are_what_the_model_generates(bundled: LoadedModel, 
     prompts = tuple(s.prompt for s in written)
     regenerated = [s for s in samples(bundled, prompts) if s.mode == "greedy"]
     assert regenerated == written
+
+
+_NOT_MET = (
+    "not met by the shipped checkpoint: three training recipes were tried and none formed the "
+    "head (numbers and curves in assets/model/MODEL_CARD.md); strict, so a model that meets the "
+    "bar makes this test fail until the marker is removed"
+)
+
+
+@pytest.mark.parametrize(
+    "bar",
+    [
+        "validation loss below the Kneser-Ney bigram",
+        pytest.param(
+            f"previous-token head >= {PREVIOUS_TOKEN_BAR}",
+            marks=pytest.mark.xfail(strict=True, reason=_NOT_MET),
+        ),
+        pytest.param(
+            f"induction head >= {INDUCTION_BAR}",
+            marks=pytest.mark.xfail(strict=True, reason=_NOT_MET),
+        ),
+    ],
+)
+def test_bundled_model_meets_the_bar(card: dict, bar: str) -> None:
+    assert card["thresholds_met"][bar], f"{bar}: not met"
+
+
+def test_card_diagnostics_are_recomputed_from_the_weights(
+    bundled: LoadedModel, card: dict, split_ids: tuple[np.ndarray, np.ndarray]
+) -> None:
+    train_ids, val_ids = split_ids
+    got = diagnostics(bundled, train_ids, val_ids)
+    written = card["diagnostics"]
+    assert got["unseen_ids"] == written["unseen_ids"]
+    for key in ("position_cos_next", "position_cos_10", "uniform_entropy"):
+        assert got[key] == pytest.approx(written[key], abs=CARD_ATOL), key
+    for key in ("unseen_ids_mean_cos", "frequent_ids_mean_cos"):
+        assert got[key] == pytest.approx(written[key], abs=CARD_ATOL), key
+    np.testing.assert_allclose(
+        got["attention_entropy"], written["attention_entropy"], atol=CARD_ATOL, rtol=0
+    )

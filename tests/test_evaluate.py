@@ -216,7 +216,9 @@ def test_model_card_of_an_untrained_model_reports_the_bars_as_not_met(
 ) -> None:
     card = _card_for(tiny_loaded)
     text = render_model_card(card, tiny_loaded.config, tiny_loaded.tokenizer.name)
-    assert "**Intermediate checkpoint**: step 10 of a run planned for 20 steps" in text
+    assert (
+        "Training stopped at step 10 of the 20 its learning-rate schedule was planned for" in text
+    )
     assert "It has learned attention patterns" not in text
     assert text.count("**not met**") >= 2
     assert f"**{card['val_loss']:.3f}**" in text
