@@ -341,6 +341,8 @@ def _card(args: argparse.Namespace) -> int:
                 args.log or [],
             ),
         )
+        if args.reproduction_note:
+            card["reproduction_note"] = args.reproduction_note
         raw.setdefault("inside_gpt", {})["card"] = card
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tmp / "model.safetensors", out / "model.safetensors")
@@ -458,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="training log (tqdm) of each stage, in order, for the wall-clock time",
     )
     p.add_argument("--speed", action="store_true", help="measure training speed per vocabulary")
+    p.add_argument(
+        "--reproduction-note",
+        help="what was checked about reproducing the run (one paragraph, shown under Reproduce)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_card)
 

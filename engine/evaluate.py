@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -311,15 +312,23 @@ def seen_ids(train_ids: np.ndarray, eot_id: int) -> np.ndarray:
     return ids[ids < eot_id].astype(np.int64)
 
 
+def default_induction_half(config: GPTConfig) -> int:
+    """Length of the random run in the induction probe: 100 tokens, or half the context when
+    that is shorter (two copies must fit)."""
+    return min(100, config.n_ctx // 2)
+
+
 def induction_scores(
     loaded: LoadedModel,
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
-    half: int = 100,
+    half: int = 0,
     pool: np.ndarray | None = None,
 ) -> InductionResult:
     """Trace random tokens repeated twice (ordinary tokens only, no `<|endoftext|>`; from
     `pool` if given), one sequence per seed. The token at position `half` (the first of the
-    copy) cannot be predicted and is scored in neither half."""
+    copy) cannot be predicted and is scored in neither half. `half` 0 means
+    `default_induction_half`."""
+    half = half or default_induction_half(loaded.config)
     if 2 * half > loaded.config.n_ctx:
         raise ValueError(f"2 x {half} tokens exceed the model's context {loaded.config.n_ctx}")
     scores, first, repeat = [], [], []
@@ -521,7 +530,7 @@ def evaluate(
     with_baselines: bool = True,
     n_prev_windows: int = 8,
     induction_seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
-    induction_half: int = 100,
+    induction_half: int = 0,
     n_sample_tokens: int = 48,
 ) -> EvalReport:
     """Everything the model card reports, measured on `loaded` (eval mode, not mutated).
@@ -529,6 +538,7 @@ def evaluate(
     `train_windows` limits the training-loss estimate to that many evenly spaced windows
     (0: every window of the split)."""
     seq_len = seq_len or loaded.config.n_ctx
+    induction_half = induction_half or default_induction_half(loaded.config)
     model = loaded.model
     val_loss = estimate_loss(model, val_ids, seq_len)
     val_targets = ((len(val_ids) - 1) // seq_len) * seq_len
@@ -1035,7 +1045,8 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
             threads = next(iter(speed.values()))["threads"]
             s.append(
                 f"\nThroughput measured by `python -m engine card` (forward, backward and AdamW "
-                f"on a batch of 16 x {config.n_ctx} tokens, {threads} thread, this machine, "
+                f"on a batch of 16 x {config.n_ctx} tokens, {threads} "
+                f"thread{'s' if threads != 1 else ''}, this machine, "
                 "other work running), so compare the rows, not the absolute values."
             )
         gain = (
@@ -1111,6 +1122,15 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
             f"{'' if wall_st is None else f'{wall_st / 60:.0f} min'} |"
         )
     s.append("")
+    batch = tc.get("batch_size")
+    copy_only = [st for st in stages if batch and st.get("copy_rows_per_batch") == batch]
+    for st in copy_only:
+        s.append(
+            f"Steps {st['first_step']:,}-{st['last_step']:,} train on the copy task alone: no "
+            "Shakespeare at all, so that the copying circuit gets the whole gradient. The "
+            "natural-text loss rises meanwhile and has to be relearned in the stage after it; "
+            "the learning curve below shows both effects, checkpoint by checkpoint.\n"
+        )
     s.append(
         f"- {card['checkpoint_step']:,} steps of {tc.get('batch_size')} sequences x "
         f"{tc.get('seq_len')} tokens: {card['tokens_seen']:,} tokens seen, "
@@ -1196,6 +1216,14 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
             f"uniform guess over the ordinary ids (ln {config.vocab_size - 1:,} = {uniform:.2f}): "
             "the model has learned that random text is unpredictable, not to copy it. A model "
             "that copies gets a small fraction of this loss on the repeated half.\n"
+        )
+    if card["induction_first_half_loss"] > uniform:
+        s.append(
+            f"The first half's loss ({card['induction_first_half_loss']:.2f}) is above that of a "
+            f"uniform guess (ln {config.vocab_size - 1:,} = {uniform:.2f}): the copy-task rows "
+            "never score their first run, so nothing in training penalises confident guesses "
+            "on fresh random tokens, and the model makes them. What matters for copying is the "
+            "drop from the first half to the repeated half.\n"
         )
     all_ids = card.get("induction_all_ids")
     if all_ids:
@@ -1391,10 +1419,12 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
     stage_args = "".join(
         f" --train-stage '{st['last_step']}:{st['command']}'" for st in stages[:-1]
     )
+    words = shlex.split(commands[-1]) if commands else []
+    run_dir = words[words.index("--out") + 1] if "--out" in words[:-1] else "runs/bundled"
     s.append(
         "```bash\n"
         + train_lines
-        + f"python -m engine card --run runs/bundled --out assets/model{stage_args}\n"
+        + f"python -m engine card --run {run_dir} --out assets/model{stage_args}\n"
         "python -m engine evaluate --model assets/model  # the same numbers as JSON\n"
         "```\n"
     )
@@ -1406,4 +1436,6 @@ def render_model_card(card: dict[str, Any], config: GPTConfig, tokenizer_name: s
         "which changes the weights slightly (a retrain on other hardware has not been checked "
         "here for the same head roles).\n"
     )
+    if card.get("reproduction_note"):
+        s.append(card["reproduction_note"] + "\n")
     return "\n".join(s)
