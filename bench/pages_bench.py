@@ -25,9 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-N_TOKENS = 256
+N_TOKENS = 256  # or the model's context, if shorter (the bundled model's is 128)
 RERUN_LIMIT_S = 0.3
 BYTES_LIMIT = 2 * 1024 * 1024
+
+
+def bench_tokens(model: str = "bundled") -> int:
+    """Tokens of the benchmark text: N_TOKENS, or the model's whole context if shorter."""
+    from engine.checkpoints import load
+
+    return min(N_TOKENS, load(model).config.n_ctx)
 
 
 def text_of_tokens(n_tokens: int, model: str = "bundled") -> str:
@@ -54,10 +61,16 @@ def measure_pages(rounds: int = 5, model: str = "bundled") -> dict[str, Any]:
 
     import app
 
-    text = text_of_tokens(N_TOKENS, model)
+    n_text = bench_tokens(model)
+    text = text_of_tokens(n_text, model)
     pages = [s for s in app.STAGES if (ROOT / s.path).is_file()]
     tests: dict[str, Any] = {}
-    out: dict[str, Any] = {"model": model, "text_chars": len(text), "pages": []}
+    out: dict[str, Any] = {
+        "model": model,
+        "text_tokens": n_text,
+        "text_chars": len(text),
+        "pages": [],
+    }
     rows: dict[str, dict[str, Any]] = {}
     for stage in pages:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
@@ -124,7 +137,8 @@ def markdown(pages: dict[str, Any]) -> str:
         return "Page benchmark failed: see results.json."
     if not any(p["rerun_s"] for p in pages["pages"]):  # memory only: no timings
         lines = [
-            f"Pages ({pages['model']} model, {N_TOKENS}-token text, AppTest): plotly JSON each "
+            f"Pages ({pages['model']} model, {pages.get('text_tokens', N_TOKENS)}-token text, "
+            "AppTest): plotly JSON each "
             f"page sends (limit {BYTES_LIMIT / 1024**2:.0f} MB):",
             "",
             "| page | charts | plotly JSON (KB) | ok |",
@@ -139,7 +153,8 @@ def markdown(pages: dict[str, Any]) -> str:
             )
         return "\n".join(lines)
     lines = [
-        f"Pages ({pages['model']} model, {N_TOKENS}-token text, AppTest; rerun = median of "
+        f"Pages ({pages['model']} model, {pages.get('text_tokens', N_TOKENS)}-token text, "
+        "AppTest; rerun = median of "
         f"reruns with the Trace cached; limits {RERUN_LIMIT_S * 1e3:.0f} ms and "
         f"{BYTES_LIMIT / 1024**2:.0f} MB):",
         "",
@@ -196,7 +211,7 @@ def _main(argv: list[str]) -> None:
         if reason:
             out["browser"] = {"skipped": reason}
         else:
-            text = text_of_tokens(N_TOKENS, args.model)
+            text = text_of_tokens(bench_tokens(args.model), args.model)
             out["browser"] = browser_bench.measure_browser(text, args.browser_rounds, args.model)
     print(json.dumps(out))
 

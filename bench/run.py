@@ -51,7 +51,7 @@ class Plan:
 
 
 FULL = Plan(
-    lengths={"gpt2": (16, 128, 512, 1024), "bundled": (16, 128, 256)},
+    lengths={"gpt2": (16, 128, 512, 1024), "bundled": (16, 128)},  # bundled context: 128
     threads=(1, 2),
     rounds=5,
     rss_shapes=("gpt2",),
@@ -59,7 +59,7 @@ FULL = Plan(
     profile_tokens=1024,
 )
 QUICK = Plan(
-    lengths={"gpt2": (128, 1024), "bundled": (256,)},
+    lengths={"gpt2": (128, 1024), "bundled": (128,)},
     threads=(2,),
     rounds=3,
     rss_shapes=("gpt2",),
@@ -70,7 +70,7 @@ QUICK = Plan(
 )
 # Load-independent numbers only (bytes, peak memory, page figure bytes): no timing.
 MEMORY = Plan(
-    lengths={"gpt2": (128, 1024), "bundled": (256,)},
+    lengths={"gpt2": (128, 1024), "bundled": (128,)},
     threads=(),
     rounds=0,
     rss_shapes=("gpt2",),
