@@ -264,3 +264,38 @@ def test_model_card_counts_no_shakespeare_in_copy_only_steps(tiny_loaded: Loaded
     assert card["natural_tokens_seen"] == 60 * 256 * 6 // 8
     text = render_model_card(card, tiny_loaded.config, tok.name)
     assert "2 of 8 (all 8 rows before step 40)" in text
+
+
+def test_model_card_of_a_staged_run_explains_its_copy_only_stage(
+    tiny_loaded: LoadedModel,
+) -> None:
+    """A run paused and resumed with the copy task alone (the bundled model's recipe): the card
+    counts no Shakespeare in that stage, says what the stage does, and its reproduce block
+    resumes the run's own directory and records the reproduction check it was given."""
+    card = _card_for(tiny_loaded)
+    from engine.__main__ import _train_stages
+
+    base = "python -m engine train --out runs/v9 --steps 20 --synthetic-share"
+    stages = _train_stages(
+        [f"6:{base} 0.25 --stop-at 6", f"8:{base} 1.0 --stop-at 8"], f"{base} 0.25", 10, []
+    )
+    report = evaluate(
+        tiny_loaded,
+        np.asarray(tiny_loaded.tokenizer.encode("To be, or not to be. " * 30)),
+        np.asarray(tiny_loaded.tokenizer.encode("To be, or not to be. " * 30)),
+        n_prev_windows=1,
+        induction_seeds=(0,),
+        induction_half=8,
+        n_sample_tokens=0,
+    )
+    run_card = {"train_command": f"{base} 0.25", "train_config": card["train_config"]}
+    state = {"step": 10, "tokens_seen": 2560, "elapsed_s": 1.0, "history": []}
+    card = build_card(report, run_card, state, tiny_loaded.config, stages=stages)
+    card["reproduction_note"] = "Checked: stage slices were bit-identical."
+    # 256 tokens a step, 6 of 8 rows natural in stages 1 and 3 (8 steps), none in stage 2
+    assert card["natural_tokens_seen"] == 8 * 256 * 6 // 8
+    text = render_model_card(card, tiny_loaded.config, tiny_loaded.tokenizer.name)
+    assert "Steps 6-8 train on the copy task alone" in text
+    assert "Steps 0-6 train on the copy task alone" not in text
+    assert "python -m engine card --run runs/v9 --out assets/model" in text
+    assert text.rstrip().endswith("Checked: stage slices were bit-identical.")
