@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
 import app
@@ -161,7 +162,7 @@ def test_query_parameters_set_the_view_and_are_written_back(tiny_loaded: LoadedM
     trace = run_with_trace(tiny_loaded.model, tiny_loaded.tokenizer, text)
     big = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Layer 1, head 1"))
     np.testing.assert_allclose(
-        np.array(big["data"][0]["z"], dtype=float),
+        values(big["data"][0]["z"]),
         trace.get("attn.hook_pattern", 1)[1],
         atol=1e-6,
     )
@@ -295,9 +296,7 @@ def test_a_gpt2_directory_from_the_models_folder_is_loaded(
     loaded = app.load_model("mini")
     expected = run_with_trace(loaded.model, loaded.tokenizer, text)
     token_map = charts(at)[0]
-    np.testing.assert_allclose(
-        np.array(token_map["data"][0]["z"], dtype=float), expected["hook_embed"], atol=1e-6
-    )
+    np.testing.assert_allclose(values(token_map["data"][0]["z"]), expected["hook_embed"], atol=1e-6)
 
 
 def test_a_broken_model_directory_gives_a_message_and_keeps_the_previous_model(

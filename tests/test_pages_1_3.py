@@ -3,12 +3,12 @@ the text, layer, head or position changes it."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
 from engine.capture import run_with_trace
@@ -46,17 +46,6 @@ def chart(at: AppTest, key: str) -> dict:
         if element.proto.id.endswith(key) or key in element.proto.id:
             return json.loads(element.proto.spec)
     raise AssertionError(f"no chart with key {key!r}")
-
-
-def values(field: object) -> np.ndarray:
-    """A plotly JSON array: a plain list, or plotly's typed array {"dtype", "bdata", "shape"}."""
-    if isinstance(field, dict) and "bdata" in field:
-        data = np.frombuffer(base64.b64decode(field["bdata"]), dtype=np.dtype(field["dtype"]))
-        shape = field.get("shape")
-        if shape:
-            data = data.reshape([int(n) for n in str(shape).split(",")])
-        return data.astype(float)
-    return np.array(field, dtype=float)
 
 
 def z_of(spec: dict, index: int = 0) -> np.ndarray:

@@ -43,10 +43,15 @@ def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
 
 
 def finite_or_none(values: np.ndarray) -> np.ndarray:
-    """A float array for plotly: -inf / inf / nan (e.g. masked attention scores) become None,
-    which plotly draws as a gap and JSON can carry."""
+    """A float array for plotly. All finite: the values as a float32 array (their dtype in a
+    Trace), which plotly sends as a base64 typed array, about 5 bytes a value instead of about
+    20 as JSON text, with no rounding. Otherwise -inf / inf / nan (e.g. masked attention
+    scores) become None, which plotly draws as a gap and JSON can carry (an object array)."""
+    floats = np.asarray(values, dtype=np.float64)
+    mask = ~np.isfinite(floats)
+    if not mask.any():
+        return np.ascontiguousarray(values, dtype=np.float32)
     out = np.asarray(values, dtype=object)
-    mask = ~np.isfinite(np.asarray(values, dtype=np.float64))
     out[mask] = None
     return out
 
