@@ -33,12 +33,18 @@ trace, cfg, layer, head, pos = view.trace, view.trace.config, view.layer, view.h
 T = trace.n_tokens
 
 st.title("7 · Dropout")
+trained_with = (
+    f"this model was trained with p = {cfg.dropout:g}."
+    if cfg.dropout > 0
+    else "this model was trained without it (p = 0; GPT-2 small used 0.1), so the masks below "
+    "show what dropout would do to it in training."
+)
 st.markdown(
     "Dropout is a training trick against memorising: on every training step, each number it "
     "touches is set to 0 with probability p, and the survivors are multiplied by 1/(1 − p) so "
     "that on average nothing changes. When the model is used (evaluation), dropout does "
     "nothing at all. GPT-2 applies it to the embeddings, to the attention weights and to the "
-    f"output of every sub-block; this model was trained with p = {cfg.dropout:g}."
+    f"output of every sub-block; {trained_with}"
 )
 st.latex(
     r"\text{training: } \hat{x} = \frac{m \odot x}{1 - p},\; m_j \sim \mathrm{Bernoulli}(1-p)"

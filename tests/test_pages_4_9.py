@@ -219,6 +219,34 @@ def test_dropout_page_is_reproducible_for_a_seed_and_matches_the_engine(
     assert not tiny_loaded.model.training
 
 
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_dropout_page_says_how_the_model_was_trained(
+    p: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled model is trained without dropout: the page must not claim a p it never used."""
+    import dataclasses
+
+    from engine.checkpoints import random_model, save_checkpoint
+    from engine.config import PRESETS
+
+    config = dataclasses.replace(PRESETS["tiny"], dropout=p)
+    save_checkpoint(random_model(config, seed=3), tmp_path / "m", n_ranks=config.vocab_size - 1)
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["model"] = "m"
+    at.query_params["text"] = TEXT
+    at.run()
+    at.switch_page("pages/7_Dropout.py").run()
+    assert not at.exception and not at.error
+    text = " ".join(m.value for m in at.markdown)
+    if p == 0.0:
+        assert "trained without it (p = 0" in text
+        assert "trained with p =" not in text
+    else:
+        assert "this model was trained with p = 0.1." in text
+    assert at.slider(key="dropout_p").value == pytest.approx(0.1 if p else 0.05)
+
+
 def test_the_dropout_pages_average_over_masks_approaches_the_evaluation_output() -> None:
     at = open_page("pages/7_Dropout.py", layer="0", head="0")
     at.slider(key="dropout_p").set_value(0.3).run()
