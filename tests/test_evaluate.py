@@ -188,7 +188,9 @@ def test_evaluate_reports_the_engines_own_measurements(tiny_loaded: LoadedModel)
     assert as_dict["induction_all_ids"]["best_head"]["score"] >= 0.0
 
 
-def _card_for(loaded: LoadedModel, report_kwargs: dict | None = None) -> dict:
+def _card_for(
+    loaded: LoadedModel, report_kwargs: dict | None = None, stages: list[dict] | None = None
+) -> dict:
     tok = loaded.tokenizer
     ids = np.asarray(tok.encode("Now is the winter of our discontent. " * 40))
     report = evaluate(
@@ -208,7 +210,9 @@ def _card_for(loaded: LoadedModel, report_kwargs: dict | None = None) -> dict:
             TrainConfig(max_steps=20, batch_size=8, seq_len=32, synthetic_share=0.25)
         ),
     }
-    return build_card(report, run_card, state, loaded.config, validation_works=("hamlet",))
+    return build_card(
+        report, run_card, state, loaded.config, validation_works=("hamlet",), stages=stages
+    )
 
 
 def test_model_card_of_an_untrained_model_reports_the_bars_as_not_met(
@@ -272,25 +276,13 @@ def test_model_card_of_a_staged_run_explains_its_copy_only_stage(
     """A run paused and resumed with the copy task alone (the bundled model's recipe): the card
     counts no Shakespeare in that stage, says what the stage does, and its reproduce block
     resumes the run's own directory and records the reproduction check it was given."""
-    card = _card_for(tiny_loaded)
     from engine.__main__ import _train_stages
 
     base = "python -m engine train --out runs/v9 --steps 20 --synthetic-share"
     stages = _train_stages(
         [f"6:{base} 0.25 --stop-at 6", f"8:{base} 1.0 --stop-at 8"], f"{base} 0.25", 10, []
     )
-    report = evaluate(
-        tiny_loaded,
-        np.asarray(tiny_loaded.tokenizer.encode("To be, or not to be. " * 30)),
-        np.asarray(tiny_loaded.tokenizer.encode("To be, or not to be. " * 30)),
-        n_prev_windows=1,
-        induction_seeds=(0,),
-        induction_half=8,
-        n_sample_tokens=0,
-    )
-    run_card = {"train_command": f"{base} 0.25", "train_config": card["train_config"]}
-    state = {"step": 10, "tokens_seen": 2560, "elapsed_s": 1.0, "history": []}
-    card = build_card(report, run_card, state, tiny_loaded.config, stages=stages)
+    card = _card_for(tiny_loaded, stages=stages)
     card["reproduction_note"] = "Checked: stage slices were bit-identical."
     # 256 tokens a step, 6 of 8 rows natural in stages 1 and 3 (8 steps), none in stage 2
     assert card["natural_tokens_seen"] == 8 * 256 * 6 // 8

@@ -7,7 +7,6 @@ goes through the sidebar."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shlex
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
 import app
@@ -140,10 +140,7 @@ def open_page(page: str = "pages/2_Embeddings.py") -> AppTest:
 
 def token_embedding_shown(at: AppTest) -> np.ndarray:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    z = spec["data"][0]["z"]
-    if isinstance(z, dict):  # plotly's typed array
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).astype(float)
-    return np.array(z, dtype=float).ravel()
+    return values(spec["data"][0]["z"]).ravel()
 
 
 def expected_embedding(model_id: str) -> np.ndarray:
