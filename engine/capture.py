@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from engine.config import GPTConfig
 from engine.model import GPT
+from engine.names import canonical_names, parse_name, symbol_sizes
 from engine.tokenizer import Tokenizer
 from engine.trace import Trace
 
@@ -34,16 +36,6 @@ def prepare_ids(
     return ids[:n_ctx], max(0, len(ids) - n_ctx)
 
 
-# Sites whose arrays grow with T * T or with d_mlp: what `large_dtype` applies to.
-LARGE_SITES = (
-    "attn.hook_attn_scores",
-    "attn.hook_pattern",
-    "attn.hook_pattern_dropped",
-    "mlp.hook_pre",
-    "mlp.hook_post",
-)
-
-
 def trace_nbytes(
     config: GPTConfig,
     n_tokens: int,
@@ -51,19 +43,22 @@ def trace_nbytes(
     large_dtype: type[np.floating] | None = None,
 ) -> int:
     """The exact `Trace.nbytes()` of an evaluation pass (`dropout_p=0`) over `n_tokens`, known
-    before running the model: what the app uses to bound its memory. Per block, with T tokens,
-    d width, m MLP width, H heads: eleven [T, d]-sized arrays (resid pre/mid/post, both LN
-    outputs, attn_out, mlp_out, q, k, v, z), two [T, 1] LN scales, two [H, T, T] maps (scores,
-    pattern) and two [T, m] (MLP pre/post); once: embed, pos_embed, ln_final [T, d] and [T, 1],
-    logits [T, V]; plus the int64 token ids. The [H, T, T] term dominates long texts. Like
-    `Trace.nbytes`, it counts an array once per name, so block i's resid_post and block i+1's
-    resid_pre (one array) count twice: an upper bound of the memory the Trace holds."""
-    T, d, m, H = n_tokens, config.d_model, config.d_mlp, config.n_head
-    small = np.dtype(dtype).itemsize
-    large = np.dtype(large_dtype or dtype).itemsize
-    per_block = small * (11 * T * d + 2 * T) + large * (2 * H * T * T + 2 * T * m)
-    once = small * (3 * T * d + T + T * config.vocab_size)
-    return config.n_layer * per_block + once + 8 * T
+    before running the model: what the app uses to bound its memory. Sums every name of
+    `canonical_names` at its shape in `engine.names.SITES`, in `large_dtype` (default `dtype`)
+    for the "large" sites and `dtype` for the rest, plus the int64 token ids. The [H, T, T]
+    maps dominate long texts. Like `Trace.nbytes`, it counts an array once per name, so block
+    i's resid_post and block i+1's resid_pre (one array) count twice: an upper bound of the
+    memory the Trace holds."""
+    sizes = symbol_sizes(config, n_tokens)
+    itemsize = {
+        "small": np.dtype(dtype).itemsize,
+        "large": np.dtype(large_dtype or dtype).itemsize,
+    }
+    total = 8 * n_tokens  # the token ids
+    for name in canonical_names(config.n_layer):
+        site = parse_name(name, config.n_layer)[0]
+        total += itemsize[site.size] * math.prod(site.dims(sizes))
+    return total
 
 
 def _torch_dtype(dtype: type[np.floating]) -> torch.dtype:
@@ -87,10 +82,11 @@ def run_with_trace(
 
     The recorder lives in this call only (no hooks on the shared model), so many threads may
     trace at once. `dtype` sets the stored precision (float16 halves a long text's Trace);
-    `large_dtype`, when given, overrides it for the families that grow with T * T or d_mlp
-    (`LARGE_SITES`: attention scores and patterns, the MLP's hidden activations), e.g. float16
-    there and float32 for the residual stream. Each activation is converted as soon as it is
-    recorded, so a float16 pass frees the float32 maps during the forward pass.
+    `large_dtype`, when given, overrides it for the sites that grow with T * T or T * d_mlp
+    (size "large" in `engine.names.SITES`: attention scores and patterns, the MLP's hidden
+    activations), e.g. float16 there and float32 for the residual stream. Each activation is
+    converted as soon as it is recorded, so a float16 pass frees the float32 maps during the
+    forward pass.
     `dropout_p` > 0 runs a seeded dropout pass (the dropout page) without touching the
     model's mode; it then also records each layer's `attn.hook_pattern_dropped`.
     """
@@ -102,10 +98,14 @@ def run_with_trace(
 
     # The last tensor recorded and its array: block i's resid_post is block i+1's resid_pre
     # (the same tensor, recorded twice in a row), so both names share one array.
-    last: list[tuple[torch.Tensor, str, np.ndarray]] = []
+    last: list[tuple[torch.Tensor, torch.dtype, np.ndarray]] = []
+    n_layer = model.config.n_layer
 
     def recorder(name: str, tensor: torch.Tensor) -> None:
-        target = large if name.split(".", 2)[-1] in LARGE_SITES else small
+        site = parse_name(name, n_layer)
+        if site is None:
+            raise ValueError(f"the model recorded a non-canonical activation name {name!r}")
+        target = large if site[0].size == "large" else small
         if last and last[0][0] is tensor and last[0][1] == target:
             acts[name] = last[0][2]
             return

@@ -11,60 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.config import GPTConfig
-from engine.names import (
-    BLOCK_SITES,
-    DROPOUT_SITES,
-    EMBED,
-    LN_FINAL_NORMALIZED,
-    LN_FINAL_SCALE,
-    LOGITS,
-    POS_EMBED,
-    act_name,
-    canonical_names,
-)
+from engine.names import LOGITS, act_name, parse_name, symbol_sizes
 
-__all__ = ["SITES", "Trace", "act_name", "canonical_names"]
-
-SITES = BLOCK_SITES
-
-# Expected shape of each site, in symbols: T tokens, d width, m MLP width, H heads, h head width.
-_SHAPES: dict[str, tuple[str, ...]] = {
-    EMBED: ("T", "d"),
-    POS_EMBED: ("T", "d"),
-    LN_FINAL_SCALE: ("T", "1"),
-    LN_FINAL_NORMALIZED: ("T", "d"),
-    LOGITS: ("T", "V"),
-    "hook_resid_pre": ("T", "d"),
-    "ln1.hook_scale": ("T", "1"),
-    "ln1.hook_normalized": ("T", "d"),
-    "attn.hook_q": ("T", "H", "h"),
-    "attn.hook_k": ("T", "H", "h"),
-    "attn.hook_v": ("T", "H", "h"),
-    "attn.hook_attn_scores": ("H", "T", "T"),
-    "attn.hook_pattern": ("H", "T", "T"),
-    "attn.hook_pattern_dropped": ("H", "T", "T"),
-    "attn.hook_z": ("T", "H", "h"),
-    "hook_attn_out": ("T", "d"),
-    "hook_resid_mid": ("T", "d"),
-    "ln2.hook_scale": ("T", "1"),
-    "ln2.hook_normalized": ("T", "d"),
-    "mlp.hook_pre": ("T", "m"),
-    "mlp.hook_post": ("T", "m"),
-    "hook_mlp_out": ("T", "d"),
-    "hook_resid_post": ("T", "d"),
-}
-
-
-def _site_of(name: str, n_layer: int) -> str | None:
-    if name in (EMBED, POS_EMBED, LN_FINAL_SCALE, LN_FINAL_NORMALIZED, LOGITS):
-        return name
-    parts = name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
-        layer, site = int(parts[1]), parts[2]
-        canonical = str(layer) == parts[1]  # "blocks.01..." is not a canonical name
-        if canonical and layer < n_layer and (site in BLOCK_SITES or site in DROPOUT_SITES):
-            return site
-    return None
+__all__ = ["Trace"]
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:
@@ -87,21 +36,37 @@ class Trace:
         config: the model's `GPTConfig`.
         acts: canonical name -> read-only float array, batch dimension removed (writable arrays
             given to the constructor are copied; every array stays read-only, also after
-            unpickling):
-            hook_embed, hook_pos_embed                     [T, d]
-            blocks.i.hook_resid_pre / resid_mid / resid_post  [T, d]
-            blocks.i.ln1.hook_scale, ln2.hook_scale         [T, 1]  sqrt(var + eps)
-            blocks.i.ln1.hook_normalized, ln2.hook_normalized [T, d]
-            blocks.i.attn.hook_q / hook_k / hook_v / hook_z   [T, H, d_head]
-            blocks.i.attn.hook_attn_scores                 [H, T, T] masked entries are -inf
-            blocks.i.attn.hook_pattern                     [H, T, T] rows sum to 1
-            blocks.i.attn.hook_pattern_dropped             [H, T, T] only in a dropout pass
-            blocks.i.hook_attn_out, hook_mlp_out           [T, d]
-            blocks.i.mlp.hook_pre, mlp.hook_post           [T, d_mlp]
-            ln_final.hook_scale [T, 1], ln_final.hook_normalized [T, d], logits [T, V]
+            unpickling); any subset of the activation sites below, the logits required.
         model_name: which model produced it ("bundled", "random", a directory name).
         n_tokens_dropped: tokens cut off because the text was longer than the context.
         dropout_p: the dropout probability of the pass (0 for evaluation mode).
+
+    Activation sites, in forward order: `engine.names.site_table()`, copied here (a test checks
+    the copy). Shapes in symbols: T tokens, d width, m MLP width, H heads, h head width (d / H),
+    V vocabulary. "large" sites are what `run_with_trace(..., large_dtype=...)` applies to.
+    hook_embed                         [T, d]    small token embeddings: rows of W_E
+    hook_pos_embed                     [T, d]    small position embeddings: rows of W_pos
+    blocks.i.hook_resid_pre            [T, d]    small the residual stream entering the block
+    blocks.i.ln1.hook_scale            [T, 1]    small sqrt(var + eps) of each token entering ln_1
+    blocks.i.ln1.hook_normalized       [T, d]    small (x - mean) / scale, before gamma, beta
+    blocks.i.attn.hook_q               [T, H, h] small queries, per head
+    blocks.i.attn.hook_k               [T, H, h] small keys, per head
+    blocks.i.attn.hook_v               [T, H, h] small values, per head
+    blocks.i.attn.hook_attn_scores     [H, T, T] large q.k / sqrt(h); future keys are -inf
+    blocks.i.attn.hook_pattern         [H, T, T] large softmax of the scores: rows sum to 1
+    blocks.i.attn.hook_pattern_dropped [H, T, T] large the pattern after dropout (dropout pass only)
+    blocks.i.attn.hook_z               [T, H, h] small pattern-weighted values, per head
+    blocks.i.hook_attn_out             [T, d]    small the attention block's output (after c_proj)
+    blocks.i.hook_resid_mid            [T, d]    small resid_pre + attn_out
+    blocks.i.ln2.hook_scale            [T, 1]    small sqrt(var + eps) of each token entering ln_2
+    blocks.i.ln2.hook_normalized       [T, d]    small (x - mean) / scale, before gamma, beta
+    blocks.i.mlp.hook_pre              [T, m]    large c_fc output, before GELU
+    blocks.i.mlp.hook_post             [T, m]    large after GELU (GPT-2's tanh approximation)
+    blocks.i.hook_mlp_out              [T, d]    small the MLP block's output (after c_proj)
+    blocks.i.hook_resid_post           [T, d]    small resid_mid + mlp_out
+    ln_final.hook_scale                [T, 1]    small sqrt(var + eps) of each token entering ln_f
+    ln_final.hook_normalized           [T, d]    small (x - mean) / scale, before gamma, beta
+    logits                             [T, V]    small ln_f(resid_post of the last block) @ W_E^T
     """
 
     prompt: str
@@ -127,28 +92,20 @@ class Trace:
             raise ValueError(f"{len(self.token_strs)} token strings for {T} token ids")
         if not isinstance(self.acts, dict):
             raise ValueError(f"acts must be a dict of arrays, got {type(self.acts).__name__}")
-        cfg = self.config
-        sizes = {
-            "T": T,
-            "d": cfg.d_model,
-            "m": cfg.d_mlp,
-            "H": cfg.n_head,
-            "h": cfg.d_head,
-            "V": cfg.vocab_size,
-            "1": 1,
-        }
+        sizes = symbol_sizes(self.config, T)
+        n_layer = self.config.n_layer
         acts: dict[str, np.ndarray] = {}
         for name, value in self.acts.items():
-            site = _site_of(name, cfg.n_layer) if isinstance(name, str) else None
-            if site is None:
+            parsed = parse_name(name, n_layer) if isinstance(name, str) else None
+            if parsed is None:
                 raise ValueError(
                     f"unknown activation name {name!r} in Trace (canonical names are built by "
-                    f"engine.names.act_name; this model has {cfg.n_layer} layers)"
+                    f"engine.names.act_name; this model has {n_layer} layers)"
                 )
             arr = np.asarray(value)
             if not np.issubdtype(arr.dtype, np.floating):
                 raise ValueError(f"activation {name!r} must hold floats, got dtype {arr.dtype}")
-            expected = tuple(sizes[s] for s in _SHAPES[site])
+            expected = parsed[0].dims(sizes)
             if tuple(arr.shape) != expected:
                 raise ValueError(
                     f"activation {name!r} has shape {tuple(arr.shape)}, expected {expected} "
@@ -187,4 +144,7 @@ class Trace:
         return self.acts[act_name(site, layer)]
 
     def nbytes(self) -> int:
+        """Bytes of every array, counted once per name (block i's resid_post and block i+1's
+        resid_pre share one array but count twice), plus the token ids; what
+        `engine.capture.trace_nbytes` predicts before the run."""
         return int(sum(a.nbytes for a in self.acts.values()) + self.token_ids.nbytes)

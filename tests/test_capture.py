@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.capture import prepare_ids, run_with_trace
+from engine.capture import prepare_ids, run_with_trace, trace_nbytes
 from engine.checkpoints import LoadedModel
-from engine.names import act_name, canonical_names
+from engine.names import SITE, act_name, canonical_names, parse_name
 from engine.trace import Trace
 
 DROPOUT_TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind"
@@ -121,6 +121,31 @@ def test_float16_traces_store_half_precision_close_to_float32(
     np.testing.assert_allclose(pattern.sum(-1), 1.0, atol=5e-3)
 
 
+def test_large_dtype_applies_to_the_large_sites_only(tiny_loaded: LoadedModel) -> None:
+    trace = run_with_trace(
+        tiny_loaded.model, tiny_loaded.tokenizer, "A mixed trace.", large_dtype=np.float16
+    )
+    for name, arr in trace.acts.items():
+        site = parse_name(name, trace.config.n_layer)[0]
+        assert arr.dtype == (np.float16 if site.size == "large" else np.float32), name
+    assert {SITE[s].size for s in ("attn.hook_pattern", "mlp.hook_post")} == {"large"}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "large_dtype"),
+    [(np.float32, None), (np.float16, None), (np.float32, np.float16)],
+)
+def test_trace_nbytes_is_the_traces_own_count_before_the_run(
+    tiny_loaded: LoadedModel, dtype: type, large_dtype: type | None
+) -> None:
+    for text in ("Hi", "A longer text, to vary the number of tokens a little."):
+        trace = run_with_trace(
+            tiny_loaded.model, tiny_loaded.tokenizer, text, dtype=dtype, large_dtype=large_dtype
+        )
+        expected = trace_nbytes(trace.config, trace.n_tokens, dtype, large_dtype)
+        assert trace.nbytes() == expected, (text, dtype, large_dtype)
+
+
 # --- the dropout pass -----------------------------------------------------------------------------
 
 
@@ -184,4 +209,5 @@ def test_only_a_dropout_pass_records_the_dropped_patterns(
         if name.endswith("attn.hook_pattern"):
             expected.append(name + "_dropped")
     assert list(trace.acts) == expected
+    assert canonical_names(2, dropout=True) == expected
     assert not any(k.endswith("_dropped") for k in tiny_trace.acts)

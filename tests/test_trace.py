@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import textwrap
 
 import numpy as np
 import pytest
 
 from engine.config import GPTConfig
-from engine.names import act_name, canonical_names
+from engine.names import SITES, act_name, canonical_names, site_table
 from engine.trace import Trace
 
 # Written out by hand: the activations of a 2-layer model, in the order the forward pass
@@ -110,6 +111,20 @@ def test_act_name_rejects_wrong_layer_use() -> None:
         act_name("logits", 0)
     with pytest.raises(KeyError, match="unknown activation site"):
         act_name("attn.hook_patern", 0)
+
+
+def test_the_traces_docstring_holds_the_table_of_sites() -> None:
+    # engine/trace.py copies engine.names.site_table() into Trace's docstring: keep them equal
+    assert textwrap.indent(site_table(), "    ") in (Trace.__doc__ or "")
+    assert len(site_table().splitlines()) == len(SITES)
+
+
+def test_the_size_class_follows_the_shape() -> None:
+    # "large" = grows with T * T or T * m: what the float16 "large" option stores
+    for site in SITES:
+        large = site.shape.count("T") == 2 or "m" in site.shape
+        assert (site.size == "large") == large, site.name
+        assert site.meaning and site.dims(dict.fromkeys("TdmHhV1", 2)) == (2,) * len(site.shape)
 
 
 # --- validation ----------------------------------------------------------------------------------
