@@ -1,16 +1,20 @@
-"""The GPT-2 decoder, written out op by op.
+"""The GPT-2 decoder (Radford et al. 2019, "Language Models are Unsupervised Multitask
+Learners"), written out op by op.
 
-Shapes: B batch, T tokens, d = d_model, H heads, dh = d / H, V vocabulary.
+Shapes: B batch, T tokens, d = d_model, H heads, dh = d / H, m = d_mlp, V vocabulary.
 Parameter names and layouts are Hugging Face GPT-2's (`transformer.h.0.attn.c_attn.weight` is
 [d, 3d], a "Conv1D" that computes x @ W + b), so a Hugging Face checkpoint loads as it is and a
 checkpoint saved here loads in `transformers`.
 
-Capture: `forward(idx, recorder=fn)` calls `fn(name, tensor)` at every canonical point
-(`engine.names`). Without a recorder nothing is recorded and the fused kernels run
-(`F.layer_norm`, `F.scaled_dot_product_attention`); with one, LayerNorm and attention are computed
-step by step so that the scale, the scores and the pattern exist as tensors. Both paths compute
-the same function (tests/test_model.py checks it). The model is never mutated by a forward pass
-and has no hooks, so one instance can serve many threads.
+Capture: `forward(idx, recorder=fn)` calls `fn(name, tensor)` at every canonical site
+(`engine.names.SITES`, TransformerLens's hook names). The block equation is written once: when
+nothing records, the recorder is `record_nothing` (the identity, as TransformerLens's HookPoints
+are without hooks), and only LayerNorm and attention fork, to the fused kernels
+(`F.layer_norm`, `F.scaled_dot_product_attention`); with a recorder they compute step by step so
+that the scale, the scores and the pattern exist as tensors. Both forks compute the same function
+(tests/test_model.py checks it). Each module builds its activation names once, in `__init__`.
+The model is never mutated by a forward pass and has no hooks, so one instance can serve many
+threads.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from torch import Tensor, nn
 
 from engine.config import GPTConfig
 from engine.names import (
+    BLOCK_SITES,
+    DROPOUT_SITES,
     EMBED,
     LN_FINAL_NORMALIZED,
     LN_FINAL_SCALE,
@@ -33,6 +39,15 @@ from engine.names import (
 )
 
 Recorder = Callable[[str, Tensor], None]
+
+
+def record_nothing(name: str, tensor: Tensor) -> None:
+    """The identity recorder: what every forward pass calls when nothing records."""
+
+
+def _block_names(layer: int) -> dict[str, str]:
+    """Site -> canonical name for block `layer` ("attn.hook_q" -> "blocks.3.attn.hook_q")."""
+    return {site: act_name(site, layer) for site in BLOCK_SITES + DROPOUT_SITES}
 
 
 def dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
@@ -62,32 +77,35 @@ class Conv1D(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """Per-token LayerNorm over the features: (x - mean) / sqrt(var + eps) * gamma + beta."""
+    """Per-token LayerNorm over the features: (x - mean) / sqrt(var + eps) * gamma + beta.
 
-    def __init__(self, d: int, eps: float) -> None:
+    `names`: the canonical names of its scale [.., 1] and normalized output [.., d], e.g.
+    ("blocks.0.ln1.hook_scale", "blocks.0.ln1.hook_normalized")."""
+
+    def __init__(
+        self, d: int, eps: float, names: tuple[str, str] = ("hook_scale", "hook_normalized")
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(d))  # gamma
         self.bias = nn.Parameter(torch.zeros(d))  # beta
         self.eps = eps
+        self.names = names
 
-    def forward(
-        self,
-        x: Tensor,
-        recorder: Recorder | None = None,
-        names: tuple[str, str] = ("", ""),
-    ) -> Tensor:
-        """`names` are the canonical names of this LayerNorm's scale and normalized output."""
-        if recorder is None:
+    def forward(self, x: Tensor, recorder: Recorder | None = None) -> Tensor:
+        if recorder is None or recorder is record_nothing:  # the same, in one fused kernel
             return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
         centred = x - x.mean(dim=-1, keepdim=True)
         scale = (centred.pow(2).mean(dim=-1, keepdim=True) + self.eps).sqrt()  # [B, T, 1]
         normalized = centred / scale
-        recorder(names[0], scale)
-        recorder(names[1], normalized)
+        recorder(self.names[0], scale)
+        recorder(self.names[1], normalized)
         return normalized * self.weight + self.bias
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: softmax(q k^T / sqrt(dh), future masked) v per head,
+    heads concatenated and projected by W_o (c_proj)."""
+
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
@@ -97,103 +115,109 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Conv1D(config.d_model, config.d_model)  # W_o
         causal = torch.tril(torch.ones(config.n_ctx, config.n_ctx, dtype=torch.bool))
         self.register_buffer("causal", causal, persistent=False)
+        self.names = _block_names(layer)
 
     def forward(
         self,
         x: Tensor,
-        recorder: Recorder | None,
-        p: float,
-        generator: torch.Generator | None,
+        recorder: Recorder | None = None,
+        p: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
+        """x [B, T, d] -> [B, T, d]. Dropout p on the pattern, masks from `generator`."""
+        record = recorder if recorder is not None else record_nothing
+        n = self.names
         B, T, d = x.shape
         H, dh = self.n_head, self.d_head
         q, k, v = self.c_attn(x).split(d, dim=2)  # each [B, T, d]
         q, k, v = (t.view(B, T, H, dh) for t in (q, k, v))  # split d into heads
-        if recorder is not None:
-            recorder(act_name("attn.hook_q", self.layer), q)
-            recorder(act_name("attn.hook_k", self.layer), k)
-            recorder(act_name("attn.hook_v", self.layer), v)
+        record(n["attn.hook_q"], q)
+        record(n["attn.hook_k"], k)
+        record(n["attn.hook_v"], v)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, dh]
-
-        if recorder is None and (p == 0.0 or generator is None):
+        if record is record_nothing and (p == 0.0 or generator is None):
             # The same computation in one fused kernel (training and plain inference).
             z = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         else:
-            # q.k / sqrt(dh): scaling q ([T, d]) costs less than scaling the [H, T, T] product
-            scores = (q * (1.0 / math.sqrt(dh))) @ k.transpose(-2, -1)  # [B, H, T, T]
-            scores.masked_fill_(~self.causal[:T, :T], float("-inf"))  # no peeking ahead
-            pattern = torch.softmax(scores, dim=-1)  # each row sums to 1 over keys <= query
-            if recorder is not None:
-                recorder(act_name("attn.hook_attn_scores", self.layer), scores)
-                recorder(act_name("attn.hook_pattern", self.layer), pattern)
-            if p > 0.0:
-                pattern = dropout(pattern, p, generator)
-                if recorder is not None:
-                    recorder(act_name("attn.hook_pattern_dropped", self.layer), pattern)
-            z = pattern @ v  # [B, H, T, dh]
+            z = self._weighted_values(q, k, v, record, p, generator)
         z = z.transpose(1, 2)  # [B, T, H, dh]
-        if recorder is not None:
-            recorder(act_name("attn.hook_z", self.layer), z)
+        record(n["attn.hook_z"], z)
         return self.c_proj(z.reshape(B, T, d))  # concatenate heads, project with W_o
+
+    def _weighted_values(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        record: Recorder,
+        p: float,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Attention step by step, q, k, v [B, H, T, dh] -> z [B, H, T, dh], recording the
+        scores and the pattern (and the dropped pattern when p > 0)."""
+        n, T = self.names, q.shape[2]
+        # q.k / sqrt(dh): scaling q ([T, d]) costs less than scaling the [H, T, T] product
+        scores = (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)  # [B, H, T, T]
+        scores.masked_fill_(~self.causal[:T, :T], float("-inf"))  # no peeking ahead
+        pattern = torch.softmax(scores, dim=-1)  # each row sums to 1 over keys <= query
+        record(n["attn.hook_attn_scores"], scores)
+        record(n["attn.hook_pattern"], pattern)
+        if p > 0.0:
+            pattern = dropout(pattern, p, generator)
+            record(n["attn.hook_pattern_dropped"], pattern)
+        return pattern @ v
 
 
 class MLP(nn.Module):
+    """The feed-forward block: c_proj(gelu(c_fc(x))), width d -> m -> d."""
+
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
         self.c_fc = Conv1D(config.d_model, config.d_mlp)
         self.c_proj = Conv1D(config.d_mlp, config.d_model)
+        self.names = _block_names(layer)
 
-    def forward(self, x: Tensor, recorder: Recorder | None) -> Tensor:
-        pre = self.c_fc(x)  # [B, T, 4d]
+    def forward(self, x: Tensor, recorder: Recorder = record_nothing) -> Tensor:
+        pre = self.c_fc(x)  # [B, T, m]
         post = F.gelu(pre, approximate="tanh")  # GPT-2's "gelu_new"
-        if recorder is not None:
-            recorder(act_name("mlp.hook_pre", self.layer), pre)
-            recorder(act_name("mlp.hook_post", self.layer), post)
+        recorder(self.names["mlp.hook_pre"], pre)
+        recorder(self.names["mlp.hook_post"], post)
         return self.c_proj(post)
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """Pre-LayerNorm block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (dropout p on both
+    branches' outputs)."""
 
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
-        self.ln_1 = LayerNorm(config.d_model, config.layer_norm_eps)
+        n = self.names = _block_names(layer)
+        eps = config.layer_norm_eps
+        self.ln_1 = LayerNorm(config.d_model, eps, (n["ln1.hook_scale"], n["ln1.hook_normalized"]))
         self.attn = CausalSelfAttention(config, layer)
-        self.ln_2 = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.ln_2 = LayerNorm(config.d_model, eps, (n["ln2.hook_scale"], n["ln2.hook_normalized"]))
         self.mlp = MLP(config, layer)
 
     def forward(
         self,
         x: Tensor,
-        recorder: Recorder | None,
-        p: float,
-        generator: torch.Generator | None,
+        recorder: Recorder = record_nothing,
+        p: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
-        i = self.layer
-        if recorder is None:
-            x = x + dropout(self.attn(self.ln_1(x), None, p, generator), p, generator)
-            return x + dropout(self.mlp(self.ln_2(x), None), p, generator)
-        recorder(act_name("hook_resid_pre", i), x)
-        ln1 = self.ln_1(
-            x,
-            recorder,
-            (act_name("ln1.hook_scale", i), act_name("ln1.hook_normalized", i)),
-        )
-        attn_out = dropout(self.attn(ln1, recorder, p, generator), p, generator)
-        recorder(act_name("hook_attn_out", i), attn_out)
+        """The residual stream x [B, T, d] in, the residual after this block out."""
+        n = self.names
+        recorder(n["hook_resid_pre"], x)
+        attn_out = dropout(self.attn(self.ln_1(x, recorder), recorder, p, generator), p, generator)
+        recorder(n["hook_attn_out"], attn_out)
         x = x + attn_out
-        recorder(act_name("hook_resid_mid", i), x)
-        ln2 = self.ln_2(
-            x,
-            recorder,
-            (act_name("ln2.hook_scale", i), act_name("ln2.hook_normalized", i)),
-        )
-        mlp_out = dropout(self.mlp(ln2, recorder), p, generator)
-        recorder(act_name("hook_mlp_out", i), mlp_out)
+        recorder(n["hook_resid_mid"], x)
+        mlp_out = dropout(self.mlp(self.ln_2(x, recorder), recorder), p, generator)
+        recorder(n["hook_mlp_out"], mlp_out)
         x = x + mlp_out
-        recorder(act_name("hook_resid_post", i), x)
+        recorder(n["hook_resid_post"], x)
         return x
 
 
@@ -208,7 +232,9 @@ class GPT(nn.Module):
                 wte=nn.Embedding(config.vocab_size, config.d_model),
                 wpe=nn.Embedding(config.n_ctx, config.d_model),
                 h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-                ln_f=LayerNorm(config.d_model, config.layer_norm_eps),
+                ln_f=LayerNorm(
+                    config.d_model, config.layer_norm_eps, (LN_FINAL_SCALE, LN_FINAL_NORMALIZED)
+                ),
             )
         )
 
@@ -243,6 +269,30 @@ class GPT(nn.Module):
         """The unembedding, tied to the token embedding: logits = h @ wte.T."""
         return self.transformer.wte.weight
 
+    def unembed(
+        self, resid: Tensor, normalize: bool = True, *, recorder: Recorder | None = None
+    ) -> Tensor:
+        """Logits [..., V] of residual-stream vectors [..., d]: the final LayerNorm `ln_f`, then
+        the tied unembedding W_E^T (GPT-2 ties it to the token embedding). The one place that
+        does this: the forward pass calls it, and so should anything else that reads a
+        residual as logits (the logit lens).
+
+        normalize: apply `ln_f` (each vector with its own mean and variance, as the forward pass
+            does to the last block's output); False when `resid` already is ln_f's output.
+        recorder: records ln_f's `ln_final.hook_scale` and `ln_final.hook_normalized`.
+        Input in another floating dtype is converted to the weights' dtype (float32). Raises
+        ValueError if the last dimension is not d_model.
+        """
+        if resid.shape[-1] != self.config.d_model:
+            raise ValueError(
+                f"a residual vector has {self.config.d_model} features, got shape "
+                f"{tuple(resid.shape)}"
+            )
+        x = resid.to(self.lm_head_weight.dtype)
+        if normalize:
+            x = self.transformer.ln_f(x, recorder)
+        return F.linear(x, self.lm_head_weight)  # [..., V]
+
     def forward(
         self,
         idx: Tensor,
@@ -252,9 +302,12 @@ class GPT(nn.Module):
     ) -> Tensor:
         """Logits [B, T, V] for token ids `idx` [B, T].
 
+        recorder: called as `recorder(name, tensor)` at every canonical site, tensors with
+            their batch dimension [B, ...] (`engine.names.SITES`); None records nothing.
         Dropout: `dropout_p` if given, else the config's value in training mode and 0 in
         evaluation mode. Passing `dropout_p` with a `generator` runs a seeded dropout pass on a
         shared model without switching it to training mode.
+        Raises ValueError for more than n_ctx tokens or a dropout probability outside [0, 1).
         """
         B, T = idx.shape
         if T > self.config.n_ctx:
@@ -262,19 +315,14 @@ class GPT(nn.Module):
         p = dropout_p if dropout_p is not None else (self.config.dropout if self.training else 0.0)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        record = recorder if recorder is not None else record_nothing
         tok_emb = self.transformer.wte(idx)  # [B, T, d]
         pos_emb = self.transformer.wpe(torch.arange(T, device=idx.device))  # [T, d]
-        if recorder is not None:
-            recorder(EMBED, tok_emb)
-            recorder(POS_EMBED, pos_emb.expand(B, T, -1))
+        record(EMBED, tok_emb)
+        record(POS_EMBED, pos_emb.expand(B, T, -1))
         x = dropout(tok_emb + pos_emb, p, generator)
         for block in self.transformer.h:
-            x = block(x, recorder, p, generator)
-        if recorder is None:
-            x = self.transformer.ln_f(x)
-        else:
-            x = self.transformer.ln_f(x, recorder, (LN_FINAL_SCALE, LN_FINAL_NORMALIZED))
-        logits = F.linear(x, self.lm_head_weight)  # [B, T, V]
-        if recorder is not None:
-            recorder(LOGITS, logits)
+            x = block(x, record, p, generator)
+        logits = self.unembed(x, recorder=record)  # [B, T, V]
+        record(LOGITS, logits)
         return logits

@@ -157,14 +157,14 @@ def test_every_recorded_step_is_the_documented_operation(rand_model: GPT) -> Non
 
 def test_manual_layer_norm_equals_torch_layer_norm() -> None:
     g = torch.Generator().manual_seed(1)
-    ln = LayerNorm(24, eps=1e-5)
+    ln = LayerNorm(24, eps=1e-5, names=("scale", "normalized"))
     with torch.no_grad():
         ln.weight.copy_(1 + 0.3 * torch.randn(24, generator=g))
         ln.bias.copy_(0.3 * torch.randn(24, generator=g))
     x = 3.0 * torch.randn(2, 7, 24, generator=g) + 1.5
     recorded: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        manual = ln(x, lambda n, t: recorded.__setitem__(n, t), ("scale", "normalized"))
+        manual = ln(x, lambda n, t: recorded.__setitem__(n, t))
         fused = ln(x)
         reference = F.layer_norm(x, (24,), ln.weight, ln.bias, 1e-5)
     torch.testing.assert_close(manual, reference, atol=ATOL, rtol=0)
@@ -311,3 +311,27 @@ def test_random_model_is_frozen_like_a_loaded_checkpoint(small_config: GPTConfig
     assert not any(p.requires_grad for p in model.parameters())
     logits = model(torch.tensor([[1, 2, 3]]))
     assert logits.grad_fn is None  # no autograd graph: pages may call .numpy() directly
+
+
+def test_unembed_is_ln_f_then_the_tied_unembedding(rand_model: GPT) -> None:
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    logits, acts = _record(rand_model, ids)
+    last = f"blocks.{rand_model.config.n_layer - 1}.hook_resid_post"
+    ln_f = rand_model.transformer.ln_f
+    with torch.no_grad():
+        torch.testing.assert_close(rand_model.unembed(acts[last]), logits, atol=ATOL, rtol=0)
+        final = acts["ln_final.hook_normalized"] * ln_f.weight + ln_f.bias
+        unnormalized = rand_model.unembed(final, normalize=False)
+        torch.testing.assert_close(unnormalized, logits, atol=ATOL, rtol=0)
+        one = rand_model.unembed(acts[last][0, 2].double())  # one vector, any float dtype
+    assert one.shape == (rand_model.config.vocab_size,) and one.dtype == torch.float32
+    torch.testing.assert_close(one, logits[0, 2], atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="has 32 features"):
+        rand_model.unembed(torch.zeros(3, 31))
+
+
+def test_blocks_build_their_activation_names_once(rand_model: GPT) -> None:
+    block = rand_model.transformer.h[1]
+    assert block.names["attn.hook_pattern"] == "blocks.1.attn.hook_pattern"
+    assert block.ln_2.names == ("blocks.1.ln2.hook_scale", "blocks.1.ln2.hook_normalized")
+    assert rand_model.transformer.ln_f.names == ("ln_final.hook_scale", "ln_final.hook_normalized")
