@@ -61,7 +61,7 @@ from engine.checkpoints import (
 )
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
-from engine.lens import HeadScores, LogitLens, head_scores, logit_lens
+from engine.lens.logit_lens import HeadScores, LogitLens, head_scores, logit_lens
 from engine.tokenizer import EncodeSteps, TokenGroup, cl100k_truncated
 from engine.trace import Trace
 

@@ -11,7 +11,7 @@ from engine.checkpoints import LoadedModel
 from engine.dropout_demo import MAX_P, causal_cells, dropout_pass, kept_mask, mask_average
 from engine.figures import dropout as fig_drop
 from engine.figures.common import markdown_literal
-from engine.lens import final_probs
+from engine.lens.logit_lens import final_probs
 from engine.sampling import top_candidates
 from engine.trace import Trace
 

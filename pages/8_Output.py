@@ -9,7 +9,7 @@ import streamlit as st
 from app import axis_window, frame, get_logit_lens, next_stage
 from engine.figures import output as fig_out
 from engine.figures.common import markdown_literal
-from engine.lens import lens_distribution
+from engine.lens.logit_lens import lens_distribution
 from engine.sampling import (
     MAX_TEMPERATURE,
     SamplingSettings,

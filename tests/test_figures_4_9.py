@@ -24,7 +24,7 @@ from engine.figures import output as fout
 from engine.figures import residual as fres
 from engine.figures.common import MAX_AXIS, plotly_text, unique_labels
 from engine.figures.output import cell_word
-from engine.lens import (
+from engine.lens.logit_lens import (
     all_ln_stats,
     final_probs,
     lens_distribution,

@@ -29,7 +29,7 @@ from engine.figures import layer_norm as fig_ln
 from engine.figures import output as fig_out
 from engine.figures import residual as fig_res
 from engine.figures import tokens as fig_tok
-from engine.lens import (
+from engine.lens.logit_lens import (
     all_ln_stats,
     head_scores,
     lens_distribution,

@@ -8,7 +8,7 @@ import torch
 
 from engine.checkpoints import LoadedModel, random_model
 from engine.config import GPTConfig
-from engine.lens import (
+from engine.lens.logit_lens import (
     LogitLens,
     all_ln_stats,
     final_probs,

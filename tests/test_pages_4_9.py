@@ -19,7 +19,7 @@ from engine.dropout_demo import dropout_pass
 from engine.figures.common import plotly_text, token_labels
 from engine.figures.feed_forward import top_neurons
 from engine.figures.output import cell_word
-from engine.lens import final_probs, lens_distribution, logit_lens
+from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace

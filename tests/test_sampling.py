@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.checkpoints import LoadedModel
-from engine.lens import final_probs
+from engine.lens.logit_lens import final_probs
 from engine.sampling import (
     SamplingSettings,
     generate,

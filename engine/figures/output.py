@@ -22,7 +22,7 @@ from engine.figures.common import (
     token_labels,
     window,
 )
-from engine.lens import LogitLens
+from engine.lens.logit_lens import LogitLens
 from engine.sampling import SampleStep, top_candidates
 
 Display = Callable[[int], str]
