@@ -61,7 +61,8 @@ from engine.checkpoints import (
 )
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
-from engine.lens.logit_lens import HeadScores, LogitLens, head_scores, logit_lens
+from engine.lens.heads import HeadScores, head_scores
+from engine.lens.logit_lens import LogitLens, logit_lens
 from engine.tokenizer import EncodeSteps, TokenGroup, cl100k_truncated
 from engine.trace import Trace
 

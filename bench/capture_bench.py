@@ -43,7 +43,8 @@ import torch  # noqa: E402
 from engine.capture import run_with_trace  # noqa: E402
 from engine.checkpoints import random_model  # noqa: E402
 from engine.config import PRESETS, GPTConfig  # noqa: E402
-from engine.lens.logit_lens import head_scores, logit_lens  # noqa: E402
+from engine.lens.heads import head_scores  # noqa: E402
+from engine.lens.logit_lens import logit_lens  # noqa: E402
 from engine.model import GPT  # noqa: E402
 from engine.tokenizer import Tokenizer, cl100k_truncated  # noqa: E402
 

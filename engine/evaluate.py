@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.config import GPTConfig
-from engine.lens.logit_lens import head_scores
+from engine.lens.heads import head_scores
 from engine.model import GPT
 from engine.tokenizer import Tokenizer
 from engine.train import estimate_loss

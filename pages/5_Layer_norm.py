@@ -9,7 +9,7 @@ import streamlit as st
 from app import axis_window, frame, next_stage
 from engine.figures import layer_norm as fig_ln
 from engine.figures.common import markdown_literal
-from engine.lens.logit_lens import all_ln_stats, ln_input, ln_stats
+from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 
 view = frame("layer_norm")
 if view is None:

@@ -25,7 +25,7 @@ from engine.evaluate import (
     seen_ids,
     window_starts,
 )
-from engine.lens.logit_lens import head_scores
+from engine.lens.heads import head_scores
 from engine.train import estimate_loss
 
 

@@ -12,7 +12,7 @@ from engine.figures import attention as fa
 from engine.figures import common
 from engine.figures import embeddings as fe
 from engine.figures import tokens as ft
-from engine.lens.logit_lens import head_scores
+from engine.lens.heads import head_scores
 from engine.trace import Trace
 
 # --- common --------------------------------------------------------------------------------

@@ -24,15 +24,9 @@ from engine.figures import output as fout
 from engine.figures import residual as fres
 from engine.figures.common import MAX_AXIS, plotly_text, unique_labels
 from engine.figures.output import cell_word
-from engine.lens.logit_lens import (
-    all_ln_stats,
-    final_probs,
-    lens_distribution,
-    ln_input,
-    ln_stats,
-    logit_lens,
-    residual_norms,
-)
+from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
+from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
+from engine.lens.residual import residual_norms
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
 

@@ -29,14 +29,9 @@ from engine.figures import layer_norm as fig_ln
 from engine.figures import output as fig_out
 from engine.figures import residual as fig_res
 from engine.figures import tokens as fig_tok
-from engine.lens.logit_lens import (
-    all_ln_stats,
-    head_scores,
-    lens_distribution,
-    ln_input,
-    ln_stats,
-    logit_lens,
-)
+from engine.lens.heads import head_scores
+from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
+from engine.lens.logit_lens import lens_distribution, logit_lens
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
 

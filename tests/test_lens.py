@@ -8,20 +8,10 @@ import torch
 
 from engine.checkpoints import LoadedModel, random_model
 from engine.config import GPTConfig
-from engine.lens.logit_lens import (
-    LogitLens,
-    all_ln_stats,
-    final_probs,
-    head_label,
-    head_scores,
-    induction_targets,
-    lens_distribution,
-    ln_input,
-    ln_stats,
-    logit_lens,
-    residual_norms,
-    residual_stack,
-)
+from engine.lens.heads import head_label, head_scores, induction_targets
+from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
+from engine.lens.logit_lens import LogitLens, final_probs, lens_distribution, logit_lens
+from engine.lens.residual import residual_norms, residual_stack
 from engine.trace import Trace
 
 # --- layer norm and residual stream ---------------------------------------------------------------

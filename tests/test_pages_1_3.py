@@ -16,7 +16,7 @@ from engine.checkpoints import LoadedModel
 from engine.figures import attention as fa
 from engine.figures import common
 from engine.figures import embeddings as fe
-from engine.lens.logit_lens import head_scores
+from engine.lens.heads import head_scores
 from engine.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent

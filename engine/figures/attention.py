@@ -24,7 +24,7 @@ from engine.figures.common import (
     token_labels,
     window,
 )
-from engine.lens.logit_lens import HeadScores
+from engine.lens.heads import HeadScores
 from engine.trace import Trace
 
 # Largest number of tokens along an axis of the small per-head maps (the big map shows more).

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels, window
-from engine.lens.logit_lens import LNStats
+from engine.lens.layer_norm import LNStats
 from engine.trace import Trace
 
 ARTICLE_EPS = 1e-8  # the article's `torch.sqrt(variance + 1e-8)`

@@ -17,7 +17,7 @@ from engine.figures.common import (
     token_labels,
     window,
 )
-from engine.lens.logit_lens import residual_norms, residual_stack
+from engine.lens.residual import residual_norms, residual_stack
 from engine.trace import Trace
 
 # --- numbers -----------------------------------------------------------------------------------

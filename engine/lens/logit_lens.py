@@ -1,7 +1,10 @@
-"""Derived views of a Trace, computed once here and read by pages, tests and benchmarks.
+"""Stage 8, the logit lens: what each layer's residual would predict as the next token.
 
-Pure functions of a `Trace` (and, for the logit lens, the model's final LayerNorm and
-unembedding). Nothing here runs the model's blocks again.
+The logit lens (nostalgebraist 2020, "interpreting GPT: the logit lens") reads the residual
+after the embeddings and after every block through the model's own final LayerNorm `ln_f`
+(with that residual's own statistics) and its tied unembedding, then a softmax. Lenses that
+skip `ln_f` read a differently scaled vector than the one the model's output sees. Nothing here
+runs the model's blocks again.
 """
 
 from __future__ import annotations
@@ -11,164 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.lens.residual import residual_stack
 from engine.model import GPT
-from engine.names import act_name
 from engine.trace import Trace
-
-# --- layer norm and residual stream ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LNStats:
-    """Statistics of the vectors entering one LayerNorm, per token."""
-
-    name: str  # "blocks.i.ln1", "blocks.i.ln2" or "ln_final"
-    mean: np.ndarray  # [T]
-    std: np.ndarray  # [T] population standard deviation over the features
-    scale: np.ndarray  # [T] sqrt(var + eps), what the LayerNorm divides by
-
-
-def ln_input(trace: Trace, which: str, layer: int | None = None) -> np.ndarray:
-    """The residual that enters `ln1`/`ln2` of `layer`, or `ln_final` ([T, d])."""
-    if which == "ln1":
-        return trace.get("hook_resid_pre", layer)
-    if which == "ln2":
-        return trace.get("hook_resid_mid", layer)
-    if which == "ln_final":
-        return trace.get("hook_resid_post", trace.config.n_layer - 1)
-    raise ValueError(f"unknown LayerNorm {which!r}: use ln1, ln2 or ln_final")
-
-
-def ln_stats(trace: Trace, which: str, layer: int | None = None) -> LNStats:
-    x = ln_input(trace, which, layer).astype(np.float64)
-    scale_site = "ln_final.hook_scale" if which == "ln_final" else f"{which}.hook_scale"
-    scale = trace.acts[scale_site] if which == "ln_final" else trace.get(scale_site, layer)
-    name = "ln_final" if which == "ln_final" else f"blocks.{layer}.{which}"
-    return LNStats(name=name, mean=x.mean(-1), std=x.std(-1), scale=scale[:, 0].astype(np.float64))
-
-
-def all_ln_stats(trace: Trace) -> list[LNStats]:
-    """Every LayerNorm in forward order: ln1, ln2 of each block, then ln_final."""
-    out = []
-    for layer in range(trace.config.n_layer):
-        out.append(ln_stats(trace, "ln1", layer))
-        out.append(ln_stats(trace, "ln2", layer))
-    out.append(ln_stats(trace, "ln_final"))
-    return out
-
-
-def residual_stack(trace: Trace) -> np.ndarray:
-    """[n_layer + 1, T, d]: the residual after the embeddings, then after every block."""
-    first = trace.get("hook_resid_pre", 0)
-    rest = [trace.get("hook_resid_post", i) for i in range(trace.config.n_layer)]
-    return np.stack([first, *rest]).astype(np.float32)
-
-
-def residual_norms(trace: Trace) -> np.ndarray:
-    """[n_layer + 1, T]: L2 norm of each token's residual after embeddings and each block."""
-    return np.linalg.norm(residual_stack(trace).astype(np.float64), axis=-1)
-
-
-# --- heads -------------------------------------------------------------------------------------
-
-HEAD_LABELS = ("previous-token", "induction", "first-token sink", "self", "broad")
-
-
-@dataclass(frozen=True)
-class HeadScores:
-    """Per-head scores [n_layer, n_head] on the traced text, each in [0, 1] except entropy.
-
-    previous: mean weight a query puts on the token just before it (queries 1..T-1).
-    first: mean weight on position 0 (queries 1..T-1), the attention sink.
-    self_: mean weight on the query itself (queries 1..T-1: query 0 can only attend to
-        itself, so counting it would add 1/T to every head).
-    entropy: mean entropy (nats) of the attention rows (queries 1..T-1).
-    induction: mean weight on the token after an earlier occurrence of the query's token
-        (NaN when the text repeats no token).
-    """
-
-    previous: np.ndarray
-    first: np.ndarray
-    self_: np.ndarray
-    entropy: np.ndarray
-    induction: np.ndarray
-
-    def label(self, layer: int, head: int) -> str:
-        return head_label(
-            self.previous[layer, head],
-            self.induction[layer, head],
-            self.first[layer, head],
-            self.self_[layer, head],
-        )
-
-
-def head_label(previous: float, induction: float, first: float, self_: float) -> str:
-    """A short role name for a head from its scores (thresholds chosen for teaching: the
-    strongest clear pattern wins; otherwise the head attends broadly)."""
-    if not np.isnan(induction) and induction >= 0.3 and induction >= previous:
-        return "induction"
-    if previous >= 0.4:
-        return "previous-token"
-    if first >= 0.5:
-        return "first-token sink"
-    if self_ >= 0.4:
-        return "self"
-    return "broad"
-
-
-def induction_targets(token_ids: np.ndarray) -> list[tuple[int, list[int]]]:
-    """For each query position i: the positions j = m + 1 (m + 1 < i) after each earlier
-    occurrence m of token_ids[i]. Only queries with at least one target are listed."""
-    ids = np.asarray(token_ids)
-    seen: dict[int, list[int]] = {}
-    out = []
-    for i, tok in enumerate(ids.tolist()):
-        targets = [m + 1 for m in seen.get(tok, []) if m + 1 < i]
-        if targets:
-            out.append((i, targets))
-        seen.setdefault(tok, []).append(i)
-    return out
-
-
-def _mean_row_entropy(pattern: np.ndarray, row_block: int = 128) -> np.ndarray:
-    """Mean entropy (nats) over queries 1..T-1 of each head's attention rows; `pattern` is one
-    layer's [H, T, T]. Works on blocks of query rows and only on the keys a block can see
-    (the causal triangle), in float32 with float64 sums, so a long text needs no [H, T, T]
-    float64 copy."""
-    H, T, _ = pattern.shape
-    total = np.zeros(H)
-    for start in range(1, T, row_block):
-        stop = min(T, start + row_block)
-        # a writable float32 copy of the visible block (torch refuses read-only numpy memory)
-        block = torch.from_numpy(np.array(pattern[:, start:stop, :stop], dtype=np.float32))
-        total += torch.special.entr(block).sum(dim=(1, 2), dtype=torch.float64).numpy()
-    return total / (T - 1)
-
-
-def head_scores(trace: Trace) -> HeadScores:
-    """Scores of every head, one layer at a time (memory stays at one layer's pattern)."""
-    L, H, T = trace.config.n_layer, trace.config.n_head, trace.n_tokens
-    previous, first = np.zeros((L, H)), np.ones((L, H))
-    self_, entropy = np.ones((L, H)), np.zeros((L, H))
-    targets = induction_targets(trace.token_ids)
-    induction = np.zeros((L, H)) if targets else np.full((L, H), np.nan)
-    q = np.arange(1, T)
-    for layer in range(L):
-        pattern = trace.get("attn.hook_pattern", layer)  # [H, T(query), T(key)]
-        if T > 1:
-            previous[layer] = pattern[:, q, q - 1].astype(np.float64).mean(-1)
-            first[layer] = pattern[:, 1:, 0].astype(np.float64).mean(-1)
-            self_[layer] = pattern[:, q, q].astype(np.float64).mean(-1)
-            entropy[layer] = _mean_row_entropy(pattern)
-        else:
-            previous[layer] = 0.0
-        if targets:
-            per_query = [pattern[:, i, js].astype(np.float64).sum(-1) for i, js in targets]
-            induction[layer] = np.mean(per_query, axis=0)
-    return HeadScores(previous, first, self_, entropy, induction)
-
-
-# --- logit lens --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -193,10 +41,13 @@ class LogitLens:
 
     @property
     def layer_labels(self) -> list[str]:
+        """Row names: "embed", then "block 0" .. "block n_layer-1" (the residual read after it)."""
         return ["embed"] + [f"block {i}" for i in range(self.top_ids.shape[0] - 1)]
 
 
 def _lens_logits(model: GPT, resid: torch.Tensor) -> torch.Tensor:
+    """Logits [n, V] of residuals [n, d]: `ln_f` (each row's own statistics), then the tied
+    unembedding."""
     ln_f = model.transformer.ln_f
     x = torch.nn.functional.layer_norm(resid, (resid.shape[-1],), ln_f.weight, ln_f.bias, ln_f.eps)
     return x @ model.lm_head_weight.T
@@ -230,8 +81,13 @@ def _lens_rows(
 
 
 def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> LogitLens:
-    """Compute the lens in chunks of (layer, position) rows so memory stays bounded: each chunk
-    holds at most `chunk_rows` x vocabulary floats (default: about 64 MB)."""
+    """The logit lens (nostalgebraist 2020) of every layer and position of `trace`, read through
+    `model`'s `ln_f` and unembedding: a LogitLens with the top `k` tokens (k is cut to the
+    vocabulary size) of each of the [n_layer + 1, T] rows.
+
+    Computed in chunks of (layer, position) rows so memory stays bounded: each chunk holds at
+    most `chunk_rows` x vocabulary floats (default 0: about 64 MB). Raises ValueError when
+    `model`'s width or vocabulary differ from the Trace's."""
     _check_lens_model(trace, model)
     stack = torch.from_numpy(residual_stack(trace))  # [L+1, T, d]
     L1, T, d = stack.shape
@@ -279,7 +135,10 @@ def _check_lens_model(trace: Trace, model: GPT) -> None:
 
 
 def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarray:
-    """The full next-token distribution [V] of lens row `row` (0 = embeddings) at `pos`."""
+    """The full next-token distribution [V] (float32, sums to 1) of lens row `row` (0 = after
+    the embeddings, i = after block i - 1) at position `pos`, computed on demand from the one
+    stored residual. Raises ValueError for a row or position out of range, or a `model` whose
+    width or vocabulary differ from the Trace's."""
     _check_lens_model(trace, model)
     L, T = trace.config.n_layer, trace.n_tokens
     if not (0 <= row <= L and 0 <= pos < T):
@@ -294,27 +153,11 @@ def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarra
 
 
 def final_probs(trace: Trace, pos: int) -> np.ndarray:
-    """The model's own next-token distribution at `pos`, from the stored logits."""
+    """The model's own next-token distribution [V] (float64) at position `pos`: the softmax of
+    the stored logits (no model needed)."""
     logits = trace.logits[pos].astype(np.float64)
     p = np.exp(logits - logits.max())
     return p / p.sum()
 
 
-__all__ = [
-    "HEAD_LABELS",
-    "HeadScores",
-    "LNStats",
-    "LogitLens",
-    "act_name",
-    "all_ln_stats",
-    "final_probs",
-    "head_label",
-    "head_scores",
-    "induction_targets",
-    "lens_distribution",
-    "ln_input",
-    "ln_stats",
-    "logit_lens",
-    "residual_norms",
-    "residual_stack",
-]
+__all__ = ["LogitLens", "final_probs", "lens_distribution", "logit_lens"]
