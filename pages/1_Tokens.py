@@ -12,6 +12,7 @@ from app import (
     shared_picker,
 )
 from engine.figures import tokens as fig_tokens
+from engine.lens import tokens as lens_tok
 from engine.tokenizer import display_token
 
 BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
@@ -81,7 +82,7 @@ c1.metric("Characters", len(trace.prompt))
 c2.metric("Tokens", trace.n_tokens + trace.n_tokens_dropped)
 c3.metric(
     "Characters per token",
-    f"{fig_tokens.characters_per_token(trace.prompt, trace.n_tokens + trace.n_tokens_dropped):.2f}",
+    f"{lens_tok.characters_per_token(trace.prompt, trace.n_tokens + trace.n_tokens_dropped):.2f}",
 )
 c4.metric("UTF-8 bytes", len(trace.prompt.encode("utf-8", errors="surrogatepass")))
 
@@ -158,7 +159,7 @@ if words:
 
 st.subheader("The article's version beside GPT's")
 left, right = st.columns(2)
-article_words = fig_tokens.article_words(trace.prompt)
+article_words = lens_tok.article_words(trace.prompt)
 with left:
     st.markdown(
         f"**The article**: one vector per *word* from a Word2Vec or GloVe table. Split on "

@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import axis_window, frame, next_stage, shared_picker
 from engine.figures import embeddings as fig_emb
+from engine.lens import embeddings as lens_emb
 
 view = frame("embeddings")
 if view is None:
@@ -16,7 +17,7 @@ if view is None:
 trace, cfg = view.trace, view.trace.config
 token_emb = trace["hook_embed"]
 pos_emb = trace["hook_pos_embed"]
-summed = fig_emb.embedding_vectors(trace, "token + position")
+summed = lens_emb.embedding_vectors(trace, "token + position")
 
 st.title("2 · Embeddings")
 st.markdown(
@@ -59,9 +60,9 @@ for tab, (name, vectors) in zip(
         )
 
 st.subheader("A map of the vectors (PCA)")
-source = st.radio("Vectors", fig_emb.SOURCES, horizontal=True, key="embeddings_source", index=0)
-vectors = fig_emb.embedding_vectors(trace, source)
-coords, explained = fig_emb.pca_2d(vectors)
+source = st.radio("Vectors", lens_emb.SOURCES, horizontal=True, key="embeddings_source", index=0)
+vectors = lens_emb.embedding_vectors(trace, source)
+coords, explained = lens_emb.pca_2d(vectors)
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(
@@ -84,7 +85,7 @@ with right:
     )
 
 st.subheader("How similar are the positions' vectors? (cosine similarity)")
-sims = fig_emb.cosine_matrix(vectors)
+sims = lens_emb.cosine_matrix(vectors)
 st.latex(r"\cos(x_i, x_j) = \frac{x_i \cdot x_j}{\lVert x_i \rVert \, \lVert x_j \rVert}")
 st.plotly_chart(
     fig_emb.cosine_heatmap(sims, trace.token_strs, f"Cosine similarity: {source}", tok_start),
@@ -103,7 +104,7 @@ pos = shared_picker(
 )
 table = view.loaded.model.transformer.wte.weight.detach().numpy()
 n_valid = min(tokenizer.vocab_size, table.shape[0])
-nb_ids, nb_sims = fig_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=n_valid)
+nb_ids, nb_sims = lens_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=n_valid)
 nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
 left, right = st.columns([3, 2])
 with left:
@@ -125,7 +126,7 @@ with right:
 
 st.subheader("The article's version beside GPT's")
 left, right = st.columns(2)
-article_sims = fig_emb.cosine_matrix(token_emb)
+article_sims = lens_emb.cosine_matrix(token_emb)
 with left:
     st.markdown(
         "**The article**: only a word vector, `e_i = W_e w_i`, no position. The same token "
@@ -145,7 +146,7 @@ with right:
     )
     st.plotly_chart(
         fig_emb.cosine_heatmap(
-            fig_emb.cosine_matrix(summed), trace.token_strs, "GPT: token + position", tok_start
+            lens_emb.cosine_matrix(summed), trace.token_strs, "GPT: token + position", tok_start
         ),
         key="embeddings_gpt_chart",
     )

@@ -9,6 +9,7 @@ import streamlit as st
 from app import axis_window, frame, get_head_scores, next_stage, shared_picker
 from engine.figures import attention as fig_att
 from engine.figures.common import markdown_literal, plotly_text
+from engine.lens import attention as lens_att
 
 view = frame("attention")
 if view is None:
@@ -110,9 +111,8 @@ pos = shared_picker(
 )
 st.plotly_chart(
     fig_att.query_steps_figure(
-        trace,
-        layer,
-        head,
+        lens_att.query_steps(trace, layer, head, pos),
+        trace.token_strs,
         pos,
         f"Query {pos}: “{plotly_text(trace.token_strs[pos])}”, layer {layer}, head {head}",
     ),
@@ -132,11 +132,19 @@ st.markdown(
     "what GPT computes. Trained to predict the next token, a model that could look ahead "
     "would simply copy it: the mask is what makes the task a prediction."
 )
-article, gpt = fig_att.article_vs_gpt(trace, layer, head, start=start)
+unmasked = lens_att.unmasked_pattern(trace, layer, head)
+article, gpt = fig_att.article_vs_gpt(
+    unmasked,
+    lens_att.raw_scores(trace, layer, head),
+    trace.get("attn.hook_pattern", layer)[head],
+    trace.get("attn.hook_attn_scores", layer)[head],
+    trace.token_strs,
+    start=start,
+)
 left, right = st.columns(2)
 left.plotly_chart(article, key="attention_article_chart")
 right.plotly_chart(gpt, key="attention_gpt_chart")
-peek = fig_att.future_weight(fig_att.unmasked_pattern(trace, layer, head))
+peek = lens_att.future_weight(unmasked)
 st.caption(
     f"Without the mask, the tokens of your text would put on average "
     f"**{100 * float(peek[:-1].mean() if trace.n_tokens > 1 else 0.0):.0f}%** of this head's "

@@ -9,6 +9,7 @@ import streamlit as st
 from app import axis_window, frame, next_stage
 from engine.figures import feed_forward as fig_ff
 from engine.figures.common import markdown_literal
+from engine.lens import feed_forward as lens_ff
 
 view = frame("feed_forward")
 if view is None:
@@ -43,19 +44,23 @@ tok_start = axis_window(trace.n_tokens, "Tokens", key="feed_forward_tokens")
 left, right = st.columns([3, 2])
 rank = right.radio(
     "Rank the hidden units by",
-    list(fig_ff.RANKINGS),
-    format_func=fig_ff.RANKINGS.__getitem__,
+    list(lens_ff.RANKINGS),
+    format_func=lens_ff.RANKINGS.__getitem__,
     key="feed_forward_rank",
 )
 k = left.slider(
     "Hidden units shown",
     min_value=4,
     max_value=min(64, cfg.d_mlp),
-    value=min(fig_ff.TOP_NEURONS, cfg.d_mlp),
+    value=min(lens_ff.TOP_NEURONS, cfg.d_mlp),
     key="feed_forward_k",
 )
+post = trace.get("mlp.hook_post", layer)
 st.plotly_chart(
-    fig_ff.neurons_heatmap(trace, layer, k=k, start=tok_start, rank=rank), key="feed_forward_map"
+    fig_ff.neurons_heatmap(
+        post, lens_ff.top_neurons(post, k, rank), trace.token_strs, layer, tok_start, rank
+    ),
+    key="feed_forward_map",
 )
 st.caption(
     "Each row is one hidden unit after GELU, each column a token; red = active on that token, "
@@ -67,10 +72,18 @@ st.caption(
 st.subheader(f"Inside one token: “{token}” (position {pos})")
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(fig_ff.hidden_histogram(trace, layer, pos), key="feed_forward_hist")
+    st.plotly_chart(
+        fig_ff.hidden_histogram(
+            trace.get("mlp.hook_pre", layer)[pos], post[pos], trace.token_strs[pos], layer, pos
+        ),
+        key="feed_forward_hist",
+    )
 with right:
-    st.plotly_chart(fig_ff.activation_functions(trace, layer, pos), key="feed_forward_curves")
-summary = fig_ff.activation_summary(trace.get("mlp.hook_pre", layer)[pos])
+    st.plotly_chart(
+        fig_ff.activation_functions(trace.get("mlp.hook_pre", layer), pos),
+        key="feed_forward_curves",
+    )
+summary = lens_ff.activation_summary(trace.get("mlp.hook_pre", layer)[pos])
 st.dataframe(
     pd.DataFrame(
         {
@@ -92,8 +105,10 @@ st.caption(
 )
 
 st.subheader("How much each layer's feed-forward block adds, per token")
-st.plotly_chart(fig_ff.mlp_norms_heatmap(trace, start=tok_start), key="feed_forward_norms")
-norms = fig_ff.mlp_out_norms(trace)
+norms = lens_ff.mlp_out_norms(trace)
+st.plotly_chart(
+    fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms"
+)
 table = pd.DataFrame(
     norms.T,
     columns=[f"layer {i}" for i in range(cfg.n_layer)],
@@ -131,12 +146,12 @@ with right:
         "- GELU lets large positive values through, so a unit can say *how strongly* it fires;\n"
         "- the output is added to the residual stream, never replacing it."
     )
-st.plotly_chart(fig_ff.article_vs_gpt(trace, layer, pos), key="feed_forward_article")
 pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
+st.plotly_chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
 st.caption(
     f"The same {pre.size} hidden inputs of “{token}”: under tanh, "
     f"{float((np.abs(np.tanh(pre)) > 0.95).mean()):.0%} of them are pinned near ±1; under GELU "
-    f"the largest keeps its size ({float(fig_ff.gelu(pre).max()):.2f})."
+    f"the largest keeps its size ({float(lens_ff.gelu(pre).max()):.2f})."
 )
 
 next_stage(view)

@@ -9,7 +9,15 @@ import streamlit as st
 from app import axis_window, frame, next_stage
 from engine.figures import layer_norm as fig_ln
 from engine.figures.common import markdown_literal
-from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
+from engine.lens.layer_norm import (
+    all_ln_stats,
+    article_normalize,
+    future_leak,
+    gpt_normalize,
+    ln_affine,
+    ln_input,
+    ln_stats,
+)
 
 view = frame("layer_norm")
 if view is None:
@@ -70,7 +78,9 @@ label = fig_ln.ln_label(which, ln_layer)
 st.subheader(f"What enters {label}: each token's mean and standard deviation")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="layer_norm_tokens")
 st.plotly_chart(
-    fig_ln.token_stats_figure(trace, stats, f"The residual entering {label}", start=tok_start),
+    fig_ln.token_stats_figure(
+        stats, trace.token_strs, f"The residual entering {label}", start=tok_start
+    ),
     key="layer_norm_stats",
 )
 with st.expander("The numbers, token by token", expanded=False):
@@ -97,7 +107,10 @@ left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(
         fig_ln.feature_steps_figure(
-            x_in[pos], normalized[pos], gamma, beta, f"Its {cfg.d_model} features in {label}"
+            x_in[pos],
+            normalized[pos],
+            ln_affine(normalized[pos], gamma, beta),
+            f"Its {cfg.d_model} features in {label}",
         ),
         key="layer_norm_steps",
     )
@@ -147,17 +160,23 @@ with right:
         language="python",
         wrap_lines=True,
     )
+article_normalized = article_normalize(x_in)
 st.plotly_chart(
-    fig_ln.article_vs_gpt_figure(trace, x_in, cfg.layer_norm_eps, start=tok_start),
+    fig_ln.article_vs_gpt_figure(
+        gpt_normalize(x_in, cfg.layer_norm_eps),
+        article_normalized,
+        trace.token_strs,
+        start=tok_start,
+    ),
     key="layer_norm_article",
 )
-article_std = fig_ln.article_normalize(x_in).std(-1)
+article_std = article_normalized.std(-1)
 st.markdown(
     f"On your text, after the article's whole-tensor version the tokens' standard deviations "
     f"still range from **{article_std.min():.2f}** to **{article_std.max():.2f}**: a loud token "
     "stays loud. After GPT-2's per-token version every token has standard deviation 1."
 )
-article_change, gpt_change = fig_ln.future_leak(x_in, cfg.layer_norm_eps)
+article_change, gpt_change = future_leak(x_in, cfg.layer_norm_eps)
 if trace.n_tokens > 1:
     st.markdown(
         "Worse, the whole-tensor statistics mix all positions, so a later token changes the "

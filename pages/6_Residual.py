@@ -8,6 +8,7 @@ import streamlit as st
 from app import axis_window, frame, next_stage
 from engine.figures import residual as fig_res
 from engine.figures.common import markdown_literal
+from engine.lens import residual as lens_res
 
 view = frame("residual")
 if view is None:
@@ -39,14 +40,19 @@ log_colour = st.toggle(
     value=True,
     key="residual_log",
 )
-st.plotly_chart(fig_res.norms_heatmap(trace, start=tok_start, log=log_colour), key="residual_norms")
+st.plotly_chart(
+    fig_res.norms_heatmap(
+        lens_res.residual_norms(trace), trace.token_strs, start=tok_start, log=log_colour
+    ),
+    key="residual_norms",
+)
 st.caption(
     "Each cell is the length ‖x‖ of one token's residual vector after the embeddings (top row) "
     "and after each block. Hover for the value."
 )
 
 st.subheader(f"What each part wrote into “{token}” (position {pos})")
-contrib = fig_res.contributions(trace, pos)
+contrib = lens_res.contributions(trace, pos)
 st.plotly_chart(
     fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
     key="residual_contributions",
@@ -78,7 +84,7 @@ with right:
     )
 
 st.subheader("x + f(x), on this token's numbers")
-steps = fig_res.residual_steps(trace, pos)
+steps = lens_res.residual_steps(trace, pos)
 st.dataframe(
     pd.DataFrame(
         {
@@ -105,9 +111,11 @@ st.markdown(
 )
 
 st.subheader("How soon the stream points where it ends")
-cos = fig_res.cosine_to_final(trace)
+cos = lens_res.cosine_to_final(trace)
 st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
-st.plotly_chart(fig_res.cosine_heatmap(trace, cos, start=tok_start), key="residual_cosine_map")
+st.plotly_chart(
+    fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map"
+)
 st.caption(
     "Cosine similarity between each layer's residual and the final one (1 = same direction). "
     "Where it is already high, later layers only refine; the logit lens on page 8 shows what "

@@ -12,6 +12,9 @@ from engine.figures import attention as fa
 from engine.figures import common
 from engine.figures import embeddings as fe
 from engine.figures import tokens as ft
+from engine.lens import attention as la
+from engine.lens import embeddings as le
+from engine.lens import tokens as lt
 from engine.lens.heads import head_scores
 from engine.trace import Trace
 
@@ -106,8 +109,8 @@ def test_split_characters_names_each_multi_token_character(
 
 
 def test_characters_per_token() -> None:
-    assert ft.characters_per_token("abcdef", 3) == 2.0
-    assert ft.characters_per_token("", 0) == 0.0
+    assert lt.characters_per_token("abcdef", 3) == 2.0
+    assert lt.characters_per_token("", 0) == 0.0
 
 
 def test_bytes_per_token_bars_equal_byte_lengths(
@@ -143,10 +146,10 @@ def test_bpe_steps_figure_has_one_row_per_merge_and_ends_with_the_tokens(
 
 
 def test_embedding_sum_is_the_input_of_block_zero(tiny_trace: Trace) -> None:
-    summed = fe.embedding_vectors(tiny_trace, "token + position")
+    summed = le.embedding_vectors(tiny_trace, "token + position")
     np.testing.assert_allclose(summed, tiny_trace.get("hook_resid_pre", 0), atol=1e-6)
     with pytest.raises(ValueError, match="unknown embedding source"):
-        fe.embedding_vectors(tiny_trace, "nonsense")
+        le.embedding_vectors(tiny_trace, "nonsense")
 
 
 def test_embedding_heatmap_shows_the_trace_values(tiny_trace: Trace) -> None:
@@ -171,7 +174,7 @@ def test_pca_recovers_a_line_and_reports_explained_variance() -> None:
     t = np.linspace(-1, 1, 9)
     direction = np.array([3.0, 4.0, 0.0]) / 5.0
     points = t[:, None] * direction[None, :]
-    coords, explained = fe.pca_2d(points)
+    coords, explained = le.pca_2d(points)
     np.testing.assert_allclose(np.abs(coords[:, 0]), np.abs(t), atol=1e-9)
     np.testing.assert_allclose(coords[:, 1], 0, atol=1e-9)
     assert explained[0] == pytest.approx(1.0)
@@ -182,7 +185,7 @@ def test_pca_recovers_a_line_and_reports_explained_variance() -> None:
 
 def test_cosine_matrix_matches_definition(tiny_trace: Trace) -> None:
     x = tiny_trace["hook_embed"].astype(np.float64)
-    sims = fe.cosine_matrix(x)
+    sims = le.cosine_matrix(x)
     i, j = 1, 4
     expected = x[i] @ x[j] / (np.linalg.norm(x[i]) * np.linalg.norm(x[j]))
     assert sims[i, j] == pytest.approx(expected)
@@ -198,8 +201,8 @@ def test_token_embeddings_of_a_repeated_token_are_identical_without_position(
     ids = list(tiny_trace.token_ids)
     first = next(k for k, t in enumerate(ids) if ids.count(t) > 1)
     second = ids.index(ids[first], first + 1)
-    article = fe.cosine_matrix(tiny_trace["hook_embed"])
-    gpt = fe.cosine_matrix(fe.embedding_vectors(tiny_trace, "token + position"))
+    article = le.cosine_matrix(tiny_trace["hook_embed"])
+    gpt = le.cosine_matrix(le.embedding_vectors(tiny_trace, "token + position"))
     assert article[first, second] == pytest.approx(1.0)
     assert gpt[first, second] < 0.999
 
@@ -208,10 +211,10 @@ def test_nearest_neighbours_finds_the_closest_rows() -> None:
     table = np.array(
         [[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]], dtype=np.float32
     )
-    ids, sims = fe.nearest_neighbours(table, 0, k=3)
+    ids, sims = le.nearest_neighbours(table, 0, k=3)
     assert list(ids) == [1, 4, 2]
     assert sims[0] == pytest.approx(0.9 / math.hypot(0.9, 0.1))
-    ids_valid, _ = fe.nearest_neighbours(table, 0, k=3, n_valid=3)
+    ids_valid, _ = le.nearest_neighbours(table, 0, k=3, n_valid=3)
     assert list(ids_valid) == [1, 2]
     fig = fe.neighbours_figure(ids, sims, ["b", "e", "c"], "a")
     np.testing.assert_allclose(fig.data[0].x, sims)
@@ -224,13 +227,13 @@ def test_nearest_neighbours_finds_the_closest_rows() -> None:
 def test_raw_scores_with_the_mask_equal_the_recorded_scores(tiny_trace: Trace) -> None:
     for layer in range(tiny_trace.config.n_layer):
         for head in range(tiny_trace.config.n_head):
-            masked = fa.causal_mask(fa.raw_scores(tiny_trace, layer, head))
+            masked = la.causal_mask(la.raw_scores(tiny_trace, layer, head))
             recorded = tiny_trace.get("attn.hook_attn_scores", layer)[head].astype(np.float64)
             lower = np.tril_indices(tiny_trace.n_tokens)
             np.testing.assert_allclose(masked[lower], recorded[lower], rtol=1e-4, atol=1e-5)
             assert np.all(np.isneginf(masked[np.triu_indices(tiny_trace.n_tokens, 1)]))
             np.testing.assert_allclose(
-                fa.softmax_rows(masked),
+                la.softmax_rows(masked),
                 tiny_trace.get("attn.hook_pattern", layer)[head],
                 atol=1e-5,
             )
@@ -239,18 +242,18 @@ def test_raw_scores_with_the_mask_equal_the_recorded_scores(tiny_trace: Trace) -
 def test_unmasked_pattern_puts_weight_on_the_future_and_rows_sum_to_one(
     tiny_trace: Trace,
 ) -> None:
-    article = fa.unmasked_pattern(tiny_trace, 0, 0)
+    article = la.unmasked_pattern(tiny_trace, 0, 0)
     np.testing.assert_allclose(article.sum(-1), 1.0, atol=1e-9)
-    future = fa.future_weight(article)
+    future = la.future_weight(article)
     assert future[0] > 0.5  # the first token sees only the future without a mask
     assert future[-1] == 0.0
-    real = fa.future_weight(tiny_trace.get("attn.hook_pattern", 0)[0])
+    real = la.future_weight(tiny_trace.get("attn.hook_pattern", 0)[0])
     np.testing.assert_allclose(real, 0.0, atol=1e-7)
 
 
 def test_value_contributions_are_norms_of_weighted_values(tiny_trace: Trace) -> None:
     layer, head, pos = 1, 1, 7
-    contrib = fa.value_contributions(tiny_trace, layer, head, pos)
+    contrib = la.value_contributions(tiny_trace, layer, head, pos)
     w = tiny_trace.get("attn.hook_pattern", layer)[head, pos]
     v = tiny_trace.get("attn.hook_v", layer)[:, head, :]
     assert contrib[3] == pytest.approx(float(np.linalg.norm(w[3] * v[3])), rel=1e-5)
@@ -298,10 +301,11 @@ def test_grid_window_keeps_the_selected_query_visible() -> None:
 
 def test_query_steps_show_scores_mask_weights_and_contributions(tiny_trace: Trace) -> None:
     layer, head, pos = 0, 1, 4
-    fig = fa.query_steps_figure(tiny_trace, layer, head, pos, "Q")
+    steps = la.query_steps(tiny_trace, layer, head, pos)
+    fig = fa.query_steps_figure(steps, tiny_trace.token_strs, pos, "Q")
     raw, masked, minus_inf, weights, contrib = fig.data
     T = tiny_trace.n_tokens
-    expected_raw = fa.raw_scores(tiny_trace, layer, head)[pos]
+    expected_raw = la.raw_scores(tiny_trace, layer, head)[pos]
     np.testing.assert_allclose(raw.y, expected_raw)
     assert all(m is None for m in masked.y[pos + 1 :])
     np.testing.assert_allclose(np.array(masked.y[: pos + 1], dtype=float), expected_raw[: pos + 1])
@@ -310,7 +314,7 @@ def test_query_steps_show_scores_mask_weights_and_contributions(tiny_trace: Trac
         weights.y, tiny_trace.get("attn.hook_pattern", layer)[head, pos].astype(np.float64)
     )
     assert sum(weights.y) == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(contrib.y, fa.value_contributions(tiny_trace, layer, head, pos))
+    np.testing.assert_allclose(contrib.y, la.value_contributions(tiny_trace, layer, head, pos))
     assert raw.x == tuple(common.token_labels(tiny_trace.token_strs))
 
 
@@ -326,7 +330,13 @@ def test_head_scores_table_lists_every_head_with_its_label(tiny_trace: Trace) ->
 
 
 def test_article_vs_gpt_differ_only_by_the_mask(tiny_trace: Trace) -> None:
-    article, gpt = fa.article_vs_gpt(tiny_trace, 1, 1)
+    article, gpt = fa.article_vs_gpt(
+        la.unmasked_pattern(tiny_trace, 1, 1),
+        la.raw_scores(tiny_trace, 1, 1),
+        tiny_trace.get("attn.hook_pattern", 1)[1],
+        tiny_trace.get("attn.hook_attn_scores", 1)[1],
+        tiny_trace.token_strs,
+    )
     a = np.array(article.data[0].z, dtype=float)
     g = np.array(gpt.data[0].z, dtype=float)
     np.testing.assert_array_equal(g, tiny_trace.get("attn.hook_pattern", 1)[1])

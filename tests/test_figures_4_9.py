@@ -24,6 +24,9 @@ from engine.figures import output as fout
 from engine.figures import residual as fres
 from engine.figures.common import MAX_AXIS, plotly_text, unique_labels
 from engine.figures.output import cell_word
+from engine.lens import feed_forward as lff
+from engine.lens import layer_norm as lln
+from engine.lens import residual as lres
 from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.lens.residual import residual_norms
@@ -90,17 +93,17 @@ def test_gelu_reproduces_the_stored_mlp_activations(tiny_trace: Trace) -> None:
     for layer in range(tiny_trace.config.n_layer):
         pre = tiny_trace.get("mlp.hook_pre", layer)
         post = tiny_trace.get("mlp.hook_post", layer)
-        np.testing.assert_allclose(ff.gelu(pre), post, atol=1e-5)
+        np.testing.assert_allclose(lff.gelu(pre), post, atol=1e-5)
 
 
 def test_neuron_heatmap_shows_the_most_active_units_on_every_token(tiny_trace: Trace) -> None:
     post = tiny_trace.get("mlp.hook_post", 1)
-    ids = ff.top_neurons(post, 10)
+    ids = lff.top_neurons(post, 10)
     peaks = post.max(axis=0)
     assert peaks[ids[0]] == peaks.max()
     assert np.all(np.diff(peaks[ids]) <= 0)
     assert set(np.flatnonzero(peaks > peaks[ids[-1]])) <= set(ids.tolist())
-    fig = ff.neurons_heatmap(tiny_trace, 1, k=10)
+    fig = ff.neurons_heatmap(post, ids, tiny_trace.token_strs, 1)
     np.testing.assert_allclose(np.array(fig.data[0].z), post[:, ids].T, rtol=1e-6)
     assert list(fig.data[0].x) == labels_of(tiny_trace)
     assert list(fig.data[0].y) == [f"unit {i}" for i in ids]
@@ -113,10 +116,10 @@ def test_selective_ranking_prefers_units_that_fire_on_some_tokens_only() -> None
     post[2, 1] = 3.0  # fires on one token
     post[:, 2] = -0.1
     post[4, 3] = 1.0
-    assert ff.top_neurons(post, 2, "peak").tolist() == [0, 1]
-    assert ff.top_neurons(post, 2, "selective").tolist() == [1, 3]
+    assert lff.top_neurons(post, 2, "peak").tolist() == [0, 1]
+    assert lff.top_neurons(post, 2, "selective").tolist() == [1, 3]
     with pytest.raises(ValueError, match="unknown ranking"):
-        ff.top_neurons(post, 2, "loudest")
+        lff.top_neurons(post, 2, "loudest")
 
 
 def test_the_neuron_colour_scale_is_white_at_zero() -> None:
@@ -126,14 +129,20 @@ def test_the_neuron_colour_scale_is_white_at_zero() -> None:
 
 
 def test_hidden_histogram_holds_the_selected_tokens_units(tiny_trace: Trace) -> None:
-    fig = ff.hidden_histogram(tiny_trace, 0, 3)
+    fig = ff.hidden_histogram(
+        tiny_trace.get("mlp.hook_pre", 0)[3],
+        tiny_trace.get("mlp.hook_post", 0)[3],
+        tiny_trace.token_strs[3],
+        0,
+        3,
+    )
     np.testing.assert_allclose(fig.data[0].x, tiny_trace.get("mlp.hook_pre", 0)[3], rtol=1e-6)
     np.testing.assert_allclose(fig.data[1].x, tiny_trace.get("mlp.hook_post", 0)[3], rtol=1e-6)
     assert tiny_trace.token_strs[3] in fig.layout.title.text
 
 
 def test_activation_curves_overlay_this_tokens_pre_activations(tiny_trace: Trace) -> None:
-    fig = ff.activation_functions(tiny_trace, 1, 2)
+    fig = ff.activation_functions(tiny_trace.get("mlp.hook_pre", 1), 2)
     names = [d.name for d in fig.data]
     assert names[:3] == ["GELU (GPT-2)", "tanh (the article)", "ReLU"]
     xs = np.array(fig.data[1].x)
@@ -146,7 +155,7 @@ def test_activation_curves_overlay_this_tokens_pre_activations(tiny_trace: Trace
 
 
 def test_mlp_norm_heatmap_is_the_norm_of_each_layers_mlp_output(tiny_trace: Trace) -> None:
-    fig = ff.mlp_norms_heatmap(tiny_trace)
+    fig = ff.mlp_norms_heatmap(lff.mlp_out_norms(tiny_trace), tiny_trace.token_strs)
     expected = [
         np.linalg.norm(tiny_trace.get("hook_mlp_out", i), axis=-1)
         for i in range(tiny_trace.config.n_layer)
@@ -156,11 +165,11 @@ def test_mlp_norm_heatmap_is_the_norm_of_each_layers_mlp_output(tiny_trace: Trac
 
 
 def test_article_vs_gpt_passes_the_same_inputs_through_tanh_and_gelu(tiny_trace: Trace) -> None:
-    fig = ff.article_vs_gpt(tiny_trace, 0, 1)
     pre = tiny_trace.get("mlp.hook_pre", 0)[1].astype(np.float64)
+    fig = ff.article_vs_gpt(tiny_trace.get("mlp.hook_pre", 0)[1], 0, 1)
     np.testing.assert_allclose(fig.data[0].x, np.tanh(pre))
-    np.testing.assert_allclose(fig.data[1].x, ff.gelu(pre))
-    summary = ff.activation_summary(pre)
+    np.testing.assert_allclose(fig.data[1].x, lff.gelu(pre))
+    summary = lff.activation_summary(pre)
     assert summary["share negative (GELU ≈ 0)"] == pytest.approx((pre < 0).mean())
     assert summary["largest tanh output"] < 1.0
 
@@ -168,20 +177,22 @@ def test_article_vs_gpt_passes_the_same_inputs_through_tanh_and_gelu(tiny_trace:
 def test_feed_forward_figures_window_a_long_text_and_stay_small() -> None:
     sites = ("mlp.hook_pre", "mlp.hook_post", "hook_mlp_out")
     trace = synthetic_trace(300, GPT2_SHAPE, sites)
-    fig = ff.neurons_heatmap(trace, 3, start=40)
+    post = trace.get("mlp.hook_post", 3)
+    fig = ff.neurons_heatmap(post, lff.top_neurons(post), trace.token_strs, 3, start=40)
     assert len(fig.data[0].x) == MAX_AXIS
     assert fig.data[0].x[0] == "40:t5"
     np.testing.assert_allclose(
         np.array(fig.data[0].z)[:, 0],
-        trace.get("mlp.hook_post", 3)[40, ff.top_neurons(trace.get("mlp.hook_post", 3))],
+        trace.get("mlp.hook_post", 3)[40, lff.top_neurons(trace.get("mlp.hook_post", 3))],
         rtol=1e-6,
     )
     long = synthetic_trace(256, GPT2_SHAPE, sites)
+    pre, post = long.get("mlp.hook_pre", 0), long.get("mlp.hook_post", 0)
     for figure in (
-        ff.neurons_heatmap(long, 0),
-        ff.hidden_histogram(long, 0, 255),
-        ff.activation_functions(long, 0, 255),
-        ff.mlp_norms_heatmap(long),
+        ff.neurons_heatmap(post, lff.top_neurons(post), long.token_strs, 0),
+        ff.hidden_histogram(pre[255], post[255], long.token_strs[255], 0, 255),
+        ff.activation_functions(pre, 255),
+        ff.mlp_norms_heatmap(lff.mlp_out_norms(long), long.token_strs),
     ):
         assert len(figure.to_json()) < 2_000_000
 
@@ -196,13 +207,13 @@ def test_per_token_normalisation_reproduces_the_stored_layer_norm(
     x = ln_input(tiny_trace, which, layer)
     eps = tiny_trace.config.layer_norm_eps
     np.testing.assert_allclose(
-        fln.gpt_normalize(x, eps), tiny_trace.get(f"{which}.hook_normalized", layer), atol=2e-5
+        lln.gpt_normalize(x, eps), tiny_trace.get(f"{which}.hook_normalized", layer), atol=2e-5
     )
 
 
 def test_token_stats_figure_draws_numpys_mean_and_std(tiny_trace: Trace) -> None:
     stats = ln_stats(tiny_trace, "ln2", 1)
-    fig = fln.token_stats_figure(tiny_trace, stats, "ln_2 of layer 1")
+    fig = fln.token_stats_figure(stats, tiny_trace.token_strs, "ln_2 of layer 1")
     x = tiny_trace.get("hook_resid_mid", 1).astype(np.float64)
     np.testing.assert_allclose(fig.data[0].y, x.mean(-1), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fig.data[1].y, x.std(-1), rtol=1e-6)
@@ -216,7 +227,7 @@ def test_feature_steps_end_at_what_the_models_layer_norm_computes(
     gamma, beta = ln.weight.detach().numpy(), ln.bias.detach().numpy()
     x = tiny_trace.get("hook_resid_pre", 1)[4]
     normalized = tiny_trace.get("ln1.hook_normalized", 1)[4]
-    fig = fln.feature_steps_figure(x, normalized, gamma, beta, "t")
+    fig = fln.feature_steps_figure(x, normalized, lln.ln_affine(normalized, gamma, beta), "t")
     expected = torch.nn.functional.layer_norm(
         torch.from_numpy(x.copy()), (x.size,), ln.weight, ln.bias, ln.eps
     ).detach()
@@ -249,10 +260,11 @@ def test_article_normalises_the_whole_tensor_so_tokens_keep_different_scales(
     tiny_trace: Trace,
 ) -> None:
     x = tiny_trace.get("hook_resid_mid", 1)
-    article = fln.article_normalize(x)
+    article = lln.article_normalize(x)
     assert article.mean() == pytest.approx(0.0, abs=1e-9)
     assert article.std(ddof=1) == pytest.approx(1.0, rel=1e-4)
-    fig = fln.article_vs_gpt_figure(tiny_trace, x, tiny_trace.config.layer_norm_eps)
+    gpt = lln.gpt_normalize(x, tiny_trace.config.layer_norm_eps)
+    fig = fln.article_vs_gpt_figure(gpt, article, tiny_trace.token_strs)
     gpt_std, article_std = np.array(fig.data[2].y), np.array(fig.data[3].y)
     var = x.astype(np.float64).var(-1)
     eps = tiny_trace.config.layer_norm_eps
@@ -266,10 +278,10 @@ def test_the_articles_whole_tensor_statistics_let_a_later_token_change_earlier_o
     tiny_trace: Trace,
 ) -> None:
     x = tiny_trace.get("hook_resid_mid", 0)
-    article_change, gpt_change = fln.future_leak(x, tiny_trace.config.layer_norm_eps)
+    article_change, gpt_change = lln.future_leak(x, tiny_trace.config.layer_norm_eps)
     assert gpt_change == 0.0
     assert article_change > 1e-3
-    assert fln.future_leak(x[:1], 1e-5) == (0.0, 0.0)
+    assert lln.future_leak(x[:1], 1e-5) == (0.0, 0.0)
 
 
 # --- residual stream ---------------------------------------------------------------------------
@@ -279,7 +291,7 @@ def test_the_parts_written_into_the_stream_add_up_to_the_final_residual(
     tiny_trace: Trace,
 ) -> None:
     pos = 5
-    c = fres.contributions(tiny_trace, pos)
+    c = lres.contributions(tiny_trace, pos)
     final = tiny_trace.get("hook_resid_post", 1)[pos]
     np.testing.assert_allclose(c.vectors.sum(0), final, atol=1e-4)
     assert c.along_final.sum() == pytest.approx(c.final_norm, rel=1e-4)
@@ -293,14 +305,14 @@ def test_the_parts_written_into_the_stream_add_up_to_the_final_residual(
 
 
 def test_the_log_colour_norm_heatmap_keeps_the_sizes_in_its_hover(tiny_trace: Trace) -> None:
-    fig = fres.norms_heatmap(tiny_trace, log=True)
+    fig = fres.norms_heatmap(residual_norms(tiny_trace), tiny_trace.token_strs, log=True)
     norms = residual_norms(tiny_trace)
     np.testing.assert_allclose(np.array(fig.data[0].z), np.log10(norms), rtol=1e-6)
     np.testing.assert_allclose(np.array(fig.data[0].customdata), norms, rtol=1e-6)
 
 
 def test_residual_norm_heatmap_equals_the_stored_residuals_norms(tiny_trace: Trace) -> None:
-    fig = fres.norms_heatmap(tiny_trace)
+    fig = fres.norms_heatmap(residual_norms(tiny_trace), tiny_trace.token_strs)
     expected = [np.linalg.norm(tiny_trace.get("hook_resid_pre", 0), axis=-1)] + [
         np.linalg.norm(tiny_trace.get("hook_resid_post", i), axis=-1) for i in range(2)
     ]
@@ -310,7 +322,7 @@ def test_residual_norm_heatmap_equals_the_stored_residuals_norms(tiny_trace: Tra
 
 
 def test_cosine_to_final_is_one_on_the_last_row(tiny_trace: Trace) -> None:
-    cos = fres.cosine_to_final(tiny_trace)
+    cos = lres.cosine_to_final(tiny_trace)
     np.testing.assert_allclose(cos[-1], 1.0, atol=1e-6)
     a = tiny_trace.get("hook_resid_pre", 0)[3].astype(np.float64)
     b = tiny_trace.get("hook_resid_post", 1)[3].astype(np.float64)
@@ -321,7 +333,7 @@ def test_cosine_to_final_is_one_on_the_last_row(tiny_trace: Trace) -> None:
 
 
 def test_each_residual_step_is_x_plus_f_of_x(tiny_trace: Trace) -> None:
-    steps = fres.residual_steps(tiny_trace, 2)
+    steps = lres.residual_steps(tiny_trace, 2)
     assert [s.label for s in steps] == [
         "layer 0 attention",
         "layer 0 MLP",
@@ -524,15 +536,17 @@ def test_layer_norm_and_residual_figures_stay_small_for_gpt2_at_256_tokens() -> 
     trace = synthetic_trace(256, GPT2_SHAPE, sites)
     stats = all_ln_stats(trace)
     x = ln_input(trace, "ln2", 11)
-    cos = fres.cosine_to_final(trace)
+    cos = lres.cosine_to_final(trace)
     figures = (
-        fln.token_stats_figure(trace, stats[5], "t"),
+        fln.token_stats_figure(stats[5], trace.token_strs, "t"),
         fln.scale_growth_figure(stats, 255, "t"),
-        fln.article_vs_gpt_figure(trace, x, 1e-5),
-        fres.norms_heatmap(trace, log=True),
-        fres.cosine_heatmap(trace, cos),
+        fln.article_vs_gpt_figure(
+            lln.gpt_normalize(x, 1e-5), lln.article_normalize(x), trace.token_strs
+        ),
+        fres.norms_heatmap(residual_norms(trace), trace.token_strs, log=True),
+        fres.cosine_heatmap(cos, trace.token_strs),
         fres.cosine_figure(cos, 255, "t"),
-        fres.contributions_figure(fres.contributions(trace, 255), 255, "t"),
+        fres.contributions_figure(lres.contributions(trace, 255), 255, "t"),
     )
     for figure in figures:
         assert len(figure.to_json()) < 2_000_000

@@ -29,6 +29,11 @@ from engine.figures import layer_norm as fig_ln
 from engine.figures import output as fig_out
 from engine.figures import residual as fig_res
 from engine.figures import tokens as fig_tok
+from engine.lens import attention as lens_att
+from engine.lens import embeddings as lens_emb
+from engine.lens import feed_forward as lens_ff
+from engine.lens import layer_norm as lens_ln
+from engine.lens import residual as lens_res
 from engine.lens.heads import head_scores
 from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 from engine.lens.logit_lens import lens_distribution, logit_lens
@@ -175,15 +180,15 @@ def every_figure(trace: Trace, loaded: LoadedModel) -> Iterator[tuple[str, objec
         if word.merges_listed and len(word.bytes_) <= fig_tok.BPE_FIGURE_MAX_BYTES:
             yield "bpe steps", fig_tok.bpe_steps_figure(word, {})
     # 2 · embeddings
-    source = fig_emb.SOURCES[0]  # the sources differ in numbers only, not in labels
-    vectors = fig_emb.embedding_vectors(trace, source)
+    source = lens_emb.SOURCES[0]  # the sources differ in numbers only, not in labels
+    vectors = lens_emb.embedding_vectors(trace, source)
     yield "embedding map", fig_emb.embedding_heatmap(vectors, trace.token_strs, source)
-    coords, explained = fig_emb.pca_2d(vectors)
+    coords, explained = lens_emb.pca_2d(vectors)
     yield "pca", fig_emb.pca_figure(coords, explained, trace.token_strs, source, pos)
-    sims = fig_emb.cosine_matrix(vectors)
+    sims = lens_emb.cosine_matrix(vectors)
     yield "cosine", fig_emb.cosine_heatmap(sims, trace.token_strs, source)
     table = model.transformer.wte.weight.detach().numpy()
-    nb_ids, nb_sims = fig_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=tok.vocab_size)
+    nb_ids, nb_sims = lens_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=tok.vocab_size)
     labels = [tok.display(int(i)) for i in nb_ids]
     yield "neighbours", fig_emb.neighbours_figure(nb_ids, nb_sims, labels, label)
     # 3 · attention
@@ -193,34 +198,49 @@ def every_figure(trace: Trace, loaded: LoadedModel) -> Iterator[tuple[str, objec
     yield "head grid", fig_att.head_grid(pattern, head_labels, trace.token_strs, head, pos, "t")
     raw_scores = trace.get("attn.hook_attn_scores", layer)[head]
     yield "pattern", fig_att.pattern_heatmap(pattern[head], raw_scores, trace.token_strs, "t")
-    yield "query steps", fig_att.query_steps_figure(trace, layer, head, pos, "t")
+    steps = lens_att.query_steps(trace, layer, head, pos)
+    yield "query steps", fig_att.query_steps_figure(steps, trace.token_strs, pos, "t")
     yield "head table", fig_att.head_scores_table(scores)
-    yield from (("article vs gpt", f) for f in fig_att.article_vs_gpt(trace, layer, head))
+    article = fig_att.article_vs_gpt(
+        lens_att.unmasked_pattern(trace, layer, head),
+        lens_att.raw_scores(trace, layer, head),
+        pattern[head],
+        raw_scores,
+        trace.token_strs,
+    )
+    yield from (("article vs gpt", f) for f in article)
     # 4 · feed-forward
-    for rank in getattr(fig_ff, "RANKINGS", ("peak",)):
-        yield "neurons", fig_ff.neurons_heatmap(trace, layer, k=8, rank=rank)
-    yield "hidden histogram", fig_ff.hidden_histogram(trace, layer, pos)
-    yield "activations", fig_ff.activation_functions(trace, layer, pos)
-    yield "mlp norms", fig_ff.mlp_norms_heatmap(trace)
-    yield "ff article", fig_ff.article_vs_gpt(trace, layer, pos)
+    pre, post = trace.get("mlp.hook_pre", layer), trace.get("mlp.hook_post", layer)
+    for rank in lens_ff.RANKINGS:
+        units = lens_ff.top_neurons(post, 8, rank)
+        yield "neurons", fig_ff.neurons_heatmap(post, units, trace.token_strs, layer, rank=rank)
+    yield "hidden histogram", fig_ff.hidden_histogram(pre[pos], post[pos], label, layer, pos)
+    yield "activations", fig_ff.activation_functions(pre, pos)
+    mlp_norms = lens_ff.mlp_out_norms(trace)
+    yield "mlp norms", fig_ff.mlp_norms_heatmap(mlp_norms, trace.token_strs)
+    yield "ff article", fig_ff.article_vs_gpt(pre[pos], layer, pos)
     # 5 · layer norm
     ln = model.transformer.h[layer].ln_1
     gamma, beta = ln.weight.detach().numpy(), ln.bias.detach().numpy()
     stats = ln_stats(trace, "ln1", layer)
     x_in = ln_input(trace, "ln1", layer)
     normalized = trace.get("ln1.hook_normalized", layer)
-    yield "ln stats", fig_ln.token_stats_figure(trace, stats, "t")
-    yield "ln steps", fig_ln.feature_steps_figure(x_in[pos], normalized[pos], gamma, beta, "t")
+    yield "ln stats", fig_ln.token_stats_figure(stats, trace.token_strs, "t")
+    out = lens_ln.ln_affine(normalized[pos], gamma, beta)
+    yield "ln steps", fig_ln.feature_steps_figure(x_in[pos], normalized[pos], out, "t")
     yield "gamma beta", fig_ln.gamma_beta_figure(gamma, beta, "t")
     yield "ln growth", fig_ln.scale_growth_figure(all_ln_stats(trace), pos, label)
-    yield "ln article", fig_ln.article_vs_gpt_figure(trace, x_in, cfg.layer_norm_eps)
+    gpt_ln = lens_ln.gpt_normalize(x_in, cfg.layer_norm_eps)
+    article_ln = lens_ln.article_normalize(x_in)
+    yield "ln article", fig_ln.article_vs_gpt_figure(gpt_ln, article_ln, trace.token_strs)
     # 6 · residual
-    yield "residual norms", fig_res.norms_heatmap(trace, log=True)
-    contrib = fig_res.contributions(trace, pos)
+    norms = lens_res.residual_norms(trace)
+    yield "residual norms", fig_res.norms_heatmap(norms, trace.token_strs, log=True)
+    contrib = lens_res.contributions(trace, pos)
     yield "contributions", fig_res.contributions_figure(contrib, pos, label)
-    cos = fig_res.cosine_to_final(trace)
+    cos = lens_res.cosine_to_final(trace)
     yield "cosine to final", fig_res.cosine_figure(cos, pos, label)
-    yield "cosine map", fig_res.cosine_heatmap(trace, cos)
+    yield "cosine map", fig_res.cosine_heatmap(cos, trace.token_strs)
     # 7 · dropout
     dropped_trace = dropout_pass(model, tok, ids, 0.3, 1)
     eval_pattern = pattern[head]

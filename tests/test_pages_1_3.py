@@ -13,9 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
-from engine.figures import attention as fa
 from engine.figures import common
-from engine.figures import embeddings as fe
+from engine.lens import attention as la
+from engine.lens import embeddings as le
 from engine.lens.heads import head_scores
 from engine.trace import Trace
 
@@ -138,7 +138,7 @@ def test_embedding_heatmaps_equal_the_trace(tiny_loaded: LoadedModel) -> None:
     assert token["data"][0]["y"] == labels
     cosine = chart(at, "embeddings_cosine_chart")
     np.testing.assert_allclose(
-        z_of(cosine), fe.cosine_matrix(fe.embedding_vectors(trace, "token + position")), atol=1e-5
+        z_of(cosine), le.cosine_matrix(le.embedding_vectors(trace, "token + position")), atol=1e-5
     )
 
 
@@ -146,7 +146,7 @@ def test_pca_source_can_be_switched(tiny_loaded: LoadedModel) -> None:
     at = open_page("pages/2_Embeddings.py")
     trace = trace_of(tiny_loaded)
     at.radio(key="embeddings_source").set_value("position").run()
-    coords, _ = fe.pca_2d(trace["hook_pos_embed"])
+    coords, _ = le.pca_2d(trace["hook_pos_embed"])
     spec = chart(at, "embeddings_pca_chart")
     np.testing.assert_allclose(values(spec["data"][1]["x"]), coords[:, 0], atol=1e-4)
     assert spec["layout"]["title"]["text"].startswith("position")
@@ -156,13 +156,13 @@ def test_nearest_neighbours_follow_the_selected_token(tiny_loaded: LoadedModel) 
     at = open_page("pages/2_Embeddings.py", pos="1")
     trace = trace_of(tiny_loaded)
     table = tiny_loaded.model.transformer.wte.weight.detach().numpy()
-    _, sims = fe.nearest_neighbours(
+    _, sims = le.nearest_neighbours(
         table, int(trace.token_ids[1]), k=12, n_valid=tiny_loaded.tokenizer.vocab_size
     )
     spec = chart(at, "embeddings_neighbours_chart")
     np.testing.assert_allclose(values(spec["data"][0]["x"]), sims, atol=1e-6)
     at.selectbox(key="embeddings_pos").set_value(4).run()
-    ids4, _ = fe.nearest_neighbours(
+    ids4, _ = le.nearest_neighbours(
         table, int(trace.token_ids[4]), k=12, n_valid=tiny_loaded.tokenizer.vocab_size
     )
     shown = list(at.dataframe[0].value["id"])
@@ -255,7 +255,7 @@ def test_article_view_is_the_same_head_without_the_mask(tiny_loaded: LoadedModel
     trace = trace_of(tiny_loaded)
     article = z_of(chart(at, "attention_article_chart"))
     gpt = z_of(chart(at, "attention_gpt_chart"))
-    np.testing.assert_allclose(article, fa.unmasked_pattern(trace, 1, 0), atol=1e-5)
+    np.testing.assert_allclose(article, la.unmasked_pattern(trace, 1, 0), atol=1e-5)
     np.testing.assert_allclose(gpt, trace.get("attn.hook_pattern", 1)[0], atol=1e-6)
     assert np.triu(article, 1).sum() > 0
 

@@ -17,8 +17,8 @@ from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import dropout_pass
 from engine.figures.common import plotly_text, token_labels
-from engine.figures.feed_forward import top_neurons
 from engine.figures.output import cell_word
+from engine.lens.feed_forward import top_neurons
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next

@@ -1,8 +1,7 @@
 """Stage 3, multi-head self-attention: every head's pattern, one head in detail, the steps for
 one query token (scores, mask, softmax, value contributions), all heads' scores, and the
-article's unmasked version beside GPT's. Pure builders: no Streamlit.
-
-Everything is recomputed from the Trace's stored q, k, v and pattern; the model never runs.
+article's unmasked version beside GPT's. Pure builders: arrays in, plotly figures (or a pandas
+table) out; the numbers come from `engine.lens.attention` and `engine.lens.heads`.
 """
 
 from __future__ import annotations
@@ -24,59 +23,11 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.lens.attention import QuerySteps
 from engine.lens.heads import HeadScores
-from engine.trace import Trace
 
 # Largest number of tokens along an axis of the small per-head maps (the big map shows more).
 GRID_AXIS = 48
-
-
-# --- numbers -------------------------------------------------------------------------------
-
-
-def raw_scores(trace: Trace, layer: int, head: int) -> np.ndarray:
-    """[T, T] q_i · k_j / sqrt(d_head) for every pair, the future included (before the mask)."""
-    q = trace.get("attn.hook_q", layer)[:, head, :].astype(np.float64)
-    k = trace.get("attn.hook_k", layer)[:, head, :].astype(np.float64)
-    return q @ k.T / math.sqrt(q.shape[-1])
-
-
-def causal_mask(scores: np.ndarray) -> np.ndarray:
-    """The scores with every future key (j > i) set to -inf: what GPT's softmax sees."""
-    out = np.array(scores, dtype=np.float64, copy=True)
-    out[np.triu_indices(out.shape[0], k=1)] = -np.inf
-    return out
-
-
-def softmax_rows(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax; -inf entries get weight 0."""
-    s = np.asarray(scores, dtype=np.float64)
-    top = np.max(s, axis=-1, keepdims=True)
-    e = np.exp(s - top)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def unmasked_pattern(trace: Trace, layer: int, head: int) -> np.ndarray:
-    """The article's version: the same head's softmax without the causal mask, so every token
-    also attends to tokens that come after it (a GPT must not: it would see the answer)."""
-    return softmax_rows(raw_scores(trace, layer, head))
-
-
-def value_contributions(trace: Trace, layer: int, head: int, pos: int) -> np.ndarray:
-    """[T]: the length of weight_j × v_j for query `pos`, i.e. how much each earlier token's
-    value vector adds to this head's output z_pos = Σ_j weight_j v_j (0 for future tokens)."""
-    w = trace.get("attn.hook_pattern", layer)[head, pos].astype(np.float64)
-    v = trace.get("attn.hook_v", layer)[:, head, :].astype(np.float64)
-    return np.linalg.norm(w[:, None] * v, axis=-1)
-
-
-def future_weight(pattern: np.ndarray) -> np.ndarray:
-    """[T]: for each query, the total weight it puts on tokens after itself."""
-    p = np.asarray(pattern, dtype=np.float64)
-    return np.triu(p, k=1).sum(axis=-1)
-
-
-# --- figures -------------------------------------------------------------------------------
 
 
 def _score_text(scores: np.ndarray) -> np.ndarray:
@@ -176,90 +127,65 @@ def head_grid(
     return fig
 
 
-def query_steps_figure(trace: Trace, layer: int, head: int, pos: int, title: str) -> go.Figure:
+_QUERY_STEP_TITLES = (
+    "① raw scores q·k / √d_head (every key, the future too)",
+    "② causal mask: keys after the query become −∞",
+    "③ softmax: the weights (they sum to 1)",
+    "④ what each value adds to the output: ‖weight × v‖",
+)
+
+
+def _minus_infinity_marks(labels: list[str], future: np.ndarray) -> go.Scatter:
+    """ "−∞" written at the masked (future) keys of the second row."""
+    return go.Scatter(
+        x=[lab for lab, f in zip(labels, future, strict=True) if f],
+        y=[0.0] * int(future.sum()),
+        mode="text",
+        text=["−∞"] * int(future.sum()),
+        textfont={"size": FONT_SIZE + 2, "color": "#d62728"},
+        hovertemplate="key %{x}<br>masked: −∞<extra></extra>",
+        name="masked",
+    )
+
+
+def query_steps_figure(
+    steps: QuerySteps, token_strs: list[str] | tuple[str, ...], pos: int, title: str
+) -> go.Figure:
     """For query `pos`, four rows of bars over the keys: (1) raw scores q·k/√d_head for every
     key, (2) after the causal mask (future keys are −∞, drawn as a grey stub), (3) softmax
-    weights, (4) the length of each weight × value vector, what each key adds to the output."""
-    T = trace.n_tokens
-    cols = window(T, pos - 63, 64)  # at most 64 keys, ending at the query if the text is long
-    labels = token_labels(trace.token_strs, cols.start, cols.stop)
-    raw = raw_scores(trace, layer, head)[pos, cols]
-    masked = causal_mask(raw_scores(trace, layer, head))[pos, cols]
-    weights = trace.get("attn.hook_pattern", layer)[head, pos, cols].astype(np.float64)
-    contrib = value_contributions(trace, layer, head, pos)[cols]
+    weights, (4) the length of each weight × value vector, what each key adds to the output.
+    At most 64 keys are drawn, ending at the query when the text is longer."""
+    cols = window(len(steps.raw), pos - 63, 64)  # at most 64 keys, ending at the query
+    labels = token_labels(token_strs, cols.start, cols.stop)
     future = np.arange(cols.start, cols.stop) > pos
     fig = make_subplots(
         rows=4,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.07,
-        subplot_titles=(
-            "① raw scores q·k / √d_head (every key, the future too)",
-            "② causal mask: keys after the query become −∞",
-            "③ softmax: the weights (they sum to 1)",
-            "④ what each value adds to the output: ‖weight × v‖",
-        ),
+        subplot_titles=_QUERY_STEP_TITLES,
     )
-    colours = ["#BAB0AC" if f else PALETTE[0] for f in future]
-    fig.add_trace(
-        go.Bar(
-            x=labels,
-            y=raw,
-            marker_color=colours,
-            hovertemplate="key %{x}<br>raw score %{y:.3f}<extra></extra>",
-            name="raw score",
-        ),
-        row=1,
-        col=1,
+    masked = [None if not np.isfinite(m) else float(m) for m in steps.masked[cols]]
+    rows = (
+        (steps.raw[cols], ["#BAB0AC" if f else PALETTE[0] for f in future], "raw score", None),
+        (masked, PALETTE[0], "score", "masked score"),
+        (steps.weights[cols], PALETTE[2], "weight", None),
+        (steps.contributions[cols], PALETTE[1], "‖weight × v‖", "contribution"),
     )
-    masked_plot = np.where(np.isfinite(masked), masked, np.nan)
-    fig.add_trace(
-        go.Bar(
-            x=labels,
-            y=[None if not np.isfinite(m) else float(m) for m in masked_plot],
-            marker_color=PALETTE[0],
-            hovertemplate="key %{x}<br>score %{y:.3f}<extra></extra>",
-            name="masked score",
-        ),
-        row=2,
-        col=1,
-    )
-    if future.any():
+    for row, (y, colour, quantity, name) in enumerate(rows, start=1):
         fig.add_trace(
-            go.Scatter(
-                x=[lab for lab, f in zip(labels, future, strict=True) if f],
-                y=[0.0] * int(future.sum()),
-                mode="text",
-                text=["−∞"] * int(future.sum()),
-                textfont={"size": FONT_SIZE + 2, "color": "#d62728"},
-                hovertemplate="key %{x}<br>masked: −∞<extra></extra>",
-                name="masked",
+            go.Bar(
+                x=labels,
+                y=y,
+                marker_color=colour,
+                hovertemplate=f"key %{{x}}<br>{quantity} %{{y:.3f}}<extra></extra>",
+                name=name or quantity,
             ),
-            row=2,
+            row=row,
             col=1,
         )
-    fig.add_trace(
-        go.Bar(
-            x=labels,
-            y=weights,
-            marker_color=PALETTE[2],
-            hovertemplate="key %{x}<br>weight %{y:.3f}<extra></extra>",
-            name="weight",
-        ),
-        row=3,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=labels,
-            y=contrib,
-            marker_color=PALETTE[1],
-            hovertemplate="key %{x}<br>‖weight × v‖ %{y:.3f}<extra></extra>",
-            name="contribution",
-        ),
-        row=4,
-        col=1,
-    )
+        if row == 2 and future.any():
+            fig.add_trace(_minus_infinity_marks(labels, future), row=2, col=1)
     base_layout(fig, title, height=900)
     fig.update_layout(showlegend=False, bargap=0.15)
     fig.update_xaxes(type="category", tickangle=-60)
@@ -293,22 +219,26 @@ def head_scores_table(scores: HeadScores) -> pd.DataFrame:
 
 
 def article_vs_gpt(
-    trace: Trace, layer: int, head: int, start: int = 0
+    unmasked: np.ndarray,
+    raw: np.ndarray,
+    pattern: np.ndarray,
+    scores: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    start: int = 0,
 ) -> tuple[go.Figure, go.Figure]:
-    """The same head twice: the article's softmax over every token (no mask) and GPT's causal
-    pattern. Both from the stored q and k; hover shows the same raw scores."""
-    raw = raw_scores(trace, layer, head)
+    """The same head twice: the article's softmax over every token (`unmasked`, hover: the raw
+    scores `raw`) and GPT's causal `pattern` (hover: the masked `scores`). Each is [T, T]."""
     article = pattern_heatmap(
-        softmax_rows(raw),
+        unmasked,
         raw,
-        trace.token_strs,
+        token_strs,
         "The article: no mask (sees the future)",
         start=start,
     )
     gpt = pattern_heatmap(
-        trace.get("attn.hook_pattern", layer)[head],
-        trace.get("attn.hook_attn_scores", layer)[head],
-        trace.token_strs,
+        pattern,
+        scores,
+        token_strs,
         "GPT: causal mask (sees only the past)",
         start=start,
     )

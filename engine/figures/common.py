@@ -32,6 +32,7 @@ MAX_AXIS = 256
 
 
 def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
+    """Apply the shared title, font, margins and template to `fig` (in place; returns it)."""
     fig.update_layout(
         title={"text": title, "font": {"size": TITLE_SIZE}},
         font={"size": FONT_SIZE},

@@ -1,6 +1,7 @@
 """Stage 2, embeddings: token vectors, position vectors, their sum, a 2-D PCA map, cosine
 similarity between positions and a token's nearest neighbours in the vocabulary.
-Pure builders: no Streamlit.
+Pure builders: arrays and labels in, plotly Figures out; the numbers come from
+`engine.lens.embeddings`.
 """
 
 from __future__ import annotations
@@ -17,24 +18,6 @@ from engine.figures.common import (
     token_labels,
     window,
 )
-from engine.trace import Trace
-
-# Which vectors a page can look at, and how each is read from a Trace.
-SOURCES = ("token + position", "token", "position")
-
-
-def embedding_vectors(trace: Trace, source: str) -> np.ndarray:
-    """[T, d]: the token embeddings, the position embeddings, or their sum (what enters block 0;
-    in evaluation mode embedding dropout is the identity)."""
-    if source == "token":
-        return trace["hook_embed"]
-    if source == "position":
-        return trace["hook_pos_embed"]
-    if source == "token + position":
-        return (
-            trace["hook_embed"].astype(np.float64) + trace["hook_pos_embed"].astype(np.float64)
-        ).astype(np.float32)
-    raise ValueError(f"unknown embedding source {source!r}; use one of {SOURCES}")
 
 
 def embedding_heatmap(
@@ -62,31 +45,6 @@ def embedding_heatmap(
         hovertemplate="token %{y}<br>dimension %{x}<br>value %{z:.4f}",
         height=max(320, min(900, 90 + 22 * (rows.stop - rows.start))),
     )
-
-
-def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project rows onto their first two principal components.
-
-    Returns (coords [T, 2], explained [2]: the share of the variance along each component).
-    Signs are fixed so that the largest-magnitude loading of each component is positive."""
-    x = np.asarray(vectors, dtype=np.float64)
-    centred = x - x.mean(axis=0, keepdims=True)
-    if x.shape[0] < 2:
-        return np.zeros((x.shape[0], 2)), np.zeros(2)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    comps = vt[:2]
-    for k in range(comps.shape[0]):
-        if comps[k, np.argmax(np.abs(comps[k]))] < 0:
-            comps[k] = -comps[k]
-    coords = centred @ comps.T
-    if coords.shape[1] < 2:
-        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-    var = s**2
-    total = var.sum()
-    explained = var[:2] / total if total > 0 else np.zeros(2)
-    if explained.shape[0] < 2:
-        explained = np.pad(explained, (0, 2 - explained.shape[0]))
-    return coords, explained
 
 
 def pca_figure(
@@ -129,17 +87,11 @@ def pca_figure(
     return fig
 
 
-def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
-    """[T, T] cosine similarity between rows (a zero vector has similarity 0 with everything)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    return unit @ unit.T
-
-
 def cosine_heatmap(
     sims: np.ndarray, token_strs: list[str] | tuple[str, ...], title: str, token_start: int = 0
 ) -> go.Figure:
+    """Cosine similarities `sims` [T, T] between tokens (a window from `token_start`), on the
+    signed scale from -1 to 1."""
     rows = window(sims.shape[0], token_start)
     labels = token_labels(token_strs, rows.start, rows.stop)
     return heatmap(
@@ -155,26 +107,6 @@ def cosine_heatmap(
         height=max(360, min(800, 120 + 20 * (rows.stop - rows.start))),
         colorbar_title="cosine",
     )
-
-
-def nearest_neighbours(
-    table: np.ndarray, token_id: int, k: int = 10, n_valid: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k rows of `table` ([V, d], e.g. the token embedding) closest to row `token_id` by
-    cosine similarity, the token itself excluded. Only the first `n_valid` rows are searched
-    (rows past the tokenizer's vocabulary are padding). Returns (ids, similarities), best first."""
-    w = np.asarray(table, dtype=np.float32)  # no copy of a float32 table (GPT-2: 154 MB)
-    if n_valid is not None:
-        w = w[:n_valid]
-    norms = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
-    query = w[token_id].astype(np.float64)
-    denom = norms * max(float(np.linalg.norm(query)), 1e-12)
-    dots = (w @ w[token_id]).astype(np.float64)
-    sims = np.divide(dots, denom, out=np.zeros(len(w)), where=denom > 0)
-    sims[token_id] = -np.inf
-    k = max(0, min(k, len(w) - 1))
-    ids = np.argsort(-sims, kind="stable")[:k]
-    return ids, sims[ids]
 
 
 def neighbours_figure(
@@ -207,13 +139,8 @@ def neighbours_figure(
 
 __all__ = [
     "MAX_AXIS",
-    "SOURCES",
     "cosine_heatmap",
-    "cosine_matrix",
     "embedding_heatmap",
-    "embedding_vectors",
-    "nearest_neighbours",
     "neighbours_figure",
-    "pca_2d",
     "pca_figure",
 ]

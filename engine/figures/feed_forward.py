@@ -1,7 +1,7 @@
 """Stage 4, the feed-forward block: `mlp_out = W2 gelu(W1 x + b1) + b2`, per token.
 
-Builders take a Trace and a selection and return plotly Figures; the numbers they draw are
-computed by the small functions next to them, which the tests compare with the Trace.
+Pure builders: arrays and labels in, plotly Figures out. The numbers (GELU, the ranking of the
+hidden units, the size of each layer's output) come from `engine.lens.feed_forward`.
 """
 
 from __future__ import annotations
@@ -17,41 +17,7 @@ from engine.figures.common import (
     token_labels,
     window,
 )
-from engine.trace import Trace
-
-TOP_NEURONS = 24
-_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
-
-
-# --- numbers -----------------------------------------------------------------------------------
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """GPT-2's GELU ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    x = np.asarray(x, dtype=np.float64)
-    return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-
-
-RANKINGS: dict[str, str] = {
-    "selective": "most selective: peak minus median over the tokens",
-    "peak": "largest activation on any token",
-}
-
-
-def top_neurons(post: np.ndarray, k: int = TOP_NEURONS, rank: str = "peak") -> np.ndarray:
-    """Indices of k hidden units, strongest first (ties by index). `post` is [T, d_mlp], after
-    GELU. rank "peak": the largest activation on any token; "selective": that peak minus the
-    unit's median over the tokens, so units that are on for every token (common in trained
-    models) give way to units that fire on some tokens only."""
-    acts = np.asarray(post, dtype=np.float64)
-    if rank not in RANKINGS:
-        raise ValueError(f"unknown ranking {rank!r}: use one of {sorted(RANKINGS)}")
-    score = acts.max(axis=0)
-    if rank == "selective":
-        score = score - np.median(acts, axis=0)
-    k = max(1, min(int(k), score.size))
-    order = np.lexsort((np.arange(score.size), -score))
-    return order[:k]
+from engine.lens.feed_forward import gelu
 
 
 def zero_white_scale(zmin: float, zmax: float) -> list[list]:
@@ -68,47 +34,25 @@ def zero_white_scale(zmin: float, zmax: float) -> list[list]:
     return [[0.0, "#c6dbef"], [mid, "#f7f7f7"], [(1 + mid) / 2, "#ef8a62"], [1.0, "#67001f"]]
 
 
-def mlp_out_norms(trace: Trace) -> np.ndarray:
-    """[n_layer, T]: the size (L2 norm) of what each layer's MLP adds to each token."""
-    return np.stack(
-        [
-            np.linalg.norm(trace.get("hook_mlp_out", i).astype(np.float64), axis=-1)
-            for i in range(trace.config.n_layer)
-        ]
-    )
-
-
-def activation_summary(pre: np.ndarray) -> dict[str, float]:
-    """How a token's hidden pre-activations fare under GELU, tanh and ReLU."""
-    pre = np.asarray(pre, dtype=np.float64)
-    g = gelu(pre)
-    return {
-        "units": float(pre.size),
-        "share negative (GELU ≈ 0)": float((pre < 0).mean()),
-        "share above 2 (tanh saturates)": float((pre > 2).mean()),
-        "largest pre-activation": float(pre.max()),
-        "largest GELU output": float(g.max()),
-        "largest tanh output": float(np.tanh(pre).max()),
-    }
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-
 def neurons_heatmap(
-    trace: Trace, layer: int, k: int = TOP_NEURONS, start: int = 0, rank: str = "peak"
+    post: np.ndarray,
+    ids: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    layer: int,
+    start: int = 0,
+    rank: str = "peak",
 ) -> go.Figure:
-    """k hidden units of `layer` (rows, ranked by `rank`) on every token (columns), after GELU."""
-    post = trace.get("mlp.hook_post", layer)
-    ids = top_neurons(post, k, rank)
-    span = window(trace.n_tokens, start)
+    """The hidden units `ids` (rows, in that order, e.g. from `top_neurons`) of layer `layer`
+    on every token (columns, a window from `start`), after GELU; `post` is [T, d_mlp]. `rank`
+    only names the ranking in the title."""
+    span = window(post.shape[0], start)
     lo, hi = span.start, span.stop
     z = post[lo:hi, ids].T.astype(np.float64)
     zmin, zmax = min(0.0, float(z.min())), max(0.0, float(z.max()))
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=token_labels(trace.token_strs, lo, hi),
+            x=token_labels(token_strs, lo, hi),
             y=[f"unit {i}" for i in ids],
             colorscale=zero_white_scale(zmin, zmax),
             zmin=zmin,
@@ -126,10 +70,13 @@ def neurons_heatmap(
     )
 
 
-def hidden_histogram(trace: Trace, layer: int, pos: int) -> go.Figure:
-    """Every hidden unit of one token: its value before GELU and after it."""
-    pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
-    post = trace.get("mlp.hook_post", layer)[pos].astype(np.float64)
+def hidden_histogram(
+    pre: np.ndarray, post: np.ndarray, token_str: str, layer: int, pos: int
+) -> go.Figure:
+    """Every hidden unit of one token (`pre`, `post`: its [d_mlp] values before and after GELU;
+    `token_str` the token as displayed), as two overlaid histograms."""
+    pre = np.asarray(pre, dtype=np.float64)
+    post = np.asarray(post, dtype=np.float64)
     fig = go.Figure()
     fig.add_trace(
         go.Histogram(
@@ -154,15 +101,16 @@ def hidden_histogram(trace: Trace, layer: int, pos: int) -> go.Figure:
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.2})
     fig.update_xaxes(title_text="activation")
     fig.update_yaxes(title_text="hidden units")
-    token = plotly_text(trace.token_strs[pos])
+    token = plotly_text(token_str)
     return base_layout(
         fig, f"Token {pos} “{token}”: its {pre.size} hidden units, layer {layer}", 440
     )
 
 
-def activation_functions(trace: Trace, layer: int, pos: int) -> go.Figure:
-    """GELU beside tanh (the article's) and ReLU, with this token's pre-activations on GELU."""
-    pre_all = trace.get("mlp.hook_pre", layer).astype(np.float64)
+def activation_functions(pre_all: np.ndarray, pos: int) -> go.Figure:
+    """GELU beside tanh (the article's) and ReLU, with token `pos`'s pre-activations on GELU;
+    `pre_all` is one layer's [T, d_mlp] pre-activations (they set the x range)."""
+    pre_all = np.asarray(pre_all, dtype=np.float64)
     pre = pre_all[pos]
     low = min(-4.0, float(pre_all.min()))
     high = max(4.0, float(pre_all.max()))
@@ -200,15 +148,17 @@ def activation_functions(trace: Trace, layer: int, pos: int) -> go.Figure:
     return base_layout(fig, "Activation functions, with this text's values", 480)
 
 
-def mlp_norms_heatmap(trace: Trace, start: int = 0) -> go.Figure:
-    """How much each layer's MLP writes into each token's residual stream (L2 norm)."""
-    norms = mlp_out_norms(trace)
-    span = window(trace.n_tokens, start)
+def mlp_norms_heatmap(
+    norms: np.ndarray, token_strs: list[str] | tuple[str, ...], start: int = 0
+) -> go.Figure:
+    """How much each layer's MLP writes into each token's residual stream: `norms` is
+    [n_layer, T] (`engine.lens.feed_forward.mlp_out_norms`), a window of tokens from `start`."""
+    span = window(norms.shape[1], start)
     lo, hi = span.start, span.stop
     fig = go.Figure(
         go.Heatmap(
             z=norms[:, lo:hi],
-            x=token_labels(trace.token_strs, lo, hi),
+            x=token_labels(token_strs, lo, hi),
             y=[f"layer {i}" for i in range(norms.shape[0])],
             colorscale=SCALE_WEIGHTS,
             zmin=0.0,
@@ -223,9 +173,10 @@ def mlp_norms_heatmap(trace: Trace, start: int = 0) -> go.Figure:
     )
 
 
-def article_vs_gpt(trace: Trace, layer: int, pos: int) -> go.Figure:
-    """The same hidden pre-activations through the article's tanh and GPT-2's GELU."""
-    pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
+def article_vs_gpt(pre: np.ndarray, layer: int, pos: int) -> go.Figure:
+    """The same hidden pre-activations `pre` [d_mlp] of token `pos` in layer `layer` through the
+    article's tanh and GPT-2's GELU, as two overlaid histograms."""
+    pre = np.asarray(pre, dtype=np.float64)
     fig = go.Figure()
     fig.add_trace(
         go.Histogram(
@@ -252,16 +203,10 @@ def article_vs_gpt(trace: Trace, layer: int, pos: int) -> go.Figure:
 
 
 __all__ = [
-    "RANKINGS",
-    "TOP_NEURONS",
     "activation_functions",
-    "activation_summary",
     "article_vs_gpt",
-    "gelu",
     "hidden_histogram",
     "mlp_norms_heatmap",
-    "mlp_out_norms",
     "neurons_heatmap",
-    "top_neurons",
     "zero_white_scale",
 ]

@@ -2,7 +2,8 @@
 
 GPT-2 has two LayerNorms per block (`ln_1` before attention, `ln_2` before the MLP) and a final
 `ln_f`. Their inputs are the residual stream (`hook_resid_pre`, `hook_resid_mid`, the last
-`hook_resid_post`); their statistics come from `engine.lens`.
+`hook_resid_post`). Pure builders: arrays and labels in, plotly Figures out; the statistics and
+both normalisations come from `engine.lens.layer_norm`.
 """
 
 from __future__ import annotations
@@ -13,27 +14,6 @@ from plotly.subplots import make_subplots
 
 from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels, window
 from engine.lens.layer_norm import LNStats
-from engine.trace import Trace
-
-ARTICLE_EPS = 1e-8  # the article's `torch.sqrt(variance + 1e-8)`
-
-
-# --- numbers -----------------------------------------------------------------------------------
-
-
-def gpt_normalize(x: np.ndarray, eps: float) -> np.ndarray:
-    """GPT-2's normalisation without gamma and beta: each token (row) over its own features."""
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps)
-
-
-def article_normalize(x: np.ndarray) -> np.ndarray:
-    """The article's `layer_normalization`: `torch.mean` and `torch.var` over the whole tensor
-    (every token and feature at once; torch.var is the unbiased estimate), eps 1e-8."""
-    x = np.asarray(x, dtype=np.float64)
-    return (x - x.mean()) / np.sqrt(x.var(ddof=1) + ARTICLE_EPS)
 
 
 def ln_label(which: str, layer: int | None) -> str:
@@ -51,26 +31,14 @@ def stats_label(stats: LNStats) -> str:
     return f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
 
 
-def future_leak(x: np.ndarray, eps: float) -> tuple[float, float]:
-    """How much the outputs for tokens 0..T-2 change when the last token is added, under the
-    article's whole-tensor normalisation and under GPT-2's per-token one (always 0): the
-    article's version lets every token see the future through the shared statistics."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[0] < 2:
-        return 0.0, 0.0
-    article = np.abs(article_normalize(x)[:-1] - article_normalize(x[:-1])).max()
-    gpt = np.abs(gpt_normalize(x, eps)[:-1] - gpt_normalize(x[:-1], eps)).max()
-    return float(article), float(gpt)
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-
-def token_stats_figure(trace: Trace, stats: LNStats, title: str, start: int = 0) -> go.Figure:
-    """Per-token mean and standard deviation of the vector entering one LayerNorm."""
-    span = window(trace.n_tokens, start)
+def token_stats_figure(
+    stats: LNStats, token_strs: list[str] | tuple[str, ...], title: str, start: int = 0
+) -> go.Figure:
+    """Per-token mean and standard deviation of the vector entering one LayerNorm (a window of
+    tokens from `start`)."""
+    span = window(len(stats.mean), start)
     lo, hi = span.start, span.stop
-    x = token_labels(trace.token_strs, lo, hi)
+    x = token_labels(token_strs, lo, hi)
     fig = make_subplots(
         rows=2,
         cols=1,
@@ -106,18 +74,15 @@ def token_stats_figure(trace: Trace, stats: LNStats, title: str, start: int = 0)
 
 
 def feature_steps_figure(
-    x: np.ndarray,
-    normalized: np.ndarray,
-    gamma: np.ndarray,
-    beta: np.ndarray,
-    title: str,
+    x: np.ndarray, normalized: np.ndarray, out: np.ndarray, title: str
 ) -> go.Figure:
-    """One token's features as strips (one bar per feature): as they enter, after normalising,
-    after gamma and beta; each strip titled with its mean and standard deviation. Strips keep
-    the feature order, so a few huge features (common in trained models) stay recognisable."""
+    """One token's features ([d] each) as strips (one bar per feature): as they enter (`x`),
+    after normalising (`normalized`), after gamma and beta (`out`, `ln_affine`); each strip
+    titled with its mean and standard deviation. Strips keep the feature order, so a few huge
+    features (common in trained models) stay recognisable."""
     x = np.asarray(x, dtype=np.float64)
     normalized = np.asarray(normalized, dtype=np.float64)
-    out = normalized * np.asarray(gamma, dtype=np.float64) + np.asarray(beta, dtype=np.float64)
+    out = np.asarray(out, dtype=np.float64)
     steps = (
         ("1. entering: x", x, PALETTE[9]),
         ("2. normalised: (x − mean) / sqrt(var + eps)", normalized, PALETTE[0]),
@@ -248,14 +213,18 @@ def scale_growth_figure(
     return base_layout(fig, "How the residual stream's scale grows through the layers", 480)
 
 
-def article_vs_gpt_figure(trace: Trace, x: np.ndarray, eps: float, start: int = 0) -> go.Figure:
-    """Each token's standard deviation after GPT-2's per-token normalisation (always 1) and after
-    the article's whole-tensor normalisation (whatever the token had, only rescaled)."""
-    span = window(trace.n_tokens, start)
+def article_vs_gpt_figure(
+    gpt: np.ndarray,
+    article: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    start: int = 0,
+) -> go.Figure:
+    """Each token's mean and standard deviation after GPT-2's per-token normalisation (`gpt`,
+    [T, d]: std always 1) and after the article's whole-tensor normalisation (`article`,
+    [T, d]: whatever the token had, only rescaled)."""
+    span = window(gpt.shape[0], start)
     lo, hi = span.start, span.stop
-    gpt = gpt_normalize(x, eps)
-    article = article_normalize(x)
-    labels = token_labels(trace.token_strs, lo, hi)
+    labels = token_labels(token_strs, lo, hi)
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -286,13 +255,9 @@ def article_vs_gpt_figure(trace: Trace, x: np.ndarray, eps: float, start: int = 
 
 
 __all__ = [
-    "ARTICLE_EPS",
-    "article_normalize",
     "article_vs_gpt_figure",
     "feature_steps_figure",
-    "future_leak",
     "gamma_beta_figure",
-    "gpt_normalize",
     "ln_label",
     "scale_growth_figure",
     "stats_label",

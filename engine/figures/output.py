@@ -2,8 +2,9 @@
 token was drawn from.
 
 The logit lens reads every layer's residual through the model's own final LayerNorm (`ln_f`,
-with that residual's statistics) and unembedding (`engine.lens.logit_lens`); lenses that skip
-`ln_f` read a differently scaled vector than the one the model's output sees.
+with that residual's statistics) and unembedding (`engine.lens.logit_lens.logit_lens`); lenses
+that skip `ln_f` read a differently scaled vector than the one the model's output sees. Pure
+builders: arrays and labels in, plotly Figures out.
 """
 
 from __future__ import annotations

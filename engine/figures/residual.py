@@ -1,9 +1,11 @@
 """Stage 6, the residual stream: every block adds to it, `x = x + attn(ln_1(x))`,
-`x = x + mlp(ln_2(x))`, so the final vector is exactly the sum of everything written into it."""
+`x = x + mlp(ln_2(x))`, so the final vector is exactly the sum of everything written into it.
+
+Pure builders: arrays and labels in, plotly Figures out; the numbers come from
+`engine.lens.residual`.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -17,104 +19,26 @@ from engine.figures.common import (
     token_labels,
     window,
 )
-from engine.lens.residual import residual_norms, residual_stack
-from engine.trace import Trace
-
-# --- numbers -----------------------------------------------------------------------------------
+from engine.lens.residual import Contributions
 
 
 def stack_labels(n_layer: int) -> list[str]:
-    """Row names of `engine.lens.residual_stack`: after the embeddings, then after each block."""
+    """Row names of `engine.lens.residual.residual_stack` (n_layer + 1): after the embeddings,
+    then after each block."""
     return ["after embeddings"] + [f"after block {i}" for i in range(n_layer)]
 
 
-@dataclass(frozen=True)
-class Contributions:
-    """What each part wrote into one token's residual stream.
-
-    names: "token embedding", "position embedding", "attention 0", "MLP 0", ...
-    vectors: [parts, d]; they add up to the final residual (before ln_f).
-    sizes: [parts] L2 norm of each part.
-    along_final: [parts] each part's component along the final residual's direction; these add
-        up to the final residual's norm.
-    final_norm: norm of the final residual.
-    """
-
-    names: tuple[str, ...]
-    vectors: np.ndarray
-    sizes: np.ndarray
-    along_final: np.ndarray
-    final_norm: float
-
-
-def contributions(trace: Trace, pos: int) -> Contributions:
-    """Split token `pos`'s final residual into the parts that wrote it."""
-    names = ["token embedding", "position embedding"]
-    parts = [trace["hook_embed"][pos], trace["hook_pos_embed"][pos]]
-    for i in range(trace.config.n_layer):
-        names += [f"attention {i}", f"MLP {i}"]
-        parts += [trace.get("hook_attn_out", i)[pos], trace.get("hook_mlp_out", i)[pos]]
-    vectors = np.stack(parts).astype(np.float64)
-    final = trace.get("hook_resid_post", trace.config.n_layer - 1)[pos].astype(np.float64)
-    final_norm = float(np.linalg.norm(final))
-    unit = final / final_norm if final_norm > 0 else final
-    return Contributions(
-        names=tuple(names),
-        vectors=vectors,
-        sizes=np.linalg.norm(vectors, axis=-1),
-        along_final=vectors @ unit,
-        final_norm=final_norm,
-    )
-
-
-def cosine_to_final(trace: Trace) -> np.ndarray:
-    """[n_layer + 1, T]: cosine similarity of each row of the residual stack with the final
-    residual of the same token (the last row is 1)."""
-    stack = residual_stack(trace).astype(np.float64)
-    final = stack[-1]
-    dots = (stack * final[None]).sum(-1)
-    norms = np.linalg.norm(stack, axis=-1) * np.linalg.norm(final, axis=-1)[None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, dots / norms, 0.0)
-
-
-@dataclass(frozen=True)
-class ResidualStep:
-    """One `x + f(x)` for one token: the stream before, the branch output, the stream after."""
-
-    label: str
-    before_norm: float
-    branch_norm: float
-    after_norm: float
-    cosine: float  # between x and f(x): 1 reinforces, 0 adds a new direction, -1 erases
-
-
-def residual_steps(trace: Trace, pos: int) -> list[ResidualStep]:
-    """Every residual addition for token `pos`, in forward order (attention, MLP, per layer)."""
-    steps = []
-    for i in range(trace.config.n_layer):
-        for label, before, branch, after in (
-            (f"layer {i} attention", "hook_resid_pre", "hook_attn_out", "hook_resid_mid"),
-            (f"layer {i} MLP", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"),
-        ):
-            x = trace.get(before, i)[pos].astype(np.float64)
-            f = trace.get(branch, i)[pos].astype(np.float64)
-            y = trace.get(after, i)[pos].astype(np.float64)
-            nx, nf = float(np.linalg.norm(x)), float(np.linalg.norm(f))
-            cos = float(x @ f / (nx * nf)) if nx > 0 and nf > 0 else 0.0
-            steps.append(ResidualStep(label, nx, nf, float(np.linalg.norm(y)), cos))
-    return steps
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-
-def norms_heatmap(trace: Trace, start: int = 0, log: bool = False) -> go.Figure:
-    """The residual's size (L2 norm) for every token after the embeddings and after every block.
-    With `log`, the colour is log10 of the size (trained models grow by orders of magnitude);
-    the hover always shows the size itself."""
-    norms = residual_norms(trace)
-    span = window(trace.n_tokens, start)
+def norms_heatmap(
+    norms: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    start: int = 0,
+    log: bool = False,
+) -> go.Figure:
+    """The residual's size (L2 norm) for every token after the embeddings and after every block:
+    `norms` is [n_layer + 1, T] (`engine.lens.residual.residual_norms`), a window of tokens from
+    `start`. With `log`, the colour is log10 of the size (trained models grow by orders of
+    magnitude); the hover always shows the size itself."""
+    span = window(norms.shape[1], start)
     lo, hi = span.start, span.stop
     shown = norms[:, lo:hi]
     colour = np.log10(np.maximum(shown, 1e-12)) if log else shown
@@ -122,8 +46,8 @@ def norms_heatmap(trace: Trace, start: int = 0, log: bool = False) -> go.Figure:
         go.Heatmap(
             z=colour,
             customdata=shown,
-            x=token_labels(trace.token_strs, lo, hi),
-            y=stack_labels(trace.config.n_layer),
+            x=token_labels(token_strs, lo, hi),
+            y=stack_labels(norms.shape[0] - 1),
             colorscale=SCALE_WEIGHTS,
             zmin=None if log else 0.0,
             colorbar={"title": {"text": "log₁₀ ‖x‖" if log else "‖x‖"}},
@@ -204,14 +128,17 @@ def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
     return base_layout(fig, "Cosine with the final residual", 440)
 
 
-def cosine_heatmap(trace: Trace, cos: np.ndarray, start: int = 0) -> go.Figure:
-    """The cosine similarities for every token (layers x tokens)."""
-    span = window(trace.n_tokens, start)
+def cosine_heatmap(
+    cos: np.ndarray, token_strs: list[str] | tuple[str, ...], start: int = 0
+) -> go.Figure:
+    """The cosine similarities `cos` [n_layer + 1, T] with the final residual for every token
+    (layers x a window of tokens from `start`)."""
+    span = window(cos.shape[1], start)
     lo, hi = span.start, span.stop
     fig = go.Figure(
         go.Heatmap(
             z=cos[:, lo:hi],
-            x=token_labels(trace.token_strs, lo, hi),
+            x=token_labels(token_strs, lo, hi),
             y=stack_labels(cos.shape[0] - 1),
             colorscale=SCALE_SIGNED,
             zmin=-1.0,
@@ -227,14 +154,9 @@ def cosine_heatmap(trace: Trace, cos: np.ndarray, start: int = 0) -> go.Figure:
 
 
 __all__ = [
-    "Contributions",
-    "ResidualStep",
-    "contributions",
     "contributions_figure",
     "cosine_figure",
     "cosine_heatmap",
-    "cosine_to_final",
     "norms_heatmap",
-    "residual_steps",
     "stack_labels",
 ]

@@ -1,5 +1,6 @@
 """Stage 1, input and tokens: the text as token chips, a token table, bytes per token and the
-byte-pair-encoding (BPE) steps of one word. Pure builders: no Streamlit.
+byte-pair-encoding (BPE) steps of one word. Pure builders: arrays and labels in, plotly Figures,
+HTML or pandas tables for display out; the counts come from `engine.lens.tokens`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels
+from engine.lens.tokens import group_of_position
 from engine.tokenizer import PreTokenSteps, TokenGroup, display_token
 
 # Light versions of the palette for chip backgrounds (dark text stays readable on them).
@@ -32,15 +34,6 @@ CHIP_COLOURS = (
 def chip_colour(token_id: int) -> str:
     """A chip's background: the same token id always gets the same colour, so repeats show."""
     return CHIP_COLOURS[token_id % len(CHIP_COLOURS)]
-
-
-def group_of_position(groups: list[TokenGroup], n_tokens: int) -> list[int]:
-    """For each token position, the index of the character group it belongs to."""
-    owner = [-1] * n_tokens
-    for g_index, group in enumerate(groups):
-        for pos in range(group.first, group.last + 1):
-            owner[pos] = g_index
-    return owner
 
 
 def token_chips_html(
@@ -138,11 +131,6 @@ def split_characters(groups: list[TokenGroup]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["characters", "tokens", "number of tokens", "Unicode name"])
 
 
-def characters_per_token(text: str, n_tokens: int) -> float:
-    """Characters of the text per token (higher means the tokenizer knows the text better)."""
-    return len(text) / max(1, n_tokens)
-
-
 def bytes_per_token_figure(
     token_strs: list[str] | tuple[str, ...], token_bytes: list[bytes]
 ) -> go.Figure:
@@ -219,6 +207,13 @@ def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = No
     return fig
 
 
-def article_words(text: str) -> list[str]:
-    """The article's unit: whole words split on white space (one Word2Vec/GloVe vector each)."""
-    return text.split()
+__all__ = [
+    "BPE_FIGURE_MAX_BYTES",
+    "bpe_rows",
+    "bpe_steps_figure",
+    "bytes_per_token_figure",
+    "chip_colour",
+    "split_characters",
+    "token_chips_html",
+    "token_table",
+]

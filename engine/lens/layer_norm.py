@@ -15,6 +15,8 @@ import numpy as np
 
 from engine.trace import Trace
 
+ARTICLE_EPS = 1e-8  # the article's `torch.sqrt(variance + 1e-8)`
+
 
 @dataclass(frozen=True)
 class LNStats:
@@ -62,4 +64,53 @@ def all_ln_stats(trace: Trace) -> list[LNStats]:
     return out
 
 
-__all__ = ["LNStats", "all_ln_stats", "ln_input", "ln_stats"]
+def gpt_normalize(x: np.ndarray, eps: float) -> np.ndarray:
+    """GPT-2's normalisation without gamma and beta (Ba et al. 2016): each token (row of x, any
+    [..., d]) over its own features, `(x - mean) / sqrt(var + eps)` with the population
+    variance; float64, the shape of x."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def ln_affine(normalized: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """The LayerNorm's learned step, `gamma * x̂ + beta` feature by feature (float64; x̂ is
+    [..., d], gamma and beta are [d])."""
+    return np.asarray(normalized, dtype=np.float64) * np.asarray(
+        gamma, dtype=np.float64
+    ) + np.asarray(beta, dtype=np.float64)
+
+
+def article_normalize(x: np.ndarray) -> np.ndarray:
+    """The article's `layer_normalization`: `torch.mean` and `torch.var` over the whole tensor
+    (every token and feature at once; torch.var is the unbiased estimate), eps ARTICLE_EPS =
+    1e-8. float64, the shape of x."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean()) / np.sqrt(x.var(ddof=1) + ARTICLE_EPS)
+
+
+def future_leak(x: np.ndarray, eps: float) -> tuple[float, float]:
+    """(article, gpt): the largest change of the outputs for tokens 0..T-2 of x [T, d] when the
+    last token is added, under the article's whole-tensor normalisation and under GPT-2's
+    per-token one (always 0): the article's version lets every token see the future through
+    the shared statistics. (0.0, 0.0) for fewer than two tokens."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < 2:
+        return 0.0, 0.0
+    article = np.abs(article_normalize(x)[:-1] - article_normalize(x[:-1])).max()
+    gpt = np.abs(gpt_normalize(x, eps)[:-1] - gpt_normalize(x[:-1], eps)).max()
+    return float(article), float(gpt)
+
+
+__all__ = [
+    "ARTICLE_EPS",
+    "LNStats",
+    "all_ln_stats",
+    "article_normalize",
+    "future_leak",
+    "gpt_normalize",
+    "ln_affine",
+    "ln_input",
+    "ln_stats",
+]
