@@ -53,15 +53,23 @@ class SamplingSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax in float64; -inf logits get probability 0."""
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along `axis` (default the last: a vector [V], or the rows of attention scores
+    [T, T]) in float64, the shape of `logits`; entries that are not finite (-inf: masked) get
+    probability 0. Each slice is shifted by its largest finite value first, so large logits do
+    not overflow.
+
+    The engine's one numpy softmax: sampling, the attention maths (`engine.lens.attention`) and
+    the model's own next-token distribution (`engine.lens.logit_lens.final_probs`) call it.
+    Raises ValueError when a slice has no finite entry (every logit -inf or NaN)."""
     x = np.asarray(logits, dtype=np.float64)
     finite = np.isfinite(x)
-    if not finite.any():
+    if not finite.any(axis=axis).all():
         raise ValueError("every logit is -inf or NaN: there is no token to choose")
-    shifted = np.where(finite, x - x[finite].max(), -np.inf)
+    top = np.max(np.where(finite, x, -np.inf), axis=axis, keepdims=True)
+    shifted = np.where(finite, x - top, -np.inf)
     e = np.exp(shifted)
-    return e / e.sum()
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def next_token_distribution(

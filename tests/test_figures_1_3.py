@@ -16,6 +16,7 @@ from engine.lens import attention as la
 from engine.lens import embeddings as le
 from engine.lens import tokens as lt
 from engine.lens.heads import head_scores
+from engine.sampling import softmax
 from engine.trace import Trace
 
 # --- common --------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ def test_raw_scores_with_the_mask_equal_the_recorded_scores(tiny_trace: Trace) -
             np.testing.assert_allclose(masked[lower], recorded[lower], rtol=1e-4, atol=1e-5)
             assert np.all(np.isneginf(masked[np.triu_indices(tiny_trace.n_tokens, 1)]))
             np.testing.assert_allclose(
-                la.softmax_rows(masked),
+                softmax(masked),
                 tiny_trace.get("attn.hook_pattern", layer)[head],
                 atol=1e-5,
             )

@@ -65,6 +65,18 @@ def test_ids_beyond_the_tokenizer_are_never_chosen() -> None:
     np.testing.assert_allclose(probs[:2], softmax(logits[:2]))
 
 
+def test_the_one_softmax_works_row_by_row_and_masks_minus_infinity() -> None:
+    scores = np.array([[1.0, -np.inf, -np.inf], [0.5, 2.0, -np.inf], [3.0, -1.0, 1000.0]])
+    rows = softmax(scores)
+    for row, probs in zip(scores, rows, strict=True):
+        np.testing.assert_array_equal(probs, softmax(row))  # each row on its own, bit for bit
+    np.testing.assert_allclose(rows.sum(-1), 1.0, rtol=1e-15)
+    assert rows[0, 0] == 1.0 and rows[1, 2] == 0.0
+    np.testing.assert_allclose(softmax(scores.T, axis=0), rows.T)
+    with pytest.raises(ValueError, match="every logit is -inf"):
+        softmax(np.array([[0.0, 1.0], [-np.inf, -np.inf]]))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"temperature": 0.0}, {"temperature": -1.0}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}],

@@ -3,7 +3,8 @@ recomputed from the Trace's stored q, k, v and pattern (the model never runs).
 
 Scaled dot-product attention with a causal mask (Vaswani et al. 2017, "Attention Is All You
 Need"; GPT-2: Radford et al. 2019): weight_ij = softmax_j(q_i · k_j / sqrt(d_head)) over the keys
-j <= i, and the head's output z_i = sum_j weight_ij v_j.
+j <= i, and the head's output z_i = sum_j weight_ij v_j. The softmax is the engine's one numpy
+softmax, `engine.sampling.softmax`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.sampling import softmax
 from engine.trace import Trace
 
 
@@ -32,19 +34,11 @@ def causal_mask(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def softmax_rows(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax; -inf entries get weight 0."""
-    s = np.asarray(scores, dtype=np.float64)
-    top = np.max(s, axis=-1, keepdims=True)
-    e = np.exp(s - top)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def unmasked_pattern(trace: Trace, layer: int, head: int) -> np.ndarray:
     """[T, T] float64, rows sum to 1: the article's version of one head, the softmax of the raw
     scores without the causal mask, so every token also attends to the tokens after it (a GPT
     must not: it would see the answer)."""
-    return softmax_rows(raw_scores(trace, layer, head))
+    return softmax(raw_scores(trace, layer, head))
 
 
 def value_contributions(trace: Trace, layer: int, head: int, pos: int) -> np.ndarray:
@@ -98,7 +92,6 @@ __all__ = [
     "future_weight",
     "query_steps",
     "raw_scores",
-    "softmax_rows",
     "unmasked_pattern",
     "value_contributions",
 ]

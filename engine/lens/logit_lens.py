@@ -16,6 +16,7 @@ import torch
 
 from engine.lens.residual import residual_stack
 from engine.model import GPT
+from engine.sampling import softmax
 from engine.trace import Trace
 
 
@@ -155,9 +156,7 @@ def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarra
 def final_probs(trace: Trace, pos: int) -> np.ndarray:
     """The model's own next-token distribution [V] (float64) at position `pos`: the softmax of
     the stored logits (no model needed)."""
-    logits = trace.logits[pos].astype(np.float64)
-    p = np.exp(logits - logits.max())
-    return p / p.sum()
+    return softmax(trace.logits[pos])
 
 
 __all__ = ["LogitLens", "final_probs", "lens_distribution", "logit_lens"]
