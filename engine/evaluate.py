@@ -6,7 +6,7 @@
   validation targets: add-one unigram, and interpolated Kneser-Ney bigram and trigram with
   absolute discounting (Chen & Goodman 1998, section 3.5; one discount per order,
   D = n1 / (n1 + 2 n2));
-- per-head previous-token score on held-out text (`engine.lens.head_scores`, averaged over
+- per-head previous-token score on held-out text (`engine.lens.heads.head_scores`, averaged over
   evenly spaced windows of the validation split, each traced by `engine.capture.run_with_trace`);
 - per-head induction score on random tokens repeated twice (several seeds), and the model's loss
   on the first copy against the repeated copy;
