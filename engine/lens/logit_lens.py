@@ -2,9 +2,9 @@
 
 The logit lens (nostalgebraist 2020, "interpreting GPT: the logit lens") reads the residual
 after the embeddings and after every block through the model's own final LayerNorm `ln_f`
-(with that residual's own statistics) and its tied unembedding, then a softmax. Lenses that
-skip `ln_f` read a differently scaled vector than the one the model's output sees. Nothing here
-runs the model's blocks again.
+(with that residual's own statistics) and its tied unembedding (`GPT.unembed`, the one place
+that does both), then a softmax. Lenses that skip `ln_f` read a differently scaled vector than
+the one the model's output sees. Nothing here runs the model's blocks again.
 """
 
 from __future__ import annotations
@@ -44,14 +44,6 @@ class LogitLens:
     def layer_labels(self) -> list[str]:
         """Row names: "embed", then "block 0" .. "block n_layer-1" (the residual read after it)."""
         return ["embed"] + [f"block {i}" for i in range(self.top_ids.shape[0] - 1)]
-
-
-def _lens_logits(model: GPT, resid: torch.Tensor) -> torch.Tensor:
-    """Logits [n, V] of residuals [n, d]: `ln_f` (each row's own statistics), then the tied
-    unembedding."""
-    ln_f = model.transformer.ln_f
-    x = torch.nn.functional.layer_norm(resid, (resid.shape[-1],), ln_f.weight, ln_f.bias, ln_f.eps)
-    return x @ model.lm_head_weight.T
 
 
 def _lens_rows(
@@ -109,7 +101,7 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
         for s in range(0, L1 * T, chunk):
             e = min(L1 * T, s + chunk)
             tgt = targets[s:e]
-            ids, probs, p_next, rank, ent = _lens_rows(_lens_logits(model, rows[s:e]), tgt, k)
+            ids, probs, p_next, rank, ent = _lens_rows(model.unembed(rows[s:e]), tgt, k)
             top_ids[s:e], top_probs[s:e], entropy[s:e] = ids, probs, ent
             has = tgt >= 0
             next_prob[s:e] = torch.where(has, p_next, float("nan"))
@@ -150,7 +142,7 @@ def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarra
     stored = trace.get("hook_resid_pre", 0) if row == 0 else trace.get("hook_resid_post", row - 1)
     resid = torch.from_numpy(np.array(stored[pos][None], dtype=np.float32))
     with torch.inference_mode():
-        return torch.softmax(_lens_logits(model, resid), dim=-1)[0].numpy()
+        return torch.softmax(model.unembed(resid), dim=-1)[0].numpy()
 
 
 def final_probs(trace: Trace, pos: int) -> np.ndarray:
