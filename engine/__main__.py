@@ -62,7 +62,7 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    from engine.corpus import CORPUS_FILE, build_corpus
+    from engine.training.corpus import CORPUS_FILE, build_corpus
 
     corpus = build_corpus(Path(args.source), Path(args.out) if args.out else CORPUS_FILE)
     train, valid = corpus.split()
@@ -77,9 +77,9 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.config import PRESETS, TrainConfig
-    from engine.corpus import load_corpus, tokenize_works
     from engine.tokenizer import cl100k_truncated
-    from engine.train import TrainEvent, train
+    from engine.training.corpus import load_corpus, tokenize_works
+    from engine.training.train import TrainEvent, train
 
     model_config = PRESETS[args.preset]
     n_ranks = model_config.vocab_size - 1
@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _split_ids(tokenizer: object) -> tuple[np.ndarray, np.ndarray]:
-    from engine.corpus import load_corpus, tokenize_works
+    from engine.training.corpus import load_corpus, tokenize_works
 
     train_texts, valid_texts = load_corpus().split()
     return tokenize_works(train_texts, tokenizer), tokenize_works(valid_texts, tokenizer)
@@ -147,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from engine.checkpoints import load
-    from engine.evaluate import evaluate
+    from engine.training.evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -259,8 +259,8 @@ def _card(args: argparse.Namespace) -> int:
     import torch
 
     from engine.checkpoints import load_directory
-    from engine.corpus import load_corpus
-    from engine.evaluate import (
+    from engine.training.corpus import load_corpus
+    from engine.training.evaluate import (
         build_card,
         diagnostics,
         evaluate,

@@ -13,8 +13,8 @@ import torch
 
 from engine.checkpoints import BUNDLED_DIR, LoadedModel, load
 from engine.config import PRESETS
-from engine.corpus import load_corpus, tokenize_works
-from engine.evaluate import (
+from engine.training.corpus import load_corpus, tokenize_works
+from engine.training.evaluate import (
     INDUCTION_BAR,
     PREVIOUS_TOKEN_BAR,
     Sample,
@@ -28,7 +28,7 @@ from engine.evaluate import (
     samples,
     seen_ids,
 )
-from engine.train import estimate_loss
+from engine.training.train import estimate_loss
 
 TEXTS = (
     "To be, or not to be, that is the question:",

@@ -1,4 +1,4 @@
-"""engine.evaluate: the n-gram baselines, head-score protocols, sampling and the report."""
+"""engine.training.evaluate: the n-gram baselines, head-score protocols, sampling and the report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.config import TrainConfig
-from engine.evaluate import (
+from engine.lens import head_scores
+from engine.training.evaluate import (
     KneserNey,
     build_card,
     evaluate,
@@ -25,8 +26,7 @@ from engine.evaluate import (
     seen_ids,
     window_starts,
 )
-from engine.lens import head_scores
-from engine.train import estimate_loss
+from engine.training.train import estimate_loss
 
 
 def _skewed_ids(n: int, vocab: int, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint with the engine's own functions: what has the model learned?
 
-- validation loss on the whole held-out split (`engine.train.estimate_loss`), and the training
-  loss measured the same way;
+- validation loss on the whole held-out split (`engine.training.train.estimate_loss`), and the
+  training loss measured the same way;
 - n-gram baselines fitted on the training split with the same tokenizer and scored on the same
   validation targets: add-one unigram, and interpolated Kneser-Ney bigram and trigram with
   absolute discounting (Chen & Goodman 1998, section 3.5; one discount per order,
@@ -35,7 +35,7 @@ from engine.config import GPTConfig
 from engine.lens import head_scores
 from engine.model import GPT
 from engine.tokenizer import Tokenizer
-from engine.train import estimate_loss
+from engine.training.train import estimate_loss
 
 log = logging.getLogger(__name__)
 
@@ -651,7 +651,7 @@ def training_speed(
     import time
 
     from engine.checkpoints import random_model
-    from engine.train import loss_of
+    from engine.training.train import loss_of
 
     seq_len = seq_len or config.n_ctx
     previous_threads = torch.get_num_threads()

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.tokenizer import ENDOFTEXT, Tokenizer
 
-CORPUS_DIR = Path(__file__).resolve().parent.parent / "assets" / "corpus"
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "assets" / "corpus"
 CORPUS_FILE = CORPUS_DIR / "shakespeare.txt.gz"
 MANIFEST_FILE = CORPUS_DIR / "manifest.json"
 
