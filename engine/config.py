@@ -86,8 +86,8 @@ class GPTConfig:
 PRESETS: dict[str, GPTConfig] = {
     # GPT-2 small (124M), the shape of Hugging Face's "gpt2".
     "gpt2": GPTConfig(),
-    # The bundled model: trained by engine.train on Shakespeare with cl100k_base cut to 4096 ranks
-    # (+ <|endoftext|>). Size chosen from training throughput measured on 2 CPU cores.
+    # The bundled model: trained by engine.training.train on Shakespeare with cl100k_base cut to
+    # 4096 ranks (+ <|endoftext|>). Size chosen from training throughput measured on 2 CPU cores.
     "bundled": GPTConfig(n_layer=2, n_head=4, d_model=128, n_ctx=128, vocab_size=4097, dropout=0.0),
     # A tiny shape for unit tests (same tokenizer as the bundled model).
     "tiny": GPTConfig(n_layer=2, n_head=2, d_model=32, n_ctx=32, vocab_size=4097, dropout=0.1),
@@ -96,7 +96,7 @@ PRESETS: dict[str, GPTConfig] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of `engine.train.train`.
+    """Settings of `engine.training.train.train`.
 
     Args:
         max_steps: optimizer steps to run in total (a resumed run continues to this number).

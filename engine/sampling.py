@@ -132,8 +132,7 @@ class SampleStep:
         return int(np.count_nonzero(self.probs))
 
 
-def _draw(probs: np.ndarray, seed: int) -> int:
-    generator = torch.Generator().manual_seed(int(seed))
+def _draw(probs: np.ndarray, generator: torch.Generator) -> int:
     weights = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float64))
     return int(torch.multinomial(weights, 1, generator=generator).item())
 
@@ -154,13 +153,27 @@ def sample_next(
     ids: list[int],
     settings: SamplingSettings,
     seed: int,
+    *,
+    suppress_eot: bool = False,
+    generator: torch.Generator | None = None,
 ) -> SampleStep:
-    """Run the model on `ids` and choose the next token; the same seed gives the same token."""
+    """Run the model on `ids` and choose the next token; the same seed gives the same token.
+
+    `suppress_eot`: `<|endoftext|>` gets probability 0 in `probs` (not in `model_probs`), so
+    the text goes on. `generator`: draw from this generator (its state advances) instead of a
+    fresh one seeded with `seed`."""
     logits = last_logits(model, ids)
     allowed = min(tokenizer.vocab_size, logits.size)
-    probs = next_token_distribution(logits, settings, allowed=allowed)
+    chosen_from = logits
+    if suppress_eot and tokenizer.eot_id < logits.size:
+        chosen_from = logits.copy()
+        chosen_from[tokenizer.eot_id] = -np.inf
+    probs = next_token_distribution(chosen_from, settings, allowed=allowed)
     model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
-    token = int(np.argmax(probs)) if settings.greedy else _draw(probs, seed)
+    if settings.greedy:
+        token = int(np.argmax(probs))
+    else:
+        token = _draw(probs, generator or torch.Generator().manual_seed(int(seed)))
     return SampleStep(
         token_id=token,
         token_str=tokenizer.display(token),
@@ -181,18 +194,33 @@ def generate(
     seed: int,
     callback: Callable[[int, int, SampleStep], None] | None = None,
     stop_at_eot: bool = True,
+    *,
+    suppress_eot: bool = False,
+    one_stream: bool = False,
 ) -> list[SampleStep]:
     """Sample `n` tokens one at a time; step i uses seed + i, so generating n tokens at once gives
     the same tokens as n single steps with seeds seed, seed + 1, ...
 
     `callback(done, n, step)` is called after every token (a progress bar). Stops early after
-    `<|endoftext|>` when `stop_at_eot`."""
+    `<|endoftext|>` when `stop_at_eot`; with `suppress_eot` that token is never chosen (the
+    model card's samples keep going within one work). `one_stream`: every draw comes in turn
+    from one generator seeded once with `seed` (the model card's protocol) instead of a fresh
+    generator per step. Raises ValueError for n < 1 or empty `ids`."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     context = list(ids)
     steps: list[SampleStep] = []
+    stream = torch.Generator().manual_seed(int(seed)) if one_stream else None
     for i in range(n):
-        step = sample_next(model, tokenizer, context, settings, seed + i)
+        step = sample_next(
+            model,
+            tokenizer,
+            context,
+            settings,
+            seed + i,
+            suppress_eot=suppress_eot,
+            generator=stream,
+        )
         steps.append(step)
         context.append(step.token_id)
         if callback is not None:

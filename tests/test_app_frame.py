@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import app
 from engine.capture import run_with_trace
+from engine.card import ModelCard
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
 
@@ -136,7 +137,7 @@ def test_model_card_reads_the_validation_loss_from_the_card() -> None:
         model=loaded.model,
         tokenizer=loaded.tokenizer,
         source="nowhere",
-        card={"trained_on": "Shakespeare", "val_loss": 3.71234},
+        card=ModelCard(trained_on="Shakespeare", val_loss=3.71234),
     )
     rows = dict(app.model_card_rows(with_loss))
     assert rows["Validation loss (nats per token)"] == "3.712"

@@ -11,24 +11,24 @@ import numpy as np
 import pytest
 import torch
 
+from engine.card import ModelCard, read_card
 from engine.checkpoints import BUNDLED_DIR, LoadedModel, load
 from engine.config import PRESETS
-from engine.corpus import load_corpus, tokenize_works
-from engine.evaluate import (
+from engine.training.baselines import ngram_baselines
+from engine.training.card_markdown import render_model_card
+from engine.training.corpus import load_corpus, tokenize_works
+from engine.training.evaluate import samples
+from engine.training.measure import diagnostics
+from engine.training.probes import (
     INDUCTION_BAR,
     PREVIOUS_TOKEN_BAR,
-    Sample,
     default_induction_half,
-    diagnostics,
     heads_above,
     induction_scores,
-    ngram_baselines,
     previous_token_scores,
-    render_model_card,
-    samples,
     seen_ids,
 )
-from engine.train import estimate_loss
+from engine.training.train import estimate_loss
 
 TEXTS = (
     "To be, or not to be, that is the question:",
@@ -52,7 +52,9 @@ def bundled() -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def card(bundled: LoadedModel) -> dict:
+def card(bundled: LoadedModel) -> ModelCard:
+    assert bundled.card is not None, "the bundled config.json has no readable card"
+    assert read_card(BUNDLED_DIR) == bundled.card
     return bundled.card
 
 
@@ -78,7 +80,7 @@ def test_bundled_model_is_the_preset_shape_with_the_truncated_cl100k_tokenizer(
     assert cfg == PRESETS["bundled"]
     assert bundled.tokenizer.name == "cl100k_base[:4096]"
     assert cfg.vocab_size == bundled.tokenizer.vocab_size == 4097
-    assert bundled.card["n_params"] == cfg.n_params()
+    assert bundled.card is not None and bundled.card.n_params == cfg.n_params()
 
 
 def test_bundled_model_gives_the_same_logits_in_transformers(bundled: LoadedModel) -> None:
@@ -123,80 +125,77 @@ def test_model_card_markdown_is_rendered_from_the_config_card(bundled: LoadedMod
     assert written == render_model_card(bundled.card, bundled.config, bundled.tokenizer.name)
 
 
-def test_card_claims_agree_with_its_own_numbers(card: dict) -> None:
-    met = card["thresholds_met"]
-    assert met["validation loss below the Kneser-Ney bigram"] == (
-        card["val_loss"] < card["baselines"]["bigram_kn"]
-    )
-    assert met[f"previous-token head >= {PREVIOUS_TOKEN_BAR}"] == (
-        max(map(max, card["previous_token_scores"])) >= PREVIOUS_TOKEN_BAR
-    )
-    assert met[f"induction head >= {INDUCTION_BAR}"] == (
-        max(map(max, card["induction_scores"])) >= INDUCTION_BAR
-    )
+def test_card_claims_agree_with_its_own_numbers(card: ModelCard) -> None:
+    met = card.thresholds_met
+    assert met is not None and card.val_loss is not None and card.baselines is not None
+    assert met.val_below_bigram == (card.val_loss < card.baselines.bigram_kn)
+    assert met.previous_token == (max(map(max, card.previous_token_scores)) >= PREVIOUS_TOKEN_BAR)
+    assert met.induction == (max(map(max, card.induction_scores)) >= INDUCTION_BAR)
     raw = json.loads((BUNDLED_DIR / "config.json").read_text())
     assert raw["inside_gpt"]["tokenizer"] == {"kind": "cl100k_base", "n_ranks": 4096}
 
 
 @pytest.mark.slow
 def test_card_validation_loss_is_recomputed_on_the_whole_held_out_split(
-    bundled: LoadedModel, card: dict, split_ids: tuple[np.ndarray, np.ndarray]
+    bundled: LoadedModel, card: ModelCard, split_ids: tuple[np.ndarray, np.ndarray]
 ) -> None:
     _, val_ids = split_ids
-    seq_len = card["protocol"]["seq_len"]
-    assert card["val_targets"] == ((len(val_ids) - 1) // seq_len) * seq_len
+    assert card.protocol is not None
+    seq_len = card.protocol.seq_len
+    assert card.val_targets == ((len(val_ids) - 1) // seq_len) * seq_len
     val_loss = estimate_loss(bundled.model, val_ids, seq_len)
-    assert val_loss == pytest.approx(card["val_loss"], abs=CARD_ATOL)
+    assert val_loss == pytest.approx(card.val_loss, abs=CARD_ATOL)
 
 
 @pytest.mark.slow
 def test_card_baselines_are_recomputed_from_the_corpus(
-    bundled: LoadedModel, card: dict, split_ids: tuple[np.ndarray, np.ndarray]
+    bundled: LoadedModel, card: ModelCard, split_ids: tuple[np.ndarray, np.ndarray]
 ) -> None:
     train_ids, val_ids = split_ids
-    got = ngram_baselines(
-        train_ids, val_ids, bundled.config.vocab_size, card["protocol"]["seq_len"]
-    )
-    written = card["baselines"]
-    assert got.n_train_tokens == written["n_train_tokens"]
-    assert got.n_val_targets == written["n_val_targets"]
+    assert card.protocol is not None
+    got = ngram_baselines(train_ids, val_ids, bundled.config.vocab_size, card.protocol.seq_len)
+    written = card.baselines
+    assert written is not None
+    assert got.n_train_tokens == written.n_train_tokens
+    assert got.n_val_targets == written.n_val_targets
     for key in ("unigram", "bigram_kn", "trigram_kn"):
-        assert getattr(got, key) == pytest.approx(written[key], abs=CARD_ATOL), key
+        assert getattr(got, key) == pytest.approx(getattr(written, key), abs=CARD_ATOL), key
 
 
 @pytest.mark.slow
 def test_card_head_scores_are_recomputed_with_the_cards_protocol(
-    bundled: LoadedModel, card: dict, split_ids: tuple[np.ndarray, np.ndarray]
+    bundled: LoadedModel, card: ModelCard, split_ids: tuple[np.ndarray, np.ndarray]
 ) -> None:
     train_ids, val_ids = split_ids
     pool = seen_ids(train_ids, bundled.tokenizer.eot_id)
+    assert card.protocol is not None and card.induction_all_ids is not None
     # The protocol the card states: 8 windows of the context; seeds 0-4, min(100, context / 2)
     # tokens twice, drawn from the ids seen in training (and, as a second number, from all ids).
     n_ctx = bundled.config.n_ctx
     half = default_induction_half(bundled.config)
-    assert card["protocol"]["previous_token"].startswith(f"8 evenly spaced {n_ctx}-token windows")
-    assert card["protocol"]["induction"] == (
+    assert card.protocol.previous_token.startswith(f"8 evenly spaced {n_ctx}-token windows")
+    assert card.protocol.induction == (
         f"{half} random tokens drawn uniformly from the {len(pool):,} ids that occur in the "
         "training split, repeated twice, seeds [0, 1, 2, 3, 4]"
     )
     previous = previous_token_scores(bundled, val_ids, n_windows=8)
     induction = induction_scores(bundled, seeds=(0, 1, 2, 3, 4), half=half, pool=pool)
     all_ids = induction_scores(bundled, seeds=(0, 1, 2, 3, 4), half=half)
-    written_all = card["induction_all_ids"]
-    np.testing.assert_allclose(all_ids.scores, written_all["scores"], atol=CARD_ATOL, rtol=0)
-    assert all_ids.repeat_loss == pytest.approx(written_all["repeat_loss"], abs=CARD_ATOL)
-    np.testing.assert_allclose(previous, card["previous_token_scores"], atol=CARD_ATOL, rtol=0)
-    np.testing.assert_allclose(induction.scores, card["induction_scores"], atol=CARD_ATOL, rtol=0)
-    assert heads_above(previous, PREVIOUS_TOKEN_BAR) == card["previous_token_heads"]
-    assert heads_above(induction.scores, INDUCTION_BAR) == card["induction_heads"]
-    assert induction.first_half_loss == pytest.approx(
-        card["induction_first_half_loss"], abs=CARD_ATOL
-    )
-    assert induction.repeat_loss == pytest.approx(card["induction_repeat_loss"], abs=CARD_ATOL)
+    written_all = card.induction_all_ids
+    np.testing.assert_allclose(all_ids.scores, written_all.scores, atol=CARD_ATOL, rtol=0)
+    assert all_ids.repeat_loss == pytest.approx(written_all.repeat_loss, abs=CARD_ATOL)
+    np.testing.assert_allclose(previous, card.previous_token_scores, atol=CARD_ATOL, rtol=0)
+    np.testing.assert_allclose(induction.scores, card.induction_scores, atol=CARD_ATOL, rtol=0)
+    assert heads_above(previous, PREVIOUS_TOKEN_BAR) == card.previous_token_heads
+    assert heads_above(induction.scores, INDUCTION_BAR) == card.induction_heads
+    assert induction.first_half_loss == pytest.approx(card.induction_first_half_loss, abs=CARD_ATOL)
+    assert induction.repeat_loss == pytest.approx(card.induction_repeat_loss, abs=CARD_ATOL)
 
 
-def test_card_greedy_samples_are_what_the_model_generates(bundled: LoadedModel, card: dict) -> None:
-    written = [Sample(**s) for s in card["samples"] if s["mode"] == "greedy"]
+def test_card_greedy_samples_are_what_the_model_generates(
+    bundled: LoadedModel, card: ModelCard
+) -> None:
+    written = [s for s in card.samples if s.mode == "greedy"]
     prompts = tuple(s.prompt for s in written)
     regenerated = [s for s in samples(bundled, prompts) if s.mode == "greedy"]
     assert regenerated == written
@@ -205,27 +204,28 @@ def test_card_greedy_samples_are_what_the_model_generates(bundled: LoadedModel, 
 @pytest.mark.parametrize(
     "bar",
     [
-        "validation loss below the Kneser-Ney bigram",
-        f"previous-token head >= {PREVIOUS_TOKEN_BAR}",
-        f"induction head >= {INDUCTION_BAR}",
-        "repeated half has the lower loss",
+        "val_below_bigram",  # validation loss below the Kneser-Ney bigram
+        "previous_token",  # previous-token head >= PREVIOUS_TOKEN_BAR
+        "induction",  # induction head >= INDUCTION_BAR
+        "repeat_lower",  # repeated half has the lower loss
     ],
 )
-def test_bundled_model_meets_the_bar(card: dict, bar: str) -> None:
-    assert card["thresholds_met"][bar], f"{bar}: not met"
+def test_bundled_model_meets_the_bar(card: ModelCard, bar: str) -> None:
+    assert getattr(card.thresholds_met, bar), f"{bar}: not met"
 
 
 def test_card_diagnostics_are_recomputed_from_the_weights(
-    bundled: LoadedModel, card: dict, split_ids: tuple[np.ndarray, np.ndarray]
+    bundled: LoadedModel, card: ModelCard, split_ids: tuple[np.ndarray, np.ndarray]
 ) -> None:
     train_ids, val_ids = split_ids
     got = diagnostics(bundled, train_ids, val_ids)
-    written = card["diagnostics"]
-    assert got["unseen_ids"] == written["unseen_ids"]
+    written = card.diagnostics
+    assert written is not None
+    assert got.unseen_ids == written.unseen_ids
     for key in ("position_cos_next", "position_cos_10", "uniform_entropy"):
-        assert got[key] == pytest.approx(written[key], abs=CARD_ATOL), key
+        assert getattr(got, key) == pytest.approx(getattr(written, key), abs=CARD_ATOL), key
     for key in ("unseen_ids_mean_cos", "frequent_ids_mean_cos"):
-        assert got[key] == pytest.approx(written[key], abs=CARD_ATOL), key
+        assert getattr(got, key) == pytest.approx(getattr(written, key), abs=CARD_ATOL), key
     np.testing.assert_allclose(
-        got["attention_entropy"], written["attention_entropy"], atol=CARD_ATOL, rtol=0
+        got.attention_entropy, written.attention_entropy, atol=CARD_ATOL, rtol=0
     )

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from engine.card import ModelCard
 from engine.checkpoints import (
     CheckpointError,
     config_from_hf,
@@ -66,7 +67,7 @@ def _state(seed: int = 0) -> dict[str, torch.Tensor]:
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("ckpt") / "tiny"
     model = random_model(PRESETS["tiny"], seed=4)
-    return save_checkpoint(model, directory, n_ranks=4096, card={"trained_on": "nothing"})
+    return save_checkpoint(model, directory, n_ranks=4096, card=ModelCard(trained_on="nothing"))
 
 
 # --- round trips ---------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def test_saved_checkpoint_loads_back_with_identical_weights_and_logits(saved: Pa
     ids = loaded.tokenizer.encode("Hello, world")
     assert torch.equal(_logits(loaded.model, ids), _logits(original, ids))
     assert loaded.tokenizer.name == "cl100k_base[:4096]"
-    assert loaded.card == {"trained_on": "nothing"}
+    assert loaded.card == ModelCard(trained_on="nothing")
     assert loaded.name == "tiny"
     assert not loaded.model.training
     assert not any(p.requires_grad for p in loaded.model.parameters())
@@ -101,11 +102,12 @@ def test_saving_over_a_checkpoint_replaces_both_files_and_leaves_no_temporaries(
     tmp_path: Path,
 ) -> None:
     directory = tmp_path / "run"
-    save_checkpoint(random_model(SMALL, seed=1), directory, n_ranks=256, card={"step": 1})
+    first = random_model(SMALL, seed=1)
+    save_checkpoint(first, directory, n_ranks=256, card=ModelCard(trained_on="step 1"))
     second = random_model(SMALL, seed=2)
-    save_checkpoint(second, directory, n_ranks=256, card={"step": 2})
+    save_checkpoint(second, directory, n_ranks=256, card=ModelCard(trained_on="step 2"))
     loaded = load_directory(directory)
-    assert loaded.card == {"step": 2}
+    assert loaded.card == ModelCard(trained_on="step 2")
     assert torch.equal(loaded.model.transformer.wte.weight, second.transformer.wte.weight)
     assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.safetensors"]
 

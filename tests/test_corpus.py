@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.corpus import (
+from engine.tokenizer import ENDOFTEXT, cl100k_truncated
+from engine.training.corpus import (
     CORPUS_FILE,
     MANIFEST_FILE,
     VALIDATION_WORKS,
@@ -22,7 +23,6 @@ from engine.corpus import (
     strip_gutenberg,
     tokenize_works,
 )
-from engine.tokenizer import ENDOFTEXT, cl100k_truncated
 
 BODY = "HAMLET\n\nACT I. Scene I.\n\nBER. Who's there?\nFRAN. Nay, answer me.\n"
 

@@ -1,32 +1,32 @@
-"""engine.evaluate: the n-gram baselines, head-score protocols, sampling and the report."""
+"""engine.training: the n-gram baselines, head-score protocols, sampling, the report and the
+model card built and rendered from it."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from engine.capture import run_with_trace
+from engine.card import HeadScore, ModelCard, Thresholds
 from engine.checkpoints import LoadedModel
 from engine.config import TrainConfig
-from engine.evaluate import (
-    KneserNey,
-    build_card,
-    evaluate,
-    generate,
+from engine.lens.heads import head_scores
+from engine.training.baselines import KneserNey, ngram_baselines
+from engine.training.card import build_card
+from engine.training.card_markdown import render_model_card
+from engine.training.evaluate import continue_text, evaluate
+from engine.training.probes import (
     induction_scores,
-    ngram_baselines,
     previous_token_scores,
-    render_model_card,
     repeated_random_tokens,
     seen_ids,
     window_starts,
 )
-from engine.lens.heads import head_scores
-from engine.train import estimate_loss
+from engine.training.train import estimate_loss
 
 
 def _skewed_ids(n: int, vocab: int, seed: int = 0) -> np.ndarray:
@@ -150,14 +150,14 @@ def test_greedy_generation_follows_the_argmax_token_by_token(tiny_loaded: Loaded
             logits = model(torch.tensor([ids[-model.config.n_ctx :]]))[0, -1]
             logits[tok.eot_id] = float("-inf")
             ids.append(int(logits.argmax()))
-    assert generate(model, tok, "To be, or", 5) == tok.decode(ids[-5:])
+    assert continue_text(model, tok, "To be, or", 5) == tok.decode(ids[-5:])
 
 
 def test_sampled_generation_is_reproducible_for_a_seed(tiny_loaded: LoadedModel) -> None:
     model, tok = tiny_loaded.model, tiny_loaded.tokenizer
-    a = generate(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=1)
-    assert a == generate(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=1)
-    assert a != generate(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=2)
+    a = continue_text(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=1)
+    assert a == continue_text(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=1)
+    assert a != continue_text(model, tok, "ROMEO.", 12, temperature=1.0, top_k=50, seed=2)
 
 
 def test_evaluate_reports_the_engines_own_measurements(tiny_loaded: LoadedModel) -> None:
@@ -184,13 +184,13 @@ def test_evaluate_reports_the_engines_own_measurements(tiny_loaded: LoadedModel)
     assert as_dict["best_previous_token_head"]["score"] == round(report.best_previous.score, 4)
     # The probe draws from the ids of the training text; the all-ids variant is reported too.
     n_seen = len(set(train_ids.tolist()))
-    assert f"from the {n_seen} ids that occur in the training split" in report.protocol["induction"]
+    assert f"from the {n_seen} ids that occur in the training split" in report.protocol.induction
     assert as_dict["induction_all_ids"]["best_head"]["score"] >= 0.0
 
 
 def _card_for(
-    loaded: LoadedModel, report_kwargs: dict | None = None, stages: list[dict] | None = None
-) -> dict:
+    loaded: LoadedModel, report_kwargs: dict | None = None, stages: list | None = None
+) -> ModelCard:
     tok = loaded.tokenizer
     ids = np.asarray(tok.encode("Now is the winter of our discontent. " * 40))
     report = evaluate(
@@ -204,12 +204,11 @@ def _card_for(
         **(report_kwargs or {}),
     )
     state = {"step": 10, "tokens_seen": 2560, "elapsed_s": 12.0, "history": []}
-    run_card = {
-        "train_command": "python -m engine train --out runs/x --steps 20",
-        "train_config": asdict(
-            TrainConfig(max_steps=20, batch_size=8, seq_len=32, synthetic_share=0.25)
-        ),
-    }
+    run_card = ModelCard(
+        trained_on="Shakespeare",
+        train_command="python -m engine train --out runs/x --steps 20",
+        train_config=TrainConfig(max_steps=20, batch_size=8, seq_len=32, synthetic_share=0.25),
+    )
     return build_card(
         report, run_card, state, loaded.config, validation_works=("hamlet",), stages=stages
     )
@@ -225,20 +224,23 @@ def test_model_card_of_an_untrained_model_reports_the_bars_as_not_met(
     )
     assert "It has learned attention patterns" not in text
     assert text.count("**not met**") >= 2
-    assert f"**{card['val_loss']:.3f}**" in text
-    assert card["train_stages"][0]["copy_rows_per_batch"] == 2
-    assert card["natural_tokens_seen"] == 2560 * 6 // 8
+    assert f"**{card.val_loss:.3f}**" in text
+    assert card.train_stages[0].copy_rows_per_batch == 2
+    assert card.natural_tokens_seen == 2560 * 6 // 8
     assert "No control run" in text
 
 
 def test_model_card_names_the_heads_when_the_bars_are_met(tiny_loaded: LoadedModel) -> None:
-    card = _card_for(tiny_loaded)
-    card["previous_token_scores"] = [[0.1, 0.72], [0.2, 0.3]]
-    card["induction_scores"] = [[0.0, 0.0], [0.55, 0.1]]
-    card["best_previous_token_head"] = {"head": "0.1", "score": 0.72}
-    card["best_induction_head"] = {"head": "1.0", "score": 0.55}
-    card["previous_token_heads"], card["induction_heads"] = ["0.1"], ["1.0"]
-    card["thresholds_met"] = {k: True for k in card["thresholds_met"]}
+    card = replace(
+        _card_for(tiny_loaded),
+        previous_token_scores=((0.1, 0.72), (0.2, 0.3)),
+        induction_scores=((0.0, 0.0), (0.55, 0.1)),
+        best_previous_token_head=HeadScore(0, 1, 0.72),
+        best_induction_head=HeadScore(1, 0, 0.55),
+        previous_token_heads=("0.1",),
+        induction_heads=("1.0",),
+        thresholds_met=Thresholds(True, True, True, True),
+    )
     text = render_model_card(card, tiny_loaded.config, tiny_loaded.tokenizer.name)
     assert "previous-token head 0.1 (0.72) and induction head 1.0 (0.55)" in text
     assert "| 0 | 0.100 | **0.720** |" in text
@@ -259,13 +261,14 @@ def test_model_card_counts_no_shakespeare_in_copy_only_steps(tiny_loaded: Loaded
     )
     state = {"step": 100, "tokens_seen": 100 * 256, "elapsed_s": 1.0, "history": []}
     cfg = TrainConfig(max_steps=100, batch_size=8, seq_len=32, synthetic_share=0.25)
-    run_card = {
-        "train_command": "python -m engine train --out x --steps 100 --copy-first-steps 40",
-        "train_config": {**asdict(cfg), "copy_first_steps": 40},
-    }
+    run_card = ModelCard(
+        trained_on="Shakespeare",
+        train_command="python -m engine train --out x --steps 100 --copy-first-steps 40",
+        train_config=replace(cfg, copy_first_steps=40),
+    )
     card = build_card(report, run_card, state, tiny_loaded.config)
     # 60 mixed steps x 256 tokens x 6 of 8 rows natural; the 40 copy-only steps add nothing.
-    assert card["natural_tokens_seen"] == 60 * 256 * 6 // 8
+    assert card.natural_tokens_seen == 60 * 256 * 6 // 8
     text = render_model_card(card, tiny_loaded.config, tok.name)
     assert "2 of 8 (all 8 rows before step 40)" in text
 
@@ -282,10 +285,12 @@ def test_model_card_of_a_staged_run_explains_its_copy_only_stage(
     stages = _train_stages(
         [f"6:{base} 0.25 --stop-at 6", f"8:{base} 1.0 --stop-at 8"], f"{base} 0.25", 10, []
     )
-    card = _card_for(tiny_loaded, stages=stages)
-    card["reproduction_note"] = "Checked: stage slices were bit-identical."
+    card = replace(
+        _card_for(tiny_loaded, stages=stages),
+        reproduction_note="Checked: stage slices were bit-identical.",
+    )
     # 256 tokens a step, 6 of 8 rows natural in stages 1 and 3 (8 steps), none in stage 2
-    assert card["natural_tokens_seen"] == 8 * 256 * 6 // 8
+    assert card.natural_tokens_seen == 8 * 256 * 6 // 8
     text = render_model_card(card, tiny_loaded.config, tiny_loaded.tokenizer.name)
     assert "Steps 6-8 train on the copy task alone" in text
     assert "Steps 0-6 train on the copy task alone" not in text

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -164,6 +165,36 @@ def test_generate_n_equals_n_single_steps_with_consecutive_seeds(
         context.append(single.token_id)
     assert seen == [(i + 1, 5) for i in range(len(steps))]
     assert all(s.n_candidates <= 50 for s in steps)
+
+
+def test_one_stream_draws_every_token_from_one_generator_seeded_once(
+    tiny_loaded: LoadedModel,
+) -> None:
+    """The model card's protocol: one torch.Generator seeded with `seed` for the whole text."""
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    ids = tok.encode("To be or not")
+    hot = SamplingSettings(temperature=1.5, top_k=50)
+    steps = generate(model, tok, ids, 6, hot, seed=3, one_stream=True)
+    stream = torch.Generator().manual_seed(3)
+    context = list(ids)
+    for step in steps:
+        single = sample_next(model, tok, context, hot, 0, generator=stream)
+        assert single.token_id == step.token_id
+        context.append(single.token_id)
+    per_step = generate(model, tok, ids, 6, hot, seed=3)
+    assert per_step[0].token_id == steps[0].token_id  # the first draw is the same either way
+
+
+def test_suppress_eot_never_chooses_endoftext_but_reports_the_models_own_probability(
+    tiny_loaded: LoadedModel,
+) -> None:
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    ids = tok.encode("The end.")
+    step = sample_next(model, tok, ids, SamplingSettings(greedy=True), 0, suppress_eot=True)
+    assert step.probs[tok.eot_id] == 0.0
+    assert step.model_probs[tok.eot_id] > 0.0
+    steps = generate(model, tok, ids, 8, SamplingSettings(temperature=5.0), 0, suppress_eot=True)
+    assert len(steps) == 8 and all(s.token_id != tok.eot_id for s in steps)
 
 
 def test_a_long_text_is_continued_from_its_last_n_ctx_tokens(tiny_loaded: LoadedModel) -> None:

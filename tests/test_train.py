@@ -14,10 +14,10 @@ import torch
 
 from engine.checkpoints import load_directory, random_model
 from engine.config import GPTConfig, TrainConfig
-from engine.corpus import load_corpus
 from engine.model import GPT
 from engine.tokenizer import cl100k_truncated
-from engine.train import TrainEvent, estimate_loss, get_batch, get_lr, train
+from engine.training.corpus import load_corpus
+from engine.training.train import TrainEvent, estimate_loss, get_batch, get_lr, train
 
 N_RANKS = 4096
 STEPS = 40

