@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
 import app
@@ -18,6 +17,7 @@ from engine.capture import run_with_trace
 from engine.card import ModelCard
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
+from tests.support import values
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
 from engine.capture import run_with_trace
@@ -18,6 +17,7 @@ from engine.lens import attention as la
 from engine.lens import embeddings as le
 from engine.lens.heads import head_scores
 from engine.trace import Trace
+from tests.support import values
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The cat sat on the mat. 你好，世界! The cat sat"

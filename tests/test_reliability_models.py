@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
 import app
 from engine.capture import run_with_trace
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
+from tests.support import values
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]

@@ -17,7 +17,7 @@ from engine.config import PRESETS
 from engine.names import canonical_names
 from engine.tokenizer import cl100k_truncated
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_trace_command_writes_token_ids_and_every_canonical_activation(tmp_path: Path) -> None:

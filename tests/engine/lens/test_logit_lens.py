@@ -1,0 +1,109 @@
+"""engine.lens.logit_lens: every layer's residual read through ln_f and the unembedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.checkpoints import LoadedModel, random_model
+from engine.config import GPTConfig
+from engine.lens.logit_lens import LogitLens, final_probs, lens_distribution, logit_lens
+from engine.trace import Trace
+
+
+@pytest.fixture(scope="module")
+def lens(tiny_trace: Trace, tiny_loaded: LoadedModel) -> LogitLens:
+    return logit_lens(tiny_trace, tiny_loaded.model, k=10)
+
+
+def test_last_lens_row_is_the_models_own_output(tiny_trace: Trace, lens: LogitLens) -> None:
+    T, L = tiny_trace.n_tokens, tiny_trace.config.n_layer
+    assert lens.top_ids.shape == (L + 1, T, 10)
+    for pos in range(T):
+        probs = final_probs(tiny_trace, pos)
+        order = np.argsort(-probs, kind="stable")[:10]
+        np.testing.assert_allclose(lens.top_probs[L, pos], probs[order], atol=1e-6)
+        # top ids agree wherever the probabilities are not tied
+        np.testing.assert_allclose(probs[lens.top_ids[L, pos]], probs[order], atol=1e-6)
+        if pos + 1 < T:
+            nxt = tiny_trace.token_ids[pos + 1]
+            np.testing.assert_allclose(lens.next_prob[L, pos], probs[nxt], rtol=1e-4)
+            assert lens.next_rank[L, pos] == int((probs > probs[nxt] + 1e-9).sum())
+    assert np.isnan(lens.next_prob[:, -1]).all()
+    assert (lens.next_rank[:, -1] == -1).all()
+
+
+def test_lens_distribution_of_the_last_row_equals_final_probs(
+    tiny_trace: Trace, tiny_loaded: LoadedModel
+) -> None:
+    L = tiny_trace.config.n_layer
+    for pos in (0, 7, tiny_trace.n_tokens - 1):
+        dist = lens_distribution(tiny_trace, tiny_loaded.model, L, pos)
+        assert dist.shape == (tiny_trace.config.vocab_size,)
+        np.testing.assert_allclose(dist, final_probs(tiny_trace, pos), atol=1e-6)
+
+
+def test_lens_row_zero_unembeds_the_normalised_embeddings(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, lens: LogitLens
+) -> None:
+    model = tiny_loaded.model
+    ln_f = model.transformer.ln_f
+    x = torch.from_numpy(np.array(tiny_trace["blocks.0.hook_resid_pre"], dtype=np.float64))
+    mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    normed = (x - mu) / torch.sqrt(var + ln_f.eps) * ln_f.weight.double() + ln_f.bias.double()
+    probs = torch.softmax(normed @ model.transformer.wte.weight.double().T, dim=-1).numpy()
+    pos = 4
+    np.testing.assert_allclose(lens_distribution(tiny_trace, model, 0, pos), probs[pos], atol=1e-6)
+    np.testing.assert_allclose(lens.top_probs[0, pos], np.sort(probs[pos])[::-1][:10], atol=1e-6)
+    entropy = -(probs * np.log(probs)).sum(-1)
+    np.testing.assert_allclose(lens.entropy[0], entropy, rtol=1e-4)
+
+
+def test_lens_top_probs_are_sorted_and_consistent_with_next_rank(lens: LogitLens) -> None:
+    assert (np.diff(lens.top_probs, axis=-1) <= 0).all()
+    in_top = lens.next_rank[:, :-1] < 10
+    # where the next token is in the top 10, its probability is the one listed at its rank
+    rows, cols = np.nonzero(in_top)
+    listed = lens.top_probs[rows, cols, lens.next_rank[rows, cols]]
+    np.testing.assert_allclose(listed, lens.next_prob[rows, cols], rtol=1e-5)
+
+
+def test_lens_distribution_of_every_row_agrees_with_the_lens_top_k(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, lens: LogitLens
+) -> None:
+    for row in range(tiny_trace.config.n_layer + 1):
+        for pos in (0, tiny_trace.n_tokens - 1):
+            dist = lens_distribution(tiny_trace, tiny_loaded.model, row, pos)
+            np.testing.assert_allclose(dist.sum(), 1.0, atol=1e-5)
+            np.testing.assert_allclose(
+                dist[lens.top_ids[row, pos]], lens.top_probs[row, pos], atol=1e-6
+            )
+
+
+def test_lens_refuses_a_model_other_than_the_traces(tiny_trace: Trace) -> None:
+    other = random_model(GPTConfig(n_layer=2, n_head=2, d_model=16, n_ctx=32, vocab_size=4097))
+    with pytest.raises(ValueError, match=r"width 32 with 4097 tokens.*width 16 with 4097"):
+        logit_lens(tiny_trace, other)
+    with pytest.raises(ValueError, match="use the model that made the Trace"):
+        lens_distribution(tiny_trace, other, 0, 0)
+
+
+@pytest.mark.parametrize(("row", "pos"), [(3, 0), (-1, 0), (0, 29), (0, -1)])
+def test_lens_distribution_names_a_row_or_position_out_of_range(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, row: int, pos: int
+) -> None:
+    assert tiny_trace.n_tokens == 29
+    with pytest.raises(ValueError, match=r"outside rows 0..2 and positions 0..28"):
+        lens_distribution(tiny_trace, tiny_loaded.model, row, pos)
+
+
+def test_chunked_lens_equals_the_one_pass_lens(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, lens: LogitLens
+) -> None:
+    chunked = logit_lens(tiny_trace, tiny_loaded.model, k=10, chunk_rows=7)
+    np.testing.assert_array_equal(chunked.top_ids, lens.top_ids)
+    np.testing.assert_allclose(chunked.top_probs, lens.top_probs, rtol=1e-6)
+    np.testing.assert_allclose(chunked.next_prob, lens.next_prob, rtol=1e-6)
+    np.testing.assert_array_equal(chunked.next_rank, lens.next_rank)
+    assert lens.layer_labels == ["embed", "block 0", "block 1"]
