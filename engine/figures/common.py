@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 FONT_SIZE = 16
 TITLE_SIZE = 20
@@ -40,6 +42,35 @@ def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
         margin={"l": 60, "r": 20, "t": 60, "b": 60},
         template="plotly_white",
     )
+    return fig
+
+
+def curve(
+    x: Sequence, y: np.ndarray, name: str, colour: str, hover: str, dash: bool = False
+) -> go.Scatter:
+    """A thick line with markers: the style of every layer-by-layer curve (a `go.Scatter`).
+    `hover` is the trace's hovertemplate; `dash` draws the selected token's curve dashed."""
+    line = {"color": colour, "width": 3, **({"dash": "dash"} if dash else {})}
+    return go.Scatter(x=x, y=y, mode="lines+markers", line=line, name=name, hovertemplate=hover)
+
+
+def panels(
+    traces: Sequence[go.Bar | go.Scatter],
+    titles: Sequence[str],
+    cols: int = 1,
+    spacing: float = 0.1,
+) -> go.Figure:
+    """One panel per trace, in one column (sharing the x axis, `spacing` between rows) or, with
+    `cols` = len(traces), in one row (`spacing` between columns); `titles` name the panels."""
+    n = len(traces)
+    grid = (
+        {"rows": 1, "cols": cols, "horizontal_spacing": spacing}
+        if cols > 1
+        else {"rows": n, "cols": 1, "shared_xaxes": True, "vertical_spacing": spacing}
+    )
+    fig = make_subplots(subplot_titles=tuple(titles), **grid)
+    for i, trace in enumerate(traces):
+        fig.add_trace(trace, row=1 if cols > 1 else i + 1, col=i + 1 if cols > 1 else 1)
     return fig
 
 

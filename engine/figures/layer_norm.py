@@ -12,7 +12,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels, window
+from engine.figures.common import (
+    PALETTE,
+    base_layout,
+    curve,
+    panels,
+    plotly_text,
+    token_labels,
+    window,
+)
 from engine.lens.layer_norm import LNStats
 
 
@@ -39,34 +47,20 @@ def token_stats_figure(
     span = window(len(stats.mean), start)
     lo, hi = span.start, span.stop
     x = token_labels(token_strs, lo, hi)
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.08,
-        subplot_titles=("mean over the features", "standard deviation over the features"),
-    )
-    fig.add_trace(
+    bars = [
         go.Bar(
             x=x,
-            y=stats.mean[lo:hi],
-            name="mean",
-            marker_color=PALETTE[0],
-            hovertemplate="token %{x}<br>mean %{y:.4f}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=stats.std[lo:hi],
-            name="standard deviation",
-            marker_color=PALETTE[1],
-            hovertemplate="token %{x}<br>std %{y:.4f}<extra></extra>",
-        ),
-        row=2,
-        col=1,
+            y=values[lo:hi],
+            name=name,
+            marker_color=PALETTE[i],
+            hovertemplate=f"token %{{x}}<br>{short} %{{y:.4f}}<extra></extra>",
+        )
+        for i, (values, name, short) in enumerate(
+            ((stats.mean, "mean", "mean"), (stats.std, "standard deviation", "std"))
+        )
+    ]
+    fig = panels(
+        bars, ("mean over the features", "standard deviation over the features"), spacing=0.08
     )
     fig.update_xaxes(tickangle=-45, row=2, col=1)
     fig.update_layout(showlegend=False)
@@ -120,35 +114,17 @@ def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Fig
     gamma = np.asarray(gamma, dtype=np.float64)
     beta = np.asarray(beta, dtype=np.float64)
     idx = np.arange(gamma.size)
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.1,
-        subplot_titles=("gamma (gain; 1 = unchanged)", "beta (bias; 0 = unchanged)"),
-    )
-    fig.add_trace(
+    bars = [
         go.Bar(
             x=idx,
-            y=gamma,
-            name="gamma",
-            marker_color=PALETTE[0],
-            hovertemplate="feature %{x}<br>gamma %{y:.4f}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=idx,
-            y=beta,
-            name="beta",
-            marker_color=PALETTE[1],
-            hovertemplate="feature %{x}<br>beta %{y:.4f}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
+            y=values,
+            name=name,
+            marker_color=PALETTE[i],
+            hovertemplate=f"feature %{{x}}<br>{name} %{{y:.4f}}<extra></extra>",
+        )
+        for i, (values, name) in enumerate(((gamma, "gamma"), (beta, "beta")))
+    ]
+    fig = panels(bars, ("gamma (gain; 1 = unchanged)", "beta (bias; 0 = unchanged)"))
     fig.update_xaxes(title_text="feature", row=2, col=1)
     fig.update_layout(showlegend=False, bargap=0.0)
     return base_layout(fig, title, 520)
@@ -186,23 +162,22 @@ def scale_growth_figure(
         )
     )
     fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=np.median(stds, axis=1),
-            mode="lines+markers",
-            line={"color": PALETTE[0], "width": 3},
-            name="median token",
-            hovertemplate="%{x}<br>median std %{y:.3f}<extra></extra>",
+        curve(
+            labels,
+            np.median(stds, axis=1),
+            "median token",
+            PALETTE[0],
+            "%{x}<br>median std %{y:.3f}<extra></extra>",
         )
     )
     fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=stds[:, pos],
-            mode="lines+markers",
-            line={"color": PALETTE[3], "width": 3, "dash": "dash"},
-            name=f"token {pos} “{plotly_text(token_label)}”",
-            hovertemplate="%{x}<br>this token's std %{y:.3f}<extra></extra>",
+        curve(
+            labels,
+            stds[:, pos],
+            f"token {pos} “{plotly_text(token_label)}”",
+            PALETTE[3],
+            "%{x}<br>this token's std %{y:.3f}<extra></extra>",
+            dash=True,
         )
     )
     if highlight is not None and highlight in labels:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from engine.figures.common import (
     PALETTE,
     SCALE_WEIGHTS,
     base_layout,
+    curve,
+    panels,
     plotly_text,
     token_labels,
     window,
@@ -143,36 +144,19 @@ def lens_heatmap(
 def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
     """Probability and rank (0 = top) of the token that really comes next, layer by layer."""
     labels = lens.layer_labels
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        horizontal_spacing=0.12,
-        subplot_titles=("probability", "rank (0 = the top guess)"),
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=lens.next_prob[:, pos],
-            mode="lines+markers",
-            line={"color": PALETTE[0], "width": 3},
-            name="probability",
-            hovertemplate="%{x}<br>p = %{y:.4f}<extra></extra>",
+    lines = (
+        curve(
+            labels,
+            lens.next_prob[:, pos],
+            "probability",
+            PALETTE[0],
+            "%{x}<br>p = %{y:.4f}<extra></extra>",
         ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=lens.next_rank[:, pos],
-            mode="lines+markers",
-            line={"color": PALETTE[1], "width": 3},
-            name="rank",
-            hovertemplate="%{x}<br>rank %{y}<extra></extra>",
+        curve(
+            labels, lens.next_rank[:, pos], "rank", PALETTE[1], "%{x}<br>rank %{y}<extra></extra>"
         ),
-        row=1,
-        col=2,
     )
+    fig = panels(lines, ("probability", "rank (0 = the top guess)"), cols=2, spacing=0.12)
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_xaxes(tickangle=-30)
@@ -185,13 +169,12 @@ def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
 def target_figure(probs: np.ndarray, layer_labels: list[str], target_label: str) -> go.Figure:
     """One chosen token's probability at the selected position, layer by layer."""
     fig = go.Figure(
-        go.Scatter(
-            x=layer_labels,
-            y=np.asarray(probs, dtype=np.float64),
-            mode="lines+markers",
-            line={"color": PALETTE[2], "width": 3},
-            name=target_label,
-            hovertemplate="%{x}<br>p = %{y:.5f}<extra></extra>",
+        curve(
+            layer_labels,
+            np.asarray(probs, dtype=np.float64),
+            target_label,
+            PALETTE[2],
+            "%{x}<br>p = %{y:.5f}<extra></extra>",
         )
     )
     fig.update_yaxes(title_text="probability", rangemode="tozero")

@@ -15,6 +15,7 @@ from engine.figures.common import (
     SCALE_SIGNED,
     SCALE_WEIGHTS,
     base_layout,
+    curve,
     plotly_text,
     token_labels,
     window,
@@ -102,26 +103,24 @@ def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
     """Cosine similarity of each layer's residual with the final one: the selected token and
     the mean over tokens."""
     labels = stack_labels(cos.shape[0] - 1)
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=cos.mean(axis=1),
-            mode="lines+markers",
-            name="mean over tokens",
-            line={"color": PALETTE[0], "width": 3},
-            hovertemplate="%{x}<br>mean cosine %{y:.3f}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=cos[:, pos],
-            mode="lines+markers",
-            name=f"token {pos} “{plotly_text(token_label)}”",
-            line={"color": PALETTE[3], "width": 3, "dash": "dash"},
-            hovertemplate="%{x}<br>cosine %{y:.3f}<extra>this token</extra>",
-        )
+    fig = go.Figure(
+        [
+            curve(
+                labels,
+                cos.mean(axis=1),
+                "mean over tokens",
+                PALETTE[0],
+                "%{x}<br>mean cosine %{y:.3f}<extra></extra>",
+            ),
+            curve(
+                labels,
+                cos[:, pos],
+                f"token {pos} “{plotly_text(token_label)}”",
+                PALETTE[3],
+                "%{x}<br>cosine %{y:.3f}<extra>this token</extra>",
+                dash=True,
+            ),
+        ]
     )
     fig.update_yaxes(title_text="cosine with the final residual", range=[-0.1, 1.05])
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
