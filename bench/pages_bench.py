@@ -59,7 +59,7 @@ def _plotly_bytes(at: Any) -> tuple[int, int]:
 def measure_pages(rounds: int = 5, model: str = "bundled") -> dict[str, Any]:
     from streamlit.testing.v1 import AppTest
 
-    import app
+    from ui import frame as app
 
     n_text = bench_tokens(model)
     text = text_of_tokens(n_text, model)

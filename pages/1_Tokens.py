@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import (
+from engine.figures import tokens as fig_tokens
+from engine.tokenizer import display_token
+from ui.frame import (
     frame,
     get_encode_steps,
     get_token_groups,
     next_stage,
     shared_picker,
 )
-from engine.figures import tokens as fig_tokens
-from engine.tokenizer import display_token
 
 BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
 

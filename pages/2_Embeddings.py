@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage, shared_picker
 from engine.figures import embeddings as fig_emb
+from ui.frame import axis_window, frame, next_stage, shared_picker
 
 view = frame("embeddings")
 if view is None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import axis_window, frame, get_head_scores, next_stage, shared_picker
 from engine.figures import attention as fig_att
 from engine.figures.common import markdown_literal, plotly_text
+from ui.frame import axis_window, frame, get_head_scores, next_stage, shared_picker
 
 view = frame("attention")
 if view is None:

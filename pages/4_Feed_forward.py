@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.figures import feed_forward as fig_ff
 from engine.figures.common import markdown_literal
+from ui.frame import axis_window, frame, next_stage
 
 view = frame("feed_forward")
 if view is None:

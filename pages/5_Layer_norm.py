@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.figures import layer_norm as fig_ln
 from engine.figures.common import markdown_literal
 from engine.lens import all_ln_stats, ln_input, ln_stats
+from ui.frame import axis_window, frame, next_stage
 
 view = frame("layer_norm")
 if view is None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.figures import residual as fig_res
 from engine.figures.common import markdown_literal
+from ui.frame import axis_window, frame, next_stage
 
 view = frame("residual")
 if view is None:

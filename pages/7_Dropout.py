@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import MAX_P, causal_cells, dropout_pass, kept_mask, mask_average
 from engine.figures import dropout as fig_drop
@@ -14,6 +13,7 @@ from engine.figures.common import markdown_literal
 from engine.lens import final_probs
 from engine.sampling import top_candidates
 from engine.trace import Trace
+from ui.frame import axis_window, frame, next_stage
 
 MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, get_logit_lens, next_stage
 from engine.figures import output as fig_out
 from engine.figures.common import markdown_literal
 from engine.lens import lens_distribution
@@ -16,6 +15,7 @@ from engine.sampling import (
     next_token_distribution,
     top_candidates,
 )
+from ui.frame import axis_window, frame, get_logit_lens, next_stage
 
 view = frame("output")
 if view is None:

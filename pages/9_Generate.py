@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import frame, next_stage, set_text
 from engine.checkpoints import LoadedModel
 from engine.figures import output as fig_out
 from engine.figures.common import markdown_literal
@@ -22,6 +21,7 @@ from engine.sampling import (
     next_token_distribution,
     sample_next,
 )
+from ui.frame import frame, next_stage, set_text
 
 log = logging.getLogger(__name__)
 

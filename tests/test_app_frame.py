@@ -13,10 +13,10 @@ import pytest
 from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 

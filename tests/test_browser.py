@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-import app
+from ui import frame as app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

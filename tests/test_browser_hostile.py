@@ -22,7 +22,7 @@ from test_browser import (  # the same server and browser set-up as the main bro
     server,
 )
 
-import app
+from ui import frame as app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -17,7 +17,6 @@ import plotly.graph_objects as go
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import causal_cells, dropout_pass, mask_average
@@ -39,6 +38,7 @@ from engine.lens import (
 )
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
+from ui import frame as app
 
 FRAGMENTS = (
     "<|endoftext|>",

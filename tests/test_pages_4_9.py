@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import dropout_pass
@@ -23,6 +22,7 @@ from engine.lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The cat sat on the mat. The cat sat on the"

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import trace_nbytes
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
+from ui import frame as app
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,10 @@ import torch
 from plotly_json import values
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]

@@ -27,11 +27,11 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 from streamlit.testing.v1.util import patch_config_options
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.trace import Trace
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.checkpoints import LoadedModel
 from engine.config import PRESETS
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CTX = PRESETS["tiny"].n_ctx

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
+from ui import frame as app
 
 ROOT = Path(__file__).resolve().parent.parent
 
