@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import feed_forward as fig_ff
-from engine.figures.common import markdown_literal
-from ui.frame import axis_window, frame, next_stage
+from ui.frame import frame
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 view = frame("feed_forward")
 if view is None:

@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import residual as fig_res
-from engine.figures.common import markdown_literal
-from ui.frame import axis_window, frame, next_stage
+from ui.frame import frame
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 view = frame("residual")
 if view is None:
