@@ -5,9 +5,10 @@ computes it while the others wait for it. Values are read-only: a Trace's arrays
 the arrays of a derived value are made so when it enters its cache.
 
 Models (4), Traces (16 and INSIDE_GPT_CACHE_MB), and per Trace the logit lens, the head scores,
-the token groups and the BPE steps (16 each), Dropout's seeded passes and Generate's
-last-window logits (8 each). Streamlit's st.cache_data would unpickle a copy per session and
-st.cache_resource hold models apart from everything else; neither is used."""
+the token groups and the BPE steps (16 each), Dropout's seeded passes (8, and a budget of
+INSIDE_GPT_CACHE_MB of their own) and Generate's last-window logits (8). Streamlit's
+st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
+everything else; neither is used."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ LENSES = SharedCache(TRACE_CACHE_ENTRIES)
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
 ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
-DROPOUT_TRACES = SharedCache(8)
+DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
 LAST_LOGITS = SharedCache(8)
 
 
