@@ -163,9 +163,9 @@ def time_to_idle(context: Any, url: str) -> tuple[float, dict[str, Any]]:
 def measure_browser(text: str, rounds: int = 3, model: str = "bundled") -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    import app
+    from ui.stages import STAGES
 
-    stages = [s for s in app.STAGES if (ROOT / s.path).is_file()]
+    stages = [s for s in STAGES if (ROOT / s.path).is_file()]
     logs = Path(tempfile.gettempdir())
     query = urlencode({"text": text, "model": model})
     times: dict[str, list[float]] = {"floor": [], **{s.title: [] for s in stages}}

@@ -1,9 +1,9 @@
 """Page benchmark: every stage page of the app in Streamlit's AppTest, on a 256-token text.
 
-For each page that exists (`app.STAGES`): the first run (model load, Trace, derived views), then
-`rounds` reruns with everything cached, interleaved across pages; the median rerun time is the
-server-side cost of a click. Figure bytes are the plotly JSON specs the page sends (the sum of
-its charts' `spec` strings).
+For each page that exists (`ui.stages.STAGES`): the first run (model load, Trace, derived
+views), then `rounds` reruns with everything cached, interleaved across pages; the median rerun
+time is the server-side cost of a click. Figure bytes are the plotly JSON specs the page sends
+(the sum of its charts' `spec` strings).
 
 Runs in its own process (`python -m bench.pages_bench`, which `run_pages` starts), so Streamlit's
 caches and the app's thread setting do not touch the capture benchmark.
@@ -59,11 +59,11 @@ def _plotly_bytes(at: Any) -> tuple[int, int]:
 def measure_pages(rounds: int = 5, model: str = "bundled") -> dict[str, Any]:
     from streamlit.testing.v1 import AppTest
 
-    import app
+    from ui.stages import STAGES
 
     n_text = bench_tokens(model)
     text = text_of_tokens(n_text, model)
-    pages = [s for s in app.STAGES if (ROOT / s.path).is_file()]
+    pages = [s for s in STAGES if (ROOT / s.path).is_file()]
     tests: dict[str, Any] = {}
     out: dict[str, Any] = {
         "model": model,

@@ -326,3 +326,19 @@ class GPT(nn.Module):
         logits = self.unembed(x, recorder=record)  # [B, T, V]
         record(LOGITS, logits)
         return logits
+
+    def embedding_weight(self) -> Tensor:
+        """The token embedding table W_E [vocab_size, d_model], detached (shares memory)."""
+        return self.transformer.wte.weight.detach()
+
+    def layer_norm_weights(self, which: str, layer: int | None = None) -> tuple[Tensor, Tensor]:
+        """(gamma, beta) [d_model] of a LayerNorm, detached: "ln1" or "ln2" of block `layer`
+        (before attention / before the MLP), or "ln_final" (after the last block). ValueError
+        for another name or a missing layer."""
+        if which == "ln_final":
+            module = self.transformer.ln_f
+        elif which in ("ln1", "ln2") and layer is not None:
+            module = getattr(self.transformer.h[layer], "ln_" + which[-1])
+        else:
+            raise ValueError(f"no LayerNorm {which!r} (layer {layer}): use ln1, ln2 or ln_final")
+        return module.weight.detach(), module.bias.detach()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import (
-    frame,
-    get_encode_steps,
-    get_token_groups,
-    next_stage,
-    shared_picker,
-)
 from engine.figures import tokens as fig_tokens
 from engine.lens import tokens as lens_tok
 from engine.tokenizer import display_token
+from ui.cache import get_encode_steps, get_token_groups
+from ui.frame import frame
+from ui.models import token_ranks
+from ui.widgets import next_stage, shared_picker
 
 BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
 
@@ -136,13 +133,9 @@ if words:
         ),
     )
     word = words[choice]
-    rank_of: dict[bytes, int] = {}
-    for parts in (word.bytes_, *word.merges):
-        for part in parts:
-            try:
-                rank_of[part] = tokenizer.encoding.encode_single_token(part)
-            except KeyError:
-                pass
+    rank_of = token_ranks(
+        view.loaded, (part for parts in (word.bytes_, *word.merges) for part in parts)
+    )
     if not word.merges_listed or len(word.bytes_) > BPE_FIGURE_MAX_BYTES:
         st.info(
             f"This pre-token is {len(word.bytes_):,} bytes long, too long to draw merge by "

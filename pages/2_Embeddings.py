@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage, shared_picker
 from engine.figures import embeddings as fig_emb
 from engine.lens import embeddings as lens_emb
+from ui.frame import frame
+from ui.models import embedding_table
+from ui.widgets import axis_window, next_stage, shared_picker
 
 view = frame("embeddings")
 if view is None:
@@ -102,7 +104,7 @@ pos = shared_picker(
     key="embeddings_pos",
     format_func=lambda i: f"{i}: {trace.token_strs[i]} (id {ids[i]})",
 )
-table = view.loaded.model.transformer.wte.weight.detach().numpy()
+table = embedding_table(view.loaded)
 n_valid = min(tokenizer.vocab_size, table.shape[0])
 nb_ids, nb_sims = lens_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=n_valid)
 nb_labels = [tokenizer.display(int(i)) for i in nb_ids]

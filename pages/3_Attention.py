@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import axis_window, frame, get_head_scores, next_stage, shared_picker
 from engine.figures import attention as fig_att
-from engine.figures.common import markdown_literal, plotly_text
+from engine.figures.common import plotly_text
 from engine.lens import attention as lens_att
+from ui.cache import get_head_scores
+from ui.frame import frame
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage, shared_picker
 
 view = frame("attention")
 if view is None:

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.figures import feed_forward as fig_ff
-from engine.figures.common import markdown_literal
 from engine.lens import feed_forward as lens_ff
+from ui.frame import frame
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 view = frame("feed_forward")
 if view is None:

@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.figures import layer_norm as fig_ln
-from engine.figures.common import markdown_literal
 from engine.lens.layer_norm import (
     all_ln_stats,
     article_normalize,
@@ -18,6 +16,10 @@ from engine.lens.layer_norm import (
     ln_input,
     ln_stats,
 )
+from ui.frame import frame
+from ui.models import layer_norm_params
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 view = frame("layer_norm")
 if view is None:
@@ -25,7 +27,6 @@ if view is None:
 
 trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
 last = cfg.n_layer - 1
-blocks = view.loaded.model.transformer
 
 st.title("5 · Layer norm")
 st.markdown(
@@ -66,9 +67,7 @@ which = st.radio(
 if layer != last:
     st.caption(f"ln_f appears here when the sidebar's layer is the last one ({last}).")
 ln_layer = None if which == "ln_final" else layer
-module = blocks.ln_f if which == "ln_final" else getattr(blocks.h[layer], "ln_" + which[-1])
-gamma = module.weight.detach().numpy()
-beta = module.bias.detach().numpy()
+gamma, beta = layer_norm_params(view.loaded, which, ln_layer)
 stats = ln_stats(trace, which, ln_layer)
 x_in = ln_input(trace, which, ln_layer)
 normalized_site = "ln_final.hook_normalized" if which == "ln_final" else f"{which}.hook_normalized"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
 from engine.figures import residual as fig_res
-from engine.figures.common import markdown_literal
 from engine.lens import residual as lens_res
+from ui.frame import frame
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 view = frame("residual")
 if view is None:

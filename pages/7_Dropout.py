@@ -6,23 +6,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, next_stage
-from engine.checkpoints import LoadedModel
-from engine.dropout_demo import MAX_P, causal_cells, dropout_pass, kept_mask, mask_average
+from engine.dropout_demo import MAX_P, causal_cells, kept_mask, mask_average
 from engine.figures import dropout as fig_drop
-from engine.figures.common import markdown_literal
 from engine.lens.logit_lens import final_probs
 from engine.sampling import top_candidates
-from engine.trace import Trace
+from ui.cache import get_dropout_trace
+from ui.frame import frame
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
-
-
-@st.cache_data(max_entries=8, show_spinner="Running the model with dropout…")
-def _dropout_trace(
-    model_key: str, ids: tuple[int, ...], p: float, seed: int, _loaded: LoadedModel
-) -> Trace:
-    return dropout_pass(_loaded.model, _loaded.tokenizer, list(ids), p, seed, model_name=model_key)
 
 
 view = frame("dropout")
@@ -70,9 +63,7 @@ seed = int(
         key="dropout_seed",
     )
 )
-dropped_trace = _dropout_trace(
-    trace.model_name, tuple(int(i) for i in trace.token_ids), float(p), seed, view.loaded
-)
+dropped_trace = get_dropout_trace(view, float(p), seed)
 
 eval_pattern = trace.get("attn.hook_pattern", layer)[head]
 pass_pattern = dropped_trace.get("attn.hook_pattern", layer)[head]

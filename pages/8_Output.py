@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import axis_window, frame, get_logit_lens, next_stage
 from engine.figures import output as fig_out
-from engine.figures.common import markdown_literal
 from engine.lens.logit_lens import lens_distribution
 from engine.sampling import (
     MAX_TEMPERATURE,
@@ -16,6 +14,11 @@ from engine.sampling import (
     next_token_distribution,
     top_candidates,
 )
+from ui.cache import get_logit_lens
+from ui.frame import frame
+from ui.models import encode_text
+from ui.text import markdown_literal
+from ui.widgets import axis_window, next_stage
 
 view = frame("output")
 if view is None:
@@ -178,7 +181,7 @@ with right:
         "…or type one (its first token is used)", key="output_target_text", max_chars=50
     )
     if typed:
-        typed_ids = tokenizer.encode(typed)
+        typed_ids = encode_text(view.loaded, typed)
         if typed_ids and typed_ids[0] < cfg.vocab_size:
             target = typed_ids[0]
             if len(typed_ids) > 1:

@@ -5,23 +5,24 @@ from __future__ import annotations
 import html
 import logging
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import frame, next_stage, set_text
-from engine.checkpoints import LoadedModel
 from engine.figures import output as fig_out
-from engine.figures.common import markdown_literal
 from engine.sampling import (
     MAX_TEMPERATURE,
     SampleStep,
     SamplingSettings,
     generate,
-    last_logits,
     next_token_distribution,
     sample_next,
 )
+from ui.cache import get_last_logits
+from ui.frame import frame
+from ui.models import decode_ids, encode_text
+from ui.state import set_text
+from ui.text import markdown_literal
+from ui.widgets import next_stage
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ HISTORY = "generate_history"  # list of entries, newest last (see _record)
 LAST_STEPS = "generate_last_steps"  # the SampleSteps of the latest action
 PENDING_SEED = "generate_pending_seed"  # applied to the seed widget on the next run
 MAX_N = 100
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _last_logits(
-    model_key: str, text: str, ids: tuple[int, ...], _loaded: LoadedModel
-) -> np.ndarray:
-    return last_logits(_loaded.model, list(ids))
 
 
 ss = st.session_state
@@ -94,13 +88,13 @@ def context_ids(text: str) -> list[int]:
     still split across tokens) if the text is unchanged since, else the text's own tokens."""
     if history and history[-1]["after"] == text:
         return list(history[-1]["ids"])
-    return tokenizer.encode(text)
+    return encode_text(loaded, text)
 
 
 def record(before: str, ids: list[int], steps: list[SampleStep], action: str) -> None:
     kept = [s for s in steps if s.token_id != tokenizer.eot_id]
     new_ids = ids + [s.token_id for s in kept]
-    after = tokenizer.decode(new_ids)
+    after = decode_ids(loaded, new_ids)
     history.append(
         {
             "before": before,
@@ -159,7 +153,7 @@ else:
     if trace.n_tokens_dropped == 0:
         logits, source = trace.logits[-1], "from the stored logits"
     else:  # the Trace shows the first tokens; generation continues from the last n_ctx
-        logits = _last_logits(trace.model_name, text, tuple(context_ids(text)), loaded)
+        logits = get_last_logits(view, text, context_ids(text))
         source = f"the model reading the last {min(len(context_ids(text)), cfg.n_ctx)} tokens"
     allowed = min(tokenizer.vocab_size, cfg.vocab_size)
     preview = next_token_distribution(logits, settings, allowed=allowed)

@@ -1,5 +1,5 @@
-"""The shared frame (app.py) in AppTest: home page, sidebar, query parameters, caching, model
-choice, notices and the walk between stages. Runs on the tiny test model
+"""The shared frame (ui/, started from app.py) in AppTest: home page, sidebar, query parameters,
+caching, model choice, notices and the walk between stages. Runs on the tiny test model
 (INSIDE_GPT_TEST_MODEL=tiny), so every run takes a fraction of a second."""
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import run_with_trace
 from engine.card import ModelCard
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
 from tests.support import values
+from ui.cache import TRACE_COMPUTATIONS, load_model
+from ui.home import model_card_rows
+from ui.models import available_models, model_key
+from ui.stages import STAGE_BY_ID, STAGES, walk_neighbours
+from ui.text import PRESETS_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +53,7 @@ def unique_text(prefix: str = "The cat sat on the mat") -> str:
 
 
 def test_stages_follow_the_flowchart_and_name_their_pages() -> None:
-    assert [s.id for s in app.STAGES] == [
+    assert [s.id for s in STAGES] == [
         "tokens",
         "embeddings",
         "attention",
@@ -60,21 +64,21 @@ def test_stages_follow_the_flowchart_and_name_their_pages() -> None:
         "output",
         "generate",
     ]
-    assert [s.number for s in app.STAGES] == list(range(1, 10))
-    assert app.STAGE_BY_ID["attention"].path == "pages/3_Attention.py"
-    assert app.STAGE_BY_ID["attention"].url_path == "Attention"
-    assert app.STAGE_BY_ID["feed_forward"].url_path == "Feed_forward"
-    for stage in app.STAGES[:3]:
+    assert [s.number for s in STAGES] == list(range(1, 10))
+    assert STAGE_BY_ID["attention"].path == "pages/3_Attention.py"
+    assert STAGE_BY_ID["attention"].url_path == "Attention"
+    assert STAGE_BY_ID["feed_forward"].url_path == "Feed_forward"
+    for stage in STAGES[:3]:
         assert (ROOT / stage.path).is_file()
 
 
 def test_walk_goes_through_every_layer_then_to_the_output() -> None:
     def nxt(stage: str, layer: int) -> tuple[str, int] | None:
-        step = app.walk_neighbours(stage, layer, n_layer=3)[1]
+        step = walk_neighbours(stage, layer, n_layer=3)[1]
         return None if step is None else (step[0].id, step[1])
 
     def prev(stage: str, layer: int) -> tuple[str, int] | None:
-        step = app.walk_neighbours(stage, layer, n_layer=3)[0]
+        step = walk_neighbours(stage, layer, n_layer=3)[0]
         return None if step is None else (step[0].id, step[1])
 
     assert nxt("tokens", 0) == ("embeddings", 0)
@@ -98,7 +102,7 @@ def test_available_models_lists_directories_with_a_config(
     (tmp_path / "gpt2" / "config.json").write_text("{}")
     (tmp_path / "not_a_model").mkdir()
     monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
-    assert app.available_models() == ["bundled", "random", "gpt2"]
+    assert available_models() == ["bundled", "random", "gpt2"]
 
 
 # --- home ----------------------------------------------------------------------------------
@@ -109,7 +113,7 @@ def test_home_page_shows_the_flowchart_and_the_model_card() -> None:
     at.run()
     assert not at.exception
     assert at.title[0].value.endswith("Inside GPT")
-    pages_on_disk = [s for s in app.STAGES if (ROOT / s.path).is_file()]
+    pages_on_disk = [s for s in STAGES if (ROOT / s.path).is_file()]
     sidebar = [(pl.proto.page, pl.proto.label) for pl in at.sidebar.get("page_link")]
     assert sidebar[0][1] == "Inside GPT: home"
     assert [label for _, label in sidebar[1:]] == [s.label for s in pages_on_disk]
@@ -118,7 +122,7 @@ def test_home_page_shows_the_flowchart_and_the_model_card() -> None:
     assert ("Tokens", "Start the walk: 1 · Input & tokens") in body
     assert [page for page, _ in body[: len(pages_on_disk)]] != []
     for stage in pages_on_disk:
-        assert (stage.url_path, f"{stage.number} · {app.SHORT_TITLES[stage.id]}") in body
+        assert (stage.url_path, f"{stage.number} · {stage.short_title}") in body
     card = at.table[0].value
     values = dict(zip(card.iloc[:, 0], card.iloc[:, 1], strict=True))
     tiny = PRESETS["tiny"]
@@ -131,7 +135,7 @@ def test_home_page_shows_the_flowchart_and_the_model_card() -> None:
 
 
 def test_model_card_reads_the_validation_loss_from_the_card() -> None:
-    loaded = app.load_model("bundled")
+    loaded = load_model("bundled")
     with_loss = LoadedModel(
         name="x",
         model=loaded.model,
@@ -139,7 +143,7 @@ def test_model_card_reads_the_validation_loss_from_the_card() -> None:
         source="nowhere",
         card=ModelCard(trained_on="Shakespeare", val_loss=3.71234),
     )
-    rows = dict(app.model_card_rows(with_loss))
+    rows = dict(model_card_rows(with_loss))
     assert rows["Validation loss (nats per token)"] == "3.712"
     assert rows["Trained on"] == "Shakespeare"
 
@@ -200,7 +204,7 @@ def test_a_preset_replaces_the_text_everywhere() -> None:
     at = new_app()
     at.switch_page("pages/1_Tokens.py")
     at.run()
-    chinese = next(p for p in app.PRESETS_TEXT if p.name == "Chinese sentence")
+    chinese = next(p for p in PRESETS_TEXT if p.name == "Chinese sentence")
     at.selectbox(key="_w_preset").set_value(chinese.name).run()
     assert not at.exception
     assert at.session_state["text"] == chinese.text
@@ -224,7 +228,7 @@ def test_typed_text_is_shared_by_the_next_page() -> None:
 
 def test_page_switches_and_selection_changes_do_not_recompute_the_trace() -> None:
     text = unique_text()
-    key = (app._model_key("bundled"), text)
+    key = (model_key("bundled"), text)
     at = new_app({"text": text})
     at.run()
     for page in ("pages/1_Tokens.py", "pages/2_Embeddings.py", "pages/3_Attention.py"):
@@ -233,9 +237,9 @@ def test_page_switches_and_selection_changes_do_not_recompute_the_trace() -> Non
         assert not at.exception
     at.number_input(key="_w_head").set_value(1).run()
     at.button(key="_w_layer_next").click().run()
-    assert app.TRACE_COMPUTATIONS[key] == 1
+    assert TRACE_COMPUTATIONS[key] == 1
     at.text_area(key="_w_text").input(text + " more").run()
-    assert app.TRACE_COMPUTATIONS[(key[0], text + " more")] == 1
+    assert TRACE_COMPUTATIONS[(key[0], text + " more")] == 1
 
 
 def test_text_set_in_session_state_reaches_the_text_box() -> None:
@@ -263,7 +267,7 @@ def test_empty_text_shows_a_friendly_prompt_not_an_error() -> None:
 def test_text_longer_than_the_context_says_how_many_tokens_were_kept(
     tiny_loaded: LoadedModel,
 ) -> None:
-    long_text = next(p for p in app.PRESETS_TEXT if p.name == "Long paragraph").text
+    long_text = next(p for p in PRESETS_TEXT if p.name == "Long paragraph").text
     n_total = len(tiny_loaded.tokenizer.encode(long_text))
     n_ctx = PRESETS["tiny"].n_ctx
     assert n_total > n_ctx
@@ -294,7 +298,7 @@ def test_a_gpt2_directory_from_the_models_folder_is_loaded(
     assert not at.exception
     assert not at.error
     assert at.session_state["model_id"] == "mini"
-    loaded = app.load_model("mini")
+    loaded = load_model("mini")
     expected = run_with_trace(loaded.model, loaded.tokenizer, text)
     token_map = charts(at)[0]
     np.testing.assert_allclose(values(token_map["data"][0]["z"]), expected["hook_embed"], atol=1e-6)
@@ -339,7 +343,7 @@ def test_next_button_opens_the_following_stage() -> None:
 
 
 def test_previous_from_attention_in_layer_one_goes_to_dropout_of_layer_zero() -> None:
-    prev, _ = app.walk_neighbours("attention", 1, 2)
+    prev, _ = walk_neighbours("attention", 1, 2)
     assert prev is not None and prev[0].id == "dropout" and prev[1] == 0
     at = new_app({"text": "hello world", "layer": "1"})
     at.switch_page("pages/3_Attention.py")

@@ -1,5 +1,5 @@
 """The app in a real browser: start `streamlit run app.py` on a free loopback port, open the home
-page and every stage page that exists (app.STAGES) with a mixed English and Chinese text, and
+page and every stage page that exists (ui.stages.STAGES) with a mixed English and Chinese text, and
 check that each page finishes without an exception box or a browser console error. A screenshot
 of each page goes to tests/artifacts/ (git-ignored) for a person to look at.
 
@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-import app
+from ui.stages import STAGES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -208,7 +208,7 @@ def _visit(context: Any, base: str, path: str, query: dict[str, str], name: str)
 def test_every_page_renders_in_chromium_without_errors(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    stages = [s for s in app.STAGES if (ROOT / s.path).is_file()]
+    stages = [s for s in STAGES if (ROOT / s.path).is_file()]
     query = {"text": MIXED_TEXT}
     problems: list[str] = []
     with sync_playwright() as pw:

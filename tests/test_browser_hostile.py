@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import (  # the same server and browser set-up as the main browser test
+from tests.test_browser import (  # the same server and browser set-up as the main browser test
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -22,7 +22,8 @@ from test_browser import (  # the same server and browser set-up as the main bro
     server,
 )
 
-import app
+from ui.stages import STAGES
+from ui.text import clean_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,8 +73,8 @@ def _problems(label: str, state: dict, dialogs: list[str]) -> list[str]:
 def test_every_page_survives_a_hostile_text_and_link_in_chromium(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    stages = [s for s in app.STAGES if (ROOT / s.path).is_file()]
-    expected_text = app.clean_text(HOSTILE_TEXT)[0]
+    stages = [s for s in STAGES if (ROOT / s.path).is_file()]
+    expected_text = clean_text(HOSTILE_TEXT)[0]
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)

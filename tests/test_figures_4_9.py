@@ -16,7 +16,6 @@ from engine.dropout_demo import (
     kept_mask,
     mask_average,
 )
-from engine.figures import common
 from engine.figures import dropout as fdrop
 from engine.figures import feed_forward as ff
 from engine.figures import layer_norm as fln
@@ -32,6 +31,7 @@ from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.lens.residual import residual_norms
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
+from ui.text import markdown_literal
 
 
 def labels_of(trace: Trace, lo: int = 0, hi: int | None = None) -> list[str]:
@@ -81,9 +81,19 @@ GPT2_SHAPE = GPTConfig(n_layer=12, n_head=12, d_model=768, n_ctx=1024, vocab_siz
 
 
 def test_markdown_literal_shows_tokens_as_typed() -> None:
-    assert common.markdown_literal("*_$x$_*") == "\\*\\_\\$x\\$\\_\\*"
-    assert common.markdown_literal("<b>") == "\\<b\\>"
-    assert common.markdown_literal("你好") == "你好"
+    assert markdown_literal("*_$x$_*") == "\\*\\_\\$x\\$\\_\\*"
+    assert markdown_literal("<b>") == "\\<b\\>"
+    assert markdown_literal("你好") == "你好"
+
+
+def test_markdown_literal_escapes_both_former_sets_and_line_starts() -> None:
+    # the union of app._md's and figures.common's sets: inline markup always ...
+    assert markdown_literal(":red[x] &amp; {a}(b)!|~`") == (
+        "\\:red\\[x\\] \\&amp; \\{a\\}\\(b\\)\\!\\|\\~\\`"
+    )
+    # ... and lists and headings only where a line starts (a value is quoted mid-sentence)
+    assert markdown_literal("-3 ../x #1 +2") == "-3 ../x #1 +2"
+    assert markdown_literal("a\n- b\r\n  12. c\n# d\n+ e") == "a\n\\- b\r\n  12\\. c\n\\# d\n\\+ e"
 
 
 # --- feed-forward ------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import plotly.graph_objects as go
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import causal_cells, dropout_pass, mask_average
@@ -39,6 +38,8 @@ from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 from engine.lens.logit_lens import lens_distribution, logit_lens
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
+from ui.settings import MAX_TEXT_CHARS
+from ui.text import clean_text
 
 FRAGMENTS = (
     "<|endoftext|>",
@@ -144,9 +145,9 @@ def check_trace(trace: Trace, ids: list[int]) -> None:
 @settings(max_examples=500, **FUZZ)
 @given(raw=TEXTS)
 def test_tokenizer_and_trace_on_generated_text(raw: str, tiny_loaded: LoadedModel) -> None:
-    text, notes = app.clean_text(raw)
+    text, notes = clean_text(raw)
     text.encode("utf-8")  # cleaned: always valid UTF-8
-    assert (text != raw) == bool(notes) or len(raw) > app.MAX_TEXT_CHARS
+    assert (text != raw) == bool(notes) or len(raw) > MAX_TEXT_CHARS
     tok = tiny_loaded.tokenizer
     ids = tok.encode(text)
     assert tok.decode(ids) == text  # exact round trip
@@ -282,7 +283,7 @@ def every_figure(trace: Trace, loaded: LoadedModel) -> Iterator[tuple[str, objec
 @settings(max_examples=FIGURE_EXAMPLES, **FUZZ)
 @given(raw=TEXTS)
 def test_every_figure_builder_on_generated_text(raw: str, tiny_loaded: LoadedModel) -> None:
-    text = app.clean_text(raw)[0]
+    text = clean_text(raw)[0]
     ids = tiny_loaded.tokenizer.encode(text)
     if not ids:
         return

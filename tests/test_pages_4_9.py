@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import dropout_pass
@@ -23,6 +22,7 @@ from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
+from ui.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The cat sat on the mat. The cat sat on the"
@@ -415,7 +415,7 @@ def test_every_page_renders_chinese_markup_like_and_one_token_texts(page: str, t
 
 
 def test_every_page_ends_with_the_walk_controls_of_its_stage() -> None:
-    for stage in app.STAGES[3:]:
+    for stage in STAGES[3:]:
         at = open_page(stage.path, layer="0")
         keys = {b.key for b in at.button}
         assert f"{stage.id}_prev" in keys

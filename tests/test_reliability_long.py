@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import trace_nbytes
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
+from ui.cache import TRACES, get_trace, load_model, token_limit, tokens_that_fit
+from ui.stages import STAGES
+from ui.text import PRESETS_TEXT
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +35,7 @@ MODEL = "gpt2_shape_2_layers"
 TRACE_BOUND_MIB = 512
 CHART_JSON_MAX = 2_500_000
 PAGE_SECONDS_MAX = 180  # one page run on 2 busy CPU cores (measured: 1 to 17 s)
-TEXT = " ".join(p.text for p in app.PRESETS_TEXT) * 6  # 1,440 tokens of cl100k_base
+TEXT = " ".join(p.text for p in PRESETS_TEXT) * 6  # 1,440 tokens of cl100k_base
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.delenv("INSIDE_GPT_ALLOW_PATHS", raising=False)
         mp.delenv("INSIDE_GPT_CACHE_MB", raising=False)
         yield folder
-    app.TRACES.clear()  # release the big Traces for the rest of the run
+    TRACES.clear()  # release the big Traces for the rest of the run
 
 
 @pytest.fixture
@@ -89,12 +91,12 @@ def heatmap_axis(at: AppTest, key: str, axis: str) -> list[str]:
 
 
 def test_the_trace_at_full_context_stays_within_the_documented_bound(full_context: None) -> None:
-    loaded = app.load_model(MODEL)
+    loaded = load_model(MODEL)
     assert loaded.config == GPT2_SHAPE
     assert loaded.tokenizer.vocab_size == 50257
     assert len(loaded.tokenizer.encode(TEXT)) > N_CTX
-    assert app.token_limit(loaded.config) == (N_CTX, "context")
-    trace = app.get_trace(MODEL, TEXT, loaded)
+    assert token_limit(loaded.config) == (N_CTX, "context")
+    trace = get_trace(MODEL, TEXT, loaded)
     assert trace.n_tokens == N_CTX
     assert trace.nbytes() == trace_nbytes(GPT2_SHAPE, N_CTX)
     assert trace.nbytes() <= TRACE_BOUND_MIB * 2**20
@@ -105,7 +107,7 @@ def test_the_trace_at_full_context_stays_within_the_documented_bound(full_contex
 
 
 def test_every_page_is_usable_at_full_context(full_context: None) -> None:
-    pages = ["app.py", *[s.path for s in app.STAGES if (ROOT / s.path).is_file()]]
+    pages = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
     at = open_page("app.py")
     problems: list[str] = []
     seconds: dict[str, float] = {}
@@ -171,12 +173,12 @@ def test_a_small_memory_budget_cuts_the_text_to_what_fits(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INSIDE_GPT_MAX_TOKENS", str(N_CTX))
-    monkeypatch.setattr(app.TRACES, "max_bytes", 400 * 2**20)  # INSIDE_GPT_CACHE_MB=400
-    fit = app.tokens_that_fit(GPT2_SHAPE, 200 * 2**20)
+    monkeypatch.setattr(TRACES, "max_bytes", 400 * 2**20)  # INSIDE_GPT_CACHE_MB=400
+    fit = tokens_that_fit(GPT2_SHAPE, 200 * 2**20)
     assert trace_nbytes(GPT2_SHAPE, fit) <= 200 * 2**20 < trace_nbytes(GPT2_SHAPE, fit + 1)
     at = open_page("pages/1_Tokens.py")
     assert at.session_state["_n_tokens"] == fit
     notice = [w.value for w in at.warning if "Your text has 1440 tokens" in w.value]
     assert notice and "keeps the numbers of at most" in notice[0], at.warning
-    held = app.TRACES.stats()[1]
+    held = TRACES.stats()[1]
     assert held <= 400 * 2**20

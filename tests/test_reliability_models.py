@@ -18,11 +18,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.capture import run_with_trace
-from engine.checkpoints import random_model, save_checkpoint
+from engine.checkpoints import CheckpointError, random_model, save_checkpoint
 from engine.config import PRESETS
 from tests.support import values
+from ui.cache import load_model
+from ui.models import available_models, model_label
+from ui.settings import models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]
@@ -144,7 +146,7 @@ def token_embedding_shown(at: AppTest) -> np.ndarray:
 
 
 def expected_embedding(model_id: str) -> np.ndarray:
-    loaded = app.load_model(model_id)
+    loaded = load_model(model_id)
     return run_with_trace(loaded.model, loaded.tokenizer, TEXT)["hook_embed"]
 
 
@@ -152,14 +154,14 @@ def test_the_list_offers_bundled_random_and_the_models_folder(models: tuple[Path
     at = open_page()
     options = at.selectbox(key="_w_model").options
     folder_models = sorted(["mini", *BROKEN])
-    assert app.available_models() == ["bundled", "random", *folder_models]
-    assert [app.model_label(m) for m in app.available_models()] == options
-    assert "README.txt" not in app.available_models()
-    assert "no_config" not in app.available_models()
+    assert available_models() == ["bundled", "random", *folder_models]
+    assert [model_label(m) for m in available_models()] == options
+    assert "README.txt" not in available_models()
+    assert "no_config" not in available_models()
 
 
 def test_the_default_models_folder_is_beside_the_app() -> None:
-    assert app.models_dir() == ROOT / "models"
+    assert models_dir() == ROOT / "models"
 
 
 def test_no_path_box_unless_the_operator_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,8 +237,8 @@ def test_absurd_sizes_are_refused_quickly_without_allocating(models: tuple[Path,
     import time
 
     start = time.perf_counter()
-    with pytest.raises(app.CheckpointError, match="refusing to allocate"):
-        app.load_model("absurd_sizes")
+    with pytest.raises(CheckpointError, match="refusing to allocate"):
+        load_model("absurd_sizes")
     assert time.perf_counter() - start < 2.0
 
 

@@ -27,15 +27,25 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 from streamlit.testing.v1.util import patch_config_options
 
-import app
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.trace import Trace
+from ui.cache import (
+    MODEL_LOADS,
+    TRACE_CACHE_ENTRIES,
+    TRACE_COMPUTATIONS,
+    TRACES,
+    SharedCache,
+    get_trace,
+    load_model,
+)
+from ui.models import model_key
+from ui.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]
-PAGES = ["app.py", *[s.path for s in app.STAGES if (ROOT / s.path).is_file()]]
+PAGES = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
 TEXTS = [
     "The cat sat on the mat.",
     "To be, or not to be, that is the question.",
@@ -160,7 +170,7 @@ def test_ten_sessions_at_once_each_see_their_own_text_and_share_one_model(
     shared_text = f"One text that four students paste at once ({shared_model})."
     jobs += [(PAGES[i], shared_text) for i in (1, 2, 3, 4)]
     start = threading.Barrier(len(jobs), timeout=120)
-    assert app.MODEL_LOADS[app._model_key(shared_model)] == 0
+    assert MODEL_LOADS[model_key(shared_model)] == 0
 
     def session(job: tuple[str, str]) -> tuple[AppTest, AppTest]:
         page, text = job
@@ -178,8 +188,8 @@ def test_ten_sessions_at_once_each_see_their_own_text_and_share_one_model(
 
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         results = list(pool.map(session, jobs))
-    loaded: LoadedModel = app.load_model(shared_model)
-    assert app.MODEL_LOADS[app._model_key(shared_model)] == 1
+    loaded: LoadedModel = load_model(shared_model)
+    assert MODEL_LOADS[model_key(shared_model)] == 1
     for (page, text), (_, at) in zip(jobs, results, strict=True):
         where = f"{page} / {text[:20]!r}"
         assert at.session_state["model_id"] == shared_model, where
@@ -187,9 +197,9 @@ def test_ten_sessions_at_once_each_see_their_own_text_and_share_one_model(
         assert at.text_area(key="_w_text").value == text[::-1], where
         ref = run_with_trace(loaded.model, loaded.tokenizer, text[::-1])
         check_own_numbers(at, page, ref, where)
-    key = app._model_key(shared_model)
-    assert app.TRACE_COMPUTATIONS[(key, shared_text)] == 1
-    assert app.TRACE_COMPUTATIONS[(key, shared_text[::-1])] == 1
+    key = model_key(shared_model)
+    assert TRACE_COMPUTATIONS[(key, shared_text)] == 1
+    assert TRACE_COMPUTATIONS[(key, shared_text[::-1])] == 1
 
 
 def test_the_first_round_of_concurrent_sessions_also_sees_its_own_text(
@@ -209,7 +219,7 @@ def test_the_first_round_of_concurrent_sessions_also_sees_its_own_text(
 
     with ThreadPoolExecutor(max_workers=len(texts)) as pool:
         sessions = list(pool.map(session, texts))
-    loaded = app.load_model(shared_model)
+    loaded = load_model(shared_model)
     for text, at in zip(texts, sessions, strict=True):
         ref = run_with_trace(loaded.model, loaded.tokenizer, text)
         check_own_numbers(at, "pages/2_Embeddings.py", ref, text)
@@ -231,7 +241,7 @@ def test_the_trace_cache_evicts_by_entries_and_by_bytes() -> None:
         computed.append(key)
         return np.zeros(n, dtype=np.uint8)
 
-    cache = app.SharedCache(max_entries=3, max_bytes=1000, size=lambda a: a.nbytes)
+    cache = SharedCache(max_entries=3, max_bytes=1000, size=lambda a: a.nbytes)
     for k in "abcd":
         cache.get(k, lambda k=k: compute(k, 100))
     assert cache.stats() == (3, 300)  # "a" evicted by the entry bound
@@ -246,7 +256,7 @@ def test_the_trace_cache_evicts_by_entries_and_by_bytes() -> None:
 
 
 def test_many_threads_asking_for_one_key_compute_it_once() -> None:
-    cache = app.SharedCache(max_entries=4, max_bytes=10**6, size=lambda a: 8)
+    cache = SharedCache(max_entries=4, max_bytes=10**6, size=lambda a: 8)
     calls: list[int] = []
     start = threading.Barrier(8, timeout=60)
 
@@ -266,7 +276,7 @@ def test_many_threads_asking_for_one_key_compute_it_once() -> None:
 
 
 def test_a_failed_computation_is_not_cached_and_can_be_retried() -> None:
-    cache = app.SharedCache(max_entries=4, max_bytes=10**6, size=lambda a: 8)
+    cache = SharedCache(max_entries=4, max_bytes=10**6, size=lambda a: 8)
 
     def fail() -> object:
         raise RuntimeError("disk went away")
@@ -281,7 +291,7 @@ def test_two_hundred_texts_through_one_process_keep_the_caches_bounded() -> None
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["text"] = "warm up"
     at.run()  # the home page: the frame (model, Trace) and little else, so 200 runs are quick
-    app.TRACES.clear()
+    TRACES.clear()
     gc.collect()
     words = "the king queen land rule dead and will is of to a in that".split()
     rss: list[int] = []
@@ -290,16 +300,16 @@ def test_two_hundred_texts_through_one_process_keep_the_caches_bounded() -> None
         text = f"{i} " + " ".join(words[(i * 7 + k) % len(words)] for k in range(26))
         at.text_area(key="_w_text").input(text).run()
         assert not at.exception, i
-        entries, held = app.TRACES.stats()
-        assert entries <= app.TRACE_CACHE_ENTRIES
-        assert held <= app.TRACES.max_bytes
+        entries, held = TRACES.stats()
+        assert entries <= TRACE_CACHE_ENTRIES
+        assert held <= TRACES.max_bytes
         if i in (19, 199):
             gc.collect()
             rss.append(_rss_bytes())
-    one_trace = app.get_trace("bundled", text, app.load_model("bundled")).nbytes()
-    entries, held = app.TRACES.stats()
-    assert entries == app.TRACE_CACHE_ENTRIES  # full, and no fuller
-    assert held <= app.TRACE_CACHE_ENTRIES * one_trace * 1.01
+    one_trace = get_trace("bundled", text, load_model("bundled")).nbytes()
+    entries, held = TRACES.stats()
+    assert entries == TRACE_CACHE_ENTRIES  # full, and no fuller
+    assert held <= TRACE_CACHE_ENTRIES * one_trace * 1.01
     # 180 more texts after the first 20: without a bound they would hold this much more
     unbounded_growth = 180 * one_trace
     growth = rss[1] - rss[0]

@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
 from engine.checkpoints import LoadedModel
 from engine.config import PRESETS
+from ui.settings import MAX_TEXT_CHARS
+from ui.stages import STAGES
+from ui.text import clean_text
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CTX = PRESETS["tiny"].n_ctx
-PAGES = ["app.py", *[s.path for s in app.STAGES if (ROOT / s.path).is_file()]]
+PAGES = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -202,7 +204,7 @@ def enter_text(at: AppTest, text: str) -> None:
 def check_run(at: AppTest, text: str, loaded: LoadedModel, where: str) -> None:
     """One run after `text` was entered: no exception, text kept, notices, no markup."""
     assert not at.exception, (where, [e.value for e in at.exception])
-    expected, notes = app.clean_text(text)
+    expected, notes = clean_text(text)
     assert at.session_state["text"] == expected, where
     assert at.text_area(key="_w_text").value == expected, where
     warnings = [w.value for w in at.warning]
@@ -243,17 +245,17 @@ def test_every_hostile_text_on_every_page(page: str, tiny_loaded: LoadedModel) -
 
 
 def test_clean_text_cuts_long_texts_and_says_so() -> None:
-    text, notes = app.clean_text("ab" * app.MAX_TEXT_CHARS)
-    assert text == ("ab" * app.MAX_TEXT_CHARS)[: app.MAX_TEXT_CHARS]
+    text, notes = clean_text("ab" * MAX_TEXT_CHARS)
+    assert text == ("ab" * MAX_TEXT_CHARS)[:MAX_TEXT_CHARS]
     assert notes == [
-        f"Your text has {2 * app.MAX_TEXT_CHARS:,} characters; only the first "
-        f"{app.MAX_TEXT_CHARS:,} are kept (the model reads at most a few hundred tokens of them "
+        f"Your text has {2 * MAX_TEXT_CHARS:,} characters; only the first "
+        f"{MAX_TEXT_CHARS:,} are kept (the model reads at most a few hundred tokens of them "
         "anyway)."
     ]
 
 
 def test_clean_text_replaces_lone_surrogates_and_rejoins_pairs() -> None:
-    text, notes = app.clean_text("a\ud83d\ude00b\ud800c\udfffd\ufffd")
+    text, notes = clean_text("a\ud83d\ude00b\ud800c\udfffd\ufffd")
     assert text == "a😀b\ufffdc\ufffdd\ufffd"
     assert len(notes) == 1 and notes[0].startswith("Your text contained 2 unpaired surrogate")
     text.encode("utf-8")  # encodable now (URLs, JSON, protobuf)
@@ -263,7 +265,7 @@ def test_clean_text_keeps_everything_else_unchanged() -> None:
     for name, text in HOSTILE:
         if name in ("a megabyte paste", "lone surrogates"):
             continue
-        assert app.clean_text(text) == (text, []), name
+        assert clean_text(text) == (text, []), name
 
 
 def test_a_script_tag_in_generated_history_is_escaped(tiny_loaded: LoadedModel) -> None:

@@ -10,14 +10,18 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import app
-from engine.checkpoints import random_model, save_checkpoint
+from engine.checkpoints import CheckpointError, random_model, save_checkpoint
 from engine.config import PRESETS
+from ui.cache import MODEL_LOADS, load_model
+from ui.models import model_key, model_offered
+from ui.settings import MAX_TEXT_CHARS
+from ui.stages import STAGES
+from ui.text import DEFAULT_TEXT, text_fits_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["tiny"]
 TEXT = "The cat sat on the mat and looked at the dog."
-PAGES = ["app.py", *[s.path for s in app.STAGES if (ROOT / s.path).is_file()]]
+PAGES = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +47,7 @@ def warnings(at: AppTest) -> str:
 
 
 def n_tokens(text: str = TEXT) -> int:
-    return len(app.load_model("bundled").tokenizer.encode(text))
+    return len(load_model("bundled").tokenizer.encode(text))
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -119,7 +123,7 @@ def model_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
 
 
 def _loads_of(model_id: str) -> int:
-    return app.MODEL_LOADS[app._model_key(model_id)]
+    return MODEL_LOADS[model_key(model_id)]
 
 
 @pytest.mark.parametrize(
@@ -165,13 +169,13 @@ def test_the_absolute_path_of_a_real_checkpoint_is_refused_unless_paths_are_allo
     at = open_link("pages/1_Tokens.py", model=str(outside))
     assert at.session_state["model_id"] == "bundled"
     assert _loads_of(str(outside)) == 0
-    assert not app.model_offered(str(outside))
+    assert not model_offered(str(outside))
     monkeypatch.setenv("INSIDE_GPT_ALLOW_PATHS", "1")  # the operator's choice
     at = open_link("pages/1_Tokens.py", model=str(outside))
     assert at.session_state["model_id"] == str(outside)
     assert not at.error
     # relative paths stay refused: the path box takes absolute paths only
-    assert not app.model_offered("../secret")
+    assert not model_offered("../secret")
 
 
 def test_a_listed_model_in_a_link_is_used(model_dirs: tuple[Path, Path]) -> None:
@@ -183,8 +187,8 @@ def test_a_listed_model_in_a_link_is_used(model_dirs: tuple[Path, Path]) -> None
 def test_load_model_itself_refuses_names_outside_the_list(model_dirs: tuple[Path, Path]) -> None:
     """Defence in depth: session state set by any route still cannot load an unlisted path."""
     for raw in ("../secret", "mini/../../secret", "/etc"):
-        with pytest.raises(app.CheckpointError, match="not one of the models this server offers"):
-            app.load_model(raw)
+        with pytest.raises(CheckpointError, match="not one of the models this server offers"):
+            load_model(raw)
     at = open_link("pages/1_Tokens.py")
     at.session_state["model_id"] = "../secret"
     at.run()
@@ -200,7 +204,7 @@ def test_load_model_itself_refuses_names_outside_the_list(model_dirs: tuple[Path
 def test_a_huge_text_in_a_link_is_cut_with_a_notice_and_not_written_back() -> None:
     huge = "All the world's a stage. " * 8_000  # 200,000 characters, 250,000 URL-encoded
     at = open_link("pages/1_Tokens.py", text=huge)
-    kept = huge[: app.MAX_TEXT_CHARS]
+    kept = huge[:MAX_TEXT_CHARS]
     assert at.session_state["text"] == kept
     assert at.text_area(key="_w_text").value == kept
     assert f"Your text has {len(huge):,} characters" in warnings(at)
@@ -214,15 +218,15 @@ def test_a_link_beyond_streamlits_own_limit_opens_the_defaults() -> None:
     its defaults, without an exception (and cannot tell the visitor why; documented in the
     README's Reliability section, like the 8 KB request-line limit of a proxy such as nginx)."""
     at = open_link("pages/1_Tokens.py", text="x" * 600_000, layer="1")
-    assert at.session_state["text"] == app.DEFAULT_TEXT
+    assert at.session_state["text"] == DEFAULT_TEXT
     assert at.session_state["layer"] == 0
     assert not at.error
 
 
 def test_a_text_that_fits_an_address_is_written_back() -> None:
     text = "你好" * 150  # 1,800 URL-encoded characters
-    assert app.text_fits_url(text)
-    assert not app.text_fits_url("你好" * 300)
+    assert text_fits_url(text)
+    assert not text_fits_url("你好" * 300)
     at = open_link("pages/1_Tokens.py", text=text)
     assert at.query_params["text"] in (text, [text])
     assert not at.sidebar.get("caption") or not any(
@@ -246,6 +250,6 @@ def test_every_page_survives_a_fully_hostile_link(page: str) -> None:
     assert "asks for layer 99" in text and "asks for head -7" in text
     assert "The link's pos='abc' is not a whole number" in text
     assert "which is not available here" in text
-    assert at.session_state["text"] == huge[: app.MAX_TEXT_CHARS]
+    assert at.session_state["text"] == huge[:MAX_TEXT_CHARS]
     assert at.session_state["model_id"] == "bundled"
     assert (at.session_state["layer"], at.session_state["head"]) == (TINY.n_layer - 1, 0)

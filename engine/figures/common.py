@@ -176,12 +176,3 @@ def heatmap(
     fig.update_xaxes(title_text=x_title, type="category", tickangle=-60, automargin=True)
     fig.update_yaxes(title_text=y_title, type="category", autorange="reversed", automargin=True)
     return fig
-
-
-_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|$<>~&:")
-
-
-def markdown_literal(text: str) -> str:
-    """`text` escaped for st.markdown / st.caption: every Markdown, LaTeX (`$`) and HTML
-    character gets a backslash, so a token such as `*_$x$_*` shows as typed."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)

@@ -1,0 +1,30 @@
+"""Inside GPT's Streamlit layer: everything the app does except drawing the pages themselves.
+
+Modules: `settings` (the operator's environment variables, fixed limits), `text` (presets,
+cleaning, the one Markdown escaper), `models` (which models are offered, loading, the tokenizer
+and weights a page reads), `cache` (every cache), `state` (shared session state, query
+parameters, `View`), `stages` (THE stage table and the walk), `frame` (the frame and sidebar),
+`widgets` (controls in a page body), `home` (the home page's parts). Import rule:
+pages -> ui -> engine; engine imports no Streamlit.
+
+The frame contract (pages rely on it):
+
+- `ui.frame.frame(stage_id) -> View | None`: page config, sidebar (navigation, text with
+  presets, model, layer/head/position steppers), query parameters read and written, the model
+  and the Trace loaded from caches, notices. None means there is no usable text: the page calls
+  `st.stop()`.
+- Shared values live in non-widget session_state keys "text", "model_id", "layer", "head",
+  "pos" (`ui.state.SHARED_KEYS`); widgets use their own keys (prefixed "_w_") and copy into the
+  shared keys.
+- `ui.cache.get_logit_lens(view)`, `get_head_scores(view)`, `get_token_groups(view)` and
+  `get_encode_steps(view)` are cached per (model, text); `get_dropout_trace(view, p, seed)` and
+  `get_last_logits(view, text, ids)` per their arguments too.
+- `ui.widgets.next_stage(view)` draws the Previous / Next controls at the bottom of a page.
+- `ui.state.set_text(text)` replaces the shared text (Generate appends tokens with it).
+
+Environment variables (set by the operator, never by a page): see `ui.settings`.
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md)

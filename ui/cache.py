@@ -1,0 +1,269 @@
+"""Every cache of the app, done one way: a process-wide `SharedCache` per kind of value, keyed by
+the model's cache key (`ui.models.model_key`) and, for a text's values, the number of tokens run
+and the text. Every session gets the same object, never a copy; the first session to ask
+computes it while the others wait for it. Values are read-only: a Trace's arrays always are, and
+the arrays of a derived value are made so when it enters its cache.
+
+Models (4), Traces (16 and INSIDE_GPT_CACHE_MB), and per Trace the logit lens, the head scores,
+the token groups and the BPE steps (16 each), Dropout's seeded passes (8, and a budget of
+INSIDE_GPT_CACHE_MB of their own) and Generate's last-window logits (8). Streamlit's
+st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
+everything else; neither is used."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine.capture import run_with_trace, trace_nbytes
+from engine.checkpoints import CheckpointError, LoadedModel
+from engine.dropout_demo import dropout_pass
+from engine.lens.heads import HeadScores, head_scores
+from engine.lens.logit_lens import LogitLens, logit_lens
+from engine.sampling import last_logits
+from engine.tokenizer import EncodeSteps, TokenGroup
+from engine.trace import Trace
+from ui.models import encode_text, load_uncached, model_key, model_offered
+from ui.settings import cache_budget_bytes, max_tokens
+from ui.state import View
+
+TRACE_CACHE_ENTRIES = 16
+MAX_PRE_TOKENS = 400  # the BPE steps cover the text's first this many pre-tokens
+
+# (model key, text) -> how many times the Trace was computed; tests read it to prove caching.
+TRACE_COMPUTATIONS: Counter[tuple[str, str]] = Counter()
+# model key -> how many times the model was read from disk (or built); tests: loaded once.
+MODEL_LOADS: Counter[str] = Counter()
+
+
+class SharedCache:
+    """A process-wide LRU of read-only values, bounded by entries and (optionally) by bytes.
+
+    Every session gets the same object, never a copy: the values are read-only, so sharing is
+    safe, and 60 sessions on one text hold one Trace, not 60 unpickled copies (what
+    `st.cache_data` would hand out). Sessions that ask for a key being computed wait for that
+    one computation. A value bigger than `max_bytes` is returned but not kept. Without `size`
+    only the number of entries is bounded."""
+
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int | None = None,
+        size: Callable[[Any], int] | None = None,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes if max_bytes is not None else 2**62
+        self._size = size if size is not None else (lambda value: 0)
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._computing: dict[Hashable, threading.Lock] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The value under `key`, computed by `compute()` (once, whoever asks) when absent.
+        An exception from `compute` reaches every caller and nothing is kept."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._items:  # computed by the session we waited for
+                    self._items.move_to_end(key)
+                    return self._items[key][0]
+            try:
+                value = compute()
+                self._put(key, value)
+            finally:
+                with self._lock:
+                    self._computing.pop(key, None)
+        return value
+
+    def _put(self, key: Hashable, value: Any) -> None:
+        n = int(self._size(value))
+        with self._lock:
+            if n > self.max_bytes:
+                return
+            self._items[key] = (value, n)
+            self._bytes += n
+            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def stats(self) -> tuple[int, int]:
+        """(entries, bytes) held now."""
+        with self._lock:
+            return len(self._items), self._bytes
+
+    def clear(self) -> None:
+        """Forget every value (computations under way still finish and are kept)."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+MODELS = SharedCache(4)
+TRACES = SharedCache(TRACE_CACHE_ENTRIES, cache_budget_bytes(), size=lambda t: t.nbytes())
+LENSES = SharedCache(TRACE_CACHE_ENTRIES)
+HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
+TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
+ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
+DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
+LAST_LOGITS = SharedCache(8)
+
+
+def _frozen(value: Any) -> Any:
+    """`value` with its numpy arrays (itself, or a dataclass's fields) made read-only."""
+    arrays = [value] if isinstance(value, np.ndarray) else []
+    if dataclasses.is_dataclass(value):
+        arrays = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    for array in arrays:
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
+    return value
+
+
+def _spinning(message: str | None, compute: Callable[[], Any]) -> Callable[[], Any]:
+    """`compute`, showing `message` in a spinner while it runs (None: no spinner)."""
+    if message is None:
+        return lambda: _frozen(compute())
+
+    def run() -> Any:
+        with st.spinner(message):
+            return _frozen(compute())
+
+    return run
+
+
+def _of_view(
+    cache: SharedCache,
+    view: View,
+    extra: tuple,
+    compute: Callable[[], Any],
+    spinner: str | None = None,
+) -> Any:
+    """A value derived from the view's Trace, keyed by (model, tokens run, text, *extra)."""
+    trace = view.trace
+    key = (model_key(view.model_id), trace.n_tokens, trace.prompt, *extra)
+    return cache.get(key, _spinning(spinner, compute))
+
+
+# --- models and Traces ----------------------------------------------------------------------
+
+
+def load_model(model_id: str) -> LoadedModel:
+    """The model, loaded once per process, in eval mode; raises CheckpointError (or OSError)
+    with a readable message, and refuses a model this server does not offer before reading."""
+    if not model_offered(model_id):
+        raise CheckpointError(f"“{model_id}” is not one of the models this server offers")
+    key = model_key(model_id)
+
+    def compute() -> LoadedModel:
+        MODEL_LOADS[key] += 1
+        loaded = load_uncached(model_id)
+        loaded.model.eval()
+        return loaded
+
+    return MODELS.get(key, _spinning("Loading the model…", compute))
+
+
+def tokens_that_fit(config: Any, max_bytes: int) -> int:
+    """The most tokens (at least 1, at most the context) whose Trace takes <= max_bytes."""
+    lo, hi = 1, config.n_ctx
+    if trace_nbytes(config, hi) <= max_bytes:
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if trace_nbytes(config, mid) <= max_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def token_limit(config: Any) -> tuple[int, str]:
+    """How many tokens of a text the app runs, and why that many: "context" (the model's
+    n_ctx), "operator" (INSIDE_GPT_MAX_TOKENS) or "memory" (one Trace may take at most half of
+    INSIDE_GPT_CACHE_MB)."""
+    limits = [
+        (config.n_ctx, "context"),
+        (max_tokens(), "operator"),
+        (tokens_that_fit(config, TRACES.max_bytes // 2), "memory"),
+    ]
+    return min(limits, key=lambda lim: lim[0])  # the first of equal limits: context first
+
+
+def get_trace(model_id: str, text: str, loaded: LoadedModel) -> Trace:
+    """The Trace of `text` (its first `token_limit` tokens), shared by every session."""
+    key = model_key(model_id)
+    keep, _ = token_limit(loaded.config)
+
+    def compute() -> Trace:
+        with st.spinner("Running the model on your text…"):
+            TRACE_COMPUTATIONS[(key, text)] += 1
+            ids = encode_text(loaded, text)
+            trace = run_with_trace(loaded.model, loaded.tokenizer, ids[:keep], model_name=key)
+        return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(ids) - keep))
+
+    return TRACES.get((key, keep, text), compute)
+
+
+# --- values derived from a view's Trace -----------------------------------------------------
+
+
+def get_logit_lens(view: View) -> LogitLens:
+    """The logit lens of the view's Trace, computed once per (model, text)."""
+
+    def compute() -> LogitLens:
+        return logit_lens(view.trace, view.loaded.model)
+
+    return _of_view(LENSES, view, (), compute, "Reading every layer (logit lens)…")
+
+
+def get_head_scores(view: View) -> HeadScores:
+    """Every head's scores on the view's Trace, computed once per (model, text)."""
+    return _of_view(HEAD_SCORES, view, (), lambda: head_scores(view.trace))
+
+
+def get_token_groups(view: View) -> list[TokenGroup]:
+    """Consecutive tokens grouped into the characters they form (a Chinese character split
+    into byte tokens is one group), cached per (model, text)."""
+    ids = [int(i) for i in view.trace.token_ids]
+    return _of_view(TOKEN_GROUPS, view, (), lambda: view.loaded.tokenizer.group_characters(ids))
+
+
+def get_encode_steps(view: View) -> EncodeSteps:
+    """The tokenizer's work on the text (pre-tokens, bytes, every BPE merge), cached per
+    (model, text); covers the first MAX_PRE_TOKENS pre-tokens."""
+    tokenizer, text = view.loaded.tokenizer, view.trace.prompt
+
+    def compute() -> EncodeSteps:
+        return tokenizer.encode_with_steps(text, max_pre_tokens=MAX_PRE_TOKENS)
+
+    return _of_view(ENCODE_STEPS, view, (), compute)
+
+
+def get_dropout_trace(view: View, p: float, seed: int) -> Trace:
+    """A Trace of the view's tokens run with dropout probability `p` and mask seed `seed`
+    (engine.dropout_demo.dropout_pass), cached per (model, text, p, seed)."""
+    loaded, ids = view.loaded, [int(i) for i in view.trace.token_ids]
+    name = model_key(view.model_id)
+
+    def compute() -> Trace:
+        return dropout_pass(loaded.model, loaded.tokenizer, ids, p, seed, model_name=name)
+
+    return _of_view(DROPOUT_TRACES, view, (p, seed), compute, "Running the model with dropout…")
+
+
+def get_last_logits(view: View, text: str, ids: list[int]) -> np.ndarray:
+    """Logits [V] after the last of `ids` (the model reads the last n_ctx of them), for
+    continuing a text longer than the Trace; cached per (model, text, ids)."""
+    key = (model_key(view.model_id), text, tuple(ids))
+    return LAST_LOGITS.get(key, _spinning(None, lambda: last_logits(view.loaded.model, ids)))

@@ -1,0 +1,303 @@
+"""The frame: what every page calls first (page config, the sidebar, the shared view read from
+and written to the query parameters, the model and the Trace from the caches, notices).
+The contract is in ui/__init__.py."""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from engine.checkpoints import CheckpointError, LoadedModel
+from engine.trace import Trace
+from ui.cache import get_trace, load_model, token_limit
+from ui.models import available_models, model_label
+from ui.settings import (
+    HOME_PATH,
+    MAX_TEXT_CHARS,
+    PAGE_ICON,
+    TEXTBOX_MAX_CHARS,
+    allow_paths,
+    models_dir,
+)
+from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES
+from ui.state import (
+    View,
+    adopt_query_params,
+    clamp,
+    clamp_notices,
+    init_state,
+    nav_params,
+    set_text,
+    text_notes,
+    write_query_params,
+)
+from ui.text import PRESETS_TEXT, quoted, text_fits_url
+
+log = logging.getLogger(__name__)
+
+
+# --- widget callbacks (copy widget values into the shared keys) ------------------------------
+
+
+def _on_text() -> None:
+    set_text(st.session_state["_w_text"])
+
+
+def _on_preset() -> None:
+    ss = st.session_state
+    name = ss.get("_w_preset")
+    for preset in PRESETS_TEXT:
+        if preset.name == name:
+            set_text(preset.text)
+            ss["pos"] = None  # follow the last token of the new text
+    ss["_w_preset"] = None
+
+
+def _on_model() -> None:
+    st.session_state["model_id"] = st.session_state["_w_model"]
+
+
+def _on_path() -> None:
+    raw = st.session_state.get("_w_path", "").strip()
+    if raw:
+        st.session_state["model_id"] = raw
+
+
+def _on_number(key: str) -> None:
+    st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def _step_layer(delta: int, n_layer: int) -> None:
+    ss = st.session_state
+    ss["layer"] = clamp(ss.get("layer", 0) + delta, 0, n_layer - 1, 0)
+
+
+# --- the sidebar -----------------------------------------------------------------------------
+
+
+def _sidebar_navigation(current: str) -> None:
+    """Home, then one link per stage page that exists, the current one marked."""
+    sb = st.sidebar
+    sb.page_link(HOME_PATH, label="Inside GPT: home", icon="🏠", query_params=nav_params())
+    sb.caption("The walk through the model, in the article's order:")
+    for stage in STAGES:
+        if not stage.exists():
+            continue
+        here = stage.id == current
+        label = f"**{stage.label}**  ◀ you are here" if here else stage.label
+        if stage.id == LAYER_STAGES[0]:
+            first, last = STAGE_BY_ID[LAYER_STAGES[0]], STAGE_BY_ID[LAYER_STAGES[-1]]
+            sb.caption(f"↻ stages {first.number} to {last.number} repeat in every layer")
+        sb.page_link(stage.path, label=label, query_params=nav_params())
+
+
+def _sidebar_inputs(loaded: LoadedModel | None) -> None:
+    """Lecture presets, the text box, the model box (and the path box if allowed)."""
+    ss = st.session_state
+    sb = st.sidebar
+    sb.divider()
+    sb.selectbox(
+        "Lecture presets",
+        [p.name for p in PRESETS_TEXT],
+        index=None,
+        placeholder="Choose a prepared text…",
+        key="_w_preset",
+        on_change=_on_preset,
+        help="\n".join(f"- **{p.name}**: {p.why}" for p in PRESETS_TEXT),
+    )
+    ss["_w_text"] = ss["text"]
+    sb.text_area(
+        "Your text",
+        key="_w_text",
+        on_change=_on_text,
+        height=140,
+        max_chars=TEXTBOX_MAX_CHARS,
+        help=(
+            "Press Ctrl+Enter (or click outside the box) to run the model on it. "
+            f"The first {MAX_TEXT_CHARS:,} characters are used."
+        ),
+    )
+    if not text_fits_url(ss["text"]):
+        sb.caption(
+            "This text is too long for the page address: a copied link carries the model and "
+            "the selection, not the text."
+        )
+    options = available_models()
+    if ss["model_id"] not in options:
+        options = [*options, ss["model_id"]]
+    ss["_w_model"] = ss["model_id"]
+    sb.selectbox(
+        "Model",
+        options,
+        key="_w_model",
+        format_func=model_label,
+        on_change=_on_model,
+        help=f"GPT-2 directories are looked for in {models_dir()}.",
+    )
+    if allow_paths():
+        sb.text_input(
+            "…or a GPT-2 directory path",
+            key="_w_path",
+            on_change=_on_path,
+            placeholder="/path/to/gpt2",
+        )
+
+
+def _sidebar_selection(trace: Trace) -> None:
+    """Layer, head and position steppers; values are already clamped in session state."""
+    ss = st.session_state
+    cfg = trace.config
+    sb = st.sidebar
+    sb.divider()
+    sb.markdown(f"**Layer** (block 0 to {cfg.n_layer - 1})")
+    left, mid, right = sb.columns([1, 2, 1], vertical_alignment="bottom")
+    left.button(
+        "◀",
+        key="_w_layer_prev",
+        on_click=_step_layer,
+        args=(-1, cfg.n_layer),
+        disabled=ss["layer"] <= 0,
+        help="previous layer",
+    )
+    ss["_w_layer"] = ss["layer"]
+    mid.number_input(
+        "Layer",
+        min_value=0,
+        max_value=cfg.n_layer - 1,
+        step=1,
+        key="_w_layer",
+        on_change=_on_number,
+        args=("layer",),
+        label_visibility="collapsed",
+    )
+    right.button(
+        "▶",
+        key="_w_layer_next",
+        on_click=_step_layer,
+        args=(1, cfg.n_layer),
+        disabled=ss["layer"] >= cfg.n_layer - 1,
+        help="next layer",
+    )
+    ss["_w_head"] = ss["head"]
+    sb.number_input(
+        f"Head (0 to {cfg.n_head - 1})",
+        min_value=0,
+        max_value=cfg.n_head - 1,
+        step=1,
+        key="_w_head",
+        on_change=_on_number,
+        args=("head",),
+    )
+    ss["_w_pos"] = ss["pos"]
+    sb.selectbox(
+        "Token position",
+        list(range(trace.n_tokens)),
+        key="_w_pos",
+        format_func=lambda i: f"{i}: {trace.token_strs[i]}",
+        on_change=_on_number,
+        args=("pos",),
+        help="The query token: the attention page shows what this token looks at.",
+    )
+
+
+# --- the frame -------------------------------------------------------------------------------
+
+
+def _page_config(stage_id: str) -> None:
+    title = "Inside GPT" if stage_id == "home" else f"{STAGE_BY_ID[stage_id].title} · Inside GPT"
+    st.set_page_config(
+        page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state="expanded"
+    )
+
+
+def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
+    """Load the chosen model; on a bad checkpoint say why and keep the last one that worked."""
+    ss = st.session_state
+    model_id = ss["model_id"]
+    try:
+        loaded = load_model(model_id)
+    except (CheckpointError, OSError) as err:
+        log.warning("could not load model %r: %s", model_id, err)
+        previous = ss.get("_last_good_model", "bundled")
+        st.error(f"Could not load the model “{quoted(model_id)}”: {quoted(str(err))}")
+        if previous == model_id:
+            return model_id, None
+        notices.append(f"Still showing the model “{quoted(previous)}”.")
+        ss["model_id"] = previous
+        model_id = previous
+        try:
+            loaded = load_model(model_id)
+        except (CheckpointError, OSError) as err2:
+            st.error(f"Could not load the model “{quoted(model_id)}” either: {quoted(str(err2))}")
+            return model_id, None
+    ss["_last_good_model"] = model_id
+    return model_id, loaded
+
+
+def frame(stage_id: str) -> View | None:
+    """Every page's first call (the home page's too, with "home"); the contract is in
+    ui/__init__.py. Raises ValueError for an unknown stage id."""
+    if stage_id != "home" and stage_id not in STAGE_BY_ID:
+        raise ValueError(f"unknown stage {stage_id!r}")
+    _page_config(stage_id)
+    init_state()
+    notices, asked = adopt_query_params()
+    notices = text_notes() + notices
+    ss = st.session_state
+    _sidebar_navigation(stage_id)
+    model_id, loaded = _load_with_fallback(notices)
+    _sidebar_inputs(loaded)
+    text = ss["text"]
+    if loaded is None:
+        _show_notices(notices)
+        write_query_params()
+        return None
+    if not text.strip():
+        _show_notices(notices)
+        st.info(
+            "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
+            "read it: every page then shows what happens inside."
+        )
+        write_query_params()
+        return None
+    trace = get_trace(model_id, text, loaded)
+    cfg = trace.config
+    ss["layer"] = clamp(ss.get("layer"), 0, cfg.n_layer - 1, 0)
+    ss["head"] = clamp(ss.get("head"), 0, cfg.n_head - 1, 0)
+    ss["pos"] = clamp(ss.get("pos"), 0, trace.n_tokens - 1, trace.n_tokens - 1)
+    ss["_n_tokens"] = trace.n_tokens
+    _sidebar_selection(trace)
+    notices += clamp_notices(asked, cfg, trace.n_tokens)
+    if trace.n_tokens_dropped:
+        notices.append(_dropped_notice(trace, token_limit(cfg)[1]))
+    _show_notices(notices)
+    write_query_params()
+    return View(
+        trace=trace,
+        loaded=loaded,
+        model_id=model_id,
+        stage=stage_id,
+        layer=ss["layer"],
+        head=ss["head"],
+        pos=ss["pos"],
+    )
+
+
+def _show_notices(notices: list[str]) -> None:
+    for notice in notices:
+        st.warning(notice)
+
+
+def _dropped_notice(trace: Trace, reason: str) -> str:
+    """Say how many tokens were kept, which were left out, and why."""
+    n, total = trace.n_tokens, trace.n_tokens + trace.n_tokens_dropped
+    why = {
+        "context": f"the model reads at most {n} at once",
+        "operator": f"this server is set to show at most {n} per text",
+        "memory": f"this server keeps the numbers of at most {n} tokens of this model in memory",
+    }[reason]
+    return (
+        f"Your text has {total} tokens; {why}, so the first {n} are shown and the last "
+        f"{trace.n_tokens_dropped} are left out."
+    )

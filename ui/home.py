@@ -1,0 +1,116 @@
+"""The home page's parts: the model card as table rows, and the article's flowchart as boxes
+that open their stages. app.py puts them on the page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from engine.checkpoints import LoadedModel
+from ui.settings import APP_DIR
+from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
+from ui.state import nav_params
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _validation_loss(loaded: LoadedModel) -> float | None:
+    if loaded.card is not None and loaded.card.val_loss is not None:
+        return loaded.card.val_loss
+    state = Path(loaded.source) / "train_state.json"
+    if state.is_file():
+        try:
+            history = json.loads(state.read_text(encoding="utf-8"))["state"]["history"]
+            return float(history[-1]["val_loss"])
+        except (KeyError, IndexError, TypeError, ValueError, json.JSONDecodeError):
+            return None
+    return None
+
+
+def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
+    """The model card as (field, value) rows for the home page."""
+    cfg, card = loaded.config, loaded.card
+    rows = [
+        ("Layers (blocks)", str(cfg.n_layer)),
+        ("Attention heads per layer", str(cfg.n_head)),
+        ("Width of the residual stream (d_model)", str(cfg.d_model)),
+        ("Width of one head (d_head)", str(cfg.d_head)),
+        ("Feed-forward width", str(cfg.d_mlp)),
+        ("Context (longest text it reads)", f"{cfg.n_ctx} tokens"),
+        ("Vocabulary", f"{_fmt_int(cfg.vocab_size)} tokens ({loaded.tokenizer.name})"),
+        ("Parameters", _fmt_int(cfg.n_params())),
+        ("Trained on", card.trained_on if card is not None else "not recorded"),
+    ]
+    if card is not None and card.tokens_seen is not None:
+        progress = f"{card.tokens_seen:,} tokens"
+        if card.checkpoint_step is not None:
+            progress += f", step {card.checkpoint_step:,}"
+            if card.max_steps is not None:
+                progress += f" of {card.max_steps:,}"
+        rows.append(("Training so far", progress))
+    loss = _validation_loss(loaded)
+    rows.append(
+        ("Validation loss (nats per token)", f"{loss:.3f}" if loss is not None else "not recorded")
+    )
+    source = loaded.source
+    try:
+        source = str(Path(source).resolve().relative_to(APP_DIR))
+    except ValueError:
+        pass  # outside the app folder, or not a path ("untrained, ... seed 0")
+    rows.append(("Weights from", source))
+    return rows
+
+
+# Flowchart boxes are narrow: let their link labels wrap instead of being cut with "…".
+_FLOW_CSS = (
+    "<style>[class*='st-key-flow_'] [data-testid='stPageLink'] span"
+    "{white-space:normal !important;overflow:visible !important;font-weight:600}</style>"
+)
+
+
+def _flow_box(col: Any, stage: Stage) -> None:
+    """One flowchart box: the stage's link (or its name, if the page is absent) and note."""
+    with col.container(border=True, key=f"flow_{stage.id}"):
+        label = f"{stage.number} · {stage.short_title}"
+        if stage.exists():
+            st.page_link(stage.path, label=label, query_params=nav_params(), width="stretch")
+        else:
+            st.markdown(f"**{label}**")
+        st.caption(stage.note)
+
+
+def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
+    """Boxes joined by arrows, in a row of `n_slots` equal slots (rows line up)."""
+    widths: list[float] = []
+    for k in range(n_slots):
+        widths += [1.0] if k == 0 else [0.14, 1.0]
+    cols = st.columns(widths, vertical_alignment="center")
+    for k, sid in enumerate(stage_ids):
+        if k > 0:
+            cols[2 * k - 1].markdown("### →")
+        _flow_box(cols[2 * k], STAGE_BY_ID[sid])
+
+
+def flowchart(n_layer: int | None) -> None:
+    """The article's flowchart as boxes, top to bottom; every box opens its stage. The stages
+    before and after the per-layer ones get a row each; the per-layer ones a framed row."""
+    first = [s.id for s in STAGES].index(LAYER_STAGES[0])
+    before = tuple(s.id for s in STAGES[:first])
+    after = tuple(s.id for s in STAGES[first + len(LAYER_STAGES) :])
+    slots = len(LAYER_STAGES)
+    st.html(_FLOW_CSS)
+    _flow_row(before, slots)
+    times = f" × {n_layer} layers" if n_layer else ""
+    st.markdown(f"↓ &nbsp; **the same block, repeated in every layer{times}**")
+    with st.container(border=True):
+        _flow_row(LAYER_STAGES, slots)
+        st.caption(
+            f"↻ back to {STAGE_BY_ID[LAYER_STAGES[0]].number} for the next layer; after the last "
+            "layer, on to the output ↓"
+        )
+    _flow_row(after, slots)

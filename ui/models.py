@@ -1,0 +1,128 @@
+"""Which models this server offers, how one is read from disk, and every way the app reads the
+model's tokenizer or weights for a page (pages call these, never the tokenizer or
+`model.transformer` themselves). Loading through the cache: `ui.cache.load_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.card import ModelCard
+from engine.checkpoints import BUNDLED_DIR, LoadedModel, load, load_directory, random_model
+from engine.config import PRESETS
+from engine.tokenizer import cl100k_truncated
+from ui.settings import allow_paths, models_dir, test_model, torch_threads
+
+torch.set_num_threads(torch_threads())
+
+
+def available_models() -> list[str]:
+    """ "bundled", "random", then every folder under the models directory with a config.json."""
+    found: list[str] = []
+    folder = models_dir()
+    if folder.is_dir():
+        found = sorted(
+            p.name
+            for p in folder.iterdir()
+            if (p / "config.json").is_file() and p.name not in ("bundled", "random")
+        )
+    return ["bundled", "random", *found]
+
+
+def model_label(model_id: str) -> str:
+    """The model's name in the sidebar's model box."""
+    if model_id == "bundled":
+        if test_model() or (BUNDLED_DIR / "config.json").is_file():
+            return "bundled (trained on Shakespeare)"
+        return "bundled (not trained yet: random weights)"
+    if model_id == "random":
+        return "random (same shape, untrained)"
+    return model_id
+
+
+def model_key(model_id: str) -> str:
+    """The cache key of a model: its id plus the test seam, so tests never share real models."""
+    return f"{model_id}|{test_model()}|{models_dir()}"
+
+
+def model_offered(model_id: str) -> bool:
+    """Whether this server offers `model_id`: bundled, random, a folder name listed under the
+    models directory, or (only when the operator allows paths) an absolute directory path.
+    Anything else, `../x` or `/etc` from a link included, is refused before any file is read."""
+    if model_id in ("bundled", "random"):
+        return True
+    if allow_paths() and Path(model_id).is_absolute():
+        return True
+    return model_id in available_models()
+
+
+def load_uncached(model_id: str) -> LoadedModel:
+    """Read (or build) the model `model_id` names; raises CheckpointError or OSError."""
+    if test_model() == "tiny" and model_id in ("bundled", "random"):
+        config = PRESETS["tiny"]
+        return LoadedModel(
+            name=model_id,
+            model=random_model(config, seed=0 if model_id == "bundled" else 1),
+            tokenizer=cl100k_truncated(config.vocab_size - 1),
+            source="tests: tiny random model",
+            card=ModelCard(trained_on="nothing (test model)"),
+        )
+    if model_id in ("bundled", "random"):
+        return load(model_id)
+    path = Path(model_id)
+    if not path.is_absolute():
+        path = models_dir() / model_id
+    return load_directory(path, name=model_id)
+
+
+# --- the tokenizer --------------------------------------------------------------------------
+
+
+def encode_text(loaded: LoadedModel, text: str) -> list[int]:
+    """The token ids of `text` (special-token strings are plain text); the app's one encoder."""
+    return loaded.tokenizer.encode(text)
+
+
+def decode_ids(loaded: LoadedModel, ids: list[int]) -> str:
+    """The text of `ids` (a character cut between tokens becomes U+FFFD); ValueError for an id
+    outside the vocabulary."""
+    return loaded.tokenizer.decode(ids)
+
+
+def token_ranks(loaded: LoadedModel, parts: Iterable[bytes]) -> dict[bytes, int]:
+    """The id (merge rank) of every byte string in `parts` that is one token; others are left
+    out."""
+    encoding = loaded.tokenizer.encoding
+    ranks: dict[bytes, int] = {}
+    for part in parts:
+        try:
+            ranks[part] = encoding.encode_single_token(part)
+        except KeyError:
+            pass
+    return ranks
+
+
+# --- weights a page shows -------------------------------------------------------------------
+
+
+def _read_only(tensor: torch.Tensor) -> np.ndarray:
+    array = tensor.detach().numpy()  # a view: no copy of a 150 MB table on every page run
+    array.flags.writeable = False  # the view only: the model's own parameter stays as it is
+    return array
+
+
+def embedding_table(loaded: LoadedModel) -> np.ndarray:
+    """The token embedding W_E [vocab_size, d_model] (float32), a read-only view."""
+    return _read_only(loaded.model.embedding_weight())
+
+
+def layer_norm_params(
+    loaded: LoadedModel, which: str, layer: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(gamma, beta) [d_model] of a LayerNorm named as engine.lens names it: "ln1" or "ln2" of
+    block `layer`, or "ln_final"; read-only views. ValueError for another name."""
+    gamma, beta = loaded.model.layer_norm_weights(which, layer)
+    return _read_only(gamma), _read_only(beta)

@@ -1,0 +1,74 @@
+"""The operator's settings (environment variables, read when used) and the app's fixed limits.
+
+Environment variables (set by the operator, never by a page):
+
+- `INSIDE_GPT_MODELS_DIR`: folder searched for GPT-2 directories (default `models/` beside
+  app.py).
+- `INSIDE_GPT_ALLOW_PATHS=1`: adds a free-form directory path box to the sidebar.
+- `INSIDE_GPT_MAX_TOKENS`: most tokens one page run shows (default 256; the model's context
+  caps it too).
+- `INSIDE_GPT_CACHE_MB`: memory for the Traces shared by every session (default 2048); one
+  Trace may use at most half of it (a longer text is cut, with a notice). README "Reliability".
+- `INSIDE_GPT_THREADS`: torch intra-op threads (default 1; see DESIGN.md "Threads").
+- `INSIDE_GPT_TEST_MODEL=tiny`: tests only; "bundled" and "random" become the tiny preset with
+  seeded random weights and cl100k_base[:4096].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent.parent  # the folder of app.py and pages/
+HOME_PATH = "app.py"
+PAGE_ICON = "🔬"
+# The model reads at most a few hundred tokens; longer texts are cut to this many characters
+# (with a notice) before anything tokenizes them.
+MAX_TEXT_CHARS = 20_000
+# The text box itself: Streamlit's browser side silently ignores an edit that would make the
+# text longer than this, so it is far above MAX_TEXT_CHARS (a pasted megabyte still arrives and
+# is cut with a notice) and the widget message stays under Streamlit's 25 MB widget-state limit.
+TEXTBOX_MAX_CHARS = 4_000_000
+# A text goes into the page address (shareable links) only while its URL-encoded form is at most
+# this long: a reverse proxy refuses longer request lines (nginx: 8 KB by default), and
+# Streamlit itself ignores a query string over 524,288 characters as a whole.
+URL_TEXT_MAX_CHARS = 4_000
+
+
+def test_model() -> str:
+    """The test seam: "tiny" makes every built-in model the tiny preset (fast AppTest runs)."""
+    return os.environ.get("INSIDE_GPT_TEST_MODEL", "")
+
+
+def models_dir() -> Path:
+    """INSIDE_GPT_MODELS_DIR, or `models/` beside app.py."""
+    raw = os.environ.get("INSIDE_GPT_MODELS_DIR")
+    return Path(raw) if raw else APP_DIR / "models"
+
+
+def allow_paths() -> bool:
+    """Whether INSIDE_GPT_ALLOW_PATHS=1 (a free-form directory path box in the sidebar)."""
+    return os.environ.get("INSIDE_GPT_ALLOW_PATHS", "") == "1"
+
+
+def max_tokens() -> int:
+    """INSIDE_GPT_MAX_TOKENS (default 256, at least 1; an unreadable value counts as 256)."""
+    try:
+        return max(1, int(os.environ.get("INSIDE_GPT_MAX_TOKENS", "256")))
+    except ValueError:
+        return 256
+
+
+def cache_budget_bytes() -> int:
+    """INSIDE_GPT_CACHE_MB as bytes (default 2048 MB; at least 16 MB)."""
+    try:
+        mb = int(os.environ.get("INSIDE_GPT_CACHE_MB", "2048"))
+    except ValueError:
+        mb = 2048
+    return max(16, mb) * 1024 * 1024
+
+
+def torch_threads() -> int:
+    """INSIDE_GPT_THREADS (default 1, at least 1); a value that is not a whole number raises
+    ValueError when the app starts."""
+    return max(1, int(os.environ.get("INSIDE_GPT_THREADS", "1")))

@@ -1,0 +1,150 @@
+"""THE stage table: one record per step of the seed article's flowchart and the page that shows
+it, and the walk through the model derived from it (1 → 2 → the per-layer stages of every layer
+in turn → 8 → 9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ui.settings import APP_DIR
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the seed article's flowchart, and the page that shows it."""
+
+    id: str
+    number: int
+    title: str  # the page title
+    short_title: str  # the flowchart box (a box is narrow)
+    note: str  # one line under the flowchart box
+    path: str  # relative to app.py, e.g. "pages/3_Attention.py"
+    per_layer: bool = False  # drawn once per layer: the walk repeats it for every block
+
+    @property
+    def url_path(self) -> str:
+        """The page's URL path as Streamlit derives it from the file name ("Attention")."""
+        return Path(self.path).stem.split("_", 1)[1]
+
+    @property
+    def label(self) -> str:
+        """The sidebar's link and the walk's buttons: "3 · Multi-head self-attention"."""
+        return f"{self.number} · {self.title}"
+
+    def exists(self) -> bool:
+        """Whether the page file is there (a page can be left out of a deployment)."""
+        return (APP_DIR / self.path).is_file()
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("tokens", 1, "Input & tokens", "Tokens", "text → token ids", "pages/1_Tokens.py"),
+    Stage(
+        "embeddings",
+        2,
+        "Embeddings",
+        "Embeddings",
+        "ids → vectors, plus position",
+        "pages/2_Embeddings.py",
+    ),
+    Stage(
+        "attention",
+        3,
+        "Multi-head self-attention",
+        "Attention",
+        "each token gathers from earlier tokens",
+        "pages/3_Attention.py",
+        per_layer=True,
+    ),
+    Stage(
+        "feed_forward",
+        4,
+        "Feed-forward",
+        "Feed-forward",
+        "each token alone, 4× wider",
+        "pages/4_Feed_forward.py",
+        per_layer=True,
+    ),
+    Stage(
+        "layer_norm",
+        5,
+        "Layer norm",
+        "Layer norm",
+        "rescale every token's vector",
+        "pages/5_Layer_norm.py",
+        per_layer=True,
+    ),
+    Stage(
+        "residual",
+        6,
+        "Residual stream",
+        "Residual",
+        "add each block's output to the stream",
+        "pages/6_Residual.py",
+        per_layer=True,
+    ),
+    Stage(
+        "dropout",
+        7,
+        "Dropout",
+        "Dropout",
+        "random zeros, only in training",
+        "pages/7_Dropout.py",
+        per_layer=True,
+    ),
+    Stage(
+        "output",
+        8,
+        "Output probabilities & logit lens",
+        "Output",
+        "probabilities of the next token",
+        "pages/8_Output.py",
+    ),
+    Stage(
+        "generate",
+        9,
+        "Generate",
+        "Generate",
+        "sample a token, append, repeat",
+        "pages/9_Generate.py",
+    ),
+)
+STAGE_BY_ID: dict[str, Stage] = {s.id: s for s in STAGES}
+# Stages drawn once per layer, in walk order: the walk repeats them for every block.
+LAYER_STAGES: tuple[str, ...] = tuple(s.id for s in STAGES if s.per_layer)
+
+Step = tuple[Stage, int]  # a stage and the layer it shows
+
+
+def walk_neighbours(stage_id: str, layer: int, n_layer: int) -> tuple[Step | None, Step | None]:
+    """(previous, next) steps of the walk from (stage, layer), in table order, except that the
+    last per-layer stage leads to the first one of the next layer (7 → 3), the first one back
+    to the last one of the layer before, and the stage after the per-layer ones back to the last
+    layer's last one (8 → 7 of the last layer). Other steps keep the layer."""
+    i = [s.id for s in STAGES].index(stage_id)
+    stage = STAGES[i]
+    first, last = STAGE_BY_ID[LAYER_STAGES[0]], STAGE_BY_ID[LAYER_STAGES[-1]]
+    nxt: Step | None
+    prev: Step | None
+    if stage is last and layer < n_layer - 1:
+        nxt = (first, layer + 1)
+    elif i + 1 < len(STAGES):
+        nxt = (STAGES[i + 1], layer)
+    else:
+        nxt = None
+    if stage is first and layer > 0:
+        prev = (last, layer - 1)
+    elif i > 0 and STAGES[i - 1] is last:
+        prev = (last, n_layer - 1)
+    elif i > 0:
+        prev = (STAGES[i - 1], layer)
+    else:
+        prev = None
+    return prev, nxt
+
+
+def step_label(step: Step) -> str:
+    """A walk step's name on a button: "3 · Multi-head self-attention (layer 1)"."""
+    stage, layer = step
+    where = f" (layer {layer})" if stage.per_layer else ""
+    return f"{stage.label}{where}"

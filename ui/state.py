@@ -1,0 +1,184 @@
+"""Shared state: the values every page shares (non-widget session_state keys), their mirror in
+the query parameters (a URL reproduces a view), and `View`, what the frame hands a page.
+
+Shared keys: "text", "model_id", "layer", "head", "pos" (SHARED_KEYS). Widgets use their own
+keys (prefixed "_w_") and copy into the shared keys; session state holds only strings and
+numbers there. Query parameters: text, model, layer, head, pos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from engine.checkpoints import LoadedModel
+from engine.trace import Trace
+from ui.models import model_offered
+from ui.settings import MAX_TEXT_CHARS
+from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
+
+SHARED_KEYS = ("text", "model_id", "layer", "head", "pos")
+_QP_NAMES = {"text": "text", "model_id": "model", "layer": "layer", "head": "head", "pos": "pos"}
+_QP_WRITTEN = "_qp_written"
+_TEXT_NOTES = "_text_notes"  # {"text": the cleaned text, "notes": what cleaning changed}
+
+
+@dataclass(frozen=True)
+class View:
+    """What a stage page draws: one Trace and the shared selection, clamped to valid ranges."""
+
+    trace: Trace
+    loaded: LoadedModel
+    model_id: str
+    stage: str
+    layer: int
+    head: int
+    pos: int
+
+
+def init_state() -> None:
+    """The shared keys' first values in a new session (pos follows the text: set later)."""
+    ss = st.session_state
+    ss.setdefault("text", DEFAULT_TEXT)
+    ss.setdefault("model_id", "bundled")
+    ss.setdefault("layer", 0)
+    ss.setdefault("head", 0)
+
+
+def clamp(value: Any, low: int, high: int, default: int) -> int:
+    """`value` as an int within [low, high]; `default` (then clamped) when it is not a number."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        v = default
+    return max(low, min(high, v))
+
+
+def _parse_int(raw: str | None) -> int | None:
+    try:
+        return int(str(raw).strip()) if raw is not None else None
+    except ValueError:  # also digit strings too long for int() (over 4,300 digits)
+        return None
+
+
+# --- the shared text ------------------------------------------------------------------------
+
+
+def _store_text(raw: str) -> None:
+    """Set the shared text to `clean_text(raw)` and remember what changed, so every page shows
+    the notice as long as this text stays."""
+    ss = st.session_state
+    text, notes = clean_text(raw)
+    ss["text"] = text
+    if notes:
+        ss[_TEXT_NOTES] = {"text": text, "notes": notes}
+    else:
+        ss.pop(_TEXT_NOTES, None)
+
+
+def text_notes() -> list[str]:
+    """What cleaning changed in the shared text (cleans it first if code set it directly)."""
+    ss = st.session_state
+    if not isinstance(ss.get("text"), str):
+        ss["text"] = ""
+    if len(ss["text"]) > MAX_TEXT_CHARS or SURROGATE.search(ss["text"]):
+        _store_text(ss["text"])  # set directly in session state (Generate, tests)
+    stored = ss.get(_TEXT_NOTES)
+    return list(stored["notes"]) if stored and stored["text"] == ss["text"] else []
+
+
+def set_text(text: str) -> None:
+    """Replace the shared text; every page follows on the next run (call `st.rerun()` after it,
+    unless it runs inside a widget callback). A selected position on the last token keeps
+    following the last token (Generate appends tokens). The text is cleaned (`clean_text`)."""
+    ss = st.session_state
+    if ss.get("pos") is not None and ss.get("pos") == ss.get("_n_tokens", 0) - 1:
+        ss["pos"] = None
+    _store_text(text)
+
+
+# --- query parameters -----------------------------------------------------------------------
+
+
+def adopt_query_params() -> tuple[list[str], dict[str, int]]:
+    """Copy query parameters that differ from what the app last wrote into session state (a
+    deep link, a shared URL, a link with a view in it). Returns notices for bad values and the
+    numbers the link asked for (the frame says so when it has to clamp them)."""
+    ss = st.session_state
+    written: dict[str, str] = ss.get(_QP_WRITTEN, {})
+    params = st.query_params.to_dict()
+    notices: list[str] = []
+    asked: dict[str, int] = {}
+    for key, name in _QP_NAMES.items():
+        if name not in params or params[name] == written.get(name):
+            continue
+        raw = params[name]
+        if key == "text":
+            _store_text(raw)
+        elif key == "model_id":
+            if model_offered(raw):
+                ss["model_id"] = raw
+            else:
+                notices.append(
+                    f"The link asks for the model “{quoted(raw, 60)}”, which is not available "
+                    "here; showing the current model instead."
+                )
+        else:
+            value = _parse_int(raw)
+            if value is None:
+                notices.append(
+                    f"The link's {name}='{quoted(raw, 60)}' is not a whole number; ignored."
+                )
+            else:
+                ss[key] = value
+                asked[key] = value
+    return notices, asked
+
+
+def clamp_notices(asked: dict[str, int], cfg: Any, n_tokens: int) -> list[str]:
+    """Notices for numbers from a link that the frame had to move into range."""
+    ss = st.session_state
+    ranges = {
+        "layer": ("layer", f"this model has layers 0 to {cfg.n_layer - 1}"),
+        "head": ("head", f"each layer has heads 0 to {cfg.n_head - 1}"),
+        "pos": ("token position", f"the text has positions 0 to {n_tokens - 1}"),
+    }
+    notices = []
+    for key, value in asked.items():
+        if ss.get(key) != value:
+            what, why = ranges[key]
+            notices.append(
+                f"The link asks for {what} {quoted(f'{value:,}', 60)}, but {why}; "
+                f"showing {what} {ss[key]}."
+            )
+    return notices
+
+
+def view_params() -> dict[str, str]:
+    """The shared view as query parameters (what a shared URL carries). A text too long for an
+    address is left out: the session keeps it, a copied link carries the rest of the view."""
+    ss = st.session_state
+    out: dict[str, str] = {}
+    for key, name in _QP_NAMES.items():
+        if key in ss and ss[key] is not None:
+            if key == "text" and not text_fits_url(ss[key]):
+                continue
+            out[name] = str(ss[key])
+    return out
+
+
+def nav_params(layer: int | None = None) -> dict[str, str]:
+    """The query parameters of a link to another page: the shared view, at `layer` if given."""
+    params = view_params()
+    if layer is not None:
+        params["layer"] = str(layer)
+    return params
+
+
+def write_query_params() -> None:
+    """Mirror the shared view into the page address, and remember what was written."""
+    params = view_params()
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    st.session_state[_QP_WRITTEN] = params

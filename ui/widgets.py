@@ -1,0 +1,79 @@
+"""Controls a page places in its main area: pickers bound to a shared value, windows over a long
+axis, and the Previous / Next walk at the bottom of a page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from engine.figures.common import MAX_AXIS
+from ui.stages import STAGES, step_label, walk_neighbours
+from ui.state import View, nav_params
+
+
+def shared_picker(
+    shared_key: str,
+    label: str,
+    options: list[int],
+    key: str,
+    format_func: Any = str,
+    help: str | None = None,
+) -> int:
+    """A selectbox in the page body bound to a shared value ("layer", "head" or "pos"): it shows
+    the shared value and writes changes back, so the sidebar and the URL follow."""
+    ss = st.session_state
+    if ss.get(shared_key) not in options:
+        ss[shared_key] = options[0]
+    ss[key] = ss[shared_key]
+    st.selectbox(
+        label,
+        options,
+        key=key,
+        format_func=format_func,
+        on_change=_copy_widget,
+        args=(key, shared_key),
+        help=help,
+    )
+    return int(ss[shared_key])
+
+
+def _copy_widget(widget_key: str, shared_key: str) -> None:
+    st.session_state[shared_key] = st.session_state[widget_key]
+
+
+def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
+    """Where a long axis's window starts. Draws a slider only when `n` is longer than `size`
+    (heatmaps send at most `size` cells along an axis); returns 0 otherwise."""
+    if n <= size:
+        return 0
+    step = max(1, min(size // 2, n - size))  # the last window must stay reachable
+    return int(
+        st.slider(
+            f"{label}: first of the {size} shown (of {n})",
+            min_value=0,
+            max_value=n - size,
+            step=step,
+            key=key,
+        )
+    )
+
+
+def next_stage(view: View) -> None:
+    """The Previous / Next controls at the bottom of a stage page. Moving to another layer
+    updates the shared layer; the new page's URL carries stage and layer."""
+    prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer)
+    st.divider()
+    left, right = st.columns(2)
+    for col, step, arrow, kind in ((left, prev, "←", "prev"), (right, nxt, "→", "next")):
+        if step is None or not step[0].exists():
+            continue
+        label = f"{arrow} {step_label(step)}" if kind == "prev" else f"Next: {step_label(step)} →"
+        if col.button(
+            label, key=f"{view.stage}_{kind}", type="primary" if kind == "next" else "secondary"
+        ):
+            stage, layer = step
+            st.session_state["layer"] = layer
+            st.switch_page(stage.path, query_params=nav_params(layer))
+    if nxt is None:
+        right.page_link(STAGES[0].path, label="Start the walk again", icon="🔁")
