@@ -5,8 +5,8 @@ views), then `rounds` reruns with everything cached, interleaved across pages; t
 time is the server-side cost of a click. Figure bytes are the plotly JSON specs the page sends
 (the sum of its charts' `spec` strings).
 
-Runs in its own process (`python -m bench.pages_bench`, which `run_pages` starts), so Streamlit's
-caches and the app's thread setting do not touch the capture benchmark.
+Runs in its own process (`python -m bench.pages_bench`, which `run_pages` starts), so the app's
+caches (`ui.cache`) and its thread setting do not touch the capture benchmark.
 """
 
 from __future__ import annotations

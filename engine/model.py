@@ -12,7 +12,7 @@ nothing records, the recorder is `record_nothing` (the identity, as TransformerL
 are without hooks), and only LayerNorm and attention fork, to the fused kernels
 (`F.layer_norm`, `F.scaled_dot_product_attention`); with a recorder they compute step by step so
 that the scale, the scores and the pattern exist as tensors. Both forks compute the same function
-(tests/test_model.py checks it). Each module builds its activation names once, in `__init__`.
+(tests/engine/test_model.py checks it). Each module builds its activation names once, in `__init__`.
 The model is never mutated by a forward pass and has no hooks, so one instance can serve many
 threads.
 """

@@ -1,7 +1,7 @@
 """`Trace`: everything one forward pass computed for one text, as plain read-only numpy arrays.
 
-A Trace holds no model reference, so it pickles (Streamlit's `st.cache_data`, session state),
-can be saved to disk and serves as a test fixture.
+A Trace holds no model reference, so it pickles, can be saved to disk and serves as a test
+fixture; the app shares one Trace per text between sessions (`ui.cache`), never a copy.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ class Trace:
         object.__setattr__(self, "acts", acts)
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Unpickling (st.cache_data, session state) gives numpy arrays that are writable
-        again; make them read-only as on construction."""
+        """Unpickling gives numpy arrays that are writable again; make them read-only as on
+        construction."""
         for key, value in state.items():
             object.__setattr__(self, key, value)
         self.token_ids.flags.writeable = False

@@ -165,8 +165,8 @@ def _summary(card: ModelCard, config: GPTConfig) -> list[str]:
         bars,
         "Every number in this card is written by `python -m engine card` from the checkpoint "
         "itself and stored again in `config.json` under `inside_gpt.card`; "
-        "`tests/test_bundled.py` recomputes the validation loss, the baselines and the head "
-        "scores and fails if they drift from this card.\n",
+        "`tests/assets/test_bundled_model.py` recomputes the validation loss, the baselines and "
+        "the head scores and fails if they drift from this card.\n",
     ]
 
 
