@@ -11,119 +11,34 @@ stays idle for SETTLE_MS.
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+if str(ROOT) not in sys.path:  # `python bench/run.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from tests.browser.harness import (  # noqa: E402  (the browser tests' Chromium and server)
+    launch,
+    missing_browser,
+    streamlit_server,
+    wait_idle,
+)
+
 SETTLE_MS = 500
 POLL_MS = 50
 PAGE_TIMEOUT_S = 180.0
 IDLE_RATIO_LIMIT = 1.3
 
-STATE_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-  const drawn = charts.filter(c => c.querySelector('.js-plotly-plot .main-svg'));
-  return {
-    app: !!app,
-    script: app ? app.getAttribute('data-test-script-state') : null,
-    conn: app ? app.getAttribute('data-test-connection-state') : null,
-    skeletons: document.querySelectorAll('[data-testid="stSkeleton"]').length,
-    running: [...document.querySelectorAll('[data-testid="stStatusWidget"]')]
-        .some(e => /running|stop/i.test(e.innerText)),
-    charts: charts.length,
-    drawn: drawn.length,
-    exceptions: document.querySelectorAll('[data-testid="stException"]').length,
-  };
-}"""
-
 
 def available() -> str | None:
     """None when the browser benchmark can run, else the reason it cannot."""
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} not found (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (bench/requirements.txt)"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def streamlit_server(script: str, log_path: Path) -> Iterator[str]:
-    """`streamlit run script` on a free loopback port (1 torch thread); yields its base URL."""
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    env.pop("INSIDE_GPT_TEST_MODEL", None)
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                script,
-                "--server.headless=true",
-                "--server.address=127.0.0.1",
-                f"--server.port={port}",
-                "--browser.gatherUsageStats=false",
-                "--server.fileWatcherType=none",
-                "--server.runOnSave=false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return missing_browser()
 
 
 def time_to_idle(context: Any, url: str) -> tuple[float, dict[str, Any]]:
@@ -132,30 +47,9 @@ def time_to_idle(context: Any, url: str) -> tuple[float, dict[str, Any]]:
     try:
         start = time.monotonic()
         page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_S * 1000)
-        first_idle: float | None = None
-        state: dict[str, Any] = {}
-        while time.monotonic() - start < PAGE_TIMEOUT_S:
-            try:
-                state = page.evaluate(STATE_JS)
-            except Exception:  # the document is being replaced
-                state = {"app": False}
-            idle = (
-                state.get("app")
-                and state["conn"] == "CONNECTED"
-                and state["script"] == "notRunning"
-                and state["skeletons"] == 0
-                and not state["running"]
-                and state["drawn"] == state["charts"]
-            )
-            now = time.monotonic()
-            if idle:
-                first_idle = first_idle or now
-                if (now - first_idle) * 1000 >= SETTLE_MS:
-                    return first_idle - start, state
-            else:
-                first_idle = None
-            page.wait_for_timeout(POLL_MS)
-        raise TimeoutError(f"{url} not idle after {PAGE_TIMEOUT_S:.0f} s: {state}")
+        waiting = time.monotonic()
+        seconds, state = wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS, POLL_MS)
+        return waiting - start + seconds, state
     finally:
         page.close()
 
@@ -175,7 +69,7 @@ def measure_browser(text: str, rounds: int = 3, model: str = "bundled") -> dict[
         streamlit_server("bench/floor_app.py", logs / "bench-streamlit-floor.log") as floor,
         sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        browser = launch(pw)
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         try:
             urls = {"floor": f"{floor}/"}

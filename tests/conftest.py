@@ -39,3 +39,12 @@ def tiny_loaded(tiny_config: GPTConfig) -> LoadedModel:
 @pytest.fixture(scope="session")
 def tiny_trace(tiny_loaded: LoadedModel) -> Trace:
     return run_with_trace(tiny_loaded.model, tiny_loaded.tokenizer, MIXED_TEXT, model_name="tiny")
+
+
+@pytest.fixture
+def tiny_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app on the tiny test model (INSIDE_GPT_TEST_MODEL=tiny), with no operator settings:
+    no models folder, no path box, the default token cap."""
+    monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
+    for name in ("INSIDE_GPT_MODELS_DIR", "INSIDE_GPT_ALLOW_PATHS", "INSIDE_GPT_MAX_TOKENS"):
+        monkeypatch.delenv(name, raising=False)

@@ -1,10 +1,28 @@
-"""Reading plotly's JSON in tests: arrays arrive as plain lists or as typed arrays."""
+"""Helpers shared by the tests: reading plotly's JSON, opening the app in AppTest, reference
+Traces, and synthetic Traces of any shape (built from the table of activation sites)."""
 
 from __future__ import annotations
 
 import base64
+import json
+import uuid
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from engine.capture import run_with_trace
+from engine.checkpoints import LoadedModel
+from engine.config import GPTConfig
+from engine.figures.common import plotly_text, unique_labels
+from engine.names import SITE, act_name, symbol_sizes
+from engine.trace import Trace
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- plotly's JSON -------------------------------------------------------------------------------
 
 
 def values(field: object) -> np.ndarray:
@@ -16,3 +34,123 @@ def values(field: object) -> np.ndarray:
             data = data.reshape([int(n) for n in str(shape).split(",")])
         return data.astype(float)
     return np.array(field, dtype=float)
+
+
+def decode(value: object) -> object:
+    """Plotly sends numpy arrays as {"dtype", "bdata" (base64), "shape"}; lists stay lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        if "shape" in value:
+            arr = arr.reshape([int(n) for n in str(value["shape"]).split(",")])
+        return arr
+    if isinstance(value, dict):
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def z_of(spec: dict, index: int = 0) -> np.ndarray:
+    """The z values of trace `index` of a plotly spec, as float64."""
+    return values(spec["data"][index]["z"])
+
+
+# --- the app in AppTest --------------------------------------------------------------------------
+
+
+def new_app(query: dict[str, str] | None = None, timeout: float = 60) -> AppTest:
+    """AppTest on app.py (the home page) with these query parameters, not yet run."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at
+
+
+def open_page(page: str, text: str, timeout: float = 60, **query: str) -> AppTest:
+    """Run `page` ("pages/3_Attention.py", or "app.py" for the home page) on `text` with these
+    query parameters, as a link would open it; fails the test if the page raised. `timeout`:
+    seconds AppTest waits for one run."""
+    at = new_app({"text": text, **query}, timeout)
+    if page != "app.py":
+        at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly spec of the chart drawn with `key` (pages give every chart a key)."""
+    for element in at.get("plotly_chart"):
+        if element.proto.id.endswith(key) or key in element.proto.id:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart with key {key!r}")
+
+
+def chart_list(at: AppTest) -> list[dict]:
+    """Every plotly chart on the page, in order, as plotly JSON (arrays not decoded)."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def unique_text(prefix: str = "The cat sat on the mat") -> str:
+    """A text no other test has used: its Trace is not in the process-wide cache yet."""
+    return f"{prefix} {uuid.uuid4().hex[:6]}"
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Every plotly chart on the page by its key, as the JSON the browser receives (arrays
+    decoded)."""
+    return {c.key: decode(json.loads(c.proto.spec)) for c in at.get("plotly_chart")}
+
+
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The page's table that has `column` (AppTest does not expose dataframe keys)."""
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return frame.value
+    raise AssertionError(f"no table with a column {column!r}")
+
+
+def reference_trace(loaded: LoadedModel, text: str) -> Trace:
+    """The Trace the app computes for `text` (tests' tiny model = the app's tiny "bundled")."""
+    return run_with_trace(loaded.model, loaded.tokenizer, text)
+
+
+def labels_of(trace: Trace, lo: int = 0, hi: int | None = None) -> list[str]:
+    """The token labels a figure draws for `trace` (unique, escaped), positions lo..hi."""
+    return [plotly_text(s) for s in unique_labels(trace.token_strs)][lo:hi]
+
+
+# --- synthetic Traces ----------------------------------------------------------------------------
+
+# GPT-2 small's shape with a small vocabulary: figure sizes at GPT-2's width and depth.
+GPT2_SHAPE = GPTConfig(n_layer=12, n_head=12, d_model=768, n_ctx=1024, vocab_size=1000)
+
+
+def synthetic_trace(T: int, config: GPTConfig, sites: tuple[str, ...], seed: int = 0) -> Trace:
+    """A Trace of random arrays with the real shapes (only for layout and size checks): the
+    block `sites` of every layer, the embeddings when asked for, logits, and ln_final's scale
+    with ln1's. Shapes come from engine.names (the one table of activation sites)."""
+    rng = np.random.default_rng(seed)
+    sizes = symbol_sizes(config, T)
+
+    def draw(site: str) -> np.ndarray:
+        return rng.standard_normal(SITE[site].dims(sizes)).astype(np.float32)
+
+    acts = {"logits": draw("logits")}
+    for layer in range(config.n_layer):
+        for site in sites:
+            if site.startswith("hook_") and "embed" in site:
+                continue
+            acts[act_name(site, layer)] = draw(site)
+    for name in ("hook_embed", "hook_pos_embed"):
+        if name in sites:
+            acts[name] = draw(name)
+    if "ln1.hook_scale" in sites:
+        acts["ln_final.hook_scale"] = draw("ln_final.hook_scale")
+    return Trace(
+        prompt="x" * T,
+        token_ids=np.arange(T) % 200,
+        token_strs=tuple(f"t{i % 7}" for i in range(T)),
+        config=config,
+        acts=acts,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.lens import layer_norm as lln
 from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 from engine.trace import Trace
 
@@ -38,3 +39,24 @@ def test_ln_stats_of_one_layer_equal_the_entry_in_all_ln_stats(tiny_trace: Trace
 def test_ln_input_rejects_an_unknown_layer_norm(tiny_trace: Trace) -> None:
     with pytest.raises(ValueError, match="unknown LayerNorm 'ln3'"):
         ln_input(tiny_trace, "ln3", 0)
+
+
+@pytest.mark.parametrize(("which", "layer"), [("ln1", 0), ("ln2", 0), ("ln1", 1), ("ln2", 1)])
+def test_per_token_normalisation_reproduces_the_stored_layer_norm(
+    tiny_trace: Trace, which: str, layer: int
+) -> None:
+    x = ln_input(tiny_trace, which, layer)
+    eps = tiny_trace.config.layer_norm_eps
+    np.testing.assert_allclose(
+        lln.gpt_normalize(x, eps), tiny_trace.get(f"{which}.hook_normalized", layer), atol=2e-5
+    )
+
+
+def test_the_articles_whole_tensor_statistics_let_a_later_token_change_earlier_outputs(
+    tiny_trace: Trace,
+) -> None:
+    x = tiny_trace.get("hook_resid_mid", 0)
+    article_change, gpt_change = lln.future_leak(x, tiny_trace.config.layer_norm_eps)
+    assert gpt_change == 0.0
+    assert article_change > 1e-3
+    assert lln.future_leak(x[:1], 1e-5) == (0.0, 0.0)

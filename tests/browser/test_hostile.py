@@ -5,30 +5,21 @@ a link whose percent-encoding is not UTF-8. Each page must finish without an exc
 console error, never run the user's markup (no dialog, no injected element), keep the text in
 the text box, and show the notices. Screenshots go to tests/artifacts/ (git-ignored).
 
-Reuses tests/test_browser.py's server and page helpers. Without Chromium it skips, except when
-CI is set (there it fails)."""
+Uses the browser tests' server (conftest.py) and page helpers (harness.py). Without Chromium it
+skips, except when CI is set (there it fails)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_browser import (  # the same server and browser set-up as the main browser test
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    _visit,
-    server,
-)
 
+from tests.browser.harness import ARTIFACTS, ROOT, launch, visit
 from ui.stages import STAGES
 from ui.text import clean_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-__all__ = ["server"]  # the fixture, imported so pytest finds it in this module
 
 HOSTILE_TEXT = (
     "<script>alert(1)</script><img src=x onerror=alert(2)> **bold** $x^2$ `code` "
@@ -77,7 +68,7 @@ def test_every_page_survives_a_hostile_text_and_link_in_chromium(server: str) ->
     expected_text = clean_text(HOSTILE_TEXT)[0]
     problems: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        browser = launch(pw)
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         dialogs: list[str] = []
 
@@ -86,7 +77,7 @@ def test_every_page_survives_a_hostile_text_and_link_in_chromium(server: str) ->
             dialog.dismiss()
 
         context.on("dialog", on_dialog)
-        doms: list[dict] = []  # each page's PAGE_JS result, read just before _visit closes it
+        doms: list[dict] = []  # each page's PAGE_JS result, read just before visit closes it
         try:
             visits = [("", "hostile_0_home", "home")]
             visits += [(s.url_path, f"hostile_{s.number}_{s.id}", s.id) for s in stages]
@@ -129,7 +120,7 @@ def _visit_and_read(
     doms: list[dict],
     raw: str | None = None,
 ) -> dict:
-    """`_visit` from test_browser.py, reading the page's DOM (PAGE_JS) just before it closes.
+    """`visit` (tests/browser/harness.py), reading the page's DOM (PAGE_JS) just before it closes.
     `raw` replaces the encoded query string (for encodings urlencode would not produce)."""
     original_new_page = context.new_page
 
@@ -149,6 +140,6 @@ def _visit_and_read(
 
     context.new_page = new_page
     try:
-        return _visit(context, base, path, query, name)
+        return visit(context, base, path, query, name)
     finally:
         context.new_page = original_new_page

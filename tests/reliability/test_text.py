@@ -19,11 +19,15 @@ from streamlit.testing.v1 import AppTest
 
 from engine.checkpoints import LoadedModel
 from engine.config import PRESETS
+from tests import support
 from ui.settings import MAX_TEXT_CHARS
 from ui.stages import STAGES
 from ui.text import clean_text
 
-ROOT = Path(__file__).resolve().parent.parent
+# The app on the tiny test model with no operator settings (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("tiny_app")
+
+ROOT = Path(__file__).resolve().parents[2]
 N_CTX = PRESETS["tiny"].n_ctx
 PAGES = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
 
@@ -170,21 +174,8 @@ def markup_problems(at: AppTest) -> list[str]:
 # --- running the pages ----------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _test_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
-    for name in ("INSIDE_GPT_MODELS_DIR", "INSIDE_GPT_ALLOW_PATHS", "INSIDE_GPT_MAX_TOKENS"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def open_app(page: str, text: str = "hello world") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params["text"] = text
-    if page != "app.py":
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return support.open_page(page, text, timeout=120)
 
 
 def enter_text(at: AppTest, text: str) -> None:

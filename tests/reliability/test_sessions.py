@@ -5,7 +5,6 @@ different texts leave the caches (and the process's memory) bounded."""
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
 import threading
@@ -31,6 +30,7 @@ from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.trace import Trace
+from tests.support import values
 from ui.cache import (
     MODEL_LOADS,
     TRACE_CACHE_ENTRIES,
@@ -43,7 +43,10 @@ from ui.cache import (
 from ui.models import model_key
 from ui.stages import STAGES
 
-ROOT = Path(__file__).resolve().parent.parent
+# The app on the tiny test model with no operator settings (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("tiny_app")
+
+ROOT = Path(__file__).resolve().parents[2]
 TINY = PRESETS["tiny"]
 PAGES = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
 TEXTS = [
@@ -58,13 +61,6 @@ TEXTS = [
     "<script>alert(1)</script> and $x$",
     "مرحبا بالعالم",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _test_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
-    for name in ("INSIDE_GPT_MODELS_DIR", "INSIDE_GPT_ALLOW_PATHS", "INSIDE_GPT_MAX_TOKENS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -116,15 +112,6 @@ def shared_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-def decode(field: object) -> np.ndarray:
-    if isinstance(field, dict) and "bdata" in field:
-        arr = np.frombuffer(base64.b64decode(field["bdata"]), dtype=np.dtype(field["dtype"]))
-        if field.get("shape"):
-            arr = arr.reshape([int(n) for n in str(field["shape"]).split(",")])
-        return arr.astype(float)
-    return np.array(field, dtype=float)
-
-
 def charts(at: AppTest) -> dict[str, dict]:
     return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
 
@@ -143,21 +130,21 @@ def check_own_numbers(at: AppTest, page: str, ref: Trace, where: str) -> None:
     elif page.endswith("1_Tokens.py"):
         assert list(at.dataframe[0].value["id"]) == [int(i) for i in ref.token_ids], where
     elif page.endswith("2_Embeddings.py"):
-        z = decode(c[next(k for k in c if "Token embedding" in k)]["data"][0]["z"])
+        z = values(c[next(k for k in c if "Token embedding" in k)]["data"][0]["z"])
         np.testing.assert_allclose(z, ref["hook_embed"], atol=1e-6, err_msg=where)
     elif page.endswith("3_Attention.py"):
-        z = decode(c["attention_head_chart"]["data"][0]["z"])
+        z = values(c["attention_head_chart"]["data"][0]["z"])
         pattern = ref.get("attn.hook_pattern", layer)[head]
         np.testing.assert_allclose(z, np.where(np.isnan(z), np.nan, pattern), atol=1e-6)
     elif page.endswith("5_Layer_norm.py") and "layer_norm_stats" in c:
         mean = ref.get("hook_resid_pre", layer).astype(np.float64).mean(-1)
-        y = decode(c["layer_norm_stats"]["data"][0]["y"])
+        y = values(c["layer_norm_stats"]["data"][0]["y"])
         np.testing.assert_allclose(y, mean, rtol=1e-4, atol=1e-7, err_msg=where)
     elif page.endswith("6_Residual.py") and "residual_norms" in c:
         stack = [ref.get("hook_resid_pre", 0)]
         stack += [ref.get("hook_resid_post", i) for i in range(TINY.n_layer)]
         norms = np.array([np.linalg.norm(s, axis=-1) for s in stack])
-        custom = decode(c["residual_norms"]["data"][0]["customdata"])
+        custom = values(c["residual_norms"]["data"][0]["customdata"])
         np.testing.assert_allclose(custom, norms, rtol=1e-4, err_msg=where)
 
 

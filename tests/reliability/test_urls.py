@@ -5,6 +5,7 @@ models is read."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,34 +13,23 @@ from streamlit.testing.v1 import AppTest
 
 from engine.checkpoints import CheckpointError, random_model, save_checkpoint
 from engine.config import PRESETS
+from tests import support
 from ui.cache import MODEL_LOADS, load_model
 from ui.models import model_key, model_offered
 from ui.settings import MAX_TEXT_CHARS
 from ui.stages import STAGES
 from ui.text import DEFAULT_TEXT, text_fits_url
 
-ROOT = Path(__file__).resolve().parent.parent
+# The app on the tiny test model with no operator settings (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("tiny_app")
+
+ROOT = Path(__file__).resolve().parents[2]
 TINY = PRESETS["tiny"]
 TEXT = "The cat sat on the mat and looked at the dog."
 PAGES = ["app.py", *[s.path for s in STAGES if (ROOT / s.path).is_file()]]
 
 
-@pytest.fixture(autouse=True)
-def _test_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
-    for name in ("INSIDE_GPT_MODELS_DIR", "INSIDE_GPT_ALLOW_PATHS", "INSIDE_GPT_MAX_TOKENS"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def open_link(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for key, value in {"text": TEXT, **query}.items():
-        at.query_params[key] = value
-    if page != "app.py":
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+open_link = partial(support.open_page, text=TEXT, timeout=120)
 
 
 def warnings(at: AppTest) -> str:

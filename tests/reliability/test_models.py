@@ -21,22 +21,19 @@ from streamlit.testing.v1 import AppTest
 from engine.capture import run_with_trace
 from engine.checkpoints import CheckpointError, random_model, save_checkpoint
 from engine.config import PRESETS
+from tests import support
 from tests.support import values
 from ui.cache import load_model
 from ui.models import available_models, model_label
 from ui.settings import models_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+# The app on the tiny test model with no operator settings (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("tiny_app")
+
+ROOT = Path(__file__).resolve().parents[2]
 TINY = PRESETS["tiny"]
 N_RANKS = TINY.vocab_size - 1
 TEXT = "Friends, Romans, countrymen, lend me your ears"
-
-
-@pytest.fixture(autouse=True)
-def _test_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
-    for name in ("INSIDE_GPT_MODELS_DIR", "INSIDE_GPT_ALLOW_PATHS", "INSIDE_GPT_MAX_TOKENS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 class _RunsCommand:
@@ -132,12 +129,7 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
 
 
 def open_page(page: str = "pages/2_Embeddings.py") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params["text"] = TEXT
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return support.open_page(page, TEXT, timeout=120)
 
 
 def token_embedding_shown(at: AppTest) -> np.ndarray:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,14 @@ from engine.capture import trace_nbytes
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
+from tests import support
 from ui.cache import TRACES, get_trace, load_model, token_limit, tokens_that_fit
 from ui.stages import STAGES
 from ui.text import PRESETS_TEXT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GPT2_SHAPE = dataclasses.replace(PRESETS["gpt2"], n_layer=2)
 N_CTX = GPT2_SHAPE.n_ctx
 MODEL = "gpt2_shape_2_layers"
@@ -56,15 +58,7 @@ def full_context(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INSIDE_GPT_MAX_TOKENS", str(N_CTX))  # the researcher's setting
 
 
-def open_page(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    for key, value in {"text": TEXT, "model": MODEL, **query}.items():
-        at.query_params[key] = value
-    if page != "app.py":
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+open_page = partial(support.open_page, text=TEXT, timeout=600, model=MODEL)
 
 
 def chart_problems(at: AppTest, where: str) -> list[str]:

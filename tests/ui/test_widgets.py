@@ -1,24 +1,13 @@
-"""The walk through the layers: from stage 3 of layer 0, the "Next" button visits stages 3-7 of
-every layer in turn, then the output page, then Generate; the URL carries stage and layer."""
+"""ui.widgets.next_stage: from stage 3 of layer 0 the "Next" button visits stages 3-7 of every
+layer in turn, then the output page, then Generate; the URL carries stage and layer."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.config import PRESETS
-from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _test_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
-    monkeypatch.delenv("INSIDE_GPT_MODELS_DIR", raising=False)
-    monkeypatch.delenv("INSIDE_GPT_MAX_TOKENS", raising=False)
+from tests.support import ROOT, new_app
+from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, walk_neighbours
 
 
 def stage_of(at: AppTest) -> str:
@@ -67,3 +56,27 @@ def test_previous_walks_back_from_the_output_to_the_last_layers_dropout() -> Non
     assert at.session_state["layer"] == PRESETS["tiny"].n_layer - 1
     click(at, "dropout_prev")
     assert stage_of(at) == "residual"
+
+
+def test_next_button_opens_the_following_stage() -> None:
+    at = new_app({"text": "hello world"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    at.button(key="tokens_next").click().run()
+    assert not at.exception
+    assert at.title[0].value == "2 · Embeddings"
+
+
+def test_previous_from_attention_in_layer_one_goes_to_dropout_of_layer_zero() -> None:
+    prev, _ = walk_neighbours("attention", 1, 2)
+    assert prev is not None and prev[0].id == "dropout" and prev[1] == 0
+    at = new_app({"text": "hello world", "layer": "1"})
+    at.switch_page("pages/3_Attention.py")
+    at.run()
+    labels = [b.label for b in at.button]
+    if (ROOT / "pages/7_Dropout.py").is_file():
+        assert "← 7 · Dropout (layer 0)" in labels
+    assert (
+        any(label.startswith("Next: 4 · Feed-forward (layer 1)") for label in labels)
+        or not (ROOT / "pages/4_Feed_forward.py").is_file()
+    )

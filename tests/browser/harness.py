@@ -1,0 +1,207 @@
+"""Driving the app in a real browser, shared by the browser tests (tests/browser/) and the
+browser benchmark (bench/browser_bench.py): Debian's Chromium through playwright (never
+`playwright install`: it downloads), a Streamlit server on a free loopback port, and the wait
+until a page is idle (connected, script not running, no skeletons, every plotly chart drawn).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots of the browser tests (git-ignored)
+PAGE_TIMEOUT_S = 120.0  # the browser tests' limit for one page to become idle
+SETTLE_MS = 600  # how long a page must stay idle to count as finished (browser tests)
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+# Headless flags for this closed network: without the background-networking ones Chromium keeps
+# trying to reach Google's hosts.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+STATE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  const drawn = charts.filter(c => c.querySelector('.js-plotly-plot .main-svg'));
+  return {
+    app: !!app,
+    script: app ? app.getAttribute('data-test-script-state') : null,
+    conn: app ? app.getAttribute('data-test-connection-state') : null,
+    skeletons: document.querySelectorAll('[data-testid="stSkeleton"]').length,
+    running: [...document.querySelectorAll('[data-testid="stStatusWidget"]')]
+        .some(e => /running|stop/i.test(e.innerText)),
+    charts: charts.length,
+    drawn: drawn.length,
+    exceptions: [...document.querySelectorAll('[data-testid="stException"]')]
+        .map(e => e.innerText.trim().slice(0, 800)),
+    h1: [...document.querySelectorAll('h1')].map(e => e.innerText.trim()),
+  };
+}"""
+
+HEIGHT_JS = """() => {
+  let h = document.documentElement.scrollHeight;
+  for (const s of ['[data-testid="stMain"]', '[data-testid="stAppViewContainer"]',
+                   '[data-testid="stSidebarContent"]', '[data-testid="stMainBlockContainer"]']) {
+    const el = document.querySelector(s);
+    if (el) h = Math.max(h, el.scrollHeight);
+  }
+  return h;
+}"""
+
+# The frontend first probes "<page>/_stcore/health" and "<page>/_stcore/host-config" and falls
+# back to the root: every non-root page logs these two harmless 404s.
+BENIGN_404 = re.compile(r"/_stcore/(health|host-config)$")
+
+
+def missing_browser() -> str | None:
+    """None when Chromium and playwright are there, else why the browser cannot run."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found (apt-get install -y chromium fonts-noto-cjk)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (requirements-dev.txt)"
+    return None
+
+
+def launch(pw: Any) -> Any:
+    """A headless Chromium (the Debian binary, CHROMIUM_FLAGS) from a sync_playwright()."""
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(proc: subprocess.Popen, base: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+@contextmanager
+def streamlit_server(script: str, log_path: Path) -> Iterator[str]:
+    """`streamlit run script` (relative to the repository root) on a free loopback port, one
+    torch thread, the real models (INSIDE_GPT_TEST_MODEL unset); yields its base URL and stops
+    it at the end. Raises RuntimeError (with the log's tail) if it is not healthy in 90 s."""
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    env.pop("INSIDE_GPT_TEST_MODEL", None)
+    flags = ["--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}"]
+    flags += ["--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
+    flags += ["--server.runOnSave=false"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", script, *flags],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(proc, base, log_path)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _is_idle(state: dict[str, Any]) -> bool:
+    return bool(
+        state.get("app")
+        and state["conn"] == "CONNECTED"
+        and state["script"] == "notRunning"
+        and state["skeletons"] == 0
+        and not state["running"]
+        and state["drawn"] == state["charts"]
+    )
+
+
+def wait_idle(
+    page: Any, timeout_s: float, settle_ms: float, poll_ms: float = 150
+) -> tuple[float, dict[str, Any]]:
+    """Poll `page` until it is idle and stays idle for `settle_ms`. Returns the seconds from the
+    call until it first became idle (of that idle stretch) and its last state (STATE_JS).
+    Raises TimeoutError after `timeout_s`."""
+    start, first_idle, state = time.monotonic(), None, {}
+    while time.monotonic() - start < timeout_s:
+        try:
+            state = page.evaluate(STATE_JS)
+        except Exception:  # the document is being replaced
+            state = {"app": False}
+        now = time.monotonic()
+        if _is_idle(state):
+            first_idle = first_idle or now
+            if (now - first_idle) * 1000 >= settle_ms:
+                return first_idle - start, state
+        else:
+            first_idle = None
+        page.wait_for_timeout(poll_ms)
+    raise TimeoutError(f"page not idle after {timeout_s:.0f} s: {state}")
+
+
+def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) -> dict:
+    """Open one page (`path` under `base`, with `query`), wait until it is idle, screenshot it
+    to ARTIFACTS/`name`.png (the whole page); return its state (STATE_JS) with the console
+    errors (`errors`, the two benign 404s of a non-root page left out) and the final `url`."""
+    errors: list[str] = []
+    page = context.new_page()
+
+    def on_console(msg: Any) -> None:
+        if msg.type != "error":
+            return
+        where = (msg.location or {}).get("url", "")
+        if "Failed to load resource" in msg.text and "404" in msg.text:
+            if BENIGN_404.search(where.split("?")[0]) and path:
+                return
+        errors.append(f"{msg.text[:300]} <- {where}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {str(e)[:300]}"))
+    url = f"{base}/{path}?{urlencode(query)}"
+    page.goto(url, wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_S * 1000)
+    _, state = wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+    height = page.evaluate(HEIGHT_JS)
+    if height > 900:
+        page.set_viewport_size({"width": 1400, "height": min(height, 9000)})
+        _, state = wait_idle(page, 30, SETTLE_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    state["errors"] = errors
+    state["url"] = page.url
+    page.close()
+    return state

@@ -1,0 +1,61 @@
+"""Every stage page in AppTest: it marks itself in the sidebar, renders Chinese, markup-like and
+one-token texts, and ends with the walk controls of its stage."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+
+from tests import support
+from ui.stages import STAGES
+
+TEXT = "The cat sat on the mat. 你好，世界! The cat sat"
+open_page = partial(support.open_page, text=TEXT)
+trace_of = partial(support.reference_trace, text=TEXT)
+
+
+def test_every_page_marks_itself_in_the_sidebar_navigation() -> None:
+    for page, label in (
+        ("pages/1_Tokens.py", "1 · Input & tokens"),
+        ("pages/2_Embeddings.py", "2 · Embeddings"),
+        ("pages/3_Attention.py", "3 · Multi-head self-attention"),
+    ):
+        at = open_page(page)
+        marked = [
+            pl.proto.label for pl in at.sidebar.get("page_link") if "you are here" in pl.proto.label
+        ]
+        assert marked == [f"**{label}**  ◀ you are here"]
+
+
+CHINESE = "我们在学习大型语言模型。"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "pages/4_Feed_forward.py",
+        "pages/5_Layer_norm.py",
+        "pages/6_Residual.py",
+        "pages/7_Dropout.py",
+        "pages/8_Output.py",
+        "pages/9_Generate.py",
+    ],
+)
+@pytest.mark.parametrize("text", [CHINESE, "*_$x$_* <b>", "a"])
+def test_every_page_renders_chinese_markup_like_and_one_token_texts(page: str, text: str) -> None:
+    at = open_page(page, text=text)
+    stage = page.split("/")[1].split("_", 1)[0]
+    assert at.title[0].value.startswith(f"{stage} · ")
+    assert not at.error
+    assert at.get("plotly_chart")
+    # a next (or previous) control at the bottom of every page
+    assert any(b.key and b.key.endswith(("_next", "_prev")) for b in at.button)
+
+
+def test_every_page_ends_with_the_walk_controls_of_its_stage() -> None:
+    for stage in STAGES[3:]:
+        at = open_page(stage.path, layer="0")
+        keys = {b.key for b in at.button}
+        assert f"{stage.id}_prev" in keys
+        assert (f"{stage.id}_next" in keys) == (stage.id != "generate")

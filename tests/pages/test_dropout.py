@@ -1,0 +1,91 @@
+"""Page 7 (dropout) in AppTest: seeded masks match the engine, the training note, the average
+over masks."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.checkpoints import LoadedModel
+from engine.dropout_demo import dropout_pass
+from tests import support
+from tests.support import charts, z_of
+
+TEXT = "The cat sat on the mat. The cat sat on the"
+open_page = partial(support.open_page, text=TEXT)
+trace_of = partial(support.reference_trace, text=TEXT)
+
+
+def _dropout_panels(at: AppTest) -> list[np.ndarray]:
+    spec = charts(at)["dropout_patterns"]
+    return [z_of(spec, i) for i in range(3)]
+
+
+def test_dropout_page_is_reproducible_for_a_seed_and_matches_the_engine(
+    tiny_loaded: LoadedModel,
+) -> None:
+    query = {"layer": "1", "head": "1", "pos": "8"}
+    first = open_page("pages/7_Dropout.py", **query)
+    first.slider(key="dropout_p").set_value(0.5).run()
+    first.number_input(key="dropout_seed").set_value(7).run()
+    assert not first.exception
+    second = open_page("pages/7_Dropout.py", **query)
+    second.slider(key="dropout_p").set_value(0.5).run()
+    second.number_input(key="dropout_seed").set_value(7).run()
+    a, b = _dropout_panels(first), _dropout_panels(second)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    ref = trace_of(tiny_loaded)
+    direct = dropout_pass(tiny_loaded.model, tiny_loaded.tokenizer, ref.token_ids.tolist(), 0.5, 7)
+    np.testing.assert_allclose(a[0], np.round(ref.get("attn.hook_pattern", 1)[1], 4), atol=1e-6)
+    np.testing.assert_allclose(
+        a[2], np.round(direct.get("attn.hook_pattern_dropped", 1)[1], 4), atol=1e-6
+    )
+    first.number_input(key="dropout_seed").set_value(8).run()
+    assert not np.array_equal(_dropout_panels(first)[2], a[2])
+    assert not tiny_loaded.model.training
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_dropout_page_says_how_the_model_was_trained(
+    p: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled model is trained without dropout: the page must not claim a p it never used."""
+    import dataclasses
+
+    from engine.checkpoints import random_model, save_checkpoint
+    from engine.config import PRESETS
+
+    config = dataclasses.replace(PRESETS["tiny"], dropout=p)
+    save_checkpoint(random_model(config, seed=3), tmp_path / "m", n_ranks=config.vocab_size - 1)
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(support.ROOT / "app.py"), default_timeout=120)
+    at.query_params["model"] = "m"
+    at.query_params["text"] = TEXT
+    at.run()
+    at.switch_page("pages/7_Dropout.py").run()
+    assert not at.exception and not at.error
+    text = " ".join(m.value for m in at.markdown)
+    if p == 0.0:
+        assert "trained without it (p = 0" in text
+        assert "trained with p =" not in text
+    else:
+        assert "this model was trained with p = 0.1." in text
+    assert at.slider(key="dropout_p").value == pytest.approx(0.1 if p else 0.05)
+
+
+def test_the_dropout_pages_average_over_masks_approaches_the_evaluation_output() -> None:
+    at = open_page("pages/7_Dropout.py", layer="0", head="0")
+    at.slider(key="dropout_p").set_value(0.3).run()
+    at.slider(key="dropout_n").set_value(400).run()
+    inverted, plain, plain_scaled = (
+        np.array(t["y"]) for t in charts(at)["dropout_convergence"]["data"]
+    )
+    assert len(inverted) == 400
+    assert inverted[-1] < 0.25 * inverted[0]
+    assert plain_scaled[-1] < 0.25 * plain_scaled[0]
+    assert plain[-1] > 3 * inverted[-1]  # without rescaling the average stays off by p·x

@@ -1,0 +1,61 @@
+"""Page 5 (layer norm) in AppTest: numpy's statistics of each LayerNorm's input, ln_f on the
+last layer."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from engine.checkpoints import LoadedModel
+from tests import support
+from tests.support import charts
+
+TEXT = "The cat sat on the mat. The cat sat on the"
+open_page = partial(support.open_page, text=TEXT)
+trace_of = partial(support.reference_trace, text=TEXT)
+
+
+def test_layer_norm_page_shows_numpys_statistics_of_each_layer_norms_input(
+    tiny_loaded: LoadedModel,
+) -> None:
+    at = open_page("pages/5_Layer_norm.py", layer="0", pos="2")
+    assert at.title[0].value == "5 · Layer norm"
+    assert any("before" in i.value and "pre-norm" in i.value for i in at.info)
+    ref = trace_of(tiny_loaded)
+    radio = at.radio(key="layer_norm_which")
+    assert list(radio.options) == [
+        "ln_1 of layer 0 (before attention)",
+        "ln_2 of layer 0 (before the feed-forward block)",
+    ]
+    stats = charts(at)["layer_norm_stats"]["data"]
+    x = ref.get("hook_resid_pre", 0).astype(np.float64)
+    np.testing.assert_allclose(stats[0]["y"], x.mean(-1), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(stats[1]["y"], x.std(-1), rtol=1e-4)
+    radio.set_value("ln2").run()
+    stats = charts(at)["layer_norm_stats"]["data"]
+    np.testing.assert_allclose(
+        stats[1]["y"], ref.get("hook_resid_mid", 0).astype(np.float64).std(-1), rtol=1e-4
+    )
+    steps = charts(at)["layer_norm_steps"]["data"]
+    np.testing.assert_allclose(steps[1]["y"], ref.get("ln2.hook_normalized", 0)[2], rtol=1e-4)
+
+
+def test_the_final_layer_norm_is_offered_on_the_last_layer(tiny_loaded: LoadedModel) -> None:
+    at = open_page("pages/5_Layer_norm.py", layer="1")
+    radio = at.radio(key="layer_norm_which")
+    assert len(radio.options) == 3
+    radio.set_value("ln_final").run()
+    assert not at.exception
+    ref = trace_of(tiny_loaded)
+    stats = charts(at)["layer_norm_stats"]["data"]
+    final = ref.get("hook_resid_post", 1).astype(np.float64)
+    np.testing.assert_allclose(stats[1]["y"], final.std(-1), rtol=1e-4)
+    ln_f = tiny_loaded.model.transformer.ln_f
+    gb = charts(at)["layer_norm_gamma_beta"]["data"]
+    np.testing.assert_allclose(gb[0]["y"], ln_f.weight.detach().numpy(), rtol=1e-6)
+    # back on layer 0, the page falls back to ln_1 instead of failing
+    at.session_state["layer"] = 0
+    at.run()
+    assert not at.exception
+    assert at.radio(key="layer_norm_which").value == "ln1"

@@ -1,0 +1,92 @@
+"""Page 8 (output probabilities and logit lens) in AppTest: lens cells, sampling knobs applied
+to the stored logits, the lens window."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from engine.checkpoints import LoadedModel
+from engine.figures.common import plotly_text, token_labels
+from engine.figures.output import cell_word
+from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
+from engine.model import GPT
+from engine.sampling import SamplingSettings, next_token_distribution
+from tests import support
+from tests.support import charts
+
+TEXT = "The cat sat on the mat. The cat sat on the"
+open_page = partial(support.open_page, text=TEXT)
+trace_of = partial(support.reference_trace, text=TEXT)
+
+
+def test_the_lens_cell_of_the_last_layer_is_the_final_softmaxs_top_token(
+    tiny_loaded: LoadedModel,
+) -> None:
+    at = open_page("pages/8_Output.py", pos="4")
+    assert at.title[0].value == "8 · Output probabilities & logit lens"
+    ref = trace_of(tiny_loaded)
+    lens = charts(at)["output_lens"]["data"][0]
+    display = tiny_loaded.tokenizer.display
+    shown = [int(label.split(":", 1)[0]) for label in lens["x"]]
+    assert shown == list(range(len(shown))) and len(shown) >= 10
+    for col, pos in enumerate(shown):
+        probs = final_probs(ref, pos)
+        assert lens["text"][-1][col] == plotly_text(cell_word(display(int(np.argmax(probs)))))
+        assert lens["z"][-1][col] == pytest.approx(probs.max(), abs=2e-4)
+    assert lens["y"] == ["embed", "block 0", "block 1"]
+    expected = logit_lens(ref, tiny_loaded.model)
+    nxt = charts(at)["output_next_token"]["data"]
+    np.testing.assert_allclose(nxt[0]["y"], expected.next_prob[:, 4], rtol=1e-4)
+    target = at.selectbox(key="output_target").value
+    probs = [lens_distribution(ref, tiny_loaded.model, r, 4)[target] for r in range(3)]
+    np.testing.assert_allclose(charts(at)["output_target_chart"]["data"][0]["y"], probs, rtol=1e-4)
+
+
+def test_temperature_top_k_and_top_p_reshape_the_stored_logits_without_a_rerun(
+    tiny_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_page("pages/8_Output.py", pos="6")
+    ref = trace_of(tiny_loaded)
+    before = charts(at)["output_top_tokens"]["data"]
+    model_p = next_token_distribution(ref.logits[6], SamplingSettings())
+    order = np.argsort(-model_p)[:15]
+    np.testing.assert_allclose(before[1]["x"], model_p[order], rtol=1e-4)
+    calls: list[int] = []
+    real_forward = GPT.forward
+
+    def counting_forward(self: GPT, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "forward", counting_forward)
+    at.slider(key="output_temperature").set_value(2.0).run()
+    at.number_input(key="output_top_k").set_value(5).run()
+    at.slider(key="output_top_p").set_value(0.9).run()
+    assert not at.exception
+    after = charts(at)["output_top_tokens"]["data"]
+    shaped = next_token_distribution(ref.logits[6], SamplingSettings(2.0, 5, 0.9))
+    np.testing.assert_allclose(after[1]["x"], shaped[order], rtol=1e-4, atol=1e-9)
+    assert 0 < np.count_nonzero(after[1]["x"]) <= 5
+    np.testing.assert_allclose(after[0]["x"], before[0]["x"])  # the model's own: unchanged
+    assert calls == []
+
+
+def test_the_lens_window_moves_along_a_long_text(tiny_loaded: LoadedModel) -> None:
+    text = "To be, or not to be, that is the question: whether tis nobler in the mind"
+    at = open_page("pages/8_Output.py", text=text)
+    ref = trace_of(tiny_loaded, text=text)
+    assert ref.n_tokens > 16
+    # the window opens on the selected position (the last token by default)
+    assert charts(at)["output_lens"]["data"][0]["x"][-1] == token_labels(ref.token_strs)[-1]
+    at.slider(key="output_lens_window").set_value(0).run()
+    assert charts(at)["output_lens"]["data"][0]["x"] == token_labels(ref.token_strs, 0, 16)
+    last = ref.n_tokens - 16  # the last window: it ends on the text's last token
+    at.slider(key="output_lens_window").set_value(last).run()
+    assert not at.exception
+    lens = charts(at)["output_lens"]["data"][0]
+    assert lens["x"] == token_labels(ref.token_strs, last, ref.n_tokens)
+    top = logit_lens(ref, tiny_loaded.model).top_probs[:, last:, 0]
+    np.testing.assert_allclose(np.array(lens["z"], dtype=float), np.round(top, 4), atol=2e-4)

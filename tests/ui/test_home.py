@@ -1,0 +1,51 @@
+"""The home page (app.py, ui.home): the flowchart and the model card's rows."""
+
+from __future__ import annotations
+
+from engine.card import ModelCard
+from engine.checkpoints import LoadedModel
+from engine.config import PRESETS
+from tests.support import ROOT, new_app
+from ui.cache import load_model
+from ui.home import model_card_rows
+from ui.stages import STAGES
+
+
+def test_home_page_shows_the_flowchart_and_the_model_card() -> None:
+    at = new_app()
+    at.run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Inside GPT")
+    pages_on_disk = [s for s in STAGES if (ROOT / s.path).is_file()]
+    sidebar = [(pl.proto.page, pl.proto.label) for pl in at.sidebar.get("page_link")]
+    assert sidebar[0][1] == "Inside GPT: home"
+    assert [label for _, label in sidebar[1:]] == [s.label for s in pages_on_disk]
+    assert [page for page, _ in sidebar[1:]] == [s.url_path for s in pages_on_disk]
+    body = [(pl.proto.page, pl.proto.label) for pl in at.main.get("page_link")]
+    assert ("Tokens", "Start the walk: 1 · Input & tokens") in body
+    assert [page for page, _ in body[: len(pages_on_disk)]] != []
+    for stage in pages_on_disk:
+        assert (stage.url_path, f"{stage.number} · {stage.short_title}") in body
+    card = at.table[0].value
+    values = dict(zip(card.iloc[:, 0], card.iloc[:, 1], strict=True))
+    tiny = PRESETS["tiny"]
+    assert values["Layers (blocks)"] == str(tiny.n_layer)
+    assert values["Attention heads per layer"] == str(tiny.n_head)
+    assert values["Width of the residual stream (d_model)"] == str(tiny.d_model)
+    assert values["Context (longest text it reads)"] == f"{tiny.n_ctx} tokens"
+    assert values["Parameters"] == f"{tiny.n_params():,}"
+    assert values["Vocabulary"].startswith(f"{tiny.vocab_size:,} tokens")
+
+
+def test_model_card_reads_the_validation_loss_from_the_card() -> None:
+    loaded = load_model("bundled")
+    with_loss = LoadedModel(
+        name="x",
+        model=loaded.model,
+        tokenizer=loaded.tokenizer,
+        source="nowhere",
+        card=ModelCard(trained_on="Shakespeare", val_loss=3.71234),
+    )
+    rows = dict(model_card_rows(with_loss))
+    assert rows["Validation loss (nats per token)"] == "3.712"
+    assert rows["Trained on"] == "Shakespeare"

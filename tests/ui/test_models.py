@@ -1,0 +1,92 @@
+"""ui.models: which models are offered, loading from the models folder, broken directories and
+unknown names, the operator's path box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.capture import run_with_trace
+from engine.checkpoints import random_model, save_checkpoint
+from engine.config import PRESETS
+from tests.support import chart_list, new_app, unique_text, values
+from ui.cache import load_model
+from ui.models import available_models
+
+
+def test_available_models_lists_directories_with_a_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text("{}")
+    (tmp_path / "not_a_model").mkdir()
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
+    assert available_models() == ["bundled", "random", "gpt2"]
+
+
+def test_a_gpt2_directory_from_the_models_folder_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = random_model(PRESETS["tiny"], seed=5)
+    save_checkpoint(model, tmp_path / "mini", n_ranks=PRESETS["tiny"].vocab_size - 1)
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
+    text = unique_text()
+    at = new_app({"text": text, "model": "mini"})
+    at.switch_page("pages/2_Embeddings.py")
+    at.run()
+    assert not at.exception
+    assert not at.error
+    assert at.session_state["model_id"] == "mini"
+    loaded = load_model("mini")
+    expected = run_with_trace(loaded.model, loaded.tokenizer, text)
+    token_map = chart_list(at)[0]
+    np.testing.assert_allclose(values(token_map["data"][0]["z"]), expected["hook_embed"], atol=1e-6)
+
+
+def test_a_broken_model_directory_gives_a_message_and_keeps_the_previous_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "bert"}')
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
+    at = new_app({"text": "hello there"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    at.selectbox(key="_w_model").set_value("broken").run()
+    assert not at.exception
+    assert any("broken" in e.value and "gpt2" in e.value for e in at.error)
+    assert at.session_state["model_id"] == "bundled"
+    assert at.get("plotly_chart")  # the page still draws with the previous model
+    assert at.session_state["text"] == "hello there"
+
+
+def test_an_unknown_model_in_a_link_is_reported() -> None:
+    at = new_app({"text": "hello", "model": "../../etc"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception
+    assert at.session_state["model_id"] == "bundled"
+    assert any("../../etc" in w.value for w in at.warning)
+
+
+def test_a_directory_path_box_appears_only_when_the_operator_allows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = new_app({"text": "hello"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not [t for t in at.text_input if t.key == "_w_path"]
+    save_checkpoint(random_model(PRESETS["tiny"], seed=7), tmp_path / "anywhere", n_ranks=4096)
+    monkeypatch.setenv("INSIDE_GPT_ALLOW_PATHS", "1")
+    at = new_app({"text": "hello"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    at.text_input(key="_w_path").input(str(tmp_path / "anywhere")).run()
+    assert not at.exception
+    assert not at.error
+    assert at.session_state["model_id"] == str(tmp_path / "anywhere")
+    at.text_input(key="_w_path").input(str(tmp_path / "missing")).run()
+    assert any("is not a directory" in e.value for e in at.error)
+    assert at.session_state["model_id"] == str(tmp_path / "anywhere")
