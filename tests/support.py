@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,26 @@ def table_with(at: AppTest, column: str) -> pd.DataFrame:
 def reference_trace(loaded: LoadedModel, text: str) -> Trace:
     """The Trace the app computes for `text` (tests' tiny model = the app's tiny "bundled")."""
     return run_with_trace(loaded.model, loaded.tokenizer, text)
+
+
+@dataclass(frozen=True)
+class PageText:
+    """The text a page-test module opens its pages on, and that text's reference Trace."""
+
+    text: str
+
+    def open(self, page: str, text: str | None = None, **query: str) -> AppTest:
+        """`open_page` on this text (or on `text`)."""
+        return open_page(page, self.text if text is None else text, **query)
+
+    def trace(self, loaded: LoadedModel, text: str | None = None) -> Trace:
+        """`reference_trace` of this text (or of `text`)."""
+        return reference_trace(loaded, self.text if text is None else text)
+
+
+# English with Chinese (characters split into byte tokens), and plain English with repeats.
+MIXED = PageText("The cat sat on the mat. 你好，世界! The cat sat")
+PLAIN = PageText("The cat sat on the mat. The cat sat on the")
 
 
 def labels_of(trace: Trace, lo: int = 0, hi: int | None = None) -> list[str]:

@@ -3,16 +3,12 @@ one-token texts, and ends with the walk controls of its stage."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 
-from tests import support
+from tests.support import MIXED
 from ui.stages import STAGES
 
-TEXT = "The cat sat on the mat. 你好，世界! The cat sat"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = MIXED.open, MIXED.trace, MIXED.text
 
 
 def test_every_page_marks_itself_in_the_sidebar_navigation() -> None:

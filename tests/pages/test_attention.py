@@ -3,8 +3,6 @@ changing the text, layer, head or position changes them."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 
@@ -12,12 +10,9 @@ from engine.checkpoints import LoadedModel
 from engine.figures import common
 from engine.lens import attention as la
 from engine.lens.heads import head_scores
-from tests import support
-from tests.support import chart, values, z_of
+from tests.support import MIXED, chart, values, z_of
 
-TEXT = "The cat sat on the mat. 你好，世界! The cat sat"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = MIXED.open, MIXED.trace, MIXED.text
 
 
 def test_selected_head_heatmap_equals_the_pattern(tiny_loaded: LoadedModel) -> None:

@@ -3,7 +3,6 @@ over masks."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,9 @@ from streamlit.testing.v1 import AppTest
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import dropout_pass
 from tests import support
-from tests.support import charts, z_of
+from tests.support import PLAIN, charts, z_of
 
-TEXT = "The cat sat on the mat. The cat sat on the"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
 
 def _dropout_panels(at: AppTest) -> list[np.ndarray]:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from engine.checkpoints import LoadedModel
 from engine.figures import common
 from engine.lens import embeddings as le
-from tests import support
-from tests.support import chart, values, z_of
+from tests.support import MIXED, chart, values, z_of
 
-TEXT = "The cat sat on the mat. 你好，世界! The cat sat"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = MIXED.open, MIXED.trace, MIXED.text
 
 
 def test_embedding_heatmaps_equal_the_trace(tiny_loaded: LoadedModel) -> None:

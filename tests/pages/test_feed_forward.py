@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from engine.checkpoints import LoadedModel
 from engine.figures.common import token_labels
 from engine.lens.feed_forward import top_neurons
-from tests import support
-from tests.support import charts, z_of
+from tests.support import PLAIN, charts, z_of
 
-TEXT = "The cat sat on the mat. The cat sat on the"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
 
 def test_feed_forward_page_draws_the_selected_layers_hidden_units(

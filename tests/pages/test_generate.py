@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from engine.checkpoints import LoadedModel
 from engine.sampling import SamplingSettings, sample_next
-from tests import support
-from tests.support import charts, table_with
+from tests.support import PLAIN, charts, table_with
 
-TEXT = "The cat sat on the mat. The cat sat on the"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
 
 def _next_token(at: AppTest) -> AppTest:

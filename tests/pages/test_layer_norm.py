@@ -3,17 +3,12 @@ last layer."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from engine.checkpoints import LoadedModel
-from tests import support
-from tests.support import charts
+from tests.support import PLAIN, charts
 
-TEXT = "The cat sat on the mat. The cat sat on the"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
 
 def test_layer_norm_page_shows_numpys_statistics_of_each_layer_norms_input(

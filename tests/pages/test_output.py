@@ -3,8 +3,6 @@ to the stored logits, the lens window."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 
@@ -14,12 +12,9 @@ from engine.figures.output import cell_word
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution
-from tests import support
-from tests.support import charts
+from tests.support import PLAIN, charts
 
-TEXT = "The cat sat on the mat. The cat sat on the"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
 
 def test_the_lens_cell_of_the_last_layer_is_the_final_softmaxs_top_token(

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 
 from engine.checkpoints import LoadedModel
-from tests import support
-from tests.support import charts, table_with, z_of
+from tests.support import PLAIN, charts, table_with, z_of
 
-TEXT = "The cat sat on the mat. The cat sat on the"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
 
 def test_residual_page_draws_the_stored_residual_norms_and_contributions(

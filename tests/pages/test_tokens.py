@@ -3,16 +3,11 @@ user HTML, BPE merge steps, the shared position."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from engine.checkpoints import LoadedModel
 from engine.figures import common
-from tests import support
-from tests.support import chart
+from tests.support import MIXED, chart
 
-TEXT = "The cat sat on the mat. 你好，世界! The cat sat"
-open_page = partial(support.open_page, text=TEXT)
-trace_of = partial(support.reference_trace, text=TEXT)
+open_page, trace_of, TEXT = MIXED.open, MIXED.trace, MIXED.text
 
 
 def test_tokens_page_lists_every_token_of_the_text(tiny_loaded: LoadedModel) -> None:
