@@ -33,6 +33,19 @@ CELL_CHARS = 6  # longer words are cut in the cell (hover shows them whole)
 HOVER_TOP = 5
 
 
+def _model_bars(labels: list[str], probs: np.ndarray) -> go.Bar:
+    """The model's own probabilities (temperature 1) of the listed tokens, as horizontal bars
+    (grey, beside the distribution actually sampled from)."""
+    return go.Bar(
+        y=labels,
+        x=probs,
+        orientation="h",
+        name="model (temperature 1)",
+        marker_color=PALETTE[9],
+        hovertemplate="%{y}<br>p = %{x:.4f}<extra>model</extra>",
+    )
+
+
 def top_tokens_figure(
     model_probs: np.ndarray,
     shaped_probs: np.ndarray,
@@ -45,16 +58,7 @@ def top_tokens_figure(
     ids = top_candidates(model_probs, k)
     labels = [f"{plotly_text(display(int(i)))}  (id {int(i)})" for i in ids]
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            y=labels,
-            x=np.asarray(model_probs, dtype=np.float64)[ids],
-            orientation="h",
-            name="model (temperature 1)",
-            marker_color=PALETTE[9],
-            hovertemplate="%{y}<br>p = %{x:.4f}<extra>model</extra>",
-        )
-    )
+    fig.add_trace(_model_bars(labels, np.asarray(model_probs, dtype=np.float64)[ids]))
     fig.add_trace(
         go.Bar(
             y=labels,
@@ -191,16 +195,7 @@ def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
     labels = [f"{plotly_text(display(i))}  (id {i})" for i in ids]
     colours = [PALETTE[3] if i == step.token_id else PALETTE[0] for i in ids]
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            y=labels,
-            x=step.model_probs[ids],
-            orientation="h",
-            name="model (temperature 1)",
-            marker_color=PALETTE[9],
-            hovertemplate="%{y}<br>p = %{x:.4f}<extra>model</extra>",
-        )
-    )
+    fig.add_trace(_model_bars(labels, step.model_probs[ids]))
     fig.add_trace(
         go.Bar(
             y=labels,
