@@ -12,10 +12,12 @@ everything else; neither is used."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -65,15 +67,24 @@ class SharedCache:
         self._lock = threading.Lock()
         self._computing: dict[Hashable, threading.Lock] = {}
 
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def get(
+        self,
+        key: Hashable,
+        compute: Callable[[], Any],
+        busy: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> Any:
         """The value under `key`, computed by `compute()` (once, whoever asks) when absent.
-        An exception from `compute` reaches every caller and nothing is kept."""
+        `busy()` is entered while this session waits for or computes the value (a spinner):
+        a session waiting on another's computation shows it too, and the value is stored
+        before it exits (leaving a Streamlit spinner can stop a script that has been asked to
+        rerun; the finished work is kept). An exception from `compute` reaches every caller
+        and nothing is kept."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key][0]
             key_lock = self._computing.setdefault(key, threading.Lock())
-        with key_lock:
+        with busy(), key_lock:
             with self._lock:
                 if key in self._items:  # computed by the session we waited for
                     self._items.move_to_end(key)
@@ -130,16 +141,12 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _spinning(message: str | None, compute: Callable[[], Any]) -> Callable[[], Any]:
-    """`compute`, showing `message` in a spinner while it runs (None: no spinner)."""
+def _busy(message: str | None) -> Callable[[], AbstractContextManager[Any]]:
+    """What `SharedCache.get` shows while a value is on its way: a spinner with `message`
+    (None: nothing)."""
     if message is None:
-        return lambda: _frozen(compute())
-
-    def run() -> Any:
-        with st.spinner(message):
-            return _frozen(compute())
-
-    return run
+        return contextlib.nullcontext
+    return lambda: st.spinner(message)
 
 
 def _of_view(
@@ -152,7 +159,7 @@ def _of_view(
     """A value derived from the view's Trace, keyed by (model, tokens run, text, *extra)."""
     trace = view.trace
     key = (model_key(view.model_id), trace.n_tokens, trace.prompt, *extra)
-    return cache.get(key, _spinning(spinner, compute))
+    return cache.get(key, lambda: _frozen(compute()), _busy(spinner))
 
 
 # --- models and Traces ----------------------------------------------------------------------
@@ -171,7 +178,7 @@ def load_model(model_id: str) -> LoadedModel:
         loaded.model.eval()
         return loaded
 
-    return MODELS.get(key, _spinning("Loading the model…", compute))
+    return MODELS.get(key, compute, _busy("Loading the model…"))
 
 
 def tokens_that_fit(config: Any, max_bytes: int) -> int:
@@ -206,13 +213,12 @@ def get_trace(model_id: str, text: str, loaded: LoadedModel) -> Trace:
     keep, _ = token_limit(loaded.config)
 
     def compute() -> Trace:
-        with st.spinner("Running the model on your text…"):
-            TRACE_COMPUTATIONS[(key, text)] += 1
-            ids = encode_text(loaded, text)
-            trace = run_with_trace(loaded.model, loaded.tokenizer, ids[:keep], model_name=key)
+        TRACE_COMPUTATIONS[(key, text)] += 1
+        ids = encode_text(loaded, text)
+        trace = run_with_trace(loaded.model, loaded.tokenizer, ids[:keep], model_name=key)
         return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(ids) - keep))
 
-    return TRACES.get((key, keep, text), compute)
+    return TRACES.get((key, keep, text), compute, _busy("Running the model on your text…"))
 
 
 # --- values derived from a view's Trace -----------------------------------------------------
@@ -266,4 +272,4 @@ def get_last_logits(view: View, text: str, ids: list[int]) -> np.ndarray:
     """Logits [V] after the last of `ids` (the model reads the last n_ctx of them), for
     continuing a text longer than the Trace; cached per (model, text, ids)."""
     key = (model_key(view.model_id), text, tuple(ids))
-    return LAST_LOGITS.get(key, _spinning(None, lambda: last_logits(view.loaded.model, ids)))
+    return LAST_LOGITS.get(key, lambda: _frozen(last_logits(view.loaded.model, ids)))

@@ -1,0 +1,64 @@
+"""ui.cache.SharedCache: what a session shows while a value is on its way, and what is kept
+when leaving the spinner stops the script (Streamlit raises its rerun exception there)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ui.cache import SharedCache
+
+
+def test_a_session_waiting_for_another_sessions_value_shows_the_busy_message_too() -> None:
+    cache = SharedCache(4)
+    shown: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def busy(who: str) -> Iterator[None]:
+        shown.append(who)
+        yield
+
+    def slow() -> int:
+        started.set()
+        release.wait(10)
+        return 42
+
+    results: list[int] = []
+    first = threading.Thread(target=lambda: results.append(cache.get("k", slow, lambda: busy("a"))))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(
+        target=lambda: results.append(cache.get("k", lambda: -1, lambda: busy("b")))
+    )
+    second.start()
+    deadline = time.monotonic() + 10
+    while "b" not in shown and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert shown == ["a", "b"]  # the waiter shows it while the first session computes
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert results == [42, 42]  # computed once, the waiter gets the same value
+
+
+def test_a_value_finished_before_the_spinner_stops_the_script_is_kept() -> None:
+    cache = SharedCache(4)
+
+    class RerunError(Exception):
+        """Stands in for Streamlit's RerunException, raised when a spinner exits."""
+
+    @contextlib.contextmanager
+    def interrupted() -> Iterator[None]:
+        yield
+        raise RerunError
+
+    calls: list[int] = []
+    with pytest.raises(RerunError):
+        cache.get("j", lambda: calls.append(1) or 7, interrupted)
+    assert cache.get("j", lambda: calls.append(1) or 0) == 7
+    assert calls == [1]
