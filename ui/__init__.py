@@ -25,6 +25,3 @@ The frame contract (pages rely on it):
 Environment variables (set by the operator, never by a page): see `ui.settings`.
 """
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (DESIGN.md)
