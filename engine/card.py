@@ -269,6 +269,29 @@ class ModelCard:
         value of the wrong type or an unknown key."""
         return _decode(cls, raw, "card")
 
+    @classmethod
+    def summary_of(cls, raw: Any) -> ModelCard | None:
+        """The summary of a card that `from_dict` refuses (one written by an older version, or
+        by hand): what it was trained on, how far training got and the validation loss, where
+        they have the expected types; None when `raw` is not a JSON object. The validation
+        loss is also read under the names older cards used (`validation_loss`,
+        `best_val_loss`)."""
+        if not isinstance(raw, dict):
+            return None
+        trained_on = raw.get("trained_on")
+        fields: dict[str, Any] = {
+            "trained_on": trained_on if isinstance(trained_on, str) else "not recorded"
+        }
+        for name in ("checkpoint_step", "max_steps", "tokens_seen"):
+            if isinstance(raw.get(name), int) and not isinstance(raw.get(name), bool):
+                fields[name] = raw[name]
+        for name in ("val_loss", "validation_loss", "best_val_loss"):
+            value = raw.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                fields["val_loss"] = float(value)
+                break
+        return cls(**fields)
+
 
 def read_card(directory: str | Path) -> ModelCard | None:
     """The card in `directory/config.json` (`inside_gpt.card`), or None when there is none.

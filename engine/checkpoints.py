@@ -385,15 +385,18 @@ def load_directory(
 
 
 def _card_of(directory: Path, extra: dict[str, Any]) -> ModelCard | None:
-    """The card in `inside_gpt`, or None when there is none or it cannot be read (a warning:
-    a card this version does not understand never stops the weights from loading)."""
+    """The card in `inside_gpt`, or None when there is none. A card this version cannot read
+    in full (an older format, a hand-written one) gives its summary (`ModelCard.summary_of`)
+    with a warning: it never stops the weights from loading."""
     if extra.get("card") is None:
         return None
     try:
         return ModelCard.from_dict(extra["card"])
     except CardError as err:
-        log.warning("%s/config.json: ignoring its model card: %s", directory.name, err)
-        return None
+        log.warning(
+            "%s/config.json: reading only the summary of its model card: %s", directory.name, err
+        )
+        return ModelCard.summary_of(extra["card"])
 
 
 def save_checkpoint(

@@ -86,7 +86,32 @@ def test_checkpoints_without_a_card_or_with_an_unreadable_one_still_load(
     (directory / "config.json").write_text(json.dumps(raw))
     with caplog.at_level(logging.WARNING):
         loaded = load_directory(directory)
-    assert loaded.card is None
-    assert "ignoring its model card" in caplog.text
+    assert loaded.card == ModelCard(trained_on="x", val_loss=3.0)  # its summary
+    assert "reading only the summary of its model card" in caplog.text
     with pytest.raises(CardError, match="best_val_loss"):
         read_card(directory)
+
+
+def test_a_card_in_the_previous_format_keeps_its_summary_rows() -> None:
+    """A card written before the card was typed (sentence keys, `head` strings): the home page
+    still shows what it was trained on, how far training got and the validation loss."""
+    old = {
+        "trained_on": "Shakespeare (38 works) and a copy task",
+        "tokens_seen": 30_720_000,
+        "checkpoint_step": 15_000,
+        "max_steps": 15_000,
+        "val_loss": 3.696,
+        "best_previous_token_head": {"layer": 0, "head": "0.2", "score": 0.987},
+        "thresholds_met": {"validation loss below the Kneser-Ney bigram": True},
+    }
+    with pytest.raises(CardError):
+        ModelCard.from_dict(old)
+    assert ModelCard.summary_of(old) == ModelCard(
+        trained_on="Shakespeare (38 works) and a copy task",
+        tokens_seen=30_720_000,
+        checkpoint_step=15_000,
+        max_steps=15_000,
+        val_loss=3.696,
+    )
+    assert ModelCard.summary_of(["not", "a", "card"]) is None
+    assert ModelCard.summary_of({"tokens_seen": "many"}) == ModelCard(trained_on="not recorded")
