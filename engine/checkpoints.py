@@ -1,7 +1,8 @@
 """All loading and saving of models lives here.
 
 A checkpoint is a Hugging Face GPT-2 directory: `config.json` (`model_type: gpt2`) and
-`model.safetensors` (or `pytorch_model.bin`, read with `torch.load(weights_only=True)` only).
+`model.safetensors` (or `pytorch_model.bin`, read with `torch.load(weights_only=True)` only;
+either may be sharded, listed by its `.index.json`; float16/bfloat16 are computed in float32).
 Its tokenizer is either recorded in `config.json` under `"inside_gpt"` (this project's models:
 cl100k_base cut to N ranks) or given by `vocab.json` + `merges.txt` (GPT-2 and its fine-tunes).
 Every failure raises `CheckpointError` with a message that names the problem.
@@ -23,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from engine.card import CardError, ModelCard
-from engine.config import PRESETS, GPTConfig
+from engine.config import ACTIVATIONS, PRESETS, GPTConfig
 from engine.model import GPT
 from engine.tokenizer import Tokenizer, cl100k_truncated, gpt2_bpe
 
@@ -49,6 +50,9 @@ class LoadedModel:
     tokenizer: Tokenizer
     source: str  # where the weights came from, for the UI
     card: ModelCard | None = None  # training facts from config.json (engine.card)
+    # The dtype(s) the checkpoint stored its weights in, e.g. "bfloat16"; they are computed in
+    # float32 here whatever it was (the UI can say so).
+    stored_dtype: str = "float32"
 
     @property
     def config(self) -> GPTConfig:
@@ -89,28 +93,45 @@ def _integer(raw: dict[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     return value
 
 
-def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
-    """GPTConfig from a Hugging Face GPT-2 `config.json` dictionary."""
+def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
+    """A true/false field of config.json; anything else is refused, naming the key and value."""
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"config.json: {key} = {value!r} is not true or false")
+    return value
+
+
+def _refuse_unsupported(raw: dict[str, Any]) -> None:
+    """Refuse, naming the key and its value, what this engine does not compute: another model
+    type, an activation outside `ACTIVATIONS`, cross-attention (an encoder-decoder model)."""
     if raw.get("model_type") != "gpt2":
         raise CheckpointError(
             f"config.json has model_type {raw.get('model_type')!r}; only 'gpt2' is supported"
         )
     act = raw.get("activation_function", "gelu_new")
-    if act not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise CheckpointError(f"activation_function {act!r} is not GPT-2's tanh GELU")
-    # Variants of GPT-2's attention that this engine does not compute: refuse them rather than
-    # give silently different numbers. (reorder_and_upcast_attn only changes precision.)
-    if raw.get("scale_attn_weights", True) is False:
-        raise CheckpointError("config.json sets scale_attn_weights to false; not supported")
-    if raw.get("scale_attn_by_inverse_layer_idx", False):
-        raise CheckpointError("config.json sets scale_attn_by_inverse_layer_idx; not supported")
-    if raw.get("add_cross_attention", False):
-        raise CheckpointError("config.json adds cross-attention (an encoder-decoder model)")
-    if raw.get("tie_word_embeddings", True) is False:
+    if act not in ACTIVATIONS:
         raise CheckpointError(
-            "config.json sets tie_word_embeddings to false; this engine unembeds with the token "
-            "embedding (as GPT-2 does) and cannot load a separate output layer"
+            f"config.json: activation_function = {act!r} is not supported; this engine computes "
+            + ", ".join(ACTIVATIONS)
         )
+    if _flag(raw, "add_cross_attention", False):
+        raise CheckpointError(
+            "config.json: add_cross_attention = True is not supported (an encoder-decoder model)"
+        )
+    # Hugging Face's reorder_and_upcast_attn computes the attention scores in float32; every
+    # weight here is float32 already, so it is the same function: accepted, checked for type.
+    _flag(raw, "reorder_and_upcast_attn", False)
+
+
+def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
+    """GPTConfig from a Hugging Face GPT-2 `config.json` dictionary (`transformers.GPT2Config`).
+
+    Every option of GPT2Config that changes the function computed is read: `n_inner`,
+    `layer_norm_epsilon`, `activation_function` (any name in `engine.config.ACTIVATIONS`),
+    `scale_attn_weights`, `scale_attn_by_inverse_layer_idx`, `reorder_and_upcast_attn` (the same
+    function in float32) and `tie_word_embeddings`. Raises CheckpointError naming the key and
+    its value for anything else this engine does not compute, or a missing/invalid field."""
+    _refuse_unsupported(raw)
     try:
         n_embd = _integer(raw, "n_embd")
         return GPTConfig(
@@ -122,7 +143,13 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
             dropout=float(raw.get("resid_pdrop", 0.1)),
             layer_norm_eps=float(raw.get("layer_norm_epsilon", 1e-5)),
             d_mlp=_integer(raw, "n_inner", None) or 4 * n_embd,
+            activation=raw.get("activation_function", "gelu_new"),
+            scale_attn_weights=_flag(raw, "scale_attn_weights", True),
+            scale_attn_by_inverse_layer_idx=_flag(raw, "scale_attn_by_inverse_layer_idx", False),
+            tie_word_embeddings=_flag(raw, "tie_word_embeddings", True),
         )
+    except CheckpointError:
+        raise
     except KeyError as err:
         raise CheckpointError(f"config.json lacks the field {err.args[0]!r}") from err
     except (TypeError, ValueError) as err:
@@ -141,12 +168,14 @@ def config_to_hf(config: GPTConfig, extra: dict[str, Any] | None = None) -> dict
         "n_ctx": config.n_ctx,
         "n_inner": config.d_mlp,
         "vocab_size": config.vocab_size,
-        "activation_function": "gelu_new",
+        "activation_function": config.activation,
+        "scale_attn_weights": config.scale_attn_weights,
+        "scale_attn_by_inverse_layer_idx": config.scale_attn_by_inverse_layer_idx,
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,
         "layer_norm_epsilon": config.layer_norm_eps,
-        "tie_word_embeddings": True,
+        "tie_word_embeddings": config.tie_word_embeddings,
         "bos_token_id": config.vocab_size - 1,
         "eos_token_id": config.vocab_size - 1,
     }
@@ -158,17 +187,29 @@ def config_to_hf(config: GPTConfig, extra: dict[str, Any] | None = None) -> dict
 # --- state dicts -------------------------------------------------------------------------------
 
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+WTE_KEY, LM_HEAD_KEY = "transformer.wte.weight", "lm_head.weight"
+# The weight files of a directory, in the order they are looked for; an index file lists shards.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 
 
 def canonical_key(key: str) -> str | None:
     """This engine's name for a GPT-2 state-dict key, or None for keys to drop. The one place
     that cleans keys: strips wrapper prefixes (`module.`, `_orig_mod.`), adds `transformer.` to a
-    bare GPT2Model's keys, drops GPT-2's old attention-mask buffers and the tied `lm_head`."""
+    bare GPT2Model's keys, drops GPT-2's old attention-mask buffers; `lm_head.weight` stays
+    `lm_head.weight` (`_key_plan` decides what it is: tied or the model's own)."""
     for prefix in ("module.", "_orig_mod."):
         if key.startswith(prefix):
             key = key[len(prefix) :]
-    if key == "lm_head.weight" or key.endswith(_IGNORED_SUFFIXES):
+    if key.endswith(_IGNORED_SUFFIXES):
         return None
+    if key == LM_HEAD_KEY:
+        return key
     return key if key.startswith("transformer.") else "transformer." + key
 
 
@@ -178,8 +219,26 @@ def canonical_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {k: v for k, v in renamed if k is not None}
 
 
-def _expected_shapes(model: GPT) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def _key_plan(keys: list[str], tied: bool, source: str) -> tuple[dict[str, str], str | None]:
+    """(engine name -> stored key, the stored key of a tied `lm_head.weight` to compare with
+    `wte`, or None). A tied embedding may be stored under either name: only as
+    `lm_head.weight` (what `safetensors.torch.save_model` writes) it becomes `wte`. Raises
+    CheckpointError for a weight stored twice under different names."""
+    names: dict[str, str] = {}
+    head: str | None = None
+    for key in keys:
+        new = canonical_key(key)
+        if new is None:
+            continue
+        if new == LM_HEAD_KEY and tied:
+            head = key
+            continue
+        if new in names:
+            raise CheckpointError(f"{source} stores {new!r} twice: as {names[new]!r} and {key!r}")
+        names[new] = key
+    if head is not None and WTE_KEY not in names:
+        names[WTE_KEY], head = head, None
+    return names, head
 
 
 def _check_keys_and_shapes(
@@ -192,6 +251,7 @@ def _check_keys_and_shapes(
     if unexpected:
         raise CheckpointError(
             f"{source} has {len(unexpected)} unexpected weight(s), e.g. {unexpected[0]!r}"
+            + (" (config.json ties the embeddings)" if unexpected[0] == LM_HEAD_KEY else "")
         )
     for key, shape in expected.items():
         if found[key] != shape:
@@ -201,41 +261,84 @@ def _check_keys_and_shapes(
             )
 
 
-def _lm_head_key(keys: list[str]) -> str | None:
-    for key in keys:
-        bare = key.removeprefix("module.").removeprefix("_orig_mod.")
-        if bare == "lm_head.weight":
-            return key
-    return None
-
-
 def _check_tied(lm_head: torch.Tensor | None, state: dict[str, torch.Tensor], source: str) -> None:
-    """A stored `lm_head.weight` is dropped (the unembedding is tied to `wte`); refuse one that
+    """A stored tied `lm_head.weight` is dropped (the unembedding is `wte`); refuse one that
     differs, which would otherwise be silently replaced."""
-    if lm_head is not None and not torch.equal(lm_head.float(), state["transformer.wte.weight"]):
+    if lm_head is not None and not torch.equal(lm_head.float(), state[WTE_KEY]):
         raise CheckpointError(
-            f"{source} has an lm_head.weight that differs from the token embedding; this engine "
-            "ties them (as GPT-2 does) and cannot load a separate output layer"
+            f"{source} has an lm_head.weight that differs from the token embedding, but "
+            "config.json has tie_word_embeddings = true (set it to false for an own output layer)"
         )
 
 
-def _read_safetensors(path: Path, model: GPT) -> dict[str, torch.Tensor]:
-    expected = _expected_shapes(model)
+@dataclass(frozen=True)
+class _Stored:
+    """What a checkpoint stores, read before any tensor is: stored key -> (file, shape, dtype)."""
+
+    entries: dict[str, tuple[Path, tuple[int, ...], str]]
+    source: str  # the file name(s), for messages
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    """The weight files of `directory`: one file, or the shards its index file lists. Raises
+    CheckpointError for none, or an index that is not JSON with a `weight_map` of file names
+    inside the directory."""
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if path.is_file():
+            break
+    else:
+        raise CheckpointError(
+            f"{directory.name}/ has neither model.safetensors nor pytorch_model.bin "
+            "(nor an .index.json of their shards)"
+        )
+    if not name.endswith(".index.json"):
+        return [path]
     try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
-            renamed = ((canonical_key(key), key) for key in keys)
-            names = {new: key for new, key in renamed if new is not None}
-            shapes = {ck: tuple(f.get_slice(k).get_shape()) for ck, k in names.items()}
-            _check_keys_and_shapes(shapes, expected, path.name)
-            state = {ck: f.get_tensor(k).float() for ck, k in names.items()}
-            head_key = _lm_head_key(keys)
-            _check_tied(f.get_tensor(head_key) if head_key else None, state, path.name)
-            return state
-    except SafetensorError as err:
-        raise CheckpointError(f"{path.name} is truncated or corrupt: {err}") from err
-    except OSError as err:
-        raise CheckpointError(f"cannot read {path.name}: {err}") from err
+        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"cannot read {name}: {err}") from err
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{name} has no weight_map of weight -> file name") from err
+    for shard in shards:
+        if not isinstance(shard, str) or Path(shard).name != shard or shard.startswith("."):
+            raise CheckpointError(f"{name} lists the shard {shard!r}, not a file name")
+        if not (directory / shard).is_file():
+            raise CheckpointError(f"{name} lists the shard {shard!r}, which is not in the folder")
+    return [directory / shard for shard in shards]
+
+
+def _stored_safetensors(paths: list[Path]) -> _Stored:
+    entries: dict[str, tuple[Path, tuple[int, ...], str]] = {}
+    for path in paths:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    if key in entries:
+                        raise CheckpointError(f"{key!r} is stored in two shards")
+                    part = f.get_slice(key)
+                    dtype = _SAFETENSORS_DTYPES.get(part.get_dtype(), part.get_dtype())
+                    entries[key] = (path, tuple(part.get_shape()), dtype)
+        except SafetensorError as err:
+            raise CheckpointError(f"{path.name} is truncated or corrupt: {err}") from err
+        except OSError as err:
+            raise CheckpointError(f"cannot read {path.name}: {err}") from err
+    return _Stored(entries, ", ".join(p.name for p in paths))
+
+
+def _read_safetensors(stored: _Stored, keys: list[str]) -> dict[str, torch.Tensor]:
+    """The tensors `keys` (stored keys) as stored, each file opened once."""
+    out: dict[str, torch.Tensor] = {}
+    for path in dict.fromkeys(stored.entries[k][0] for k in keys):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                out.update({k: f.get_tensor(k) for k in keys if stored.entries[k][0] == path})
+        except SafetensorError as err:
+            raise CheckpointError(f"{path.name} is truncated or corrupt: {err}") from err
+        except OSError as err:
+            raise CheckpointError(f"cannot read {path.name}: {err}") from err
+    return out
 
 
 def _refusal_reason(err: Exception) -> str:
@@ -247,7 +350,7 @@ def _refusal_reason(err: Exception) -> str:
     return "; ".join(useful) or type(err).__name__
 
 
-def _read_bin(path: Path, model: GPT) -> dict[str, torch.Tensor]:
+def _read_bin(path: Path) -> dict[str, torch.Tensor]:
     """A pickled state dict, read with `torch.load(weights_only=True)`: a restricted unpickler
     that builds tensors and plain containers only and refuses anything else before it runs."""
     try:
@@ -269,16 +372,45 @@ def _read_bin(path: Path, model: GPT) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path.name} is truncated or corrupt: {first}") from err
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{path.name} does not hold a dictionary of tensors")
-    state = canonical_state_dict(raw)
-    _check_keys_and_shapes(
-        {k: tuple(v.shape) for k, v in state.items()},
-        _expected_shapes(model),
-        path.name,
-    )
-    state = {k: v.float() for k, v in state.items()}
-    head_key = _lm_head_key(list(raw))
-    _check_tied(raw[head_key] if head_key else None, state, path.name)
-    return state
+    return raw
+
+
+def _read_bins(paths: list[Path]) -> tuple[_Stored, dict[str, torch.Tensor]]:
+    tensors: dict[str, torch.Tensor] = {}
+    entries: dict[str, tuple[Path, tuple[int, ...], str]] = {}
+    for path in paths:
+        for key, value in _read_bin(path).items():
+            if key in tensors:
+                raise CheckpointError(f"{key!r} is stored in two shards")
+            tensors[key] = value
+            entries[key] = (path, tuple(value.shape), str(value.dtype).removeprefix("torch."))
+    return _Stored(entries, ", ".join(p.name for p in paths)), tensors
+
+
+def read_weights(directory: Path, model: GPT) -> tuple[dict[str, torch.Tensor], str]:
+    """The float32 state dict of `model`'s shape from `directory`'s weight files (one file or
+    shards listed by an index, safetensors or `.bin` read with `weights_only=True`), and the
+    dtype(s) the checkpoint stored them in ("float32", "bfloat16", "float16, float32").
+
+    Every key and shape is checked against `model` before a safetensors tensor is read. Raises
+    CheckpointError naming the file and the problem."""
+    paths = _weight_files(directory)
+    tensors: dict[str, torch.Tensor] | None = None
+    if paths[0].suffix == ".safetensors":
+        stored = _stored_safetensors(paths)
+    else:
+        stored, tensors = _read_bins(paths)
+    names, head = _key_plan(list(stored.entries), model.config.tie_word_embeddings, stored.source)
+    shapes = {new: stored.entries[key][1] for new, key in names.items()}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_keys_and_shapes(shapes, expected, stored.source)
+    wanted = list(names.values()) + ([head] if head else [])
+    if tensors is None:
+        tensors = _read_safetensors(stored, wanted)
+    state = {new: tensors[key].float() for new, key in names.items()}
+    _check_tied(tensors[head] if head else None, state, stored.source)
+    dtypes = sorted({stored.entries[key][2] for key in names.values()})
+    return state, ", ".join(dtypes)
 
 
 # --- tokenizers --------------------------------------------------------------------------------
@@ -359,20 +491,7 @@ def load_directory(
             f"{config.vocab_size} embeddings"
         )
     model = GPT(config)
-    safetensors_path, bin_path = (
-        directory / "model.safetensors",
-        directory / "pytorch_model.bin",
-    )
-    if safetensors_path.is_file():
-        state = _read_safetensors(safetensors_path, model)
-    elif bin_path.is_file():
-        state = _read_bin(bin_path, model)
-    else:
-        sharded = any(directory.glob("*.index.json"))
-        raise CheckpointError(
-            f"{directory.name}/ has neither model.safetensors nor pytorch_model.bin"
-            + (" (sharded checkpoints are not supported)" if sharded else "")
-        )
+    state, stored_dtype = read_weights(directory, model)
     model.load_state_dict(state, strict=True)
     _frozen(model)
     return LoadedModel(
@@ -381,6 +500,7 @@ def load_directory(
         tokenizer=tokenizer,
         source=str(directory),
         card=card,
+        stored_dtype=stored_dtype,
     )
 
 

@@ -9,6 +9,35 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+# The MLP nonlinearities this engine computes: every parameter-free function of Hugging Face's
+# `transformers.activations.ACT2CLS` (5.x), by the name `activation_function` gives it.
+# (engine/model.py maps each name to its function.) "prelu" and "xielu" carry learned
+# parameters that no GPT-2 checkpoint stores, so they are not here.
+ACTIVATIONS = (
+    "gelu_new",
+    "gelu_pytorch_tanh",
+    "gelu_fast",
+    "gelu_python_tanh",
+    "gelu_accurate",
+    "gelu",
+    "gelu_python",
+    "gelu_10",
+    "quick_gelu",
+    "relu",
+    "relu2",
+    "relu6",
+    "leaky_relu",
+    "silu",
+    "swish",
+    "mish",
+    "hardswish",
+    "sigmoid",
+    "tanh",
+    "laplace",
+    "sqrtsoftplus",
+    "linear",
+)
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -26,6 +55,13 @@ class GPTConfig:
         d_mlp: hidden width of the feed-forward block; 0 means GPT-2's 4 * d_model. After
             construction it holds the resolved width, so `dataclasses.replace(cfg, d_model=64)`
             keeps the old width: pass `d_mlp=0` as well to get 4 * 64.
+        activation: the MLP's nonlinearity, a name of `ACTIVATIONS` (Hugging Face's
+            `activation_function`; GPT-2 uses "gelu_new", the tanh approximation of GELU).
+        scale_attn_weights: divide attention scores by sqrt(d_head) (GPT-2 does).
+        scale_attn_by_inverse_layer_idx: also divide block i's scores by i + 1 (Mistral/GPT-2
+            variant of Hugging Face's config).
+        tie_word_embeddings: the unembedding is the token embedding W_E (GPT-2); False: the
+            model has its own output matrix `lm_head` [vocab_size, d_model].
     """
 
     n_layer: int = 12
@@ -36,6 +72,10 @@ class GPTConfig:
     dropout: float = 0.1
     layer_norm_eps: float = 1e-5
     d_mlp: int = 0  # 0 -> 4 * d_model, as in GPT-2
+    activation: str = "gelu_new"
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    tie_word_embeddings: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "d_model", "n_ctx", "vocab_size"):
@@ -58,13 +98,27 @@ class GPTConfig:
             raise ValueError(f"layer_norm_eps must be in (0, 1), got {self.layer_norm_eps!r}")
         if self.d_mlp == 0:
             object.__setattr__(self, "d_mlp", 4 * self.d_model)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"GPTConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
+                f"got {self.activation!r}"
+            )
+        for name in (
+            "scale_attn_weights",
+            "scale_attn_by_inverse_layer_idx",
+            "tie_word_embeddings",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"GPTConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
 
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_head
 
     def n_params(self) -> int:
-        """Parameter count with the unembedding tied to the token embedding."""
+        """Parameter count (an untied output matrix counted too)."""
         d, m = self.d_model, self.d_mlp
         per_block = (
             2 * 2 * d  # ln_1, ln_2
@@ -77,7 +131,8 @@ class GPTConfig:
             + m * d
             + d  # mlp c_proj
         )
-        return self.vocab_size * d + self.n_ctx * d + self.n_layer * per_block + 2 * d
+        n_embeddings = (1 if self.tie_word_embeddings else 2) * self.vocab_size * d
+        return n_embeddings + self.n_ctx * d + self.n_layer * per_block + 2 * d
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -103,14 +103,20 @@ class LayerNorm(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention: softmax(q k^T / sqrt(dh), future masked) v per head,
-    heads concatenated and projected by W_o (c_proj)."""
+    """Multi-head causal self-attention: softmax(scale * q k^T, future masked) v per head,
+    heads concatenated and projected by W_o (c_proj). GPT-2's scale is 1 / sqrt(dh); the
+    config's `scale_attn_weights` (False: 1) and `scale_attn_by_inverse_layer_idx` (also
+    / (layer + 1)) change it as Hugging Face's GPT2Attention does."""
 
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
         self.n_head = config.n_head
         self.d_head = config.d_head
+        scale = 1.0 / math.sqrt(config.d_head) if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            scale /= float(layer + 1)
+        self.scale = scale
         self.c_attn = Conv1D(config.d_model, 3 * config.d_model)  # W_q | W_k | W_v
         self.c_proj = Conv1D(config.d_model, config.d_model)  # W_o
         causal = torch.tril(torch.ones(config.n_ctx, config.n_ctx, dtype=torch.bool))
@@ -137,7 +143,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, dh]
         if record is record_nothing and (p == 0.0 or generator is None):
             # The same computation in one fused kernel (training and plain inference).
-            z = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            z = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=p, is_causal=True, scale=self.scale
+            )
         else:
             z = self._weighted_values(q, k, v, record, p, generator)
         z = z.transpose(1, 2)  # [B, T, H, dh]
@@ -156,8 +164,8 @@ class CausalSelfAttention(nn.Module):
         """Attention step by step, q, k, v [B, H, T, dh] -> z [B, H, T, dh], recording the
         scores and the pattern (and the dropped pattern when p > 0)."""
         n, T = self.names, q.shape[2]
-        # q.k / sqrt(dh): scaling q ([T, d]) costs less than scaling the [H, T, T] product
-        scores = (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)  # [B, H, T, T]
+        # scale * q.k: scaling q ([T, d]) costs less than scaling the [H, T, T] product
+        scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, H, T, T]
         scores.masked_fill_(~self.causal[:T, :T], float("-inf"))  # no peeking ahead
         pattern = torch.softmax(scores, dim=-1)  # each row sums to 1 over keys <= query
         record(n["attn.hook_attn_scores"], scores)
@@ -168,8 +176,66 @@ class CausalSelfAttention(nn.Module):
         return pattern @ v
 
 
+def _tanh_gelu(x: Tensor) -> Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _clipped_gelu(x: Tensor) -> Tensor:
+    return F.gelu(x).clamp(-10.0, 10.0)
+
+
+def _quick_gelu(x: Tensor) -> Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _relu_squared(x: Tensor) -> Tensor:
+    return F.relu(x).square()
+
+
+def _laplace(x: Tensor) -> Tensor:
+    return 0.5 * (1.0 + torch.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0))))
+
+
+def _sqrt_softplus(x: Tensor) -> Tensor:
+    return F.softplus(x).sqrt()
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+# Hugging Face's `activation_function` name -> the function (transformers.activations.ACT2CLS,
+# 5.x, the parameter-free ones). The five tanh-GELU names are one function in exact arithmetic;
+# Hugging Face's formulas differ from torch's kernel by float rounding only (< 1e-6).
+ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_new": _tanh_gelu,  # GPT-2's own
+    "gelu_pytorch_tanh": _tanh_gelu,
+    "gelu_fast": _tanh_gelu,
+    "gelu_python_tanh": _tanh_gelu,
+    "gelu_accurate": _tanh_gelu,
+    "gelu": F.gelu,  # the exact (erf) GELU
+    "gelu_python": F.gelu,
+    "gelu_10": _clipped_gelu,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "relu2": _relu_squared,
+    "relu6": F.relu6,
+    "leaky_relu": F.leaky_relu,  # slope 0.01, torch's and Hugging Face's default
+    "silu": F.silu,
+    "swish": F.silu,
+    "mish": F.mish,
+    "hardswish": F.hardswish,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "laplace": _laplace,
+    "sqrtsoftplus": _sqrt_softplus,
+    "linear": _identity,
+}
+
+
 class MLP(nn.Module):
-    """The feed-forward block: c_proj(gelu(c_fc(x))), width d -> m -> d."""
+    """The feed-forward block: c_proj(act(c_fc(x))), width d -> m -> d; act is the config's
+    `activation` (GPT-2: the tanh GELU "gelu_new"), chosen once here."""
 
     def __init__(self, config: GPTConfig, layer: int) -> None:
         super().__init__()
@@ -177,10 +243,11 @@ class MLP(nn.Module):
         self.c_fc = Conv1D(config.d_model, config.d_mlp)
         self.c_proj = Conv1D(config.d_mlp, config.d_model)
         self.names = _block_names(layer)
+        self.act = ACTIVATION_FUNCTIONS[config.activation]
 
     def forward(self, x: Tensor, recorder: Recorder = record_nothing) -> Tensor:
         pre = self.c_fc(x)  # [B, T, m]
-        post = F.gelu(pre, approximate="tanh")  # GPT-2's "gelu_new"
+        post = self.act(pre)
         recorder(self.names["mlp.hook_pre"], pre)
         recorder(self.names["mlp.hook_post"], post)
         return self.c_proj(post)
@@ -222,7 +289,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT-2: token + position embeddings, n_layer pre-LN blocks, ln_f, tied unembedding."""
+    """GPT-2: token + position embeddings, n_layer pre-LN blocks, ln_f, the unembedding (tied
+    to the token embedding, or the model's own `lm_head` when `tie_word_embeddings` is False)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -237,6 +305,8 @@ class GPT(nn.Module):
                 ),
             )
         )
+        if not config.tie_word_embeddings:  # its own output matrix [V, d], Hugging Face's name
+            self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
     def init_weights(self, generator: torch.Generator, sinusoidal_positions: bool = False) -> None:
         """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer).
@@ -266,14 +336,18 @@ class GPT(nn.Module):
 
     @property
     def lm_head_weight(self) -> Tensor:
-        """The unembedding, tied to the token embedding: logits = h @ wte.T."""
-        return self.transformer.wte.weight
+        """The unembedding W_U^T [vocab_size, d_model]: logits = h @ W.T. The token embedding
+        `wte` when tied (GPT-2), else the model's own `lm_head.weight`."""
+        if self.config.tie_word_embeddings:
+            return self.transformer.wte.weight
+        return self.lm_head.weight
 
     def unembed(
         self, resid: Tensor, normalize: bool = True, *, recorder: Recorder | None = None
     ) -> Tensor:
         """Logits [..., V] of residual-stream vectors [..., d]: the final LayerNorm `ln_f`, then
-        the tied unembedding W_E^T (GPT-2 ties it to the token embedding). The one place that
+        the unembedding `lm_head_weight` (GPT-2 ties it to the token embedding W_E; an untied
+        model has its own). The one place that
         does this: the forward pass calls it, and so should anything else that reads a
         residual as logits (the logit lens).
 
