@@ -4,7 +4,8 @@ A checkpoint is a Hugging Face GPT-2 directory: `config.json` (`model_type: gpt2
 `model.safetensors` (or `pytorch_model.bin`, read with `torch.load(weights_only=True)` only;
 either may be sharded, listed by its `.index.json`; float16/bfloat16 are computed in float32).
 Its tokenizer is either recorded in `config.json` under `"inside_gpt"` (this project's models:
-cl100k_base cut to N ranks) or given by `vocab.json` + `merges.txt` (GPT-2 and its fine-tunes).
+cl100k_base cut to N ranks) or given by Hugging Face's `tokenizer.json` (what `transformers` 5
+writes) or `vocab.json` + `merges.txt` (GPT-2 and its fine-tunes): a byte-level BPE, any ids.
 Every failure raises `CheckpointError` with a message that names the problem.
 """
 
@@ -26,7 +27,7 @@ from safetensors.torch import save_file
 from engine.card import CardError, ModelCard
 from engine.config import ACTIVATIONS, PRESETS, GPTConfig
 from engine.model import GPT
-from engine.tokenizer import Tokenizer, cl100k_truncated, gpt2_bpe
+from engine.tokenizer import Tokenizer, cl100k_truncated, gpt2_bpe, tokenizer_json_bpe
 
 log = logging.getLogger(__name__)
 
@@ -430,11 +431,18 @@ def _tokenizer_for(directory: Path, extra: dict[str, Any]) -> Tokenizer:
                 f"got {spec.get('n_ranks')!r}"
             ) from err
     vocab, merges = directory / "vocab.json", directory / "merges.txt"
-    for needed in (vocab, merges):
-        if not needed.is_file():
-            raise CheckpointError(f"{directory.name}/ has no {needed.name} (the tokenizer)")
+    single = directory / "tokenizer.json"
     try:
+        if single.is_file():  # what transformers' AutoTokenizer reads first, too
+            return tokenizer_json_bpe(single)
+        for needed in (vocab, merges):
+            if not needed.is_file():
+                raise CheckpointError(
+                    f"{directory.name}/ has no tokenizer.json and no {needed.name} (the tokenizer)"
+                )
         return gpt2_bpe(vocab, merges)
+    except CheckpointError:
+        raise
     except ValueError as err:
         raise CheckpointError(str(err)) from err
 

@@ -99,39 +99,81 @@ class EncodeSteps:
 
 
 class Tokenizer:
-    """A tiktoken encoding with the helpers the app needs. Immutable after construction."""
+    """A tiktoken encoding with the helpers the app needs. Immutable after construction.
 
-    def __init__(self, name: str, encoding: tiktoken.Encoding, ranks: dict[bytes, int]) -> None:
+    `ranks`: token bytes -> merge rank, tiktoken's table. `to_id`: rank -> token id, for a
+    tokenizer whose ids are not its merge ranks (see `byte_level_bpe`); None when they are the
+    same (cl100k, GPT-2's own files). Every public method takes and returns ids."""
+
+    def __init__(
+        self,
+        name: str,
+        encoding: tiktoken.Encoding,
+        ranks: dict[bytes, int],
+        to_id: list[int] | None = None,
+    ) -> None:
         self.name = name
         self.encoding = encoding
         self._ranks = ranks
         self._pattern = regex.compile(encoding._pat_str)
-        self.eot_id: int = encoding.eot_token
-        self.vocab_size: int = encoding.n_vocab
+        self._to_id = to_id
+        self._no_merge = max(ranks.values()) + 1
+        self._to_rank = None if to_id is None else {i: r for r, i in enumerate(to_id)}
+        ids = (
+            set(to_id)
+            if to_id is not None
+            else {*ranks.values(), *encoding._special_tokens.values()}
+        )
+        self.vocab_size: int = max(ids) + 1
+        # ids below vocab_size that name no token (a vocabulary with gaps): refused like others
+        self._gaps = (
+            frozenset(range(self.vocab_size)) - ids if len(ids) < self.vocab_size else frozenset()
+        )
+        self.special_tokens: dict[str, int] = {
+            name: self._id(rank) for name, rank in encoding._special_tokens.items()
+        }
+        self.eot_id: int = self.special_tokens[ENDOFTEXT]
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size})"
 
+    def _id(self, rank: int) -> int:
+        return rank if self._to_id is None else self._to_id[rank]
+
+    def _ids(self, ranks: list[int]) -> list[int]:
+        return ranks if self._to_id is None else [self._to_id[r] for r in ranks]
+
     def encode(self, text: str) -> list[int]:
         """Token ids. Special-token strings such as `<|endoftext|>` in user text are plain text."""
-        return self.encoding.encode_ordinary(text)
+        return self._ids(self.encoding.encode_ordinary(text))
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`; bytes that do not form UTF-8 (a character cut by the context) become
         U+FFFD. An id outside the vocabulary raises ValueError."""
-        ids = [self._checked(i) for i in ids]
-        return self.encoding.decode(ids, errors="replace")
+        ranks = [self._rank(i) for i in ids]
+        return self.encoding.decode(ranks, errors="replace")
 
     def token_bytes(self, token_id: int) -> bytes:
-        return self.encoding.decode_single_token_bytes(self._checked(token_id))
+        """The bytes of one token (a special token's are its name, e.g. b"<|endoftext|>")."""
+        return self.encoding.decode_single_token_bytes(self._rank(token_id))
 
-    def _checked(self, token_id: int) -> int:
+    def token_id(self, token: bytes) -> int | None:
+        """The id of the regular (non-special) token whose bytes are `token`, or None."""
+        rank = self._ranks.get(token)
+        return None if rank is None else self._id(rank)
+
+    def is_special(self, token_id: int) -> bool:
+        """Whether `token_id` is an added/special token (known by name, never made from text)."""
+        return int(token_id) in self.special_tokens.values()
+
+    def _rank(self, token_id: int) -> int:
+        """tiktoken's rank of an id; ValueError for an id that is not in the vocabulary."""
         i = int(token_id)
-        if not 0 <= i < self.vocab_size:
+        if not 0 <= i < self.vocab_size or i in self._gaps:
             raise ValueError(
                 f"token id {i} is outside the vocabulary of {self.name} (0..{self.vocab_size - 1})"
             )
-        return i
+        return i if self._to_rank is None else self._to_rank[i]
 
     def display(self, token_id: int) -> str:
         """`display_token` of one id."""
@@ -171,7 +213,7 @@ class Tokenizer:
             piece = match.group()
             whole = piece.encode("utf-8")
             if len(whole) > max_step_bytes:
-                ids = tuple(self.encoding._encode_single_piece(whole))
+                ids = tuple(self._ids(self.encoding._encode_single_piece(whole)))
                 steps.append(
                     PreTokenSteps(
                         text=piece,
@@ -189,7 +231,7 @@ class Tokenizer:
                     text=piece,
                     bytes_=tuple(bytes([b]) for b in whole),
                     merges=history,
-                    ids=tuple(self._ranks[p] for p in parts),
+                    ids=tuple(self._id(self._ranks[p]) for p in parts),
                 )
             )
         all_ids = tuple(i for s in steps for i in s.ids)
@@ -203,7 +245,7 @@ class Tokenizer:
             # tiktoken takes a pre-token that is itself a token directly, even where the
             # merge order would not reach it; show that as one step.
             return ((whole,),)
-        none = len(self._ranks) + 1  # larger than every rank: "this pair never merges"
+        none = self._no_merge  # larger than every rank: "this pair never merges"
         parts = [bytes([b]) for b in whole]
         pair_ranks = [self._ranks.get(a + b, none) for a, b in itertools.pairwise(parts)]
         history: list[tuple[bytes, ...]] = []
@@ -249,66 +291,6 @@ def read_tiktoken_ranks(path: Path, expected_sha256: str | None = None) -> dict[
                 f"line {number} of {path.name} is not 'token rank': {line[:60]!r}"
             ) from err
     return ranks
-
-
-def _gpt2_byte_decoder() -> dict[str, int]:
-    """GPT-2's `bytes_to_unicode`, inverted: the printable character that stands for each byte
-    in `vocab.json` and `merges.txt` -> the byte. The 188 printable non-space bytes stand for
-    themselves; the other 68 are shifted to U+0100 onwards, in byte order."""
-    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
-    decoder = {chr(b): b for b in printable}
-    shifted = [b for b in range(256) if b not in decoder.values()]
-    decoder.update({chr(256 + n): b for n, b in enumerate(shifted)})
-    return decoder
-
-
-def gpt2_ranks(vocab_json: Path, merges_txt: Path) -> tuple[dict[bytes, int], dict[str, int]]:
-    """Merge ranks of a GPT-2 byte-level BPE from Hugging Face's files, and the special tokens
-    that `vocab.json` lists beyond them. Raises ValueError naming the first inconsistency.
-
-    tiktoken needs token id == merge rank: ids 0..255 are the single bytes in GPT-2's
-    `bytes_to_unicode` order, then one id per line of `merges.txt`, in order."""
-    decoder = _gpt2_byte_decoder()
-    order = sorted(decoder, key=lambda ch: (ord(ch) >= 256, ord(ch)))  # GPT-2's byte order
-
-    def to_bytes(symbol: str, where: str) -> bytes:
-        try:
-            return bytes(decoder[ch] for ch in symbol)
-        except KeyError as err:
-            raise ValueError(f"{where}: {symbol!r} is not in GPT-2's byte alphabet") from err
-
-    ranks = {bytes([decoder[ch]]): rank for rank, ch in enumerate(order)}
-    text = merges_txt.read_text(encoding="utf-8")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.startswith("#version"):
-            continue
-        pair = line.split()
-        if len(pair) != 2:
-            raise ValueError(f"line {number} of {merges_txt.name} is not a pair: {line[:60]!r}")
-        where = f"line {number} of {merges_txt.name}"
-        merged = to_bytes(pair[0], where) + to_bytes(pair[1], where)
-        if merged in ranks:
-            raise ValueError(f"{where} merges into a token that already exists: {line!r}")
-        ranks[merged] = len(ranks)
-
-    vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
-    if not isinstance(vocab, dict):
-        raise ValueError(f"{vocab_json.name} is not a JSON object of token -> id")
-    specials = {k: v for k, v in vocab.items() if k in (ENDOFTEXT, "<|startoftext|>")}
-    listed = {to_bytes(k, vocab_json.name): v for k, v in vocab.items() if k not in specials}
-    if listed != ranks:
-        for token, rank in ranks.items():
-            if listed.get(token) != rank:
-                raise ValueError(
-                    f"{vocab_json.name} gives {token!r} the id {listed.get(token)}, but its place "
-                    f"in the bytes + {merges_txt.name} order is {rank}"
-                )
-        extra = next(t for t in listed if t not in ranks)
-        raise ValueError(f"{vocab_json.name} lists {extra!r}, which no merge produces")
-    for name, special_id in specials.items():
-        if not isinstance(special_id, int) or 0 <= special_id < len(ranks):
-            raise ValueError(f"{vocab_json.name} gives {name} the id {special_id!r}, a BPE id")
-    return ranks, specials
 
 
 def _cl100k_full_path() -> Path:
@@ -364,26 +346,238 @@ def cl100k_truncated(n_ranks: int) -> Tokenizer:
     return Tokenizer(name, encoding, ranks)
 
 
-def gpt2_bpe(vocab_json: Path, merges_txt: Path) -> Tokenizer:
-    """A GPT-2-style byte-level BPE built from Hugging Face's `vocab.json` + `merges.txt`.
+def _gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2's `bytes_to_unicode`, inverted: the printable character that stands for each byte
+    in `vocab.json`, `merges.txt` and `tokenizer.json` -> the byte. The 188 printable non-space
+    bytes stand for themselves; the other 68 are shifted to U+0100 onwards, in byte order."""
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    decoder = {chr(b): b for b in printable}
+    shifted = [b for b in range(256) if b not in decoder.values()]
+    decoder.update({chr(256 + n): b for n, b in enumerate(shifted)})
+    return decoder
 
-    Raises ValueError (naming the file and the problem) when the two files do not form one."""
+
+# Names of added tokens recognised in a `vocab.json` that comes with no list of added tokens.
+_KNOWN_SPECIALS = (ENDOFTEXT, "<|startoftext|>")
+
+
+@dataclass(frozen=True)
+class ByteLevelBPE:
+    """A byte-level BPE as Hugging Face stores it, in GPT-2's byte alphabet: `vocab` token ->
+    id (every id, any assignment), `merges` in priority order, `added` token name -> id (special
+    and other added tokens: never produced from text here, known by name). `where` names the
+    file(s) for messages."""
+
+    vocab: dict[str, int]
+    merges: list[tuple[str, str]]
+    added: dict[str, int]
+    where: str
+
+
+def _bpe_tables(bpe: ByteLevelBPE) -> tuple[dict[bytes, int], list[bytes]]:
+    """(regular token bytes -> id, the token each merge makes, in merges order). Raises
+    ValueError naming the first inconsistency: a byte without a token, a merge whose parts or
+    result the vocabulary lacks, two merges making one token, a token no merge makes, an id
+    given twice or not a non-negative integer."""
+    decoder = _gpt2_byte_decoder()
+
+    def to_bytes(symbol: str, what: str) -> bytes:
+        try:
+            return bytes(decoder[ch] for ch in symbol)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{what} {symbol!r} is not in GPT-2's byte alphabet") from err
+
+    regular = {to_bytes(t, "the token"): i for t, i in bpe.vocab.items() if t not in bpe.added}
+    seen: dict[int, object] = {}
+    for name, i in [*regular.items(), *bpe.added.items()]:
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise ValueError(f"{bpe.where} gives {name!r} the id {i!r}, not an id")
+        if i in seen:
+            raise ValueError(f"{bpe.where} gives {seen[i]!r} and {name!r} the same id {i}")
+        seen[i] = name
+    for byte in range(256):
+        if bytes([byte]) not in regular:
+            raise ValueError(f"{bpe.where} has no token for the byte {bytes([byte])!r}")
+    made: list[bytes] = []
+    made_set: set[bytes] = set()
+    for number, (a, b) in enumerate(bpe.merges, start=1):
+        where = f"merge {number} ({a} {b}) of {bpe.where}"
+        left, right = to_bytes(a, where + ": the part"), to_bytes(b, where + ": the part")
+        merged = left + right
+        for part in (left, right, merged):
+            if part not in regular:
+                raise ValueError(f"{where} needs the token {part!r}, which the vocabulary lacks")
+        if merged in made_set:
+            raise ValueError(f"{where} merges into a token that already exists: {merged!r}")
+        made.append(merged)
+        made_set.add(merged)
+    for token in regular:
+        if len(token) > 1 and token not in made_set:
+            raise ValueError(f"{bpe.where} lists {token!r}, which no merge produces")
+    return regular, made
+
+
+def byte_level_bpe(bpe: ByteLevelBPE, name: str) -> Tokenizer:
+    """The `Tokenizer` of a Hugging Face byte-level BPE (GPT-2's pre-tokenizer regex), for any
+    assignment of ids: merge priority is the order of `merges`, ids are the vocabulary's.
+
+    tiktoken needs id == merge rank. When the ids of the merged tokens rise in merges order
+    (GPT-2's files; a `tokenizers`-trained BPE with its special tokens first) the ids are used
+    as ranks directly (single bytes' ranks never take part in a merge); otherwise tiktoken runs
+    on merge ranks and each rank is mapped to its id. An added token is known by name (as
+    tiktoken's special token) and never parsed out of text; `<|endoftext|>` is added after the
+    last id if the tokenizer has none. Raises ValueError naming the problem."""
+    regular, made = _bpe_tables(bpe)
+    added = dict(bpe.added)
+    added.setdefault(ENDOFTEXT, max([*regular.values(), *added.values()]) + 1)
+    made_ids = [regular[t] for t in made]
+    if all(a < b for a, b in itertools.pairwise(made_ids)):
+        ranks, specials, to_id = regular, added, None
+    else:
+        singles = sorted((t for t in regular if len(t) == 1), key=regular.__getitem__)
+        ranks = {t: r for r, t in enumerate([*singles, *made])}
+        specials = {s: len(ranks) + k for k, s in enumerate(added)}
+        to_id = [regular[t] for t in ranks] + list(added.values())
+    encoding = tiktoken.Encoding(
+        name=name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=specials
+    )
+    return Tokenizer(name, encoding, ranks, to_id)
+
+
+def _read_vocab_and_merges(vocab_json: Path, merges_txt: Path) -> ByteLevelBPE:
+    vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
+    if not isinstance(vocab, dict):
+        raise ValueError(f"{vocab_json.name} is not a JSON object of token -> id")
+    merges: list[tuple[str, str]] = []
+    text = merges_txt.read_text(encoding="utf-8")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#version"):
+            continue
+        pair = line.split()
+        if len(pair) != 2:
+            raise ValueError(f"line {number} of {merges_txt.name} is not a pair: {line[:60]!r}")
+        merges.append((pair[0], pair[1]))
+    added = _added_tokens_of_config(vocab_json.parent / "tokenizer_config.json")
+    decoder = _gpt2_byte_decoder()
+    for token, i in vocab.items():
+        if token in _KNOWN_SPECIALS or (
+            token.startswith("<|") and token.endswith("|>") and len(token) > 4
+        ):
+            added.setdefault(token, i)
+        elif any(ch not in decoder for ch in token):
+            raise ValueError(f"{vocab_json.name}: the token {token!r} is not in GPT-2's alphabet")
+    return ByteLevelBPE(vocab, merges, added, f"{vocab_json.name} + {merges_txt.name}")
+
+
+def _added_tokens_of_config(path: Path) -> dict[str, int]:
+    """Added tokens (name -> id) of a `tokenizer_config.json` (`added_tokens_decoder`), or {}
+    when there is no such file. Raises ValueError for one that is not valid JSON."""
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    table = raw.get("added_tokens_decoder") if isinstance(raw, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    out: dict[str, int] = {}
+    for key, entry in table.items():
+        if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+            try:
+                out[entry["content"]] = int(key)
+            except ValueError as err:
+                raise ValueError(f"{path.name}: added token id {key!r} is not a number") from err
+    return out
+
+
+def gpt2_bpe(vocab_json: Path, merges_txt: Path) -> Tokenizer:
+    """A GPT-2-style byte-level BPE built from Hugging Face's `vocab.json` + `merges.txt` (and
+    the added tokens of a `tokenizer_config.json` next to them, if any), any assignment of ids.
+
+    Raises ValueError (naming the file and the problem) when the files do not form one."""
     try:
-        ranks, specials = gpt2_ranks(vocab_json, merges_txt)
+        bpe = _read_vocab_and_merges(vocab_json, merges_txt)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(
             f"cannot read the tokenizer files {vocab_json.name}, {merges_txt.name}: {err}"
         ) from err
+    try:
+        return byte_level_bpe(bpe, f"gpt2-bpe:{vocab_json.parent.name}")
     except ValueError as err:
         raise ValueError(
             f"{vocab_json.name} and {merges_txt.name} do not form a GPT-2 byte-level BPE: {err}"
         ) from err
-    special_tokens = dict(specials)
-    special_tokens.setdefault(ENDOFTEXT, max([len(ranks) - 1, *specials.values()]) + 1)
-    encoding = tiktoken.Encoding(
-        name=f"gpt2-bpe:{vocab_json.parent.name}",
-        pat_str=GPT2_PATTERN,
-        mergeable_ranks=ranks,
-        special_tokens=special_tokens,
-    )
-    return Tokenizer(encoding.name, encoding, ranks)
+
+
+def _refuse(where: str, key: str, value: object, supported: str) -> None:
+    raise ValueError(f"{where}: {key} = {value!r} is not supported ({supported})")
+
+
+def _check_byte_level_pipeline(raw: dict, where: str) -> None:
+    """Refuse, naming the key and its value, a `tokenizer.json` whose pipeline is not GPT-2's:
+    a model other than BPE, BPE options that change its output, a normalizer, a pre-tokenizer
+    other than ByteLevel with GPT-2's regex and no prefix space."""
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        raise ValueError(f"{where} has no model object")
+    if model.get("type") != "BPE":
+        _refuse(where, "model.type", model.get("type"), "only a byte-level 'BPE'")
+    for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key) not in (None, ""):
+            _refuse(where, f"model.{key}", model.get(key), "GPT-2's BPE has none")
+    if model.get("byte_fallback", False):
+        _refuse(where, "model.byte_fallback", model["byte_fallback"], "byte-level BPE has none")
+    if raw.get("normalizer") is not None:
+        kind = raw["normalizer"].get("type") if isinstance(raw["normalizer"], dict) else None
+        _refuse(where, "normalizer.type", kind, "GPT-2 has no normalizer")
+    pre = raw.get("pre_tokenizer")
+    if (
+        isinstance(pre, dict)
+        and pre.get("type") == "Sequence"
+        and len(pre.get("pretokenizers") or []) == 1
+    ):
+        pre = pre["pretokenizers"][0]
+    kind = pre.get("type") if isinstance(pre, dict) else pre
+    if kind != "ByteLevel":
+        _refuse(where, "pre_tokenizer.type", kind, "only GPT-2's 'ByteLevel'")
+    if pre.get("add_prefix_space", False):
+        _refuse(where, "pre_tokenizer.add_prefix_space", pre["add_prefix_space"], "only false")
+    if not pre.get("use_regex", True):
+        _refuse(where, "pre_tokenizer.use_regex", pre["use_regex"], "only GPT-2's regex")
+
+
+def _merge_pair(entry: object, number: int, where: str) -> tuple[str, str]:
+    """One merge of `tokenizer.json`: `"a b"` (tokenizers < 0.20) or `["a", "b"]`."""
+    parts = entry.split(" ") if isinstance(entry, str) else entry
+    if not isinstance(parts, list) or len(parts) != 2 or not all(isinstance(p, str) for p in parts):
+        raise ValueError(f"merge {number} of {where} is not a pair: {str(entry)[:60]!r}")
+    return parts[0], parts[1]
+
+
+def tokenizer_json_bpe(path: Path) -> Tokenizer:
+    """A GPT-2-style byte-level BPE from Hugging Face's `tokenizer.json` (what `transformers` 5
+    `save_pretrained` writes instead of `vocab.json` + `merges.txt`), any assignment of ids.
+    Its `added_tokens` (and a `tokenizer_config.json`'s `added_tokens_decoder`) are known by
+    name and never parsed out of text.
+
+    Raises ValueError naming the file and the problem; a pipeline that is not GPT-2's (another
+    model type, a normalizer, another pre-tokenizer) names the key and its value."""
+    where = path.name
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        added = _added_tokens_of_config(path.parent / "tokenizer_config.json")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"cannot read the tokenizer file {where}: {err}") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is not a JSON object")
+    _check_byte_level_pipeline(raw, where)
+    vocab, merges = raw["model"].get("vocab"), raw["model"].get("merges", [])
+    if not isinstance(vocab, dict) or not isinstance(merges, list):
+        raise ValueError(f"{where}: model.vocab is not an object or model.merges not a list")
+    for entry in raw.get("added_tokens") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+            added[entry["content"]] = entry.get("id")
+    pairs = [_merge_pair(m, n, where) for n, m in enumerate(merges, start=1)]
+    try:
+        bpe = ByteLevelBPE(vocab, pairs, added, where)
+        return byte_level_bpe(bpe, f"gpt2-bpe:{path.parent.name}")
+    except ValueError as err:
+        raise ValueError(f"{where} does not form a GPT-2 byte-level BPE: {err}") from err

@@ -95,14 +95,8 @@ def decode_ids(loaded: LoadedModel, ids: list[int]) -> str:
 def token_ranks(loaded: LoadedModel, parts: Iterable[bytes]) -> dict[bytes, int]:
     """The id (merge rank) of every byte string in `parts` that is one token; others are left
     out."""
-    encoding = loaded.tokenizer.encoding
-    ranks: dict[bytes, int] = {}
-    for part in parts:
-        try:
-            ranks[part] = encoding.encode_single_token(part)
-        except KeyError:
-            pass
-    return ranks
+    found = ((part, loaded.tokenizer.token_id(part)) for part in parts)
+    return {part: token_id for part, token_id in found if token_id is not None}
 
 
 # --- weights a page shows -------------------------------------------------------------------

@@ -299,6 +299,26 @@ def test_gpt2_files_with_windows_line_endings_load(tmp_path: Path) -> None:
     assert gpt2_bpe(vocab, merges).encode("hell") == [256, 257]
 
 
+def test_ids_come_from_the_vocabulary_and_merge_priority_from_the_merges_order(
+    tmp_path: Path,
+) -> None:
+    vocab, merges = _write_gpt2_files(tmp_path, [("e", "l"), ("l", "l")])
+    table = json.loads(vocab.read_text("utf-8"))
+    table["el"], table["ll"] = 257, 256  # ids in the opposite order of the merges
+    vocab.write_text(json.dumps(table), "utf-8")
+    merges.write_text("#version: 0.2\nl l\ne l\n", "utf-8")  # "l l" merges first
+    tok = gpt2_bpe(vocab, merges)
+    e = tok.token_id(b"e")
+    assert tok.encode("ell") == [e, 256]  # l+l wins over e+l: priority from merges, not ids
+    assert tok.encode("el") == [257]
+    steps = tok.encode_with_steps("ell el").pre_tokens
+    assert [s.ids for s in steps] == [(e, 256), (tok.token_id(b" "), 257)]
+    assert tok.decode([257, 256]) == "elll"
+    assert tok.token_bytes(257) == b"el"
+    assert list(tok.encode_with_steps("ell").ids) == [e, 256]
+    assert tok.eot_id == 258 and tok.special_tokens == {ENDOFTEXT: 258}
+
+
 def test_rewritten_tokenizer_files_are_read_again_not_from_a_cache(tmp_path: Path) -> None:
     vocab, merges = _write_gpt2_files(tmp_path, [("h", "e")])
     assert gpt2_bpe(vocab, merges).encode("he") == [256]
@@ -309,12 +329,20 @@ def test_rewritten_tokenizer_files_are_read_again_not_from_a_cache(tmp_path: Pat
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda v, m: v.write_text(json.dumps({"a": 0}), "utf-8"), r"gives b'!' the id None"),
+        (
+            lambda v, m: v.write_text(json.dumps({"a": 0}), "utf-8"),
+            r"no token for the byte b'\\x00'",
+        ),
         (lambda v, m: v.write_text("{not json", "utf-8"), "cannot read the tokenizer files"),
         (lambda v, m: m.write_text("#version: 0.2\nh e l\n", "utf-8"), "is not a pair"),
         (
-            lambda v, m: m.write_text("#version: 0.2\nl l\nh e\n", "utf-8"),
-            r"gives b'll' the id 257, but its place in the bytes \+ merges.txt order is 256",
+            lambda v, m: v.write_text(v.read_text("utf-8").replace('"ll": 257', '"ll": 256')),
+            r"gives b'he' and b'll' the same id 256",
+        ),
+        (lambda v, m: m.write_text("#version: 0.2\nh e\nl l\nl o\n", "utf-8"), "lacks"),
+        (
+            lambda v, m: v.write_text(v.read_text("utf-8").replace('"ll": 257', '"ll": -1')),
+            r"gives b'll' the id -1, not an id",
         ),
         (lambda v, m: m.write_text("#version: 0.2\nh ☃\n", "utf-8"), "byte alphabet"),
         (lambda v, m: v.write_bytes(b"\xff\xfe"), "cannot read the tokenizer files"),
