@@ -438,7 +438,7 @@ def _tokenizer_for(directory: Path, extra: dict[str, Any]) -> Tokenizer:
         for needed in (vocab, merges):
             if not needed.is_file():
                 raise CheckpointError(
-                    f"{directory.name}/ has no tokenizer.json and no {needed.name} (the tokenizer)"
+                    f"{directory.name}/ has no {needed.name} (the tokenizer) and no tokenizer.json"
                 )
         return gpt2_bpe(vocab, merges)
     except CheckpointError:

@@ -254,7 +254,7 @@ def test_a_gpt2_directory_without_its_tokenizer_files_is_refused(
     directory = _hf_directory(tmp_path, _state())
     (directory / missing).unlink()
     with pytest.raises(
-        CheckpointError, match=f"hf/ has no tokenizer.json and no {missing} \\(the tokenizer\\)"
+        CheckpointError, match=f"hf/ has no {missing} \\(the tokenizer\\) and no tokenizer.json"
     ):
         load_directory(directory)
 

@@ -202,38 +202,45 @@ def test_engine_reads_the_hf_config_and_tokenizer(
     assert engine_loaded.tokenizer.eot_id == vocab["<|endoftext|>"]
 
 
-def test_logits_attention_and_hidden_states_match_hugging_face(
-    hf_model: torch.nn.Module, engine_loaded: LoadedModel, prompt_ids: list[int]
+def assert_matches_hugging_face(
+    hf_model: torch.nn.Module, loaded: LoadedModel, ids: list[int], atol: float = ATOL
 ) -> None:
+    """Logits (the recorded and the plain fused forward), every attention pattern and every
+    hidden state of `loaded` equal `hf_model`'s on `ids`, at `atol` (float32)."""
     with torch.no_grad():
-        out = hf_model(
-            torch.tensor([prompt_ids]), output_attentions=True, output_hidden_states=True
-        )
-    trace: Trace = run_with_trace(engine_loaded.model, engine_loaded.tokenizer, prompt_ids)
+        out = hf_model(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
+    trace: Trace = run_with_trace(loaded.model, loaded.tokenizer, ids)
+    n_layer = loaded.config.n_layer
 
     def close(ours: np.ndarray, theirs: torch.Tensor, what: str) -> None:
         torch.testing.assert_close(
             torch.from_numpy(np.array(ours)),
             theirs[0],
-            atol=ATOL,
+            atol=atol,
             rtol=RTOL,
             msg=lambda m: f"{what}: {m}",
         )
 
     close(trace.logits, out.logits, "logits")
     with torch.no_grad():
-        plain = engine_loaded.model(torch.tensor([prompt_ids]))  # the fused no-recorder path
-    torch.testing.assert_close(plain, out.logits, atol=ATOL, rtol=RTOL)
-    assert len(out.attentions) == N_LAYER
-    for layer in range(N_LAYER):
+        plain = loaded.model(torch.tensor([ids]))  # the fused no-recorder path
+    torch.testing.assert_close(plain, out.logits, atol=atol, rtol=RTOL)
+    assert len(out.attentions) == n_layer
+    for layer in range(n_layer):
         close(trace.get("attn.hook_pattern", layer), out.attentions[layer], f"attention {layer}")
     # HF's hidden_states: [embeddings, after block 0, ..., after block L-2, ln_f(after block L-1)]
-    assert len(out.hidden_states) == N_LAYER + 1
-    for layer in range(N_LAYER):
+    assert len(out.hidden_states) == n_layer + 1
+    for layer in range(n_layer):
         close(trace.get("hook_resid_pre", layer), out.hidden_states[layer], f"hidden {layer}")
-    ln_f = engine_loaded.model.transformer.ln_f
+    ln_f = loaded.model.transformer.ln_f
     final = trace["ln_final.hook_normalized"] * ln_f.weight.numpy() + ln_f.bias.numpy()
-    close(final, out.hidden_states[N_LAYER], "ln_f output")
+    close(final, out.hidden_states[n_layer], "ln_f output")
+
+
+def test_logits_attention_and_hidden_states_match_hugging_face(
+    hf_model: torch.nn.Module, engine_loaded: LoadedModel, prompt_ids: list[int]
+) -> None:
+    assert_matches_hugging_face(hf_model, engine_loaded, prompt_ids)
 
 
 def _greedy(step: object, ids: list[int], n: int) -> list[int]:
