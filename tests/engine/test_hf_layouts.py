@@ -15,6 +15,8 @@ import pytest
 import safetensors.torch
 import torch
 import transformers  # requirements-dev.txt; a missing install must fail, not skip
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -477,3 +479,24 @@ def test_an_untied_checkpoint_without_its_output_layer_names_it(
     safetensors.torch.save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"lacks 1 weight.*'lm_head.weight'"):
         load_directory(_with_tokenizer(tmp_path, tokenizer_files))
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    text=st.text(max_size=60)
+    | st.text(alphabet=" \t\n'sdmtlvre0123456789.,!?abcdefghio Thequick中文你好🙂", max_size=60)
+    | st.lists(st.sampled_from(TEXTS), max_size=4).map(" ".join)
+)
+def test_each_tokenizer_layout_gives_hugging_faces_ids_on_generated_text(
+    tokenizer_layout: tuple[str, Path, object, torch.nn.Module, LoadedModel], text: str
+) -> None:
+    layout, _, reference, _, loaded = tokenizer_layout
+    assume(ENDOFTEXT not in text)  # HF parses it as the special token; the engine, as text
+    theirs = reference.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+    assert loaded.tokenizer.encode(text) == theirs, (layout, text)
