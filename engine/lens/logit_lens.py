@@ -2,8 +2,9 @@
 
 The logit lens (nostalgebraist 2020, "interpreting GPT: the logit lens") reads the residual
 after the embeddings and after every block through the model's own final LayerNorm `ln_f`
-(with that residual's own statistics) and its tied unembedding (`GPT.unembed`, the one place
-that does both), then a softmax. Lenses that skip `ln_f` read a differently scaled vector than
+(with that residual's own statistics) and its unembedding (`GPT.unembed`, the one place
+that does both: the token embedding when tied, as in GPT-2, else the model's own `lm_head`), then
+a softmax. Lenses that skip `ln_f` read a differently scaled vector than
 the one the model's output sees. Nothing here runs the model's blocks again.
 """
 
@@ -26,7 +27,7 @@ class LogitLens:
 
     Row 0 reads the residual after the embeddings, row i the residual after block i - 1; the
     last row is the model's own output distribution. Each row applies `ln_f` with that
-    residual's own statistics, then the tied unembedding, then softmax.
+    residual's own statistics, then the unembedding (`GPT.lm_head_weight`), then softmax.
 
     top_ids, top_probs: [n_layer + 1, T, k]
     next_prob, next_rank: [n_layer + 1, T] probability and rank (0 = top) of the token that
@@ -117,7 +118,8 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
 
 
 def _check_lens_model(trace: Trace, model: GPT) -> None:
-    """The lens unembeds the Trace's residuals with `model`'s ln_f and wte: they must match."""
+    """The lens unembeds the Trace's residuals with `model`'s ln_f and unembedding: they must
+    match."""
     ours, theirs = trace.config, model.config
     if (ours.d_model, ours.vocab_size) != (theirs.d_model, theirs.vocab_size):
         raise ValueError(
