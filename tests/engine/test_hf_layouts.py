@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -20,8 +21,10 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from engine.capture import run_with_trace
 from engine.checkpoints import CheckpointError, LoadedModel, load_directory
 from engine.config import ACTIVATIONS
+from engine.lens.logit_lens import logit_lens
 from engine.model import ACTIVATION_FUNCTIONS
 from tests.engine.test_hf_parity import (
     CORPUS,
@@ -343,6 +346,15 @@ def test_untied_output_layer_is_the_unembedding_in_every_layout(
     resid = torch.randn(5, N_EMBD)  # the logit lens's unembedding is lm_head, not wte
     expected = hf.lm_head(hf.transformer.ln_f(resid))
     torch.testing.assert_close(loaded.model.unembed(resid), expected, atol=1e-5, rtol=1e-5)
+    ids = _ids(loaded)
+    lens = logit_lens(run_with_trace(loaded.model, loaded.tokenizer, ids), loaded.model, k=5)
+    with torch.no_grad():
+        hidden = hf(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for layer in range(N_LAYER):  # every row, read through HF's own ln_f and lm_head
+            probs = torch.softmax(hf.lm_head(hf.transformer.ln_f(hidden[layer][0])), dim=-1)
+            top = probs.topk(5)
+            assert (lens.top_ids[layer] == top.indices.numpy()).all(), layer
+            np.testing.assert_allclose(lens.top_probs[layer], top.values.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
