@@ -22,8 +22,14 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from engine.capture import run_with_trace
-from engine.checkpoints import CheckpointError, LoadedModel, load_directory
-from engine.config import ACTIVATIONS
+from engine.checkpoints import (
+    CheckpointError,
+    LoadedModel,
+    load_directory,
+    random_model,
+    save_checkpoint,
+)
+from engine.config import ACTIVATIONS, GPTConfig
 from engine.lens.logit_lens import logit_lens
 from engine.model import ACTIVATION_FUNCTIONS
 from tests.engine.test_hf_parity import (
@@ -512,3 +518,32 @@ def test_each_tokenizer_layout_gives_hugging_faces_ids_on_generated_text(
     assume(ENDOFTEXT not in text)  # HF parses it as the special token; the engine, as text
     theirs = reference.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
     assert loaded.tokenizer.encode(text) == theirs, (layout, text)
+
+
+def test_an_engine_checkpoint_with_every_option_round_trips_and_loads_in_hugging_face(
+    tmp_path: Path,
+) -> None:
+    """save_checkpoint writes the options to config.json: the engine and transformers read back
+    the same function."""
+    config = GPTConfig(
+        n_layer=3,
+        n_head=2,
+        d_model=16,
+        n_ctx=32,
+        vocab_size=300,
+        d_mlp=24,
+        activation="silu",
+        scale_attn_weights=False,
+        scale_attn_by_inverse_layer_idx=True,
+        tie_word_embeddings=False,
+    )
+    model = random_model(config, seed=2)
+    directory = save_checkpoint(model, tmp_path / "ours", n_ranks=299)
+    loaded = load_directory(directory)
+    assert loaded.config == config
+    hf = transformers.GPT2LMHeadModel.from_pretrained(
+        directory, attn_implementation="eager", local_files_only=True
+    ).eval()
+    assert not torch.equal(hf.lm_head.weight, hf.transformer.wte.weight)
+    ids = list(range(40, 70))
+    assert_matches_hugging_face(hf, loaded, ids)
