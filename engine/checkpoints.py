@@ -94,6 +94,17 @@ def _integer(raw: dict[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     return value
 
 
+def _number(raw: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    """A real-number field of config.json in the open interval (low, high) ([0, high) for
+    dropout: low < 0 then); anything else is refused, naming the key and its value."""
+    value = raw.get(key, default)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (low < value < high or (low < 0 and 0 <= value < high)):
+        bounds = f"[0, {high:g})" if low < 0 else f"({low:g}, {high:g})"
+        raise CheckpointError(f"config.json: {key} = {value!r} is not a number in {bounds}")
+    return float(value)
+
+
 def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
     """A true/false field of config.json; anything else is refused, naming the key and value."""
     value = raw.get(key, default)
@@ -141,8 +152,8 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
             d_model=n_embd,
             n_ctx=_integer(raw, "n_positions", raw.get("n_ctx", 1024)),
             vocab_size=_integer(raw, "vocab_size"),
-            dropout=float(raw.get("resid_pdrop", 0.1)),
-            layer_norm_eps=float(raw.get("layer_norm_epsilon", 1e-5)),
+            dropout=_number(raw, "resid_pdrop", 0.1, -1.0, 1.0),
+            layer_norm_eps=_number(raw, "layer_norm_epsilon", 1e-5, 0.0, 1.0),
             d_mlp=_integer(raw, "n_inner", None) or 4 * n_embd,
             activation=raw.get("activation_function", "gelu_new"),
             scale_attn_weights=_flag(raw, "scale_attn_weights", True),
