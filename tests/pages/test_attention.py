@@ -4,7 +4,6 @@ changing the text, layer, head or position changes them."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from engine.checkpoints import LoadedModel
 from engine.figures import common
