@@ -29,7 +29,6 @@ def _head_name(h: int) -> str:
     return f"head {h}: {labels[h]}" if labels[h] else f"head {h}"
 
 
-
 st.title(f"3 · Multi-head self-attention · layer {layer}")
 st.markdown(
     f"Every token asks a question (its **query** q), offers a description of itself (its "

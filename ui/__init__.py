@@ -24,4 +24,3 @@ The frame contract (pages rely on it):
 
 Environment variables (set by the operator, never by a page): see `ui.settings`.
 """
-

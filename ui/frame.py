@@ -266,6 +266,8 @@ def frame(stage_id: str) -> View | None:
     ss["layer"] = clamp(ss.get("layer"), 0, cfg.n_layer - 1, 0)
     ss["head"] = clamp(ss.get("head"), 0, cfg.n_head - 1, 0)
     ss["pos"] = clamp(ss.get("pos"), 0, trace.n_tokens - 1, trace.n_tokens - 1)
+    if stage_id == "output":
+        _open_output_on_a_known_next_token(model_id, text, trace.n_tokens, "pos" in asked)
     ss["_n_tokens"] = trace.n_tokens
     _sidebar_selection(trace)
     notices += clamp_notices(asked, cfg, trace.n_tokens)
@@ -282,6 +284,20 @@ def frame(stage_id: str) -> View | None:
         head=ss["head"],
         pos=ss["pos"],
     )
+
+
+def _open_output_on_a_known_next_token(
+    model_id: str, text: str, n_tokens: int, asked: bool
+) -> None:
+    """The Output page opens (once per model and text) on the last position that has a next
+    token, so its comparison with the real next token shows; a position the link asks for,
+    or one chosen on the page afterwards, is kept."""
+    ss = st.session_state
+    if ss.get("_output_opened_on") == (model_id, text):
+        return
+    ss["_output_opened_on"] = (model_id, text)
+    if not asked and n_tokens > 1 and ss["pos"] == n_tokens - 1:
+        ss["pos"] = n_tokens - 2
 
 
 def _show_notices(notices: list[str]) -> None:
