@@ -10,7 +10,7 @@ from engine.figures import feed_forward as fig_ff
 from engine.lens import feed_forward as lens_ff
 from ui.frame import frame
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, bounded_input, next_stage
 
 view = frame("feed_forward")
 if view is None:
@@ -49,12 +49,16 @@ rank = right.radio(
     format_func=lens_ff.RANKINGS.__getitem__,
     key="feed_forward_rank",
 )
-k = left.slider(
-    "Hidden units shown",
-    min_value=4,
-    max_value=min(64, cfg.d_mlp),
-    value=min(lens_ff.TOP_NEURONS, cfg.d_mlp),
-    key="feed_forward_k",
+k = int(
+    bounded_input(
+        "slider",
+        "Hidden units shown",
+        min(4, cfg.d_mlp),
+        min(64, cfg.d_mlp),
+        min(lens_ff.TOP_NEURONS, cfg.d_mlp),
+        key="feed_forward_k",
+        where=left,
+    )
 )
 post = trace.get("mlp.hook_post", layer)
 st.plotly_chart(

@@ -19,7 +19,7 @@ from ui.cache import get_logit_lens
 from ui.frame import frame
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, bounded_input, next_stage
 
 view = frame("output")
 if view is None:
@@ -57,13 +57,14 @@ temperature = c1.slider(
     help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
 )
 top_k = int(
-    c2.number_input(
+    bounded_input(
+        "number",
         "Top-k (0 = all)",
-        min_value=0,
-        max_value=cfg.vocab_size,
-        value=0,
-        step=1,
+        0,
+        cfg.vocab_size,
+        0,
         key="output_top_k",
+        where=c2,
         help="Keep only the k most probable tokens and renormalise.",
     )
 )

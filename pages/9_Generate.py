@@ -22,7 +22,7 @@ from ui.frame import frame
 from ui.models import decode_ids, encode_text
 from ui.state import set_text
 from ui.text import markdown_literal
-from ui.widgets import next_stage
+from ui.widgets import bounded_input, next_stage
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,15 @@ temperature = c1.slider(
     disabled=greedy,
 )
 top_k = int(
-    c2.number_input(
-        "Top-k (0 = all)", 0, cfg.vocab_size, 40, step=1, key="generate_top_k", disabled=greedy
+    bounded_input(
+        "number",
+        "Top-k (0 = all)",
+        0,
+        cfg.vocab_size,
+        40,
+        key="generate_top_k",
+        where=c2,
+        disabled=greedy,
     )
 )
 top_p = c3.slider("Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", disabled=greedy)

@@ -33,6 +33,7 @@ from ui.state import (
     write_query_params,
 )
 from ui.text import PRESETS_TEXT, quoted, text_fits_url
+from ui.widgets import bounded_input
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +162,13 @@ def _sidebar_selection(trace: Trace) -> None:
         help="previous layer",
     )
     ss["_w_layer"] = ss["layer"]
-    mid.number_input(
+    bounded_input(
+        "number",
         "Layer",
-        min_value=0,
-        max_value=cfg.n_layer - 1,
-        step=1,
+        0,
+        cfg.n_layer - 1,
         key="_w_layer",
+        where=mid,
         on_change=_on_number,
         args=("layer",),
         label_visibility="collapsed",
@@ -180,12 +182,13 @@ def _sidebar_selection(trace: Trace) -> None:
         help="next layer",
     )
     ss["_w_head"] = ss["head"]
-    sb.number_input(
-        f"Head (0 to {cfg.n_head - 1})",
-        min_value=0,
-        max_value=cfg.n_head - 1,
-        step=1,
+    bounded_input(
+        "number",
+        f"Head (0 to {cfg.n_head - 1})" if cfg.n_head > 1 else "Head",
+        0,
+        cfg.n_head - 1,
         key="_w_head",
+        where=sb,
         on_change=_on_number,
         args=("head",),
     )
