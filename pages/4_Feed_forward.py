@@ -43,12 +43,19 @@ st.caption(
 st.subheader("Which hidden units fire on your text")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="feed_forward_tokens")
 left, right = st.columns([3, 2])
-rank = right.radio(
-    "Rank the hidden units by",
-    list(lens_ff.RANKINGS),
-    format_func=lens_ff.RANKINGS.__getitem__,
-    key="feed_forward_rank",
-)
+if trace.n_tokens > 1:
+    rank = right.radio(
+        "Rank the hidden units by",
+        list(lens_ff.RANKINGS),
+        format_func=lens_ff.RANKINGS.__getitem__,
+        key="feed_forward_rank",
+    )
+else:  # selectivity compares a unit's tokens: with one token there is nothing to compare
+    rank = "peak"
+    right.caption(
+        "Ranked by the largest activation. Selectivity (peak minus median over the tokens) is "
+        "not measurable on a one-token text."
+    )
 k = int(
     bounded_input(
         "slider",

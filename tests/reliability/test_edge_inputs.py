@@ -152,6 +152,23 @@ def test_every_page_on_a_one_token_text_shows_no_none_nan_or_inf(page: str) -> N
     assert_nothing_unmeasured(support.open_page(page, "a"), page)
 
 
+def test_a_one_token_text_maps_and_ranks_nothing() -> None:
+    """PCA of one point has no spread (the axes said 0% of the variance) and selectivity over
+    one token compares nothing (every unit scored 0): both say "not measurable"."""
+    at = support.open_page("pages/2_Embeddings.py", "a")
+    spec = support.chart(at, "embeddings_pca_chart")
+    assert spec["layout"]["xaxis"]["title"]["text"] == "PC1 (not measurable here)"
+    assert spec["layout"]["yaxis"]["title"]["text"] == "PC2 (not measurable here)"
+    assert any("no spread to map" in m.value for m in at.markdown)
+    at = support.open_page("pages/4_Feed_forward.py", "a")
+    assert not [r for r in at.radio if r.key == "feed_forward_rank"]
+    assert any("not measurable on a one-token text" in c.value for c in at.caption)
+    at = support.open_page("pages/2_Embeddings.py", "a b")
+    spec = support.chart(at, "embeddings_pca_chart")
+    assert spec["layout"]["xaxis"]["title"]["text"] == "PC1 (100% of the variance)"
+    assert spec["layout"]["yaxis"]["title"]["text"] == "PC2 (not measurable here)"
+
+
 # -- kind 2: controls sized from odd shapes ---------------------------------------------------
 
 
