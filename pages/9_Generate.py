@@ -115,7 +115,7 @@ def record(before: str, ids: list[int], steps: list[SampleStep], action: str) ->
     log.info("%s: %d token(s) appended, seed %d", action, len(kept), seed)
     ss[PENDING_SEED] = seed + len(steps)
     ss["pos"] = None  # follow the newest token on every page
-    set_text(after)
+    set_text(after, ids=new_ids)
 
 
 text = ss["text"]

@@ -29,6 +29,7 @@ from ui.state import (
     init_state,
     nav_params,
     set_text,
+    shared_ids,
     text_notes,
     write_query_params,
 )
@@ -264,7 +265,13 @@ def frame(stage_id: str) -> View | None:
         )
         write_query_params()
         return None
-    trace = get_trace(model_id, text, loaded)
+    ids = shared_ids(loaded)
+    if ids is not None and "\ufffd" in text:
+        notices.append(
+            "A generated token ends inside a character (shown as �): the pages analyse the "
+            "generated tokens themselves, not the text re-read."
+        )
+    trace = get_trace(model_id, text, loaded, ids)
     cfg = trace.config
     ss["layer"] = clamp(ss.get("layer"), 0, cfg.n_layer - 1, 0)
     ss["head"] = clamp(ss.get("head"), 0, cfg.n_head - 1, 0)

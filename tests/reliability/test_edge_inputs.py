@@ -12,6 +12,7 @@ few examples, so the suite stays fast)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,10 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from engine.checkpoints import random_model, save_checkpoint
+from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import GPTConfig
 from engine.lens.heads import HEAD_LABELS
 from tests import support
+from ui.models import encode_text
 
 pytestmark = pytest.mark.usefixtures("tiny_app")
 
@@ -226,3 +228,67 @@ def test_dropout_and_attention_on_the_longest_text_the_cap_allows(
     assert_nothing_unmeasured(at, "dropout, long")
     assert "Masks to average: 10 (the only possible value here)" in [c.value for c in at.caption]
     assert os.environ["INSIDE_GPT_MAX_TOKENS"] == str(LONG_TOKENS)
+
+
+# -- kind 3: generated tokens keep their ids --------------------------------------------------
+
+
+def _ids_ending_in_a_lone_lead_byte(loaded: LoadedModel) -> list[int]:
+    """ "The cat" and then the lead byte of a three-byte character, alone (U+FFFD as text)."""
+    return [*encode_text(loaded, "The cat"), loaded.tokenizer.encoding.encode_single_token(b"\xe4")]
+
+
+def test_a_link_with_ids_analyses_those_tokens_not_the_text_re_read(
+    tiny_loaded: LoadedModel,
+) -> None:
+    ids = _ids_ending_in_a_lone_lead_byte(tiny_loaded)
+    text = tiny_loaded.tokenizer.decode(ids)
+    assert text.endswith("\ufffd") and encode_text(tiny_loaded, text) != ids
+    at = support.open_page("pages/1_Tokens.py", text, ids=",".join(map(str, ids)))
+    assert at.session_state["_n_tokens"] == len(ids)
+    assert any("ends inside a character" in w.value for w in at.warning)
+    assert at.query_params["ids"] in (",".join(map(str, ids)), [",".join(map(str, ids))])
+    # the same link on another page (the ids travel with the text)
+    at = support.open_page("pages/3_Attention.py", text, ids=",".join(map(str, ids)))
+    assert at.session_state["_n_tokens"] == len(ids)
+    # editing the text drops the ids: the new text is encoded as usual
+    at.text_area(key="_w_text").set_value("The cat sat").run()
+    assert not at.exception
+    assert at.session_state["ids"] is None
+    assert at.session_state["_n_tokens"] == len(encode_text(tiny_loaded, "The cat sat"))
+
+
+def test_ids_that_do_not_decode_to_the_text_are_ignored(tiny_loaded: LoadedModel) -> None:
+    ids = encode_text(tiny_loaded, "The dog")
+    at = support.open_page("pages/1_Tokens.py", "The cat", ids=",".join(map(str, ids)))
+    assert at.session_state["_n_tokens"] == len(encode_text(tiny_loaded, "The cat"))
+    assert at.session_state["ids"] is None
+    for bad in ("1,x", "99999999", "-1"):
+        at = support.open_page("pages/1_Tokens.py", "The cat", ids=bad)
+        assert at.session_state["ids"] is None and not at.error
+
+
+def test_generate_keeps_a_sampled_lone_byte_for_every_page(
+    tiny_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sampler draws a lone lead byte: the shared text shows U+FFFD, and the next page
+    analyses the byte itself (it used to read <EF><BF><BD>, three other tokens)."""
+    import engine.sampling
+
+    lead = tiny_loaded.tokenizer.encoding.encode_single_token(b"\xe4")
+    real = engine.sampling.sample_next
+
+    def lead_byte(*args: object, **kwargs: object) -> engine.sampling.SampleStep:
+        step = real(*args, **kwargs)
+        return dataclasses.replace(step, token_id=lead)
+
+    monkeypatch.setattr(engine.sampling, "sample_next", lead_byte)
+    at = support.open_page("pages/9_Generate.py", "The cat")
+    at.button(key="generate_sample").click().run()
+    assert not at.exception
+    want = [*encode_text(tiny_loaded, "The cat"), lead]
+    assert at.session_state["ids"] == ",".join(map(str, want))
+    assert at.session_state["text"] == tiny_loaded.tokenizer.decode(want)
+    at.switch_page("pages/1_Tokens.py").run()
+    assert not at.exception
+    assert at.session_state["_n_tokens"] == len(want)
