@@ -20,7 +20,7 @@ from engine.sampling import (
 from ui.cache import get_last_logits
 from ui.frame import frame
 from ui.models import decode_ids, encode_text
-from ui.state import set_text
+from ui.state import set_text, shared_ids
 from ui.text import markdown_literal
 from ui.widgets import bounded_input, next_stage
 
@@ -91,8 +91,12 @@ settings = SamplingSettings(
 
 
 def context_ids(text: str) -> list[int]:
-    """The token ids to continue: the ids generation left (exact, even when a character is
-    still split across tokens) if the text is unchanged since, else the text's own tokens."""
+    """The token ids to continue: the shared ids the text was decoded from (generation's or a
+    link's; exact, even when a character is still split across tokens) or the ids generation
+    left if the text is unchanged since, else the text's own tokens."""
+    shared = shared_ids(loaded)
+    if shared is not None:
+        return shared
     if history and history[-1]["after"] == text:
         return list(history[-1]["ids"])
     return encode_text(loaded, text)
@@ -105,6 +109,7 @@ def record(before: str, ids: list[int], steps: list[SampleStep], action: str) ->
     history.append(
         {
             "before": before,
+            "before_ids": ids,
             "after": after,
             "ids": new_ids,
             "action": action,
@@ -142,7 +147,7 @@ if b4.button(
     entry = history.pop()
     ss[LAST_STEPS] = []
     ss["pos"] = None
-    set_text(entry["before"])
+    set_text(entry["before"], ids=entry.get("before_ids"))
     st.rerun()
 
 steps: list[SampleStep] = ss.get(LAST_STEPS) or []

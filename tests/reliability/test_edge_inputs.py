@@ -292,3 +292,29 @@ def test_generate_keeps_a_sampled_lone_byte_for_every_page(
     at.switch_page("pages/1_Tokens.py").run()
     assert not at.exception
     assert at.session_state["_n_tokens"] == len(want)
+
+
+def test_generate_continues_and_undoes_with_the_ids_of_a_link(
+    tiny_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload (a link with text and ids) continues from the lone byte itself, and Undo
+    restores the ids of the text before the step."""
+    import engine.sampling
+
+    ids = _ids_ending_in_a_lone_lead_byte(tiny_loaded)
+    text = tiny_loaded.tokenizer.decode(ids)
+    seen: list[list[int]] = []
+    real = engine.sampling.sample_next
+
+    def recording(model: object, tokenizer: object, context: list[int], *a: object) -> object:
+        seen.append(list(context))
+        return real(model, tokenizer, context, *a)
+
+    monkeypatch.setattr(engine.sampling, "sample_next", recording)
+    at = support.open_page("pages/9_Generate.py", text, ids=",".join(map(str, ids)))
+    at.button(key="generate_sample").click().run()
+    assert not at.exception
+    assert seen == [ids]
+    at.button(key="generate_undo").click().run()
+    assert at.session_state["ids"] == ",".join(map(str, ids))
+    assert at.session_state["text"] == text
