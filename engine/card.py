@@ -258,6 +258,9 @@ class ModelCard:
     other_runs: tuple[CurvePoint, ...] = ()
     diagnostics: Diagnostics | None = None
     reproduction_note: str | None = None
+    # how the learning curve's and the other recipes' induction scores were measured, when
+    # that differs from the shipped checkpoint's (those checkpoints are not kept)
+    induction_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object stored in config.json; optional fields left unset are omitted."""

@@ -78,10 +78,20 @@ with left:
         key="embeddings_pca_chart",
     )
 with right:
+    n_dirs = int(np.isfinite(explained).sum())
+    held = (
+        f"Together they hold **{100 * np.nansum(explained):.0f}%** of the spread."
+        if n_dirs == 2
+        else f"Here all the spread lies along one direction (PC1, "
+        f"{100 * explained[0]:.0f}%): there is no second one to measure."
+        if n_dirs == 1
+        else "Here the vectors do not differ at all (one token, or identical vectors): there "
+        "is no spread to map."
+    )
     st.markdown(
         f"The vectors have {cfg.d_model} dimensions; this map keeps the two directions along "
-        "which your text's vectors differ most (principal component analysis). Together they "
-        f"hold **{100 * explained.sum():.0f}%** of the spread. Tokens that land close together "
+        f"which your text's vectors differ most (principal component analysis). {held} "
+        "Tokens that land close together "
         "have similar vectors. Position vectors change smoothly with position in a trained "
         "model, so 'position' often draws a curve; in the untrained model they are random."
     )

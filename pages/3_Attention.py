@@ -21,7 +21,13 @@ if view is None:
 trace, cfg = view.trace, view.trace.config
 layer, head = view.layer, view.head
 scores = get_head_scores(view)
-labels = [scores.label(layer, h) for h in range(cfg.n_head)]
+labels = [scores.label(layer, h) for h in range(cfg.n_head)]  # None: not measurable
+
+
+def _head_name(h: int) -> str:
+    """ "head h: role", or "head h" alone when nothing can be measured (a one-token text)."""
+    return f"head {h}: {labels[h]}" if labels[h] else f"head {h}"
+
 
 st.title(f"3 · Multi-head self-attention · layer {layer}")
 st.markdown(
@@ -68,7 +74,7 @@ head = shared_picker(
     "Head to look at closely",
     list(range(cfg.n_head)),
     key="attention_head",
-    format_func=lambda h: f"head {h}: {labels[h]}",
+    format_func=_head_name,
 )
 start = axis_window(trace.n_tokens, "Tokens", key="attention_tokens")
 left, right = st.columns([3, 2])
@@ -78,7 +84,7 @@ with left:
             trace.get("attn.hook_pattern", layer)[head],
             trace.get("attn.hook_attn_scores", layer)[head],
             trace.token_strs,
-            f"Layer {layer}, head {head} ({labels[head]}): attention weights",
+            f"Layer {layer}, {_head_name(head)}: attention weights",
             start=start,
         ),
         key="attention_head_chart",
@@ -148,30 +154,31 @@ left, right = st.columns(2)
 left.plotly_chart(article, key="attention_article_chart")
 right.plotly_chart(gpt, key="attention_gpt_chart")
 peek = lens_att.future_weight(unmasked)
-st.caption(
+future = (
     f"Without the mask, the tokens of your text would put on average "
-    f"**{100 * float(peek[:-1].mean() if trace.n_tokens > 1 else 0.0):.0f}%** of this head's "
-    "weight on the future. The article also takes q, k and v as slices of the embedding itself; "
+    f"**{100 * float(peek[:-1].mean()):.0f}%** of this head's weight on the future."
+    if trace.n_tokens > 1
+    else "With one token there is no future to look at, so the two maps are the same here."
+)
+st.caption(
+    f"{future} The article also takes q, k and v as slices of the embedding itself; "
     "GPT learns separate projections W_Q, W_K, W_V and adds the output projection W_O."
 )
 
 st.subheader("Every head in every layer")
 table = fig_att.head_scores_table(scores)
-st.dataframe(
-    table,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
-        for c in ("previous-token", "induction", "first-token sink", "self")
-    }
-    | {"entropy (nats)": st.column_config.NumberColumn("entropy (nats)", format="%.2f")},
-)
+st.dataframe(table, hide_index=True, width="stretch")
+if trace.n_tokens < 2:
+    st.caption(
+        "With one token there is no query that could look back, so no head score is measurable "
+        "here (–) and no head gets a role. Type a longer text in the sidebar."
+    )
 st.caption(
-    "previous-token: mean weight on the token just before; induction: mean weight on the token "
-    "that followed an earlier copy of the current token (– when nothing repeats); first-token "
-    "sink: mean weight on position 0; self: weight on itself; entropy: how spread out the rows "
-    "are. Labels use the strongest clear pattern."
+    "previous-token: mean weight on the token just before; induction: mean weight from a "
+    "repeated token to the token that followed its earlier occurrence (Olsson et al. 2022; – "
+    "when nothing repeats); first-token sink: mean weight on position 0; self: weight on "
+    "itself; entropy: how spread out the rows are. All are averaged over tokens 1 onwards "
+    "(token 0 can only look at itself). Labels use the strongest clear pattern."
 )
 
 next_stage(view)

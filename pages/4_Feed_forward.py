@@ -10,7 +10,7 @@ from engine.figures import feed_forward as fig_ff
 from engine.lens import feed_forward as lens_ff
 from ui.frame import frame
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, bounded_input, next_stage
 
 view = frame("feed_forward")
 if view is None:
@@ -43,18 +43,29 @@ st.caption(
 st.subheader("Which hidden units fire on your text")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="feed_forward_tokens")
 left, right = st.columns([3, 2])
-rank = right.radio(
-    "Rank the hidden units by",
-    list(lens_ff.RANKINGS),
-    format_func=lens_ff.RANKINGS.__getitem__,
-    key="feed_forward_rank",
-)
-k = left.slider(
-    "Hidden units shown",
-    min_value=4,
-    max_value=min(64, cfg.d_mlp),
-    value=min(lens_ff.TOP_NEURONS, cfg.d_mlp),
-    key="feed_forward_k",
+if trace.n_tokens > 1:
+    rank = right.radio(
+        "Rank the hidden units by",
+        list(lens_ff.RANKINGS),
+        format_func=lens_ff.RANKINGS.__getitem__,
+        key="feed_forward_rank",
+    )
+else:  # selectivity compares a unit's tokens: with one token there is nothing to compare
+    rank = "peak"
+    right.caption(
+        "Ranked by the largest activation. Selectivity (peak minus median over the tokens) is "
+        "not measurable on a one-token text."
+    )
+k = int(
+    bounded_input(
+        "slider",
+        "Hidden units shown",
+        min(4, cfg.d_mlp),
+        min(64, cfg.d_mlp),
+        min(lens_ff.TOP_NEURONS, cfg.d_mlp),
+        key="feed_forward_k",
+        where=left,
+    )
 )
 post = trace.get("mlp.hook_post", layer)
 st.plotly_chart(

@@ -74,6 +74,25 @@ normalized_site = "ln_final.hook_normalized" if which == "ln_final" else f"{whic
 normalized = trace[normalized_site] if which == "ln_final" else trace.get(normalized_site, ln_layer)
 label = fig_ln.ln_label(which, ln_layer)
 
+
+def _leaves_with(after: np.ndarray, who: str = "Every token") -> str:
+    """The sentence on the tokens' standard deviation after normalising, from the numbers
+    `after` [T]: 1 for a wide model, a hair under 1 where σ² is near ε, 0 with one feature."""
+    lo, hi = float(after.min()), float(after.max())
+    if cfg.d_model == 1:
+        return (
+            f"{who} leaves as 0 (standard deviation 0): with a single feature, subtracting the "
+            "token's own mean leaves nothing, so only β sets the output."
+        )
+    spread = f"{hi:.4f}" if f"{lo:.4f}" == f"{hi:.4f}" else f"between {lo:.4f} and {hi:.4f}"
+    near_eps = (
+        f" (under 1 where σ² is not much larger than ε = {cfg.layer_norm_eps:g})"
+        if lo < 0.9995
+        else ""
+    )
+    return f"{who} leaves with mean 0 and standard deviation {spread}{near_eps}."
+
+
 st.subheader(f"What enters {label}: each token's mean and standard deviation")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="layer_norm_tokens")
 st.plotly_chart(
@@ -82,6 +101,7 @@ st.plotly_chart(
     ),
     key="layer_norm_stats",
 )
+after_std = normalized.astype(np.float64).std(-1)
 with st.expander("The numbers, token by token", expanded=False):
     st.dataframe(
         pd.DataFrame(
@@ -90,15 +110,12 @@ with st.expander("The numbers, token by token", expanded=False):
                 "mean μ": stats.mean,
                 "std σ": stats.std,
                 "divides by √(σ² + ε)": stats.scale,
-                "std after normalising": normalized.astype(np.float64).std(-1),
+                "std after normalising": after_std,
             }
         ).style.format(precision=4),
         key="layer_norm_table",
     )
-st.caption(
-    "Every token leaves with mean 0 and standard deviation 1 (a hair under 1 when σ² is not much "
-    f"larger than ε = {cfg.layer_norm_eps:g}), whatever it came in with."
-)
+st.caption(_leaves_with(after_std))
 
 token = markdown_literal(trace.token_strs[pos])
 st.subheader(f"One token step by step: “{token}” (position {pos})")
@@ -173,7 +190,7 @@ article_std = article_normalized.std(-1)
 st.markdown(
     f"On your text, after the article's whole-tensor version the tokens' standard deviations "
     f"still range from **{article_std.min():.2f}** to **{article_std.max():.2f}**: a loud token "
-    "stays loud. After GPT-2's per-token version every token has standard deviation 1."
+    "stays loud. " + _leaves_with(after_std, "After GPT-2's per-token version every token")
 )
 article_change, gpt_change = future_leak(x_in, cfg.layer_norm_eps)
 if trace.n_tokens > 1:

@@ -13,7 +13,7 @@ from engine.sampling import top_candidates
 from ui.cache import get_dropout_trace
 from ui.frame import frame
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, bounded_input, next_stage
 
 MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
 
@@ -45,22 +45,25 @@ st.latex(
 )
 
 left, right = st.columns(2)
-p = left.slider(
+p = bounded_input(
+    "slider",
     "Dropout probability p",
-    min_value=0.05,
-    max_value=MAX_P,
-    value=float(min(MAX_P, max(0.05, cfg.dropout))),
+    0.05,
+    MAX_P,
+    float(cfg.dropout),
     step=0.05,
     key="dropout_p",
+    where=left,
 )
 seed = int(
-    right.number_input(
+    bounded_input(
+        "number",
         "Mask seed (the same seed gives the same mask)",
-        min_value=0,
-        max_value=2**31 - 1,
-        value=0,
-        step=1,
+        0,
+        2**31 - 1,
+        0,
         key="dropout_seed",
+        where=right,
     )
 )
 dropped_trace = get_dropout_trace(view, float(p), seed)
@@ -159,14 +162,7 @@ with right:
 
 st.subheader("Why survivors are scaled by 1/(1 − p): averaging many masks")
 max_n = int(max(10, min(1000, MAX_MASK_CELLS // max(1, T * T))))
-n_masks = st.slider(
-    "Masks to average",
-    min_value=10,
-    max_value=max_n,
-    value=min(200, max_n),
-    step=10,
-    key="dropout_n",
-)
+n_masks = int(bounded_input("slider", "Masks to average", 10, max_n, 200, step=10, key="dropout_n"))
 avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
 left, right = st.columns(2)
 with left:

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import output as fig_out
+from engine.figures.common import shown as as_text
 from engine.lens.logit_lens import lens_distribution
 from engine.sampling import (
     MAX_TEMPERATURE,
@@ -18,7 +19,7 @@ from ui.cache import get_logit_lens
 from ui.frame import frame
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, bounded_input, next_stage
 
 view = frame("output")
 if view is None:
@@ -56,13 +57,14 @@ temperature = c1.slider(
     help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
 )
 top_k = int(
-    c2.number_input(
+    bounded_input(
+        "number",
         "Top-k (0 = all)",
-        min_value=0,
-        max_value=cfg.vocab_size,
-        value=0,
-        step=1,
+        0,
+        cfg.vocab_size,
+        0,
         key="output_top_k",
+        where=c2,
         help="Keep only the k most probable tokens and renormalise.",
     )
 )
@@ -160,7 +162,8 @@ with left:
     else:
         st.info(
             "The selected position is the last token, so there is no real next token to "
-            "follow through the layers. Choose an earlier position in the sidebar."
+            "follow through the layers."
+            + (" Choose an earlier position in the sidebar." if trace.n_tokens > 1 else "")
         )
 with right:
     rows = cfg.n_layer + 1
@@ -200,19 +203,18 @@ st.dataframe(
         {
             "residual after": lens.layer_labels,
             "top guess": [display(int(i)) for i in lens.top_ids[:, pos, 0]],
-            "its p": lens.top_probs[:, pos, 0],
-            "real next token's p": lens.next_prob[:, pos],
-            "its rank (0 = top)": pd.array(
-                [int(r) if r >= 0 else None for r in lens.next_rank[:, pos]], dtype="Int64"
-            ),
-            "entropy (nats)": lens.entropy[:, pos],
+            "its p": [as_text(p, "{:.4f}") for p in lens.top_probs[:, pos, 0]],
+            "real next token's p": [as_text(p, "{:.4f}") for p in lens.next_prob[:, pos]],
+            "its rank (0 = top)": [
+                as_text(r, "{:.0f}") if r >= 0 else "–" for r in lens.next_rank[:, pos]
+            ],
+            "entropy (nats)": [as_text(h, "{:.3f}") for h in lens.entropy[:, pos]],
         }
-    ).style.format(
-        {"its p": "{:.4f}", "real next token's p": "{:.4f}", "entropy (nats)": "{:.3f}"},
-        na_rep="(last token)",
     ),
     hide_index=True,
     key="output_lens_table",
 )
+if pos + 1 >= trace.n_tokens:
+    st.caption("The last token has no real next token: its p and rank are not measurable (–).")
 
 next_stage(view)

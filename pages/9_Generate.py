@@ -20,9 +20,9 @@ from engine.sampling import (
 from ui.cache import get_last_logits
 from ui.frame import frame
 from ui.models import decode_ids, encode_text
-from ui.state import set_text
+from ui.state import set_text, shared_ids
 from ui.text import markdown_literal
-from ui.widgets import next_stage
+from ui.widgets import bounded_input, next_stage
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,15 @@ temperature = c1.slider(
     disabled=greedy,
 )
 top_k = int(
-    c2.number_input(
-        "Top-k (0 = all)", 0, cfg.vocab_size, 40, step=1, key="generate_top_k", disabled=greedy
+    bounded_input(
+        "number",
+        "Top-k (0 = all)",
+        0,
+        cfg.vocab_size,
+        40,
+        key="generate_top_k",
+        where=c2,
+        disabled=greedy,
     )
 )
 top_p = c3.slider("Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", disabled=greedy)
@@ -84,8 +91,12 @@ settings = SamplingSettings(
 
 
 def context_ids(text: str) -> list[int]:
-    """The token ids to continue: the ids generation left (exact, even when a character is
-    still split across tokens) if the text is unchanged since, else the text's own tokens."""
+    """The token ids to continue: the shared ids the text was decoded from (generation's or a
+    link's; exact, even when a character is still split across tokens) or the ids generation
+    left if the text is unchanged since, else the text's own tokens."""
+    shared = shared_ids(loaded)
+    if shared is not None:
+        return shared
     if history and history[-1]["after"] == text:
         return list(history[-1]["ids"])
     return encode_text(loaded, text)
@@ -98,6 +109,7 @@ def record(before: str, ids: list[int], steps: list[SampleStep], action: str) ->
     history.append(
         {
             "before": before,
+            "before_ids": ids,
             "after": after,
             "ids": new_ids,
             "action": action,
@@ -108,7 +120,7 @@ def record(before: str, ids: list[int], steps: list[SampleStep], action: str) ->
     log.info("%s: %d token(s) appended, seed %d", action, len(kept), seed)
     ss[PENDING_SEED] = seed + len(steps)
     ss["pos"] = None  # follow the newest token on every page
-    set_text(after)
+    set_text(after, ids=new_ids)
 
 
 text = ss["text"]
@@ -135,7 +147,7 @@ if b4.button(
     entry = history.pop()
     ss[LAST_STEPS] = []
     ss["pos"] = None
-    set_text(entry["before"])
+    set_text(entry["before"], ids=entry.get("before_ids"))
     st.rerun()
 
 steps: list[SampleStep] = ss.get(LAST_STEPS) or []

@@ -13,15 +13,18 @@ The frame contract (pages rely on it):
   presets, model, layer/head/position steppers), query parameters read and written, the model
   and the Trace loaded from caches, notices. None means there is no usable text: the page calls
   `st.stop()`.
-- Shared values live in non-widget session_state keys "text", "model_id", "layer", "head",
-  "pos" (`ui.state.SHARED_KEYS`); widgets use their own keys (prefixed "_w_") and copy into the
-  shared keys.
+- Shared values live in non-widget session_state keys "text", "ids", "model_id", "layer",
+  "head", "pos" (`ui.state.SHARED_KEYS`); widgets use their own keys (prefixed "_w_") and copy
+  into the shared keys. "ids" are the token ids the text was decoded from (Generate), analysed
+  instead of the text re-read while they still decode to it (`ui.state.shared_ids`).
 - `ui.cache.get_logit_lens(view)`, `get_head_scores(view)`, `get_token_groups(view)` and
-  `get_encode_steps(view)` are cached per (model, text); `get_dropout_trace(view, p, seed)` and
-  `get_last_logits(view, text, ids)` per their arguments too.
+  `get_encode_steps(view)` are cached per (model, tokens, text); `get_dropout_trace(view, p,
+  seed)` and `get_last_logits(view, text, ids)` per their arguments too.
 - `ui.widgets.next_stage(view)` draws the Previous / Next controls at the bottom of a page.
-- `ui.state.set_text(text)` replaces the shared text (Generate appends tokens with it).
+- `ui.state.set_text(text, ids=None)` replaces the shared text (Generate appends tokens with
+  it, passing the ids).
+- `ui.widgets.bounded_input(kind, label, lo, hi, value, key=...)` builds every slider and
+  number input sized from a model or a text (a caption when lo == hi).
 
 Environment variables (set by the operator, never by a page): see `ui.settings`.
 """
-

@@ -156,9 +156,11 @@ def _of_view(
     compute: Callable[[], Any],
     spinner: str | None = None,
 ) -> Any:
-    """A value derived from the view's Trace, keyed by (model, tokens run, text, *extra)."""
+    """A value derived from the view's Trace, keyed by (model, tokens run, text, *extra); the
+    tokens by their ids (a text and the generated ids it was decoded from can differ)."""
     trace = view.trace
-    key = (model_key(view.model_id), trace.n_tokens, trace.prompt, *extra)
+    tokens = np.asarray(trace.token_ids, dtype=np.int64).tobytes()
+    key = (model_key(view.model_id), trace.n_tokens, tokens, trace.prompt, *extra)
     return cache.get(key, lambda: _frozen(compute()), _busy(spinner))
 
 
@@ -207,18 +209,20 @@ def token_limit(config: Any) -> tuple[int, str]:
     return min(limits, key=lambda lim: lim[0])  # the first of equal limits: context first
 
 
-def get_trace(model_id: str, text: str, loaded: LoadedModel) -> Trace:
-    """The Trace of `text` (its first `token_limit` tokens), shared by every session."""
+def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | None = None) -> Trace:
+    """The Trace of `text` (its first `token_limit` tokens), shared by every session; of the
+    token ids `ids` instead when given (the ids `text` was decoded from: `ui.state.shared_ids`)."""
     key = model_key(model_id)
     keep, _ = token_limit(loaded.config)
 
     def compute() -> Trace:
         TRACE_COMPUTATIONS[(key, text)] += 1
-        ids = encode_text(loaded, text)
-        trace = run_with_trace(loaded.model, loaded.tokenizer, ids[:keep], model_name=key)
-        return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(ids) - keep))
+        all_ids = encode_text(loaded, text) if ids is None else list(ids)
+        trace = run_with_trace(loaded.model, loaded.tokenizer, all_ids[:keep], model_name=key)
+        return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(all_ids) - keep))
 
-    return TRACES.get((key, keep, text), compute, _busy("Running the model on your text…"))
+    cache_key = (key, keep, text) if ids is None else (key, keep, text, tuple(ids))
+    return TRACES.get(cache_key, compute, _busy("Running the model on your text…"))
 
 
 # --- values derived from a view's Trace -----------------------------------------------------

@@ -29,10 +29,12 @@ from ui.state import (
     init_state,
     nav_params,
     set_text,
+    shared_ids,
     text_notes,
     write_query_params,
 )
 from ui.text import PRESETS_TEXT, quoted, text_fits_url
+from ui.widgets import bounded_input
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +163,13 @@ def _sidebar_selection(trace: Trace) -> None:
         help="previous layer",
     )
     ss["_w_layer"] = ss["layer"]
-    mid.number_input(
+    bounded_input(
+        "number",
         "Layer",
-        min_value=0,
-        max_value=cfg.n_layer - 1,
-        step=1,
+        0,
+        cfg.n_layer - 1,
         key="_w_layer",
+        where=mid,
         on_change=_on_number,
         args=("layer",),
         label_visibility="collapsed",
@@ -180,12 +183,13 @@ def _sidebar_selection(trace: Trace) -> None:
         help="next layer",
     )
     ss["_w_head"] = ss["head"]
-    sb.number_input(
-        f"Head (0 to {cfg.n_head - 1})",
-        min_value=0,
-        max_value=cfg.n_head - 1,
-        step=1,
+    bounded_input(
+        "number",
+        f"Head (0 to {cfg.n_head - 1})" if cfg.n_head > 1 else "Head",
+        0,
+        cfg.n_head - 1,
         key="_w_head",
+        where=sb,
         on_change=_on_number,
         args=("head",),
     )
@@ -261,11 +265,19 @@ def frame(stage_id: str) -> View | None:
         )
         write_query_params()
         return None
-    trace = get_trace(model_id, text, loaded)
+    ids = shared_ids(loaded)
+    if ids is not None and "\ufffd" in text:
+        notices.append(
+            "A generated token ends inside a character (shown as �): the pages analyse the "
+            "generated tokens themselves, not the text re-read."
+        )
+    trace = get_trace(model_id, text, loaded, ids)
     cfg = trace.config
     ss["layer"] = clamp(ss.get("layer"), 0, cfg.n_layer - 1, 0)
     ss["head"] = clamp(ss.get("head"), 0, cfg.n_head - 1, 0)
     ss["pos"] = clamp(ss.get("pos"), 0, trace.n_tokens - 1, trace.n_tokens - 1)
+    if stage_id == "output":
+        _open_output_on_a_known_next_token(model_id, text, trace.n_tokens, "pos" in asked)
     ss["_n_tokens"] = trace.n_tokens
     _sidebar_selection(trace)
     notices += clamp_notices(asked, cfg, trace.n_tokens)
@@ -282,6 +294,20 @@ def frame(stage_id: str) -> View | None:
         head=ss["head"],
         pos=ss["pos"],
     )
+
+
+def _open_output_on_a_known_next_token(
+    model_id: str, text: str, n_tokens: int, asked: bool
+) -> None:
+    """The Output page opens (once per model and text) on the last position that has a next
+    token, so its comparison with the real next token shows; a position the link asks for,
+    or one chosen on the page afterwards, is kept."""
+    ss = st.session_state
+    if ss.get("_output_opened_on") == (model_id, text):
+        return
+    ss["_output_opened_on"] = (model_id, text)
+    if not asked and n_tokens > 1 and ss["pos"] == n_tokens - 1:
+        ss["pos"] = n_tokens - 2
 
 
 def _show_notices(notices: list[str]) -> None:

@@ -1,9 +1,12 @@
 """Shared state: the values every page shares (non-widget session_state keys), their mirror in
 the query parameters (a URL reproduces a view), and `View`, what the frame hands a page.
 
-Shared keys: "text", "model_id", "layer", "head", "pos" (SHARED_KEYS). Widgets use their own
-keys (prefixed "_w_") and copy into the shared keys; session state holds only strings and
-numbers there. Query parameters: text, model, layer, head, pos."""
+Shared keys: "text", "ids", "model_id", "layer", "head", "pos" (SHARED_KEYS). Widgets use their
+own keys (prefixed "_w_") and copy into the shared keys; session state holds only strings and
+numbers there. "ids" is the token ids the text came from when the app made it from ids (Generate),
+as "id,id,...": a token that ends inside a character decodes to U+FFFD, and re-encoding the text
+would analyse other tokens, so pages analyse these ids while they still decode to the text
+(`shared_ids`). Query parameters: text, ids, model, layer, head, pos."""
 
 from __future__ import annotations
 
@@ -18,8 +21,16 @@ from ui.models import model_offered
 from ui.settings import MAX_TEXT_CHARS
 from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
 
-SHARED_KEYS = ("text", "model_id", "layer", "head", "pos")
-_QP_NAMES = {"text": "text", "model_id": "model", "layer": "layer", "head": "head", "pos": "pos"}
+SHARED_KEYS = ("text", "ids", "model_id", "layer", "head", "pos")
+_QP_NAMES = {
+    "text": "text",
+    "ids": "ids",
+    "model_id": "model",
+    "layer": "layer",
+    "head": "head",
+    "pos": "pos",
+}
+MAX_IDS_CHARS = 20_000  # an "ids" value longer than this is ignored
 _QP_WRITTEN = "_qp_written"
 _TEXT_NOTES = "_text_notes"  # {"text": the cleaned text, "notes": what cleaning changed}
 
@@ -88,14 +99,37 @@ def text_notes() -> list[str]:
     return list(stored["notes"]) if stored and stored["text"] == ss["text"] else []
 
 
-def set_text(text: str) -> None:
+def set_text(text: str, ids: list[int] | None = None) -> None:
     """Replace the shared text; every page follows on the next run (call `st.rerun()` after it,
     unless it runs inside a widget callback). A selected position on the last token keeps
-    following the last token (Generate appends tokens). The text is cleaned (`clean_text`)."""
+    following the last token (Generate appends tokens). The text is cleaned (`clean_text`).
+    `ids`: the token ids `text` was decoded from (Generate), kept beside it so pages analyse
+    exactly those tokens (`shared_ids`); None forgets them."""
     ss = st.session_state
     if ss.get("pos") is not None and ss.get("pos") == ss.get("_n_tokens", 0) - 1:
         ss["pos"] = None
     _store_text(text)
+    ss["ids"] = None if ids is None else ",".join(str(int(i)) for i in ids)
+
+
+def shared_ids(loaded: LoadedModel) -> list[int] | None:
+    """The shared "ids" as a list, when they are valid for `loaded` and still decode to the
+    shared text (a text edited since, another model, or a hand-made link falls back to
+    encoding the text: None; stale ids are dropped)."""
+    ss = st.session_state
+    raw = ss.get("ids")
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_IDS_CHARS:
+        return None
+    try:
+        ids = [int(part) for part in raw.split(",")]
+    except ValueError:
+        ss["ids"] = None
+        return None
+    vocab = min(loaded.tokenizer.vocab_size, loaded.config.vocab_size)
+    if any(not 0 <= i < vocab for i in ids) or loaded.tokenizer.decode(ids) != ss.get("text"):
+        ss["ids"] = None
+        return None
+    return ids
 
 
 # --- query parameters -----------------------------------------------------------------------
@@ -116,6 +150,8 @@ def adopt_query_params() -> tuple[list[str], dict[str, int]]:
         raw = params[name]
         if key == "text":
             _store_text(raw)
+        elif key == "ids":
+            ss["ids"] = raw  # checked against the text and the model by `shared_ids`
         elif key == "model_id":
             if model_offered(raw):
                 ss["model_id"] = raw
@@ -162,7 +198,9 @@ def view_params() -> dict[str, str]:
     out: dict[str, str] = {}
     for key, name in _QP_NAMES.items():
         if key in ss and ss[key] is not None:
-            if key == "text" and not text_fits_url(ss[key]):
+            if key in ("text", "ids") and not text_fits_url(ss["text"]):
+                continue
+            if key == "ids" and (not ss[key] or len(ss[key]) > MAX_IDS_CHARS):
                 continue
             out[name] = str(ss[key])
     return out

@@ -42,19 +42,63 @@ def _copy_widget(widget_key: str, shared_key: str) -> None:
     st.session_state[shared_key] = st.session_state[widget_key]
 
 
+def bounded_input(
+    kind: str,
+    label: str,
+    min_value: float,
+    max_value: float,
+    value: float | None = None,
+    *,
+    key: str,
+    step: float = 1,
+    where: Any = None,
+    fmt: str = "{:g}",
+    **kwargs: Any,
+) -> float:
+    """Every slider ("slider") and number input ("number") whose bounds come from a model or a
+    text: the one place that handles a range of one value. When `max_value` <= `min_value` no
+    control is drawn, a caption says the only value instead (Streamlit refuses a slider with
+    min == max, and a control with nothing to choose is noise) and `min_value` is returned.
+    Otherwise the control, in `where` (a column; default the page body), starting at `value`
+    (clamped; default `min_value`); a value kept in session state from a wider range is clamped
+    too. Returns the chosen value (an int when every bound and the step are ints)."""
+    where = where or st
+    if max_value <= min_value:
+        where.caption(f"{label}: {fmt.format(min_value)} (the only possible value here)")
+        return min_value
+    ss = st.session_state
+    widget = where.slider if kind == "slider" else where.number_input
+    if key in ss:  # clamp a value kept from a wider range; no `value` beside session state
+        if ss[key] is not None:
+            ss[key] = type(ss[key])(min(max(ss[key], min_value), max_value))
+        return widget(label, min_value=min_value, max_value=max_value, step=step, key=key, **kwargs)
+    start = min_value if value is None else min(max(value, min_value), max_value)
+    return widget(
+        label,
+        min_value=min_value,
+        max_value=max_value,
+        value=start,
+        step=step,
+        key=key,
+        **kwargs,
+    )
+
+
 def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
-    """Where a long axis's window starts. Draws a slider only when `n` is longer than `size`
-    (heatmaps send at most `size` cells along an axis); returns 0 otherwise."""
+    """Where a long axis's window starts. Draws a slider (through `bounded_input`) only when `n`
+    is longer than `size` (heatmaps send at most `size` cells along an axis); returns 0
+    otherwise."""
     if n <= size:
         return 0
     step = max(1, min(size // 2, n - size))  # the last window must stay reachable
     return int(
-        st.slider(
+        bounded_input(
+            "slider",
             f"{label}: first of the {size} shown (of {n})",
-            min_value=0,
-            max_value=n - size,
-            step=step,
+            0,
+            n - size,
             key=key,
+            step=step,
         )
     )
 

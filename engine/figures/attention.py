@@ -15,11 +15,13 @@ from plotly.subplots import make_subplots
 
 from engine.figures.common import (
     FONT_SIZE,
+    NOT_MEASURABLE,
     PALETTE,
     SCALE_WEIGHTS,
     base_layout,
     heatmap,
     plotly_text,
+    shown,
     token_labels,
     window,
 )
@@ -77,20 +79,22 @@ def grid_window(n_tokens: int, pos: int, size: int = GRID_AXIS) -> slice:
 
 def head_grid(
     patterns: np.ndarray,
-    head_labels: list[str],
+    head_labels: list[str | None],
     token_strs: list[str] | tuple[str, ...],
     selected: int,
     pos: int,
     title: str,
 ) -> go.Figure:
-    """Every head of one layer as a small heatmap titled with its number and role label; the
-    selected head's title is marked. patterns: [H, T, T]."""
+    """Every head of one layer as a small heatmap titled with its number and role label
+    (NOT_MEASURABLE, "–", for a label of None: nothing to measure); the selected head's title is
+    marked. patterns: [H, T, T]."""
     H, T, _ = patterns.shape
     cols = min(H, 4)
     nrows = math.ceil(H / cols)
     rows = grid_window(T, pos)
     titles = [
-        f"{'▶ ' if h == selected else ''}head {h}: {plotly_text(head_labels[h])}" for h in range(H)
+        f"{'▶ ' if h == selected else ''}head {h}: {plotly_text(head_labels[h] or NOT_MEASURABLE)}"
+        for h in range(H)
     ]
     fig = make_subplots(
         rows=nrows,
@@ -197,22 +201,24 @@ def query_steps_figure(
 
 
 def head_scores_table(scores: HeadScores) -> pd.DataFrame:
-    """Every head of every layer: its role label and the scores the label comes from."""
+    """Every head of every layer: its role label and the scores the label comes from, as text
+    (two decimals; entropy in nats, three). A score measured over no query (a one-token text,
+    induction on a text with no repeat) and the label of such a head are NOT_MEASURABLE ("–")."""
     L, H = scores.previous.shape
     rows = []
     for layer in range(L):
         for head in range(H):
-            induction = scores.induction[layer, head]
+            label = scores.label(layer, head)
             rows.append(
                 {
                     "layer": layer,
                     "head": head,
-                    "label": scores.label(layer, head),
-                    "previous-token": float(scores.previous[layer, head]),
-                    "induction": None if np.isnan(induction) else float(induction),
-                    "first-token sink": float(scores.first[layer, head]),
-                    "self": float(scores.self_[layer, head]),
-                    "entropy (nats)": float(scores.entropy[layer, head]),
+                    "label": NOT_MEASURABLE if label is None else label,
+                    "previous-token": shown(scores.previous[layer, head]),
+                    "induction": shown(scores.induction[layer, head]),
+                    "first-token sink": shown(scores.first[layer, head]),
+                    "self": shown(scores.self_[layer, head]),
+                    "entropy (nats)": shown(scores.entropy[layer, head], "{:.3f}"),
                 }
             )
     return pd.DataFrame(rows)

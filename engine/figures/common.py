@@ -74,6 +74,18 @@ def panels(
     return fig
 
 
+NOT_MEASURABLE = "–"  # shown for a statistic averaged over nothing (or any non-finite value)
+
+
+def shown(value: float | None, fmt: str = "{:.2f}") -> str:
+    """`value` formatted with `fmt` for a table or a label, or NOT_MEASURABLE ("–") when it is
+    None, NaN or infinite (a mean or maximum over an empty set, a missing next token); a user
+    never sees None, nan or inf."""
+    if value is None or not np.isfinite(float(value)):
+        return NOT_MEASURABLE
+    return fmt.format(value)
+
+
 def finite_or_none(values: np.ndarray) -> np.ndarray:
     """A float array for plotly. All finite: the values as a float32 array (their dtype in a
     Trace), which plotly sends as a base64 typed array, about 5 bytes a value instead of about

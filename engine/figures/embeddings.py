@@ -54,7 +54,8 @@ def pca_figure(
     title: str,
     selected: int | None = None,
 ) -> go.Figure:
-    """Each token as a labelled point; a faint line joins them in text order."""
+    """Each token as a labelled point; a faint line joins them in text order. `explained` [2]
+    (NaN for a component that does not exist: the axis says "not measurable here")."""
     labels = token_labels(token_strs)
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
     sizes = [22 if i == selected else 12 for i in range(len(labels))]
@@ -81,8 +82,13 @@ def pca_figure(
         ]
     )
     base_layout(fig, title, height=560)
-    fig.update_xaxes(title_text=f"PC1 ({100 * explained[0]:.0f}% of the variance)")
-    fig.update_yaxes(title_text=f"PC2 ({100 * explained[1]:.0f}% of the variance)")
+    for axis, k in ((fig.update_xaxes, 0), (fig.update_yaxes, 1)):
+        share = (
+            f"{100 * explained[k]:.0f}% of the variance"
+            if np.isfinite(explained[k])
+            else "not measurable here"
+        )
+        axis(title_text=f"PC{k + 1} ({share})")
     fig.update_layout(showlegend=False)
     return fig
 

@@ -35,12 +35,14 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the SVD of the centred rows, float64).
 
     Returns (coords [T, 2], explained [2]: the share of the variance along each component).
-    Signs are fixed so that the largest-magnitude loading of each component is positive; fewer
-    than two rows (or components) are padded with zeros."""
+    Signs are fixed so that the largest-magnitude loading of each component is positive. A
+    component that does not exist is not measurable: its coordinates are 0 and its share NaN
+    (one point has no spread at all; two points, or one dimension, have one direction only;
+    identical points have none)."""
     x = np.asarray(vectors, dtype=np.float64)
     centred = x - x.mean(axis=0, keepdims=True)
     if x.shape[0] < 2:
-        return np.zeros((x.shape[0], 2)), np.zeros(2)
+        return np.zeros((x.shape[0], 2)), np.full(2, np.nan)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     comps = vt[:2]
     for k in range(comps.shape[0]):
@@ -51,9 +53,10 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
     var = s**2
     total = var.sum()
-    explained = var[:2] / total if total > 0 else np.zeros(2)
-    if explained.shape[0] < 2:
-        explained = np.pad(explained, (0, 2 - explained.shape[0]))
+    explained = np.full(2, np.nan)
+    n_directions = min(x.shape[0] - 1, x.shape[1], 2)  # centring removes one of T directions
+    if total > 0:
+        explained[:n_directions] = var[:n_directions] / total
     return coords, explained
 
 

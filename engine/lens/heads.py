@@ -2,8 +2,14 @@
 
 The scores read every layer's stored pattern `attn.hook_pattern` [H, T(query), T(key)]. The
 previous-token and induction scores follow Olsson et al. 2022 ("In-context Learning and
-Induction Heads"): an induction head attends from a token to the token that followed an earlier
-occurrence of the same token.
+Induction Heads", section "Key Concepts"): an induction head attends from a token that occurred
+before to the token that followed that earlier occurrence ([A][B] ... [A] -> [B]). On random
+tokens repeated twice, the bundled model's probe, this is TransformerLens's induction score
+(`induction_stripe`): the mean attention from each token of the second copy to the token
+after its occurrence in the first copy.
+
+A score averaged over no query is not measurable: it is NaN in the arrays and the head gets no
+label (`HeadScores.label` returns None); displays show "–" (`engine.figures.common.shown`).
 """
 
 from __future__ import annotations
@@ -16,19 +22,22 @@ import torch
 from engine.trace import Trace
 
 HEAD_LABELS = ("previous-token", "induction", "first-token sink", "self", "broad")
+CONTEXT_MATCH = 16  # tokens of preceding context compared to pick the earlier occurrence
 
 
 @dataclass(frozen=True)
 class HeadScores:
-    """Per-head scores [n_layer, n_head] on the traced text, each in [0, 1] except entropy.
+    """Per-head scores [n_layer, n_head] on the traced text, each in [0, 1] except entropy;
+    NaN where the average runs over no query (not measurable).
 
     previous: mean weight a query puts on the token just before it (queries 1..T-1).
     first: mean weight on position 0 (queries 1..T-1), the attention sink.
     self_: mean weight on the query itself (queries 1..T-1: query 0 can only attend to
         itself, so counting it would add 1/T to every head).
     entropy: mean entropy (nats) of the attention rows (queries 1..T-1).
-    induction: mean weight on the token after an earlier occurrence of the query's token
-        (NaN when the text repeats no token).
+    induction: mean weight from each repeated token to the token after its earlier
+        occurrence (`induction_targets`; NaN when the text repeats no token).
+    A one-token text has no query 1..T-1: previous, first, self_ and entropy are all NaN.
     """
 
     previous: np.ndarray
@@ -37,8 +46,9 @@ class HeadScores:
     entropy: np.ndarray
     induction: np.ndarray
 
-    def label(self, layer: int, head: int) -> str:
-        """The role name (`head_label`) of head `head` in layer `layer`."""
+    def label(self, layer: int, head: int) -> str | None:
+        """The role name (`head_label`) of head `head` in layer `layer`; None when its scores
+        are not measurable (a one-token text)."""
         return head_label(
             self.previous[layer, head],
             self.induction[layer, head],
@@ -47,13 +57,16 @@ class HeadScores:
         )
 
 
-def head_label(previous: float, induction: float, first: float, self_: float) -> str:
-    """A short role name for a head from its scores (one of HEAD_LABELS).
+def head_label(previous: float, induction: float, first: float, self_: float) -> str | None:
+    """A short role name for a head from its scores (one of HEAD_LABELS), or None when the
+    previous-token, first-token or self score is NaN (measured over no query).
 
     Thresholds chosen for teaching: the strongest clear pattern wins (induction >= 0.3 and at
     least the previous-token score, then previous-token >= 0.4, first-token sink >= 0.5, self
     >= 0.4); otherwise the head attends broadly. A NaN induction score (no repeated token) never
     makes an induction head."""
+    if np.isnan(previous) or np.isnan(first) or np.isnan(self_):
+        return None
     if not np.isnan(induction) and induction >= 0.3 and induction >= previous:
         return "induction"
     if previous >= 0.4:
@@ -65,26 +78,54 @@ def head_label(previous: float, induction: float, first: float, self_: float) ->
     return "broad"
 
 
-def induction_targets(token_ids: np.ndarray) -> list[tuple[int, list[int]]]:
-    """For each query position i: the positions j = m + 1 (m + 1 < i) after each earlier
-    occurrence m of token_ids[i] (Olsson et al. 2022). Only queries with at least one target
-    are listed, in increasing i; `token_ids` is [T] of ints."""
-    ids = np.asarray(token_ids)
+def _context_match(ids: np.ndarray, i: int, earlier: np.ndarray) -> np.ndarray:
+    """For each earlier position m in `earlier`: how many of the CONTEXT_MATCH tokens before m
+    equal the tokens before i, counted back from m - 1 until the first difference; an
+    occurrence whose whole context back to the start of the text matches counts as a full
+    match (CONTEXT_MATCH), as the first copy of a repeated sequence does."""
+    length = np.zeros(len(earlier), dtype=np.int64)
+    alive = np.ones(len(earlier), dtype=bool)
+    for back in range(1, CONTEXT_MATCH + 1):
+        at_start = alive & (earlier - back < 0)
+        length[at_start] = CONTEXT_MATCH
+        alive &= ~at_start
+        alive[alive] &= ids[earlier[alive] - back] == ids[i - back]
+        if not alive.any():
+            break
+        length += alive
+    return length
+
+
+def induction_targets(token_ids: np.ndarray, period: int = 0) -> list[tuple[int, int]]:
+    """(query i, key j) pairs of the induction score (Olsson et al. 2022): a query i whose token
+    occurred before at m, with m + 1 < i, and the key j = m + 1, the token after that earlier
+    occurrence; pairs in increasing i, one per query. `token_ids` is [T] of ints.
+
+    `period` > 0 says the text is a sequence repeated with that period (the probe's random
+    tokens repeated twice): then only queries of the later copies count, and the earlier
+    occurrence of query i is m = i - period, which is TransformerLens's `induction_stripe`.
+    Otherwise, where the token occurred several times, m is the occurrence whose preceding
+    tokens match those before i longest (`_context_match`), the latest of equals."""
+    ids = np.asarray(token_ids, dtype=np.int64)
+    if period > 0:
+        return [(i, i - period + 1) for i in range(period, len(ids)) if i - period + 1 < i]
     seen: dict[int, list[int]] = {}
     out = []
     for i, tok in enumerate(ids.tolist()):
-        targets = [m + 1 for m in seen.get(tok, []) if m + 1 < i]
-        if targets:
-            out.append((i, targets))
+        earlier = np.array([m for m in seen.get(tok, []) if m + 1 < i], dtype=np.int64)
+        if len(earlier):
+            match = _context_match(ids, i, earlier)
+            best = len(match) - 1 - int(np.argmax(match[::-1]))  # the latest of the longest
+            out.append((i, int(earlier[best]) + 1))
         seen.setdefault(tok, []).append(i)
     return out
 
 
 def _mean_row_entropy(pattern: np.ndarray, row_block: int = 128) -> np.ndarray:
     """Mean entropy (nats) over queries 1..T-1 of each head's attention rows; `pattern` is one
-    layer's [H, T, T]. Works on blocks of query rows and only on the keys a block can see
-    (the causal triangle), in float32 with float64 sums, so a long text needs no [H, T, T]
-    float64 copy."""
+    layer's [H, T, T] with T >= 2. Works on blocks of query rows and only on the keys a block
+    can see (the causal triangle), in float32 with float64 sums, so a long text needs no
+    [H, T, T] float64 copy."""
     H, T, _ = pattern.shape
     total = np.zeros(H)
     for start in range(1, T, row_block):
@@ -95,15 +136,15 @@ def _mean_row_entropy(pattern: np.ndarray, row_block: int = 128) -> np.ndarray:
     return total / (T - 1)
 
 
-def head_scores(trace: Trace) -> HeadScores:
+def head_scores(trace: Trace, period: int = 0) -> HeadScores:
     """Scores of every head ([n_layer, n_head] each, float64), one layer at a time (memory stays
-    at one layer's pattern). With a single token, previous is 0, first and self_ are 1 and
-    entropy is 0; induction is NaN when no token repeats (see HeadScores)."""
+    at one layer's pattern). With a single token, previous, first, self_ and entropy are NaN
+    (no query to average over); induction is NaN when no token repeats (see HeadScores).
+    `period`: the period of a text known to be a repeated sequence (the induction probe), 0 for
+    any other text (see `induction_targets`)."""
     L, H, T = trace.config.n_layer, trace.config.n_head, trace.n_tokens
-    previous, first = np.zeros((L, H)), np.ones((L, H))
-    self_, entropy = np.ones((L, H)), np.zeros((L, H))
-    targets = induction_targets(trace.token_ids)
-    induction = np.zeros((L, H)) if targets else np.full((L, H), np.nan)
+    previous, first, self_, entropy, induction = (np.full((L, H), np.nan) for _ in range(5))
+    pairs = induction_targets(trace.token_ids, period)
     q = np.arange(1, T)
     for layer in range(L):
         pattern = trace.get("attn.hook_pattern", layer)  # [H, T(query), T(key)]
@@ -112,12 +153,17 @@ def head_scores(trace: Trace) -> HeadScores:
             first[layer] = pattern[:, 1:, 0].astype(np.float64).mean(-1)
             self_[layer] = pattern[:, q, q].astype(np.float64).mean(-1)
             entropy[layer] = _mean_row_entropy(pattern)
-        else:
-            previous[layer] = 0.0
-        if targets:
-            per_query = [pattern[:, i, js].astype(np.float64).sum(-1) for i, js in targets]
-            induction[layer] = np.mean(per_query, axis=0)
+        if pairs:
+            rows, keys = (np.array(a) for a in zip(*pairs, strict=True))
+            induction[layer] = pattern[:, rows, keys].astype(np.float64).mean(-1)
     return HeadScores(previous, first, self_, entropy, induction)
 
 
-__all__ = ["HEAD_LABELS", "HeadScores", "head_label", "head_scores", "induction_targets"]
+__all__ = [
+    "CONTEXT_MATCH",
+    "HEAD_LABELS",
+    "HeadScores",
+    "head_label",
+    "head_scores",
+    "induction_targets",
+]

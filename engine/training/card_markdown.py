@@ -539,6 +539,7 @@ def _other_recipes(card: ModelCard) -> list[str]:
             for r in card.other_runs
         ),
         "",
+        *([card.induction_note + "\n"] if card.induction_note else []),
     ]
 
 
@@ -561,6 +562,8 @@ def _learning_curve(card: ModelCard) -> list[str]:
             + (f" {all_ids.name}: {all_ids.score:.2f} |" if all_ids is not None else "  |")
         )
     s.append("")
+    if card.induction_note:
+        s.append(card.induction_note + "\n")
     return s
 
 

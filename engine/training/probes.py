@@ -47,7 +47,10 @@ def previous_token_scores(
 class InductionResult:
     """The induction probe's result, averaged over its seeds."""
 
-    scores: np.ndarray  # [n_layer, n_head], mean over seeds of head_scores(...).induction
+    # [n_layer, n_head], mean over seeds of head_scores(..., period=half).induction:
+    # the attention from each token of the second copy to the token after its occurrence in
+    # the first copy (Olsson et al. 2022; TransformerLens's induction score)
+    scores: np.ndarray
     first_half_loss: float  # nats, targets 1 .. half - 1 (unpredictable: about log V)
     repeat_loss: float  # nats, targets half + 1 .. 2 half - 1 (copyable from the first copy)
 
@@ -89,7 +92,9 @@ def induction_scores(
 ) -> InductionResult:
     """Trace random tokens repeated twice (ordinary tokens only, no `<|endoftext|>`; from
     `pool` if given), one sequence per seed. The token at position `half` (the first of the
-    copy) cannot be predicted and is scored in neither half. `half` 0 means
+    copy) cannot be predicted and is scored in neither half. The induction score counts the
+    queries of the second copy only (`engine.lens.heads.head_scores` with `period` =
+    `half`), each attending to the token after its place in the first copy. `half` 0 means
     `default_induction_half`."""
     half = half or default_induction_half(loaded.config)
     if 2 * half > loaded.config.n_ctx:
@@ -98,7 +103,7 @@ def induction_scores(
     for seed in seeds:
         ids = repeated_random_tokens(seed, half, loaded.tokenizer.eot_id, pool)
         trace = run_with_trace(loaded.model, loaded.tokenizer, ids, model_name=loaded.name)
-        scores.append(head_scores(trace).induction)
+        scores.append(head_scores(trace, period=half).induction)
         logits = torch.from_numpy(np.array(trace.logits[:-1], dtype=np.float32))
         # logits[i] predicts ids[i + 1].
         nll = F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="none").numpy()

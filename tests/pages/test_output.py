@@ -85,3 +85,27 @@ def test_the_lens_window_moves_along_a_long_text(tiny_loaded: LoadedModel) -> No
     assert lens["x"] == token_labels(ref.token_strs, last, ref.n_tokens)
     top = logit_lens(ref, tiny_loaded.model).top_probs[:, last:, 0]
     np.testing.assert_allclose(np.array(lens["z"], dtype=float), np.round(top, 4), atol=2e-4)
+
+
+def test_the_page_opens_on_the_last_position_with_a_next_token(tiny_loaded: LoadedModel) -> None:
+    """Opened without a position it shows the last position that has a real next token (the
+    last token has none), and the lens table shows – there instead of None / nan."""
+    at = open_page("pages/8_Output.py")
+    ref = trace_of(tiny_loaded)
+    assert at.session_state["pos"] == ref.n_tokens - 2
+    assert "output_next_token" in charts(at)
+    table = _lens_table(at)
+    assert list(table["its rank (0 = top)"]) == [
+        str(int(r)) for r in logit_lens(ref, tiny_loaded.model).next_rank[:, ref.n_tokens - 2]
+    ]
+    # choosing the last token on the page is kept; the lens row then has nothing to measure
+    at.selectbox(key="_w_pos").set_value(ref.n_tokens - 1).run()
+    assert at.session_state["pos"] == ref.n_tokens - 1
+    table = _lens_table(at)
+    assert set(table["its rank (0 = top)"]) == {"–"}
+    assert set(table["real next token's p"]) == {"–"}
+    assert all("None" not in str(v) and "nan" not in str(v) for v in table.to_numpy().ravel())
+
+
+def _lens_table(at: object) -> object:
+    return next(d.value for d in at.dataframe if "its rank (0 = top)" in d.value.columns)

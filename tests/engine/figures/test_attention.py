@@ -75,8 +75,9 @@ def test_head_scores_table_lists_every_head_with_its_label(tiny_trace: Trace) ->
     assert len(table) == cfg.n_layer * cfg.n_head
     row = table[(table["layer"] == 1) & (table["head"] == 0)].iloc[0]
     assert row["label"] == scores.label(1, 0)
-    assert row["previous-token"] == pytest.approx(scores.previous[1, 0])
-    assert row["first-token sink"] == pytest.approx(scores.first[1, 0])
+    assert row["previous-token"] == f"{scores.previous[1, 0]:.2f}"
+    assert row["first-token sink"] == f"{scores.first[1, 0]:.2f}"
+    assert row["entropy (nats)"] == f"{scores.entropy[1, 0]:.3f}"
 
 
 def test_article_vs_gpt_differ_only_by_the_mask(tiny_trace: Trace) -> None:

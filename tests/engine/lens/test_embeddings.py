@@ -26,3 +26,21 @@ def test_token_embeddings_of_a_repeated_token_are_identical_without_position(
     gpt = le.cosine_matrix(le.embedding_vectors(tiny_trace, "token + position"))
     assert article[first, second] == pytest.approx(1.0)
     assert gpt[first, second] < 0.999
+
+
+def test_pca_shares_of_components_that_do_not_exist_are_not_measurable() -> None:
+    """One point has no spread; two points (or one dimension) have one direction only; the
+    missing shares are NaN (shown as "not measurable here"), never 0% or 100% of nothing."""
+    from engine.lens.embeddings import pca_2d
+
+    rng = np.random.default_rng(0)
+    coords, explained = pca_2d(rng.normal(size=(1, 5)))
+    assert coords.shape == (1, 2) and np.isnan(explained).all()
+    coords, explained = pca_2d(rng.normal(size=(2, 5)))
+    assert explained[0] == pytest.approx(1.0) and np.isnan(explained[1])
+    _, explained = pca_2d(rng.normal(size=(6, 1)))
+    assert explained[0] == pytest.approx(1.0) and np.isnan(explained[1])
+    _, explained = pca_2d(np.ones((4, 3)))  # identical vectors: no spread
+    assert np.isnan(explained).all()
+    _, explained = pca_2d(rng.normal(size=(6, 4)))
+    assert np.isfinite(explained).all() and explained.sum() <= 1 + 1e-12

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.config import GPTConfig
+from engine.figures import attention as fa
 from engine.lens.heads import head_label, head_scores, induction_targets
 from engine.trace import Trace
 
@@ -67,9 +68,9 @@ def test_an_exact_induction_head_scores_one() -> None:
     T = len(ids)
     induction = np.zeros((T, T))
     induction[np.arange(T), np.arange(T)] = 1.0  # queries without a target look at themselves
-    for i, targets in induction_targets(np.array(ids)):
+    for i, target in induction_targets(np.array(ids)):
         induction[i] = 0.0
-        induction[i, targets] = 1.0 / len(targets)
+        induction[i, target] = 1.0
     trace = _pattern_trace([np.stack([induction, _previous_token(T)])], ids)
     s = head_scores(trace)
     np.testing.assert_allclose(s.induction, [[1.0, 0.0]])
@@ -78,18 +79,68 @@ def test_an_exact_induction_head_scores_one() -> None:
 
 
 def test_induction_targets_follow_earlier_occurrences() -> None:
-    assert induction_targets(np.array([5, 6, 7, 5, 6, 5])) == [(3, [1]), (4, [2]), (5, [1, 4])]
+    # one key per query: the token after the earlier occurrence whose context matches longest
+    # (position 5: neither 0 nor 3 is preceded by 6, so the earliest, 0, and its next token 1)
+    assert induction_targets(np.array([5, 6, 7, 5, 6, 5])) == [(3, 1), (4, 2), (5, 1)]
+    # 5 at 6: the occurrence at 0 matches back to the start, the one at 3 only one token
+    assert induction_targets(np.array([5, 6, 9, 5, 1, 9, 5])) == [(3, 1), (5, 3), (6, 1)]
+    # 5 at 7: the occurrence at 4 is preceded by 1 9 like the query, the one at 1 is not
+    assert induction_targets(np.array([0, 5, 2, 9, 5, 1, 9, 5]))[-1] == (7, 5)
     # an immediate repeat has no earlier "next token" to copy from yet
-    assert induction_targets(np.array([7, 7, 7])) == [(2, [1])]
+    assert induction_targets(np.array([7, 7, 7])) == [(2, 1)]
     assert induction_targets(np.array([1, 2, 3])) == []
 
 
-def test_head_scores_of_a_single_token_are_defined() -> None:
+@pytest.mark.parametrize("seed", range(5))
+def test_induction_targets_on_a_repeated_random_sequence_are_transformerlens_stripe(
+    seed: int,
+) -> None:
+    """On random tokens repeated twice (with ids that repeat inside a copy too) the pairs are
+    exactly TransformerLens's induction stripe: second-copy query i attends to i - half + 1;
+    no query of the first copy is scored."""
+    half = 40
+    seq = np.random.default_rng(seed).integers(0, 12, size=half)
+    pairs = induction_targets(np.concatenate([seq, seq]), period=half)
+    assert pairs == [(i, i - half + 1) for i in range(half, 2 * half)]
+
+
+def test_the_induction_score_counts_one_key_per_second_copy_query() -> None:
+    """The head puts weight 0.5 on the right key and 0.5 on another earlier occurrence's next
+    token: the score is 0.5 (the earlier code summed every earlier occurrence: 1.0), and a
+    first-copy query whose id repeats (position 2) is not counted."""
+    ids = [3, 4, 3, 5, 3, 4, 3, 5]  # half 4; the first copy repeats id 3
+    T, half = len(ids), 4
+    pattern = np.eye(T)
+    for i, j in induction_targets(np.array(ids), period=half):
+        pattern[i] = 0.0
+        pattern[i, j] = 0.5
+        pattern[i, i] += 0.5
+    pattern[6] = 0.0
+    pattern[6, [1, 3]] = 0.5  # position 6 (id 3): the right key (3) and the other one (1)
+    trace = _pattern_trace([pattern[None]], ids)
+    assert head_scores(trace, period=half).induction[0, 0] == pytest.approx(0.5)
+
+
+def test_head_scores_of_a_single_token_are_not_measurable() -> None:
+    """One token: no query 1..T-1, so every score is NaN and no head gets a role label (it
+    used to be "first-token sink" with sink 1.0, self 1.0, entropy 0.0)."""
     trace = _pattern_trace([np.ones((2, 1, 1))], [3])
     s = head_scores(trace)
-    assert s.previous.shape == (1, 2)
-    np.testing.assert_array_equal(s.first, np.ones((1, 2)))
-    assert np.isnan(s.induction).all()
+    for arr in (s.previous, s.first, s.self_, s.entropy, s.induction):
+        assert arr.shape == (1, 2)
+        assert np.isnan(arr).all()
+    assert [s.label(0, h) for h in range(2)] == [None, None]
+    table = fa.head_scores_table(s)
+    assert set(table["label"]) == {"–"}
+    for column in ("previous-token", "induction", "first-token sink", "self", "entropy (nats)"):
+        assert set(table[column]) == {"–"}
+
+
+def test_two_tokens_are_measurable() -> None:
+    trace = _pattern_trace([np.stack([_previous_token(2), _sink(2)])], [3, 4])
+    s = head_scores(trace)
+    assert s.label(0, 0) == "previous-token"
+    assert s.first[0, 1] == 1.0 and s.entropy[0, 1] == 0.0
 
 
 def test_head_scores_of_the_traced_model_are_in_range(tiny_trace: Trace) -> None:
