@@ -11,6 +11,7 @@ import torch
 from engine.config import GPTConfig
 from engine.model import GPT
 from engine.names import canonical_names, parse_name, symbol_sizes
+from engine.sampling import n_valid_ids
 from engine.tokenizer import Tokenizer
 from engine.trace import Trace
 
@@ -136,4 +137,5 @@ def run_with_trace(
         model_name=model_name,
         n_tokens_dropped=n_dropped,
         dropout_p=float(dropout_p),
+        n_valid_ids=n_valid_ids(tokenizer, model.config.vocab_size),
     )

@@ -72,6 +72,22 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def n_valid_ids(tokenizer: Tokenizer, vocab_size: int) -> int:
+    """How many of a model's `vocab_size` output rows name a token of `tokenizer`: ids
+    0..n - 1 do, the rest are padding (nanoGPT pads its vocabulary to a multiple of 64). The
+    one place this is decided; Traces record it (`Trace.n_valid_ids`) and
+    everything that names a token from the output masks by it."""
+    return max(1, min(int(tokenizer.vocab_size), int(vocab_size)))
+
+
+def padding_masked(logits: np.ndarray, n_valid: int) -> np.ndarray:
+    """A float64 copy of `logits` [..., V] with the padding ids (>= `n_valid`) set to -inf:
+    softmax gives them probability 0 and no argmax or top-k can pick them."""
+    x = np.array(logits, dtype=np.float64)
+    x[..., int(n_valid) :] = -np.inf
+    return x
+
+
 def next_token_distribution(
     logits: np.ndarray,
     settings: SamplingSettings,
@@ -163,7 +179,7 @@ def sample_next(
     the text goes on. `generator`: draw from this generator (its state advances) instead of a
     fresh one seeded with `seed`."""
     logits = last_logits(model, ids)
-    allowed = min(tokenizer.vocab_size, logits.size)
+    allowed = n_valid_ids(tokenizer, logits.size)
     chosen_from = logits
     if suppress_eot and tokenizer.eot_id < logits.size:
         chosen_from = logits.copy()
@@ -246,7 +262,9 @@ __all__ = [
     "SamplingSettings",
     "generate",
     "last_logits",
+    "n_valid_ids",
     "next_token_distribution",
+    "padding_masked",
     "sample_next",
     "softmax",
     "top_candidates",

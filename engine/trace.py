@@ -40,6 +40,11 @@ class Trace:
         model_name: which model produced it ("bundled", "random", a directory name).
         n_tokens_dropped: tokens cut off because the text was longer than the context.
         dropout_p: the dropout probability of the pass (0 for evaluation mode).
+        n_valid_ids: how many of the V output rows are tokens of the model's tokenizer (ids
+            0..n_valid_ids - 1); the rest are padding rows (a vocabulary padded to a multiple
+            of 64, as nanoGPT does) that name no token. None (the default) means all V; it is
+            stored as V. Every place that names a token from the output masks the padding out
+            (`engine.lens.logit_lens`, `engine.sampling`).
 
     Activation sites, in forward order: `engine.names.site_table()`, copied here (a test checks
     the copy). Shapes in symbols: T tokens, d width, m MLP width, H heads, h head width (d / H),
@@ -77,6 +82,7 @@ class Trace:
     model_name: str = ""
     n_tokens_dropped: int = 0
     dropout_p: float = 0.0
+    n_valid_ids: int | None = None
 
     def __post_init__(self) -> None:
         token_ids = np.asarray(self.token_ids)
@@ -114,6 +120,13 @@ class Trace:
             acts[name] = _read_only(arr)
         if LOGITS not in acts:
             raise ValueError("a Trace must hold the logits")
+        V = self.config.vocab_size
+        n_valid = V if self.n_valid_ids is None else self.n_valid_ids
+        if isinstance(n_valid, bool) or not isinstance(n_valid, int | np.integer):
+            raise ValueError(f"n_valid_ids must be a whole number, got {n_valid!r}")
+        if not 1 <= n_valid <= V:
+            raise ValueError(f"n_valid_ids must be in 1..{V} (the vocabulary), got {n_valid}")
+        object.__setattr__(self, "n_valid_ids", int(n_valid))
         # Frozen dataclass: normalise the fields once, here. Every array is read-only.
         object.__setattr__(self, "token_ids", _read_only(token_ids.astype(np.int64, copy=False)))
         object.__setattr__(self, "token_strs", tuple(self.token_strs))
@@ -131,6 +144,11 @@ class Trace:
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def n_padding_ids(self) -> int:
+        """Output rows that are padding, not tokens (0 unless the vocabulary is padded)."""
+        return self.config.vocab_size - int(self.n_valid_ids or self.config.vocab_size)
 
     @property
     def logits(self) -> np.ndarray:

@@ -29,7 +29,7 @@ trace, cfg, pos = view.trace, view.trace.config, view.pos
 tokenizer, model = view.loaded.tokenizer, view.loaded.model
 display = tokenizer.display
 token = markdown_literal(trace.token_strs[pos])
-allowed = min(tokenizer.vocab_size, cfg.vocab_size)
+allowed = trace.n_valid_ids  # ids past it are a padded vocabulary's padding rows
 
 st.title("8 · Output probabilities & logit lens")
 st.markdown(
@@ -61,7 +61,7 @@ top_k = int(
         "number",
         "Top-k (0 = all)",
         0,
-        cfg.vocab_size,
+        allowed,
         0,
         key="output_top_k",
         where=c2,
@@ -118,7 +118,7 @@ st.caption(
 
 with st.expander("The article's output step: `output.argmax(dim=-1)`"):
     hidden = trace["ln_final.hook_normalized"][pos]
-    greedy_md = markdown_literal(display(int(np.argmax(logits))))
+    greedy_md = markdown_literal(display(int(top_candidates(model_probs, 1)[0])))
     st.markdown(
         "The article takes the argmax of the last hidden vector and calls it the translation. "
         f"On your text that picks **feature {int(np.argmax(hidden))}** of the {cfg.d_model} "

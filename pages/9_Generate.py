@@ -76,7 +76,7 @@ top_k = int(
         "number",
         "Top-k (0 = all)",
         0,
-        cfg.vocab_size,
+        trace.n_valid_ids,
         40,
         key="generate_top_k",
         where=c2,
@@ -167,7 +167,7 @@ else:
     else:  # the Trace shows the first tokens; generation continues from the last n_ctx
         logits = get_last_logits(view, text, context_ids(text))
         source = f"the model reading the last {min(len(context_ids(text)), cfg.n_ctx)} tokens"
-    allowed = min(tokenizer.vocab_size, cfg.vocab_size)
+    allowed = trace.n_valid_ids  # ids past it are a padded vocabulary's padding rows
     preview = next_token_distribution(logits, settings, allowed=allowed)
     model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
     st.plotly_chart(

@@ -284,6 +284,8 @@ def frame(stage_id: str) -> View | None:
     if trace.n_tokens_dropped:
         notices.append(_dropped_notice(trace, token_limit(cfg)[1]))
     _show_notices(notices)
+    if trace.n_padding_ids:
+        st.info(padding_notice(trace))
     write_query_params()
     return View(
         trace=trace,
@@ -313,6 +315,18 @@ def _open_output_on_a_known_next_token(
 def _show_notices(notices: list[str]) -> None:
     for notice in notices:
         st.warning(notice)
+
+
+def padding_notice(trace: Trace) -> str:
+    """The one notice about a padded vocabulary: how many output rows are padding and what the
+    app does with them (engine: `Trace.n_valid_ids`)."""
+    n_pad, n_valid = trace.n_padding_ids, trace.n_valid_ids
+    return (
+        f"This model has {trace.config.vocab_size:,} output rows but its tokenizer only "
+        f"{n_valid:,} tokens: the last {n_pad:,} rows (ids {n_valid:,} and up) are padding "
+        "(vocabularies are often padded to a multiple of 64 for speed). They name no token, so "
+        f"every prediction here leaves them out: probabilities are over the {n_valid:,} tokens."
+    )
 
 
 def _dropped_notice(trace: Trace, reason: str) -> str:

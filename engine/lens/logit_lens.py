@@ -17,7 +17,7 @@ import torch
 
 from engine.lens.residual import residual_stack
 from engine.model import GPT
-from engine.sampling import softmax
+from engine.sampling import padding_masked, softmax
 from engine.trace import Trace
 
 
@@ -27,7 +27,9 @@ class LogitLens:
 
     Row 0 reads the residual after the embeddings, row i the residual after block i - 1; the
     last row is the model's own output distribution. Each row applies `ln_f` with that
-    residual's own statistics, then the unembedding (`GPT.lm_head_weight`), then softmax.
+    residual's own statistics, then the unembedding (`GPT.lm_head_weight`), then softmax over
+    the tokenizer's ids only (`Trace.n_valid_ids`: the padding rows of a padded vocabulary are
+    left out, so every id here names a token and the probabilities sum to 1 over real tokens).
 
     top_ids, top_probs: [n_layer + 1, T, k]
     next_prob, next_rank: [n_layer + 1, T] probability and rank (0 = top) of the token that
@@ -78,7 +80,9 @@ def _lens_rows(
 def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> LogitLens:
     """The logit lens (nostalgebraist 2020) of every layer and position of `trace`, read through
     `model`'s `ln_f` and unembedding: a LogitLens with the top `k` tokens (k is cut to the
-    vocabulary size) of each of the [n_layer + 1, T] rows.
+    vocabulary size) of each of the [n_layer + 1, T] rows. Only ids below the Trace's
+    `n_valid_ids` are read: a padded vocabulary's padding rows never appear and take no
+    probability.
 
     Computed in chunks of (layer, position) rows so memory stays bounded: each chunk holds at
     most `chunk_rows` x vocabulary floats (default 0: about 64 MB). Raises ValueError when
@@ -86,7 +90,7 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
     _check_lens_model(trace, model)
     stack = torch.from_numpy(residual_stack(trace))  # [L+1, T, d]
     L1, T, d = stack.shape
-    V = model.config.vocab_size
+    V = trace.n_valid_ids or model.config.vocab_size  # the padding rows are never read
     k = min(k, V)
     rows = stack.reshape(L1 * T, d)
     targets = torch.full((L1 * T,), -1, dtype=torch.long)
@@ -103,7 +107,7 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
         for s in range(0, L1 * T, chunk):
             e = min(L1 * T, s + chunk)
             tgt = targets[s:e]
-            ids, probs, p_next, rank, ent = _lens_rows(model.unembed(rows[s:e]), tgt, k)
+            ids, probs, p_next, rank, ent = _lens_rows(model.unembed(rows[s:e])[:, :V], tgt, k)
             top_ids[s:e], top_probs[s:e], entropy[s:e] = ids, probs, ent
             has = tgt >= 0
             next_prob[s:e] = torch.where(has, p_next, float("nan"))
@@ -133,7 +137,8 @@ def _check_lens_model(trace: Trace, model: GPT) -> None:
 def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarray:
     """The full next-token distribution [V] (float32, sums to 1) of lens row `row` (0 = after
     the embeddings, i = after block i - 1) at position `pos`, computed on demand from the one
-    stored residual. Raises ValueError for a row or position out of range, or a `model` whose
+    stored residual; padding ids (>= the Trace's `n_valid_ids`) get probability 0. Raises
+    ValueError for a row or position out of range, or a `model` whose
     width or vocabulary differ from the Trace's."""
     _check_lens_model(trace, model)
     L, T = trace.config.n_layer, trace.n_tokens
@@ -145,13 +150,16 @@ def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarra
     stored = trace.get("hook_resid_pre", 0) if row == 0 else trace.get("hook_resid_post", row - 1)
     resid = torch.from_numpy(np.array(stored[pos][None], dtype=np.float32))
     with torch.inference_mode():
-        return torch.softmax(model.unembed(resid), dim=-1)[0].numpy()
+        logits = model.unembed(resid)
+        logits[:, trace.n_valid_ids or logits.shape[-1] :] = -torch.inf
+        return torch.softmax(logits, dim=-1)[0].numpy()
 
 
 def final_probs(trace: Trace, pos: int) -> np.ndarray:
     """The model's own next-token distribution [V] (float64) at position `pos`: the softmax of
-    the stored logits (no model needed)."""
-    return softmax(trace.logits[pos])
+    the stored logits (no model needed); padding ids (>= the Trace's `n_valid_ids`) get
+    probability 0, so no top-k of it names one."""
+    return softmax(padding_masked(trace.logits[pos], trace.n_valid_ids or trace.config.vocab_size))
 
 
 __all__ = ["LogitLens", "final_probs", "lens_distribution", "logit_lens"]
