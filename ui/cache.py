@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
@@ -31,7 +32,7 @@ from engine.lens.logit_lens import LogitLens, logit_lens
 from engine.sampling import last_logits
 from engine.tokenizer import EncodeSteps, TokenGroup
 from engine.trace import Trace
-from ui.models import encode_text, load_uncached, model_key, model_offered
+from ui.models import encode_text, load_uncached, model_base_key, model_key, model_offered
 from ui.settings import cache_budget_bytes, max_tokens
 from ui.state import View
 
@@ -113,6 +114,12 @@ class SharedCache:
         with self._lock:
             return len(self._items), self._bytes
 
+    def forget(self, key: Hashable) -> None:
+        """Drop the value under `key`, if any (a model whose files changed on disk)."""
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+
     def clear(self) -> None:
         """Forget every value (computations under way still finish and are kept)."""
         with self._lock:
@@ -149,6 +156,20 @@ def _busy(message: str | None) -> Callable[[], AbstractContextManager[Any]]:
     return lambda: st.spinner(message)
 
 
+# Each loaded model's cache key (with the fingerprint of the files it was read from): what was
+# computed from that model is kept under that key, even if the files change during a run.
+_KEY_OF: weakref.WeakKeyDictionary[LoadedModel, str] = weakref.WeakKeyDictionary()
+# model_base_key -> the key of the version loaded last, to drop an outdated one.
+_CURRENT_KEY: dict[str, str] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+def key_of(model_id: str, loaded: LoadedModel) -> str:
+    """The cache key `loaded` was stored under by `load_model` (a model built elsewhere, as in
+    tests: `model_key(model_id)`)."""
+    return _KEY_OF.get(loaded) or model_key(model_id)
+
+
 def _of_view(
     cache: SharedCache,
     view: View,
@@ -160,7 +181,7 @@ def _of_view(
     tokens by their ids (a text and the generated ids it was decoded from can differ)."""
     trace = view.trace
     tokens = np.asarray(trace.token_ids, dtype=np.int64).tobytes()
-    key = (model_key(view.model_id), trace.n_tokens, tokens, trace.prompt, *extra)
+    key = (key_of(view.model_id, view.loaded), trace.n_tokens, tokens, trace.prompt, *extra)
     return cache.get(key, lambda: _frozen(compute()), _busy(spinner))
 
 
@@ -168,19 +189,36 @@ def _of_view(
 
 
 def load_model(model_id: str) -> LoadedModel:
-    """The model, loaded once per process, in eval mode; raises CheckpointError (or OSError)
-    with a readable message, and refuses a model this server does not offer before reading."""
+    """The model, loaded once per process per version of its files, in eval mode; raises
+    CheckpointError (or OSError) with a readable message, and refuses a model this server does
+    not offer before reading. Its files changed on disk (size, modification time, a file
+    replaced: `ui.models.model_key`): it is read again on this call and the outdated version is
+    dropped (`reloaded_since` tells a session)."""
     if not model_offered(model_id):
         raise CheckpointError(f"“{model_id}” is not one of the models this server offers")
-    key = model_key(model_id)
+    key, base = model_key(model_id), model_base_key(model_id)
 
     def compute() -> LoadedModel:
         MODEL_LOADS[key] += 1
         loaded = load_uncached(model_id)
         loaded.model.eval()
+        with _KEYS_LOCK:
+            _KEY_OF[loaded] = key
+            outdated, _CURRENT_KEY[base] = _CURRENT_KEY.get(base), key
+        if outdated is not None and outdated != key:
+            MODELS.forget(outdated)
         return loaded
 
     return MODELS.get(key, compute, _busy("Loading the model…"))
+
+
+def reloaded_since(model_id: str, loaded: LoadedModel, seen: str | None) -> bool:
+    """Whether `loaded` is a new version of the model `model_id` whose previous version this
+    session used with key `seen` (its files changed on disk in between)."""
+    if seen is None:
+        return False
+    key = key_of(model_id, loaded)
+    return seen != key and seen.rsplit("|", 1)[0] == key.rsplit("|", 1)[0]
 
 
 def tokens_that_fit(config: Any, max_bytes: int) -> int:
@@ -212,7 +250,7 @@ def token_limit(config: Any) -> tuple[int, str]:
 def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | None = None) -> Trace:
     """The Trace of `text` (its first `token_limit` tokens), shared by every session; of the
     token ids `ids` instead when given (the ids `text` was decoded from: `ui.state.shared_ids`)."""
-    key = model_key(model_id)
+    key = key_of(model_id, loaded)
     keep, _ = token_limit(loaded.config)
 
     def compute() -> Trace:
@@ -264,7 +302,7 @@ def get_dropout_trace(view: View, p: float, seed: int) -> Trace:
     """A Trace of the view's tokens run with dropout probability `p` and mask seed `seed`
     (engine.dropout_demo.dropout_pass), cached per (model, text, p, seed)."""
     loaded, ids = view.loaded, [int(i) for i in view.trace.token_ids]
-    name = model_key(view.model_id)
+    name = key_of(view.model_id, loaded)
 
     def compute() -> Trace:
         return dropout_pass(loaded.model, loaded.tokenizer, ids, p, seed, model_name=name)
@@ -275,5 +313,5 @@ def get_dropout_trace(view: View, p: float, seed: int) -> Trace:
 def get_last_logits(view: View, text: str, ids: list[int]) -> np.ndarray:
     """Logits [V] after the last of `ids` (the model reads the last n_ctx of them), for
     continuing a text longer than the Trace; cached per (model, text, ids)."""
-    key = (model_key(view.model_id), text, tuple(ids))
+    key = (key_of(view.model_id, view.loaded), text, tuple(ids))
     return LAST_LOGITS.get(key, lambda: _frozen(last_logits(view.loaded.model, ids)))

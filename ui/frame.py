@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
-from ui.cache import get_trace, load_model, token_limit
+from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -236,6 +236,12 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
             st.error(f"Could not load the model “{quoted(model_id)}” either: {quoted(str(err2))}")
             return model_id, None
     ss["_last_good_model"] = model_id
+    if reloaded_since(model_id, loaded, ss.get("_model_seen")):
+        notices.append(
+            f"The model “{quoted(model_id)}” was reloaded: the files changed on disk, so "
+            "every number from here on comes from the new files."
+        )
+    ss["_model_seen"] = key_of(model_id, loaded)
     return model_id, loaded
 
 

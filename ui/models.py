@@ -4,6 +4,8 @@ model's tokenizer or weights for a page (pages call these, never the tokenizer o
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,9 +45,52 @@ def model_label(model_id: str) -> str:
     return model_id
 
 
-def model_key(model_id: str) -> str:
-    """The cache key of a model: its id plus the test seam, so tests never share real models."""
+def model_folder(model_id: str) -> Path | None:
+    """The folder a model is read from: the bundled checkpoint's, a models-folder entry's or an
+    allowed absolute path; None for what is built in memory (random, the tests' tiny models)."""
+    if test_model() == "tiny" and model_id in ("bundled", "random"):
+        return None
+    if model_id == "random":
+        return None
+    if model_id == "bundled":
+        return BUNDLED_DIR
+    path = Path(model_id)
+    return path if path.is_absolute() else models_dir() / model_id
+
+
+def files_fingerprint(folder: Path | None) -> str:
+    """What the model's files look like on disk now: name, size, modification time (ns) and
+    inode of every file directly in `folder` (links followed), so a config.json or weights
+    file rewritten or replaced gives another value. "" for no folder or one that cannot be
+    read (loading it then says why)."""
+    if folder is None:
+        return ""
+    parts: list[str] = []
+    try:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            try:
+                if entry.is_file():
+                    st = entry.stat()
+                    parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            except OSError:
+                parts.append(f"{entry.name}:?")
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return ""
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def model_base_key(model_id: str) -> str:
+    """The model's id plus the test seam, so tests never share real models (no file state)."""
     return f"{model_id}|{test_model()}|{models_dir()}"
+
+
+def model_key(model_id: str) -> str:
+    """The cache key of a model and of everything computed from it: `model_base_key` plus the
+    fingerprint of its files (`files_fingerprint`), so a checkpoint whose config.json or
+    weights change on disk is read again on its next use (and its Traces computed again).
+    Nothing is read for a model this server does not offer."""
+    folder = model_folder(model_id) if model_offered(model_id) else None
+    return f"{model_base_key(model_id)}|{files_fingerprint(folder)}"
 
 
 def model_offered(model_id: str) -> bool:

@@ -23,8 +23,8 @@ from engine.checkpoints import CheckpointError, random_model, save_checkpoint
 from engine.config import PRESETS
 from tests import support
 from tests.support import values
-from ui.cache import load_model
-from ui.models import available_models, model_label
+from ui.cache import MODEL_LOADS, MODELS, load_model
+from ui.models import available_models, model_key, model_label
 from ui.settings import models_dir
 
 # The app on the tiny test model with no operator settings (tests/conftest.py).
@@ -248,3 +248,52 @@ def test_a_checkpoint_fixed_on_disk_loads_on_the_next_choice(models: tuple[Path,
     np.testing.assert_allclose(
         token_embedding_shown(at), expected_embedding("no_weights").ravel(), atol=1e-6
     )
+
+
+def _reload_notices(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "the files changed on disk" in w.value]
+
+
+def test_a_checkpoint_replaced_on_disk_is_reloaded_with_a_notice(
+    models: tuple[Path, Path],
+) -> None:
+    """The model cache is keyed by the files' size, modification time and inode: new weights
+    written over a checkpoint the app is showing give the new numbers on the next run, after
+    one notice; the outdated version is not kept."""
+    folder, _ = models
+    at = open_page()
+    at.selectbox(key="_w_model").set_value("mini").run()
+    before = token_embedding_shown(at)
+    np.testing.assert_allclose(before, expected_embedding("mini").ravel(), atol=1e-6)
+    assert not _reload_notices(at)
+    at.run()
+    assert not _reload_notices(at)  # nothing changed: no notice, no second load
+    old_key = model_key("mini")
+    assert MODEL_LOADS[old_key] == 1
+
+    replacement = random_model(TINY, seed=31)
+    save_checkpoint(replacement, folder / "mini", n_ranks=N_RANKS)
+    assert model_key("mini") != old_key
+    at.run()
+    assert not at.exception and not at.error
+    assert len(_reload_notices(at)) == 1 and "“mini”" in _reload_notices(at)[0]
+    after = token_embedding_shown(at)
+    new = run_with_trace(replacement, load_model("mini").tokenizer, TEXT)["hook_embed"]
+    np.testing.assert_allclose(after, new.ravel(), atol=1e-6)
+    assert not np.allclose(after, before)
+    assert MODEL_LOADS[model_key("mini")] == 1
+    assert old_key not in MODELS._items  # the outdated weights are let go
+    at.run()
+    assert not _reload_notices(at)  # said once
+
+
+def test_a_changed_config_json_alone_reloads_the_model(models: tuple[Path, Path]) -> None:
+    folder, _ = models
+    first = load_model("mini")
+    assert load_model("mini") is first
+    raw = json.loads((folder / "mini" / "config.json").read_text())
+    raw["layer_norm_epsilon"] = 0.5
+    (folder / "mini" / "config.json").write_text(json.dumps(raw))
+    second = load_model("mini")
+    assert second is not first
+    assert second.model.config.layer_norm_eps == 0.5 != first.model.config.layer_norm_eps
