@@ -42,5 +42,10 @@ def tiny_app(monkeypatch: pytest.MonkeyPatch) -> None:
     """The app on the tiny test model (INSIDE_GPT_TEST_MODEL=tiny), with no operator settings:
     no models folder, no path box, the default token cap."""
     monkeypatch.setenv("INSIDE_GPT_TEST_MODEL", "tiny")
-    for name in ("INSIDE_GPT_MODELS_DIR", "INSIDE_GPT_ALLOW_PATHS", "INSIDE_GPT_MAX_TOKENS"):
+    for name in (
+        "INSIDE_GPT_MODELS_DIR",
+        "INSIDE_GPT_ALLOW_PATHS",
+        "INSIDE_GPT_MAX_TOKENS",
+        "INSIDE_GPT_HUB_MODELS",
+    ):
         monkeypatch.delenv(name, raising=False)

@@ -32,7 +32,14 @@ from engine.lens.logit_lens import LogitLens, logit_lens
 from engine.sampling import last_logits
 from engine.tokenizer import EncodeSteps, TokenGroup
 from engine.trace import Trace
-from ui.models import encode_text, load_uncached, model_base_key, model_key, model_offered
+from ui.models import (
+    encode_text,
+    hub_repo,
+    load_uncached,
+    model_base_key,
+    model_key,
+    model_offered,
+)
 from ui.settings import cache_budget_bytes, max_tokens
 from ui.state import View
 
@@ -200,7 +207,8 @@ def load_model(model_id: str) -> LoadedModel:
 
     def compute() -> LoadedModel:
         MODEL_LOADS[key] += 1
-        loaded = load_uncached(model_id)
+        repo = hub_repo(model_id)
+        loaded = load_uncached(model_id) if repo is None else _load_with_bar(model_id, repo)
         loaded.model.eval()
         with _KEYS_LOCK:
             _KEY_OF[loaded] = key
@@ -210,6 +218,44 @@ def load_model(model_id: str) -> LoadedModel:
         return loaded
 
     return MODELS.get(key, compute, _busy("Loading the model…"))
+
+
+def _load_with_bar(model_id: str, repo: str) -> LoadedModel:
+    """`load_uncached` of a Hub model with a progress bar its download drives. The download
+    runs in a worker thread (huggingface_hub reports bytes from its own threads, which may not
+    draw); this script's thread draws the bar from what they reported, and it disappears
+    afterwards. A model already in the cache never shows it. A rerun that stops this script
+    lets the download finish into the cache, so the next choice opens it from there."""
+    state = {"done": 0, "total": 0}
+    outcome: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:  # any thread
+        state.update(done=done, total=total)
+
+    def work() -> None:
+        try:
+            outcome["model"] = load_uncached(model_id, progress)
+        except BaseException as err:  # handed to the script's thread below
+            outcome["error"] = err
+
+    worker = threading.Thread(target=work, name=f"download {repo}", daemon=True)
+    worker.start()
+    slot = st.empty()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+            done, total = state["done"], state["total"]
+            if total:
+                slot.progress(
+                    min(1.0, done / total),
+                    text=f"Downloading {repo} from the Hugging Face Hub: "
+                    f"{done / 2**20:,.1f} of {total / 2**20:,.1f} MB",
+                )
+    finally:
+        slot.empty()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["model"]
 
 
 def reloaded_since(model_id: str, loaded: LoadedModel, seen: str | None) -> bool:

@@ -135,7 +135,8 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         key="_w_model",
         format_func=model_label,
         on_change=_on_model,
-        help=f"GPT-2 directories are looked for in {models_dir()}.",
+        help=f"GPT-2 directories are looked for in {models_dir()}; “(Hugging Face Hub)” models "
+        "are downloaded once (only the files this app reads) and then opened from the cache.",
     )
     if allow_paths():
         sb.text_input(

@@ -15,14 +15,26 @@ import torch
 from engine.card import ModelCard
 from engine.checkpoints import BUNDLED_DIR, LoadedModel, load, load_directory, random_model
 from engine.config import PRESETS
+from engine.hub import Progress, fetch
 from engine.tokenizer import cl100k_truncated
-from ui.settings import allow_paths, models_dir, test_model, torch_threads
+from ui.settings import allow_paths, hub_models, models_dir, test_model, torch_threads
 
 torch.set_num_threads(torch_threads())
 
 
+HUB_PREFIX = "hf:"  # a Hub model's id in the app (and its links): "hf:owner/name"
+
+
+def hub_repo(model_id: str) -> str | None:
+    """The Hub repository id of a model id "hf:owner/name" the operator lists, else None."""
+    if model_id.startswith(HUB_PREFIX) and model_id[len(HUB_PREFIX) :] in hub_models():
+        return model_id[len(HUB_PREFIX) :]
+    return None
+
+
 def available_models() -> list[str]:
-    """ "bundled", "random", then every folder under the models directory with a config.json."""
+    """ "bundled", "random", every folder under the models directory with a config.json, then
+    the Hub models the operator lists (INSIDE_GPT_HUB_MODELS), as "hf:owner/name"."""
     found: list[str] = []
     folder = models_dir()
     if folder.is_dir():
@@ -31,7 +43,7 @@ def available_models() -> list[str]:
             for p in folder.iterdir()
             if (p / "config.json").is_file() and p.name not in ("bundled", "random")
         )
-    return ["bundled", "random", *found]
+    return ["bundled", "random", *found, *(HUB_PREFIX + r for r in hub_models())]
 
 
 def model_label(model_id: str) -> str:
@@ -42,15 +54,18 @@ def model_label(model_id: str) -> str:
         return "bundled (not trained yet: random weights)"
     if model_id == "random":
         return "random (same shape, untrained)"
+    if model_id.startswith(HUB_PREFIX):
+        return f"{model_id[len(HUB_PREFIX) :]} (Hugging Face Hub)"
     return model_id
 
 
 def model_folder(model_id: str) -> Path | None:
     """The folder a model is read from: the bundled checkpoint's, a models-folder entry's or an
-    allowed absolute path; None for what is built in memory (random, the tests' tiny models)."""
+    allowed absolute path; None for what is built in memory (random, the tests' tiny models) and
+    for Hub models (a Hub snapshot is fixed by its commit)."""
     if test_model() == "tiny" and model_id in ("bundled", "random"):
         return None
-    if model_id == "random":
+    if model_id == "random" or model_id.startswith(HUB_PREFIX):
         return None
     if model_id == "bundled":
         return BUNDLED_DIR
@@ -88,7 +103,11 @@ def model_key(model_id: str) -> str:
     """The cache key of a model and of everything computed from it: `model_base_key` plus the
     fingerprint of its files (`files_fingerprint`), so a checkpoint whose config.json or
     weights change on disk is read again on its next use (and its Traces computed again).
-    Nothing is read for a model this server does not offer."""
+    Nothing is read for a model this server does not offer. A Hub model's snapshot is fixed
+    by its commit: its key names the Hugging Face cache it comes from (HF_HUB_CACHE)."""
+    if hub_repo(model_id):
+        cache = os.environ.get("HF_HUB_CACHE", "").encode("utf-8", "surrogateescape")
+        return f"{model_base_key(model_id)}|{hashlib.sha256(cache).hexdigest()[:16]}"
     folder = model_folder(model_id) if model_offered(model_id) else None
     return f"{model_base_key(model_id)}|{files_fingerprint(folder)}"
 
@@ -97,15 +116,23 @@ def model_offered(model_id: str) -> bool:
     """Whether this server offers `model_id`: bundled, random, a folder name listed under the
     models directory, or (only when the operator allows paths) an absolute directory path.
     Anything else, `../x` or `/etc` from a link included, is refused before any file is read."""
-    if model_id in ("bundled", "random"):
+    if model_id in ("bundled", "random") or hub_repo(model_id):
         return True
+    if model_id.startswith(HUB_PREFIX):
+        return False
     if allow_paths() and Path(model_id).is_absolute():
         return True
     return model_id in available_models()
 
 
-def load_uncached(model_id: str) -> LoadedModel:
-    """Read (or build) the model `model_id` names; raises CheckpointError or OSError."""
+def load_uncached(model_id: str, progress: Progress | None = None) -> LoadedModel:
+    """Read (or build) the model `model_id` names; raises CheckpointError (engine.hub.HubError
+    for a Hub model that cannot be fetched) or OSError. A Hub model comes from the Hugging Face
+    cache, downloaded first if it is not there, `progress(bytes_done, bytes_total)` called as
+    it arrives."""
+    repo = hub_repo(model_id)
+    if repo is not None:
+        return load_directory(fetch(repo, hub_models(), progress), name=model_id)
     if test_model() == "tiny" and model_id in ("bundled", "random"):
         config = PRESETS["tiny"]
         return LoadedModel(

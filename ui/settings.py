@@ -9,6 +9,10 @@ Environment variables (set by the operator, never by a page):
   caps it too).
 - `INSIDE_GPT_CACHE_MB`: memory for the Traces shared by every session (default 2048); one
   Trace may use at most half of it (a longer text is cut, with a notice). README "Reliability".
+- `INSIDE_GPT_HUB_MODELS`: Hugging Face Hub repository ids the model box offers, comma
+  separated (`openai-community/gpt2,distilbert/distilgpt2`); chosen, one is downloaded into the
+  standard Hugging Face cache (only the files the engine reads), or opened from it offline.
+  Nothing is ever downloaded for an id not listed here.
 - `INSIDE_GPT_THREADS`: torch intra-op threads (default 1; see DESIGN.md "Threads").
 - `INSIDE_GPT_TEST_MODEL=tiny`: tests only; "bundled" and "random" become the tiny preset with
   seeded random weights and cl100k_base[:4096].
@@ -16,8 +20,13 @@ Environment variables (set by the operator, never by a page):
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # INSIDE_GPT_HUB_MODELS entries already reported as bad
 
 APP_DIR = Path(__file__).resolve().parent.parent  # the folder of app.py and pages/
 HOME_PATH = "app.py"
@@ -49,6 +58,27 @@ def models_dir() -> Path:
 def allow_paths() -> bool:
     """Whether INSIDE_GPT_ALLOW_PATHS=1 (a free-form directory path box in the sidebar)."""
     return os.environ.get("INSIDE_GPT_ALLOW_PATHS", "") == "1"
+
+
+# A Hub repository id: "name" or "owner/name", letters, digits, "-", "_", "." (the Hub's rules).
+_REPO_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def hub_models() -> list[str]:
+    """INSIDE_GPT_HUB_MODELS: the Hub repository ids the operator allows, in the order given,
+    without repeats; an entry that is not a repository id ("..", a URL) is left out with a
+    warning in the log. Default: none."""
+    ids: list[str] = []
+    for raw in os.environ.get("INSIDE_GPT_HUB_MODELS", "").split(","):
+        repo_id = raw.strip()
+        if not repo_id or repo_id in ids:
+            continue
+        if _REPO_ID.fullmatch(repo_id) and ".." not in repo_id:
+            ids.append(repo_id)
+        elif repo_id not in _WARNED:
+            _WARNED.add(repo_id)
+            log.warning("INSIDE_GPT_HUB_MODELS: %r is not a Hub repository id; left out", repo_id)
+    return ids
 
 
 def max_tokens() -> int:
