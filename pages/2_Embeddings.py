@@ -115,7 +115,7 @@ pos = shared_picker(
     format_func=lambda i: f"{i}: {trace.token_strs[i]} (id {ids[i]})",
 )
 table = embedding_table(view.loaded)
-n_valid = min(tokenizer.vocab_size, table.shape[0])
+n_valid = trace.n_valid_ids  # rows past it are a padded vocabulary's padding
 nb_ids, nb_sims = lens_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=n_valid)
 nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
 left, right = st.columns([3, 2])
