@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+import httpx2  # huggingface_hub's own HTTP client: its transport errors pass through
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from tqdm.auto import tqdm
@@ -125,8 +126,13 @@ def fetch(repo_id: str, allowed: Collection[str], progress: Progress | None = No
     except HfHubHTTPError as err:
         status = getattr(getattr(err, "response", None), "status_code", None)
         raise HubError(
-            f"the Hub refused “{repo_id}” (HTTP {status}): the repository does not exist, is "
-            "private or gated, or the Hub is down"
+            f"the Hub refused “{repo_id}”{f' (HTTP {status})' if status else ''}: the "
+            "repository does not exist, is private or gated, or the Hub is down"
+        ) from err
+    except httpx2.HTTPError as err:  # the connection dropped or timed out mid-download
+        raise HubError(
+            f"the download of “{repo_id}” broke off ({type(err).__name__}): choose it again to "
+            "resume it"
         ) from err
     except OSError as err:
         raise HubError(f"cannot write “{repo_id}” into the Hugging Face cache: {err}") from err

@@ -24,6 +24,7 @@ class FakeHub:
 
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
     delay: float = 0.0
+    break_off: bool = False  # file downloads stop half-way (the connection drops)
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
 
@@ -63,6 +64,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         if head:
+            return
+        if self.hub.break_off and len(body) > 1:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
             return
         if not self.hub.delay or len(body) < 8:
             self.wfile.write(body)

@@ -129,3 +129,14 @@ def test_an_id_the_operator_did_not_list_is_refused_before_any_request(
         fetch(repo_id, ALLOWED)
     assert hub.requests == []
     assert not (tmp_path / "hf-cache").exists()
+
+
+def test_a_download_that_breaks_off_is_a_clear_error_and_resumes_later(
+    hub: FakeHub, checkpoint: Path
+) -> None:
+    hub.break_off = True
+    with pytest.raises(HubError, match="broke off") as err:
+        fetch(REPO, ALLOWED)
+    assert "choose it again" in str(err.value)
+    hub.break_off = False
+    _same_model(fetch(REPO, ALLOWED), checkpoint)
