@@ -116,7 +116,11 @@ def test_no_output_table_or_figure_names_a_padding_id(padded: str) -> None:
             assert cell.rsplit("  ", 1)[0] in valid_names, cell
 
     at = _open("pages/9_Generate.py")
+    preview = support.charts(at)["generate_preview"]["data"][0]["y"]
+    assert len(preview) == 20 and all(_id_in(b) < N_VALID for b in preview), preview
     at.button(key="generate_many").click().run()
     assert not at.exception, [e.value for e in at.exception]
     history = support.table_with(at, "p when drawn")
     assert len(history) >= 1 and history["id"].max() < N_VALID
+    drawn = support.charts(at)["generate_distribution"]["data"][0]["y"]
+    assert drawn and all(_id_in(b) < N_VALID for b in drawn), drawn
