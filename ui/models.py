@@ -15,7 +15,7 @@ import torch
 from engine.card import ModelCard
 from engine.checkpoints import BUNDLED_DIR, LoadedModel, load, load_directory, random_model
 from engine.config import PRESETS
-from engine.hub import Progress, fetch
+from engine.hub import SIDE_FILES, Progress, fetch
 from engine.tokenizer import cl100k_truncated
 from ui.settings import allow_paths, hub_models, models_dir, test_model, torch_threads
 
@@ -73,16 +73,24 @@ def model_folder(model_id: str) -> Path | None:
     return path if path.is_absolute() else models_dir() / model_id
 
 
+def _read_by_engine(name: str) -> bool:
+    """Whether a checkpoint folder's file `name` is one the engine may read."""
+    return name in SIDE_FILES or name.endswith((".safetensors", ".bin", ".index.json"))
+
+
 def files_fingerprint(folder: Path | None) -> str:
     """What the model's files look like on disk now: name, size, modification time (ns) and
-    inode of every file directly in `folder` (links followed), so a config.json or weights
-    file rewritten or replaced gives another value. "" for no folder or one that cannot be
-    read (loading it then says why)."""
+    inode of every file directly in `folder` (links followed) that the engine reads (config,
+    tokenizer files, weights, shard indexes), so a config.json or weights file rewritten or
+    replaced gives another value, and a log or card written beside them does not. "" for no
+    folder or one that cannot be read (loading it then says why)."""
     if folder is None:
         return ""
     parts: list[str] = []
     try:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if not _read_by_engine(entry.name):
+                continue
             try:
                 if entry.is_file():
                     st = entry.stat()

@@ -297,3 +297,13 @@ def test_a_changed_config_json_alone_reloads_the_model(models: tuple[Path, Path]
     second = load_model("mini")
     assert second is not first
     assert second.model.config.layer_norm_eps == 0.5 != first.model.config.layer_norm_eps
+
+
+def test_a_file_the_engine_does_not_read_changing_does_not_reload(
+    models: tuple[Path, Path],
+) -> None:
+    folder, _ = models
+    first = load_model("mini")
+    (folder / "mini" / "train_state.json").write_text("{}")
+    (folder / "mini" / "MODEL_CARD.md").write_text("# notes")
+    assert load_model("mini") is first
