@@ -11,7 +11,7 @@ import torch
 from engine.config import GPTConfig
 from engine.model import GPT
 from engine.names import canonical_names, parse_name, symbol_sizes
-from engine.sampling import n_valid_ids
+from engine.sampling import gap_ids, n_valid_ids
 from engine.tokenizer import Tokenizer
 from engine.trace import Trace
 
@@ -138,4 +138,5 @@ def run_with_trace(
         n_tokens_dropped=n_dropped,
         dropout_p=float(dropout_p),
         n_valid_ids=n_valid_ids(tokenizer, model.config.vocab_size),
+        gap_ids=gap_ids(tokenizer, model.config.vocab_size),
     )

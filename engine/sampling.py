@@ -80,11 +80,22 @@ def n_valid_ids(tokenizer: Tokenizer, vocab_size: int) -> int:
     return max(1, min(int(tokenizer.vocab_size), int(vocab_size)))
 
 
-def padding_masked(logits: np.ndarray, n_valid: int) -> np.ndarray:
-    """A float64 copy of `logits` [..., V] with the padding ids (>= `n_valid`) set to -inf:
-    softmax gives them probability 0 and no argmax or top-k can pick them."""
+def gap_ids(tokenizer: Tokenizer, vocab_size: int) -> tuple[int, ...]:
+    """Ids below `n_valid_ids` that name no token of `tokenizer` (a vocabulary with gaps)."""
+    n = n_valid_ids(tokenizer, vocab_size)
+    return tuple(i for i in tokenizer.gap_ids if i < n)
+
+
+def padding_masked(
+    logits: np.ndarray, n_valid: int, gaps: tuple[int, ...] | list[int] = ()
+) -> np.ndarray:
+    """A float64 copy of `logits` [..., V] with the ids that name no token (the padding,
+    >= `n_valid`, and the `gaps`) set to -inf: softmax gives them probability 0 and no argmax
+    or top-k can pick them."""
     x = np.array(logits, dtype=np.float64)
     x[..., int(n_valid) :] = -np.inf
+    if len(gaps):
+        x[..., list(gaps)] = -np.inf
     return x
 
 
@@ -92,17 +103,20 @@ def next_token_distribution(
     logits: np.ndarray,
     settings: SamplingSettings,
     allowed: int | None = None,
+    gaps: tuple[int, ...] | list[int] = (),
 ) -> np.ndarray:
     """The distribution [V] a sampler draws from: softmax(logits / temperature), cut to the top-k,
     then to the top-p nucleus, renormalised. With `greedy`, all mass on the argmax.
 
     `allowed`: only ids below it can be chosen (a model whose embedding has more rows than the
-    tokenizer has tokens)."""
+    tokenizer has tokens); `gaps`: ids below it that cannot be chosen either (no token)."""
     x = np.asarray(logits, dtype=np.float64).copy()
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"logits must be one non-empty vector, got shape {x.shape}")
     if allowed is not None and allowed < x.size:
         x[allowed:] = -np.inf
+    if len(gaps):
+        x[list(gaps)] = -np.inf
     x[~np.isfinite(x)] = -np.inf
     if settings.greedy:
         probs = np.zeros_like(x)
@@ -184,8 +198,9 @@ def sample_next(
     if suppress_eot and tokenizer.eot_id < logits.size:
         chosen_from = logits.copy()
         chosen_from[tokenizer.eot_id] = -np.inf
-    probs = next_token_distribution(chosen_from, settings, allowed=allowed)
-    model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
+    gaps = gap_ids(tokenizer, logits.size)
+    probs = next_token_distribution(chosen_from, settings, allowed=allowed, gaps=gaps)
+    model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed, gaps=gaps)
     if settings.greedy:
         token = int(np.argmax(probs))
     else:
@@ -260,6 +275,7 @@ __all__ = [
     "MIN_TEMPERATURE",
     "SampleStep",
     "SamplingSettings",
+    "gap_ids",
     "generate",
     "last_logits",
     "n_valid_ids",

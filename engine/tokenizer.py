@@ -137,6 +137,11 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size})"
 
+    @property
+    def gap_ids(self) -> tuple[int, ...]:
+        """Ids below vocab_size that name no token (a vocabulary with gaps), ascending."""
+        return tuple(sorted(self._gaps))
+
     def _id(self, rank: int) -> int:
         return rank if self._to_id is None else self._to_id[rank]
 

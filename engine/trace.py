@@ -45,6 +45,8 @@ class Trace:
             of 64, as nanoGPT does) that name no token. None (the default) means all V; it is
             stored as V. Every place that names a token from the output masks the padding out
             (`engine.lens.logit_lens`, `engine.sampling`).
+        gap_ids: ids below n_valid_ids that name no token either (a tokenizer whose ids have
+            gaps), ascending; masked out the same way.
 
     Activation sites, in forward order: `engine.names.site_table()`, copied here (a test checks
     the copy). Shapes in symbols: T tokens, d width, m MLP width, H heads, h head width (d / H),
@@ -83,6 +85,7 @@ class Trace:
     n_tokens_dropped: int = 0
     dropout_p: float = 0.0
     n_valid_ids: int | None = None
+    gap_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         token_ids = np.asarray(self.token_ids)
@@ -127,6 +130,10 @@ class Trace:
         if not 1 <= n_valid <= V:
             raise ValueError(f"n_valid_ids must be in 1..{V} (the vocabulary), got {n_valid}")
         object.__setattr__(self, "n_valid_ids", int(n_valid))
+        gaps = tuple(sorted({int(i) for i in self.gap_ids}))
+        if gaps and not (0 <= gaps[0] and gaps[-1] < n_valid):
+            raise ValueError(f"gap_ids must lie in 0..{n_valid - 1}, got {gaps[0]}..{gaps[-1]}")
+        object.__setattr__(self, "gap_ids", gaps)
         # Frozen dataclass: normalise the fields once, here. Every array is read-only.
         object.__setattr__(self, "token_ids", _read_only(token_ids.astype(np.int64, copy=False)))
         object.__setattr__(self, "token_strs", tuple(self.token_strs))

@@ -116,7 +116,9 @@ pos = shared_picker(
 )
 table = embedding_table(view.loaded)
 n_valid = trace.n_valid_ids  # rows past it are a padded vocabulary's padding
-nb_ids, nb_sims = lens_emb.nearest_neighbours(table, ids[pos], k=12, n_valid=n_valid)
+nb_ids, nb_sims = lens_emb.nearest_neighbours(
+    table, ids[pos], k=12, n_valid=n_valid, gaps=trace.gap_ids
+)
 nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
 left, right = st.columns([3, 2])
 with left:

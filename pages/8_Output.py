@@ -80,8 +80,10 @@ top_p = c3.slider(
 shown = int(c4.number_input("Tokens shown", 5, 40, 15, step=5, key="output_shown"))
 settings = SamplingSettings(temperature=float(temperature), top_k=top_k, top_p=float(top_p))
 logits = trace.logits[pos]
-model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
-shaped = next_token_distribution(logits, settings, allowed=allowed)
+model_probs = next_token_distribution(
+    logits, SamplingSettings(), allowed=allowed, gaps=trace.gap_ids
+)
+shaped = next_token_distribution(logits, settings, allowed=allowed, gaps=trace.gap_ids)
 st.plotly_chart(
     fig_out.top_tokens_figure(
         model_probs, shaped, display, k=shown, title=f"Next token after position {pos}"

@@ -168,8 +168,10 @@ else:
         logits = get_last_logits(view, text, context_ids(text))
         source = f"the model reading the last {min(len(context_ids(text)), cfg.n_ctx)} tokens"
     allowed = trace.n_valid_ids  # ids past it are a padded vocabulary's padding rows
-    preview = next_token_distribution(logits, settings, allowed=allowed)
-    model_probs = next_token_distribution(logits, SamplingSettings(), allowed=allowed)
+    preview = next_token_distribution(logits, settings, allowed=allowed, gaps=trace.gap_ids)
+    model_probs = next_token_distribution(
+        logits, SamplingSettings(), allowed=allowed, gaps=trace.gap_ids
+    )
     st.plotly_chart(
         fig_out.top_tokens_figure(
             model_probs,

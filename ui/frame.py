@@ -291,7 +291,7 @@ def frame(stage_id: str) -> View | None:
     if trace.n_tokens_dropped:
         notices.append(_dropped_notice(trace, token_limit(cfg)[1]))
     _show_notices(notices)
-    if trace.n_padding_ids:
+    if trace.n_padding_ids or trace.gap_ids:
         st.info(padding_notice(trace))
     write_query_params()
     return View(
@@ -327,12 +327,22 @@ def _show_notices(notices: list[str]) -> None:
 def padding_notice(trace: Trace) -> str:
     """The one notice about a padded vocabulary: how many output rows are padding and what the
     app does with them (engine: `Trace.n_valid_ids`)."""
-    n_pad, n_valid = trace.n_padding_ids, trace.n_valid_ids
+    n_pad, n_valid, n_gaps = trace.n_padding_ids, trace.n_valid_ids, len(trace.gap_ids)
+    n_tokens = n_valid - n_gaps
+    parts = []
+    if n_pad:
+        parts.append(
+            f"the last {n_pad:,} rows (ids {n_valid:,} and up) are padding (vocabularies are "
+            "often padded to a multiple of 64 for speed)"
+        )
+    if n_gaps:
+        parts.append(
+            f"{n_gaps:,} ids (the first is {trace.gap_ids[0]}) are skipped by its tokenizer"
+        )
     return (
         f"This model has {trace.config.vocab_size:,} output rows but its tokenizer only "
-        f"{n_valid:,} tokens: the last {n_pad:,} rows (ids {n_valid:,} and up) are padding "
-        "(vocabularies are often padded to a multiple of 64 for speed). They name no token, so "
-        f"every prediction here leaves them out: probabilities are over the {n_valid:,} tokens."
+        f"{n_tokens:,} tokens: {' and '.join(parts)}. They name no token, so every prediction "
+        f"here leaves them out: probabilities are over the {n_tokens:,} tokens."
     )
 
 

@@ -70,11 +70,16 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
 
 
 def nearest_neighbours(
-    table: np.ndarray, token_id: int, k: int = 10, n_valid: int | None = None
+    table: np.ndarray,
+    token_id: int,
+    k: int = 10,
+    n_valid: int | None = None,
+    gaps: tuple[int, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k rows of `table` ([V, d], e.g. the token embedding) closest to row `token_id` by
     cosine similarity, the token itself excluded. Only the first `n_valid` rows are searched
-    (rows past the tokenizer's vocabulary are padding). Returns (ids, similarities), best first."""
+    (rows past the tokenizer's vocabulary are padding), the `gaps` (ids that name no token)
+    left out too. Returns (ids, similarities), best first."""
     w = np.asarray(table, dtype=np.float32)  # no copy of a float32 table (GPT-2: 154 MB)
     if n_valid is not None:
         w = w[:n_valid]
@@ -84,7 +89,8 @@ def nearest_neighbours(
     dots = (w @ w[token_id]).astype(np.float64)
     sims = np.divide(dots, denom, out=np.zeros(len(w)), where=denom > 0)
     sims[token_id] = -np.inf
-    k = max(0, min(k, len(w) - 1))
+    sims[list(gaps)] = -np.inf
+    k = max(0, min(k, len(w) - 1 - len(gaps)))
     ids = np.argsort(-sims, kind="stable")[:k]
     return ids, sims[ids]
 

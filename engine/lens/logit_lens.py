@@ -107,7 +107,7 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
         for s in range(0, L1 * T, chunk):
             e = min(L1 * T, s + chunk)
             tgt = targets[s:e]
-            ids, probs, p_next, rank, ent = _lens_rows(model.unembed(rows[s:e])[:, :V], tgt, k)
+            ids, probs, p_next, rank, ent = _lens_rows(_unembed(model, rows[s:e], trace), tgt, k)
             top_ids[s:e], top_probs[s:e], entropy[s:e] = ids, probs, ent
             has = tgt >= 0
             next_prob[s:e] = torch.where(has, p_next, float("nan"))
@@ -120,6 +120,16 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
         next_rank=next_rank.reshape(shape).numpy(),
         entropy=entropy.reshape(shape).numpy(),
     )
+
+
+def _unembed(model: GPT, rows: torch.Tensor, trace: Trace) -> torch.Tensor:
+    """Logits [n, n_valid_ids] of `rows` [n, d]: the padding columns cut off, the gap ids (no
+    token) pushed to a huge negative logit (probability 0; finite, so the entropy's p * logit
+    sums stay 0 rather than NaN)."""
+    logits = model.unembed(rows)[:, : trace.n_valid_ids or model.config.vocab_size]
+    if trace.gap_ids:
+        logits[:, list(trace.gap_ids)] = torch.finfo(logits.dtype).min / 4
+    return logits
 
 
 def _check_lens_model(trace: Trace, model: GPT) -> None:
@@ -152,6 +162,8 @@ def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarra
     with torch.inference_mode():
         logits = model.unembed(resid)
         logits[:, trace.n_valid_ids or logits.shape[-1] :] = -torch.inf
+        if trace.gap_ids:
+            logits[:, list(trace.gap_ids)] = -torch.inf
         return torch.softmax(logits, dim=-1)[0].numpy()
 
 
@@ -159,7 +171,8 @@ def final_probs(trace: Trace, pos: int) -> np.ndarray:
     """The model's own next-token distribution [V] (float64) at position `pos`: the softmax of
     the stored logits (no model needed); padding ids (>= the Trace's `n_valid_ids`) get
     probability 0, so no top-k of it names one."""
-    return softmax(padding_masked(trace.logits[pos], trace.n_valid_ids or trace.config.vocab_size))
+    n_valid = trace.n_valid_ids or trace.config.vocab_size
+    return softmax(padding_masked(trace.logits[pos], n_valid, trace.gap_ids))
 
 
 __all__ = ["LogitLens", "final_probs", "lens_distribution", "logit_lens"]

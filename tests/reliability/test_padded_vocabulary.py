@@ -18,10 +18,13 @@ from streamlit.testing.v1 import AppTest
 from engine.capture import run_with_trace
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
+from engine.lens.embeddings import nearest_neighbours
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.sampling import SamplingSettings, generate, top_candidates
+from engine.tokenizer import Tokenizer, cl100k_truncated
 from tests import support
 from ui.cache import load_model
+from ui.frame import padding_notice
 
 pytestmark = pytest.mark.usefixtures("tiny_app")
 
@@ -124,3 +127,37 @@ def test_no_output_table_or_figure_names_a_padding_id(padded: str) -> None:
     assert len(history) >= 1 and history["id"].max() < N_VALID
     drawn = support.charts(at)["generate_distribution"]["data"][0]["y"]
     assert drawn and all(_id_in(b) < N_VALID for b in drawn), drawn
+
+
+def test_ids_a_tokenizer_skips_are_masked_like_padding() -> None:
+    """A tokenizer whose ids have gaps (100..104 name no token here) on a padded model: the
+    gaps take no probability and are never named, in the lens, the distributions, sampling and
+    the nearest-neighbour search, and the notice counts them."""
+    base = cl100k_truncated(N_RANKS)
+    to_id = [r if r < 100 else r + 5 for r in range(N_VALID)]  # ranks -> ids 0..99, 105..261
+    gappy = Tokenizer("gappy", base.encoding, base._ranks, to_id=to_id)
+    gaps = tuple(range(100, 105))
+    assert gappy.gap_ids == gaps and gappy.vocab_size == N_VALID + 5
+    config = dataclasses.replace(PRESETS["tiny"], vocab_size=320)
+    model = random_model(config, seed=22)
+    with torch.no_grad():
+        model.embedding_weight()[list(gaps)] *= 8.0  # unmasked, the gaps would win
+    trace = run_with_trace(model, gappy, TEXT)
+    assert trace.gap_ids == gaps and trace.n_valid_ids == N_VALID + 5
+    assert np.isin(trace.logits.argmax(-1), gaps).all()
+    lens = logit_lens(trace, model)
+    assert not np.isin(lens.top_ids, gaps).any() and lens.top_ids.max() < trace.n_valid_ids
+    assert np.isfinite(lens.entropy).all()
+    for pos in range(trace.n_tokens):
+        probs = final_probs(trace, pos)
+        assert probs[list(gaps)].sum() == 0 and abs(probs.sum() - 1) < 1e-9
+        dist = lens_distribution(trace, model, 2, pos)
+        assert dist[list(gaps)].sum() == 0
+        np.testing.assert_allclose(lens.top_probs[-1, pos], np.sort(probs)[::-1][:10], atol=1e-5)
+    steps = generate(model, gappy, gappy.encode(TEXT), 8, SamplingSettings(), seed=4)
+    assert all(s.token_id not in gaps and s.probs[list(gaps)].sum() == 0 for s in steps)
+    table = model.embedding_weight().numpy()
+    ids, _ = nearest_neighbours(table, 100 - 1, k=40, n_valid=trace.n_valid_ids, gaps=gaps)
+    assert not np.isin(ids, gaps).any()
+    notice = padding_notice(trace)
+    assert f"only {N_VALID:,} tokens" in notice and "5 ids (the first is 100)" in notice
