@@ -95,10 +95,9 @@ def test_no_output_table_or_figure_names_a_padding_id(padded: str) -> None:
     valid_names = {loaded.tokenizer.display(i) for i in range(N_VALID)}
     at = _open("pages/8_Output.py")
     table = support.table_with(at, "model p")
+    pos = at.session_state["pos"]  # the selected position
     assert table["id"].max() < N_VALID
-    np.testing.assert_allclose(
-        table["model p"], np.sort(final_probs(trace, trace.n_tokens - 1))[::-1][:15]
-    )
+    np.testing.assert_allclose(table["model p"], np.sort(final_probs(trace, pos))[::-1][:15])
     options = at.selectbox(key="output_target").options  # "token  (id N)"
     assert all(_id_in(o) < N_VALID for o in options), options
     lens_table = support.table_with(at, "top guess")
@@ -107,9 +106,7 @@ def test_no_output_table_or_figure_names_a_padding_id(padded: str) -> None:
     bars = charts["output_top_tokens"]["data"][0]["y"]  # "token  (id N)"
     assert len(bars) == 15 and all(_id_in(b) < N_VALID for b in bars), bars
     expander = " ".join(m.value for m in at.markdown if "argmax of the logits" in m.value)
-    best = loaded.tokenizer.display(
-        int(top_candidates(final_probs(trace, trace.n_tokens - 1), 1)[0])
-    )
+    best = loaded.tokenizer.display(int(top_candidates(final_probs(trace, pos), 1)[0]))
     assert best.strip() in expander.replace("\\", "")
 
     at = _open("pages/7_Dropout.py")
