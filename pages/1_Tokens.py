@@ -9,7 +9,8 @@ from engine.lens import tokens as lens_tok
 from engine.tokenizer import display_token
 from ui.cache import get_encode_steps, get_token_groups
 from ui.frame import frame
-from ui.models import token_ranks
+from ui.models import special_tokens_sentence, token_ranks
+from ui.text import markdown_literal
 from ui.widgets import next_stage, shared_picker
 
 BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
@@ -53,7 +54,8 @@ if tokenizer.name.startswith("cl100k_base"):
 else:
     st.info(
         f"This model uses its own byte-level BPE ({tokenizer.vocab_size:,} tokens, "
-        f"`{tokenizer.name}`), read from its vocab.json and merges.txt."
+        f"`{markdown_literal(tokenizer.name)}`), read from the checkpoint's tokenizer files. "
+        + special_tokens_sentence(tokenizer.special_tokens)
     )
 
 st.subheader("Your text as tokens")

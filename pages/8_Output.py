@@ -141,6 +141,12 @@ st.markdown(
     "(Ecco's, for example) read vectors of the wrong scale and show distorted probabilities "
     "for the early layers."
 )
+if not cfg.tie_word_embeddings:
+    st.info(
+        "This model has its own output matrix (lm_head), separate from its token embedding: "
+        "the logits, the lens and every table on this page use that output matrix, not the "
+        "embedding table of page 2."
+    )
 if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session_state:
     # first visit: open the window on the selected position
     st.session_state["output_lens_window"] = max(

@@ -138,6 +138,11 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         help=f"GPT-2 directories are looked for in {models_dir()}; “(Hugging Face Hub)” models "
         "are downloaded once (only the files this app reads) and then opened from the cache.",
     )
+    if loaded is not None and loaded.stored_dtype != "float32":
+        sb.caption(
+            f"Its weights are stored as {loaded.stored_dtype}; this app computes in float32 "
+            "(every number shown is a float32 result of those weights)."
+        )
     if allow_paths():
         sb.text_input(
             "…or a GPT-2 directory path",

@@ -18,6 +18,7 @@ from engine.config import PRESETS
 from engine.hub import SIDE_FILES, Progress, fetch
 from engine.tokenizer import cl100k_truncated
 from ui.settings import allow_paths, hub_models, models_dir, test_model, torch_threads
+from ui.text import markdown_literal
 
 torch.set_num_threads(torch_threads())
 
@@ -173,10 +174,23 @@ def decode_ids(loaded: LoadedModel, ids: list[int]) -> str:
 
 
 def token_ranks(loaded: LoadedModel, parts: Iterable[bytes]) -> dict[bytes, int]:
-    """The id (merge rank) of every byte string in `parts` that is one token; others are left
-    out."""
+    """The id of every byte string in `parts` that is one token (for cl100k_base and GPT-2's
+    own files also its merge rank; a tokenizer trained with `tokenizers` numbers its tokens
+    otherwise); others are left out."""
     found = ((part, loaded.tokenizer.token_id(part)) for part in parts)
     return {part: token_id for part, token_id in found if token_id is not None}
+
+
+def special_tokens_sentence(special_tokens: dict[str, int]) -> str:
+    """One sentence naming a tokenizer's special tokens and their ids (Markdown), e.g.
+    "Special tokens: `<|endoftext|>` = id 0." ("" when there are none)."""
+    if not special_tokens:
+        return ""
+    named = ", ".join(
+        f"`{markdown_literal(name)}` = id {token_id}"
+        for name, token_id in sorted(special_tokens.items(), key=lambda item: item[1])
+    )
+    return f"Special tokens (never read out of your text): {named}."
 
 
 # --- weights a page shows -------------------------------------------------------------------

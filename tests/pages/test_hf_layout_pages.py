@@ -49,3 +49,23 @@ def test_every_page_opens_a_transformers_5_checkpoint(
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert dict((s.label, s.value) for s in at.sidebar.selectbox)["Model"] == "hf5"
+
+
+def test_the_pages_say_what_such_a_checkpoint_is(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model box says the weights were stored in bfloat16, the Tokens page names the special
+    tokens by their own ids (not as the last id of a cl100k cut), and the Output page says the
+    logits come from the model's own output matrix."""
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(models_dir))
+    at = AppTest.from_file(str(support.ROOT / "app.py"), default_timeout=120)
+    at.query_params["model"] = "hf5"
+    at.query_params["text"] = "It's 2024"
+    at.run()
+    assert any("stored as bfloat16" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/1_Tokens.py").run()
+    tokens_info = " ".join(i.value for i in at.info)
+    assert "`<|endoftext|>` = id 0" in tokens_info.replace("\\", "")
+    assert "vocab.json" not in tokens_info
+    at.switch_page("pages/8_Output.py").run()
+    assert any("own output matrix (lm_head)" in i.value for i in at.info)
