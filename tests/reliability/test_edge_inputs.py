@@ -31,21 +31,11 @@ from engine.config import GPTConfig
 from engine.lens.heads import HEAD_LABELS
 from tests import support
 from ui.models import encode_text
+from ui.stages import STAGES
 
 pytestmark = pytest.mark.usefixtures("tiny_app")
 
-PAGES = (
-    "app.py",
-    "pages/1_Tokens.py",
-    "pages/2_Embeddings.py",
-    "pages/3_Attention.py",
-    "pages/4_Feed_forward.py",
-    "pages/5_Layer_norm.py",
-    "pages/6_Residual.py",
-    "pages/7_Dropout.py",
-    "pages/8_Output.py",
-    "pages/9_Generate.py",
-)
+PAGES = ("app.py", *(stage.path for stage in STAGES))
 # (name, width, n_inner, context); one layer and one head each, vocabulary 257 (the 256 bytes
 # and <|endoftext|>)
 SHAPES = {
