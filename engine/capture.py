@@ -110,17 +110,18 @@ def run_with_trace(
         if last and last[0][0] is tensor and last[0][1] == target:
             acts[name] = last[0][2]
             return
-        arr = tensor[0].to(target).contiguous().numpy()  # a view when nothing needs converting
+        # a view when nothing needs converting (on the CPU, .cpu() is the tensor itself)
+        arr = tensor[0].to(target).contiguous().cpu().numpy()
         arr.flags.writeable = False
         acts[name] = arr
         last[:] = [(tensor, target, arr)]
 
     generator = None
     if dropout_p > 0.0:
-        generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        generator = torch.Generator(device=model.device).manual_seed(0 if seed is None else seed)
     with torch.inference_mode():
         model(
-            torch.tensor([ids], dtype=torch.long),
+            torch.tensor([ids], dtype=torch.long, device=model.device),
             recorder=recorder,
             dropout_p=dropout_p,
             generator=generator,

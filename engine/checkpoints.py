@@ -523,6 +523,24 @@ def load_directory(
     )
 
 
+DEVICES = ("cpu", "cuda", "mps", "auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device `name` asks for: "cpu", "cuda", "mps", or "auto" (cuda if torch sees a
+    CUDA GPU, else mps on Apple silicon, else cpu). Raises ValueError naming the value for
+    anything else, or for a device this machine's torch cannot use."""
+    name = name.strip().lower()
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    if name not in DEVICES:
+        raise ValueError(f"device {name!r} is not one of {', '.join(DEVICES)}")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ValueError(f"device {name!r} was asked for, but this machine's torch cannot use it")
+    return torch.device(name)
+
+
 def _card_of(directory: Path, extra: dict[str, Any]) -> ModelCard | None:
     """The card in `inside_gpt`, or None when there is none. A card this version cannot read
     in full (an older format, a hand-written one) gives its summary (`ModelCard.summary_of`)

@@ -335,6 +335,12 @@ class GPT(nn.Module):
                 self.transformer.wpe.weight.copy_(0.1 * code)
 
     @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (cpu, cuda or mps): inputs go there, results come
+        back to the CPU as numpy arrays (engine.capture, engine.lens, engine.sampling)."""
+        return self.transformer.wte.weight.device
+
+    @property
     def lm_head_weight(self) -> Tensor:
         """The unembedding W_U^T [vocab_size, d_model]: logits = h @ W.T. The token embedding
         `wte` when tied (GPT-2), else the model's own `lm_head.weight`."""

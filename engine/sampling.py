@@ -173,8 +173,8 @@ def last_logits(model: GPT, ids: list[int]) -> np.ndarray:
         raise ValueError("there is no text to continue: type something first")
     context = list(ids)[-model.config.n_ctx :]
     with torch.inference_mode():
-        logits = model(torch.tensor([context], dtype=torch.long))
-    return logits[0, -1].double().numpy()
+        logits = model(torch.tensor([context], dtype=torch.long, device=model.device))
+    return logits[0, -1].cpu().double().numpy()
 
 
 def sample_next(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.capture import run_with_trace
-from engine.checkpoints import LoadedModel, random_model
+from engine.checkpoints import LoadedModel, random_model, resolve_device
 from engine.config import PRESETS, GPTConfig
 from engine.tokenizer import cl100k_truncated
 from engine.trace import Trace
@@ -49,3 +49,17 @@ def tiny_app(monkeypatch: pytest.MonkeyPatch) -> None:
         "INSIDE_GPT_HUB_MODELS",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="where the device-parity tests run the engine: cpu (default), cuda, mps or auto",
+    )
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The torch device of `pytest --device` (engine.checkpoints.resolve_device)."""
+    return resolve_device(request.config.getoption("--device"))

@@ -13,11 +13,26 @@ import numpy as np
 import torch
 
 from engine.card import ModelCard
-from engine.checkpoints import BUNDLED_DIR, LoadedModel, load, load_directory, random_model
+from engine.checkpoints import (
+    BUNDLED_DIR,
+    CheckpointError,
+    LoadedModel,
+    load,
+    load_directory,
+    random_model,
+    resolve_device,
+)
 from engine.config import PRESETS
 from engine.hub import SIDE_FILES, Progress, fetch
 from engine.tokenizer import cl100k_truncated
-from ui.settings import allow_paths, hub_models, models_dir, test_model, torch_threads
+from ui.settings import (
+    allow_paths,
+    device_name,
+    hub_models,
+    models_dir,
+    test_model,
+    torch_threads,
+)
 from ui.text import markdown_literal
 
 torch.set_num_threads(torch_threads())
@@ -135,10 +150,22 @@ def model_offered(model_id: str) -> bool:
 
 
 def load_uncached(model_id: str, progress: Progress | None = None) -> LoadedModel:
-    """Read (or build) the model `model_id` names; raises CheckpointError (engine.hub.HubError
-    for a Hub model that cannot be fetched) or OSError. A Hub model comes from the Hugging Face
-    cache, downloaded first if it is not there, `progress(bytes_done, bytes_total)` called as
-    it arrives."""
+    """Read (or build) the model `model_id` names, on the operator's device (INSIDE_GPT_DEVICE);
+    raises CheckpointError (engine.hub.HubError for a Hub model that cannot be fetched; a device
+    this machine cannot use) or OSError. A Hub model comes from the Hugging Face cache,
+    downloaded first if it is not there, `progress(bytes_done, bytes_total)` called as it
+    arrives."""
+    try:
+        device = resolve_device(device_name())
+    except ValueError as err:
+        raise CheckpointError(f"INSIDE_GPT_DEVICE: {err}") from None
+    loaded = _read_model(model_id, progress)
+    loaded.model.to(device)
+    return loaded
+
+
+def _read_model(model_id: str, progress: Progress | None) -> LoadedModel:
+    """`load_uncached` before the move to the device."""
     repo = hub_repo(model_id)
     if repo is not None:
         return load_directory(fetch(repo, hub_models(), progress), name=model_id)
@@ -197,7 +224,7 @@ def special_tokens_sentence(special_tokens: dict[str, int]) -> str:
 
 
 def _read_only(tensor: torch.Tensor) -> np.ndarray:
-    array = tensor.detach().numpy()  # a view: no copy of a 150 MB table on every page run
+    array = tensor.detach().cpu().numpy()  # on the CPU a view: no copy of a 150 MB table
     array.flags.writeable = False  # the view only: the model's own parameter stays as it is
     return array
 

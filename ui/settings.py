@@ -98,6 +98,12 @@ def cache_budget_bytes() -> int:
     return max(16, mb) * 1024 * 1024
 
 
+def device_name() -> str:
+    """INSIDE_GPT_DEVICE: where models run, "cpu" (default), "cuda", "mps" or "auto"
+    (engine.checkpoints.resolve_device checks it when a model loads)."""
+    return os.environ.get("INSIDE_GPT_DEVICE", "cpu")
+
+
 def torch_threads() -> int:
     """INSIDE_GPT_THREADS (default 1, at least 1); a value that is not a whole number raises
     ValueError when the app starts."""

@@ -107,7 +107,12 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
         for s in range(0, L1 * T, chunk):
             e = min(L1 * T, s + chunk)
             tgt = targets[s:e]
-            ids, probs, p_next, rank, ent = _lens_rows(_unembed(model, rows[s:e], trace), tgt, k)
+            logits = _unembed(model, rows[s:e].to(model.device), trace)
+            if logits.device.type == "mps":  # no float64 there (the entropy's accumulator)
+                logits = logits.cpu()
+            ids, probs, p_next, rank, ent = (
+                t.cpu() for t in _lens_rows(logits, tgt.to(logits.device), k)
+            )
             top_ids[s:e], top_probs[s:e], entropy[s:e] = ids, probs, ent
             has = tgt >= 0
             next_prob[s:e] = torch.where(has, p_next, float("nan"))
@@ -158,13 +163,13 @@ def lens_distribution(trace: Trace, model: GPT, row: int, pos: int) -> np.ndarra
         )
     # Only the one vector (residual_stack would copy every layer's residual first).
     stored = trace.get("hook_resid_pre", 0) if row == 0 else trace.get("hook_resid_post", row - 1)
-    resid = torch.from_numpy(np.array(stored[pos][None], dtype=np.float32))
+    resid = torch.from_numpy(np.array(stored[pos][None], dtype=np.float32)).to(model.device)
     with torch.inference_mode():
         logits = model.unembed(resid)
         logits[:, trace.n_valid_ids or logits.shape[-1] :] = -torch.inf
         if trace.gap_ids:
             logits[:, list(trace.gap_ids)] = -torch.inf
-        return torch.softmax(logits, dim=-1)[0].numpy()
+        return torch.softmax(logits, dim=-1)[0].cpu().numpy()
 
 
 def final_probs(trace: Trace, pos: int) -> np.ndarray:

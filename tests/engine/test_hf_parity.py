@@ -223,8 +223,8 @@ def assert_matches_hugging_face(
 
     close(trace.logits, out.logits, "logits")
     with torch.no_grad():
-        plain = loaded.model(torch.tensor([ids]))  # the fused no-recorder path
-    torch.testing.assert_close(plain, out.logits, atol=atol, rtol=RTOL)
+        plain = loaded.model(torch.tensor([ids], device=loaded.model.device))  # fused path
+    torch.testing.assert_close(plain.cpu(), out.logits, atol=atol, rtol=RTOL)
     assert len(out.attentions) == n_layer
     for layer in range(n_layer):
         close(trace.get("attn.hook_pattern", layer), out.attentions[layer], f"attention {layer}")
@@ -233,7 +233,8 @@ def assert_matches_hugging_face(
     for layer in range(n_layer):
         close(trace.get("hook_resid_pre", layer), out.hidden_states[layer], f"hidden {layer}")
     ln_f = loaded.model.transformer.ln_f
-    final = trace["ln_final.hook_normalized"] * ln_f.weight.numpy() + ln_f.bias.numpy()
+    gamma, beta = ln_f.weight.cpu().numpy(), ln_f.bias.cpu().numpy()
+    final = trace["ln_final.hook_normalized"] * gamma + beta
     close(final, out.hidden_states[n_layer], "ln_f output")
 
 
@@ -241,6 +242,17 @@ def test_logits_attention_and_hidden_states_match_hugging_face(
     hf_model: torch.nn.Module, engine_loaded: LoadedModel, prompt_ids: list[int]
 ) -> None:
     assert_matches_hugging_face(hf_model, engine_loaded, prompt_ids)
+
+
+def test_the_engine_on_the_tests_device_matches_hugging_face(
+    hf_model: torch.nn.Module, hf_dir: Path, prompt_ids: list[int], device: torch.device
+) -> None:
+    """The same parity on the device given by `pytest --device` (cpu unless asked: run once with
+    `--device cuda` on a GPU machine); the Trace still comes back as CPU numpy arrays."""
+    loaded = load_directory(hf_dir)
+    loaded.model.to(device)
+    assert loaded.model.device.type == device.type
+    assert_matches_hugging_face(hf_model, loaded, prompt_ids)
 
 
 def _greedy(step: object, ids: list[int], n: int) -> list[int]:

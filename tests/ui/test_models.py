@@ -90,3 +90,20 @@ def test_a_directory_path_box_appears_only_when_the_operator_allows_it(
     at.text_input(key="_w_path").input(str(tmp_path / "missing")).run()
     assert any("is not a directory" in e.value for e in at.error)
     assert at.session_state["model_id"] == str(tmp_path / "anywhere")
+
+
+def test_a_device_the_machine_cannot_use_is_named_and_nothing_crashes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INSIDE_GPT_DEVICE", "gpu")
+    at = new_app({"text": "hello there", "model": "random"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(e.value for e in [*at.error, *at.warning]).replace("\\", "")
+    assert "INSIDE_GPT_DEVICE" in shown and "'gpu'" in shown
+    monkeypatch.setenv("INSIDE_GPT_DEVICE", "auto")
+    at = new_app({"text": "hello there", "model": "random"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception and not at.error
