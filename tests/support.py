@@ -175,3 +175,18 @@ def synthetic_trace(T: int, config: GPTConfig, sites: tuple[str, ...], seed: int
         config=config,
         acts=acts,
     )
+
+
+def gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from bytes to printable characters (OpenAI's encoder.py `bytes_to_unicode`),
+    written out here independently of engine.tokenizer, as a reference for its tests. Its
+    values, in order, are the characters of ids 0-255 in GPT-2's vocab.json."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}

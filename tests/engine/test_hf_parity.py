@@ -27,6 +27,7 @@ from engine.checkpoints import LoadedModel, load_directory, random_model, save_c
 from engine.config import GPTConfig
 from engine.model import GPT
 from engine.trace import Trace
+from tests.support import gpt2_bytes_to_unicode
 
 # float32 throughout, the aimed-for tolerance. Measured worst differences on this model (values
 # of order 1-5): logits 1.7e-6, attention 3.0e-7, hidden states 2.0e-6. A real bug (a missing
@@ -69,23 +70,10 @@ PARITY_TEXTS = [
 # --- a tiny GPT-2 byte-level BPE, learned here ----------------------------------------------------
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's map from bytes to printable characters (from OpenAI's encoder.py)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
-
-
 def _learn_bpe(corpus: str, n_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Byte-level BPE: ids 0..255 are the bytes in `bytes_to_unicode` order, then one id per
     merge in the order learned (most frequent pair first), then <|endoftext|>."""
-    b2u = _bytes_to_unicode()
+    b2u = gpt2_bytes_to_unicode()
     vocab = {ch: i for i, ch in enumerate(b2u.values())}
     words = Counter(
         tuple(b2u[b] for b in w.encode("utf-8")) for w in regex.findall(HF_GPT2_PATTERN, corpus)

@@ -24,6 +24,7 @@ from engine.tokenizer import (
     gpt2_bpe,
     read_tiktoken_ranks,
 )
+from tests.support import gpt2_bytes_to_unicode
 
 # No example database (it would create .hypothesis/ in the repository); fixed examples so that CI
 # runs the same strings every time.
@@ -251,23 +252,10 @@ def test_a_pasted_whitespace_run_encodes_with_steps_quickly(tok: Tokenizer) -> N
 # --- GPT-2 style files --------------------------------------------------------------------------
 
 
-def _byte_alphabet() -> list[str]:
-    """GPT-2's bytes_to_unicode characters in id order (written out independently of engine)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def _write_gpt2_files(
     directory: Path, merges: list[tuple[str, str]], trailing_newline: bool = True
 ) -> tuple[Path, Path]:
-    vocab = {ch: i for i, ch in enumerate(_byte_alphabet())}
+    vocab = {ch: i for i, ch in enumerate(list(gpt2_bytes_to_unicode().values()))}
     for a, b in merges:
         vocab[a + b] = len(vocab)
     vocab[ENDOFTEXT] = len(vocab)
