@@ -108,9 +108,17 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         on_change=_on_preset,
         help="\n".join(f"- **{p.name}**: {p.why}" for p in PRESETS_TEXT),
     )
-    ss["_w_text"] = ss["text"]
-    sb.text_area(
+    # Issue 20 (b), the first edit after a reconnect: a session's first run has no text box yet,
+    # and after a server restart the browser's first message is the visitor's edit, for which no
+    # callback runs (the new session never drew the box). Setting the box from the link's text
+    # then lost that edit. So the box is set from the shared text only once it exists; the first
+    # run gives the shared text as its default, and a value the browser brings is adopted.
+    first_run = "_w_text" not in ss
+    if not first_run:
+        ss["_w_text"] = ss["text"]
+    typed = sb.text_area(
         "Your text",
+        value=ss["text"] if first_run else None,
         key="_w_text",
         on_change=_on_text,
         height=140,
@@ -120,6 +128,8 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
             f"The first {MAX_TEXT_CHARS:,} characters are used."
         ),
     )
+    if first_run and typed is not None and typed != ss["text"]:
+        set_text(typed)
     if not text_fits_url(ss["text"]):
         sb.caption(
             "This text is too long for the page address: a copied link carries the model and "
