@@ -11,6 +11,7 @@ import streamlit as st
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
+from ui.i18n import _
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -18,7 +19,6 @@ from ui.settings import (
     PAGE_ICON,
     TEXTBOX_MAX_CHARS,
     allow_paths,
-    models_dir,
 )
 from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES
 from ui.state import (
@@ -145,8 +145,12 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         key="_w_model",
         format_func=model_label,
         on_change=_on_model,
-        help=f"GPT-2 directories are looked for in {models_dir()}; “(Hugging Face Hub)” models "
-        "are downloaded once (only the files this app reads) and then opened from the cache.",
+        # No server path in the help (issue 20): the operator's models folder is not shown.
+        help=_(
+            "GPT-2 directories come from the server's models folder; “(Hugging Face Hub)” "
+            "models are downloaded once (only the files this app reads) and then opened from "
+            "the cache."
+        ),
     )
     if loaded is not None and loaded.stored_dtype != "float32":
         sb.caption(
