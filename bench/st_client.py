@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,21 +94,39 @@ class Session:
         self.widget_ids: dict[str, str] = {}  # user key ("_w_text") -> widget id
         self.ws: ClientConnection | None = None
         self._stack = contextlib.ExitStack()
+        self.cookie: str | None = None  # what the browser's cookie jar holds for base
         self.server_header: str | None = None  # nginx's X-Upstream: which replica answered
 
     def connect(self) -> None:
         """Open (or reopen) the websocket. A reopened one is a new server session: the view
         comes back from `query_string` on the next run, as in a reconnecting browser."""
         self.close()
+        if self.cookie is None:
+            self.cookie = self._page_cookie()
         url = "ws" + self.base.removeprefix("http") + "/_stcore/stream"
+        headers = {"Cookie": self.cookie} if self.cookie else None
         # websockets 17 wants connect() entered as a context manager; the stack exits it on close.
         self._stack = contextlib.ExitStack()
         self.ws = self._stack.enter_context(
-            connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=30)
+            connect(
+                url,
+                subprotocols=["streamlit"],
+                max_size=None,
+                open_timeout=30,
+                additional_headers=headers,
+            )
         )
         response = self.ws.response
         self.server_header = response.headers.get("X-Upstream") if response else None
         self.widget_ids = {}
+
+    def _page_cookie(self) -> str:
+        """Load the page as a browser does first (GET /), keeping the cookie a balancer sets
+        (ui.serve's nginx: the sticky-session key); "" when there is none."""
+        with urllib.request.urlopen(self.base + "/", timeout=self.timeout_s) as response:
+            response.read()
+            cookies = response.headers.get_all("Set-Cookie") or []
+        return "; ".join(c.split(";", 1)[0] for c in cookies)
 
     def close(self) -> None:
         if self.ws is not None:
