@@ -6,8 +6,8 @@
 
 Loopback only and bounded: every configuration runs `--duration` seconds (60 by default) with at
 most 200 sessions, then everything it started is stopped. Each student is a websocket client of
-Streamlit's own protocol (bench/st_client.py, what the browser sends): it opens the home page
-with its own text in the link, then, after a think time drawn from 1 to 4 s, either types (a new
+Streamlit's own protocol (bench/st_client.py, what the browser sends): it opens a link to a
+page (students spread over the home page and the stages) with its own text, then, after a think time drawn from 1 to 4 s, either types (a new
 text of its own, sent as the text box's value) or switches to another stage's page. Every page
 run is checked: every token label the charts carry ("3:␣cat", the form of
 engine.figures.common.token_labels) must be a label of this student's current text (a label of
@@ -90,8 +90,9 @@ class Stats:
     foreign: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     replicas_used: Counter = field(default_factory=Counter)
-    reconnects: int = 0
-    recovered: int = 0
+    drops: list[str] = field(default_factory=list)  # connections lost (a replica died)
+    recovered: int = 0  # runs after a reconnect that showed the student's own view again
+    placements: dict[int, list[str]] = field(default_factory=dict)  # student -> replicas in order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -125,6 +126,7 @@ def student(
     stats: Stats,
     think: tuple[float, float],
     seed: int,
+    timeout_s: float = 120.0,
 ) -> None:
     """One simulated student until `deadline` (time.monotonic()): type or switch pages after a
     think time; on a dropped connection, reconnect (the balancer picks a live replica) and
@@ -132,10 +134,10 @@ def student(
     rng = random.Random(seed)
     version = 0
     text = student_text(index, version)
-    session = Session(base, timeout_s=120)
+    session = Session(base, timeout_s=timeout_s)
     session.query_string = urlencode({"text": text})
     who = f"student {index}"
-    page = ""
+    page = ("", *PAGES)[(index + 3) % (len(PAGES) + 1)]  # the link a student opens first
     pending_recovery = False
     while True:
         try:
@@ -143,6 +145,7 @@ def student(
                 session.connect()
                 with stats.lock:
                     stats.replicas_used[session.server_header or "?"] += 1
+                    stats.placements.setdefault(index, []).append(session.server_header or "?")
                 run = session.run(page)  # a new server session: the view from the address
                 if check_run(run, text, labels, session, stats, who) and pending_recovery:
                     with stats.lock:
@@ -156,16 +159,16 @@ def student(
                 break
             if rng.random() < 0.35 and "_w_text" in session.widget_ids:
                 version += 1
-                text = student_text(index, version)
-                run = session.run(widgets={"_w_text": text})
+                typed = student_text(index, version)
+                run = session.run(widgets={"_w_text": typed})
+                text = typed  # the edit arrived (a dropped one is typed again later)
             else:
                 page = rng.choice([p for p in ("", *PAGES) if p != page])
                 run = session.run(page)
             check_run(run, text, labels, session, stats, who)
         except RunError as err:
             with stats.lock:
-                stats.errors.append(f"{who}: {err}")
-                stats.reconnects += 1
+                stats.drops.append(f"{who}: {err}")
             pending_recovery = True
             session.close()
             time.sleep(rng.uniform(0.5, 1.5))  # a browser waits before reconnecting
@@ -198,9 +201,13 @@ def run_config(
     port: int | None = None,
     seed: int = 0,
     log: bool = True,
+    kill_after_s: float | None = None,
+    timeout_s: float = 120.0,
 ) -> dict:
     """One configuration: a fresh cluster (`replicas` behind nginx on loopback), `sessions`
-    students for `duration_s` seconds, the numbers as a dict (see the module docstring)."""
+    students for `duration_s` seconds, the numbers as a dict (see the module docstring).
+    `kill_after_s`: kill the first replica (SIGKILL) that many seconds in, as a crash would
+    (the result then names it under "killed"); `timeout_s`: the longest wait for one run."""
     if not 1 <= sessions <= MAX_SESSIONS:
         raise ValueError(f"sessions must be in [1, {MAX_SESSIONS}], got {sessions}")
     from tests.browser.harness import _free_port  # a free loopback port (test helper)
@@ -241,7 +248,7 @@ def run_config(
         threads = [
             threading.Thread(
                 target=student,
-                args=(base, i, deadline, labels, stats, think, seed * 10_000 + i),
+                args=(base, i, deadline, labels, stats, think, seed * 10_000 + i, timeout_s),
                 daemon=True,
             )
             for i in range(sessions)
@@ -249,6 +256,14 @@ def run_config(
         for k, t in enumerate(threads):
             t.start()
             time.sleep(min(0.1, think[0] / max(1, sessions)) if k else 0)
+        killed = None
+        if kill_after_s is not None:
+            time.sleep(max(0.0, start + kill_after_s - time.monotonic()))
+            victim = cluster.replicas[0]
+            assert victim.proc is not None
+            victim.proc.kill()
+            victim.proc.wait()
+            killed = f"127.0.0.1:{victim.port}"
         for t in threads:
             t.join(timeout=max(1.0, deadline - time.monotonic()) + 180)
         elapsed = time.monotonic() - start
@@ -264,8 +279,13 @@ def run_config(
         "p95_s": percentile(stats.latencies, 95),
         "runs": stats.runs,
         "runs_per_s": stats.runs / elapsed,
-        "errors": len(stats.errors),
-        "error_examples": stats.errors[:5],
+        "errors": len(stats.errors) + len(stats.drops),
+        "error_examples": (stats.errors + stats.drops)[:5],
+        "page_errors": stats.errors,
+        "drops": stats.drops,
+        "recovered": stats.recovered,
+        "placements": {str(k): v for k, v in sorted(stats.placements.items())},
+        "killed": killed,
         "foreign_labels": len(stats.foreign),
         "foreign_examples": stats.foreign[:5],
         "labels_checked": stats.labels_checked,

@@ -24,7 +24,7 @@ from typing import Any
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.Element_pb2 import Element
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 FINISHED = ForwardMsg.ScriptFinishedStatus
@@ -99,23 +99,31 @@ class Session:
 
     def connect(self) -> None:
         """Open (or reopen) the websocket. A reopened one is a new server session: the view
-        comes back from `query_string` on the next run, as in a reconnecting browser."""
+        comes back from `query_string` on the next run, as in a reconnecting browser. Raises
+        RunError when the page or the websocket cannot be opened."""
         self.close()
         if self.cookie is None:
-            self.cookie = self._page_cookie()
+            try:
+                self.cookie = self._page_cookie()
+            except OSError as err:
+                raise RunError(f"cannot load the page: {err}") from err
         url = "ws" + self.base.removeprefix("http") + "/_stcore/stream"
         headers = {"Cookie": self.cookie} if self.cookie else None
         # websockets 17 wants connect() entered as a context manager; the stack exits it on close.
         self._stack = contextlib.ExitStack()
-        self.ws = self._stack.enter_context(
-            connect(
-                url,
-                subprotocols=["streamlit"],
-                max_size=None,
-                open_timeout=30,
-                additional_headers=headers,
+        try:
+            self.ws = self._stack.enter_context(
+                connect(
+                    url,
+                    subprotocols=["streamlit"],
+                    max_size=None,
+                    open_timeout=30,
+                    additional_headers=headers,
+                )
             )
-        )
+        except (OSError, TimeoutError, WebSocketException) as err:
+            self.ws = None
+            raise RunError(f"cannot connect: {type(err).__name__}: {err}") from err
         response = self.ws.response
         self.server_header = response.headers.get("X-Upstream") if response else None
         self.widget_ids = {}
@@ -197,10 +205,13 @@ class Session:
                 status = fwd.script_finished
                 if status == FINISHED.FINISHED_WITH_COMPILE_ERROR:
                     raise RunError("the script did not compile")
-                if status in (FINISHED.FINISHED_SUCCESSFULLY, FINISHED.FINISHED_EARLY_FOR_RERUN):
-                    result.status = status
-                    result.seconds = time.monotonic() - start
-                    return result
+                if status == FINISHED.FINISHED_EARLY_FOR_RERUN:  # st.rerun(): a new run follows
+                    result.elements.clear()
+                    result.exceptions.clear()
+                    continue
+                result.status = status
+                result.seconds = time.monotonic() - start
+                return result
 
     def clear_cache(self) -> None:
         """Send Streamlit's clear-cache request (the "Clear cache" menu item, or any client)."""
