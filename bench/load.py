@@ -7,12 +7,13 @@
 Loopback only and bounded: every configuration runs `--duration` seconds (60 by default) with at
 most 200 sessions, then everything it started is stopped. Each student is a websocket client of
 Streamlit's own protocol (bench/st_client.py, what the browser sends): it opens a link to a
-page (students spread over the home page and the stages) with its own text, then, after a think time drawn from 1 to 4 s, either types (a new
-text of its own, sent as the text box's value) or switches to another stage's page. Every page
-run is checked: every token label the charts carry ("3:␣cat", the form of
-engine.figures.common.token_labels) must be a label of this student's current text (a label of
-any other text is a foreign label: another session's numbers), the page must show no exception
-box, and the address (the query string the app writes) must carry this student's text.
+page (students spread over the home page and the stages) with its own text, then, after a think
+time drawn from 1 to 4 s, either types (a new text of its own, sent as the text box's value) or
+switches to another page. Every page run is checked: every token label the charts carry
+("3:␣cat", the form of engine.figures.common.token_labels) must be a label of this student's
+current text (a label of any other text is a foreign label: another session's numbers), the
+page must show no exception box, and the address (the query string the app writes) must carry
+this student's text.
 
 Reported per configuration: step latency p50/p95 (request to script_finished, s), page runs per
 second (all sessions), errors (exceptions shown, dropped connections, timeouts), foreign labels
@@ -42,7 +43,7 @@ from bench.st_client import RunError, Session
 from engine.checkpoints import bundled_n_ranks
 from engine.figures.common import token_labels
 from engine.tokenizer import Tokenizer, cl100k_truncated
-from ui.serve import Cluster
+from ui.serve import Cluster, free_port
 
 MAX_SESSIONS = 200
 LABEL = re.compile(r"^\d+:", re.S)
@@ -210,9 +211,7 @@ def run_config(
     (the result then names it under "killed"); `timeout_s`: the longest wait for one run."""
     if not 1 <= sessions <= MAX_SESSIONS:
         raise ValueError(f"sessions must be in [1, {MAX_SESSIONS}], got {sessions}")
-    from tests.browser.harness import _free_port  # a free loopback port (test helper)
-
-    port = port or _free_port()
+    port = port or free_port()
     env = {"INSIDE_GPT_TEST_MODEL": "tiny"} if tiny else {}
     labels = Labels(cl100k_truncated(bundled_n_ranks()))
     stats = Stats()
@@ -221,7 +220,7 @@ def run_config(
         replicas,
         port,
         host="127.0.0.1",
-        first_replica_port=_free_port(),
+        first_replica_port=free_port(),
         upstream_header=True,
         restart=False,
         extra_env=env,

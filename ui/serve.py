@@ -39,6 +39,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -202,6 +203,13 @@ def wait_healthy(replicas: list[Replica], timeout_s: float = 120.0) -> None:
                 tail = replica.log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"replica on port {replica.port} did not start:\n{tail}")
             time.sleep(0.3)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's choice), for tests and the load test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def nginx_binary() -> str | None:
