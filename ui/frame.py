@@ -5,6 +5,7 @@ The contract is in ui/__init__.py."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import streamlit as st
 
@@ -75,6 +76,31 @@ def _step_layer(delta: int, n_layer: int) -> None:
     ss["layer"] = clamp(ss.get("layer", 0) + delta, 0, n_layer - 1, 0)
 
 
+# --- issue 20 (b): the first change after a reconnect ----------------------------------------
+# After a server restart the browser reconnects to a new session without rerunning it; its first
+# message is the visitor's change, for which no callback runs (the new session never drew the
+# widget). So a widget that mirrors shared state is set from it only once it exists; on the
+# session's first run it starts at the shared value, and a value the browser brings is adopted.
+
+
+def _mirror(key: str, shared: str) -> bool:
+    """Set widget `key` from session state `shared`, except on the session's first run (the
+    widget is not there yet); returns whether it is the first run."""
+    ss = st.session_state
+    if key in ss:
+        ss[key] = ss[shared]
+        return False
+    return True
+
+
+def _adopt(first_run: bool, shared: str, value: Any, high: int) -> None:
+    """On the first run, take the value the browser brought for `shared` (clamped to
+    [0, high])."""
+    ss = st.session_state
+    if first_run and value is not None and value != ss[shared]:
+        ss[shared] = clamp(value, 0, high, ss[shared])
+
+
 # --- the sidebar -----------------------------------------------------------------------------
 
 
@@ -108,14 +134,7 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         on_change=_on_preset,
         help="\n".join(f"- **{p.name}**: {p.why}" for p in PRESETS_TEXT),
     )
-    # Issue 20 (b), the first edit after a reconnect: a session's first run has no text box yet,
-    # and after a server restart the browser's first message is the visitor's edit, for which no
-    # callback runs (the new session never drew the box). Setting the box from the link's text
-    # then lost that edit. So the box is set from the shared text only once it exists; the first
-    # run gives the shared text as its default, and a value the browser brings is adopted.
-    first_run = "_w_text" not in ss
-    if not first_run:
-        ss["_w_text"] = ss["text"]
+    first_run = _mirror("_w_text", "text")  # issue 20 (b): see _mirror
     typed = sb.text_area(
         "Your text",
         value=ss["text"] if first_run else None,
@@ -182,18 +201,20 @@ def _sidebar_selection(trace: Trace) -> None:
         disabled=ss["layer"] <= 0,
         help="previous layer",
     )
-    ss["_w_layer"] = ss["layer"]
-    bounded_input(
+    first_run = _mirror("_w_layer", "layer")
+    layer = bounded_input(
         "number",
         "Layer",
         0,
         cfg.n_layer - 1,
+        ss["layer"],
         key="_w_layer",
         where=mid,
         on_change=_on_number,
         args=("layer",),
         label_visibility="collapsed",
     )
+    _adopt(first_run, "layer", layer, cfg.n_layer - 1)
     right.button(
         "▶",
         key="_w_layer_next",
@@ -202,27 +223,31 @@ def _sidebar_selection(trace: Trace) -> None:
         disabled=ss["layer"] >= cfg.n_layer - 1,
         help="next layer",
     )
-    ss["_w_head"] = ss["head"]
-    bounded_input(
+    first_run = _mirror("_w_head", "head")
+    head = bounded_input(
         "number",
         f"Head (0 to {cfg.n_head - 1})" if cfg.n_head > 1 else "Head",
         0,
         cfg.n_head - 1,
+        ss["head"],
         key="_w_head",
         where=sb,
         on_change=_on_number,
         args=("head",),
     )
-    ss["_w_pos"] = ss["pos"]
-    sb.selectbox(
+    _adopt(first_run, "head", head, cfg.n_head - 1)
+    first_run = _mirror("_w_pos", "pos")
+    pos = sb.selectbox(
         "Token position",
         list(range(trace.n_tokens)),
+        **({"index": ss["pos"]} if first_run else {}),
         key="_w_pos",
         format_func=lambda i: f"{i}: {trace.token_strs[i]}",
         on_change=_on_number,
         args=("pos",),
         help="The query token: the attention page shows what this token looks at.",
     )
+    _adopt(first_run, "pos", pos, trace.n_tokens - 1)
 
 
 # --- the frame -------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""The first text edit after a server restart is kept (issue 20 b).
+"""The first edit after a server restart is kept (issue 20 b): the text, and the head stepper.
 
 After a restart the browser reconnects to a new session without rerunning it; its first message
 is the visitor's edit. That run used to overwrite the text box from the link's text, so the
-edit was silently lost (the second one worked). Here: open the app in Chromium, restart the
-server on the same port, edit the text once, and the box, the shared text and the address keep
-the edit. Without Chromium it skips, except when CI is set (there it fails)."""
+edit was silently lost (the second one worked); the layer, head and position controls had the
+same flaw. Here: open the app in Chromium, restart the server on the same port, change the text
+(or the head) once, and the control, the shared state and the address keep the change. Without
+Chromium it skips, except when CI is set (there it fails)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def test_the_first_edit_after_a_server_restart_is_kept() -> None:
+@pytest.mark.parametrize("control", ["text", "head"])
+def test_the_first_edit_after_a_server_restart_is_kept(control: str) -> None:
     reason = missing_browser()
     if reason:
         if os.environ.get("CI"):
@@ -93,13 +95,23 @@ def test_the_first_edit_after_a_server_restart_is_kept() -> None:
                 assert time.monotonic() < deadline, "the browser did not reconnect"
                 page.wait_for_timeout(200)
 
-            box.fill("Edited once after the restart")
-            box.press("Control+Enter")
+            if control == "text":
+                box.fill("Edited once after the restart")
+                box.press("Control+Enter")
+            else:  # the head stepper (a number input), as a lecturer's class would click it
+                head = page.locator('[data-testid="stNumberInput"] input').nth(1)
+                assert head.input_value() == "0"
+                head.fill("1")
+                head.press("Enter")
             page.wait_for_timeout(500)
             wait_idle(page, 120, 600)
-            assert box.input_value() == "Edited once after the restart"
             query = parse_qs(urlparse(page.url).query)
-            assert query["text"] == ["Edited once after the restart"]
+            if control == "text":
+                assert box.input_value() == "Edited once after the restart"
+                assert query["text"] == ["Edited once after the restart"]
+            else:
+                assert head.input_value() == "1"
+                assert query["head"] == ["1"] and query["text"] == ["Before the restart"]
             browser.close()
     finally:
         _stop(proc)
