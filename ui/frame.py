@@ -193,7 +193,7 @@ def _sidebar_selection(trace: Trace) -> None:
     sb.divider()
     sb.markdown(f"**Layer** (block 0 to {cfg.n_layer - 1})")
     left, mid, right = sb.columns([1, 2, 1], vertical_alignment="bottom")
-    left.button(
+    clicked_prev = left.button(
         "◀",
         key="_w_layer_prev",
         on_click=_step_layer,
@@ -215,7 +215,7 @@ def _sidebar_selection(trace: Trace) -> None:
         label_visibility="collapsed",
     )
     _adopt(first_run, "layer", layer, cfg.n_layer - 1)
-    right.button(
+    clicked_next = right.button(
         "▶",
         key="_w_layer_next",
         on_click=_step_layer,
@@ -223,6 +223,10 @@ def _sidebar_selection(trace: Trace) -> None:
         disabled=ss["layer"] >= cfg.n_layer - 1,
         help="next layer",
     )
+    if first_run and (clicked_prev or clicked_next):  # a click whose callback did not run
+        _step_layer(-1 if clicked_prev else 1, cfg.n_layer)
+        write_query_params()  # the rerun must not take the link's old layer back
+        st.rerun()
     first_run = _mirror("_w_head", "head")
     head = bounded_input(
         "number",

@@ -1,11 +1,11 @@
-"""The first edit after a server restart is kept (issue 20 b): the text, and the head stepper.
+"""The first edit after a server restart is kept (issue 20 b): text, head stepper, layer button.
 
 After a restart the browser reconnects to a new session without rerunning it; its first message
 is the visitor's edit. That run used to overwrite the text box from the link's text, so the
 edit was silently lost (the second one worked); the layer, head and position controls had the
 same flaw. Here: open the app in Chromium, restart the server on the same port, change the text
-(or the head) once, and the control, the shared state and the address keep the change. Without
-Chromium it skips, except when CI is set (there it fails)."""
+(or the head, or click the next-layer button) once, and the control, the shared state and the
+address keep the change. Without Chromium it skips, except when CI is set (there it fails)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.mark.parametrize("control", ["text", "head"])
+@pytest.mark.parametrize("control", ["text", "head", "layer button"])
 def test_the_first_edit_after_a_server_restart_is_kept(control: str) -> None:
     reason = missing_browser()
     if reason:
@@ -98,20 +98,26 @@ def test_the_first_edit_after_a_server_restart_is_kept(control: str) -> None:
             if control == "text":
                 box.fill("Edited once after the restart")
                 box.press("Control+Enter")
-            else:  # the head stepper (a number input), as a lecturer's class would click it
+            elif control == "head":  # the head stepper (a number input)
                 head = page.locator('[data-testid="stNumberInput"] input').nth(1)
                 assert head.input_value() == "0"
                 head.fill("1")
                 head.press("Enter")
+            else:  # the next-layer button: a trigger, whose callback the new session missed
+                page.get_by_role("button", name="▶").click()
             page.wait_for_timeout(500)
             wait_idle(page, 120, 600)
             query = parse_qs(urlparse(page.url).query)
             if control == "text":
                 assert box.input_value() == "Edited once after the restart"
                 assert query["text"] == ["Edited once after the restart"]
-            else:
+            elif control == "head":
                 assert head.input_value() == "1"
                 assert query["head"] == ["1"] and query["text"] == ["Before the restart"]
+            else:
+                layer = page.locator('[data-testid="stNumberInput"] input').nth(0)
+                assert layer.input_value() == "1"
+                assert query["layer"] == ["1"] and query["text"] == ["Before the restart"]
             browser.close()
     finally:
         _stop(proc)
