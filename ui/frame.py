@@ -157,10 +157,11 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
     options = available_models()
     if ss["model_id"] not in options:
         options = [*options, ss["model_id"]]
-    ss["_w_model"] = ss["model_id"]
-    sb.selectbox(
+    first_run = _mirror("_w_model", "model_id")
+    chosen = sb.selectbox(
         "Model",
         options,
+        **({"index": options.index(ss["model_id"])} if first_run else {}),
         key="_w_model",
         format_func=model_label,
         on_change=_on_model,
@@ -171,6 +172,10 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
             "the cache."
         ),
     )
+    if first_run and chosen is not None and chosen != ss["model_id"]:  # see _mirror
+        ss["model_id"] = chosen  # the model was loaded above: run again with this one
+        write_query_params()
+        st.rerun()
     if loaded is not None and loaded.stored_dtype != "float32":
         sb.caption(
             f"Its weights are stored as {loaded.stored_dtype}; this app computes in float32 "

@@ -1,10 +1,10 @@
-"""The first edit after a server restart is kept (issue 20 b): text, head stepper, layer button.
+"""The first edit after a server restart is kept (issue 20 b): text, head, layer button, model.
 
 After a restart the browser reconnects to a new session without rerunning it; its first message
 is the visitor's edit. That run used to overwrite the text box from the link's text, so the
 edit was silently lost (the second one worked); the layer, head and position controls had the
 same flaw. Here: open the app in Chromium, restart the server on the same port, change the text
-(or the head, or click the next-layer button) once, and the control, the shared state and the
+(the head, the next-layer button, the model) once, and the control, the shared state and the
 address keep the change. Without Chromium it skips, except when CI is set (there it fails)."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.mark.parametrize("control", ["text", "head", "layer button"])
+@pytest.mark.parametrize("control", ["text", "head", "layer button", "model"])
 def test_the_first_edit_after_a_server_restart_is_kept(control: str) -> None:
     reason = missing_browser()
     if reason:
@@ -103,8 +103,14 @@ def test_the_first_edit_after_a_server_restart_is_kept(control: str) -> None:
                 assert head.input_value() == "0"
                 head.fill("1")
                 head.press("Enter")
-            else:  # the next-layer button: a trigger, whose callback the new session missed
+            elif control == "layer button":  # a trigger, whose callback the new session missed
                 page.get_by_role("button", name="▶").click()
+            else:  # the model box: type to filter its options, Enter takes the one left
+                model_box = page.get_by_role("combobox", name="Model")
+                model_box.click()
+                model_box.press_sequentially("random", delay=50)
+                page.wait_for_timeout(300)
+                model_box.press("Enter")
             page.wait_for_timeout(500)
             wait_idle(page, 120, 600)
             query = parse_qs(urlparse(page.url).query)
@@ -114,10 +120,13 @@ def test_the_first_edit_after_a_server_restart_is_kept(control: str) -> None:
             elif control == "head":
                 assert head.input_value() == "1"
                 assert query["head"] == ["1"] and query["text"] == ["Before the restart"]
-            else:
+            elif control == "layer button":
                 layer = page.locator('[data-testid="stNumberInput"] input').nth(0)
                 assert layer.input_value() == "1"
                 assert query["layer"] == ["1"] and query["text"] == ["Before the restart"]
+            else:
+                assert query["model"] == ["random"] and query["text"] == ["Before the restart"]
+                assert model_box.input_value() == "random (same shape, untrained)"
             browser.close()
     finally:
         _stop(proc)
