@@ -19,6 +19,7 @@ from ui.models import model_label
 from ui.settings import PAGE_ICON
 from ui.stages import STAGES
 from ui.state import View
+from ui.text import markdown_literal
 
 
 def intro(view: View | None) -> None:
@@ -49,8 +50,11 @@ def model_section(view: View | None) -> None:
     except (CheckpointError, OSError):
         return  # the frame has said why
     left, right = st.columns([3, 2])
+    # st.table renders every cell and header as Markdown: the model's name (a models-folder
+    # name, a Hub id) and the card's values come from files, so each is escaped (issue 20 f).
+    rows = [(field, markdown_literal(value)) for field, value in model_card_rows(loaded)]
     left.table(
-        pd.DataFrame(model_card_rows(loaded), columns=["", model_label(loaded.name)]),
+        pd.DataFrame(rows, columns=["", markdown_literal(model_label(loaded.name))]),
         hide_index=True,
     )
     if loaded.name == "random":

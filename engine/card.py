@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -286,11 +287,11 @@ class ModelCard:
             "trained_on": trained_on if isinstance(trained_on, str) else "not recorded"
         }
         for name in ("checkpoint_step", "max_steps", "tokens_seen"):
-            if isinstance(raw.get(name), int) and not isinstance(raw.get(name), bool):
+            if isinstance(raw.get(name), int) and _measurable(raw[name]) and raw[name] >= 0:
                 fields[name] = raw[name]
         for name in ("val_loss", "validation_loss", "best_val_loss"):
             value = raw.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if _measurable(value):
                 fields["val_loss"] = float(value)
                 break
         return cls(**fields)
@@ -351,10 +352,19 @@ def _decode(tp: Any, raw: Any, where: str) -> Any:
     return _decode_scalar(tp, raw, where)
 
 
+def _measurable(raw: Any) -> bool:
+    """Whether `raw` (parsed JSON) is a number a card may hold: a finite float, or an integer
+    of magnitude below 2**63 (a count); checked before any arithmetic (float() of a 400-digit
+    integer raises OverflowError; NaN and Infinity would be shown as "nan" and "inf")."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return False
+    return abs(raw) < 2**63 if isinstance(raw, int) else math.isfinite(raw)
+
+
 def _decode_scalar(tp: Any, raw: Any, where: str) -> Any:
-    if tp is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+    if tp is float and _measurable(raw):
         return float(raw)
-    if tp is int and isinstance(raw, int) and not isinstance(raw, bool):
+    if tp is int and isinstance(raw, int) and _measurable(raw):
         return raw
     if tp in (str, bool) and isinstance(raw, tp):
         return raw

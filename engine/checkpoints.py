@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,17 +81,35 @@ def _check_size(config: GPTConfig, max_bytes: int) -> None:
 _REQUIRED = object()
 
 
-def _integer(raw: dict[str, Any], key: str, default: Any = _REQUIRED) -> Any:
-    """An integer field of config.json (KeyError if a required one is missing). A float that is
-    a whole number is accepted (1024.0); 2.7, "12", true, Infinity and NaN are refused rather
-    than truncated or left to fail later with an OverflowError."""
+# The largest size a config.json field may give (the int32 limit of a tensor dimension in many
+# torch kernels). Checked before any arithmetic, so a size check never meets a number too large
+# for a float ("n_positions": 1e200 raised OverflowError there).
+MAX_SIZE = 2**31 - 1
+
+
+def _integer(
+    raw: dict[str, Any], key: str, default: Any = _REQUIRED, low: int = 1, name: str | None = None
+) -> Any:
+    """An integer field of config.json in [low, MAX_SIZE] (KeyError if a required one is
+    missing; `name`: the key to name in messages when the value was read under another). A float
+    that is a whole number is accepted (1024.0); 2.7, "12", true, Infinity, NaN, 1e200, 0 and
+    negative sizes are refused with a message naming the key, rather than truncated or left to
+    fail later (an OverflowError, a negative allocation)."""
     value = raw[key] if default is _REQUIRED else raw.get(key, default)
+    name = name or key
     if value is None and default is None:
         return None
+    given = value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+        raise ValueError(f"field {name!r} must be an integer, got {value!r}")
+    if not low <= value <= MAX_SIZE:
+        shown = repr(given) if isinstance(given, float) or abs(value) < 10**15 else "a number"
+        shown += f" ({len(str(abs(value)))} digits)" if shown == "a number" else ""
+        raise CheckpointError(
+            f"config.json: {name} = {shown} is not an integer in [{low}, {MAX_SIZE:,}]"
+        )
     return value
 
 
@@ -99,7 +118,7 @@ def _number(raw: dict[str, Any], key: str, default: float, low: float, high: flo
     dropout: low < 0 then); anything else is refused, naming the key and its value."""
     value = raw.get(key, default)
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (low < value < high or (low < 0 and 0 <= value < high)):
+    if not ok or not (0 <= value < high if low < 0 else low < value < high):
         bounds = f"[0, {high:g})" if low < 0 else f"({low:g}, {high:g})"
         raise CheckpointError(f"config.json: {key} = {value!r} is not a number in {bounds}")
     return float(value)
@@ -135,6 +154,13 @@ def _refuse_unsupported(raw: dict[str, Any]) -> None:
     _flag(raw, "reorder_and_upcast_attn", False)
 
 
+def _context(raw: dict[str, Any]) -> int:
+    """`n_positions`, or the older `n_ctx` when it is absent (1024 when both are), checked by
+    `_integer` under the name it was read from."""
+    key = "n_positions" if "n_positions" in raw else "n_ctx"
+    return _integer(raw, key, 1024)
+
+
 def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
     """GPTConfig from a Hugging Face GPT-2 `config.json` dictionary (`transformers.GPT2Config`).
 
@@ -150,11 +176,11 @@ def config_from_hf(raw: dict[str, Any]) -> GPTConfig:
             n_layer=_integer(raw, "n_layer"),
             n_head=_integer(raw, "n_head"),
             d_model=n_embd,
-            n_ctx=_integer(raw, "n_positions", raw.get("n_ctx", 1024)),
+            n_ctx=_context(raw),
             vocab_size=_integer(raw, "vocab_size"),
             dropout=_number(raw, "resid_pdrop", 0.1, -1.0, 1.0),
             layer_norm_eps=_number(raw, "layer_norm_epsilon", 1e-5, 0.0, 1.0),
-            d_mlp=_integer(raw, "n_inner", None) or 4 * n_embd,
+            d_mlp=_integer(raw, "n_inner", None, low=0) or 4 * n_embd,
             activation=raw.get("activation_function", "gelu_new"),
             scale_attn_weights=_flag(raw, "scale_attn_weights", True),
             scale_attn_by_inverse_layer_idx=_flag(raw, "scale_attn_by_inverse_layer_idx", False),
@@ -354,12 +380,17 @@ def _read_safetensors(stored: _Stored, keys: list[str]) -> dict[str, torch.Tenso
 
 
 def _refusal_reason(err: Exception) -> str:
-    """The useful lines of torch's weights_only refusal (the global or opcode the pickle asked
-    for), without torch's boilerplate, which suggests `weights_only=False`: never here."""
-    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
-    lines = [line.strip() for line in str(err).splitlines()]
-    useful = [line for line in lines if line and not line.startswith(boilerplate)]
-    return "; ".join(useful) or type(err).__name__
+    """What torch's weights_only unpickler refused, in our words: the global the pickle asked
+    for ("the global posix.system") or the pickle opcode, never torch's own text, which advises
+    re-running with `weights_only=False` or allow-listing the global: never done here."""
+    text = str(err)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"the global {found.group(1)}"
+    found = re.search(r"Unsupported operand (\S+?)[;.,]?(?:\s|$)", text)
+    if found:
+        return f"the pickle opcode {found.group(1)}"
+    return "something other than tensors and plain containers"
 
 
 def _read_bin(path: Path) -> dict[str, torch.Tensor]:
@@ -435,7 +466,7 @@ def _tokenizer_for(directory: Path, extra: dict[str, Any]) -> Tokenizer:
             kind = spec.get("kind") if isinstance(spec, dict) else spec
             raise CheckpointError(f"unknown tokenizer kind {kind!r} in config.json")
         try:
-            return cl100k_truncated(int(spec["n_ranks"]))
+            return cl100k_truncated(_integer(spec, "n_ranks", name="inside_gpt.tokenizer.n_ranks"))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(
                 f"config.json's cl100k_base tokenizer needs n_ranks in [256, 100256], "
@@ -491,7 +522,7 @@ def load_directory(
         raise CheckpointError(f"{directory.name}/ has no config.json")
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # ValueError: also an integer of >4,300 digits
         raise CheckpointError(f"{directory.name}/config.json is not valid JSON: {err}") from err
     except OSError as err:
         raise CheckpointError(f"cannot read {directory.name}/config.json: {err}") from err

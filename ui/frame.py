@@ -5,12 +5,14 @@ The contract is in ui/__init__.py."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import streamlit as st
 
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
+from ui.i18n import _
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -18,7 +20,6 @@ from ui.settings import (
     PAGE_ICON,
     TEXTBOX_MAX_CHARS,
     allow_paths,
-    models_dir,
 )
 from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES
 from ui.state import (
@@ -75,6 +76,31 @@ def _step_layer(delta: int, n_layer: int) -> None:
     ss["layer"] = clamp(ss.get("layer", 0) + delta, 0, n_layer - 1, 0)
 
 
+# --- issue 20 (b): the first change after a reconnect ----------------------------------------
+# After a server restart the browser reconnects to a new session without rerunning it; its first
+# message is the visitor's change, for which no callback runs (the new session never drew the
+# widget). So a widget that mirrors shared state is set from it only once it exists; on the
+# session's first run it starts at the shared value, and a value the browser brings is adopted.
+
+
+def _mirror(key: str, shared: str) -> bool:
+    """Set widget `key` from session state `shared`, except on the session's first run (the
+    widget is not there yet); returns whether it is the first run."""
+    ss = st.session_state
+    if key in ss:
+        ss[key] = ss[shared]
+        return False
+    return True
+
+
+def _adopt(first_run: bool, shared: str, value: Any, high: int) -> None:
+    """On the first run, take the value the browser brought for `shared` (clamped to
+    [0, high])."""
+    ss = st.session_state
+    if first_run and value is not None and value != ss[shared]:
+        ss[shared] = clamp(value, 0, high, ss[shared])
+
+
 # --- the sidebar -----------------------------------------------------------------------------
 
 
@@ -108,9 +134,10 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         on_change=_on_preset,
         help="\n".join(f"- **{p.name}**: {p.why}" for p in PRESETS_TEXT),
     )
-    ss["_w_text"] = ss["text"]
-    sb.text_area(
+    first_run = _mirror("_w_text", "text")  # issue 20 (b): see _mirror
+    typed = sb.text_area(
         "Your text",
+        value=ss["text"] if first_run else None,
         key="_w_text",
         on_change=_on_text,
         height=140,
@@ -120,6 +147,8 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
             f"The first {MAX_TEXT_CHARS:,} characters are used."
         ),
     )
+    if first_run and typed is not None and typed != ss["text"]:
+        set_text(typed)
     if not text_fits_url(ss["text"]):
         sb.caption(
             "This text is too long for the page address: a copied link carries the model and "
@@ -128,16 +157,25 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
     options = available_models()
     if ss["model_id"] not in options:
         options = [*options, ss["model_id"]]
-    ss["_w_model"] = ss["model_id"]
-    sb.selectbox(
+    first_run = _mirror("_w_model", "model_id")
+    chosen = sb.selectbox(
         "Model",
         options,
+        **({"index": options.index(ss["model_id"])} if first_run else {}),
         key="_w_model",
         format_func=model_label,
         on_change=_on_model,
-        help=f"GPT-2 directories are looked for in {models_dir()}; “(Hugging Face Hub)” models "
-        "are downloaded once (only the files this app reads) and then opened from the cache.",
+        # No server path in the help (issue 20): the operator's models folder is not shown.
+        help=_(
+            "GPT-2 directories come from the server's models folder; “(Hugging Face Hub)” "
+            "models are downloaded once (only the files this app reads) and then opened from "
+            "the cache."
+        ),
     )
+    if first_run and chosen is not None and chosen != ss["model_id"]:  # see _mirror
+        ss["model_id"] = chosen  # the model was loaded above: run again with this one
+        write_query_params()
+        st.rerun()
     if loaded is not None and loaded.stored_dtype != "float32":
         sb.caption(
             f"Its weights are stored as {loaded.stored_dtype}; this app computes in float32 "
@@ -160,7 +198,7 @@ def _sidebar_selection(trace: Trace) -> None:
     sb.divider()
     sb.markdown(f"**Layer** (block 0 to {cfg.n_layer - 1})")
     left, mid, right = sb.columns([1, 2, 1], vertical_alignment="bottom")
-    left.button(
+    clicked_prev = left.button(
         "◀",
         key="_w_layer_prev",
         on_click=_step_layer,
@@ -168,19 +206,21 @@ def _sidebar_selection(trace: Trace) -> None:
         disabled=ss["layer"] <= 0,
         help="previous layer",
     )
-    ss["_w_layer"] = ss["layer"]
-    bounded_input(
+    first_run = _mirror("_w_layer", "layer")
+    layer = bounded_input(
         "number",
         "Layer",
         0,
         cfg.n_layer - 1,
+        ss["layer"],
         key="_w_layer",
         where=mid,
         on_change=_on_number,
         args=("layer",),
         label_visibility="collapsed",
     )
-    right.button(
+    _adopt(first_run, "layer", layer, cfg.n_layer - 1)
+    clicked_next = right.button(
         "▶",
         key="_w_layer_next",
         on_click=_step_layer,
@@ -188,27 +228,35 @@ def _sidebar_selection(trace: Trace) -> None:
         disabled=ss["layer"] >= cfg.n_layer - 1,
         help="next layer",
     )
-    ss["_w_head"] = ss["head"]
-    bounded_input(
+    if first_run and (clicked_prev or clicked_next):  # a click whose callback did not run
+        _step_layer(-1 if clicked_prev else 1, cfg.n_layer)
+        write_query_params()  # the rerun must not take the link's old layer back
+        st.rerun()
+    first_run = _mirror("_w_head", "head")
+    head = bounded_input(
         "number",
         f"Head (0 to {cfg.n_head - 1})" if cfg.n_head > 1 else "Head",
         0,
         cfg.n_head - 1,
+        ss["head"],
         key="_w_head",
         where=sb,
         on_change=_on_number,
         args=("head",),
     )
-    ss["_w_pos"] = ss["pos"]
-    sb.selectbox(
+    _adopt(first_run, "head", head, cfg.n_head - 1)
+    first_run = _mirror("_w_pos", "pos")
+    pos = sb.selectbox(
         "Token position",
         list(range(trace.n_tokens)),
+        **({"index": ss["pos"]} if first_run else {}),
         key="_w_pos",
         format_func=lambda i: f"{i}: {trace.token_strs[i]}",
         on_change=_on_number,
         args=("pos",),
         help="The query token: the attention page shows what this token looks at.",
     )
+    _adopt(first_run, "pos", pos, trace.n_tokens - 1)
 
 
 # --- the frame -------------------------------------------------------------------------------

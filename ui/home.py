@@ -10,7 +10,8 @@ from typing import Any
 import streamlit as st
 
 from engine.checkpoints import LoadedModel
-from ui.settings import APP_DIR
+from ui.i18n import _
+from ui.settings import APP_DIR, models_dir
 from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
 from ui.state import nav_params
 
@@ -57,13 +58,26 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
     rows.append(
         ("Validation loss (nats per token)", f"{loss:.3f}" if loss is not None else "not recorded")
     )
-    source = loaded.source
-    try:
-        source = str(Path(source).resolve().relative_to(APP_DIR))
-    except ValueError:
-        pass  # outside the app folder, or not a path ("untrained, ... seed 0")
+    source = _shown_source(loaded.source)
     rows.append(("Weights from", source))
     return rows
+
+
+def _shown_source(source: str) -> str:
+    """Where the weights came from, without the server's paths (issue 20): relative to the app
+    folder, or "models folder: NAME" for a folder of INSIDE_GPT_MODELS_DIR; an absolute path
+    only for a folder outside both (typed into the path box, which only a private server
+    offers), or the source as is when it is not a path ("untrained, ... seed 0")."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    resolved = path.resolve()
+    if resolved.is_relative_to(APP_DIR):
+        return str(resolved.relative_to(APP_DIR))
+    folder = models_dir().resolve()
+    if resolved.is_relative_to(folder):
+        return _("models folder: {name}").format(name=str(resolved.relative_to(folder)))
+    return source
 
 
 # Flowchart boxes are narrow: let their link labels wrap instead of being cut with "…".

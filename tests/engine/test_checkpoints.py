@@ -369,3 +369,87 @@ def test_a_pytorch_model_bin_that_is_not_a_dict_of_tensors_is_refused(tmp_path: 
     torch.save([torch.zeros(3)], directory / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match=r"does not hold a dictionary of tensors"):
         load_directory(directory)
+
+
+# --- every number of config.json checked before any arithmetic (issue 20) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('"n_positions": 1e200', r"n_positions = 1e\+200 is not an integer in \[1, 2,147,483,64"),
+        ('"n_positions": -5', r"n_positions = -5 is not an integer in \[1, "),
+        ('"n_positions": 0', r"n_positions = 0 is not an integer in \[1, "),
+        ('"n_positions": 16.5', r"'n_positions' must be an integer, got 16.5"),
+        ('"n_positions": false', r"'n_positions' must be an integer, got False"),
+        ('"n_positions": "16"', r"'n_positions' must be an integer, got '16'"),
+        ('"n_positions": [16]', r"'n_positions' must be an integer, got \[16\]"),
+        ('"n_positions": ' + "9" * 400, r"n_positions = a number \(400 digits\) is not an integer"),
+        ('"n_positions": ' + "9" * 5000, r"config.json is not valid JSON"),
+        ('"n_layer": 1e200', r"n_layer = 1e\+200 is not an integer in \[1, "),
+        ('"n_head": -1', r"n_head = -1 is not an integer in \[1, "),
+        ('"n_embd": 4294967296', r"n_embd = 4294967296 is not an integer in \[1, "),
+        ('"vocab_size": 1e300', r"vocab_size = 1e\+300 is not an integer in \[1, "),
+        ('"n_inner": -64', r"n_inner = -64 is not an integer in \[0, "),
+        ('"n_inner": 1e200', r"n_inner = 1e\+200 is not an integer in \[0, "),
+        ('"layer_norm_epsilon": 1e200', r"layer_norm_epsilon = 1e\+200 is not a number in"),
+        ('"resid_pdrop": -0.5', r"resid_pdrop = -0.5 is not a number in \[0, 1\)"),
+    ],
+)
+def test_every_number_of_config_json_is_checked_before_any_arithmetic(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Huge, negative, zero, fractional, boolean and non-numeric values give a CheckpointError
+    naming the key, never an OverflowError or another exception (issue 20: "n_positions": 1e200
+    raised OverflowError in the size check)."""
+    key = text.split('"')[1]
+    raw = {k: v for k, v in _raw().items() if k not in (key, "n_ctx")}
+    body = json.dumps(raw)[:-1] + ", " + text + "}"
+    with pytest.raises(CheckpointError, match=message):
+        load_directory(_config_dir(tmp_path, body))
+
+
+def test_n_ctx_is_named_when_it_stands_for_n_positions(tmp_path: Path) -> None:
+    raw = {k: v for k, v in _raw().items() if k != "n_positions"}
+    raw["n_ctx"] = 1e200
+    with pytest.raises(CheckpointError, match=r"n_ctx = 1e\+200 is not an integer"):
+        load_directory(_config_dir(tmp_path, raw))
+
+
+@pytest.mark.parametrize("n_ranks", [1e200, -300, 300.5, True, "300"])
+def test_the_recorded_tokenizer_size_is_checked(tmp_path: Path, n_ranks: object) -> None:
+    raw = _raw(inside_gpt={"tokenizer": {"kind": "cl100k_base", "n_ranks": n_ranks}})
+    with pytest.raises(CheckpointError, match=r"needs n_ranks in \[256, 100256\], got"):
+        load_directory(_config_dir(tmp_path, raw))
+
+
+@pytest.mark.parametrize("value", ["1e200", "NaN", "Infinity", "-Infinity", "9" * 400])
+def test_a_card_number_that_cannot_be_shown_is_left_out(value: str) -> None:
+    """A card's val_loss or count that is not finite (or too large for a float) is not read:
+    the summary keeps what is readable and the home page never shows "nan" or "inf"."""
+    raw = json.loads(f'{{"trained_on": "x", "val_loss": {value}, "tokens_seen": {value}}}')
+    card = ModelCard.summary_of(raw)
+    assert card is not None and card.trained_on == "x"
+    finite_float = value == "1e200"
+    assert card.val_loss == (1e200 if finite_float else None)
+    assert card.tokens_seen is None
+
+
+@pytest.mark.parametrize(
+    ("obj", "named"),
+    [
+        ({"w": torch.zeros(2), "x": _CustomObject()}, "the global tests.engine.test_checkpoints"),
+        ({"w": torch.zeros(2), "f": print}, "the global print"),
+    ],
+)
+def test_a_refused_pickle_carries_only_our_advice(tmp_path: Path, obj: object, named: str) -> None:
+    """torch's refusal text advises re-running with weights_only=False or allow-listing the
+    global: the message names what the pickle asked for and nothing of that advice."""
+    directory = _hf_directory(tmp_path)
+    torch.save(obj, directory / "pytorch_model.bin")
+    with pytest.raises(CheckpointError) as caught:
+        load_directory(directory)
+    message = str(caught.value)
+    assert named in message and "nothing in it was run" in message
+    for advice in ("weights_only", "safe_globals", "trusted", "Re-running", "PyTorch"):
+        assert advice not in message
