@@ -214,7 +214,6 @@ def _apply_patching_preset() -> None:
     for preset in PATCHING_PRESETS:
         if _(preset.name) == name:
             ss["clean"], ss["corrupt"] = preset.clean, preset.corrupt
-            ss["_patch_preset_tokens"] = (preset.answer, preset.wrong)
             ss.pop("_w_answer", None)
             ss.pop("_w_wrong", None)
     ss["_w_patch_preset"] = None
@@ -287,7 +286,14 @@ with patch_tab:
         options = [auto_answer, auto_wrong]
         for logits in (clean_last, corrupt_last):
             options += [int(i) for i in np.argsort(-logits[:n_valid], kind="stable")[:8]]
-        preset_tokens = ss.get("_patch_preset_tokens")
+        preset_tokens = next(
+            (
+                (p.answer, p.wrong)
+                for p in PATCHING_PRESETS
+                if (p.clean, p.corrupt) == (clean_text, corrupt_text)
+            ),
+            None,
+        )
         chosen = {}
         if preset_tokens:
             for name, word in zip(("answer", "wrong"), preset_tokens, strict=True):

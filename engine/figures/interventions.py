@@ -108,11 +108,11 @@ def head_grid_figure(
     title: str,
     colorbar_title: str,
     hover: np.ndarray | None = None,
-    marked: Sequence[tuple[int, int]] = (),
     zmax: float | None = None,
 ) -> go.Figure:
     """A layer x head heatmap of signed `values` [L, H] (rows: layers, top to bottom), coloured
-    around 0; `hover` [L, H] strings add to each cell's hover; `marked` heads get an x."""
+    around 0 (from -zmax to zmax; default the data's largest magnitude); `hover` [L, H] strings
+    add to each cell's hover."""
     L, H = values.shape
     custom = np.empty((L, H), dtype=object)
     custom[:] = "" if hover is None else hover
@@ -130,17 +130,7 @@ def head_grid_figure(
         zmax=zmax,
         colorbar_title=colorbar_title,
     )
-    if marked:
-        fig.add_trace(
-            go.Scatter(
-                x=[f"head {h}" for _, h in marked],
-                y=[f"layer {layer}" for layer, _ in marked],
-                mode="markers",
-                marker={"symbol": "x", "size": 14, "color": "black"},
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
+    fig.update_xaxes(tickangle=0)
     return fig
 
 

@@ -85,6 +85,15 @@ def test_patching_heatmaps_equal_the_engine(tiny_loaded: LoadedModel) -> None:
         assert at.query_params[key] in (text, [text])
 
 
+def test_the_default_pair_compares_the_presets_tokens(tiny_loaded: LoadedModel) -> None:
+    at = PLAIN.open(PAGE)
+    pair, tok = PATCHING_PRESETS[0], tiny_loaded.tokenizer
+    assert at.text_area(key="_w_clean").value == pair.clean
+    assert at.selectbox(key="_w_answer").value == tok.encode(pair.answer)[0]
+    assert at.selectbox(key="_w_wrong").value == tok.encode(pair.wrong)[0]
+    assert "intervene_patch_heads" in charts(at)
+
+
 def test_prompts_of_different_lengths_are_refused_and_kept() -> None:
     at = PLAIN.open(PAGE, clean=CLEAN, corrupt="The cat drinks fire and water")
     assert any("same number of tokens" in e.value for e in at.error)
