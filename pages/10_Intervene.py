@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import interventions as fig_iv
-from engine.figures.common import plotly_text, shown
+from engine.figures.common import plotly_text, shown, signed_range
 from engine.interventions import default_answers, log_probs, sublayer_lens
 from engine.lens.logit_lens import final_probs
 from ui.cache import get_last_logits
@@ -125,27 +125,20 @@ with knock_tab:
         },
         index=[f"layer {layer}" for layer in range(L)],
     )
-    left, right = st.columns([4, 1])
-    with left:
-        st.caption(_("Tick the heads (and MLPs) to knock out: rows are layers, columns heads."))
-        grid_key = f"_w_ablate_grid_{ablation_value(ablation)}"
-        st.data_editor(
-            grid,
-            key=grid_key,
-            on_change=_on_grid,
-            args=(grid_key, grid),
-            width="stretch",
-        )
-    with right:
-        ss["_w_ablate_mode"] = "mean" if ablation.mode == "mean" else "zero"
-        st.radio(
-            _("Replace by"),
-            ["zero", "mean"],
-            key="_w_ablate_mode",
-            format_func=lambda m: _("zeros") if m == "zero" else _("the mean over positions"),
-            on_change=_on_mode,
-        )
-        st.button(_("Clear"), key="_w_ablate_clear", on_click=_clear_ablation)
+    mode_col, clear_col = st.columns([4, 1], vertical_alignment="bottom")
+    ss["_w_ablate_mode"] = "mean" if ablation.mode == "mean" else "zero"
+    mode_col.radio(
+        _("Replace by"),
+        ["zero", "mean"],
+        key="_w_ablate_mode",
+        format_func=lambda m: _("zeros") if m == "zero" else _("the mean over positions"),
+        on_change=_on_mode,
+        horizontal=True,
+    )
+    clear_col.button(_("Clear"), key="_w_ablate_clear", on_click=_clear_ablation)
+    st.caption(_("Tick the heads (and MLPs) to knock out: rows are layers, columns heads."))
+    grid_key = f"_w_ablate_grid_{ablation_value(ablation)}"
+    st.data_editor(grid, key=grid_key, on_change=_on_grid, args=(grid_key, grid), width="stretch")
     for preset in KNOCK_OUT_PRESETS:
         if preset.text == trace.prompt and preset.ablate == ss.get("ablate"):
             st.info(_(preset.why))
@@ -371,6 +364,7 @@ with patch_tab:
                         mlps,
                         _("MLPs: patching one MLP's output"),
                         bar_title,
+                        xmax=zmax if zmax is not None else signed_range(heads),
                     ),
                     key="intervene_patch_mlps",
                 )
@@ -438,12 +432,14 @@ with attr_tab:
         [[hover[attr.index(f"L{layer}H{h}")] for h in range(H)] for layer in range(L)],
         dtype=object,
     )
+    scale = signed_range(attr.contributions)  # one colour scale for heads and the rest
     st.plotly_chart(
         fig_iv.head_grid_figure(
             attr.head_grid,
             _("Each head's share of the logit of “{token}”").format(token=display(int(token))),
             _("logit"),
             hover=head_hover,
+            zmax=scale,
         ),
         key="intervene_attr_heads",
     )
@@ -457,6 +453,7 @@ with attr_tab:
             _("Embeddings, MLPs and biases"),
             _("logit"),
             hover=[hover[i] for i in others],
+            xmax=scale,
         ),
         key="intervene_attr_other",
     )

@@ -167,9 +167,12 @@ def component_bars(
     title: str,
     x_title: str,
     hover: Sequence[str] = (),
+    xmax: float | None = None,
 ) -> go.Figure:
     """Horizontal bars of signed `values`, one per component in `names` (first at the top),
-    positive red, negative blue as in the heatmaps; `hover` adds to each bar's hover."""
+    positive red, negative blue as in the heatmaps; `hover` adds to each bar's hover. The axis
+    spans -xmax..xmax (default the values' largest magnitude): pass a heatmap's zmax to share
+    its scale."""
     vals = np.asarray(values, dtype=np.float64)
     colours = [PALETTE[3] if v >= 0 else PALETTE[0] for v in vals]
     fig = go.Figure(
@@ -183,7 +186,7 @@ def component_bars(
         )
     )
     base_layout(fig, title, height=max(300, 24 * len(vals) + 140))
-    r = signed_range(vals)
+    r = signed_range(vals) if xmax is None else xmax
     fig.update_xaxes(title_text=x_title, range=[-1.05 * r, 1.05 * r])
     fig.update_yaxes(autorange="reversed", type="category", automargin=True)
     return fig

@@ -6,6 +6,7 @@ prediction on the shipped bundled model."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel, load
@@ -116,6 +117,12 @@ def test_attribution_figures_equal_the_engine(tiny_loaded: LoadedModel) -> None:
     other = figs["intervene_attr_other"]["data"][0]
     rest = [i for i, n in enumerate(attr.names) if not (n[0] == "L" and "_" not in n)]
     np.testing.assert_allclose(values(other["x"]), attr.contributions[rest], atol=1e-9)
+    # one colour scale: the heads' heatmap and the bars span the largest share of any part
+    largest = np.abs(attr.contributions).max()
+    assert heads["zmax"] == pytest.approx(largest)
+    assert figs["intervene_attr_other"]["layout"]["xaxis"]["range"][1] == pytest.approx(
+        1.05 * largest
+    )
     total = values(heads["z"]).sum() + values(other["x"]).sum()
     assert abs(total - float(trace.logits[4, token])) < 1e-4
 
