@@ -157,7 +157,7 @@ with knock_tab:
                 p_after,
                 display,
                 _("Next token after “{token}” (position {pos}), before and after").format(
-                    token=display(int(trace.token_ids[pos])), pos=pos
+                    token=plotly_text(display(int(trace.token_ids[pos]))), pos=pos
                 ),
                 names=(_("before"), _("after knocking out {what}").format(what=what)),
             ),
@@ -254,8 +254,8 @@ with patch_tab:
     limit = min(MAX_PATCH_TOKENS, cfg.n_ctx)
     if not clean_ids or not corrupt_ids:
         st.info(_("Type both prompts to compare them."))
-    elif len(clean_ids) != len(corrupt_ids):
-        st.error(
+    elif len(clean_ids) != len(corrupt_ids):  # a warning: the default pair may differ too
+        st.warning(
             _(
                 "The clean prompt has {a} tokens and the corrupted one {b}. Patching copies "
                 "position t into position t, so both need the same number of tokens: change a "
@@ -266,7 +266,7 @@ with patch_tab:
         t1.dataframe(pd.DataFrame({_("clean tokens"): [display(i) for i in clean_ids]}))
         t2.dataframe(pd.DataFrame({_("corrupted tokens"): [display(i) for i in corrupt_ids]}))
     elif len(clean_ids) > limit:
-        st.error(
+        st.warning(
             _(
                 "The prompts have {n} tokens; patching runs the model once per layer and "
                 "position, so this page takes at most {limit}. Shorten both prompts."
@@ -436,7 +436,9 @@ with attr_tab:
     st.plotly_chart(
         fig_iv.head_grid_figure(
             attr.head_grid,
-            _("Each head's share of the logit of “{token}”").format(token=display(int(token))),
+            _("Each head's share of the logit of “{token}”").format(
+                token=plotly_text(display(int(token)))
+            ),
             _("logit"),
             hover=head_hover,
             zmax=scale,

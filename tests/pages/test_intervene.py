@@ -97,11 +97,11 @@ def test_the_default_pair_compares_the_presets_tokens(tiny_loaded: LoadedModel) 
 
 def test_prompts_of_different_lengths_are_refused_and_kept() -> None:
     at = PLAIN.open(PAGE, clean=CLEAN, corrupt="The cat drinks fire and water")
-    assert any("same number of tokens" in e.value for e in at.error)
+    assert any("same number of tokens" in w.value for w in at.warning)
     assert "intervene_patch_resid" not in charts(at)
     assert at.text_area(key="_w_corrupt").value == "The cat drinks fire and water"
     at.text_area(key="_w_corrupt").input("The dog drinks fire").run()
-    assert not at.error
+    assert not any("same number of tokens" in w.value for w in at.warning)
     assert "intervene_patch_resid" in charts(at)
 
 
