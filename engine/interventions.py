@@ -406,11 +406,17 @@ class PatchingResult:
         )
 
 
-def default_answers(clean_logits: np.ndarray, corrupt_logits: np.ndarray, n_valid: int) -> tuple:
+def default_answers(
+    clean_logits: np.ndarray,
+    corrupt_logits: np.ndarray,
+    n_valid: int,
+    gap_ids: Sequence[int] = (),
+) -> tuple[int, int]:
     """(answer, wrong) when none are chosen: the clean run's top token, and the corrupted run's
     top token (its second when that is the same token). Logits [V] at the measured position;
-    ids >= n_valid (padding) are never chosen."""
-    clean, corrupt = clean_logits[:n_valid], corrupt_logits[:n_valid]
+    ids that name no token (>= n_valid: padding; `gap_ids`) are never chosen."""
+    clean = _valid_logits(clean_logits, n_valid, gap_ids)
+    corrupt = _valid_logits(corrupt_logits, n_valid, gap_ids)
     answer = int(np.argmax(clean))
     order = np.argsort(-corrupt, kind="stable")
     wrong = int(order[0]) if int(order[0]) != answer else int(order[1])
@@ -456,13 +462,15 @@ def activation_patching(
     wrong: int | None = None,
     pos: int | None = None,
     n_valid: int | None = None,
+    gap_ids: Sequence[int] = (),
     progress: Progress = _no_progress,
 ) -> PatchingResult:
     """Patch the clean run into the corrupted one at every layer and position of the residual
     stream (`hook_resid_pre`), at every head's z and every MLP's output, one site per run, and
     measure the logit difference logit(answer) - logit(wrong) at `pos` (default the last
-    position). `answer`/`wrong` default to `default_answers`; `n_valid` (default V) bounds the
-    ids they may be. `progress(done, total)` is called after each batch of runs.
+    position). `answer`/`wrong` default to `default_answers`; `n_valid` (default V) and
+    `gap_ids` say which ids name no token (never a default). `progress(done, total)` is
+    called after each batch of runs.
 
     Raises ValueError for texts of different token lengths, an empty text, a position outside
     the text, or token ids outside the vocabulary."""
@@ -477,7 +485,7 @@ def activation_patching(
     n_valid = cfg.vocab_size if n_valid is None else n_valid
     clean_logits = run_logits(model, clean_ids)[pos]
     corrupt_logits = run_logits(model, corrupt_ids)[pos]
-    a, w = default_answers(clean_logits, corrupt_logits, n_valid)
+    a, w = default_answers(clean_logits, corrupt_logits, n_valid, gap_ids)
     answer = a if answer is None else int(answer)
     wrong = w if wrong is None else int(wrong)
     for token in (answer, wrong):

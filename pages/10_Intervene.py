@@ -275,10 +275,10 @@ with patch_tab:
     else:
         clean_last = get_last_logits(view, clean_text, clean_ids)
         corrupt_last = get_last_logits(view, corrupt_text, corrupt_ids)
-        auto_answer, auto_wrong = default_answers(clean_last, corrupt_last, n_valid)
+        auto_answer, auto_wrong = default_answers(clean_last, corrupt_last, n_valid, gaps)
         options = [auto_answer, auto_wrong]
         for logits in (clean_last, corrupt_last):
-            options += [int(i) for i in np.argsort(-logits[:n_valid], kind="stable")[:8]]
+            options += [int(i) for i in np.argsort(-log_probs(logits, n_valid, gaps))[:8]]
         preset_tokens = next(
             (
                 (p.answer, p.wrong)

@@ -206,6 +206,7 @@ def get_patching(
                     answer=answer,
                     wrong=wrong,
                     n_valid=view.trace.n_valid_ids,
+                    gap_ids=view.trace.gap_ids,
                     progress=progress,
                 )
             )

@@ -24,9 +24,17 @@ from engine.figures.common import (
 
 Display = Callable[[int], str]
 
-# English defaults of figure text (translated by the page that passes them).
+# English figure text: defaults of what the page passes in (translated there), and the axis
+# labels below (to be translated by the figures' i18n mechanism, issue 16).
 BEFORE = "before"
 AFTER = "after"
+HEAD_TICK = "head {head}"
+LAYER_TICK = "layer {layer}"
+AXIS_HEAD = "head"
+AXIS_LAYER = "layer"
+AXIS_POSITION = "position (clean token)"
+AXIS_RESIDUAL = "residual stream entering"
+NATS = "nats"
 
 
 def top_ids_before_after(p_before: np.ndarray, p_after: np.ndarray, k: int) -> np.ndarray:
@@ -94,7 +102,11 @@ def loss_figure(
                 mode="lines+markers",
                 name=name,
                 line={"color": colour},
-                hovertemplate="%{x}<br>%{y:.3f} nats<extra>" + plotly_text(name) + "</extra>",
+                hovertemplate="%{x}<br>%{y:.3f} "
+                + NATS
+                + "<extra>"
+                + plotly_text(name)
+                + "</extra>",
             )
         )
     base_layout(fig, title, height=420)
@@ -118,12 +130,12 @@ def head_grid_figure(
     custom[:] = "" if hover is None else hover
     fig = heatmap(
         np.asarray(values, dtype=np.float64),
-        [f"head {h}" for h in range(H)],
-        [f"layer {layer}" for layer in range(L)],
+        [HEAD_TICK.format(head=h) for h in range(H)],
+        [LAYER_TICK.format(layer=layer) for layer in range(L)],
         title,
         signed=True,
-        x_title="head",
-        y_title="layer",
+        x_title=AXIS_HEAD,
+        y_title=AXIS_LAYER,
         hovertemplate="%{y}, %{x}: %{z:.3f}%{customdata}",
         customdata=custom,
         height=max(320, 40 * L + 200),
@@ -149,11 +161,11 @@ def patching_figure(
     return heatmap(
         np.asarray(values[:, cut], dtype=np.float64),
         token_labels(list(token_strs), cut.start, cut.stop),
-        [f"layer {layer}" for layer in range(L)],
+        [LAYER_TICK.format(layer=layer) for layer in range(L)],
         title,
         signed=True,
-        x_title="position (clean token)",
-        y_title="residual stream entering",
+        x_title=AXIS_POSITION,
+        y_title=AXIS_RESIDUAL,
         hovertemplate="%{y}, %{x}: %{z:.3f}",
         height=max(320, 40 * L + 220),
         zmax=zmax,
