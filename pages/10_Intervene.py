@@ -90,6 +90,10 @@ def _on_mode() -> None:
     ss["ablate_mode"] = "mean" if ss["_w_ablate_mode"] == "mean" else ""
 
 
+def _on_pick() -> None:
+    ss["ablate"] = ",".join(ss["_w_ablate_pick"])
+
+
 def _clear_ablation() -> None:
     ss["ablate"] = ""
 
@@ -136,7 +140,23 @@ with knock_tab:
         horizontal=True,
     )
     clear_col.button(_("Clear"), key="_w_ablate_clear", on_click=_clear_ablation)
-    st.caption(_("Tick the heads (and MLPs) to knock out: rows are layers, columns heads."))
+    picks = [f"{layer}.{h}" for layer in range(L) for h in range(H)]
+    picks += [f"mlp{layer}" for layer in range(L)]
+    ss["_w_ablate_pick"] = [p for p in ablation_value(ablation).split(",") if p]
+    st.multiselect(
+        _("Heads (layer.head) and MLPs to knock out"),
+        picks,
+        key="_w_ablate_pick",
+        format_func=lambda p: _("MLP {layer}").format(layer=p[3:]) if p.startswith("mlp") else p,
+        on_change=_on_pick,
+        placeholder=_("Type or choose, e.g. 1.2"),
+    )
+    st.caption(
+        _(
+            "…or tick them in the grid (rows are layers, columns heads; click a box, or select "
+            "it and press Space)."
+        )
+    )
     grid_key = f"_w_ablate_grid_{ablation_value(ablation)}"
     st.data_editor(grid, key=grid_key, on_change=_on_grid, args=(grid_key, grid), width="stretch")
     for preset in KNOCK_OUT_PRESETS:

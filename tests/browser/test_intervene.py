@@ -45,6 +45,24 @@ def test_the_intervene_page_opens_from_a_link_and_draws_every_tab(server: str) -
                 assert drawn >= 2, f"tab {i}: {drawn} charts drawn"
                 page.screenshot(path=str(ARTIFACTS / f"10_intervene_tab{i}.png"), full_page=True)
             page.close()
+            # the grid: select the cell of head 1.2 and press Space; the address follows
+            page = context.new_page()
+            page.goto(state["url"].split("&ablate=")[0], wait_until="domcontentloaded")
+            wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+            grid = page.locator('[data-testid="stDataFrame"]').first
+            grid.scroll_into_view_if_needed()
+            box = grid.bounding_box()
+            assert box is not None
+            # index column + 4 heads + MLP, header row + 2 layers (the bundled model)
+            x, y = box["x"] + box["width"] / 6 * 3.5, box["y"] + box["height"] / 3 * 2.5
+            page.mouse.move(x, y, steps=5)
+            page.mouse.click(x, y)
+            page.wait_for_timeout(500)
+            page.keyboard.press("Space")
+            page.wait_for_timeout(1000)
+            wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+            assert "ablate=1.2" in page.url, page.url
+            page.close()
         finally:
             context.close()
             browser.close()

@@ -48,6 +48,19 @@ def test_knock_out_figures_equal_the_engine(tiny_loaded: LoadedModel) -> None:
     assert at.query_params["ablate"] in ("1.0,mlp0", ["1.0,mlp0"])
 
 
+def test_picking_heads_ablates_them_and_writes_the_link(tiny_loaded: LoadedModel) -> None:
+    at = PLAIN.open(PAGE, pos="3")
+    at.multiselect(key="_w_ablate_pick").set_value(["0.1", "mlp1"]).run()
+    assert at.query_params["ablate"] in ("0.1,mlp1", ["0.1,mlp1"])
+    trace = PLAIN.trace(tiny_loaded)
+    ko = knock_out(tiny_loaded.model, trace, Ablation(frozenset({(0, 1)}), {1}))
+    lines = charts(at)["intervene_ko_loss"]["data"]
+    np.testing.assert_allclose(values(lines[1]["y"]), ko.loss_after, atol=1e-9)
+    at.button(key="_w_ablate_clear").click().run()
+    assert "ablate" not in at.query_params
+    assert "intervene_ko_probs" not in charts(at)
+
+
 def test_bad_heads_in_a_link_are_named_and_dropped() -> None:
     at = PLAIN.open(PAGE, ablate="1.0,9.9,x")
     warnings = [w.value for w in at.warning]
