@@ -11,7 +11,7 @@ from engine.figures import interventions as fig_iv
 from engine.figures.common import plotly_text, shown, signed_range
 from engine.interventions import default_answers, log_probs, sublayer_lens
 from engine.lens.logit_lens import final_probs
-from ui.cache import get_last_logits
+from ui.cache import get_attribution, get_knock_out, get_last_logits, get_patching
 from ui.frame import frame
 from ui.i18n import _
 from ui.intervene import (
@@ -19,9 +19,6 @@ from ui.intervene import (
     MAX_PATCH_TOKENS,
     PATCHING_PRESETS,
     ablation_value,
-    get_attribution,
-    get_knock_out,
-    get_patching,
     parse_ablation,
 )
 from ui.models import encode_text
@@ -124,10 +121,15 @@ with knock_tab:
         ss["ablate"] = ablation_value(ablation)
     grid = pd.DataFrame(
         {
-            **{f"head {h}": [(layer, h) in ablation.heads for layer in range(L)] for h in range(H)},
-            "MLP": [layer in ablation.mlps for layer in range(L)],
+            **{
+                _("head {head}").format(head=h): [
+                    (layer, h) in ablation.heads for layer in range(L)
+                ]
+                for h in range(H)
+            },
+            _("MLP"): [layer in ablation.mlps for layer in range(L)],
         },
-        index=[f"layer {layer}" for layer in range(L)],
+        index=[_("layer {layer}").format(layer=layer) for layer in range(L)],
     )
     mode_col, clear_col = st.columns([4, 1], vertical_alignment="bottom")
     ss["_w_ablate_mode"] = "mean" if ablation.mode == "mean" else "zero"

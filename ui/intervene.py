@@ -1,7 +1,5 @@
-"""Page 10 (cause and effect): its presets, the ablation written in the address, and the caches
-of its interventions (`engine.interventions`), done the `ui.cache` way: one process-wide
-`SharedCache` per kind of value, keyed by the model's cache key and the tokens run, so every
-session gets the same read-only result.
+"""Page 10 (cause and effect): its presets and the ablation written in the address (the caches
+of its interventions are in `ui.cache`, with every other cache).
 
 The address carries the ablated heads and MLPs (`ablate=1.2,0.3,mlp1`, `ablate_mode=mean`) and
 the two prompts of activation patching (`clean=`, `corrupt=`): `ui.state`'s interventions block.
@@ -9,34 +7,16 @@ the two prompts of activation patching (`clean=`, `corrupt=`): `ui.state`'s inte
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-
-import numpy as np
-import streamlit as st
 
 from engine.interventions import (
     MODES,
     Ablation,
-    Attribution,
-    KnockOut,
-    PatchingResult,
-    activation_patching,
-    direct_logit_attribution,
     format_heads,
-    knock_out,
 )
-from ui.cache import SharedCache, key_of
 from ui.i18n import N_, _
-from ui.models import encode_text
-from ui.settings import cache_budget_bytes
-from ui.state import View
 
 MAX_PATCH_TOKENS = 64  # patching runs the model L * T + L * H + L times: texts are kept short
-
-KNOCK_OUTS = SharedCache(8, cache_budget_bytes() // 4, size=lambda k: k.logits_after.nbytes)
-PATCHINGS = SharedCache(16)
-ATTRIBUTIONS = SharedCache(32)
 
 
 @dataclass(frozen=True)
@@ -145,81 +125,3 @@ def ablation_value(ablation: Ablation) -> str:
     parts = [format_heads(ablation.heads)] if ablation.heads else []
     parts += [f"mlp{layer}" for layer in sorted(ablation.mlps)]
     return ",".join(parts)
-
-
-def _view_key(view: View) -> tuple:
-    trace = view.trace
-    tokens = np.asarray(trace.token_ids, dtype=np.int64).tobytes()
-    return (key_of(view.model_id, view.loaded), trace.n_tokens, tokens, trace.prompt)
-
-
-def _frozen(value: object) -> object:
-    for f in dataclasses.fields(value):  # type: ignore[arg-type]
-        array = getattr(value, f.name)
-        if isinstance(array, np.ndarray):
-            array.flags.writeable = False
-    return value
-
-
-def get_knock_out(view: View, ablation: Ablation) -> KnockOut:
-    """The view's text run with `ablation` and without, cached per (model, text, ablation)."""
-    key = (*_view_key(view), tuple(sorted(ablation.heads)), tuple(sorted(ablation.mlps)))
-    key = (*key, ablation.mode)
-
-    def compute() -> KnockOut:
-        return _frozen(knock_out(view.loaded.model, view.trace, ablation))
-
-    return KNOCK_OUTS.get(key, compute, lambda: st.spinner(_("Running the ablated model…")))
-
-
-def get_attribution(view: View, pos: int, token: int) -> Attribution:
-    """Direct logit attribution of `token` at `pos` on the view's Trace, cached."""
-
-    def compute() -> Attribution:
-        return _frozen(direct_logit_attribution(view.trace, view.loaded.model, pos, token))
-
-    return ATTRIBUTIONS.get((*_view_key(view), pos, token), compute)
-
-
-def get_patching(
-    view: View, clean_ids: list[int], corrupt_ids: list[int], answer: int, wrong: int
-) -> PatchingResult:
-    """Activation patching of two token lists (same length), cached per (model, both texts'
-    tokens, answer, wrong). The session that computes it draws a progress bar."""
-    key = (key_of(view.model_id, view.loaded), tuple(clean_ids), tuple(corrupt_ids), answer, wrong)
-
-    def compute() -> PatchingResult:
-        bar = st.progress(0.0, text=_("Patching the clean run into the corrupted one…"))
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(
-                min(1.0, done / max(1, total)),
-                text=_("Patching: {done} of {total} runs").format(done=done, total=total),
-            )
-
-        try:
-            return _frozen(
-                activation_patching(
-                    view.loaded.model,
-                    clean_ids,
-                    corrupt_ids,
-                    answer=answer,
-                    wrong=wrong,
-                    n_valid=view.trace.n_valid_ids,
-                    gap_ids=view.trace.gap_ids,
-                    progress=progress,
-                )
-            )
-        finally:
-            bar.empty()
-
-    return PATCHINGS.get(key, compute)
-
-
-def first_token(view: View, text: str) -> int | None:
-    """The first token of `text` (a word typed for the logit difference), None if it has none or
-    it names no token of this model."""
-    ids = encode_text(view.loaded, text) if text else []
-    if not ids or ids[0] >= (view.trace.n_valid_ids or view.trace.config.vocab_size):
-        return None
-    return int(ids[0])

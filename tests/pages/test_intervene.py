@@ -18,8 +18,9 @@ from engine.interventions import (
     knock_out,
     log_probs,
     run_logits,
+    sublayer_lens,
 )
-from tests.support import PLAIN, charts, values
+from tests.support import PLAIN, charts, table_with, values
 from ui.intervene import KNOCK_OUT_PRESETS, PATCHING_PRESETS
 
 PAGE = "pages/10_Intervene.py"
@@ -138,6 +139,15 @@ def test_attribution_figures_equal_the_engine(tiny_loaded: LoadedModel) -> None:
     )
     total = values(heads["z"]).sum() + values(other["x"]).sum()
     assert abs(total - float(trace.logits[4, token])) < 1e-4
+
+
+def test_the_sublayer_lens_table_equals_the_engine(tiny_loaded: LoadedModel) -> None:
+    at = PLAIN.open(PAGE, pos="2")
+    at.toggle(key="_w_sublayer_lens").set_value(True).run()
+    lens = sublayer_lens(PLAIN.trace(tiny_loaded), tiny_loaded.model, k=1)
+    table = table_with(at, "residual after")
+    assert list(table["residual after"]) == lens.layer_labels
+    assert list(table["its p"]) == [f"{p:.4f}" for p in lens.top_probs[:, 2, 0]]
 
 
 def test_the_knock_out_preset_sets_text_heads_and_position() -> None:
