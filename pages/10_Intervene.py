@@ -17,6 +17,7 @@ from ui.i18n import _
 from ui.intervene import (
     KNOCK_OUT_PRESETS,
     MAX_PATCH_TOKENS,
+    MAX_PROMPT_CHARS,
     PATCHING_PRESETS,
     ablation_value,
     parse_ablation,
@@ -262,13 +263,23 @@ with patch_tab:
     )
     default = PATCHING_PRESETS[0]
     c1, c2 = st.columns(2)
-    ss["_w_clean"] = ss.get("clean") or default.clean
+    ss["_w_clean"] = (ss.get("clean") or default.clean)[:MAX_PROMPT_CHARS]
     c1.text_area(
-        _("Clean prompt"), key="_w_clean", on_change=_on_prompt, args=("clean",), height=90
+        _("Clean prompt"),
+        key="_w_clean",
+        on_change=_on_prompt,
+        args=("clean",),
+        height=90,
+        max_chars=MAX_PROMPT_CHARS,
     )
-    ss["_w_corrupt"] = ss.get("corrupt") or default.corrupt
+    ss["_w_corrupt"] = (ss.get("corrupt") or default.corrupt)[:MAX_PROMPT_CHARS]
     c2.text_area(
-        _("Corrupted prompt"), key="_w_corrupt", on_change=_on_prompt, args=("corrupt",), height=90
+        _("Corrupted prompt"),
+        key="_w_corrupt",
+        on_change=_on_prompt,
+        args=("corrupt",),
+        height=90,
+        max_chars=MAX_PROMPT_CHARS,
     )
     clean_text, corrupt_text = ss["_w_clean"], ss["_w_corrupt"]
     clean_ids = encode_text(view.loaded, clean_text)

@@ -17,6 +17,7 @@ from engine.interventions import (
 from ui.i18n import N_, _
 
 MAX_PATCH_TOKENS = 64  # patching runs the model L * T + L * H + L times: texts are kept short
+MAX_PROMPT_CHARS = 1000  # each prompt box (64 tokens are rarely more than a few hundred)
 
 
 @dataclass(frozen=True)

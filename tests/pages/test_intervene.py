@@ -100,6 +100,13 @@ def test_patching_heatmaps_equal_the_engine(tiny_loaded: LoadedModel) -> None:
         assert at.query_params[key] in (text, [text])
 
 
+def test_a_long_prompt_from_a_link_is_cut_to_the_box_and_refused_politely() -> None:
+    at = PLAIN.open(PAGE, clean="water " * 400, corrupt="water " * 300)
+    assert len(at.text_area(key="_w_clean").value) == 1000
+    assert any("Shorten both prompts" in w.value for w in at.warning)
+    assert "intervene_patch_resid" not in charts(at)
+
+
 def test_the_default_pair_compares_the_presets_tokens(tiny_loaded: LoadedModel) -> None:
     at = PLAIN.open(PAGE)
     pair, tok = PATCHING_PRESETS[0], tiny_loaded.tokenizer
