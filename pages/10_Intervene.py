@@ -172,7 +172,10 @@ with knock_tab:
         ko = get_knock_out(view, ablation)
         p_before, p_after = probs_of(ko.logits_before[pos]), probs_of(ko.logits_after[pos])
         ids = fig_iv.top_ids_before_after(p_before, p_after, 10)
-        what = ablation_value(ablation)
+        what = ", ".join(
+            _("MLP {layer}").format(layer=part[3:]) if part.startswith("mlp") else part
+            for part in ablation_value(ablation).split(",")
+        )
         st.plotly_chart(
             fig_iv.before_after_figure(
                 ids,
