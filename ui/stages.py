@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ui.i18n import N_
 from ui.settings import APP_DIR
 
 
@@ -107,6 +108,15 @@ STAGES: tuple[Stage, ...] = (
         "Generate",
         "sample a token, append, repeat",
         "pages/9_Generate.py",
+    ),
+    # Interventions: after the walk through the model, cause and effect (issue 17).
+    Stage(
+        "intervene",
+        10,
+        N_("Cause and effect"),
+        N_("Cause & effect"),
+        N_("switch heads off, patch, attribute"),
+        "pages/10_Intervene.py",
     ),
 )
 STAGE_BY_ID: dict[str, Stage] = {s.id: s for s in STAGES}

@@ -169,6 +169,7 @@ def adopt_query_params() -> tuple[list[str], dict[str, int]]:
             else:
                 ss[key] = value
                 asked[key] = value
+    adopt_intervention_params(params, written)
     return notices, asked
 
 
@@ -203,6 +204,38 @@ def view_params() -> dict[str, str]:
             if key == "ids" and (not ss[key] or len(ss[key]) > MAX_IDS_CHARS):
                 continue
             out[name] = str(ss[key])
+    out.update(intervention_params())
+    return out
+
+
+# --- interventions (page 10): the ablated heads and the two prompts of activation patching ----
+# Session keys of their own (not SHARED_KEYS: no sidebar control), in the address when set:
+# ablate=1.2,0.3,mlp1 (read by ui.intervene.parse_ablation), ablate_mode=mean, clean=, corrupt=.
+INTERVENTION_PARAMS = ("ablate", "ablate_mode", "clean", "corrupt")
+_PROMPT_PARAMS = ("clean", "corrupt")
+
+
+def adopt_intervention_params(params: dict[str, str], written: dict[str, str]) -> None:
+    """Copy the interventions' query parameters that differ from what the app last wrote into
+    session state (the prompts cleaned like the text; the ablation is checked by the page)."""
+    ss = st.session_state
+    for name in INTERVENTION_PARAMS:
+        if name in params and params[name] != written.get(name):
+            raw = params[name]
+            ss[name] = clean_text(raw)[0] if name in _PROMPT_PARAMS else raw[:2000]
+
+
+def intervention_params() -> dict[str, str]:
+    """The interventions' part of the address: each key that is set and not empty (a prompt too
+    long for an address is left out, as the text is)."""
+    ss = st.session_state
+    out: dict[str, str] = {}
+    for name in INTERVENTION_PARAMS:
+        value = ss.get(name)
+        if isinstance(value, str) and value:
+            if name in _PROMPT_PARAMS and not text_fits_url(value):
+                continue
+            out[name] = value
     return out
 
 

@@ -42,11 +42,25 @@ class LogitLens:
     next_prob: np.ndarray
     next_rank: np.ndarray
     entropy: np.ndarray
+    sublayers: bool = False  # rows after each attention and each MLP (`sublayer_stack`)
 
     @property
     def layer_labels(self) -> list[str]:
-        """Row names: "embed", then "block 0" .. "block n_layer-1" (the residual read after it)."""
+        """Row names: "embed", then "block 0" .. "block n_layer-1" (the residual read after it);
+        with `sublayers`, "block 0 attn", "block 0 mlp", ... (after its attention, its MLP)."""
+        if self.sublayers:
+            n_layer = (self.top_ids.shape[0] - 1) // 2
+            return ["embed"] + [f"block {i} {p}" for i in range(n_layer) for p in ("attn", "mlp")]
         return ["embed"] + [f"block {i}" for i in range(self.top_ids.shape[0] - 1)]
+
+
+def sublayer_stack(trace: Trace) -> np.ndarray:
+    """[2 n_layer + 1, T, d] float32: the residual after the embeddings, then after each block's
+    attention (`blocks.i.hook_resid_mid`) and after its MLP (`blocks.i.hook_resid_post`)."""
+    rows = [trace.get("hook_resid_pre", 0)]
+    for i in range(trace.config.n_layer):
+        rows += [trace.get("hook_resid_mid", i), trace.get("hook_resid_post", i)]
+    return np.stack(rows).astype(np.float32)
 
 
 def _lens_rows(
@@ -77,7 +91,9 @@ def _lens_rows(
     return ids, (vals - lse).exp(), (t_logit[:, 0] - lse[:, 0]).exp(), rank, entropy
 
 
-def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> LogitLens:
+def logit_lens(
+    trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0, sublayers: bool = False
+) -> LogitLens:
     """The logit lens (nostalgebraist 2020) of every layer and position of `trace`, read through
     `model`'s `ln_f` and unembedding: a LogitLens with the top `k` tokens (k is cut to the
     vocabulary size) of each of the [n_layer + 1, T] rows. Only ids below the Trace's
@@ -86,9 +102,10 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
 
     Computed in chunks of (layer, position) rows so memory stays bounded: each chunk holds at
     most `chunk_rows` x vocabulary floats (default 0: about 64 MB). Raises ValueError when
-    `model`'s width or vocabulary differ from the Trace's."""
+    `model`'s width or vocabulary differ from the Trace's. `sublayers`: read the residual after
+    each attention block as well as after each MLP (`sublayer_stack`: 2 n_layer + 1 rows)."""
     _check_lens_model(trace, model)
-    stack = torch.from_numpy(residual_stack(trace))  # [L+1, T, d]
+    stack = torch.from_numpy(sublayer_stack(trace) if sublayers else residual_stack(trace))
     L1, T, d = stack.shape
     V = trace.n_valid_ids or model.config.vocab_size  # the padding rows are never read
     k = min(k, V)
@@ -124,6 +141,7 @@ def logit_lens(trace: Trace, model: GPT, k: int = 10, chunk_rows: int = 0) -> Lo
         next_prob=next_prob.reshape(shape).numpy(),
         next_rank=next_rank.reshape(shape).numpy(),
         entropy=entropy.reshape(shape).numpy(),
+        sublayers=sublayers,
     )
 
 
@@ -180,4 +198,4 @@ def final_probs(trace: Trace, pos: int) -> np.ndarray:
     return softmax(padding_masked(trace.logits[pos], n_valid, trace.gap_ids))
 
 
-__all__ = ["LogitLens", "final_probs", "lens_distribution", "logit_lens"]
+__all__ = ["LogitLens", "final_probs", "lens_distribution", "logit_lens", "sublayer_stack"]

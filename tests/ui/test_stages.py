@@ -17,8 +17,9 @@ def test_stages_follow_the_flowchart_and_name_their_pages() -> None:
         "dropout",
         "output",
         "generate",
+        "intervene",
     ]
-    assert [s.number for s in STAGES] == list(range(1, 10))
+    assert [s.number for s in STAGES] == list(range(1, 11))
     assert STAGE_BY_ID["attention"].path == "pages/3_Attention.py"
     assert STAGE_BY_ID["attention"].url_path == "Attention"
     assert STAGE_BY_ID["feed_forward"].url_path == "Feed_forward"
@@ -42,7 +43,8 @@ def test_walk_goes_through_every_layer_then_to_the_output() -> None:
     assert nxt("dropout", 0) == ("attention", 1)
     assert nxt("dropout", 2) == ("output", 2)
     assert nxt("output", 2) == ("generate", 2)
-    assert nxt("generate", 2) is None
+    assert nxt("generate", 2) == ("intervene", 2)
+    assert nxt("intervene", 2) is None
     assert prev("tokens", 0) is None
     assert prev("attention", 1) == ("dropout", 0)
     assert prev("attention", 0) == ("embeddings", 0)

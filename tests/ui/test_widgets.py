@@ -43,7 +43,9 @@ def test_next_from_attention_of_layer_0_visits_every_layer_and_ends_on_the_outpu
     assert visited == [*expected, ("output", n_layer - 1)]
     click(at, "output_next")
     assert stage_of(at) == "generate"
-    assert "generate_next" not in {b.key for b in at.button}  # the walk ends here
+    click(at, "generate_next")
+    assert stage_of(at) == "intervene"
+    assert "intervene_next" not in {b.key for b in at.button}  # the walk ends here
 
 
 def test_previous_walks_back_from_the_output_to_the_last_layers_dropout() -> None:
