@@ -171,3 +171,48 @@ def test_two_sessions_in_two_languages_at_once() -> None:
     assert results["zh"][0].startswith("3 · 多头自注意力")
     assert not any("多头" in t or "注意力头" in t for t in results["en"])
     assert not any("attention" in t.lower() for t in results["zh"])
+
+
+# --- token labels: a character split into byte tokens ------------------------------------------
+
+SPLIT_TEXT = "注意 the cat"  # in the tiny model's tokenizer 注 and 意 are three byte tokens each
+LABELS = ["注 1/3", "注 2/3", "注 3/3", "意 1/3", "意 2/3", "意 3/3"]
+TOKEN_PAGES = [s.path for s in STAGES if s.id not in ("generate",)]
+
+
+def _axes(spec: dict) -> list[list[str]]:
+    """Every category axis of a figure that is a token axis: x or y arrays of strings that
+    start with a position ("0:...")."""
+    out = []
+    for trace in spec.get("data", []):
+        for key in ("x", "y"):
+            values = trace.get(key)
+            if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+                if any(v.startswith("0:") for v in values):
+                    out.append(values)
+    return out
+
+
+@pytest.mark.parametrize(("lang", "pages"), [("zh", TOKEN_PAGES), ("en", ["pages/3_Attention.py"])])
+def test_a_character_split_into_three_byte_tokens_is_named_on_every_axis(
+    lang: str, pages: list[str]
+) -> None:
+    """Labels are language-neutral: every page in Chinese, one in English."""
+    for page in pages:
+        at = open_page(page, SPLIT_TEXT, lang=lang)
+        axes = [axis for c in at.get("plotly_chart") for axis in _axes(json.loads(c.proto.spec))]
+        pickers = [
+            [str(o) for o in s.options]
+            for s in at.selectbox
+            if s.key != "tokens_word"  # the pre-token picker lists words, not tokens
+            and any(str(o).startswith("0:") for o in s.options)
+        ]
+        assert axes or pickers, page
+        for labels in axes + pickers:
+            shown = {int(v.split(":", 1)[0]): v.split(":", 1)[1] for v in labels if ":" in v}
+            for pos in set(shown) & set(range(6)):
+                assert shown[pos].strip().startswith(LABELS[pos]), (page, labels)
+            assert not any("E6&gt;" in v or "<E6>" in v for v in labels), (page, labels)
+    tokens_page = open_page("pages/1_Tokens.py", SPLIT_TEXT, lang=lang)
+    table = tokens_page.dataframe[0].value
+    assert list(table.iloc[:6, 2]) == LABELS  # the "token" column of "Every token"
