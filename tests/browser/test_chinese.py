@@ -43,6 +43,16 @@ def test_every_page_in_chinese_renders_in_chromium_without_errors(server: str) -
                     problems.append(f"{label}: no Chinese heading with {prefix!r}: {state['h1']}")
                 if "lang=zh" not in state["url"]:
                     problems.append(f"{label}: the URL lost lang=zh: {state['url']}")
+            # No `lang` in the link: a browser set to Chinese gets Chinese (st.context.locale).
+            zh_browser = browser.new_context(
+                viewport={"width": 1024, "height": 768}, locale="zh-CN"
+            )
+            try:
+                state = visit(zh_browser, server, "Tokens", {"text": ZH_TEXT}, "zh_locale_tokens")
+                if "lang=zh" not in state["url"] or not any(CJK.search(h) for h in state["h1"]):
+                    problems.append(f"zh-CN browser: not in Chinese: {state['h1']} {state['url']}")
+            finally:
+                zh_browser.close()
         finally:
             context.close()
             browser.close()

@@ -216,3 +216,23 @@ def test_a_character_split_into_three_byte_tokens_is_named_on_every_axis(
     tokens_page = open_page("pages/1_Tokens.py", SPLIT_TEXT, lang=lang)
     table = tokens_page.dataframe[0].value
     assert list(table.iloc[:6, 2]) == LABELS  # the "token" column of "Every token"
+
+
+def test_without_a_lang_in_the_link_the_browser_language_is_used(monkeypatch) -> None:
+    """`st.context.locale` (navigator.language) picks the first language of a session; AppTest
+    sends none, so the lookup is replaced here by what a Chinese browser reports."""
+    import streamlit as st
+
+    import ui.i18n
+
+    class Context:
+        locale = "zh-CN"
+
+    monkeypatch.setattr(st, "context", Context())
+    assert ui.i18n.browser_language() == "zh"
+    at = open_page("app.py", ZH_TEXT)
+    assert "模型" in [h.value for h in at.header]
+    assert at.query_params["lang"] == "zh"
+    monkeypatch.setattr(Context, "locale", "fr-FR")
+    at = open_page("app.py", ZH_TEXT)
+    assert "The model" in [h.value for h in at.header]
