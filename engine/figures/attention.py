@@ -39,7 +39,8 @@ HEAD_ROLE_NAMES = (
     N_("self"),
     N_("broad"),
 )
-assert HEAD_ROLE_NAMES == HEAD_LABELS, "keep HEAD_ROLE_NAMES in step with HEAD_LABELS"
+if HEAD_ROLE_NAMES != HEAD_LABELS:  # a role added to engine.lens.heads must be marked here too
+    raise RuntimeError("engine.figures.attention.HEAD_ROLE_NAMES differs from HEAD_LABELS")
 
 
 def role_name(label: str | None) -> str:
