@@ -15,6 +15,7 @@ from engine.checkpoints import BUNDLED_DIR, CheckpointError
 from ui.cache import load_model
 from ui.frame import frame
 from ui.home import flowchart, model_card_rows
+from ui.i18n import _
 from ui.models import model_label
 from ui.settings import PAGE_ICON
 from ui.stages import STAGES
@@ -26,24 +27,30 @@ def intro(view: View | None) -> None:
     """The title, what the app does, and the flowchart of the stages."""
     st.title(f"{PAGE_ICON} Inside GPT")
     st.markdown(
-        "Type a text and watch a real GPT read it: this app runs a small GPT-2-architecture "
-        "model on your words, offline, and shows every number it computes along the way. "
-        "The pages follow the seed article's flowchart, from tokens and embeddings through "
-        "every head's attention, the feed-forward block, layer norm, the residual stream and "
-        "dropout, to the probabilities of the next word. "
-        "Where the article differs from a real GPT, the page shows both, side by side."
+        _(
+            "Type a text and watch a real GPT read it: this app runs a small GPT-2-architecture "
+            "model on your words, offline, and shows every number it computes along the way. "
+            "The pages follow the seed article's flowchart, from tokens and embeddings through "
+            "every head's attention, the feed-forward block, layer norm, the residual stream "
+            "and dropout, to the probabilities of the next word. "
+            "Where the article differs from a real GPT, the page shows both, side by side."
+        )
     )
     flowchart(view.trace.config.n_layer if view is not None else None)
-    st.page_link(STAGES[0].path, label=f"Start the walk: {STAGES[0].label}", icon="▶️")
+    st.page_link(
+        STAGES[0].path, label=_("Start the walk: {stage}").format(stage=STAGES[0].label), icon="▶️"
+    )
     st.caption(
-        "The article draws attention → feed-forward → layer norm → residual (post-norm); "
-        "GPT-2 and GPT-3 normalise first: x + attn(ln₁(x)), then x + mlp(ln₂(x))."
+        _(
+            "The article draws attention → feed-forward → layer norm → residual (post-norm); "
+            "GPT-2 and GPT-3 normalise first: {first}, then {second}."
+        ).format(first="x + attn(ln₁(x))", second="x + mlp(ln₂(x))")
     )
 
 
 def model_section(view: View | None) -> None:
     """The model card as a table, with the full MODEL_CARD.md of the bundled model."""
-    st.header("The model")
+    st.header(_("The model"))
     model_id = st.session_state["model_id"]
     try:
         loaded = view.loaded if view is not None else load_model(model_id)
@@ -59,15 +66,17 @@ def model_section(view: View | None) -> None:
     )
     if loaded.name == "random":
         right.info(
-            "This is the untrained model: the same architecture with random weights. "
-            "Switch to **bundled** in the sidebar to compare before and after learning."
+            _(
+                "This is the untrained model: the same architecture with random weights. "
+                "Switch to **bundled** in the sidebar to compare before and after learning."
+            )
         )
     card_md = BUNDLED_DIR / "MODEL_CARD.md"
     if loaded.source == str(BUNDLED_DIR) and card_md.is_file():
-        with right.expander("The full model card (MODEL_CARD.md)", expanded=False):
+        with right.expander(_("The full model card (MODEL_CARD.md)"), expanded=False):
             st.markdown(card_md.read_text(encoding="utf-8"))
     if view is not None:
-        right.metric("Tokens in your text", view.trace.n_tokens)
+        right.metric(_("Tokens in your text"), view.trace.n_tokens)
 
 
 def main() -> None:

@@ -136,7 +136,7 @@ def run_with_trace(
     return Trace(
         prompt=prompt,
         token_ids=token_ids,
-        token_strs=tuple(tokenizer.display(i) for i in ids),
+        token_strs=tuple(tokenizer.labels(ids)),
         config=model.config,
         acts=acts,
         model_name=model_name,

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +68,71 @@ def display_token(token: bytes) -> str:
     """
     text = token.decode("utf-8", errors="surrogateescape")
     return "".join(_char_label(ch) for ch in text)
+
+
+def _utf8_length(lead: int) -> int:
+    """How many bytes a UTF-8 sequence starting with byte `lead` has (1 for a byte that cannot
+    start one)."""
+    if 0xC2 <= lead <= 0xDF:
+        return 2
+    if 0xE0 <= lead <= 0xEF:
+        return 3
+    if 0xF0 <= lead <= 0xF4:
+        return 4
+    return 1
+
+
+def token_labels(chunks: Sequence[bytes]) -> list[str]:
+    """The one place that labels a sequence of tokens (given as their bytes, in text order):
+    `display_token` of each, except that a character whose UTF-8 bytes are split over several
+    tokens is named in every one of them with its part, "注 1/3", "注 2/3", "注 3/3" (a Chinese
+    character is 3 bytes, most emoji 4), so an axis says which character a byte token belongs
+    to. A token that holds whole characters and a part of one joins them with "+" ("我+们 1/2").
+    Bytes that never become a character (a text cut inside one, invalid UTF-8) stay `<E6>`.
+    Language-neutral: the same labels in every interface language. Returns len(chunks) str."""
+    data = b"".join(chunks)
+    owner: list[int] = []  # byte offset -> token index
+    for k, chunk in enumerate(chunks):
+        owner += [k] * len(chunk)
+    # items[k]: what token k shows, in order: ("text", s) or ("part", label, i, n)
+    items: list[list[tuple]] = [[] for _ in chunks]
+    i = 0
+    while i < len(data):
+        size = _utf8_length(data[i])
+        piece = data[i : i + size]
+        try:
+            ch = piece.decode("utf-8") if len(piece) == size else None
+        except UnicodeDecodeError:
+            ch = None
+        if ch is None:  # not a whole character: this byte alone, as hex
+            items[owner[i]].append(("text", f"<{data[i]:02X}>"))
+            i += 1
+            continue
+        first, last = owner[i], owner[i + size - 1]
+        shown = display_token(piece)
+        if first == last:
+            items[first].append(("text", shown))
+        else:
+            for k in range(first, last + 1):
+                items[k].append(("part", shown, k - first + 1, last - first + 1))
+        i += size
+    labels = []
+    for k, chunk in enumerate(chunks):
+        if not any(item[0] == "part" for item in items[k]):
+            labels.append(display_token(chunk))  # nothing split: exactly display_token
+            continue
+        segments: list[str] = []
+        previous = None
+        for item in items[k]:
+            if item[0] == "part":
+                segments.append(f"{item[1]} {item[2]}/{item[3]}")
+            elif previous == "text":
+                segments[-1] += item[1]  # whole characters in a row stay one segment
+            else:
+                segments.append(item[1])
+            previous = item[0]
+        labels.append("+".join(segments))
+    return labels
 
 
 @dataclass(frozen=True)
@@ -183,6 +249,11 @@ class Tokenizer:
     def display(self, token_id: int) -> str:
         """`display_token` of one id."""
         return display_token(self.token_bytes(token_id))
+
+    def labels(self, ids: Sequence[int]) -> list[str]:
+        """`token_labels` of the tokens `ids` in this order (a character split over tokens is
+        "注 1/3" ...); what every axis, hover, table and picker shows for a text's tokens."""
+        return token_labels([self.token_bytes(int(i)) for i in ids])
 
     def group_characters(self, ids: list[int]) -> list[TokenGroup]:
         """Group consecutive tokens into the characters they form.

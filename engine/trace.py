@@ -32,7 +32,8 @@ class Trace:
     Fields:
         prompt: the text as given (before any truncation).
         token_ids: int64 [T], the tokens that were run (at most the model's context).
-        token_strs: T display strings (`engine.tokenizer.display_token`), for axis labels.
+        token_strs: T display strings (`engine.tokenizer.token_labels`: `display_token`, and a
+            character split over tokens as "注 1/3"), for axis labels, hovers, tables, pickers.
         config: the model's `GPTConfig`.
         acts: canonical name -> read-only float array, batch dimension removed (writable arrays
             given to the constructor are copied; every array stays read-only, also after

@@ -11,6 +11,7 @@ from engine.figures.common import plotly_text
 from engine.lens import attention as lens_att
 from ui.cache import get_head_scores
 from ui.frame import frame
+from ui.i18n import _
 from ui.text import markdown_literal
 from ui.widgets import axis_window, next_stage, shared_picker
 
@@ -26,17 +27,21 @@ labels = [scores.label(layer, h) for h in range(cfg.n_head)]  # None: not measur
 
 def _head_name(h: int) -> str:
     """ "head h: role", or "head h" alone when nothing can be measured (a one-token text)."""
-    return f"head {h}: {labels[h]}" if labels[h] else f"head {h}"
+    if labels[h]:
+        return _("head {h}: {role}").format(h=h, role=_(labels[h]))
+    return _("head {h}").format(h=h)
 
 
-st.title(f"3 · Multi-head self-attention · layer {layer}")
+st.title(_("3 · Multi-head self-attention · layer {layer}").format(layer=layer))
 st.markdown(
-    f"Every token asks a question (its **query** q), offers a description of itself (its "
-    f"**key** k) and a message (its **value** v); all three are learned projections of its "
-    f"vector after layer norm. Query i scores every key j ≤ i, softmax turns the scores into "
-    f"weights that sum to 1, and the token receives the weighted sum of the values. This layer "
-    f"has **{cfg.n_head} heads** doing this side by side with {cfg.d_head} numbers each; "
-    "their outputs are concatenated and projected back by W_O."
+    _(
+        "Every token asks a question (its **query** q), offers a description of itself (its "
+        "**key** k) and a message (its **value** v); all three are learned projections of its "
+        "vector after layer norm. Query i scores every key j ≤ i, softmax turns the scores into "
+        "weights that sum to 1, and the token receives the weighted sum of the values. This "
+        "layer has **{n_head} heads** doing this side by side with {d_head} numbers each; their "
+        "outputs are concatenated and projected back by W_O."
+    ).format(n_head=cfg.n_head, d_head=cfg.d_head)
 )
 st.latex(
     r"\mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^{\top}}{\sqrt{d_{head}}} + M\right)"
@@ -48,11 +53,13 @@ st.latex(
 )
 st.latex(r"\mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O")
 
-st.subheader(f"All {cfg.n_head} heads of layer {layer}")
+st.subheader(_("All {n_head} heads of layer {layer}").format(n_head=cfg.n_head, layer=layer))
 st.caption(
-    "Each small map: queries down, keys across, darker = more weight. The label says what the "
-    "head mostly does on this text (previous-token, induction, first-token sink, self, broad); "
-    "the table at the bottom has the numbers. ▶ marks the selected head."
+    _(
+        "Each small map: queries down, keys across, darker = more weight. The label says what "
+        "the head mostly does on this text (previous-token, induction, first-token sink, self, "
+        "broad); the table at the bottom has the numbers. ▶ marks the selected head."
+    )
 )
 st.plotly_chart(
     fig_att.head_grid(
@@ -61,22 +68,26 @@ st.plotly_chart(
         trace.token_strs,
         head,
         view.pos,
-        f"Layer {layer}: every head",
+        _("Layer {layer}: every head").format(layer=layer),
     ),
     key="attention_grid_chart",
 )
 window = fig_att.grid_window(trace.n_tokens, view.pos)
 if window.stop - window.start < trace.n_tokens:
-    st.caption(f"The small maps show tokens {window.start}–{window.stop - 1}.")
+    st.caption(
+        _("The small maps show tokens {first}–{last}.").format(
+            first=window.start, last=window.stop - 1
+        )
+    )
 
 head = shared_picker(
     "head",
-    "Head to look at closely",
+    _("Head to look at closely"),
     list(range(cfg.n_head)),
     key="attention_head",
     format_func=_head_name,
 )
-start = axis_window(trace.n_tokens, "Tokens", key="attention_tokens")
+start = axis_window(trace.n_tokens, _("Tokens"), key="attention_tokens")
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(
@@ -84,7 +95,9 @@ with left:
             trace.get("attn.hook_pattern", layer)[head],
             trace.get("attn.hook_attn_scores", layer)[head],
             trace.token_strs,
-            f"Layer {layer}, {_head_name(head)}: attention weights",
+            _("Layer {layer}, {head}: attention weights").format(
+                layer=layer, head=_head_name(head)
+            ),
             start=start,
         ),
         key="attention_head_chart",
@@ -93,27 +106,31 @@ with right:
     row = trace.get("attn.hook_pattern", layer)[head, view.pos]
     top = np.argsort(-row, kind="stable")[:5]
     st.markdown(
-        f"**Read a row** to see where one token looks. The selected token "
-        f"**{view.pos}: “{markdown_literal(trace.token_strs[view.pos])}”** puts most weight on:"
+        _(
+            "**Read a row** to see where one token looks. The selected token "
+            "**{pos}: “{token}”** puts most weight on:"
+        ).format(pos=view.pos, token=markdown_literal(trace.token_strs[view.pos]))
     )
     st.dataframe(
         {
-            "key": [f"{int(j)}: {trace.token_strs[int(j)]}" for j in top],
-            "weight": [float(row[j]) for j in top],
+            _("key"): [f"{int(j)}: {trace.token_strs[int(j)]}" for j in top],
+            _("weight"): [float(row[j]) for j in top],
         },
         hide_index=True,
         width="stretch",
     )
     st.markdown(
-        "The upper-right triangle is empty: a token never looks at tokens after it (the causal "
-        "mask). Many heads pour weight onto the first token when they have nothing better to "
-        "do (an *attention sink*)."
+        _(
+            "The upper-right triangle is empty: a token never looks at tokens after it (the "
+            "causal mask). Many heads pour weight onto the first token when they have nothing "
+            "better to do (an *attention sink*)."
+        )
     )
 
-st.subheader("One query, step by step")
+st.subheader(_("One query, step by step"))
 pos = shared_picker(
     "pos",
-    "Query token",
+    _("Query token"),
     list(range(trace.n_tokens)),
     key="attention_pos",
     format_func=lambda i: f"{i}: {trace.token_strs[i]}",
@@ -123,23 +140,32 @@ st.plotly_chart(
         lens_att.query_steps(trace, layer, head, pos),
         trace.token_strs,
         pos,
-        f"Query {pos}: “{plotly_text(trace.token_strs[pos])}”, layer {layer}, head {head}",
+        _("Query {pos}: “{token}”, layer {layer}, head {head}").format(
+            pos=pos, token=plotly_text(trace.token_strs[pos]), layer=layer, head=head
+        ),
     ),
     key="attention_steps_chart",
 )
 z = trace.get("attn.hook_z", layer)[pos, head]
 st.caption(
-    f"The head's output for this token is z = Σ_j weight_j · v_j, a vector of {cfg.d_head} "
-    f"numbers (length {float(np.linalg.norm(z)):.3f}); grey bars in ① are future keys, which "
-    "the mask removes before the softmax."
+    _(
+        "The head's output for this token is {formula}, a vector of {d_head} numbers (length "
+        "{length}); grey bars in ① are future keys, which the mask removes before the softmax."
+    ).format(
+        formula="z = Σ_j weight_j · v_j",
+        d_head=cfg.d_head,
+        length=f"{float(np.linalg.norm(z)):.3f}",
+    )
 )
 
-st.subheader("The article's version beside GPT's")
+st.subheader(_("The article's version beside GPT's"))
 st.markdown(
-    "The article's attention has **no causal mask**: every token also attends to the tokens "
-    "after it. Left, the same head recomputed from the same q and k without the mask; right, "
-    "what GPT computes. Trained to predict the next token, a model that could look ahead "
-    "would simply copy it: the mask is what makes the task a prediction."
+    _(
+        "The article's attention has **no causal mask**: every token also attends to the tokens "
+        "after it. Left, the same head recomputed from the same q and k without the mask; "
+        "right, what GPT computes. Trained to predict the next token, a model that could look "
+        "ahead would simply copy it: the mask is what makes the task a prediction."
+    )
 )
 unmasked = lens_att.unmasked_pattern(trace, layer, head)
 article, gpt = fig_att.article_vs_gpt(
@@ -155,30 +181,37 @@ left.plotly_chart(article, key="attention_article_chart")
 right.plotly_chart(gpt, key="attention_gpt_chart")
 peek = lens_att.future_weight(unmasked)
 future = (
-    f"Without the mask, the tokens of your text would put on average "
-    f"**{100 * float(peek[:-1].mean()):.0f}%** of this head's weight on the future."
+    _(
+        "Without the mask, the tokens of your text would put on average **{share}%** of this "
+        "head's weight on the future."
+    ).format(share=f"{100 * float(peek[:-1].mean()):.0f}")
     if trace.n_tokens > 1
-    else "With one token there is no future to look at, so the two maps are the same here."
+    else _("With one token there is no future to look at, so the two maps are the same here.")
 )
-st.caption(
-    f"{future} The article also takes q, k and v as slices of the embedding itself; "
-    "GPT learns separate projections W_Q, W_K, W_V and adds the output projection W_O."
+article_note = _(
+    "The article also takes q, k and v as slices of the embedding itself; GPT learns separate "
+    "projections W_Q, W_K, W_V and adds the output projection W_O."
 )
+st.caption(f"{future} {article_note}")
 
-st.subheader("Every head in every layer")
+st.subheader(_("Every head in every layer"))
 table = fig_att.head_scores_table(scores)
 st.dataframe(table, hide_index=True, width="stretch")
 if trace.n_tokens < 2:
     st.caption(
-        "With one token there is no query that could look back, so no head score is measurable "
-        "here (–) and no head gets a role. Type a longer text in the sidebar."
+        _(
+            "With one token there is no query that could look back, so no head score is "
+            "measurable here (–) and no head gets a role. Type a longer text in the sidebar."
+        )
     )
 st.caption(
-    "previous-token: mean weight on the token just before; induction: mean weight from a "
-    "repeated token to the token that followed its earlier occurrence (Olsson et al. 2022; – "
-    "when nothing repeats); first-token sink: mean weight on position 0; self: weight on "
-    "itself; entropy: how spread out the rows are. All are averaged over tokens 1 onwards "
-    "(token 0 can only look at itself). Labels use the strongest clear pattern."
+    _(
+        "previous-token: mean weight on the token just before; induction: mean weight from a "
+        "repeated token to the token that followed its earlier occurrence (Olsson et al. 2022; "
+        "– when nothing repeats); first-token sink: mean weight on position 0; self: weight on "
+        "itself; entropy: how spread out the rows are. All are averaged over tokens 1 onwards "
+        "(token 0 can only look at itself). Labels use the strongest clear pattern."
+    )
 )
 
 next_stage(view)

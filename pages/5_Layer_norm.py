@@ -17,6 +17,7 @@ from engine.lens.layer_norm import (
     ln_stats,
 )
 from ui.frame import frame
+from ui.i18n import _
 from ui.models import layer_norm_params
 from ui.text import markdown_literal
 from ui.widgets import axis_window, next_stage
@@ -28,44 +29,50 @@ if view is None:
 trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
 last = cfg.n_layer - 1
 
-st.title("5 · Layer norm")
+st.title(_("5 · Layer norm"))
 st.markdown(
-    "Layer norm takes one token's vector and rescales it: subtract the vector's own mean, divide "
-    "by its own standard deviation, then stretch and shift every feature by learned amounts "
-    "(gamma and beta). Each token is normalised **on its own, over its features**, so a token "
-    "with huge numbers and one with tiny numbers leave with the same scale."
+    _(
+        "Layer norm takes one token's vector and rescales it: subtract the vector's own mean, "
+        "divide by its own standard deviation, then stretch and shift every feature by learned "
+        "amounts (gamma and beta). Each token is normalised **on its own, over its features**, "
+        "so a token with huge numbers and one with tiny numbers leave with the same scale."
+    )
 )
 st.latex(
     r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta,\qquad"
     r"\mu = \frac{1}{d}\sum_{j=1}^{d} x_j,\quad \sigma^2 = \frac{1}{d}\sum_{j=1}^{d}(x_j-\mu)^2"
 )
 st.info(
-    "**Where GPT-2 puts layer norm:** *before* each sub-block, not after it. Every block "
-    "computes x ← x + attn(ln_1(x)), then x ← x + mlp(ln_2(x)), and after the last block one "
-    "more, ln_f, comes before the output. The residual stream itself is never normalised, only "
-    'the copy each sub-block reads ("pre-norm"). The article\'s flowchart draws attention → '
-    "feed-forward → layer norm → residual, i.e. layer norm *after* the sub-blocks (the original "
-    '2017 Transformer\'s "post-norm"); GPT-2 moved it in front because deep post-norm stacks '
-    "train badly."
+    _(
+        "**Where GPT-2 puts layer norm:** *before* each sub-block, not after it. Every block "
+        "computes {first}, then {second}, and after the last block one more, ln_f, comes before "
+        "the output. The residual stream itself is never normalised, only the copy each "
+        'sub-block reads ("pre-norm"). The article\'s flowchart draws attention → feed-forward '
+        "→ layer norm → residual, i.e. layer norm *after* the sub-blocks (the original 2017 "
+        'Transformer\'s "post-norm"); GPT-2 moved it in front because deep post-norm stacks '
+        "train badly."
+    ).format(first="x ← x + attn(ln_1(x))", second="x ← x + mlp(ln_2(x))")
 )
 
 options = ["ln1", "ln2"] + (["ln_final"] if layer == last else [])
 names = {
-    "ln1": f"ln_1 of layer {layer} (before attention)",
-    "ln2": f"ln_2 of layer {layer} (before the feed-forward block)",
-    "ln_final": "ln_f (after the last block, before the output)",
+    "ln1": _("ln_1 of layer {layer} (before attention)").format(layer=layer),
+    "ln2": _("ln_2 of layer {layer} (before the feed-forward block)").format(layer=layer),
+    "ln_final": _("ln_f (after the last block, before the output)"),
 }
 if st.session_state.get("layer_norm_which") not in options:
     st.session_state["layer_norm_which"] = "ln1"  # ln_f was chosen on the last layer
 which = st.radio(
-    "Which layer norm",
+    _("Which layer norm"),
     options,
     format_func=names.__getitem__,
     horizontal=True,
     key="layer_norm_which",
 )
 if layer != last:
-    st.caption(f"ln_f appears here when the sidebar's layer is the last one ({last}).")
+    st.caption(
+        _("ln_f appears here when the sidebar's layer is the last one ({last}).").format(last=last)
+    )
 ln_layer = None if which == "ln_final" else layer
 gamma, beta = layer_norm_params(view.loaded, which, ln_layer)
 stats = ln_stats(trace, which, ln_layer)
@@ -75,42 +82,54 @@ normalized = trace[normalized_site] if which == "ln_final" else trace.get(normal
 label = fig_ln.ln_label(which, ln_layer)
 
 
-def _leaves_with(after: np.ndarray, who: str = "Every token") -> str:
+def _leaves_with(after: np.ndarray, who: str | None = None) -> str:
     """The sentence on the tokens' standard deviation after normalising, from the numbers
-    `after` [T]: 1 for a wide model, a hair under 1 where σ² is near ε, 0 with one feature."""
+    `after` [T]: 1 for a wide model, a hair under 1 where σ² is near ε, 0 with one feature.
+    `who`: the sentence's subject (default "Every token"), translated."""
+    who = _("Every token") if who is None else who
     lo, hi = float(after.min()), float(after.max())
     if cfg.d_model == 1:
-        return (
-            f"{who} leaves as 0 (standard deviation 0): with a single feature, subtracting the "
+        return _(
+            "{who} leaves as 0 (standard deviation 0): with a single feature, subtracting the "
             "token's own mean leaves nothing, so only β sets the output."
-        )
-    spread = f"{hi:.4f}" if f"{lo:.4f}" == f"{hi:.4f}" else f"between {lo:.4f} and {hi:.4f}"
+        ).format(who=who)
+    if f"{lo:.4f}" == f"{hi:.4f}":
+        spread = f"{hi:.4f}"
+    else:
+        spread = _("between {lo} and {hi}").format(lo=f"{lo:.4f}", hi=f"{hi:.4f}")
     near_eps = (
-        f" (under 1 where σ² is not much larger than ε = {cfg.layer_norm_eps:g})"
+        _(" (under 1 where σ² is not much larger than ε = {eps})").format(
+            eps=f"{cfg.layer_norm_eps:g}"
+        )
         if lo < 0.9995
         else ""
     )
-    return f"{who} leaves with mean 0 and standard deviation {spread}{near_eps}."
+    return _("{who} leaves with mean 0 and standard deviation {spread}{near_eps}.").format(
+        who=who, spread=spread, near_eps=near_eps
+    )
 
 
-st.subheader(f"What enters {label}: each token's mean and standard deviation")
-tok_start = axis_window(trace.n_tokens, "Tokens", key="layer_norm_tokens")
+st.subheader(_("What enters {label}: each token's mean and standard deviation").format(label=label))
+tok_start = axis_window(trace.n_tokens, _("Tokens"), key="layer_norm_tokens")
 st.plotly_chart(
     fig_ln.token_stats_figure(
-        stats, trace.token_strs, f"The residual entering {label}", start=tok_start
+        stats,
+        trace.token_strs,
+        _("The residual entering {label}").format(label=label),
+        start=tok_start,
     ),
     key="layer_norm_stats",
 )
 after_std = normalized.astype(np.float64).std(-1)
-with st.expander("The numbers, token by token", expanded=False):
+with st.expander(_("The numbers, token by token"), expanded=False):
     st.dataframe(
         pd.DataFrame(
             {
-                "token": list(trace.token_strs),
-                "mean μ": stats.mean,
-                "std σ": stats.std,
-                "divides by √(σ² + ε)": stats.scale,
-                "std after normalising": after_std,
+                _("token"): list(trace.token_strs),
+                _("mean μ"): stats.mean,
+                _("std σ"): stats.std,
+                _("divides by √(σ² + ε)"): stats.scale,
+                _("std after normalising"): after_std,
             }
         ).style.format(precision=4),
         key="layer_norm_table",
@@ -118,7 +137,7 @@ with st.expander("The numbers, token by token", expanded=False):
 st.caption(_leaves_with(after_std))
 
 token = markdown_literal(trace.token_strs[pos])
-st.subheader(f"One token step by step: “{token}” (position {pos})")
+st.subheader(_("One token step by step: “{token}” (position {pos})").format(token=token, pos=pos))
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(
@@ -126,23 +145,30 @@ with left:
             x_in[pos],
             normalized[pos],
             ln_affine(normalized[pos], gamma, beta),
-            f"Its {cfg.d_model} features in {label}",
+            _("Its {d} features in {label}").format(d=cfg.d_model, label=label),
         ),
         key="layer_norm_steps",
     )
 with right:
     st.plotly_chart(
-        fig_ln.gamma_beta_figure(gamma, beta, "Learned gamma and beta"),
+        fig_ln.gamma_beta_figure(gamma, beta, _("Learned gamma and beta")),
         key="layer_norm_gamma_beta",
     )
     st.markdown(
-        f"The gain and bias of {label}: gamma ranges from {gamma.min():.3f} to "
-        f"{gamma.max():.3f} and beta from {beta.min():.3f} to {beta.max():.3f}. They are the "
-        "same for every token: after normalising, the model re-scales each feature to the "
-        "size the next sub-block wants."
+        _(
+            "The gain and bias of {label}: gamma ranges from {g_lo} to {g_hi} and beta from "
+            "{b_lo} to {b_hi}. They are the same for every token: after normalising, the model "
+            "re-scales each feature to the size the next sub-block wants."
+        ).format(
+            label=label,
+            g_lo=f"{gamma.min():.3f}",
+            g_hi=f"{gamma.max():.3f}",
+            b_lo=f"{beta.min():.3f}",
+            b_hi=f"{beta.max():.3f}",
+        )
     )
 
-st.subheader("Why normalise: the residual stream grows")
+st.subheader(_("Why normalise: the residual stream grows"))
 all_stats = all_ln_stats(trace)
 highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
 st.plotly_chart(
@@ -150,15 +176,17 @@ st.plotly_chart(
     key="layer_norm_growth",
 )
 st.caption(
-    "Every block adds its outputs to the residual stream, so its numbers tend to grow from layer "
-    "to layer (and some tokens, often the first one, grow far more than others). Layer norm hands "
-    "each sub-block a vector of the same scale, whatever the depth."
+    _(
+        "Every block adds its outputs to the residual stream, so its numbers tend to grow from "
+        "layer to layer (and some tokens, often the first one, grow far more than others). Layer "
+        "norm hands each sub-block a vector of the same scale, whatever the depth."
+    )
 )
 
-st.subheader("The article's layer norm beside GPT-2's, on this text")
+st.subheader(_("The article's layer norm beside GPT-2's, on this text"))
 left, right = st.columns(2)
 with left:
-    st.markdown("**The article**: one mean and one variance for the whole tensor")
+    st.markdown(_("**The article**: one mean and one variance for the whole tensor"))
     st.code(
         "mean = torch.mean(input_vector)      # over all tokens and features\n"
         "variance = torch.var(input_vector)\n"
@@ -166,9 +194,9 @@ with left:
         language="python",
         wrap_lines=True,
     )
-    st.caption("Its formula also calls σ the variance; it is the standard deviation.")
+    st.caption(_("Its formula also calls σ the variance; it is the standard deviation."))
 with right:
-    st.markdown("**GPT-2**: a mean and a variance per token, over its features")
+    st.markdown(_("**GPT-2**: a mean and a variance per token, over its features"))
     st.code(
         "mean = x.mean(dim=-1, keepdim=True)                   # [T, 1]\n"
         "var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)    # [T, 1]\n"
@@ -188,17 +216,22 @@ st.plotly_chart(
 )
 article_std = article_normalized.std(-1)
 st.markdown(
-    f"On your text, after the article's whole-tensor version the tokens' standard deviations "
-    f"still range from **{article_std.min():.2f}** to **{article_std.max():.2f}**: a loud token "
-    "stays loud. " + _leaves_with(after_std, "After GPT-2's per-token version every token")
+    _(
+        "On your text, after the article's whole-tensor version the tokens' standard deviations "
+        "still range from **{lo}** to **{hi}**: a loud token stays loud."
+    ).format(lo=f"{article_std.min():.2f}", hi=f"{article_std.max():.2f}")
+    + " "
+    + _leaves_with(after_std, _("After GPT-2's per-token version every token"))
 )
 article_change, gpt_change = future_leak(x_in, cfg.layer_norm_eps)
 if trace.n_tokens > 1:
     st.markdown(
-        "Worse, the whole-tensor statistics mix all positions, so a later token changes the "
-        "earlier tokens' outputs: the model could see the future. On your text, adding the last "
-        f"token changes the earlier tokens' normalised values by up to **{article_change:.4f}** "
-        f"under the article's version, and by **{gpt_change:.4f}** under GPT-2's."
+        _(
+            "Worse, the whole-tensor statistics mix all positions, so a later token changes the "
+            "earlier tokens' outputs: the model could see the future. On your text, adding the "
+            "last token changes the earlier tokens' normalised values by up to **{article}** "
+            "under the article's version, and by **{gpt}** under GPT-2's."
+        ).format(article=f"{article_change:.4f}", gpt=f"{gpt_change:.4f}")
     )
 
 next_stage(view)

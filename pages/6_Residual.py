@@ -8,6 +8,7 @@ import streamlit as st
 from engine.figures import residual as fig_res
 from engine.lens import residual as lens_res
 from ui.frame import frame
+from ui.i18n import _
 from ui.text import markdown_literal
 from ui.widgets import axis_window, next_stage
 
@@ -18,12 +19,14 @@ if view is None:
 trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
 token = markdown_literal(trace.token_strs[pos])
 
-st.title("6 · Residual stream")
+st.title(_("6 · Residual stream"))
 st.markdown(
-    "Each token carries one vector through the whole model: the **residual stream**. No block "
-    "replaces it. Attention and the feed-forward block each read a normalised copy and **add** "
-    "their output to it, so at the end the vector is the sum of the embeddings and of everything "
-    "every block wrote. That sum is what the output layer reads."
+    _(
+        "Each token carries one vector through the whole model: the **residual stream**. No "
+        "block replaces it. Attention and the feed-forward block each read a normalised copy and "
+        "**add** their output to it, so at the end the vector is the sum of the embeddings and "
+        "of everything every block wrote. That sum is what the output layer reads."
+    )
 )
 st.latex(
     r"x \leftarrow x + f(x) \quad\text{for } f = \mathrm{attn}\circ\mathrm{ln}_1,\; "
@@ -34,10 +37,10 @@ st.latex(
     r" + \sum_{\ell=0}^{L-1}\left(\mathrm{attn}_\ell + \mathrm{mlp}_\ell\right)_i"
 )
 
-st.subheader("How big the stream is, token by token and layer by layer")
-tok_start = axis_window(trace.n_tokens, "Tokens", key="residual_tokens")
+st.subheader(_("How big the stream is, token by token and layer by layer"))
+tok_start = axis_window(trace.n_tokens, _("Tokens"), key="residual_tokens")
 log_colour = st.toggle(
-    "Logarithmic colour (sizes that differ a hundredfold stay visible)",
+    _("Logarithmic colour (sizes that differ a hundredfold stay visible)"),
     value=True,
     key="residual_log",
 )
@@ -48,51 +51,67 @@ st.plotly_chart(
     key="residual_norms",
 )
 st.caption(
-    "Each cell is the length ‖x‖ of one token's residual vector after the embeddings (top row) "
-    "and after each block. Hover for the value."
+    _(
+        "Each cell is the length ‖x‖ of one token's residual vector after the embeddings (top "
+        "row) and after each block. Hover for the value."
+    )
 )
 
-st.subheader(f"What each part wrote into “{token}” (position {pos})")
+st.subheader(_("What each part wrote into “{token}” (position {pos})").format(token=token, pos=pos))
 contrib = lens_res.contributions(trace, pos)
 st.plotly_chart(
     fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
     key="residual_contributions",
 )
 st.caption(
-    "Coloured bars: the size of each part (teal: embeddings, blue: attention, orange: "
-    "feed-forward). Dark bars: how much of that part points the way the final vector points."
+    _(
+        "Coloured bars: the size of each part (teal: embeddings, blue: attention, orange: "
+        "feed-forward). Dark bars: how much of that part points the way the final vector points."
+    )
 )
+size_col, along_col, share_col = _("size"), _("along the final"), _("share")
 left, right = st.columns([3, 2])
 with left:
     st.dataframe(
         pd.DataFrame(
             {
-                "part": list(contrib.names),
-                "size": contrib.sizes,
-                "along the final": contrib.along_final,
-                "share": contrib.along_final / contrib.final_norm,
+                _("part"): [fig_res.part_name(n) for n in contrib.names],
+                size_col: contrib.sizes,
+                along_col: contrib.along_final,
+                share_col: contrib.along_final / contrib.final_norm,
             }
-        ).style.format({"size": "{:.3f}", "along the final": "{:+.3f}", "share": "{:+.1%}"}),
+        ).style.format({size_col: "{:.3f}", along_col: "{:+.3f}", share_col: "{:+.1%}"}),
         hide_index=True,
         key="residual_contrib_table",
     )
 with right:
     st.markdown(
-        f"The parts add up, exactly, to the final vector (size **{contrib.final_norm:.3f}**). "
-        "Their components along the final direction add up to that size, so *share* says how "
-        "much of the final vector each part built. A big part with a small share mostly wrote "
-        "in a direction that later parts cancelled or that the output ignores."
+        _(
+            "The parts add up, exactly, to the final vector (size **{size}**). Their components "
+            "along the final direction add up to that size, so *share* says how much of the "
+            "final vector each part built. A big part with a small share mostly wrote in a "
+            "direction that later parts cancelled or that the output ignores."
+        ).format(size=f"{contrib.final_norm:.3f}")
     )
 
-st.subheader("x + f(x), on this token's numbers")
+
+def _step_name(label: str) -> str:
+    """`ResidualStep.label` ("layer 3 attention", "layer 3 MLP") in the reader's language."""
+    words = label.split()
+    if words[-1] == "attention":
+        return _("layer {i} attention").format(i=words[1])
+    return _("layer {i} MLP").format(i=words[1])
+
+
+st.subheader(_("{formula}, on this token's numbers").format(formula="x + f(x)"))
 steps = lens_res.residual_steps(trace, pos)
 st.dataframe(
     pd.DataFrame(
         {
-            "step": [s.label for s in steps],
-            "‖x‖ before": [s.before_norm for s in steps],
-            "‖f(x)‖ added": [s.branch_norm for s in steps],
-            "‖x + f(x)‖ after": [s.after_norm for s in steps],
+            _("step"): [_step_name(s.label) for s in steps],
+            _("‖x‖ before"): [s.before_norm for s in steps],
+            _("‖f(x)‖ added"): [s.branch_norm for s in steps],
+            _("‖x + f(x)‖ after"): [s.after_norm for s in steps],
             "cosine(x, f(x))": [s.cosine for s in steps],
         }
     ).style.format(precision=3),
@@ -101,35 +120,51 @@ st.dataframe(
 )
 attn_step, mlp_step = steps[2 * layer], steps[2 * layer + 1]
 st.markdown(
-    f"In **layer {layer}**, attention added a vector of size {attn_step.branch_norm:.3f} to a "
-    f"stream of size {attn_step.before_norm:.3f}; the result has size "
-    f"{attn_step.after_norm:.3f}, not {attn_step.before_norm + attn_step.branch_norm:.3f}, "
-    f"because the two point in different directions (cosine {attn_step.cosine:+.2f}: +1 would "
-    "reinforce, 0 adds something new, −1 erases). Then the feed-forward block added "
-    f"{mlp_step.branch_norm:.3f}, giving {mlp_step.after_norm:.3f}. Because each block only "
-    "adds, the gradient in training flows straight down the stream, which is what lets deep "
-    "stacks learn."
+    _(
+        "In **layer {layer}**, attention added a vector of size {branch} to a stream of size "
+        "{before}; the result has size {after}, not {sum}, because the two point in different "
+        "directions (cosine {cosine}: +1 would reinforce, 0 adds something new, −1 erases). "
+        "Then the feed-forward block added {mlp_branch}, giving {mlp_after}. Because each block "
+        "only adds, the gradient in training flows straight down the stream, which is what lets "
+        "deep stacks learn."
+    ).format(
+        layer=layer,
+        branch=f"{attn_step.branch_norm:.3f}",
+        before=f"{attn_step.before_norm:.3f}",
+        after=f"{attn_step.after_norm:.3f}",
+        sum=f"{attn_step.before_norm + attn_step.branch_norm:.3f}",
+        cosine=f"{attn_step.cosine:+.2f}",
+        mlp_branch=f"{mlp_step.branch_norm:.3f}",
+        mlp_after=f"{mlp_step.after_norm:.3f}",
+    )
 )
 
-st.subheader("How soon the stream points where it ends")
+st.subheader(_("How soon the stream points where it ends"))
 cos = lens_res.cosine_to_final(trace)
 st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
 st.plotly_chart(
     fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map"
 )
 st.caption(
-    "Cosine similarity between each layer's residual and the final one (1 = same direction). "
-    "Where it is already high, later layers only refine; the logit lens on page 8 shows what "
-    "each layer's residual would predict."
+    _(
+        "Cosine similarity between each layer's residual and the final one (1 = same "
+        "direction). Where it is already high, later layers only refine; the logit lens on page "
+        "8 shows what each layer's residual would predict."
+    )
 )
 
-st.subheader("The article's residual connection")
+st.subheader(_("The article's residual connection"))
 st.markdown(
-    "The article's `residual_connection(x, y) = x + y` is the same addition. What differs is "
-    "where it sits: its example adds a layer-normalised vector to a dropped-out copy of "
-    "*itself* (`residual_connection(normalized_output, dropout(normalized_output))`), after "
-    "the layer norm. In GPT-2 the stream x itself is carried past each sub-block and the "
-    "sub-block's output is added to it: `x = x + attn(ln_1(x))`."
+    _(
+        "The article's {code} is the same addition. What differs is where it sits: its example "
+        "adds a layer-normalised vector to a dropped-out copy of *itself* ({example}), after the "
+        "layer norm. In GPT-2 the stream x itself is carried past each sub-block and the "
+        "sub-block's output is added to it: {gpt}."
+    ).format(
+        code="`residual_connection(x, y) = x + y`",
+        example="`residual_connection(normalized_output, dropout(normalized_output))`",
+        gpt="`x = x + attn(ln_1(x))`",
+    )
 )
 
 next_stage(view)

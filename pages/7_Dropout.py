@@ -12,6 +12,7 @@ from engine.lens.logit_lens import final_probs
 from engine.sampling import top_candidates
 from ui.cache import get_dropout_trace
 from ui.frame import frame
+from ui.i18n import _
 from ui.text import markdown_literal
 from ui.widgets import axis_window, bounded_input, next_stage
 
@@ -25,19 +26,23 @@ if view is None:
 trace, cfg, layer, head, pos = view.trace, view.trace.config, view.layer, view.head, view.pos
 T = trace.n_tokens
 
-st.title("7 · Dropout")
+st.title(_("7 · Dropout"))
 trained_with = (
-    f"this model was trained with p = {cfg.dropout:g}."
+    _("this model was trained with p = {p}.").format(p=f"{cfg.dropout:g}")
     if cfg.dropout > 0
-    else "this model was trained without it (p = 0; GPT-2 small used 0.1), so the masks below "
-    "show what dropout would do to it in training."
+    else _(
+        "this model was trained without it (p = 0; GPT-2 small used 0.1), so the masks below "
+        "show what dropout would do to it in training."
+    )
 )
 st.markdown(
-    "Dropout is a training trick against memorising: on every training step, each number it "
-    "touches is set to 0 with probability p, and the survivors are multiplied by 1/(1 − p) so "
-    "that on average nothing changes. When the model is used (evaluation), dropout does "
-    "nothing at all. GPT-2 applies it to the embeddings, to the attention weights and to the "
-    f"output of every sub-block; {trained_with}"
+    _(
+        "Dropout is a training trick against memorising: on every training step, each number "
+        "it touches is set to 0 with probability p, and the survivors are multiplied by "
+        "1/(1 − p) so that on average nothing changes. When the model is used (evaluation), "
+        "dropout does nothing at all. GPT-2 applies it to the embeddings, to the attention "
+        "weights and to the output of every sub-block; {trained_with}"
+    ).format(trained_with=trained_with)
 )
 st.latex(
     r"\text{training: } \hat{x} = \frac{m \odot x}{1 - p},\; m_j \sim \mathrm{Bernoulli}(1-p)"
@@ -47,7 +52,7 @@ st.latex(
 left, right = st.columns(2)
 p = bounded_input(
     "slider",
-    "Dropout probability p",
+    _("Dropout probability p"),
     0.05,
     MAX_P,
     float(cfg.dropout),
@@ -58,7 +63,7 @@ p = bounded_input(
 seed = int(
     bounded_input(
         "number",
-        "Mask seed (the same seed gives the same mask)",
+        _("Mask seed (the same seed gives the same mask)"),
         0,
         2**31 - 1,
         0,
@@ -72,19 +77,26 @@ eval_pattern = trace.get("attn.hook_pattern", layer)[head]
 pass_pattern = dropped_trace.get("attn.hook_pattern", layer)[head]
 dropped = dropped_trace.get("attn.hook_pattern_dropped", layer)[head]
 
-st.subheader(f"Layer {layer}, head {head}: attention weights with and without dropout")
+st.subheader(
+    _("Layer {layer}, head {head}: attention weights with and without dropout").format(
+        layer=layer, head=head
+    )
+)
 st.markdown(
-    "Left: evaluation mode, what the model uses when it reads your text (dropout is the "
-    "identity). Middle and right: one training-mode pass of the real model with this seed. "
-    "Dropout everywhere before this layer already changed its input, so even before the mask "
-    "the weights differ a little; then the mask zeroes cells and the survivors are scaled up."
+    _(
+        "Left: evaluation mode, what the model uses when it reads your text (dropout is the "
+        "identity). Middle and right: one training-mode pass of the real model with this seed. "
+        "Dropout everywhere before this layer already changed its input, so even before the "
+        "mask the weights differ a little; then the mask zeroes cells and the survivors are "
+        "scaled up."
+    )
 )
 if T > fig_drop.PANEL_AXIS and "dropout_tokens" not in st.session_state:
     # first visit: open the window on the selected position
     st.session_state["dropout_tokens"] = max(
         0, min(T - fig_drop.PANEL_AXIS, pos - fig_drop.PANEL_AXIS // 2)
     )
-start = axis_window(T, "Tokens", key="dropout_tokens", size=fig_drop.PANEL_AXIS)
+start = axis_window(T, _("Tokens"), key="dropout_tokens", size=fig_drop.PANEL_AXIS)
 st.plotly_chart(
     fig_drop.patterns_figure(trace.token_strs, eval_pattern, pass_pattern, dropped, p, start),
     key="dropout_patterns",
@@ -110,23 +122,25 @@ pass_top = top_candidates(final_probs(dropped_trace, pos), 5)
 display = view.loaded.tokenizer.display
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**This pass, layer {layer}, all {cfg.n_head} heads**")
+    st.markdown(
+        _("**This pass, layer {layer}, all {n_head} heads**").format(layer=layer, n_head=cfg.n_head)
+    )
     st.dataframe(
         pd.DataFrame(
             {
                 "": [
-                    "attention weights that could be dropped",
-                    "share dropped",
-                    "dropout probability p",
-                    "survivors multiplied by",
+                    _("attention weights that could be dropped"),
+                    _("share dropped"),
+                    _("dropout probability p"),
+                    _("survivors multiplied by"),
                     "1 / (1 − p)",
-                    "row sums after dropout (min … max)",
+                    _("row sums after dropout (min … max)"),
                 ],
-                "value": [
+                _("value"): [
                     f"{int(cells.sum()):,}",
                     f"{1 - kept[cells].mean():.1%}",
                     f"{p:.0%}",
-                    f"{survivor_ratio.mean():.4f}" if survivor_ratio.size else "none kept",
+                    f"{survivor_ratio.mean():.4f}" if survivor_ratio.size else _("none kept"),
                     f"{1 / (1 - p):.4f}",
                     f"{row_sums.min():.3f} … {row_sums.max():.3f}",
                 ],
@@ -136,18 +150,24 @@ with left:
         key="dropout_stats",
     )
     st.caption(
-        "Each row of weights summed to 1 before the mask; after it, a row sums to 1 only on "
-        "average, which is the point: the expected output stays the same."
+        _(
+            "Each row of weights summed to 1 before the mask; after it, a row sums to 1 only on "
+            "average, which is the point: the expected output stays the same."
+        )
     )
 with right:
-    st.markdown(f"**What the model predicts after “{token}” (position {pos})**")
+    st.markdown(
+        _("**What the model predicts after “{token}” (position {pos})**").format(
+            token=token, pos=pos
+        )
+    )
     eval_probs, pass_probs = final_probs(trace, pos), final_probs(dropped_trace, pos)
     st.dataframe(
         pd.DataFrame(
             {
-                "rank": list(range(1, 6)),
-                "evaluation": [f"{display(int(i))}  {eval_probs[i]:.4f}" for i in eval_top],
-                f"with dropout p = {p:g}": [
+                _("rank"): list(range(1, 6)),
+                _("evaluation"): [f"{display(int(i))}  {eval_probs[i]:.4f}" for i in eval_top],
+                _("with dropout p = {p}").format(p=f"{p:g}"): [
                     f"{display(int(i))}  {pass_probs[i]:.4f}" for i in pass_top
                 ],
             }
@@ -156,13 +176,17 @@ with right:
         key="dropout_prediction",
     )
     st.caption(
-        "A training step sees a different, noisier network every time; evaluation always uses "
-        "the whole network, so the same text always gives the same prediction."
+        _(
+            "A training step sees a different, noisier network every time; evaluation always "
+            "uses the whole network, so the same text always gives the same prediction."
+        )
     )
 
-st.subheader("Why survivors are scaled by 1/(1 − p): averaging many masks")
+st.subheader(_("Why survivors are scaled by 1/(1 − p): averaging many masks"))
 max_n = int(max(10, min(1000, MAX_MASK_CELLS // max(1, T * T))))
-n_masks = int(bounded_input("slider", "Masks to average", 10, max_n, 200, step=10, key="dropout_n"))
+n_masks = int(
+    bounded_input("slider", _("Masks to average"), 10, max_n, 200, step=10, key="dropout_n")
+)
 avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
 left, right = st.columns(2)
 with left:
@@ -173,18 +197,25 @@ with right:
         key="dropout_average_row",
     )
 st.markdown(
-    f"Masks drawn with numpy from seed {seed} on this head's evaluation weights. After "
-    f"{n_masks} masks the inverted-dropout average is on average "
-    f"**{avg.err_inverted[-1]:.4f}** away from the evaluation weights (after one mask: "
-    f"{avg.err_inverted[0]:.4f}), and it keeps shrinking: the expectation *is* the evaluation "
-    "output, so evaluation needs no correction. Without the rescaling, the average settles at "
-    f"(1 − p)·x and stays {avg.err_plain[-1]:.4f} away from x."
+    _(
+        "Masks drawn with numpy from seed {seed} on this head's evaluation weights. After "
+        "{n} masks the inverted-dropout average is on average **{err}** away from the "
+        "evaluation weights (after one mask: {err_one}), and it keeps shrinking: the "
+        "expectation *is* the evaluation output, so evaluation needs no correction. Without the "
+        "rescaling, the average settles at (1 − p)·x and stays {err_plain} away from x."
+    ).format(
+        seed=seed,
+        n=n_masks,
+        err=f"{avg.err_inverted[-1]:.4f}",
+        err_one=f"{avg.err_inverted[0]:.4f}",
+        err_plain=f"{avg.err_plain[-1]:.4f}",
+    )
 )
 
-st.subheader("The article's dropout")
+st.subheader(_("The article's dropout"))
 left, right = st.columns(2)
 with left:
-    st.markdown("**The article**")
+    st.markdown(_("**The article**"))
     st.code(
         "mask = torch.rand(input_vector.shape) > dropout_rate\n"
         "return input_vector * mask       # no rescaling, also when the model is used",
@@ -193,7 +224,7 @@ with left:
     )
     st.latex(r"\hat{x} = (1 - p)\,x")
 with right:
-    st.markdown("**GPT-2** (this engine's `engine.model.dropout`)")
+    st.markdown(_("**GPT-2** (this engine's `engine.model.dropout`)"))
     st.code(
         "if p == 0 (evaluation): return x\n"
         "keep = torch.rand(x.shape, generator=g) >= p\n"
@@ -202,12 +233,15 @@ with right:
         wrap_lines=True,
     )
 st.markdown(
-    "The article's formula x̂ = (1 − p)·x is the **old, test-time** way: the first dropout papers "
-    "trained with unscaled masks (whose average is (1 − p)·x, the dotted curve above) and then, "
-    "when using the network, multiplied by (1 − p) to match. Modern code, GPT-2 included, uses "
-    "*inverted* dropout instead: it scales by 1/(1 − p) during training, so using the model is "
-    "plain identity. The article's code does neither: it drops values even when the model is "
-    "used and never rescales, so its outputs are random and too small on average."
+    _(
+        "The article's formula x̂ = (1 − p)·x is the **old, test-time** way: the first dropout "
+        "papers trained with unscaled masks (whose average is (1 − p)·x, the dotted curve above) "
+        "and then, when using the network, multiplied by (1 − p) to match. Modern code, GPT-2 "
+        "included, uses *inverted* dropout instead: it scales by 1/(1 − p) during training, so "
+        "using the model is plain identity. The article's code does neither: it drops values "
+        "even when the model is used and never rescales, so its outputs are random and too "
+        "small on average."
+    )
 )
 
 next_stage(view)

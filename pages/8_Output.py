@@ -17,6 +17,7 @@ from engine.sampling import (
 )
 from ui.cache import get_logit_lens
 from ui.frame import frame
+from ui.i18n import _
 from ui.models import encode_text
 from ui.text import markdown_literal
 from ui.widgets import axis_window, bounded_input, next_stage
@@ -31,13 +32,15 @@ display = tokenizer.display
 token = markdown_literal(trace.token_strs[pos])
 allowed = trace.n_valid_ids  # ids past it are a padded vocabulary's padding rows
 
-st.title("8 · Output probabilities & logit lens")
+st.title(_("8 · Output probabilities & logit lens"))
 st.markdown(
-    "After the last block, each token's residual vector goes through one more layer norm "
-    "(ln_f) and is multiplied by the token-embedding table again (GPT-2 ties the two), giving "
-    f"one score, a **logit**, for each of the {cfg.vocab_size:,} tokens of the vocabulary. "
-    "Softmax turns the scores into probabilities for the **next** token. Every position "
-    "predicts the token after it, all at once."
+    _(
+        "After the last block, each token's residual vector goes through one more layer norm "
+        "(ln_f) and is multiplied by the token-embedding table again (GPT-2 ties the two), "
+        "giving one score, a **logit**, for each of the {n} tokens of the vocabulary. Softmax "
+        "turns the scores into probabilities for the **next** token. Every position predicts the "
+        "token after it, all at once."
+    ).format(n=f"{cfg.vocab_size:,}")
 )
 st.latex(
     r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_E^{\top},\qquad "
@@ -45,39 +48,39 @@ st.latex(
     r"{\sum_{t'} e^{\text{logit}_{i,t'}/\tau}}"
 )
 
-st.subheader(f"What comes after “{token}” (position {pos})?")
+st.subheader(_("What comes after “{token}” (position {pos})?").format(token=token, pos=pos))
 c1, c2, c3, c4 = st.columns(4)
 temperature = c1.slider(
-    "Temperature τ",
+    _("Temperature τ"),
     min_value=0.1,
     max_value=float(MAX_TEMPERATURE),
     value=1.0,
     step=0.05,
     key="output_temperature",
-    help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
+    help=_("Divides the logits: below 1 sharpens the distribution, above 1 flattens it."),
 )
 top_k = int(
     bounded_input(
         "number",
-        "Top-k (0 = all)",
+        _("Top-k (0 = all)"),
         0,
         allowed,
         0,
         key="output_top_k",
         where=c2,
-        help="Keep only the k most probable tokens and renormalise.",
+        help=_("Keep only the k most probable tokens and renormalise."),
     )
 )
 top_p = c3.slider(
-    "Top-p (nucleus)",
+    _("Top-p (nucleus)"),
     min_value=0.05,
     max_value=1.0,
     value=1.0,
     step=0.05,
     key="output_top_p",
-    help="Keep the most probable tokens until their probabilities add up to p.",
+    help=_("Keep the most probable tokens until their probabilities add up to p."),
 )
-shown = int(c4.number_input("Tokens shown", 5, 40, 15, step=5, key="output_shown"))
+shown = int(c4.number_input(_("Tokens shown"), 5, 40, 15, step=5, key="output_shown"))
 settings = SamplingSettings(temperature=float(temperature), top_k=top_k, top_p=float(top_p))
 logits = trace.logits[pos]
 model_probs = next_token_distribution(
@@ -86,66 +89,79 @@ model_probs = next_token_distribution(
 shaped = next_token_distribution(logits, settings, allowed=allowed, gaps=trace.gap_ids)
 st.plotly_chart(
     fig_out.top_tokens_figure(
-        model_probs, shaped, display, k=shown, title=f"Next token after position {pos}"
+        model_probs,
+        shaped,
+        display,
+        k=shown,
+        title=_("Next token after position {pos}").format(pos=pos),
     ),
     key="output_top_tokens",
 )
 ids = top_candidates(model_probs, shown)
+model_p_col, shaped_col = _("model p"), _("p after τ / top-k / top-p")
 st.dataframe(
     pd.DataFrame(
         {
-            "rank": np.arange(1, len(ids) + 1),
-            "token": [display(int(i)) for i in ids],
+            _("rank"): np.arange(1, len(ids) + 1),
+            _("token"): [display(int(i)) for i in ids],
             "id": ids,
             "logit": logits[ids].astype(np.float64),
-            "model p": model_probs[ids],
-            "p after τ / top-k / top-p": shaped[ids],
+            model_p_col: model_probs[ids],
+            shaped_col: shaped[ids],
         }
-    ).style.format({"logit": "{:.3f}", "model p": "{:.4f}", "p after τ / top-k / top-p": "{:.4f}"}),
+    ).style.format({"logit": "{:.3f}", model_p_col: "{:.4f}", shaped_col: "{:.4f}"}),
     hide_index=True,
     key="output_table",
 )
 next_md = markdown_literal(trace.token_strs[pos + 1]) if pos + 1 < trace.n_tokens else ""
 real_next = (
-    f" The token that really comes next in your text is “{next_md}”"
-    f" (model p = {model_probs[int(trace.token_ids[pos + 1])]:.4f})."
+    _("The token that really comes next in your text is “{token}” (model p = {p}).").format(
+        token=next_md, p=f"{model_probs[int(trace.token_ids[pos + 1])]:.4f}"
+    )
     if pos + 1 < trace.n_tokens
-    else " This is the last token of your text: its prediction is what Generate (page 9) samples."
+    else _("This is the last token of your text: its prediction is what Generate (page 9) samples.")
 )
-st.caption(
-    f"{int(np.count_nonzero(shaped)):,} tokens can still be drawn after temperature, top-k and "
-    "top-p. These come from the logits stored when the model read your text: changing the "
-    "settings does not run the model again." + real_next
-)
+drawable = _(
+    "{n} tokens can still be drawn after temperature, top-k and top-p. These come from the "
+    "logits stored when the model read your text: changing the settings does not run the "
+    "model again."
+).format(n=f"{int(np.count_nonzero(shaped)):,}")
+st.caption(f"{drawable} {real_next}")
 
-with st.expander("The article's output step: `output.argmax(dim=-1)`"):
+with st.expander(_("The article's output step: {code}").format(code="`output.argmax(dim=-1)`")):
     hidden = trace["ln_final.hook_normalized"][pos]
     greedy_md = markdown_literal(display(int(top_candidates(model_probs, 1)[0])))
     st.markdown(
-        "The article takes the argmax of the last hidden vector and calls it the translation. "
-        f"On your text that picks **feature {int(np.argmax(hidden))}** of the {cfg.d_model} "
-        "hidden features: an index into the vector, not a word. A GPT first projects the vector "
-        "onto the vocabulary (the logits above) and then chooses a token; even the greedy "
-        f"choice, argmax of the logits, is the token “{greedy_md}”"
-        " here, and real text generation samples with temperature, top-k and top-p."
+        _(
+            "The article takes the argmax of the last hidden vector and calls it the "
+            "translation. On your text that picks **feature {feature}** of the {d} hidden "
+            "features: an index into the vector, not a word. A GPT first projects the vector "
+            "onto the vocabulary (the logits above) and then chooses a token; even the greedy "
+            "choice, argmax of the logits, is the token “{greedy}” here, and real text "
+            "generation samples with temperature, top-k and top-p."
+        ).format(feature=int(np.argmax(hidden)), d=cfg.d_model, greedy=greedy_md)
     )
 
-st.subheader("The logit lens: what each layer would predict")
+st.subheader(_("The logit lens: what each layer would predict"))
 lens = get_logit_lens(view)
 st.markdown(
-    "Stop the model after any layer, send that layer's residual through the final layer norm "
-    "and the unembedding, and read the prediction. Each cell names the top next token for one "
-    "position after one layer; the colour is its probability; hover for the top 5. The bottom "
-    "row is the model's real output. **This lens applies ln_f, with each residual's own mean "
-    "and variance, to every layer**, exactly as the output layer does; lenses that skip ln_f "
-    "(Ecco's, for example) read vectors of the wrong scale and show distorted probabilities "
-    "for the early layers."
+    _(
+        "Stop the model after any layer, send that layer's residual through the final layer "
+        "norm and the unembedding, and read the prediction. Each cell names the top next token "
+        "for one position after one layer; the colour is its probability; hover for the top 5. "
+        "The bottom row is the model's real output. **This lens applies ln_f, with each "
+        "residual's own mean and variance, to every layer**, exactly as the output layer does; "
+        "lenses that skip ln_f (Ecco's, for example) read vectors of the wrong scale and show "
+        "distorted probabilities for the early layers."
+    )
 )
 if not cfg.tie_word_embeddings:
     st.info(
-        "This model has its own output matrix (lm_head), separate from its token embedding: "
-        "the logits, the lens and every table on this page use that output matrix, not the "
-        "embedding table of page 2."
+        _(
+            "This model has its own output matrix (lm_head), separate from its token embedding: "
+            "the logits, the lens and every table on this page use that output matrix, not the "
+            "embedding table of page 2."
+        )
     )
 if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session_state:
     # first visit: open the window on the selected position
@@ -153,7 +169,7 @@ if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session
         0, min(trace.n_tokens - fig_out.LENS_AXIS, pos - fig_out.LENS_AXIS // 2)
     )
 lens_start = axis_window(
-    trace.n_tokens, "Positions", key="output_lens_window", size=fig_out.LENS_AXIS
+    trace.n_tokens, _("Positions"), key="output_lens_window", size=fig_out.LENS_AXIS
 )
 st.plotly_chart(
     fig_out.lens_heatmap(lens, trace.token_strs, display, start=lens_start),
@@ -169,9 +185,11 @@ with left:
         )
     else:
         st.info(
-            "The selected position is the last token, so there is no real next token to "
-            "follow through the layers."
-            + (" Choose an earlier position in the sidebar." if trace.n_tokens > 1 else "")
+            _(
+                "The selected position is the last token, so there is no real next token to "
+                "follow through the layers."
+            )
+            + (" " + _("Choose an earlier position in the sidebar.") if trace.n_tokens > 1 else "")
         )
 with right:
     rows = cfg.n_layer + 1
@@ -183,13 +201,13 @@ with right:
     if pos + 1 < trace.n_tokens and int(trace.token_ids[pos + 1]) not in candidates:
         candidates.insert(0, int(trace.token_ids[pos + 1]))
     target = st.selectbox(
-        "Follow a token through the layers",
+        _("Follow a token through the layers"),
         candidates,
         format_func=lambda i: f"{display(i)}  (id {i})",
         key="output_target",
     )
     typed = st.text_input(
-        "…or type one (its first token is used)", key="output_target_text", max_chars=50
+        _("…or type one (its first token is used)"), key="output_target_text", max_chars=50
     )
     if typed:
         typed_ids = encode_text(view.loaded, typed)
@@ -197,32 +215,35 @@ with right:
             target = typed_ids[0]
             if len(typed_ids) > 1:
                 st.caption(
-                    f"“{markdown_literal(typed)}” is {len(typed_ids)} tokens; following the "
-                    f"first, “{markdown_literal(display(target))}”."
+                    _("“{typed}” is {n} tokens; following the first, “{first}”.").format(
+                        typed=markdown_literal(typed),
+                        n=len(typed_ids),
+                        first=markdown_literal(display(target)),
+                    )
                 )
     target_probs = np.array([lens_distribution(trace, model, r, pos)[target] for r in range(rows)])
     st.plotly_chart(
-        fig_out.target_figure(target_probs, lens.layer_labels, display(target)),
+        fig_out.target_figure(target_probs, fig_out.layer_names(lens), display(target)),
         key="output_target_chart",
     )
 
 st.dataframe(
     pd.DataFrame(
         {
-            "residual after": lens.layer_labels,
-            "top guess": [display(int(i)) for i in lens.top_ids[:, pos, 0]],
-            "its p": [as_text(p, "{:.4f}") for p in lens.top_probs[:, pos, 0]],
-            "real next token's p": [as_text(p, "{:.4f}") for p in lens.next_prob[:, pos]],
-            "its rank (0 = top)": [
+            _("residual after"): fig_out.layer_names(lens),
+            _("top guess"): [display(int(i)) for i in lens.top_ids[:, pos, 0]],
+            _("its p"): [as_text(p, "{:.4f}") for p in lens.top_probs[:, pos, 0]],
+            _("real next token's p"): [as_text(p, "{:.4f}") for p in lens.next_prob[:, pos]],
+            _("its rank (0 = top)"): [
                 as_text(r, "{:.0f}") if r >= 0 else "–" for r in lens.next_rank[:, pos]
             ],
-            "entropy (nats)": [as_text(h, "{:.3f}") for h in lens.entropy[:, pos]],
+            _("entropy (nats)"): [as_text(h, "{:.3f}") for h in lens.entropy[:, pos]],
         }
     ),
     hide_index=True,
     key="output_lens_table",
 )
 if pos + 1 >= trace.n_tokens:
-    st.caption("The last token has no real next token: its p and rank are not measurable (–).")
+    st.caption(_("The last token has no real next token: its p and rank are not measurable (–)."))
 
 next_stage(view)

@@ -19,6 +19,7 @@ from engine.sampling import (
 )
 from ui.cache import get_last_logits
 from ui.frame import frame
+from ui.i18n import _
 from ui.models import decode_ids, encode_text
 from ui.state import set_text, shared_ids
 from ui.text import markdown_literal
@@ -47,13 +48,15 @@ tokenizer, model = loaded.tokenizer, loaded.model
 display = tokenizer.display
 history: list[dict] = ss.setdefault(HISTORY, [])
 
-st.title("9 · Generate")
+st.title(_("9 · Generate"))
 st.markdown(
-    "A GPT writes one token at a time: it reads the whole text, takes the probabilities for the "
-    "next token (page 8), **draws** one token from them, appends it, and reads again. "
-    "Temperature, top-k and top-p reshape the probabilities before the draw; greedy always "
-    "takes the most probable token. Every generated token is appended to the shared text, so "
-    "all the other pages show the model reading its own output."
+    _(
+        "A GPT writes one token at a time: it reads the whole text, takes the probabilities for "
+        "the next token (page 8), **draws** one token from them, appends it, and reads again. "
+        "Temperature, top-k and top-p reshape the probabilities before the draw; greedy always "
+        "takes the most probable token. Every generated token is appended to the shared text, "
+        "so all the other pages show the model reading its own output."
+    )
 )
 st.latex(
     r"t_{n+1} \sim \mathrm{softmax}\!\left(\mathrm{logits}(t_1,\dots,t_n)/\tau\right)"
@@ -61,9 +64,9 @@ st.latex(
 )
 
 c1, c2, c3, c4, c5 = st.columns(5)
-greedy = c5.checkbox("Greedy (argmax)", value=False, key="generate_greedy")
+greedy = c5.checkbox(_("Greedy (argmax)"), value=False, key="generate_greedy")
 temperature = c1.slider(
-    "Temperature τ",
+    _("Temperature τ"),
     0.1,
     float(MAX_TEMPERATURE),
     1.0,
@@ -74,7 +77,7 @@ temperature = c1.slider(
 top_k = int(
     bounded_input(
         "number",
-        "Top-k (0 = all)",
+        _("Top-k (0 = all)"),
         0,
         trace.n_valid_ids,
         40,
@@ -84,7 +87,7 @@ top_k = int(
     )
 )
 top_p = c3.slider("Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", disabled=greedy)
-seed = int(c4.number_input("Seed", 0, 2**31 - 1, step=1, key="generate_seed"))
+seed = int(c4.number_input(_("Seed"), 0, 2**31 - 1, step=1, key="generate_seed"))
 settings = SamplingSettings(
     temperature=float(temperature), top_k=top_k, top_p=float(top_p), greedy=greedy
 )
@@ -100,6 +103,13 @@ def context_ids(text: str) -> list[int]:
     if history and history[-1]["after"] == text:
         return list(history[-1]["ids"])
     return encode_text(loaded, text)
+
+
+def _action_name(action: str) -> str:
+    """A history entry's action ("next token", "generate 10") in the reader's language."""
+    if action == "next token":
+        return _("next token")
+    return _("generate {n}").format(n=action.rsplit(" ", 1)[-1])
 
 
 def record(before: str, ids: list[int], steps: list[SampleStep], action: str) -> None:
@@ -126,14 +136,14 @@ def record(before: str, ids: list[int], steps: list[SampleStep], action: str) ->
 text = ss["text"]
 b1, b2, b3, b4 = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
 n = int(b2.number_input("N", 1, MAX_N, 10, step=1, key="generate_n"))
-if b1.button("Next token ▶", key="generate_sample", type="primary"):
+if b1.button(_("Next token ▶"), key="generate_sample", type="primary"):
     ids = context_ids(text)
     step = sample_next(model, tokenizer, ids, settings, seed)
     record(text, ids, [step], "next token")
     st.rerun()
-if b3.button(f"Generate {n} tokens ⏩", key="generate_many"):
+if b3.button(_("Generate {n} tokens ⏩").format(n=n), key="generate_many"):
     ids = context_ids(text)
-    bar = st.progress(0.0, text=f"Generating {n} tokens…")
+    bar = st.progress(0.0, text=_("Generating {n} tokens…").format(n=n))
 
     def on_token(done: int, total: int, step: SampleStep) -> None:
         bar.progress(done / total, text=f"{done} / {total}: “{markdown_literal(step.token_str)}”")
@@ -142,7 +152,10 @@ if b3.button(f"Generate {n} tokens ⏩", key="generate_many"):
     record(text, ids, steps, f"generate {n}")
     st.rerun()
 if b4.button(
-    "↶ Undo the last step", key="generate_undo", disabled=not history, help="Restore the text"
+    _("↶ Undo the last step"),
+    key="generate_undo",
+    disabled=not history,
+    help=_("Restore the text"),
 ):
     entry = history.pop()
     ss[LAST_STEPS] = []
@@ -155,18 +168,24 @@ if steps and history and history[-1]["after"] == text:
     last = steps[-1]
     if last.token_id == tokenizer.eot_id:
         st.info(
-            "The model chose <|endoftext|>, its token for “the text ends here”; nothing was "
-            "appended. Change the seed or the settings to continue anyway."
+            _(
+                "The model chose <|endoftext|>, its token for “the text ends here”; nothing was "
+                "appended. Change the seed or the settings to continue anyway."
+            )
         )
     st.plotly_chart(fig_out.sample_figure(last, display), key="generate_distribution")
     if len(steps) > 1:
-        st.caption(f"The distribution of the last of the {len(steps)} tokens just generated.")
+        st.caption(
+            _("The distribution of the last of the {n} tokens just generated.").format(n=len(steps))
+        )
 else:
     if trace.n_tokens_dropped == 0:
-        logits, source = trace.logits[-1], "from the stored logits"
+        logits, source = trace.logits[-1], _("from the stored logits")
     else:  # the Trace shows the first tokens; generation continues from the last n_ctx
         logits = get_last_logits(view, text, context_ids(text))
-        source = f"the model reading the last {min(len(context_ids(text)), cfg.n_ctx)} tokens"
+        source = _("the model reading the last {n} tokens").format(
+            n=min(len(context_ids(text)), cfg.n_ctx)
+        )
     allowed = trace.n_valid_ids  # ids past it are a padded vocabulary's padding rows
     preview = next_token_distribution(logits, settings, allowed=allowed, gaps=trace.gap_ids)
     model_probs = next_token_distribution(
@@ -178,47 +197,62 @@ else:
             preview,
             display,
             k=20,
-            title=f"What the next draw picks from ({source})",
+            title=_("What the next draw picks from ({source})").format(source=source),
         ),
         key="generate_preview",
     )
 
 if history:
-    st.subheader("What was generated")
+    st.subheader(_("What was generated"))
     origin = history[0]["before"]
     if text.startswith(origin):
         st.html(
             '<div style="white-space: pre-wrap; font-size: 1.25rem; line-height: 1.6">'
             f"{html.escape(origin)}<mark>{html.escape(text[len(origin) :])}</mark></div>"
         )
-        st.caption("Highlighted: the generated part.")
+        st.caption(_("Highlighted: the generated part."))
+    p_col = _("p when drawn")
+
+    def _labels(entry: dict) -> list[str]:
+        """The entry's drawn tokens labelled in the context of the text they continue, so a
+        byte token of a split character shows the character and its part ("注 1/3")."""
+        drawn = [tok_id for tok_id, *_rest in entry["tokens"]]
+        before = list(entry.get("before_ids") or [])
+        return tokenizer.labels(before + drawn)[len(before) :]
+
     rows = [
         {
-            "step": k + 1,
-            "action": entry["action"],
-            "token": tok_str,
+            _("step"): k + 1,
+            _("action"): _action_name(entry["action"]),
+            _("token"): tok_label,
             "id": tok_id,
-            "p when drawn": prob,
-            "seed": tok_seed,
+            p_col: prob,
+            _("seed"): tok_seed,
         }
         for k, entry in enumerate(history)
-        for tok_id, tok_str, prob, tok_seed in entry["tokens"]
+        for (tok_id, _tok_str, prob, tok_seed), tok_label in zip(
+            entry["tokens"], _labels(entry), strict=True
+        )
     ]
     st.dataframe(
-        pd.DataFrame(rows).style.format({"p when drawn": "{:.4f}"}),
+        pd.DataFrame(rows).style.format({p_col: "{:.4f}"}),
         hide_index=True,
         key="generate_history_table",
     )
     if history[-1]["after"] != text:
         st.caption(
-            "The text was edited since the last step; Undo still restores the text as it was "
-            "before that step."
+            _(
+                "The text was edited since the last step; Undo still restores the text as it "
+                "was before that step."
+            )
         )
 st.caption(
-    "The same seed and settings always give the same token; after each step the seed moves on "
-    "by one, so N single steps give the same tokens as one “Generate N”. The appended text is "
-    "read again from scratch, so its tokens can differ from the generated ones where two "
-    "tokens merge into one (the model sees the text as a person would type it)."
+    _(
+        "The same seed and settings always give the same token; after each step the seed moves "
+        "on by one, so N single steps give the same tokens as one “Generate N”. The appended "
+        "text is read again from scratch, so its tokens can differ from the generated ones where "
+        "two tokens merge into one (the model sees the text as a person would type it)."
+    )
 )
 
 next_stage(view)

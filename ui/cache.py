@@ -125,7 +125,7 @@ class SharedCache:
             self._items[key] = (value, n)
             self._bytes += n
             while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
+                _key, (_value, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
 
     def stats(self) -> tuple[int, int]:
@@ -214,7 +214,9 @@ def load_model(model_id: str) -> LoadedModel:
     replaced: `ui.models.model_key`): it is read again on this call and the outdated version is
     dropped (`reloaded_since` tells a session)."""
     if not model_offered(model_id):
-        raise CheckpointError(f"“{model_id}” is not one of the models this server offers")
+        raise CheckpointError(
+            _("“{model}” is not one of the models this server offers").format(model=model_id)
+        )
     key, base = model_key(model_id), model_base_key(model_id)
 
     def compute() -> LoadedModel:
@@ -229,7 +231,7 @@ def load_model(model_id: str) -> LoadedModel:
             MODELS.forget(outdated)
         return loaded
 
-    return MODELS.get(key, compute, _busy("Loading the model…"))
+    return MODELS.get(key, compute, _busy(_("Loading the model…")))
 
 
 def _load_with_bar(model_id: str, repo: str) -> LoadedModel:
@@ -260,8 +262,9 @@ def _load_with_bar(model_id: str, repo: str) -> LoadedModel:
             if total:
                 slot.progress(
                     min(1.0, done / total),
-                    text=f"Downloading {repo} from the Hugging Face Hub: "
-                    f"{done / 2**20:,.1f} of {total / 2**20:,.1f} MB",
+                    text=_(
+                        "Downloading {repo} from the Hugging Face Hub: {done} of {total} MB"
+                    ).format(repo=repo, done=f"{done / 2**20:,.1f}", total=f"{total / 2**20:,.1f}"),
                 )
     finally:
         slot.empty()
@@ -309,7 +312,7 @@ def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | No
     """The Trace of `text` (its first `token_limit` tokens), shared by every session; of the
     token ids `ids` instead when given (the ids `text` was decoded from: `ui.state.shared_ids`)."""
     key = key_of(model_id, loaded)
-    keep, _ = token_limit(loaded.config)
+    keep, _why = token_limit(loaded.config)
 
     def compute() -> Trace:
         TRACE_COMPUTATIONS[(key, text)] += 1
@@ -318,7 +321,7 @@ def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | No
         return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(all_ids) - keep))
 
     cache_key = (key, keep, text) if ids is None else (key, keep, text, tuple(ids))
-    return TRACES.get(cache_key, compute, _busy("Running the model on your text…"))
+    return TRACES.get(cache_key, compute, _busy(_("Running the model on your text…")))
 
 
 # --- values derived from a view's Trace -----------------------------------------------------
@@ -330,7 +333,7 @@ def get_logit_lens(view: View) -> LogitLens:
     def compute() -> LogitLens:
         return logit_lens(view.trace, view.loaded.model)
 
-    return _of_view(LENSES, view, (), compute, "Reading every layer (logit lens)…")
+    return _of_view(LENSES, view, (), compute, _("Reading every layer (logit lens)…"))
 
 
 def get_head_scores(view: View) -> HeadScores:
@@ -365,7 +368,7 @@ def get_dropout_trace(view: View, p: float, seed: int) -> Trace:
     def compute() -> Trace:
         return dropout_pass(loaded.model, loaded.tokenizer, ids, p, seed, model_name=name)
 
-    return _of_view(DROPOUT_TRACES, view, (p, seed), compute, "Running the model with dropout…")
+    return _of_view(DROPOUT_TRACES, view, (p, seed), compute, _("Running the model with dropout…"))
 
 
 def get_last_logits(view: View, text: str, ids: list[int]) -> np.ndarray:

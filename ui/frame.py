@@ -12,7 +12,7 @@ import streamlit as st
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
-from ui.i18n import _
+from ui.i18n import LANG_KEY, LANGUAGES, _
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -67,6 +67,12 @@ def _on_path() -> None:
         st.session_state["model_id"] = raw
 
 
+def _on_language() -> None:
+    chosen = st.session_state.get("_w_lang")
+    if chosen in LANGUAGES:  # clicking the chosen language again deselects it: keep it
+        st.session_state[LANG_KEY] = chosen
+
+
 def _on_number(key: str) -> None:
     st.session_state[key] = st.session_state[f"_w_{key}"]
 
@@ -107,16 +113,20 @@ def _adopt(first_run: bool, shared: str, value: Any, high: int) -> None:
 def _sidebar_navigation(current: str) -> None:
     """Home, then one link per stage page that exists, the current one marked."""
     sb = st.sidebar
-    sb.page_link(HOME_PATH, label="Inside GPT: home", icon="🏠", query_params=nav_params())
-    sb.caption("The walk through the model, in the article's order:")
+    sb.page_link(HOME_PATH, label=_("Inside GPT: home"), icon="🏠", query_params=nav_params())
+    sb.caption(_("The walk through the model, in the article's order:"))
     for stage in STAGES:
         if not stage.exists():
             continue
         here = stage.id == current
-        label = f"**{stage.label}**  ◀ you are here" if here else stage.label
+        label = _("**{stage}**  ◀ you are here").format(stage=stage.label) if here else stage.label
         if stage.id == LAYER_STAGES[0]:
             first, last = STAGE_BY_ID[LAYER_STAGES[0]], STAGE_BY_ID[LAYER_STAGES[-1]]
-            sb.caption(f"↻ stages {first.number} to {last.number} repeat in every layer")
+            sb.caption(
+                _("↻ stages {first} to {last} repeat in every layer").format(
+                    first=first.number, last=last.number
+                )
+            )
         sb.page_link(stage.path, label=label, query_params=nav_params())
 
 
@@ -126,40 +136,43 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
     sb = st.sidebar
     sb.divider()
     sb.selectbox(
-        "Lecture presets",
+        _("Lecture presets"),
         [p.name for p in PRESETS_TEXT],
         index=None,
-        placeholder="Choose a prepared text…",
+        placeholder=_("Choose a prepared text…"),
         key="_w_preset",
+        format_func=_,
         on_change=_on_preset,
-        help="\n".join(f"- **{p.name}**: {p.why}" for p in PRESETS_TEXT),
+        help="\n".join(f"- **{_(p.name)}**: {_(p.why)}" for p in PRESETS_TEXT),
     )
     first_run = _mirror("_w_text", "text")  # issue 20 (b): see _mirror
     typed = sb.text_area(
-        "Your text",
+        _("Your text"),
         value=ss["text"] if first_run else None,
         key="_w_text",
         on_change=_on_text,
         height=140,
         max_chars=TEXTBOX_MAX_CHARS,
-        help=(
+        help=_(
             "Press Ctrl+Enter (or click outside the box) to run the model on it. "
-            f"The first {MAX_TEXT_CHARS:,} characters are used."
-        ),
+            "The first {n} characters are used."
+        ).format(n=f"{MAX_TEXT_CHARS:,}"),
     )
     if first_run and typed is not None and typed != ss["text"]:
         set_text(typed)
     if not text_fits_url(ss["text"]):
         sb.caption(
-            "This text is too long for the page address: a copied link carries the model and "
-            "the selection, not the text."
+            _(
+                "This text is too long for the page address: a copied link carries the model "
+                "and the selection, not the text."
+            )
         )
     options = available_models()
     if ss["model_id"] not in options:
         options = [*options, ss["model_id"]]
     first_run = _mirror("_w_model", "model_id")
     chosen = sb.selectbox(
-        "Model",
+        _("Model"),
         options,
         **({"index": options.index(ss["model_id"])} if first_run else {}),
         key="_w_model",
@@ -178,12 +191,14 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
         st.rerun()
     if loaded is not None and loaded.stored_dtype != "float32":
         sb.caption(
-            f"Its weights are stored as {loaded.stored_dtype}; this app computes in float32 "
-            "(every number shown is a float32 result of those weights)."
+            _(
+                "Its weights are stored as {dtype}; this app computes in float32 "
+                "(every number shown is a float32 result of those weights)."
+            ).format(dtype=loaded.stored_dtype)
         )
     if allow_paths():
         sb.text_input(
-            "…or a GPT-2 directory path",
+            _("…or a GPT-2 directory path"),
             key="_w_path",
             on_change=_on_path,
             placeholder="/path/to/gpt2",
@@ -196,7 +211,7 @@ def _sidebar_selection(trace: Trace) -> None:
     cfg = trace.config
     sb = st.sidebar
     sb.divider()
-    sb.markdown(f"**Layer** (block 0 to {cfg.n_layer - 1})")
+    sb.markdown(_("**Layer** (block 0 to {last})").format(last=cfg.n_layer - 1))
     left, mid, right = sb.columns([1, 2, 1], vertical_alignment="bottom")
     clicked_prev = left.button(
         "◀",
@@ -204,12 +219,12 @@ def _sidebar_selection(trace: Trace) -> None:
         on_click=_step_layer,
         args=(-1, cfg.n_layer),
         disabled=ss["layer"] <= 0,
-        help="previous layer",
+        help=_("previous layer"),
     )
     first_run = _mirror("_w_layer", "layer")
     layer = bounded_input(
         "number",
-        "Layer",
+        _("Layer"),
         0,
         cfg.n_layer - 1,
         ss["layer"],
@@ -226,7 +241,7 @@ def _sidebar_selection(trace: Trace) -> None:
         on_click=_step_layer,
         args=(1, cfg.n_layer),
         disabled=ss["layer"] >= cfg.n_layer - 1,
-        help="next layer",
+        help=_("next layer"),
     )
     if first_run and (clicked_prev or clicked_next):  # a click whose callback did not run
         _step_layer(-1 if clicked_prev else 1, cfg.n_layer)
@@ -235,7 +250,7 @@ def _sidebar_selection(trace: Trace) -> None:
     first_run = _mirror("_w_head", "head")
     head = bounded_input(
         "number",
-        f"Head (0 to {cfg.n_head - 1})" if cfg.n_head > 1 else "Head",
+        _("Head (0 to {last})").format(last=cfg.n_head - 1) if cfg.n_head > 1 else _("Head"),
         0,
         cfg.n_head - 1,
         ss["head"],
@@ -247,23 +262,38 @@ def _sidebar_selection(trace: Trace) -> None:
     _adopt(first_run, "head", head, cfg.n_head - 1)
     first_run = _mirror("_w_pos", "pos")
     pos = sb.selectbox(
-        "Token position",
+        _("Token position"),
         list(range(trace.n_tokens)),
         **({"index": ss["pos"]} if first_run else {}),
         key="_w_pos",
         format_func=lambda i: f"{i}: {trace.token_strs[i]}",
         on_change=_on_number,
         args=("pos",),
-        help="The query token: the attention page shows what this token looks at.",
+        help=_("The query token: the attention page shows what this token looks at."),
     )
     _adopt(first_run, "pos", pos, trace.n_tokens - 1)
+
+
+def _sidebar_language() -> None:
+    """The interface language (`ui.i18n`), at the top of the sidebar; its label is in both
+    languages so that a visitor who reads only one of them finds it."""
+    ss = st.session_state
+    ss["_w_lang"] = ss[LANG_KEY]
+    st.sidebar.segmented_control(
+        "Language · 语言",
+        list(LANGUAGES),
+        key="_w_lang",
+        format_func=LANGUAGES.__getitem__,
+        on_change=_on_language,
+        label_visibility="collapsed",
+    )
 
 
 # --- the frame -------------------------------------------------------------------------------
 
 
 def _page_config(stage_id: str) -> None:
-    title = "Inside GPT" if stage_id == "home" else f"{STAGE_BY_ID[stage_id].title} · Inside GPT"
+    title = "Inside GPT" if stage_id == "home" else f"{_(STAGE_BY_ID[stage_id].title)} · Inside GPT"
     st.set_page_config(
         page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state="expanded"
     )
@@ -278,22 +308,32 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
     except (CheckpointError, OSError) as err:
         log.warning("could not load model %r: %s", model_id, err)
         previous = ss.get("_last_good_model", "bundled")
-        st.error(f"Could not load the model “{quoted(model_id)}”: {quoted(str(err))}")
+        st.error(
+            _("Could not load the model “{model}”: {error}").format(
+                model=quoted(model_id), error=quoted(str(err))
+            )
+        )
         if previous == model_id:
             return model_id, None
-        notices.append(f"Still showing the model “{quoted(previous)}”.")
+        notices.append(_("Still showing the model “{model}”.").format(model=quoted(previous)))
         ss["model_id"] = previous
         model_id = previous
         try:
             loaded = load_model(model_id)
         except (CheckpointError, OSError) as err2:
-            st.error(f"Could not load the model “{quoted(model_id)}” either: {quoted(str(err2))}")
+            st.error(
+                _("Could not load the model “{model}” either: {error}").format(
+                    model=quoted(model_id), error=quoted(str(err2))
+                )
+            )
             return model_id, None
     ss["_last_good_model"] = model_id
     if reloaded_since(model_id, loaded, ss.get("_model_seen")):
         notices.append(
-            f"The model “{quoted(model_id)}” was reloaded: the files changed on disk, so "
-            "every number from here on comes from the new files."
+            _(
+                "The model “{model}” was reloaded: the files changed on disk, so every number "
+                "from here on comes from the new files."
+            ).format(model=quoted(model_id))
         )
     ss["_model_seen"] = key_of(model_id, loaded)
     return model_id, loaded
@@ -304,11 +344,12 @@ def frame(stage_id: str) -> View | None:
     ui/__init__.py. Raises ValueError for an unknown stage id."""
     if stage_id != "home" and stage_id not in STAGE_BY_ID:
         raise ValueError(f"unknown stage {stage_id!r}")
-    _page_config(stage_id)
     init_state()
-    notices, asked = adopt_query_params()
+    notices, asked = adopt_query_params()  # the link's language first: every word follows it
+    _page_config(stage_id)
     notices = text_notes() + notices
     ss = st.session_state
+    _sidebar_language()
     _sidebar_navigation(stage_id)
     model_id, loaded = _load_with_fallback(notices)
     _sidebar_inputs(loaded)
@@ -320,16 +361,20 @@ def frame(stage_id: str) -> View | None:
     if not text.strip():
         _show_notices(notices)
         st.info(
-            "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
-            "read it: every page then shows what happens inside."
+            _(
+                "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
+                "read it: every page then shows what happens inside."
+            )
         )
         write_query_params()
         return None
     ids = shared_ids(loaded)
     if ids is not None and "\ufffd" in text:
         notices.append(
-            "A generated token ends inside a character (shown as �): the pages analyse the "
-            "generated tokens themselves, not the text re-read."
+            _(
+                "A generated token ends inside a character (shown as �): the pages analyse the "
+                "generated tokens themselves, not the text re-read."
+            )
         )
     trace = get_trace(model_id, text, loaded, ids)
     cfg = trace.config
@@ -385,17 +430,25 @@ def padding_notice(trace: Trace) -> str:
     parts = []
     if n_pad:
         parts.append(
-            f"the last {n_pad:,} rows (ids {n_valid:,} and up) are padding (vocabularies are "
-            "often padded to a multiple of 64 for speed)"
+            _(
+                "the last {n_pad} rows (ids {n_valid} and up) are padding (vocabularies are "
+                "often padded to a multiple of 64 for speed)"
+            ).format(n_pad=f"{n_pad:,}", n_valid=f"{n_valid:,}")
         )
     if n_gaps:
         parts.append(
-            f"{n_gaps:,} ids (the first is {trace.gap_ids[0]}) are skipped by its tokenizer"
+            _("{n_gaps} ids (the first is {first}) are skipped by its tokenizer").format(
+                n_gaps=f"{n_gaps:,}", first=trace.gap_ids[0]
+            )
         )
-    return (
-        f"This model has {trace.config.vocab_size:,} output rows but its tokenizer only "
-        f"{n_tokens:,} tokens: {' and '.join(parts)}. They name no token, so every prediction "
-        f"here leaves them out: probabilities are over the {n_tokens:,} tokens."
+    return _(
+        "This model has {rows} output rows but its tokenizer only {n_tokens} tokens: {parts}. "
+        "They name no token, so every prediction here leaves them out: probabilities are over "
+        "the {n_tokens} tokens."
+    ).format(
+        rows=f"{trace.config.vocab_size:,}",
+        n_tokens=f"{n_tokens:,}",
+        parts=_(" and ").join(parts),
     )
 
 
@@ -403,11 +456,11 @@ def _dropped_notice(trace: Trace, reason: str) -> str:
     """Say how many tokens were kept, which were left out, and why."""
     n, total = trace.n_tokens, trace.n_tokens + trace.n_tokens_dropped
     why = {
-        "context": f"the model reads at most {n} at once",
-        "operator": f"this server is set to show at most {n} per text",
-        "memory": f"this server keeps the numbers of at most {n} tokens of this model in memory",
-    }[reason]
-    return (
-        f"Your text has {total} tokens; {why}, so the first {n} are shown and the last "
-        f"{trace.n_tokens_dropped} are left out."
-    )
+        "context": _("the model reads at most {n} at once"),
+        "operator": _("this server is set to show at most {n} per text"),
+        "memory": _("this server keeps the numbers of at most {n} tokens of this model in memory"),
+    }[reason].format(n=n)
+    return _(
+        "Your text has {total} tokens; {why}, so the first {n} are shown and the last "
+        "{dropped} are left out."
+    ).format(total=total, why=why, n=n, dropped=trace.n_tokens_dropped)

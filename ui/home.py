@@ -34,32 +34,42 @@ def _validation_loss(loaded: LoadedModel) -> float | None:
 
 
 def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
-    """The model card as (field, value) rows for the home page."""
+    """The model card as (field, value) rows for the home page, in the caller's language (the
+    card's own free text, what it was trained on, stays as the card writes it)."""
     cfg, card = loaded.config, loaded.card
+    not_recorded = _("not recorded")
     rows = [
-        ("Layers (blocks)", str(cfg.n_layer)),
-        ("Attention heads per layer", str(cfg.n_head)),
-        ("Width of the residual stream (d_model)", str(cfg.d_model)),
-        ("Width of one head (d_head)", str(cfg.d_head)),
-        ("Feed-forward width", str(cfg.d_mlp)),
-        ("Context (longest text it reads)", f"{cfg.n_ctx} tokens"),
-        ("Vocabulary", f"{_fmt_int(cfg.vocab_size)} tokens ({loaded.tokenizer.name})"),
-        ("Parameters", _fmt_int(cfg.n_params())),
-        ("Trained on", card.trained_on if card is not None else "not recorded"),
+        (_("Layers (blocks)"), str(cfg.n_layer)),
+        (_("Attention heads per layer"), str(cfg.n_head)),
+        (_("Width of the residual stream (d_model)"), str(cfg.d_model)),
+        (_("Width of one head (d_head)"), str(cfg.d_head)),
+        (_("Feed-forward width"), str(cfg.d_mlp)),
+        (_("Context (longest text it reads)"), _("{n} tokens").format(n=cfg.n_ctx)),
+        (
+            _("Vocabulary"),
+            _("{n} tokens ({tokenizer})").format(
+                n=_fmt_int(cfg.vocab_size), tokenizer=loaded.tokenizer.name
+            ),
+        ),
+        (_("Parameters"), _fmt_int(cfg.n_params())),
+        (_("Trained on"), card.trained_on if card is not None else not_recorded),
     ]
     if card is not None and card.tokens_seen is not None:
-        progress = f"{card.tokens_seen:,} tokens"
+        progress = _("{n} tokens").format(n=f"{card.tokens_seen:,}")
         if card.checkpoint_step is not None:
-            progress += f", step {card.checkpoint_step:,}"
             if card.max_steps is not None:
-                progress += f" of {card.max_steps:,}"
-        rows.append(("Training so far", progress))
+                progress += _(", step {step} of {steps}").format(
+                    step=f"{card.checkpoint_step:,}", steps=f"{card.max_steps:,}"
+                )
+            else:
+                progress += _(", step {step}").format(step=f"{card.checkpoint_step:,}")
+        rows.append((_("Training so far"), progress))
     loss = _validation_loss(loaded)
     rows.append(
-        ("Validation loss (nats per token)", f"{loss:.3f}" if loss is not None else "not recorded")
+        (_("Validation loss (nats per token)"), f"{loss:.3f}" if loss is not None else not_recorded)
     )
     source = _shown_source(loaded.source)
-    rows.append(("Weights from", source))
+    rows.append((_("Weights from"), source))
     return rows
 
 
@@ -90,12 +100,12 @@ _FLOW_CSS = (
 def _flow_box(col: Any, stage: Stage) -> None:
     """One flowchart box: the stage's link (or its name, if the page is absent) and note."""
     with col.container(border=True, key=f"flow_{stage.id}"):
-        label = f"{stage.number} · {stage.short_title}"
+        label = f"{stage.number} · {_(stage.short_title)}"
         if stage.exists():
             st.page_link(stage.path, label=label, query_params=nav_params(), width="stretch")
         else:
             st.markdown(f"**{label}**")
-        st.caption(stage.note)
+        st.caption(_(stage.note))
 
 
 def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
@@ -119,12 +129,16 @@ def flowchart(n_layer: int | None) -> None:
     slots = len(LAYER_STAGES)
     st.html(_FLOW_CSS)
     _flow_row(before, slots)
-    times = f" × {n_layer} layers" if n_layer else ""
-    st.markdown(f"↓ &nbsp; **the same block, repeated in every layer{times}**")
+    if n_layer:
+        repeated = _("the same block, repeated in every layer × {n} layers").format(n=n_layer)
+    else:
+        repeated = _("the same block, repeated in every layer")
+    st.markdown(f"↓ &nbsp; **{repeated}**")
     with st.container(border=True):
         _flow_row(LAYER_STAGES, slots)
         st.caption(
-            f"↻ back to {STAGE_BY_ID[LAYER_STAGES[0]].number} for the next layer; after the last "
-            "layer, on to the output ↓"
+            _(
+                "↻ back to {first} for the next layer; after the last layer, on to the output ↓"
+            ).format(first=STAGE_BY_ID[LAYER_STAGES[0]].number)
         )
     _flow_row(after, slots)

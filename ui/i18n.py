@@ -19,13 +19,26 @@ two languages are served at once (tested).
 
 Catalogues: `assets/locales/<lang>/LC_MESSAGES/messages.po` (GNU gettext PO, English msgids),
 read with Babel and compiled in memory to a `gettext.GNUTranslations` (no `.mo` file to go stale
-in the repository). Extract and update with Babel's command line (configuration in
+in the repository). One command keeps them in step with the code (configuration in
 `babel.cfg`):
+
+    .venv/bin/python -m ui.i18n            # extract, update every catalogue, list what is left
+
+It runs Babel's extractor into `assets/locales/messages.pot` (sorted, no line numbers, so the
+file only changes when a string does), merges that template into every language's
+`messages.po` (new msgids get an empty msgstr, removed ones become obsolete `#~` entries) and
+prints every msgid that still has no translation; `--check` changes nothing and exits 1 when
+the template is out of date or a translation is missing (tests/ui/test_i18n.py asserts both).
+The same steps with Babel's command line:
 
     pybabel extract -F babel.cfg -o assets/locales/messages.pot \
         --no-location --omit-header --sort-output .
     pybabel update -i assets/locales/messages.pot -d assets/locales \
         --no-fuzzy-matching --omit-header
+
+Figures: engine/figures must not import this module (the engine imports no Streamlit), so it has
+its own `_` (`engine.figures.text`), which calls the translator installed here at import:
+this module's `_`, per session like everything else.
 
 Code outside a Streamlit session (tests, the command line) gets English unless `use_language`
 is given a language.
@@ -40,11 +53,15 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
+from engine.figures import text as figure_text
+
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "assets" / "locales"
 DOMAIN = "messages"
 SOURCE_LANGUAGE = "en"
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "中文"}  # code -> its own name
 LANG_KEY = "lang"  # session_state key (shared, mirrored in the `lang` query parameter)
+POT_FILE = LOCALES_DIR / f"{DOMAIN}.pot"
+BABEL_CFG = LOCALES_DIR.parent.parent / "babel.cfg"
 
 _local = threading.local()  # `use_language` outside Streamlit (tests, scripts)
 
@@ -129,3 +146,119 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
     """Mark `message` for extraction without translating it now (translate where shown)."""
     return message
+
+
+figure_text.set_translator(_)  # engine/figures' `_` looks up the caller's session, like ours
+
+
+def browser_language() -> str | None:
+    """The supported language of the visitor's browser (`st.context.locale`, navigator.language,
+    Streamlit >= 1.46), or None (unsupported, not sent, outside a session)."""
+    try:
+        import streamlit as st
+
+        return normalize_language(getattr(st.context, "locale", None))
+    except Exception:  # no session or an older Streamlit: no browser language
+        return None
+
+
+def po_path(lang: str) -> Path:
+    """The PO catalogue file of `lang`."""
+    return LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def extract_template():
+    """A fresh Babel `Catalog` of every msgid in the code, as `pybabel extract -F babel.cfg`
+    finds them (keywords `_`, `N_`, `ngettext`, `gettext`; `engine.figures.text._` included)."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+
+    root = BABEL_CFG.parent
+    with BABEL_CFG.open(encoding="utf-8") as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    catalog = Catalog(project="inside-gpt", charset="utf-8")
+    for _path, _lineno, message, comments, context in extract_from_dir(
+        str(root), method_map, options_map, strip_comment_tags=True
+    ):
+        catalog.add(message, None, auto_comments=comments, context=context)
+    return catalog
+
+
+def _pot_text(catalog) -> bytes:
+    from babel.messages.pofile import write_po
+
+    buf = io.BytesIO()
+    write_po(buf, catalog, omit_header=True, no_location=True, sort_output=True, width=100)
+    return buf.getvalue()
+
+
+def missing_translations(lang: str, template=None) -> list[str]:
+    """The msgids of the template (default: a fresh extraction) that `lang`'s catalogue does not
+    translate (absent, empty or fuzzy; for a plural, any empty form)."""
+    from babel.messages.pofile import read_po
+
+    template = template if template is not None else extract_template()
+    with po_path(lang).open("rb") as f:
+        catalog = read_po(f, locale=lang)
+    missing = []
+    for message in template:
+        if not message.id:
+            continue
+        entry = catalog.get(message.id, context=message.context)
+        strings = entry.string if entry is not None else ""
+        strings = strings if isinstance(strings, (list, tuple)) else (strings,)
+        if entry is None or entry.fuzzy or not all(strings):
+            missing.append(message.id if isinstance(message.id, str) else message.id[0])
+    return missing
+
+
+def update_catalogues(check: bool = False) -> int:
+    """Extract, merge into every language's catalogue and report (`python -m ui.i18n`). With
+    `check`, write nothing: exit status 1 when the template or a catalogue is out of date or a
+    translation is missing. Returns the exit status."""
+    from babel.messages.pofile import read_po, write_po
+
+    template = extract_template()
+    fresh = _pot_text(template)
+    status = 0
+    stale = not POT_FILE.is_file() or POT_FILE.read_bytes() != fresh
+    if stale and check:
+        print(f"{POT_FILE.name} is out of date: run `python -m ui.i18n`")
+        status = 1
+    elif stale:
+        POT_FILE.write_bytes(fresh)
+        print(f"wrote {POT_FILE}")
+    for lang in LANGUAGES:
+        if lang == SOURCE_LANGUAGE:
+            continue
+        path = po_path(lang)
+        with path.open("rb") as f:
+            catalog = read_po(f, locale=lang)
+        created = catalog.creation_date
+        catalog.update(template, no_fuzzy_matching=True)
+        catalog.creation_date = created  # the merge alone is no new version of the file
+        buf = io.BytesIO()
+        write_po(
+            buf, catalog, no_location=True, sort_output=True, width=100, include_previous=False
+        )
+        if buf.getvalue() != path.read_bytes():
+            if check:
+                print(f"{path} is out of date: run `python -m ui.i18n`")
+                status = 1
+            else:
+                path.write_bytes(buf.getvalue())
+                print(f"updated {path}")
+        missing = missing_translations(lang, template)
+        for msgid in missing:
+            print(f"{lang}: untranslated: {msgid!r}")
+        print(f"{lang}: {len(template) - len(missing)} of {len(template)} messages translated")
+        if missing and check:
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(update_catalogues(check="--check" in sys.argv[1:]))

@@ -25,6 +25,7 @@ from engine.checkpoints import (
 from engine.config import PRESETS
 from engine.hub import SIDE_FILES, Progress, fetch
 from engine.tokenizer import cl100k_truncated
+from ui.i18n import _
 from ui.settings import (
     allow_paths,
     device_name,
@@ -66,12 +67,12 @@ def model_label(model_id: str) -> str:
     """The model's name in the sidebar's model box."""
     if model_id == "bundled":
         if test_model() or (BUNDLED_DIR / "config.json").is_file():
-            return "bundled (trained on Shakespeare)"
-        return "bundled (not trained yet: random weights)"
+            return _("bundled (trained on Shakespeare)")
+        return _("bundled (not trained yet: random weights)")
     if model_id == "random":
-        return "random (same shape, untrained)"
+        return _("random (same shape, untrained)")
     if model_id.startswith(HUB_PREFIX):
-        return f"{model_id[len(HUB_PREFIX) :]} (Hugging Face Hub)"
+        return _("{repo} (Hugging Face Hub)").format(repo=model_id[len(HUB_PREFIX) :])
     return model_id
 
 
@@ -214,10 +215,10 @@ def special_tokens_sentence(special_tokens: dict[str, int]) -> str:
     if not special_tokens:
         return ""
     named = ", ".join(
-        f"`{markdown_literal(name)}` = id {token_id}"
+        _("`{name}` = id {id}").format(name=markdown_literal(name), id=token_id)
         for name, token_id in sorted(special_tokens.items(), key=lambda item: item[1])
     )
-    return f"Special tokens (never read out of your text): {named}."
+    return _("Special tokens (never read out of your text): {named}.").format(named=named)
 
 
 # --- weights a page shows -------------------------------------------------------------------

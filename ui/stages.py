@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ui.i18n import N_
+from ui.i18n import N_, _
 from ui.settings import APP_DIR
 
 
@@ -17,9 +17,9 @@ class Stage:
 
     id: str
     number: int
-    title: str  # the page title
-    short_title: str  # the flowchart box (a box is narrow)
-    note: str  # one line under the flowchart box
+    title: str  # the page title (English msgid, marked N_: translate where shown, `_(title)`)
+    short_title: str  # the flowchart box (a box is narrow); a msgid too
+    note: str  # one line under the flowchart box; a msgid too
     path: str  # relative to app.py, e.g. "pages/3_Attention.py"
     per_layer: bool = False  # drawn once per layer: the walk repeats it for every block
 
@@ -30,8 +30,9 @@ class Stage:
 
     @property
     def label(self) -> str:
-        """The sidebar's link and the walk's buttons: "3 · Multi-head self-attention"."""
-        return f"{self.number} · {self.title}"
+        """The sidebar's link and the walk's buttons: "3 · Multi-head self-attention", in the
+        caller's language."""
+        return f"{self.number} · {_(self.title)}"
 
     def exists(self) -> bool:
         """Whether the page file is there (a page can be left out of a deployment)."""
@@ -39,74 +40,81 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("tokens", 1, "Input & tokens", "Tokens", "text → token ids", "pages/1_Tokens.py"),
+    Stage(
+        "tokens",
+        1,
+        N_("Input & tokens"),
+        N_("Tokens"),
+        N_("text → token ids"),
+        "pages/1_Tokens.py",
+    ),
     Stage(
         "embeddings",
         2,
-        "Embeddings",
-        "Embeddings",
-        "ids → vectors, plus position",
+        N_("Embeddings"),
+        N_("Embeddings"),
+        N_("ids → vectors, plus position"),
         "pages/2_Embeddings.py",
     ),
     Stage(
         "attention",
         3,
-        "Multi-head self-attention",
-        "Attention",
-        "each token gathers from earlier tokens",
+        N_("Multi-head self-attention"),
+        N_("Attention"),
+        N_("each token gathers from earlier tokens"),
         "pages/3_Attention.py",
         per_layer=True,
     ),
     Stage(
         "feed_forward",
         4,
-        "Feed-forward",
-        "Feed-forward",
-        "each token alone, 4× wider",
+        N_("Feed-forward"),
+        N_("Feed-forward"),
+        N_("each token alone, 4× wider"),
         "pages/4_Feed_forward.py",
         per_layer=True,
     ),
     Stage(
         "layer_norm",
         5,
-        "Layer norm",
-        "Layer norm",
-        "rescale every token's vector",
+        N_("Layer norm"),
+        N_("Layer norm"),
+        N_("rescale every token's vector"),
         "pages/5_Layer_norm.py",
         per_layer=True,
     ),
     Stage(
         "residual",
         6,
-        "Residual stream",
-        "Residual",
-        "add each block's output to the stream",
+        N_("Residual stream"),
+        N_("Residual"),
+        N_("add each block's output to the stream"),
         "pages/6_Residual.py",
         per_layer=True,
     ),
     Stage(
         "dropout",
         7,
-        "Dropout",
-        "Dropout",
-        "random zeros, only in training",
+        N_("Dropout"),
+        N_("Dropout"),
+        N_("random zeros, only in training"),
         "pages/7_Dropout.py",
         per_layer=True,
     ),
     Stage(
         "output",
         8,
-        "Output probabilities & logit lens",
-        "Output",
-        "probabilities of the next token",
+        N_("Output probabilities & logit lens"),
+        N_("Output"),
+        N_("probabilities of the next token"),
         "pages/8_Output.py",
     ),
     Stage(
         "generate",
         9,
-        "Generate",
-        "Generate",
-        "sample a token, append, repeat",
+        N_("Generate"),
+        N_("Generate"),
+        N_("sample a token, append, repeat"),
         "pages/9_Generate.py",
     ),
     # Interventions: after the walk through the model, cause and effect (issue 17).
@@ -156,5 +164,5 @@ def walk_neighbours(stage_id: str, layer: int, n_layer: int) -> tuple[Step | Non
 def step_label(step: Step) -> str:
     """A walk step's name on a button: "3 · Multi-head self-attention (layer 1)"."""
     stage, layer = step
-    where = f" (layer {layer})" if stage.per_layer else ""
+    where = _(" (layer {layer})").format(layer=layer) if stage.per_layer else ""
     return f"{stage.label}{where}"

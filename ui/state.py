@@ -6,7 +6,8 @@ own keys (prefixed "_w_") and copy into the shared keys; session state holds onl
 numbers there. "ids" is the token ids the text came from when the app made it from ids (Generate),
 as "id,id,...": a token that ends inside a character decodes to U+FFFD, and re-encoding the text
 would analyse other tokens, so pages analyse these ids while they still decode to the text
-(`shared_ids`). Query parameters: text, ids, model, layer, head, pos."""
+(`shared_ids`). "lang" is the interface language (`ui.i18n`). Query parameters: text, ids,
+model, layer, head, pos, lang."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ import streamlit as st
 
 from engine.checkpoints import LoadedModel
 from engine.trace import Trace
+from ui.i18n import LANG_KEY, LANGUAGES, SOURCE_LANGUAGE, _, browser_language, normalize_language
 from ui.models import model_offered
 from ui.settings import MAX_TEXT_CHARS
 from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
 
-SHARED_KEYS = ("text", "ids", "model_id", "layer", "head", "pos")
+SHARED_KEYS = ("text", "ids", "model_id", "layer", "head", "pos", "lang")
 _QP_NAMES = {
+    "lang": "lang",  # first: notices about the other parameters come in the link's language
     "text": "text",
     "ids": "ids",
     "model_id": "model",
@@ -55,6 +58,8 @@ def init_state() -> None:
     ss.setdefault("model_id", "bundled")
     ss.setdefault("layer", 0)
     ss.setdefault("head", 0)
+    if normalize_language(ss.get(LANG_KEY)) is None:  # the browser's language, else English
+        ss[LANG_KEY] = browser_language() or SOURCE_LANGUAGE
 
 
 def clamp(value: Any, low: int, high: int, default: int) -> int:
@@ -148,7 +153,18 @@ def adopt_query_params() -> tuple[list[str], dict[str, int]]:
         if name not in params or params[name] == written.get(name):
             continue
         raw = params[name]
-        if key == "text":
+        if key == "lang":
+            code = normalize_language(raw)
+            if code is None:
+                notices.append(
+                    _(
+                        "The link asks for the language “{value}”, which this app does not have; "
+                        "it speaks {languages}."
+                    ).format(value=quoted(raw, 60), languages=", ".join(LANGUAGES))
+                )
+            else:
+                ss[LANG_KEY] = code
+        elif key == "text":
             _store_text(raw)
         elif key == "ids":
             ss["ids"] = raw  # checked against the text and the model by `shared_ids`
@@ -157,14 +173,18 @@ def adopt_query_params() -> tuple[list[str], dict[str, int]]:
                 ss["model_id"] = raw
             else:
                 notices.append(
-                    f"The link asks for the model “{quoted(raw, 60)}”, which is not available "
-                    "here; showing the current model instead."
+                    _(
+                        "The link asks for the model “{model}”, which is not available here; "
+                        "showing the current model instead."
+                    ).format(model=quoted(raw, 60))
                 )
         else:
             value = _parse_int(raw)
             if value is None:
                 notices.append(
-                    f"The link's {name}='{quoted(raw, 60)}' is not a whole number; ignored."
+                    _("The link's {name}='{value}' is not a whole number; ignored.").format(
+                        name=name, value=quoted(raw, 60)
+                    )
                 )
             else:
                 ss[key] = value
@@ -176,18 +196,26 @@ def adopt_query_params() -> tuple[list[str], dict[str, int]]:
 def clamp_notices(asked: dict[str, int], cfg: Any, n_tokens: int) -> list[str]:
     """Notices for numbers from a link that the frame had to move into range."""
     ss = st.session_state
-    ranges = {
-        "layer": ("layer", f"this model has layers 0 to {cfg.n_layer - 1}"),
-        "head": ("head", f"each layer has heads 0 to {cfg.n_head - 1}"),
-        "pos": ("token position", f"the text has positions 0 to {n_tokens - 1}"),
+    messages = {
+        "layer": _(
+            "The link asks for layer {value}, but this model has layers 0 to {last}; "
+            "showing layer {shown}."
+        ),
+        "head": _(
+            "The link asks for head {value}, but each layer has heads 0 to {last}; "
+            "showing head {shown}."
+        ),
+        "pos": _(
+            "The link asks for token position {value}, but the text has positions 0 to {last}; "
+            "showing token position {shown}."
+        ),
     }
+    lasts = {"layer": cfg.n_layer - 1, "head": cfg.n_head - 1, "pos": n_tokens - 1}
     notices = []
     for key, value in asked.items():
         if ss.get(key) != value:
-            what, why = ranges[key]
             notices.append(
-                f"The link asks for {what} {quoted(f'{value:,}', 60)}, but {why}; "
-                f"showing {what} {ss[key]}."
+                messages[key].format(value=quoted(f"{value:,}", 60), last=lasts[key], shown=ss[key])
             )
     return notices
 

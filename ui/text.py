@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ui.i18n import N_, _, ngettext
 from ui.settings import MAX_TEXT_CHARS, URL_TEXT_MAX_CHARS
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A prepared text in the sidebar's "Lecture presets" box, and what it shows."""
+    """A prepared text in the sidebar's "Lecture presets" box, and what it shows. `name` and
+    `why` are msgids (marked N_, translated where shown); `text` is what the model reads."""
 
     name: str
     text: str
@@ -21,39 +23,39 @@ class Preset:
 
 PRESETS_TEXT: tuple[Preset, ...] = (
     Preset(
-        "Plain sentence",
+        N_("Plain sentence"),
         "The king is dead, and the queen will rule the land.",
-        "a short English sentence: a first look at every stage",
+        N_("a short English sentence: a first look at every stage"),
     ),
     Preset(
-        "Repeated line (induction)",
+        N_("Repeated line (induction)"),
         "To be, or not to be, that is the question. To be, or not to be, that is the question.",
-        "the second copy can be predicted from the first: look for induction heads",
+        N_("the second copy can be predicted from the first: look for induction heads"),
     ),
     Preset(
-        "Who is who (name tracking)",
+        N_("Who is who (name tracking)"),
         "When Romeo met Juliet in the garden, Juliet gave a rose to Romeo",
-        "the model should expect the name that has not acted yet",
+        N_("the model should expect the name that has not acted yet"),
     ),
     Preset(
-        "Chinese sentence",
+        N_("Chinese sentence"),
         "我们在学习大型语言模型是如何理解文字的。",
-        "characters split into several byte-level tokens",
+        N_("characters split into several byte-level tokens"),
     ),
     Preset(
-        "Long paragraph",
+        N_("Long paragraph"),
         "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not to "
         "praise him. The evil that men do lives after them; the good is oft interred with "
         "their bones; so let it be with Caesar. The noble Brutus hath told you Caesar was "
         "ambitious: if it were so, it was a grievous fault, and grievously hath Caesar "
         "answer'd it. Here, under leave of Brutus and the rest, for Brutus is an honourable "
         "man; so are they all, all honourable men, come I to speak in Caesar's funeral.",
-        "a long text: windows, long-range attention, the context limit",
+        N_("a long text: windows, long-range attention, the context limit"),
     ),
     Preset(
-        "Mixed English and Chinese",
+        N_("Mixed English and Chinese"),
         "The cat sat on the mat. 你好，世界! The cat sat",
-        "two scripts, a repeated phrase and emoji-free punctuation",
+        N_("two scripts, a repeated phrase and emoji-free punctuation"),
     ),
 )
 DEFAULT_TEXT = PRESETS_TEXT[0].text
@@ -70,8 +72,10 @@ def clean_text(raw: str) -> tuple[str, list[str]]:
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS]
         notes.append(
-            f"Your text has {len(raw):,} characters; only the first {MAX_TEXT_CHARS:,} are "
-            "kept (the model reads at most a few hundred tokens of them anyway)."
+            _(
+                "Your text has {n} characters; only the first {kept} are kept (the model reads "
+                "at most a few hundred tokens of them anyway)."
+            ).format(n=f"{len(raw):,}", kept=f"{MAX_TEXT_CHARS:,}")
         )
     if SURROGATE.search(text):
         before = text.count("\ufffd")
@@ -79,12 +83,20 @@ def clean_text(raw: str) -> tuple[str, list[str]]:
         text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         n = text.count("\ufffd") - before
         notes.append(
-            f"Your text contained {n} unpaired surrogate code point{'s' if n != 1 else ''} "
-            "(half of an emoji or other character, not a character by itself); shown as "
-            "U+FFFD (<U+FFFD> in token labels)."
+            ngettext(
+                "Your text contained {n} unpaired surrogate code point (half of an emoji or "
+                "other character, not a character by itself); shown as U+FFFD (<U+FFFD> in "
+                "token labels).",
+                "Your text contained {n} unpaired surrogate code points (half of an emoji or "
+                "other character, not a character by itself); shown as U+FFFD (<U+FFFD> in "
+                "token labels).",
+                n,
+            ).format(n=n)
             if n
-            else "Your text contained characters written as UTF-16 surrogate pairs; they were "
-            "joined into the characters they encode."
+            else _(
+                "Your text contained characters written as UTF-16 surrogate pairs; they were "
+                "joined into the characters they encode."
+            )
         )
     return text, notes
 

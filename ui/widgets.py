@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from engine.figures.common import MAX_AXIS
+from ui.i18n import _
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
 
@@ -64,7 +65,11 @@ def bounded_input(
     too. Returns the chosen value (an int when every bound and the step are ints)."""
     where = where or st
     if max_value <= min_value:
-        where.caption(f"{label}: {fmt.format(min_value)} (the only possible value here)")
+        where.caption(
+            _("{label}: {value} (the only possible value here)").format(
+                label=label, value=fmt.format(min_value)
+            )
+        )
         return min_value
     ss = st.session_state
     widget = where.slider if kind == "slider" else where.number_input
@@ -94,7 +99,7 @@ def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
     return int(
         bounded_input(
             "slider",
-            f"{label}: first of the {size} shown (of {n})",
+            _("{label}: first of the {size} shown (of {n})").format(label=label, size=size, n=n),
             0,
             n - size,
             key=key,
@@ -112,7 +117,10 @@ def next_stage(view: View) -> None:
     for col, step, arrow, kind in ((left, prev, "←", "prev"), (right, nxt, "→", "next")):
         if step is None or not step[0].exists():
             continue
-        label = f"{arrow} {step_label(step)}" if kind == "prev" else f"Next: {step_label(step)} →"
+        if kind == "prev":
+            label = f"{arrow} {step_label(step)}"
+        else:
+            label = _("Next: {step} →").format(step=step_label(step))
         if col.button(
             label, key=f"{view.stage}_{kind}", type="primary" if kind == "next" else "secondary"
         ):
@@ -120,4 +128,4 @@ def next_stage(view: View) -> None:
             st.session_state["layer"] = layer
             st.switch_page(stage.path, query_params=nav_params(layer))
     if nxt is None:
-        right.page_link(STAGES[0].path, label="Start the walk again", icon="🔁")
+        right.page_link(STAGES[0].path, label=_("Start the walk again"), icon="🔁")

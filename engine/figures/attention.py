@@ -25,19 +25,37 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import N_, _
 from engine.lens.attention import QuerySteps
-from engine.lens.heads import HeadScores
+from engine.lens.heads import HEAD_LABELS, HeadScores
 
 # Largest number of tokens along an axis of the small per-head maps (the big map shows more).
 GRID_AXIS = 48
+# The role labels of engine.lens.heads.HEAD_LABELS, marked for the catalogue (shown through `_`).
+HEAD_ROLE_NAMES = (
+    N_("previous-token"),
+    N_("induction"),
+    N_("first-token sink"),
+    N_("self"),
+    N_("broad"),
+)
+if HEAD_ROLE_NAMES != HEAD_LABELS:  # a role added to engine.lens.heads must be marked here too
+    raise RuntimeError("engine.figures.attention.HEAD_ROLE_NAMES differs from HEAD_LABELS")
+
+
+def role_name(label: str | None) -> str:
+    """A head's role label (`HeadScores.label`) in the reader's language; NOT_MEASURABLE ("–")
+    for None."""
+    return NOT_MEASURABLE if label is None else _(label)
 
 
 def _score_text(scores: np.ndarray) -> np.ndarray:
     """Hover strings for raw scores: masked entries say so."""
     s = np.asarray(scores, dtype=np.float64)
+    masked = _("masked (−∞)")
     out = np.empty(s.shape, dtype=object)
     for idx, value in np.ndenumerate(s):
-        out[idx] = f"{value:.3f}" if np.isfinite(value) else "masked (−∞)"
+        out[idx] = f"{value:.3f}" if np.isfinite(value) else masked
     return out
 
 
@@ -63,12 +81,12 @@ def pattern_heatmap(
         title,
         signed=False,
         zmax=1.0,
-        x_title="key (the token looked at)",
-        y_title="query (the token looking)",
-        hovertemplate=("query %{y}<br>key %{x}<br>weight %{z:.3f}<br>raw score %{customdata}"),
+        x_title=_("key (the token looked at)"),
+        y_title=_("query (the token looking)"),
+        hovertemplate=_("query %{y}<br>key %{x}<br>weight %{z:.3f}<br>raw score %{customdata}"),
         customdata=_score_text(np.asarray(scores)[rows, rows]),
         height=height or max(420, min(820, 160 + 22 * n)),
-        colorbar_title="weight",
+        colorbar_title=_("weight"),
     )
 
 
@@ -88,12 +106,13 @@ def head_grid(
     """Every head of one layer as a small heatmap titled with its number and role label
     (NOT_MEASURABLE, "–", for a label of None: nothing to measure); the selected head's title is
     marked. patterns: [H, T, T]."""
-    H, T, _ = patterns.shape
+    H, T, _width = patterns.shape
     cols = min(H, 4)
     nrows = math.ceil(H / cols)
     rows = grid_window(T, pos)
     titles = [
-        f"{'▶ ' if h == selected else ''}head {h}: {plotly_text(head_labels[h] or NOT_MEASURABLE)}"
+        ("▶ " if h == selected else "")
+        + _("head {h}: {role}").format(h=h, role=plotly_text(role_name(head_labels[h])))
         for h in range(H)
     ]
     fig = make_subplots(
@@ -114,9 +133,11 @@ def head_grid(
                 zmax=1,
                 colorscale=SCALE_WEIGHTS,
                 showscale=h == 0,
-                colorbar={"title": {"text": "weight"}},
-                hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}"
-                "<extra></extra>",
+                colorbar={"title": {"text": _("weight")}},
+                hovertemplate=_("head {h}<br>query %{y}<br>key %{x}<br>weight %{z:.3f}").replace(
+                    "{h}", str(h)
+                )
+                + "<extra></extra>",
             ),
             row=h // cols + 1,
             col=h % cols + 1,
@@ -132,10 +153,10 @@ def head_grid(
 
 
 _QUERY_STEP_TITLES = (
-    "① raw scores q·k / √d_head (every key, the future too)",
-    "② causal mask: keys after the query become −∞",
-    "③ softmax: the weights (they sum to 1)",
-    "④ what each value adds to the output: ‖weight × v‖",
+    N_("① raw scores q·k / √d_head (every key, the future too)"),
+    N_("② causal mask: keys after the query become −∞"),
+    N_("③ softmax: the weights (they sum to 1)"),
+    N_("④ what each value adds to the output: ‖weight × v‖"),
 )
 
 
@@ -147,8 +168,8 @@ def _minus_infinity_marks(labels: list[str], future: np.ndarray) -> go.Scatter:
         mode="text",
         text=["−∞"] * int(future.sum()),
         textfont={"size": FONT_SIZE + 2, "color": "#d62728"},
-        hovertemplate="key %{x}<br>masked: −∞<extra></extra>",
-        name="masked",
+        hovertemplate=_("key %{x}<br>masked: −∞") + "<extra></extra>",
+        name=_("masked"),
     )
 
 
@@ -167,14 +188,14 @@ def query_steps_figure(
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.07,
-        subplot_titles=_QUERY_STEP_TITLES,
+        subplot_titles=[_(t) for t in _QUERY_STEP_TITLES],
     )
     masked = [None if not np.isfinite(m) else float(m) for m in steps.masked[cols]]
     rows = (
-        (steps.raw[cols], ["#BAB0AC" if f else PALETTE[0] for f in future], "raw score", None),
-        (masked, PALETTE[0], "score", "masked score"),
-        (steps.weights[cols], PALETTE[2], "weight", None),
-        (steps.contributions[cols], PALETTE[1], "‖weight × v‖", "contribution"),
+        (steps.raw[cols], ["#BAB0AC" if f else PALETTE[0] for f in future], _("raw score"), None),
+        (masked, PALETTE[0], _("score"), _("masked score")),
+        (steps.weights[cols], PALETTE[2], _("weight"), None),
+        (steps.contributions[cols], PALETTE[1], "‖weight × v‖", _("contribution")),
     )
     for row, (y, colour, quantity, name) in enumerate(rows, start=1):
         fig.add_trace(
@@ -182,7 +203,8 @@ def query_steps_figure(
                 x=labels,
                 y=y,
                 marker_color=colour,
-                hovertemplate=f"key %{{x}}<br>{quantity} %{{y:.3f}}<extra></extra>",
+                hovertemplate=_("key %{x}<br>{quantity} %{y:.3f}").replace("{quantity}", quantity)
+                + "<extra></extra>",
                 name=name or quantity,
             ),
             row=row,
@@ -213,7 +235,7 @@ def head_scores_table(scores: HeadScores) -> pd.DataFrame:
                 {
                     "layer": layer,
                     "head": head,
-                    "label": NOT_MEASURABLE if label is None else label,
+                    "label": role_name(label),
                     "previous-token": shown(scores.previous[layer, head]),
                     "induction": shown(scores.induction[layer, head]),
                     "first-token sink": shown(scores.first[layer, head]),
@@ -221,7 +243,17 @@ def head_scores_table(scores: HeadScores) -> pd.DataFrame:
                     "entropy (nats)": shown(scores.entropy[layer, head], "{:.3f}"),
                 }
             )
-    return pd.DataFrame(rows)
+    headers = {
+        "layer": _("layer"),
+        "head": _("head"),
+        "label": _("label"),
+        "previous-token": _("previous-token"),
+        "induction": _("induction"),
+        "first-token sink": _("first-token sink"),
+        "self": _("self"),
+        "entropy (nats)": _("entropy (nats)"),
+    }
+    return pd.DataFrame(rows).rename(columns=headers)
 
 
 def article_vs_gpt(
@@ -238,14 +270,14 @@ def article_vs_gpt(
         unmasked,
         raw,
         token_strs,
-        "The article: no mask (sees the future)",
+        _("The article: no mask (sees the future)"),
         start=start,
     )
     gpt = pattern_heatmap(
         pattern,
         scores,
         token_strs,
-        "GPT: causal mask (sees only the past)",
+        _("GPT: causal mask (sees only the past)"),
         start=start,
     )
     return article, gpt

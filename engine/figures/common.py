@@ -10,6 +10,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 FONT_SIZE = 16
+# Plotly's own default stack, then CJK fonts so that Chinese titles, ticks and hovers render in
+# a CJK face instead of the browser's guess: Noto Sans CJK (what .ci/run and Debian's
+# fonts-noto-cjk install), Source Han Sans (the same design under Adobe's name), then what
+# macOS and Windows ship.
+FONT_FAMILY = (
+    '"Open Sans", verdana, arial, "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", '
+    '"PingFang SC", "Microsoft YaHei", sans-serif'
+)
 TITLE_SIZE = 20
 # Sequential scale for weights in [0, 1] (attention, probabilities).
 SCALE_WEIGHTS = "Blues"
@@ -37,7 +45,7 @@ def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
     """Apply the shared title, font, margins and template to `fig` (in place; returns it)."""
     fig.update_layout(
         title={"text": title, "font": {"size": TITLE_SIZE}},
-        font={"size": FONT_SIZE},
+        font={"size": FONT_SIZE, "family": FONT_FAMILY},
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 60},
         template="plotly_white",

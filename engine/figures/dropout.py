@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 
 from engine.dropout_demo import MaskAverage, kept_mask
 from engine.figures.common import PALETTE, SCALE_WEIGHTS, base_layout, token_labels, window
+from engine.figures.text import _
 
 # Three patterns side by side: fewer tokens per panel than a full-width heatmap.
 PANEL_AXIS = 64
@@ -40,9 +41,9 @@ def patterns_figure(
         shared_yaxes=True,
         horizontal_spacing=0.03,
         subplot_titles=(
-            "evaluation: dropout = identity",
-            "training pass: before the mask",
-            f"after the mask, survivors × {scale:.3g}",
+            _("evaluation: dropout = identity"),
+            _("training pass: before the mask"),
+            _("after the mask, survivors × {scale}").format(scale=f"{scale:.3g}"),
         ),
     )
     panels = (eval_pattern, pass_pattern, dropped)
@@ -57,16 +58,18 @@ def patterns_figure(
                 zmin=0.0,
                 zmax=zmax,
                 showscale=col == 3,
-                colorbar={"title": {"text": "weight"}},
-                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+                colorbar={"title": {"text": _("weight")}},
+                hovertemplate=_("query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"),
             ),
             row=1,
             col=col,
         )
     fig.update_yaxes(autorange="reversed")
-    fig.update_yaxes(title_text="query token", row=1, col=1)
+    fig.update_yaxes(title_text=_("query token"), row=1, col=1)
     fig.update_xaxes(tickangle=-60)
-    return base_layout(fig, f"One head's attention weights, dropout p = {p:g}", 560)
+    return base_layout(
+        fig, _("One head's attention weights, dropout p = {p}").format(p=f"{p:g}"), 560
+    )
 
 
 def query_row_figure(
@@ -84,9 +87,9 @@ def query_row_figure(
     kept = kept_mask(pass_row[keys], dropped_row[keys])
     fig = go.Figure()
     for name, row, colour in (
-        ("evaluation (identity)", eval_row, PALETTE[9]),
-        ("training pass, before the mask", pass_row, PALETTE[0]),
-        (f"after the mask, × 1/(1 − {p:g})", dropped_row, PALETTE[1]),
+        (_("evaluation (identity)"), eval_row, PALETTE[9]),
+        (_("training pass, before the mask"), pass_row, PALETTE[0]),
+        (_("after the mask, × {factor}").format(factor=f"1/(1 − {p:g})"), dropped_row, PALETTE[1]),
     ):
         fig.add_trace(
             go.Bar(
@@ -94,7 +97,7 @@ def query_row_figure(
                 y=_rounded(row[keys]),
                 name=name,
                 marker_color=colour,
-                hovertemplate="key %{x}<br>weight %{y:.4f}<extra>" + name + "</extra>",
+                hovertemplate=_("key %{x}<br>weight %{y:.4f}<extra>") + name + "</extra>",
             )
         )
     dropped_at = [labels[i] for i in np.flatnonzero(~kept)]
@@ -104,15 +107,16 @@ def query_row_figure(
                 x=dropped_at,
                 y=[0.0] * len(dropped_at),
                 mode="markers",
-                name="dropped by the mask",
+                name=_("dropped by the mask"),
                 marker={"symbol": "x", "size": 14, "color": PALETTE[3]},
-                hovertemplate="key %{x}: dropped<extra></extra>",
+                hovertemplate=_("key %{x}: dropped<extra></extra>"),
             )
         )
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.3})
-    fig.update_xaxes(title_text="key token", tickangle=-45)
-    fig.update_yaxes(title_text="attention weight")
-    return base_layout(fig, f"Query token {pos}: its weights, with and without dropout", 480)
+    fig.update_xaxes(title_text=_("key token"), tickangle=-45)
+    fig.update_yaxes(title_text=_("attention weight"))
+    title = _("Query token {pos}: its weights, with and without dropout").format(pos=pos)
+    return base_layout(fig, title, 480)
 
 
 def convergence_figure(avg: MaskAverage) -> go.Figure:
@@ -120,9 +124,24 @@ def convergence_figure(avg: MaskAverage) -> go.Figure:
     only (1 - p) times it (the article's unscaled mask)."""
     fig = go.Figure()
     for name, ys, colour, dash in (
-        ("inverted dropout (GPT-2): avg − x", avg.err_inverted, PALETTE[0], "solid"),
-        ("article's mask, no rescaling: avg − x", avg.err_plain, PALETTE[1], "dash"),
-        ("article's mask: avg − (1 − p)·x", avg.err_plain_scaled, PALETTE[2], "dot"),
+        (
+            _("inverted dropout (GPT-2): {formula}").format(formula="avg − x"),
+            avg.err_inverted,
+            PALETTE[0],
+            "solid",
+        ),
+        (
+            _("article's mask, no rescaling: {formula}").format(formula="avg − x"),
+            avg.err_plain,
+            PALETTE[1],
+            "dash",
+        ),
+        (
+            _("article's mask: {formula}").format(formula="avg − (1 − p)·x"),
+            avg.err_plain_scaled,
+            PALETTE[2],
+            "dot",
+        ),
     ):
         fig.add_trace(
             go.Scatter(
@@ -131,13 +150,14 @@ def convergence_figure(avg: MaskAverage) -> go.Figure:
                 mode="lines",
                 name=name,
                 line={"color": colour, "dash": dash, "width": 3},
-                hovertemplate="%{x} masks<br>mean |difference| %{y:.5f}<extra></extra>",
+                hovertemplate=_("%{x} masks<br>mean |difference| %{y:.5f}<extra></extra>"),
             )
         )
-    fig.update_xaxes(type="log", title_text="number of masks averaged")
-    fig.update_yaxes(title_text="mean |difference| per weight", rangemode="tozero")
+    fig.update_xaxes(type="log", title_text=_("number of masks averaged"))
+    fig.update_yaxes(title_text=_("mean |difference| per weight"), rangemode="tozero")
     fig.update_layout(legend={"orientation": "h", "y": -0.3})
-    return base_layout(fig, f"Averages of {avg.n} masks, p = {avg.p:g}", 480)
+    title = _("Averages of {n} masks, p = {p}").format(n=avg.n, p=f"{avg.p:g}")
+    return base_layout(fig, title, 480)
 
 
 def average_row_figure(
@@ -149,10 +169,22 @@ def average_row_figure(
     labels = token_labels(token_strs, 0, pos + 1)
     fig = go.Figure()
     for name, row, colour in (
-        ("evaluation x", x_row[keys], PALETTE[9]),
-        (f"average of {avg.n} inverted-dropout outputs", avg.avg_inverted[pos, keys], PALETTE[0]),
-        (f"average of {avg.n} unscaled outputs", avg.avg_plain[pos, keys], PALETTE[1]),
-        ("(1 − p)·x, the article's formula", (1.0 - avg.p) * x_row[keys], PALETTE[2]),
+        (_("evaluation x"), x_row[keys], PALETTE[9]),
+        (
+            _("average of {n} inverted-dropout outputs").format(n=avg.n),
+            avg.avg_inverted[pos, keys],
+            PALETTE[0],
+        ),
+        (
+            _("average of {n} unscaled outputs").format(n=avg.n),
+            avg.avg_plain[pos, keys],
+            PALETTE[1],
+        ),
+        (
+            _("{formula}, the article's formula").format(formula="(1 − p)·x"),
+            (1.0 - avg.p) * x_row[keys],
+            PALETTE[2],
+        ),
     ):
         fig.add_trace(
             go.Bar(
@@ -160,13 +192,13 @@ def average_row_figure(
                 y=_rounded(row),
                 name=name,
                 marker_color=colour,
-                hovertemplate="key %{x}<br>%{y:.4f}<extra>" + name + "</extra>",
+                hovertemplate=_("key %{x}<br>%{y:.4f}<extra>") + name + "</extra>",
             )
         )
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.3})
-    fig.update_xaxes(title_text="key token", tickangle=-45)
-    fig.update_yaxes(title_text="attention weight")
-    return base_layout(fig, f"Query token {pos}: what the masks average to", 480)
+    fig.update_xaxes(title_text=_("key token"), tickangle=-45)
+    fig.update_yaxes(title_text=_("attention weight"))
+    return base_layout(fig, _("Query token {pos}: what the masks average to").format(pos=pos), 480)
 
 
 __all__ = [

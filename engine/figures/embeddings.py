@@ -18,6 +18,7 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import _
 
 
 def embedding_heatmap(
@@ -40,9 +41,11 @@ def embedding_heatmap(
         title,
         signed=True,
         zmax=zmax,
-        x_title=f"dimension {cols.start}–{cols.stop - 1} of {d}",
-        y_title="token",
-        hovertemplate="token %{y}<br>dimension %{x}<br>value %{z:.4f}",
+        x_title=_("dimension {first}–{last} of {d}").format(
+            first=cols.start, last=cols.stop - 1, d=d
+        ),
+        y_title=_("token"),
+        hovertemplate=_("token %{y}<br>dimension %{x}<br>value %{z:.4f}"),
         height=max(320, min(900, 90 + 22 * (rows.stop - rows.start))),
     )
 
@@ -67,7 +70,7 @@ def pca_figure(
                 mode="lines",
                 line={"color": "#cccccc", "width": 1},
                 hoverinfo="skip",
-                name="text order",
+                name=_("text order"),
             ),
             go.Scatter(
                 x=coords[:, 0],
@@ -76,17 +79,17 @@ def pca_figure(
                 text=labels,
                 textposition="top center",
                 marker={"size": sizes, "color": colours, "line": {"color": "#333", "width": 1}},
-                hovertemplate="%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>",
-                name="tokens",
+                hovertemplate=_("%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>"),
+                name=_("tokens"),
             ),
         ]
     )
     base_layout(fig, title, height=560)
     for axis, k in ((fig.update_xaxes, 0), (fig.update_yaxes, 1)):
         share = (
-            f"{100 * explained[k]:.0f}% of the variance"
+            _("{share}% of the variance").format(share=f"{100 * explained[k]:.0f}")
             if np.isfinite(explained[k])
-            else "not measurable here"
+            else _("not measurable here")
         )
         axis(title_text=f"PC{k + 1} ({share})")
     fig.update_layout(showlegend=False)
@@ -107,11 +110,11 @@ def cosine_heatmap(
         title,
         signed=True,
         zmax=1.0,
-        x_title="token",
-        y_title="token",
-        hovertemplate="%{y} · %{x}<br>cosine %{z:.3f}",
+        x_title=_("token"),
+        y_title=_("token"),
+        hovertemplate=_("%{y} · %{x}<br>cosine %{z:.3f}"),
         height=max(360, min(800, 120 + 20 * (rows.stop - rows.start))),
-        colorbar_title="cosine",
+        colorbar_title=_("cosine"),
     )
 
 
@@ -128,17 +131,19 @@ def neighbours_figure(
             marker_color=PALETTE[0],
             text=[f"{s:.3f}" for s in sims],
             textposition="auto",
-            hovertemplate="%{y}<br>cosine %{x:.3f}<extra></extra>",
+            hovertemplate=_("%{y}<br>cosine %{x:.3f}<extra></extra>"),
         )
     )
     base_layout(
         fig,
-        f"Nearest tokens to “{plotly_text(query_label)}” in the embedding table",
+        _("Nearest tokens to “{token}” in the embedding table").format(
+            token=plotly_text(query_label)
+        ),
         height=max(320, 80 + 34 * len(ids)),
     )
     fig.update_yaxes(autorange="reversed", type="category", automargin=True)
     fig.update_xaxes(
-        title_text="cosine similarity", range=[min(0.0, float(np.min(sims, initial=0))), 1]
+        title_text=_("cosine similarity"), range=[min(0.0, float(np.min(sims, initial=0))), 1]
     )
     return fig
 

@@ -17,6 +17,7 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import _
 from engine.lens.feed_forward import gelu
 
 
@@ -53,21 +54,23 @@ def neurons_heatmap(
         go.Heatmap(
             z=z,
             x=token_labels(token_strs, lo, hi),
-            y=[f"unit {i}" for i in ids],
+            y=[_("unit {i}").format(i=i) for i in ids],
             colorscale=zero_white_scale(zmin, zmax),
             zmin=zmin,
             zmax=zmax,
             colorbar={"title": {"text": "gelu"}},
-            hovertemplate="token %{x}<br>%{y}<br>activation %{z:.3f}<extra></extra>",
+            hovertemplate=_("token %{x}<br>%{y}<br>activation %{z:.3f}<extra></extra>"),
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text="hidden unit", type="category")
-    fig.update_xaxes(title_text="token", tickangle=-45, type="category")
+    fig.update_yaxes(autorange="reversed", title_text=_("hidden unit"), type="category")
+    fig.update_xaxes(title_text=_("token"), tickangle=-45, type="category")
     height = max(420, 26 * len(ids) + 200)
-    which = "most selective" if rank == "selective" else "most active"
-    return base_layout(
-        fig, f"Layer {layer}: the {len(ids)} {which} of {post.shape[1]} hidden units", height
+    title = (
+        _("Layer {layer}: the {k} most selective of {n} hidden units")
+        if rank == "selective"
+        else _("Layer {layer}: the {k} most active of {n} hidden units")
     )
+    return base_layout(fig, title.format(layer=layer, k=len(ids), n=post.shape[1]), height)
 
 
 def hidden_histogram(
@@ -81,29 +84,33 @@ def hidden_histogram(
     fig.add_trace(
         go.Histogram(
             x=pre,
-            name="before GELU (W1 x + b1)",
+            name=_("before GELU (W1 x + b1)"),
             nbinsx=60,
             marker_color=PALETTE[9],
             opacity=0.75,
-            hovertemplate="value %{x}<br>%{y} units<extra>before GELU</extra>",
+            hovertemplate=_("value %{x}<br>%{y} units<extra>before GELU</extra>"),
         )
     )
     fig.add_trace(
         go.Histogram(
             x=post,
-            name="after GELU",
+            name=_("after GELU"),
             nbinsx=60,
             marker_color=PALETTE[0],
             opacity=0.75,
-            hovertemplate="value %{x}<br>%{y} units<extra>after GELU</extra>",
+            hovertemplate=_("value %{x}<br>%{y} units<extra>after GELU</extra>"),
         )
     )
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.2})
-    fig.update_xaxes(title_text="activation")
-    fig.update_yaxes(title_text="hidden units")
+    fig.update_xaxes(title_text=_("activation"))
+    fig.update_yaxes(title_text=_("hidden units"))
     token = plotly_text(token_str)
     return base_layout(
-        fig, f"Token {pos} “{token}”: its {pre.size} hidden units, layer {layer}", 440
+        fig,
+        _("Token {pos} “{token}”: its {n} hidden units, layer {layer}").format(
+            pos=pos, token=token, n=pre.size, layer=layer
+        ),
+        440,
     )
 
 
@@ -118,7 +125,7 @@ def activation_functions(pre_all: np.ndarray, pos: int) -> go.Figure:
     fig = go.Figure()
     curves = (
         ("GELU (GPT-2)", gelu(xs), PALETTE[0], "solid"),
-        ("tanh (the article)", np.tanh(xs), PALETTE[1], "dash"),
+        (_("tanh (the article)"), np.tanh(xs), PALETTE[1], "dash"),
         ("ReLU", np.maximum(xs, 0.0), PALETTE[2], "dot"),
     )
     for name, ys, colour, dash in curves:
@@ -129,7 +136,7 @@ def activation_functions(pre_all: np.ndarray, pos: int) -> go.Figure:
                 mode="lines",
                 name=name,
                 line={"color": colour, "dash": dash, "width": 3},
-                hovertemplate="x %{x:.2f}<br>f(x) %{y:.3f}<extra>" + name + "</extra>",
+                hovertemplate=_("x %{x:.2f}<br>f(x) %{y:.3f}<extra>") + name + "</extra>",
             )
         )
     fig.add_trace(
@@ -137,15 +144,15 @@ def activation_functions(pre_all: np.ndarray, pos: int) -> go.Figure:
             x=pre,
             y=gelu(pre),
             mode="markers",
-            name=f"token {pos}'s {pre.size} units",
+            name=_("token {pos}'s {n} units").format(pos=pos, n=pre.size),
             marker={"color": PALETTE[3], "size": 7, "opacity": 0.6},
-            hovertemplate="before GELU %{x:.3f}<br>after GELU %{y:.3f}<extra>this token</extra>",
+            hovertemplate=_("before GELU %{x:.3f}<br>after GELU %{y:.3f}<extra>this token</extra>"),
         )
     )
-    fig.update_xaxes(title_text="pre-activation  W1 x + b1")
-    fig.update_yaxes(title_text="output", range=[-1.5, max(2.0, float(gelu(high)) * 1.05)])
+    fig.update_xaxes(title_text=_("pre-activation  W1 x + b1"))
+    fig.update_yaxes(title_text=_("output"), range=[-1.5, max(2.0, float(gelu(high)) * 1.05)])
     fig.update_layout(legend={"orientation": "h", "y": -0.22})
-    return base_layout(fig, "Activation functions, with this text's values", 480)
+    return base_layout(fig, _("Activation functions, with this text's values"), 480)
 
 
 def mlp_norms_heatmap(
@@ -159,17 +166,17 @@ def mlp_norms_heatmap(
         go.Heatmap(
             z=norms[:, lo:hi],
             x=token_labels(token_strs, lo, hi),
-            y=[f"layer {i}" for i in range(norms.shape[0])],
+            y=[_("layer {i}").format(i=i) for i in range(norms.shape[0])],
             colorscale=SCALE_WEIGHTS,
             zmin=0.0,
             colorbar={"title": {"text": "‖mlp_out‖"}},
-            hovertemplate="token %{x}<br>%{y}<br>‖mlp_out‖ %{z:.3f}<extra></extra>",
+            hovertemplate=_("token %{x}<br>%{y}<br>‖mlp_out‖ %{z:.3f}<extra></extra>"),
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="token", tickangle=-45)
+    fig.update_xaxes(title_text=_("token"), tickangle=-45)
     return base_layout(
-        fig, "Size of each layer's feed-forward output, per token", 160 + 50 * norms.shape[0]
+        fig, _("Size of each layer's feed-forward output, per token"), 160 + 50 * norms.shape[0]
     )
 
 
@@ -181,7 +188,7 @@ def article_vs_gpt(pre: np.ndarray, layer: int, pos: int) -> go.Figure:
     fig.add_trace(
         go.Histogram(
             x=np.tanh(pre),
-            name="article: tanh(·), squashed into (-1, 1)",
+            name=_("article: tanh(·), squashed into (-1, 1)"),
             nbinsx=50,
             marker_color=PALETTE[1],
             opacity=0.75,
@@ -190,16 +197,17 @@ def article_vs_gpt(pre: np.ndarray, layer: int, pos: int) -> go.Figure:
     fig.add_trace(
         go.Histogram(
             x=gelu(pre),
-            name="GPT-2: gelu(·), large values pass",
+            name=_("GPT-2: gelu(·), large values pass"),
             nbinsx=50,
             marker_color=PALETTE[0],
             opacity=0.75,
         )
     )
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.22})
-    fig.update_xaxes(title_text="hidden unit value")
-    fig.update_yaxes(title_text="hidden units")
-    return base_layout(fig, f"Token {pos}, layer {layer}: tanh vs GELU on the same inputs", 440)
+    fig.update_xaxes(title_text=_("hidden unit value"))
+    fig.update_yaxes(title_text=_("hidden units"))
+    title = _("Token {pos}, layer {layer}: tanh vs GELU on the same inputs")
+    return base_layout(fig, title.format(pos=pos, layer=layer), 440)
 
 
 __all__ = [

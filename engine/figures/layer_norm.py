@@ -21,21 +21,22 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import _
 from engine.lens.layer_norm import LNStats
 
 
 def ln_label(which: str, layer: int | None) -> str:
     """Readable name of one LayerNorm ("ln_1 of layer 2", "ln_f (final)")."""
     if which == "ln_final":
-        return "ln_f (final)"
-    return f"{'ln_1' if which == 'ln1' else 'ln_2'} of layer {layer}"
+        return _("ln_f (final)")
+    return _("{ln} of layer {layer}").format(ln="ln_1" if which == "ln1" else "ln_2", layer=layer)
 
 
 def stats_label(stats: LNStats) -> str:
     """`LNStats.name` ("blocks.2.ln1", "ln_final") as a short axis label ("2·ln_1", "ln_f")."""
     if stats.name == "ln_final":
         return "ln_f"
-    _, layer, which = stats.name.split(".")
+    _blocks, layer, which = stats.name.split(".")
     return f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
 
 
@@ -53,14 +54,19 @@ def token_stats_figure(
             y=values[lo:hi],
             name=name,
             marker_color=PALETTE[i],
-            hovertemplate=f"token %{{x}}<br>{short} %{{y:.4f}}<extra></extra>",
+            hovertemplate=hover + "<extra></extra>",
         )
-        for i, (values, name, short) in enumerate(
-            ((stats.mean, "mean", "mean"), (stats.std, "standard deviation", "std"))
+        for i, (values, name, hover) in enumerate(
+            (
+                (stats.mean, _("mean"), _("token %{x}<br>mean %{y:.4f}")),
+                (stats.std, _("standard deviation"), _("token %{x}<br>std %{y:.4f}")),
+            )
         )
     ]
     fig = panels(
-        bars, ("mean over the features", "standard deviation over the features"), spacing=0.08
+        bars,
+        (_("mean over the features"), _("standard deviation over the features")),
+        spacing=0.08,
     )
     fig.update_xaxes(tickangle=-45, row=2, col=1)
     fig.update_layout(showlegend=False)
@@ -78,9 +84,17 @@ def feature_steps_figure(
     normalized = np.asarray(normalized, dtype=np.float64)
     out = np.asarray(out, dtype=np.float64)
     steps = (
-        ("1. entering: x", x, PALETTE[9]),
-        ("2. normalised: (x − mean) / sqrt(var + eps)", normalized, PALETTE[0]),
-        ("3. after gamma and beta: y = gamma · x̂ + beta", out, PALETTE[2]),
+        (_("1. entering: {formula}").format(formula="x"), x, PALETTE[9]),
+        (
+            _("2. normalised: {formula}").format(formula="(x − mean) / sqrt(var + eps)"),
+            normalized,
+            PALETTE[0],
+        ),
+        (
+            _("3. after gamma and beta: {formula}").format(formula="y = gamma · x̂ + beta"),
+            out,
+            PALETTE[2],
+        ),
     )
     fig = make_subplots(
         rows=3,
@@ -88,7 +102,10 @@ def feature_steps_figure(
         shared_xaxes=True,
         vertical_spacing=0.1,
         subplot_titles=[
-            f"{name}  (mean {v.mean():.3f}, std {v.std():.3f})" for name, v, _ in steps
+            _("{name}  (mean {mean}, std {std})").format(
+                name=name, mean=f"{v.mean():.3f}", std=f"{v.std():.3f}"
+            )
+            for name, v, _colour in steps
         ],
     )
     idx = np.arange(x.size)
@@ -99,12 +116,12 @@ def feature_steps_figure(
                 y=values,
                 name=name,
                 marker_color=colour,
-                hovertemplate="feature %{x}<br>value %{y:.4f}<extra></extra>",
+                hovertemplate=_("feature %{x}<br>value %{y:.4f}<extra></extra>"),
             ),
             row=row,
             col=1,
         )
-    fig.update_xaxes(title_text="feature", row=3, col=1)
+    fig.update_xaxes(title_text=_("feature"), row=3, col=1)
     fig.update_layout(showlegend=False, bargap=0.0)
     return base_layout(fig, title, 640)
 
@@ -120,12 +137,13 @@ def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Fig
             y=values,
             name=name,
             marker_color=PALETTE[i],
-            hovertemplate=f"feature %{{x}}<br>{name} %{{y:.4f}}<extra></extra>",
+            hovertemplate=_("feature %{x}<br>{name} %{y:.4f}").replace("{name}", name)
+            + "<extra></extra>",
         )
         for i, (values, name) in enumerate(((gamma, "gamma"), (beta, "beta")))
     ]
-    fig = panels(bars, ("gamma (gain; 1 = unchanged)", "beta (bias; 0 = unchanged)"))
-    fig.update_xaxes(title_text="feature", row=2, col=1)
+    fig = panels(bars, (_("gamma (gain; 1 = unchanged)"), _("beta (bias; 0 = unchanged)")))
+    fig.update_xaxes(title_text=_("feature"), row=2, col=1)
     fig.update_layout(showlegend=False, bargap=0.0)
     return base_layout(fig, title, 520)
 
@@ -144,9 +162,9 @@ def scale_growth_figure(
             y=stds.max(axis=1),
             mode="lines",
             line={"width": 0},
-            name="largest token",
+            name=_("largest token"),
             showlegend=False,
-            hovertemplate="%{x}<br>largest std %{y:.3f}<extra></extra>",
+            hovertemplate=_("%{x}<br>largest std %{y:.3f}<extra></extra>"),
         )
     )
     fig.add_trace(
@@ -157,35 +175,35 @@ def scale_growth_figure(
             line={"width": 0},
             fill="tonexty",
             fillcolor="rgba(76,120,168,0.2)",
-            name="smallest to largest token",
-            hovertemplate="%{x}<br>smallest std %{y:.3f}<extra></extra>",
+            name=_("smallest to largest token"),
+            hovertemplate=_("%{x}<br>smallest std %{y:.3f}<extra></extra>"),
         )
     )
     fig.add_trace(
         curve(
             labels,
             np.median(stds, axis=1),
-            "median token",
+            _("median token"),
             PALETTE[0],
-            "%{x}<br>median std %{y:.3f}<extra></extra>",
+            _("%{x}<br>median std %{y:.3f}<extra></extra>"),
         )
     )
     fig.add_trace(
         curve(
             labels,
             stds[:, pos],
-            f"token {pos} “{plotly_text(token_label)}”",
+            _("token {pos} “{token}”").format(pos=pos, token=plotly_text(token_label)),
             PALETTE[3],
-            "%{x}<br>this token's std %{y:.3f}<extra></extra>",
+            _("%{x}<br>this token's std %{y:.3f}<extra></extra>"),
             dash=True,
         )
     )
     if highlight is not None and highlight in labels:
         fig.add_vline(x=labels.index(highlight), line_dash="dot", line_color="grey")
-    fig.update_xaxes(title_text="LayerNorm, in the order the model reaches them")
-    fig.update_yaxes(title_text="std of the residual entering it (log scale)", type="log")
+    fig.update_xaxes(title_text=_("LayerNorm, in the order the model reaches them"))
+    fig.update_yaxes(title_text=_("std of the residual entering it (log scale)"), type="log")
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return base_layout(fig, "How the residual stream's scale grows through the layers", 480)
+    return base_layout(fig, _("How the residual stream's scale grows through the layers"), 480)
 
 
 def article_vs_gpt_figure(
@@ -204,12 +222,12 @@ def article_vs_gpt_figure(
         rows=1,
         cols=2,
         horizontal_spacing=0.08,
-        subplot_titles=("mean of each token after", "std of each token after"),
+        subplot_titles=(_("mean of each token after"), _("std of each token after")),
     )
     for col, reduce in ((1, np.mean), (2, np.std)):
         for name, values, colour in (
-            ("GPT-2: per token", gpt, PALETTE[0]),
-            ("article: whole tensor", article, PALETTE[1]),
+            (_("GPT-2: per token"), gpt, PALETTE[0]),
+            (_("article: whole tensor"), article, PALETTE[1]),
         ):
             fig.add_trace(
                 go.Bar(
@@ -219,14 +237,14 @@ def article_vs_gpt_figure(
                     marker_color=colour,
                     showlegend=col == 1,
                     legendgroup=name,
-                    hovertemplate="token %{x}<br>%{y:.4f}<extra>" + name + "</extra>",
+                    hovertemplate=_("token %{x}<br>%{y:.4f}<extra>") + name + "</extra>",
                 ),
                 row=1,
                 col=col,
             )
     fig.update_xaxes(tickangle=-45)
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.35})
-    return base_layout(fig, "The same vectors, normalised both ways", 500)
+    return base_layout(fig, _("The same vectors, normalised both ways"), 500)
 
 
 __all__ = [

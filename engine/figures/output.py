@@ -24,10 +24,18 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import _
 from engine.lens.logit_lens import LogitLens
 from engine.sampling import SampleStep, top_candidates
 
 Display = Callable[[int], str]
+
+
+def layer_names(lens: LogitLens) -> list[str]:
+    """`LogitLens.layer_labels` ("embed", "block 0", ...) in the reader's language."""
+    return [_("embed")] + [_("block {i}").format(i=i) for i in range(len(lens.layer_labels) - 1)]
+
+
 LENS_AXIS = 16  # positions per lens window: each cell carries a word, so far fewer than MAX_AXIS
 CELL_CHARS = 6  # longer words are cut in the cell (hover shows them whole)
 HOVER_TOP = 5
@@ -40,9 +48,9 @@ def _model_bars(labels: list[str], probs: np.ndarray) -> go.Bar:
         y=labels,
         x=probs,
         orientation="h",
-        name="model (temperature 1)",
+        name=_("model (temperature 1)"),
         marker_color=PALETTE[9],
-        hovertemplate="%{y}<br>p = %{x:.4f}<extra>model</extra>",
+        hovertemplate=_("%{y}<br>p = %{x:.4f}<extra>model</extra>"),
     )
 
 
@@ -51,10 +59,11 @@ def top_tokens_figure(
     shaped_probs: np.ndarray,
     display: Display,
     k: int = 15,
-    title: str = "Next token",
+    title: str | None = None,
 ) -> go.Figure:
     """The k most probable next tokens: the model's own probability (temperature 1) beside the
     probability after temperature, top-k and top-p (these keep the order, so one ranking)."""
+    title = _("Next token") if title is None else title
     ids = top_candidates(model_probs, k)
     labels = [f"{plotly_text(display(int(i)))}  (id {int(i)})" for i in ids]
     fig = go.Figure()
@@ -64,14 +73,14 @@ def top_tokens_figure(
             y=labels,
             x=np.asarray(shaped_probs, dtype=np.float64)[ids],
             orientation="h",
-            name="after temperature / top-k / top-p",
+            name=_("after temperature / top-k / top-p"),
             marker_color=PALETTE[0],
-            hovertemplate="%{y}<br>p = %{x:.4f}<extra>sampled from</extra>",
+            hovertemplate=_("%{y}<br>p = %{x:.4f}<extra>sampled from</extra>"),
         )
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
-        title_text="probability",
+        title_text=_("probability"),
         range=probability_range(np.asarray(model_probs)[ids], np.asarray(shaped_probs)[ids]),
     )
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.15})
@@ -92,7 +101,7 @@ def probability_range(*arrays: np.ndarray) -> list[float]:
 def lens_hover(lens: LogitLens, display: Display, lo: int, hi: int) -> np.ndarray:
     """[rows, hi - lo] hover strings: the top 5 tokens of each lens cell with probabilities."""
     k = min(HOVER_TOP, lens.top_ids.shape[-1])
-    rows, _ = lens.top_ids.shape[:2]
+    rows = lens.top_ids.shape[0]
     out = np.empty((rows, hi - lo), dtype=object)
     for r in range(rows):
         for c, t in enumerate(range(lo, hi)):
@@ -124,7 +133,7 @@ def lens_heatmap(
         go.Heatmap(
             z=np.round(top, 4),
             x=token_labels(token_strs, lo, hi),
-            y=lens.layer_labels,
+            y=layer_names(lens),
             text=words,
             texttemplate="%{text}",
             textfont={"size": 12},
@@ -132,41 +141,49 @@ def lens_heatmap(
             colorscale=SCALE_WEIGHTS,
             zmin=0.0,
             zmax=1.0,
-            colorbar={"title": {"text": "p(top)"}},
-            hovertemplate="reading %{x}<br>%{y}<br>%{customdata}<extra></extra>",
+            colorbar={"title": {"text": _("p(top)")}},
+            hovertemplate=_("reading %{x}<br>%{y}<br>%{customdata}<extra></extra>"),
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text="residual read after")
-    fig.update_xaxes(title_text="position (the token it has just read)", tickangle=-45)
+    fig.update_yaxes(autorange="reversed", title_text=_("residual read after"))
+    fig.update_xaxes(title_text=_("position (the token it has just read)"), tickangle=-45)
     return base_layout(
         fig,
-        "Logit lens: each layer's best guess of the next token (ln_f applied per layer)",
+        _("Logit lens: each layer's best guess of the next token (ln_f applied per layer)"),
         220 + 52 * len(lens.layer_labels),
     )
 
 
 def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
     """Probability and rank (0 = top) of the token that really comes next, layer by layer."""
-    labels = lens.layer_labels
+    labels = layer_names(lens)
     lines = (
         curve(
             labels,
             lens.next_prob[:, pos],
-            "probability",
+            _("probability"),
             PALETTE[0],
             "%{x}<br>p = %{y:.4f}<extra></extra>",
         ),
         curve(
-            labels, lens.next_rank[:, pos], "rank", PALETTE[1], "%{x}<br>rank %{y}<extra></extra>"
+            labels,
+            lens.next_rank[:, pos],
+            _("rank"),
+            PALETTE[1],
+            _("%{x}<br>rank %{y}<extra></extra>"),
         ),
     )
-    fig = panels(lines, ("probability", "rank (0 = the top guess)"), cols=2, spacing=0.12)
+    fig = panels(lines, (_("probability"), _("rank (0 = the top guess)")), cols=2, spacing=0.12)
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_xaxes(tickangle=-30)
     fig.update_layout(showlegend=False)
     return base_layout(
-        fig, f"The real next token “{plotly_text(next_label)}” after position {pos}", 440
+        fig,
+        _("The real next token “{token}” after position {pos}").format(
+            token=plotly_text(next_label), pos=pos
+        ),
+        440,
     )
 
 
@@ -181,9 +198,10 @@ def target_figure(probs: np.ndarray, layer_labels: list[str], target_label: str)
             "%{x}<br>p = %{y:.5f}<extra></extra>",
         )
     )
-    fig.update_yaxes(title_text="probability", rangemode="tozero")
+    fig.update_yaxes(title_text=_("probability"), rangemode="tozero")
     fig.update_xaxes(tickangle=-30)
-    return base_layout(fig, f"p(“{plotly_text(target_label)}”) through the layers", 420)
+    title = _("p(“{token}”) through the layers").format(token=plotly_text(target_label))
+    return base_layout(fig, title, 420)
 
 
 def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
@@ -201,21 +219,23 @@ def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
             y=labels,
             x=step.probs[ids],
             orientation="h",
-            name="drawn from (chosen in red)",
+            name=_("drawn from (chosen in red)"),
             marker_color=colours,
-            text=["◀ chosen" if i == step.token_id else "" for i in ids],
+            text=[_("◀ chosen") if i == step.token_id else "" for i in ids],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="%{y}<br>p = %{x:.4f}<extra>sampled from</extra>",
+            hovertemplate=_("%{y}<br>p = %{x:.4f}<extra>sampled from</extra>"),
         )
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
-        title_text="probability", range=probability_range(step.probs[ids], step.model_probs[ids])
+        title_text=_("probability"), range=probability_range(step.probs[ids], step.model_probs[ids])
     )
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.12})
     chosen = plotly_text(display(step.token_id))
-    title = f"Chose “{chosen}” (p = {step.prob:.3f}) from {step.n_candidates} candidates"
+    title = _("Chose “{token}” (p = {p}) from {n} candidates").format(
+        token=chosen, p=f"{step.prob:.3f}", n=step.n_candidates
+    )
     return base_layout(fig, title, 200 + 40 * len(ids))
 
 

@@ -20,13 +20,27 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import _
 from engine.lens.residual import Contributions
 
 
 def stack_labels(n_layer: int) -> list[str]:
     """Row names of `engine.lens.residual.residual_stack` (n_layer + 1): after the embeddings,
     then after each block."""
-    return ["after embeddings"] + [f"after block {i}" for i in range(n_layer)]
+    return [_("after embeddings")] + [_("after block {i}").format(i=i) for i in range(n_layer)]
+
+
+def part_name(name: str) -> str:
+    """A part of `Contributions.names` ("token embedding", "attention 3", "MLP 3") in the
+    reader's language."""
+    if name == "token embedding":
+        return _("token embedding")
+    if name == "position embedding":
+        return _("position embedding")
+    kind, _space, layer = name.partition(" ")
+    if kind == "attention":
+        return _("attention {layer}").format(layer=layer)
+    return _("MLP {layer}").format(layer=layer)
 
 
 def norms_heatmap(
@@ -52,31 +66,35 @@ def norms_heatmap(
             colorscale=SCALE_WEIGHTS,
             zmin=None if log else 0.0,
             colorbar={"title": {"text": "log₁₀ ‖x‖" if log else "‖x‖"}},
-            hovertemplate="token %{x}<br>%{y}<br>‖x‖ %{customdata:.3f}<extra></extra>",
+            hovertemplate=_("token %{x}<br>%{y}<br>‖x‖ %{customdata:.3f}<extra></extra>"),
         )
     )
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text="token", tickangle=-45, type="category")
-    title = "Size of the residual stream, token by token" + (" (log colour)" if log else "")
+    fig.update_xaxes(title_text=_("token"), tickangle=-45, type="category")
+    title = (
+        _("Size of the residual stream, token by token (log colour)")
+        if log
+        else _("Size of the residual stream, token by token")
+    )
     return base_layout(fig, title, 200 + 45 * norms.shape[0])
 
 
 def contributions_figure(contrib: Contributions, pos: int, token_label: str) -> go.Figure:
     """For one token: each part's size, and how much of it points along the final residual."""
-    names = list(contrib.names)
     colours = [
         PALETTE[4] if n.endswith("embedding") else PALETTE[0] if n.startswith("att") else PALETTE[1]
-        for n in names
+        for n in contrib.names
     ]
+    names = [part_name(n) for n in contrib.names]
     fig = go.Figure()
     fig.add_trace(
         go.Bar(
             y=names,
             x=contrib.sizes,
             orientation="h",
-            name="size ‖part‖",
+            name=_("size ‖part‖"),
             marker_color=colours,
-            hovertemplate="%{y}<br>size %{x:.3f}<extra></extra>",
+            hovertemplate=_("%{y}<br>size %{x:.3f}<extra></extra>"),
         )
     )
     fig.add_trace(
@@ -84,17 +102,16 @@ def contributions_figure(contrib: Contributions, pos: int, token_label: str) -> 
             y=names,
             x=contrib.along_final,
             orientation="h",
-            name="along the final direction",
+            name=_("along the final direction"),
             marker_color="rgba(0,0,0,0.55)",
-            hovertemplate="%{y}<br>along the final residual %{x:.3f}<extra></extra>",
+            hovertemplate=_("%{y}<br>along the final residual %{x:.3f}<extra></extra>"),
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="size (L2 norm) / signed component")
+    fig.update_xaxes(title_text=_("size (L2 norm) / signed component"))
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.18})
-    title = (
-        f"Token {pos} “{plotly_text(token_label)}”: what each part wrote "
-        f"(final size {contrib.final_norm:.2f})"
+    title = _("Token {pos} “{token}”: what each part wrote (final size {size})").format(
+        pos=pos, token=plotly_text(token_label), size=f"{contrib.final_norm:.2f}"
     )
     return base_layout(fig, title, 180 + 34 * len(names))
 
@@ -108,23 +125,23 @@ def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
             curve(
                 labels,
                 cos.mean(axis=1),
-                "mean over tokens",
+                _("mean over tokens"),
                 PALETTE[0],
-                "%{x}<br>mean cosine %{y:.3f}<extra></extra>",
+                _("%{x}<br>mean cosine %{y:.3f}<extra></extra>"),
             ),
             curve(
                 labels,
                 cos[:, pos],
-                f"token {pos} “{plotly_text(token_label)}”",
+                _("token {pos} “{token}”").format(pos=pos, token=plotly_text(token_label)),
                 PALETTE[3],
-                "%{x}<br>cosine %{y:.3f}<extra>this token</extra>",
+                _("%{x}<br>cosine %{y:.3f}<extra>this token</extra>"),
                 dash=True,
             ),
         ]
     )
-    fig.update_yaxes(title_text="cosine with the final residual", range=[-0.1, 1.05])
+    fig.update_yaxes(title_text=_("cosine with the final residual"), range=[-0.1, 1.05])
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return base_layout(fig, "Cosine with the final residual", 440)
+    return base_layout(fig, _("Cosine with the final residual"), 440)
 
 
 def cosine_heatmap(
@@ -144,12 +161,14 @@ def cosine_heatmap(
             zmax=1.0,
             zmid=0.0,
             colorbar={"title": {"text": "cos"}},
-            hovertemplate="token %{x}<br>%{y}<br>cosine %{z:.3f}<extra></extra>",
+            hovertemplate=_("token %{x}<br>%{y}<br>cosine %{z:.3f}<extra></extra>"),
         )
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(tickangle=-45)
-    return base_layout(fig, "Cosine with the final residual, every token", 200 + 45 * cos.shape[0])
+    return base_layout(
+        fig, _("Cosine with the final residual, every token"), 200 + 45 * cos.shape[0]
+    )
 
 
 __all__ = [

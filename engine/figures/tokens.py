@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels
+from engine.figures.text import _
 from engine.lens.tokens import group_of_position
 from engine.tokenizer import PreTokenSteps, TokenGroup, display_token
 
@@ -46,6 +47,7 @@ def token_chips_html(
     underneath. Tokens that only together form a character (a Chinese character or an emoji
     split into byte tokens) sit in one bracket with that character above them. Every user
     string is HTML-escaped."""
+    where = _("position {pos}, id {id}")
     parts = [
         '<div style="display:flex;flex-wrap:wrap;gap:6px 4px;align-items:flex-end;'
         'line-height:1.2;font-size:1.15rem">'
@@ -56,7 +58,7 @@ def token_chips_html(
             colour = chip_colour(int(token_ids[pos]))
             border = "3px solid #d62728" if pos == selected else "1px solid #8a8a8a"
             chips.append(
-                f'<span title="position {pos}, id {int(token_ids[pos])}" '
+                f'<span title="{html.escape(where.format(pos=pos, id=int(token_ids[pos])))}" '
                 f'style="display:inline-flex;flex-direction:column;align-items:center;'
                 f"background:{colour};border:{border};border-radius:6px;padding:2px 6px;"
                 f'font-family:monospace;white-space:pre">'
@@ -97,9 +99,12 @@ def token_table(
             covers = display_token(group.text.encode("utf-8", errors="surrogatepass"))
         else:
             group_bytes = sum(len(token_bytes[p]) for p in range(group.first, group.last + 1))
-            covers = (
-                f"part of “{group.text}” (tokens {group.first}–{group.last}, "
-                f"{len(data)} of {group_bytes} bytes)"
+            covers = _("part of “{text}” (tokens {first}–{last}, {n} of {total} bytes)").format(
+                text=group.text,
+                first=group.first,
+                last=group.last,
+                n=len(data),
+                total=group_bytes,
             )
         rows.append(
             {
@@ -111,7 +116,15 @@ def token_table(
                 "characters covered": covers,
             }
         )
-    return pd.DataFrame(rows)
+    headers = {
+        "position": _("position"),
+        "id": "id",
+        "token": _("token"),
+        "bytes": _("bytes"),
+        "n bytes": _("n bytes"),
+        "characters covered": _("characters covered"),
+    }
+    return pd.DataFrame(rows, columns=list(headers)).rename(columns=headers)
 
 
 def split_characters(groups: list[TokenGroup]) -> pd.DataFrame:
@@ -128,7 +141,13 @@ def split_characters(groups: list[TokenGroup]) -> pd.DataFrame:
                     "Unicode name": name,
                 }
             )
-    return pd.DataFrame(rows, columns=["characters", "tokens", "number of tokens", "Unicode name"])
+    headers = {
+        "characters": _("characters"),
+        "tokens": _("tokens"),
+        "number of tokens": _("number of tokens"),
+        "Unicode name": _("Unicode name"),
+    }
+    return pd.DataFrame(rows, columns=list(headers)).rename(columns=headers)
 
 
 def bytes_per_token_figure(
@@ -142,12 +161,12 @@ def bytes_per_token_figure(
             x=labels,
             y=counts,
             marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(counts))],
-            hovertemplate="token %{x}<br>%{y} bytes<extra></extra>",
+            hovertemplate=_("token %{x}<br>%{y} bytes<extra></extra>"),
         )
     )
-    base_layout(fig, "Bytes per token", height=360)
-    fig.update_xaxes(title_text="token (position:text)", type="category", tickangle=-60)
-    fig.update_yaxes(title_text="UTF-8 bytes", dtick=1)
+    base_layout(fig, _("Bytes per token"), height=360)
+    fig.update_xaxes(title_text=_("token (position:text)"), type="category", tickangle=-60)
+    fig.update_yaxes(title_text=_("UTF-8 bytes"), dtick=1)
     return fig
 
 
@@ -172,7 +191,7 @@ def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = No
     texts: list[str] = []
     hovers: list[str] = []
     colours: list[str] = []
-    row_names = ["bytes"] + [f"merge {k}" for k in range(1, len(rows))]
+    row_names = [_("bytes")] + [_("merge {k}").format(k=k) for k in range(1, len(rows))]
     for r, parts in enumerate(rows):
         start = 0
         for k, part in enumerate(parts):
@@ -182,7 +201,7 @@ def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = No
             label = plotly_text(display_token(part))
             texts.append(label)
             rank = "" if rank_of is None or part not in rank_of else f"<br>id {rank_of[part]}"
-            hovers.append(f"{label}<br>bytes {_hex(part)}{rank}")
+            hovers.append(f"{label}<br>{_('bytes')} {_hex(part)}{rank}")
             colours.append(PALETTE[k % len(PALETTE)] if r == len(rows) - 1 else "#BAB0AC")
             start += len(part)
     fig = go.Figure(
@@ -199,10 +218,12 @@ def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = No
             marker={"color": colours, "line": {"color": "white", "width": 3}},
         )
     )
-    title = f"BPE steps for “{plotly_text(display_token(steps.text.encode('utf-8')))}”"
+    title = _("BPE steps for “{word}”").format(
+        word=plotly_text(display_token(steps.text.encode("utf-8")))
+    )
     base_layout(fig, title, height=max(260, 70 + 48 * len(rows)))
     fig.update_yaxes(autorange="reversed", type="category", title_text="")
-    fig.update_xaxes(title_text="bytes of the word", dtick=1)
+    fig.update_xaxes(title_text=_("bytes of the word"), dtick=1)
     fig.update_layout(showlegend=False, uniformtext={"minsize": 12, "mode": "show"})
     return fig
 

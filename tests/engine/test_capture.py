@@ -48,7 +48,7 @@ def test_trace_records_the_tokens_and_their_display_strings(
     tok = tiny_loaded.tokenizer
     ids = tok.encode(tiny_trace.prompt)
     assert tiny_trace.token_ids.tolist() == ids
-    assert tiny_trace.token_strs == tuple(tok.display(i) for i in ids)
+    assert tiny_trace.token_strs == tuple(tok.labels(ids))
     assert tiny_trace.prompt == "The cat sat on the mat. 你好，世界! The cat sat"
     assert tiny_trace.model_name == "tiny"
     assert tiny_trace.n_tokens_dropped == 0

@@ -23,6 +23,7 @@ from engine.tokenizer import (
     display_token,
     gpt2_bpe,
     read_tiktoken_ranks,
+    token_labels,
 )
 from tests.support import gpt2_bytes_to_unicode
 
@@ -376,3 +377,19 @@ def test_untruncated_cl100k_equals_tiktoken_on_any_text(
     official_cl100k: tiktoken.Encoding, text: str
 ) -> None:
     assert cl100k_truncated(100256).encode(text) == official_cl100k.encode_ordinary(text)
+
+
+def test_token_labels_name_the_character_a_byte_token_belongs_to() -> None:
+    zhu, wo_men = "注".encode(), "我们".encode()
+    assert token_labels([zhu[:1], zhu[1:2], zhu[2:], b" the"]) == [
+        "注 1/3",
+        "注 2/3",
+        "注 3/3",
+        "␣the",
+    ]
+    # a token with a whole character and the first part of the next; the rest in the next
+    assert token_labels([wo_men[:4], wo_men[4:]]) == ["我+们 1/2", "们 2/2"]
+    # a text cut inside a character (a generated token): bytes that never form one stay hex
+    assert token_labels([b"a", zhu[:2]]) == ["a", "<E6><B3>"]
+    assert token_labels([b"\xff"]) == ["<FF>"]
+    assert token_labels([]) == []
