@@ -11,7 +11,7 @@ from ui.cache import get_encode_steps, get_token_groups
 from ui.frame import frame
 from ui.models import special_tokens_sentence, token_ranks
 from ui.text import markdown_literal
-from ui.widgets import next_stage, shared_picker
+from ui.widgets import chart, next_stage, shared_picker
 
 BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
 
@@ -108,7 +108,7 @@ else:
     )
     st.dataframe(split, hide_index=True, width="stretch")
 
-st.plotly_chart(
+chart(
     fig_tokens.bytes_per_token_figure(trace.token_strs, token_bytes),
     key="tokens_bytes_chart",
 )
@@ -145,7 +145,7 @@ if words:
             f"{len(word.ids):,} token(s). Choose a shorter word."
         )
     else:
-        st.plotly_chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
+        chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
     st.caption(
         f"{len(word.bytes_)} byte(s), {len(word.merges)} merge(s), result: ids "
         f"{', '.join(str(i) for i in word.ids)}. Each merge joins the neighbouring pair whose "

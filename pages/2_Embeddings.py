@@ -10,7 +10,7 @@ from engine.figures import embeddings as fig_emb
 from engine.lens import embeddings as lens_emb
 from ui.frame import frame
 from ui.models import embedding_table
-from ui.widgets import axis_window, next_stage, shared_picker
+from ui.widgets import axis_window, chart, next_stage, shared_picker
 
 view = frame("embeddings")
 if view is None:
@@ -49,7 +49,7 @@ for tab, (name, vectors) in zip(
     strict=True,
 ):
     with tab:
-        st.plotly_chart(
+        chart(
             fig_emb.embedding_heatmap(
                 vectors,
                 trace.token_strs,
@@ -67,7 +67,7 @@ vectors = lens_emb.embedding_vectors(trace, source)
 coords, explained = lens_emb.pca_2d(vectors)
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_emb.pca_figure(
             coords,
             explained,
@@ -99,7 +99,7 @@ with right:
 st.subheader("How similar are the positions' vectors? (cosine similarity)")
 sims = lens_emb.cosine_matrix(vectors)
 st.latex(r"\cos(x_i, x_j) = \frac{x_i \cdot x_j}{\lVert x_i \rVert \, \lVert x_j \rVert}")
-st.plotly_chart(
+chart(
     fig_emb.cosine_heatmap(sims, trace.token_strs, f"Cosine similarity: {source}", tok_start),
     key="embeddings_cosine_chart",
 )
@@ -122,7 +122,7 @@ nb_ids, nb_sims = lens_emb.nearest_neighbours(
 nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_emb.neighbours_figure(nb_ids, nb_sims, nb_labels, trace.token_strs[pos]),
         key="embeddings_neighbours_chart",
     )
@@ -147,7 +147,7 @@ with left:
         "gets the same vector wherever it stands, so 'dog bites man' and 'man bites dog' hold "
         "the same vectors and attention, which compares vectors, cannot tell the orders apart."
     )
-    st.plotly_chart(
+    chart(
         fig_emb.cosine_heatmap(
             article_sims, trace.token_strs, "Article: token vectors only", tok_start
         ),
@@ -158,7 +158,7 @@ with right:
         "**A real GPT** adds a learned position vector. A repeated token now gets a different "
         "vector at each place, so the model knows where each token stands."
     )
-    st.plotly_chart(
+    chart(
         fig_emb.cosine_heatmap(
             lens_emb.cosine_matrix(summed), trace.token_strs, "GPT: token + position", tok_start
         ),

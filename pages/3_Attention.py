@@ -12,7 +12,7 @@ from engine.lens import attention as lens_att
 from ui.cache import get_head_scores
 from ui.frame import frame
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage, shared_picker
+from ui.widgets import axis_window, chart, next_stage, shared_picker
 
 view = frame("attention")
 if view is None:
@@ -54,7 +54,7 @@ st.caption(
     "head mostly does on this text (previous-token, induction, first-token sink, self, broad); "
     "the table at the bottom has the numbers. ▶ marks the selected head."
 )
-st.plotly_chart(
+chart(
     fig_att.head_grid(
         trace.get("attn.hook_pattern", layer),
         labels,
@@ -79,7 +79,7 @@ head = shared_picker(
 start = axis_window(trace.n_tokens, "Tokens", key="attention_tokens")
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_att.pattern_heatmap(
             trace.get("attn.hook_pattern", layer)[head],
             trace.get("attn.hook_attn_scores", layer)[head],
@@ -118,7 +118,7 @@ pos = shared_picker(
     key="attention_pos",
     format_func=lambda i: f"{i}: {trace.token_strs[i]}",
 )
-st.plotly_chart(
+chart(
     fig_att.query_steps_figure(
         lens_att.query_steps(trace, layer, head, pos),
         trace.token_strs,
@@ -151,8 +151,8 @@ article, gpt = fig_att.article_vs_gpt(
     start=start,
 )
 left, right = st.columns(2)
-left.plotly_chart(article, key="attention_article_chart")
-right.plotly_chart(gpt, key="attention_gpt_chart")
+chart(article, key="attention_article_chart", where=left)
+chart(gpt, key="attention_gpt_chart", where=right)
 peek = lens_att.future_weight(unmasked)
 future = (
     f"Without the mask, the tokens of your text would put on average "

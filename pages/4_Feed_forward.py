@@ -10,7 +10,7 @@ from engine.figures import feed_forward as fig_ff
 from engine.lens import feed_forward as lens_ff
 from ui.frame import frame
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, next_stage
+from ui.widgets import axis_window, bounded_input, chart, next_stage
 
 view = frame("feed_forward")
 if view is None:
@@ -68,7 +68,7 @@ k = int(
     )
 )
 post = trace.get("mlp.hook_post", layer)
-st.plotly_chart(
+chart(
     fig_ff.neurons_heatmap(
         post, lens_ff.top_neurons(post, k, rank), trace.token_strs, layer, tok_start, rank
     ),
@@ -84,14 +84,14 @@ st.caption(
 st.subheader(f"Inside one token: “{token}” (position {pos})")
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(
+    chart(
         fig_ff.hidden_histogram(
             trace.get("mlp.hook_pre", layer)[pos], post[pos], trace.token_strs[pos], layer, pos
         ),
         key="feed_forward_hist",
     )
 with right:
-    st.plotly_chart(
+    chart(
         fig_ff.activation_functions(trace.get("mlp.hook_pre", layer), pos),
         key="feed_forward_curves",
     )
@@ -118,9 +118,7 @@ st.caption(
 
 st.subheader("How much each layer's feed-forward block adds, per token")
 norms = lens_ff.mlp_out_norms(trace)
-st.plotly_chart(
-    fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms"
-)
+chart(fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms")
 table = pd.DataFrame(
     norms.T,
     columns=[f"layer {i}" for i in range(cfg.n_layer)],
@@ -159,7 +157,7 @@ with right:
         "- the output is added to the residual stream, never replacing it."
     )
 pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
-st.plotly_chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
+chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
 st.caption(
     f"The same {pre.size} hidden inputs of “{token}”: under tanh, "
     f"{float((np.abs(np.tanh(pre)) > 0.95).mean()):.0%} of them are pinned near ±1; under GELU "

@@ -19,7 +19,7 @@ from engine.lens.layer_norm import (
 from ui.frame import frame
 from ui.models import layer_norm_params
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, chart, next_stage
 
 view = frame("layer_norm")
 if view is None:
@@ -95,7 +95,7 @@ def _leaves_with(after: np.ndarray, who: str = "Every token") -> str:
 
 st.subheader(f"What enters {label}: each token's mean and standard deviation")
 tok_start = axis_window(trace.n_tokens, "Tokens", key="layer_norm_tokens")
-st.plotly_chart(
+chart(
     fig_ln.token_stats_figure(
         stats, trace.token_strs, f"The residual entering {label}", start=tok_start
     ),
@@ -121,7 +121,7 @@ token = markdown_literal(trace.token_strs[pos])
 st.subheader(f"One token step by step: “{token}” (position {pos})")
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_ln.feature_steps_figure(
             x_in[pos],
             normalized[pos],
@@ -131,7 +131,7 @@ with left:
         key="layer_norm_steps",
     )
 with right:
-    st.plotly_chart(
+    chart(
         fig_ln.gamma_beta_figure(gamma, beta, "Learned gamma and beta"),
         key="layer_norm_gamma_beta",
     )
@@ -145,7 +145,7 @@ with right:
 st.subheader("Why normalise: the residual stream grows")
 all_stats = all_ln_stats(trace)
 highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
-st.plotly_chart(
+chart(
     fig_ln.scale_growth_figure(all_stats, pos, trace.token_strs[pos], highlight=highlight),
     key="layer_norm_growth",
 )
@@ -177,7 +177,7 @@ with right:
         wrap_lines=True,
     )
 article_normalized = article_normalize(x_in)
-st.plotly_chart(
+chart(
     fig_ln.article_vs_gpt_figure(
         gpt_normalize(x_in, cfg.layer_norm_eps),
         article_normalized,

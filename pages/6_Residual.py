@@ -9,7 +9,7 @@ from engine.figures import residual as fig_res
 from engine.lens import residual as lens_res
 from ui.frame import frame
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, chart, next_stage
 
 view = frame("residual")
 if view is None:
@@ -41,7 +41,7 @@ log_colour = st.toggle(
     value=True,
     key="residual_log",
 )
-st.plotly_chart(
+chart(
     fig_res.norms_heatmap(
         lens_res.residual_norms(trace), trace.token_strs, start=tok_start, log=log_colour
     ),
@@ -54,7 +54,7 @@ st.caption(
 
 st.subheader(f"What each part wrote into “{token}” (position {pos})")
 contrib = lens_res.contributions(trace, pos)
-st.plotly_chart(
+chart(
     fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
     key="residual_contributions",
 )
@@ -113,10 +113,8 @@ st.markdown(
 
 st.subheader("How soon the stream points where it ends")
 cos = lens_res.cosine_to_final(trace)
-st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
-st.plotly_chart(
-    fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map"
-)
+chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
+chart(fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map")
 st.caption(
     "Cosine similarity between each layer's residual and the final one (1 = same direction). "
     "Where it is already high, later layers only refine; the logit lens on page 8 shows what "

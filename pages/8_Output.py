@@ -19,7 +19,7 @@ from ui.cache import get_logit_lens
 from ui.frame import frame
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, next_stage
+from ui.widgets import axis_window, bounded_input, chart, next_stage
 
 view = frame("output")
 if view is None:
@@ -84,7 +84,7 @@ model_probs = next_token_distribution(
     logits, SamplingSettings(), allowed=allowed, gaps=trace.gap_ids
 )
 shaped = next_token_distribution(logits, settings, allowed=allowed, gaps=trace.gap_ids)
-st.plotly_chart(
+chart(
     fig_out.top_tokens_figure(
         model_probs, shaped, display, k=shown, title=f"Next token after position {pos}"
     ),
@@ -155,7 +155,7 @@ if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session
 lens_start = axis_window(
     trace.n_tokens, "Positions", key="output_lens_window", size=fig_out.LENS_AXIS
 )
-st.plotly_chart(
+chart(
     fig_out.lens_heatmap(lens, trace.token_strs, display, start=lens_start),
     key="output_lens",
 )
@@ -163,7 +163,7 @@ st.plotly_chart(
 left, right = st.columns(2)
 with left:
     if pos + 1 < trace.n_tokens:
-        st.plotly_chart(
+        chart(
             fig_out.next_token_figure(lens, pos, trace.token_strs[pos + 1]),
             key="output_next_token",
         )
@@ -201,7 +201,7 @@ with right:
                     f"first, “{markdown_literal(display(target))}”."
                 )
     target_probs = np.array([lens_distribution(trace, model, r, pos)[target] for r in range(rows)])
-    st.plotly_chart(
+    chart(
         fig_out.target_figure(target_probs, lens.layer_labels, display(target)),
         key="output_target_chart",
     )

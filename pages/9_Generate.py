@@ -22,7 +22,7 @@ from ui.frame import frame
 from ui.models import decode_ids, encode_text
 from ui.state import set_text, shared_ids
 from ui.text import markdown_literal
-from ui.widgets import bounded_input, next_stage
+from ui.widgets import bounded_input, chart, next_stage
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ if steps and history and history[-1]["after"] == text:
             "The model chose <|endoftext|>, its token for “the text ends here”; nothing was "
             "appended. Change the seed or the settings to continue anyway."
         )
-    st.plotly_chart(fig_out.sample_figure(last, display), key="generate_distribution")
+    chart(fig_out.sample_figure(last, display), key="generate_distribution")
     if len(steps) > 1:
         st.caption(f"The distribution of the last of the {len(steps)} tokens just generated.")
 else:
@@ -172,7 +172,7 @@ else:
     model_probs = next_token_distribution(
         logits, SamplingSettings(), allowed=allowed, gaps=trace.gap_ids
     )
-    st.plotly_chart(
+    chart(
         fig_out.top_tokens_figure(
             model_probs,
             preview,

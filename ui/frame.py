@@ -11,6 +11,7 @@ import streamlit as st
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
+from ui.lecture import adopt_present_param
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -256,6 +257,7 @@ def frame(stage_id: str) -> View | None:
     ui/__init__.py. Raises ValueError for an unknown stage id."""
     if stage_id != "home" and stage_id not in STAGE_BY_ID:
         raise ValueError(f"unknown stage {stage_id!r}")
+    adopt_present_param()  # lecture mode from `present=1` (ui.lecture), before the page config
     _page_config(stage_id)
     init_state()
     notices, asked = adopt_query_params()

@@ -17,6 +17,7 @@ import streamlit as st
 
 from engine.checkpoints import LoadedModel
 from engine.trace import Trace
+from ui.lecture import present_params
 from ui.models import model_offered
 from ui.settings import MAX_TEXT_CHARS
 from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
@@ -203,6 +204,7 @@ def view_params() -> dict[str, str]:
             if key == "ids" and (not ss[key] or len(ss[key]) > MAX_IDS_CHARS):
                 continue
             out[name] = str(ss[key])
+    out.update(present_params())  # lecture mode (ui.lecture, issue 15)
     return out
 
 

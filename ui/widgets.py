@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from engine.figures.common import MAX_AXIS
+from engine.figures.common import MAX_AXIS, readable
+from ui.lecture import lecture_mode
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
+
+
+def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
+    """Draw a plotly figure in the one figure style (`engine.figures.common.readable`: larger
+    type in lecture mode) with Streamlit's chart theme off (`theme=None`: Streamlit's theme
+    would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
+    default the page body). `key` is the chart's element key."""
+    where = where or st
+    readable(fig, lecture=lecture_mode())
+    where.plotly_chart(fig, theme=None, key=key)
 
 
 def shared_picker(
