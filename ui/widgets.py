@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.figures.common import MAX_AXIS, readable
-from ui.lecture import lecture_mode
+from ui.lecture import keyboard, lecture_mode
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
 
@@ -116,14 +116,18 @@ def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
 
 
 def next_stage(view: View) -> None:
-    """The Previous / Next controls at the bottom of a stage page. Moving to another layer
-    updates the shared layer; the new page's URL carries stage and layer."""
+    """The Previous / Next controls at the bottom of a stage page (element keys
+    "<stage>_prev" and "<stage>_next"), also stepped from the keyboard or a clicker
+    (`ui.lecture.keyboard`). Moving to another layer updates the shared layer; the new page's
+    URL carries stage and layer."""
     prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer)
     st.divider()
     left, right = st.columns(2)
+    keys: dict[str, str | None] = {"prev": None, "next": None}
     for col, step, arrow, kind in ((left, prev, "←", "prev"), (right, nxt, "→", "next")):
         if step is None or not step[0].exists():
             continue
+        keys[kind] = f"{view.stage}_{kind}"
         label = f"{arrow} {step_label(step)}" if kind == "prev" else f"Next: {step_label(step)} →"
         if col.button(
             label, key=f"{view.stage}_{kind}", type="primary" if kind == "next" else "secondary"
@@ -133,3 +137,4 @@ def next_stage(view: View) -> None:
             st.switch_page(stage.path, query_params=nav_params(layer))
     if nxt is None:
         right.page_link(STAGES[0].path, label="Start the walk again", icon="🔁")
+    keyboard(keys["prev"], keys["next"])

@@ -76,3 +76,82 @@ def test_chart_text_is_projector_sized_and_near_black(
     # Every token label is drawn (plotly alone drops every second one past about 20).
     assert n_tokens > 24 and len(ticks) == n_tokens, (n_tokens, ticks)
     assert ticks[0].startswith("0:") and ticks[-1].startswith(f"{n_tokens - 1}:"), ticks
+
+
+def _walk(n_layer: int) -> list[tuple[str, int]]:
+    """The walk from stage 1 to the Output page as (url path, layer), from ui.stages."""
+    from ui.stages import STAGE_BY_ID, walk_neighbours
+
+    steps = [(STAGE_BY_ID["tokens"], 0)]
+    while steps[-1][0].id != "output":
+        _, nxt = walk_neighbours(steps[-1][0].id, steps[-1][1], n_layer)
+        assert nxt is not None
+        steps.append(nxt)
+    return [(stage.url_path, layer if stage.per_layer else -1) for stage, layer in steps]
+
+
+def _where(page: Any) -> tuple[str, int]:
+    """(url path, layer or -1 for a stage drawn once) of the page shown, from its address."""
+    from urllib.parse import parse_qs, urlparse
+
+    from ui.stages import STAGES
+
+    url = urlparse(page.url)
+    path = url.path.strip("/")
+    per_layer = {s.url_path for s in STAGES if s.per_layer}
+    layer = int(parse_qs(url.query).get("layer", ["0"])[0]) if path in per_layer else -1
+    return path, layer
+
+
+def _press_until(page: Any, key: str, expected: tuple[str, int]) -> None:
+    page.keyboard.press(key)
+    deadline = PAGE_TIMEOUT_S * 1000
+    page.wait_for_function(
+        "(path) => location.pathname.replace(/\\/+$/, '').endsWith('/' + path)",
+        arg=expected[0],
+        timeout=deadline,
+    )
+    wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+
+
+def test_arrow_keys_walk_every_stage_and_layer_and_spare_the_text_box(server: str) -> None:
+    """From stage 1 of layer 0, ArrowRight (no click on the page first) visits every stage of
+    every layer in the walk's order up to the Output page; ArrowLeft walks back to stage 1;
+    PageDown (a clicker) steps too; an arrow typed in the text box moves the caret only."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.harness import ROOT
+
+    n_layer = json.loads((ROOT / "assets/model/config.json").read_text())["n_layer"]
+    walk = _walk(n_layer)
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 720})
+            page = open_page(context, server, "Tokens", {"text": TEXT, "layer": "0"})
+            seen = [_where(page)]
+            for expected in walk[1:]:
+                _press_until(page, "ArrowRight", expected)
+                seen.append(_where(page))
+            assert seen == walk
+            back = [seen[-1]]
+            for expected in reversed(walk[:-1]):
+                _press_until(page, "ArrowLeft", expected)
+                back.append(_where(page))
+            assert back == walk[::-1]
+            _press_until(page, "PageDown", walk[1])  # a clicker's "next"
+            assert _where(page) == walk[1]
+            # Typing: the caret moves, the page stays.
+            box = page.locator('[data-testid="stSidebar"] textarea').first
+            box.click()
+            page.keyboard.press("End")
+            end = box.evaluate("e => e.selectionStart")
+            page.keyboard.press("ArrowLeft")
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_timeout(1500)
+            assert box.evaluate("e => e.selectionStart") == end - 2
+            assert _where(page) == walk[1]
+        finally:
+            browser.close()
