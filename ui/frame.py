@@ -11,7 +11,7 @@ import streamlit as st
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
-from ui.lecture import adopt_present_param
+from ui.lecture import adopt_present_param, lecture_bar, lecture_mode, sidebar_toggle
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -217,8 +217,9 @@ def _sidebar_selection(trace: Trace) -> None:
 
 def _page_config(stage_id: str) -> None:
     title = "Inside GPT" if stage_id == "home" else f"{STAGE_BY_ID[stage_id].title} · Inside GPT"
+    sidebar = "collapsed" if lecture_mode() else "expanded"  # lecture mode (ui.lecture)
     st.set_page_config(
-        page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state="expanded"
+        page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state=sidebar
     )
 
 
@@ -263,6 +264,7 @@ def frame(stage_id: str) -> View | None:
     notices, asked = adopt_query_params()
     notices = text_notes() + notices
     ss = st.session_state
+    sidebar_toggle()  # lecture mode (ui.lecture)
     _sidebar_navigation(stage_id)
     model_id, loaded = _load_with_fallback(notices)
     _sidebar_inputs(loaded)
@@ -294,6 +296,8 @@ def frame(stage_id: str) -> View | None:
         _open_output_on_a_known_next_token(model_id, text, trace.n_tokens, "pos" in asked)
     ss["_n_tokens"] = trace.n_tokens
     _sidebar_selection(trace)
+    if stage_id != "home":
+        lecture_bar(stage_id, trace)  # lecture mode: control bar, main figure, notes
     notices += clamp_notices(asked, cfg, trace.n_tokens)
     if trace.n_tokens_dropped:
         notices.append(_dropped_notice(trace, token_limit(cfg)[1]))

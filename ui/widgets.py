@@ -8,8 +8,8 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.figures.common import MAX_AXIS, readable
-from ui.lecture import keyboard, lecture_mode
+from engine.figures.common import MAX_AXIS, fit_height, readable
+from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
 
@@ -20,7 +20,12 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
     default the page body). `key` is the chart's element key."""
     where = where or st
-    readable(fig, lecture=lecture_mode())
+    lecture = lecture_mode()
+    readable(fig, lecture=lecture)
+    slot = main_slot(key) if lecture else None
+    if slot is not None:  # the stage's main figure, right under the lecture bar
+        where = slot
+        fit_height(fig, LECTURE_MAIN_HEIGHT, lecture=True)
     where.plotly_chart(fig, theme=None, key=key)
 
 

@@ -42,7 +42,8 @@ PALETTE = (
 )
 HIGHLIGHT = "#D55E00"  # the selected item (vermillion)
 MAX_LABELLED = 64  # every token label is drawn up to this many categories on an axis
-LABEL_CHARS = 12  # a tick label longer than this is cut with "…" (hover shows it whole)
+LABEL_CHARS = 12  # an x tick label longer than this is cut with "…" (hover shows it whole)
+LABEL_CHARS_Y = 24  # the same for y tick labels (written horizontally: more room)
 # Largest number of cells along one axis that a heatmap sends to the browser; bigger arrays are
 # shown as a window (pages offer a control to move it).
 MAX_AXIS = 256
@@ -250,7 +251,9 @@ def _short(label: str, chars: int = LABEL_CHARS) -> str:
     return label if len(plain) <= chars else html.escape(plain[: chars - 1] + "…", quote=False)
 
 
-def category_ticks(labels: Sequence[str], limit: int = MAX_LABELLED) -> dict[str, Any]:
+def category_ticks(
+    labels: Sequence[str], limit: int = MAX_LABELLED, chars: int = LABEL_CHARS
+) -> dict[str, Any]:
     """Axis settings that draw every category label up to `limit` labels (plotly's automatic
     ticks drop every second label past about 20), each cut to LABEL_CHARS characters, rotated
     to vertical past 16 labels; beyond `limit`, every k-th label with k = ceil(n / limit), so
@@ -261,7 +264,7 @@ def category_ticks(labels: Sequence[str], limit: int = MAX_LABELLED) -> dict[str
     return {
         "tickmode": "array",
         "tickvals": shown_labels,
-        "ticktext": [_short(s) for s in shown_labels],
+        "ticktext": [_short(s, chars) for s in shown_labels],
         "tickangle": 0 if n <= 4 else (-45 if n <= 16 else -90),
         "automargin": True,
     }
@@ -328,8 +331,9 @@ def readable(fig: go.Figure, lecture: bool = False) -> go.Figure:
             if extent is not None:
                 settings.update(log_ticks(*extent))
         elif categories is not None and axis.tickmode != "array":
-            ticks = category_ticks(categories)
-            if name.startswith("yaxis"):
+            y = name.startswith("yaxis")
+            ticks = category_ticks(categories, chars=LABEL_CHARS_Y if y else LABEL_CHARS)
+            if y:
                 ticks["tickangle"] = 0
             elif axis.tickangle is not None and len(categories) <= 16:
                 ticks["tickangle"] = axis.tickangle
@@ -341,6 +345,13 @@ def readable(fig: go.Figure, lecture: bool = False) -> go.Figure:
             rows = len(settings.get("tickvals", categories))
             if not any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(fig)):
                 fig.layout.height = max(fig.layout.height, 170 + rows * (size + 4))
+    legend = fig.layout.legend
+    if legend.orientation == "h" and legend.y is not None and legend.y < 0:
+        # a legend under the plot collides with the x axis title: put it above the plot
+        fig.update_layout(
+            legend={"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"},
+            margin_t=max(fig.layout.margin.t or 60, 60) + 2 * size + 10,
+        )
     for annotation in fig.layout.annotations:
         current = annotation.font.size if annotation.font is not None else None
         annotation.font.size = max(size, current or 0)
@@ -354,4 +365,21 @@ def readable(fig: go.Figure, lecture: bool = False) -> go.Figure:
             trace.textfont.size = max(size, trace.textfont.size or 0)
             if trace.textfont.color is None and trace.type != "heatmap":
                 trace.textfont.color = TEXT_COLOUR
+    return fig
+
+
+def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
+    """Cap `fig`'s height at `height` px (in place; returns it) and thin the labels of a single
+    y axis of categories to every k-th so that each drawn label still has a row at least as tall
+    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 4 px; 170 px go to title and margins)."""
+    size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
+    fig.layout.height = min(fig.layout.height or height, height)
+    if any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(fig)):
+        return fig
+    categories = _axis_categories(fig, "yaxis")
+    if categories is None:
+        return fig
+    fits = max(1, (fig.layout.height - 120) // (size + 2))
+    ticks = category_ticks(categories, limit=min(MAX_LABELLED, fits), chars=LABEL_CHARS_Y)
+    fig.update_yaxes(tickvals=ticks["tickvals"], ticktext=ticks["ticktext"])
     return fig

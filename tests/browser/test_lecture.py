@@ -64,9 +64,7 @@ def test_chart_text_is_projector_sized_and_near_black(
             page = open_page(context, server, "Attention", {"text": LONG_TEXT, "present": present})
             fonts = page.evaluate(FONTS_JS)
             ticks = page.evaluate(TICKS_JS, "attention_head_chart")
-            n_tokens = len(
-                page.evaluate(TICKS_JS.replace(".xtick", ".ytick"), "attention_head_chart")
-            )
+            n_tokens = int(ticks[-1].split(":")[0]) + 1 if ticks else 0
         finally:
             browser.close()
     assert len(fonts["tick"]) > 50, fonts
@@ -155,3 +153,68 @@ def test_arrow_keys_walk_every_stage_and_layer_and_spare_the_text_box(server: st
             assert _where(page) == walk[1]
         finally:
             browser.close()
+
+
+# Where the main figure is and whether anything in the main column sticks out to the right.
+LAYOUT_JS = """(key) => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const chart = document.querySelector(`.st-key-${key}`);
+  const box = chart ? chart.getBoundingClientRect() : null;
+  const limit = main.getBoundingClientRect().right + 1;
+  const wide = [...main.querySelectorAll('.stElementContainer, [data-testid="stHorizontalBlock"]')]
+    .filter(e => e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().right > limit)
+    .map(e => e.className.slice(0, 80));
+  return {
+    box: box && {top: box.top, bottom: box.bottom, left: box.left, right: box.right},
+    view: {width: innerWidth, height: innerHeight},
+    docScroll: document.documentElement.scrollWidth,
+    mainScroll: main.scrollWidth, mainWidth: main.clientWidth, wide,
+    scrollY: scrollY,
+  };
+}"""
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
+def test_lecture_mode_shows_each_main_figure_without_scrolling(
+    server: str, size: tuple[int, int]
+) -> None:
+    """In lecture mode (present=1) every stage opens with its main figure inside the viewport
+    (no scrolling) and nothing in the main column overflows horizontally."""
+    from playwright.sync_api import sync_playwright
+
+    from ui.lecture import MAIN_CHART
+    from ui.stages import STAGES
+
+    problems = []
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+            page = context.new_page()
+            for stage in STAGES:
+                if stage.id == "generate":  # its distribution appears after a generated token
+                    continue
+                page.goto(
+                    f"{server}/{stage.url_path}?{urlencode({'present': '1'})}",
+                    wait_until="domcontentloaded",
+                )
+                wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+                got = page.evaluate(LAYOUT_JS, MAIN_CHART[stage.id])
+                box, view = got["box"], got["view"]
+                if box is None:
+                    problems.append(f"{stage.id}: no main chart {MAIN_CHART[stage.id]}")
+                    continue
+                if not (
+                    box["top"] >= 0
+                    and box["left"] >= 0
+                    and box["bottom"] <= view["height"]
+                    and box["right"] <= view["width"]
+                ):
+                    problems.append(f"{stage.id}: main chart at {box}, viewport {view}")
+                if got["docScroll"] > view["width"] or got["mainScroll"] > got["mainWidth"]:
+                    problems.append(f"{stage.id}: horizontal overflow {got}")
+                if got["wide"]:
+                    problems.append(f"{stage.id}: wider than the column: {got['wide']}")
+        finally:
+            browser.close()
+    assert not problems, "\n".join(problems)
