@@ -47,13 +47,15 @@ st.latex(
 
 st.subheader(f"What comes after “{token}” (position {pos})?")
 c1, c2, c3, c4 = st.columns(4)
-temperature = c1.slider(
+temperature = bounded_input(
+    "slider",
     "Temperature τ",
-    min_value=0.1,
-    max_value=float(MAX_TEMPERATURE),
-    value=1.0,
+    0.1,
+    float(MAX_TEMPERATURE),
+    1.0,
     step=0.05,
     key="output_temperature",
+    where=c1,
     help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
 )
 top_k = int(
@@ -68,13 +70,15 @@ top_k = int(
         help="Keep only the k most probable tokens and renormalise.",
     )
 )
-top_p = c3.slider(
+top_p = bounded_input(
+    "slider",
     "Top-p (nucleus)",
-    min_value=0.05,
-    max_value=1.0,
-    value=1.0,
+    0.05,
+    1.0,
+    1.0,
     step=0.05,
     key="output_top_p",
+    where=c3,
     help="Keep the most probable tokens until their probabilities add up to p.",
 )
 shown = int(c4.number_input("Tokens shown", 5, 40, 15, step=5, key="output_shown"))

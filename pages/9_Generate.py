@@ -61,14 +61,16 @@ st.latex(
 )
 
 c1, c2, c3, c4, c5 = st.columns(5)
-greedy = c5.checkbox("Greedy (argmax)", value=False, key="generate_greedy")
-temperature = c1.slider(
+greedy = c5.checkbox("Greedy (argmax)", key="generate_greedy")
+temperature = bounded_input(
+    "slider",
     "Temperature τ",
     0.1,
     float(MAX_TEMPERATURE),
     1.0,
     step=0.05,
     key="generate_temperature",
+    where=c1,
     disabled=greedy,
 )
 top_k = int(
@@ -83,7 +85,9 @@ top_k = int(
         disabled=greedy,
     )
 )
-top_p = c3.slider("Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", disabled=greedy)
+top_p = bounded_input(
+    "slider", "Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", where=c3, disabled=greedy
+)
 seed = int(c4.number_input("Seed", 0, 2**31 - 1, step=1, key="generate_seed"))
 settings = SamplingSettings(
     temperature=float(temperature), top_k=top_k, top_p=float(top_p), greedy=greedy

@@ -11,6 +11,7 @@ import streamlit as st
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
+from ui.exports import adopt_knob_params, export_sidebar, knob_params
 from ui.lecture import adopt_present_param, lecture_bar, lecture_mode, sidebar_toggle
 from ui.models import available_models, model_label
 from ui.settings import (
@@ -32,6 +33,7 @@ from ui.state import (
     set_text,
     shared_ids,
     text_notes,
+    view_params,
     write_query_params,
 )
 from ui.text import PRESETS_TEXT, quoted, text_fits_url
@@ -262,6 +264,7 @@ def frame(stage_id: str) -> View | None:
     _page_config(stage_id)
     init_state()
     notices, asked = adopt_query_params()
+    notices += adopt_knob_params({})  # sampling / dropout knobs of a shared link (ui.exports)
     notices = text_notes() + notices
     ss = st.session_state
     sidebar_toggle()  # lecture mode (ui.lecture)
@@ -305,6 +308,7 @@ def frame(stage_id: str) -> View | None:
     if trace.n_padding_ids or trace.gap_ids:
         st.info(padding_notice(trace))
     write_query_params()
+    export_sidebar(trace, {**view_params(), **knob_params()})  # .npz and the link (ui.exports)
     return View(
         trace=trace,
         loaded=loaded,

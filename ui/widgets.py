@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.figures.common import MAX_AXIS, fit_height, readable
+from ui.exports import png_config, svg_button
 from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
@@ -26,7 +27,8 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     if slot is not None:  # the stage's main figure, right under the lecture bar
         where = slot
         fit_height(fig, LECTURE_MAIN_HEIGHT, lecture=True)
-    where.plotly_chart(fig, theme=None, key=key)
+    where.plotly_chart(fig, theme=None, key=key, config=png_config(fig, key))
+    svg_button(fig, key, where)
 
 
 def shared_picker(

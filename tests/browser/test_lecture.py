@@ -218,3 +218,48 @@ def test_lecture_mode_shows_each_main_figure_without_scrolling(
         finally:
             browser.close()
     assert not problems, "\n".join(problems)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_every_export_of_a_figure_downloads_the_right_file(server: str) -> None:
+    """The chart toolbar's camera gives a PNG at least 1920 px wide (plotly, in the browser);
+    the SVG button an SVG drawn by kaleido on the server with the chart's title in it; the
+    sidebar's Trace button an .npz with token_ids and the canonical activation names."""
+    import io
+    from pathlib import Path
+
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    key = "residual_norms"
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1400, "height": 900}, accept_downloads=True
+            )
+            page = open_page(context, server, "Residual", {"text": TEXT})
+            chart = page.locator(f".st-key-{key}")
+            chart.hover()
+            with page.expect_download(timeout=60_000) as png:
+                chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+            png_bytes = Path(png.value.path()).read_bytes()
+            with page.expect_download(timeout=120_000) as svg:
+                page.locator(f".st-key-{key}_svg button").first.click()
+            svg_text = Path(svg.value.path()).read_text(encoding="utf-8")
+            with page.expect_download(timeout=60_000) as npz:
+                page.locator(".st-key-_export_npz button").first.click()
+            arrays = np.load(io.BytesIO(Path(npz.value.path()).read_bytes()))
+            names = (png.value.suggested_filename, svg.value.suggested_filename)
+        finally:
+            browser.close()
+    width, height = _png_size(png_bytes)
+    assert width >= 1920 and height > 300, (width, height)
+    assert names == (f"{key}.png", f"{key}.svg")
+    assert svg_text.startswith("<svg") and "Size of the residual stream" in svg_text
+    assert "token_ids" in arrays.files and "blocks.0.hook_resid_pre" in arrays.files
