@@ -12,7 +12,14 @@ from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
 from ui.exports import adopt_knob_params, export_sidebar, knob_params
-from ui.lecture import adopt_present_param, lecture_bar, lecture_mode, sidebar_toggle
+from ui.lecture import (
+    adopt_present_param,
+    lecture_bar,
+    lecture_mode,
+    order_switch,
+    sidebar_toggle,
+    walk_order,
+)
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -22,7 +29,7 @@ from ui.settings import (
     allow_paths,
     models_dir,
 )
-from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES
+from ui.stages import STAGE_BY_ID, STAGES, layer_stages
 from ui.state import (
     View,
     adopt_query_params,
@@ -85,14 +92,23 @@ def _sidebar_navigation(current: str) -> None:
     """Home, then one link per stage page that exists, the current one marked."""
     sb = st.sidebar
     sb.page_link(HOME_PATH, label="Inside GPT: home", icon="🏠", query_params=nav_params())
-    sb.caption("The walk through the model, in the article's order:")
-    for stage in STAGES:
+    order = walk_order()  # the article's or GPT-2's (ui.lecture.order_switch)
+    per_layer = layer_stages(order)
+    sb.caption(
+        "The walk through the model, in the article's order:"
+        if order == "article"
+        else "The walk through the model, in GPT-2's real order:"
+    )
+    ordered = [s for s in STAGES if not s.per_layer and s.number < STAGE_BY_ID[per_layer[0]].number]
+    ordered += [STAGE_BY_ID[sid] for sid in per_layer]
+    ordered += [s for s in STAGES if s not in ordered]
+    for stage in ordered:
         if not stage.exists():
             continue
         here = stage.id == current
         label = f"**{stage.label}**  ◀ you are here" if here else stage.label
-        if stage.id == LAYER_STAGES[0]:
-            first, last = STAGE_BY_ID[LAYER_STAGES[0]], STAGE_BY_ID[LAYER_STAGES[-1]]
+        if stage.id == per_layer[0]:
+            first, last = STAGE_BY_ID[per_layer[0]], STAGE_BY_ID[per_layer[-1]]
             sb.caption(f"↻ stages {first.number} to {last.number} repeat in every layer")
         sb.page_link(stage.path, label=label, query_params=nav_params())
 
@@ -268,6 +284,7 @@ def frame(stage_id: str) -> View | None:
     notices = text_notes() + notices
     ss = st.session_state
     sidebar_toggle()  # lecture mode (ui.lecture)
+    order_switch()  # the walk's order (ui.lecture)
     _sidebar_navigation(stage_id)
     model_id, loaded = _load_with_fallback(notices)
     _sidebar_inputs(loaded)

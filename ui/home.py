@@ -10,8 +10,9 @@ from typing import Any
 import streamlit as st
 
 from engine.checkpoints import LoadedModel
+from ui.i18n import _
 from ui.settings import APP_DIR
-from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
+from ui.stages import GPT_LAYER_STAGES, LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
 from ui.state import nav_params
 
 
@@ -73,18 +74,26 @@ _FLOW_CSS = (
 )
 
 
-def _flow_box(col: Any, stage: Stage) -> None:
-    """One flowchart box: the stage's link (or its name, if the page is absent) and note."""
-    with col.container(border=True, key=f"flow_{stage.id}"):
+def _flow_box(col: Any, stage: Stage, prefix: str = "flow", mark: str = "") -> None:
+    """One flowchart box: the stage's link (or its name, if the page is absent) and note;
+    `mark` (if any) is a line under it saying how it differs from the other order."""
+    with col.container(border=True, key=f"{prefix}_{stage.id}"):
         label = f"{stage.number} · {stage.short_title}"
         if stage.exists():
             st.page_link(stage.path, label=label, query_params=nav_params(), width="stretch")
         else:
             st.markdown(f"**{label}**")
         st.caption(stage.note)
+        if mark:
+            st.markdown(f":red[**{mark}**]")
 
 
-def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
+def _flow_row(
+    stage_ids: tuple[str, ...],
+    n_slots: int,
+    prefix: str = "flow",
+    marks: dict[str, str] | None = None,
+) -> None:
     """Boxes joined by arrows, in a row of `n_slots` equal slots (rows line up)."""
     widths: list[float] = []
     for k in range(n_slots):
@@ -93,7 +102,7 @@ def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
     for k, sid in enumerate(stage_ids):
         if k > 0:
             cols[2 * k - 1].markdown("### →")
-        _flow_box(cols[2 * k], STAGE_BY_ID[sid])
+        _flow_box(cols[2 * k], STAGE_BY_ID[sid], prefix, (marks or {}).get(sid, ""))
 
 
 def flowchart(n_layer: int | None) -> None:
@@ -113,4 +122,25 @@ def flowchart(n_layer: int | None) -> None:
             f"↻ back to {STAGE_BY_ID[LAYER_STAGES[0]].number} for the next layer; after the last "
             "layer, on to the output ↓"
         )
+    with st.container(border=True, key="flow_gpt_order"):
+        st.markdown(_("**GPT-2's real order in every block (pre-norm)**, beside the article's:"))
+        _flow_row(GPT_LAYER_STAGES, slots, prefix="flow_gpt", marks=_gpt_marks())
+        st.caption(
+            _(
+                "In GPT-2 and GPT-3 layer norm comes first: x = x + dropout(attn(ln₁(x))), then "
+                "x = x + dropout(mlp(ln₂(x))); after the last block a final ln_f, then the "
+                "output. The article puts layer norm after the feed-forward block and the "
+                "residual add after that (post-norm, as in the 2017 Transformer). The walk can "
+                "follow either order: “Walk order” in the sidebar."
+            )
+        )
     _flow_row(after, slots)
+
+
+def _gpt_marks() -> dict[str, str]:
+    """What differs in GPT-2's order, written under its boxes."""
+    return {
+        "layer_norm": _("moved first: ln₁ before attention, ln₂ before feed-forward"),
+        "residual": _("the add comes after each sub-block, not at the end"),
+        "dropout": _("on each sub-block's output before the add; training only"),
+    }

@@ -10,9 +10,11 @@ import streamlit as st
 
 from engine.trace import Trace
 from ui.i18n import N_, _
+from ui.stages import ORDERS
 
 PRESENT_KEY = "present"  # session state: bool, lecture mode on
 PRESENT_PARAM = "present"  # query parameter: "1" on, absent (or "0") off
+ORDER_KEY = "order"  # session state and query parameter: the walk's order, "article" or "gpt"
 
 
 def lecture_mode() -> bool:
@@ -20,19 +22,59 @@ def lecture_mode() -> bool:
     return bool(st.session_state.get(PRESENT_KEY, False))
 
 
+def walk_order() -> str:
+    """The walk's order in this session: "article" (the default) or "gpt" (`ui.stages.ORDERS`)."""
+    order = st.session_state.get(ORDER_KEY, "article")
+    return order if order in ORDERS else "article"
+
+
 def adopt_present_param() -> None:
-    """Turn lecture mode on or off from the `present` query parameter when it differs from what
-    the app last wrote (a prepared link); "0", "false" or "off" turn it off, anything else on."""
+    """Turn lecture mode on or off from the `present` query parameter, and set the walk's order
+    from `order`, when they differ from what the app last wrote (a prepared link); "0", "false"
+    or "off" turn lecture mode off, anything else on; an unknown order is ignored."""
     ss = st.session_state
+    written = ss.get("_qp_written", {})
     raw = st.query_params.get(PRESENT_PARAM)
-    written = ss.get("_qp_written", {}).get(PRESENT_PARAM)
-    if raw is not None and raw != written:
+    if raw is not None and raw != written.get(PRESENT_PARAM):
         ss[PRESENT_KEY] = raw.strip().lower() not in ("0", "false", "off", "")
+    order = st.query_params.get(ORDER_KEY)
+    if order is not None and order != written.get(ORDER_KEY) and order in ORDERS:
+        ss[ORDER_KEY] = order
 
 
 def present_params() -> dict[str, str]:
-    """The query parameter that carries lecture mode ({} when it is off)."""
-    return {PRESENT_PARAM: "1"} if lecture_mode() else {}
+    """The query parameters that carry lecture mode and the walk's order (none at defaults)."""
+    out = {PRESENT_PARAM: "1"} if lecture_mode() else {}
+    if walk_order() != "article":
+        out[ORDER_KEY] = walk_order()
+    return out
+
+
+ORDER_LABELS = {
+    "article": N_("The article's order (post-norm)"),
+    "gpt": N_("GPT-2's real order (pre-norm)"),
+}
+
+
+def _set_order() -> None:
+    st.session_state[ORDER_KEY] = st.session_state["_w_order"]
+
+
+def order_switch() -> None:
+    """The sidebar's switch between the article's walk order and GPT-2's real one."""
+    st.session_state["_w_order"] = walk_order()
+    st.sidebar.radio(
+        _("Walk order"),
+        list(ORDERS),
+        key="_w_order",
+        format_func=lambda o: _(ORDER_LABELS[o]),
+        on_change=_set_order,
+        help=_(
+            "The article draws attention → feed-forward → layer norm → residual → dropout. "
+            "GPT-2 normalises first, in every block: ln_1 → attention → dropout → add, "
+            "ln_2 → feed-forward → dropout → add; after the last block ln_f → output."
+        ),
+    )
 
 
 # --- keyboard and presentation clickers -------------------------------------------------------
@@ -73,10 +115,8 @@ def keyboard(prev_key: str | None, next_key: str | None) -> None:
     """Step the walk from the keyboard or a presentation clicker: ArrowRight, PageDown, Space,
     n or j click the button with element key `next_key`; ArrowLeft, PageUp, p or k the one with
     `prev_key` (None: no such step). Keys typed in a text box, select or slider are left alone.
-    Draws a zero-height component (`st.components.v1.html`)."""
+    Draws a hidden same-origin iframe (`st.iframe` with the script as its HTML)."""
     import json
-
-    import streamlit.components.v1 as components
 
     keys = {
         "next": next_key or "",
@@ -86,7 +126,7 @@ def keyboard(prev_key: str | None, next_key: str | None) -> None:
     }
     st.html("<style>.st-key-walk_keys{display:none}</style>")
     with st.container(key="walk_keys"):
-        components.html(_KEYS_JS % {"keys": json.dumps(keys)}, height=0)
+        st.iframe(_KEYS_JS % {"keys": json.dumps(keys)}, height=1)
 
 
 # --- the lecture view: control bar, main figure first, speaker notes ----------------------------
@@ -227,7 +267,7 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
     st.html(_LECTURE_CSS)
     cfg = trace.config
     stage = STAGE_BY_ID[stage_id]
-    prev, nxt = walk_neighbours(stage_id, ss["layer"], cfg.n_layer)
+    prev, nxt = walk_neighbours(stage_id, ss["layer"], cfg.n_layer, walk_order())
     prev = prev if prev is not None and prev[0].exists() else None
     nxt = nxt if nxt is not None and nxt[0].exists() else None
     with st.container(key="lecture_bar"):

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.figures.common import MAX_AXIS, fit_height, readable
 from ui.exports import png_config, svg_button
-from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot
+from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot, walk_order
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
 
@@ -127,7 +127,7 @@ def next_stage(view: View) -> None:
     "<stage>_prev" and "<stage>_next"), also stepped from the keyboard or a clicker
     (`ui.lecture.keyboard`). Moving to another layer updates the shared layer; the new page's
     URL carries stage and layer."""
-    prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer)
+    prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer, walk_order())
     st.divider()
     left, right = st.columns(2)
     keys: dict[str, str | None] = {"prev": None, "next": None}
