@@ -177,30 +177,27 @@ st.markdown(
         "scores query i against every key j and turns the scores into weights that sum to 1."
     ).format(d_head=cfg.d_head)
 )
+st.latex(r"\text{article: } \alpha_{ij} = \frac{e_i^{\top} Q}{\sqrt{d_k}}")
 st.latex(
-    r"\text{article: } \alpha_{ij} = \frac{e_i^{\top} Q}{\sqrt{d_k}}"
-    r"\qquad\text{GPT: } \alpha_{ij} = \mathrm{softmax}_j\!\left("
+    r"\text{GPT: } \alpha_{ij} = \mathrm{softmax}_j\!\left("
     r"\frac{q_i \cdot k_j}{\sqrt{d_{head}}}\right),\ j \le i"
 )
-left, right = st.columns(2)
 chart(
     fig_article.alpha_figure(
         lens_article.article_alpha(trace, layer, head, view.pos), trace.token_strs, view.pos
     ),
     key="attention_article_alpha",
-    where=left,
 )
 chart(
     fig_article.gpt_row_figure(
         trace.get("attn.hook_pattern", layer)[head, view.pos], trace.token_strs, view.pos
     ),
     key="attention_gpt_alpha",
-    where=right,
 )
 st.caption(
     _(
-        "Left: e_iᵀQ is token {pos}'s query q (layer {layer}, head {head}) divided by "
-        "√{d_head}; every row is the same. Right: what the model computed for the same "
+        "First map: e_iᵀQ is token {pos}'s query q (layer {layer}, head {head}) divided by "
+        "√{d_head}; every row is the same. The bars: what the model computed for the same "
         "query."
     ).format(pos=view.pos, layer=layer, head=head, d_head=cfg.d_head)
 )
@@ -228,9 +225,8 @@ split_left, split_right = fig_article.head_split_figures(
     trace.token_strs,
     view.pos,
 )
-left, right = st.columns(2)
-chart(split_left, key="attention_article_split", where=left)
-chart(split_right, key="attention_gpt_split", where=right)
+chart(split_left, key="attention_article_split")
+chart(split_right, key="attention_gpt_split")
 
 st.subheader(_("The article's numpy example, run"))
 st.markdown(

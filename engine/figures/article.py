@@ -16,18 +16,21 @@ def alpha_figure(alpha: np.ndarray, token_strs: list[str] | tuple[str, ...], pos
     components)."""
     keys = token_labels(token_strs)
     comps = [f"c{c}" for c in range(alpha.shape[1])]
-    return heatmap(
+    fig = heatmap(
         alpha,
         comps,
         keys,
-        f"The article: α for query {pos}, key by key (no key in it)",
+        f"The article: α for query {pos} and every key j",
         signed=True,
-        x_title="component of α (d_head numbers, not one weight)",
+        x_title="component of α (a vector, not one weight)",
         y_title="key j",
-        hovertemplate="key %{y}<br>%{x}: %{z:.3f}",
-        height=420,
+        hovertemplate="key %{y}<br>component %{x}: %{z:.3f}",
+        height=380,
         colorbar_title="α",
     )
+    fig.data[0].x = list(range(alpha.shape[1]))  # components are numbers: plain ticks
+    fig.update_xaxes(type="linear", tickangle=0)
+    return fig
 
 
 def gpt_row_figure(
@@ -47,7 +50,7 @@ def gpt_row_figure(
     )
     fig.update_yaxes(autorange="reversed", title_text="key j ≤ i")
     fig.update_xaxes(title_text="weight (softmax of q·k / √d_head)", range=[0, 1])
-    return base_layout(fig, f"GPT: query {pos}, one weight per key", height=420)
+    return base_layout(fig, f"GPT: query {pos}, one weight per key", height=380)
 
 
 def head_split_figures(
@@ -64,26 +67,26 @@ def head_split_figures(
         article,
         heads,
         heads,
-        f"The article's reshape: token {pos}'s heads attend to each other",
+        f"The article: token {pos}'s heads attend to each other",
         signed=False,
         zmax=1.0,
         x_title="looked at: a head of the same token",
         y_title="head",
         hovertemplate="%{y} → %{x}<br>weight %{z:.3f}",
-        height=420,
+        height=360,
         colorbar_title="weight",
     )
     right = heatmap(
         gpt_rows,
         token_labels(token_strs, 0, pos + 1),
         heads,
-        f"GPT: each head of token {plotly_text(str(pos))} attends to tokens",
+        f"GPT: each head of token {plotly_text(str(pos))} attends to earlier tokens",
         signed=False,
         zmax=1.0,
         x_title="looked at: an earlier token",
         y_title="head",
         hovertemplate="%{y} → %{x}<br>weight %{z:.3f}",
-        height=420,
+        height=360,
         colorbar_title="weight",
     )
     return left, right
