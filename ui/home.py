@@ -12,7 +12,7 @@ import streamlit as st
 from engine.checkpoints import LoadedModel
 from ui.i18n import _
 from ui.settings import APP_DIR
-from ui.stages import GPT_LAYER_STAGES, LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
+from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
 from ui.state import nav_params
 
 
@@ -74,26 +74,18 @@ _FLOW_CSS = (
 )
 
 
-def _flow_box(col: Any, stage: Stage, prefix: str = "flow", mark: str = "") -> None:
-    """One flowchart box: the stage's link (or its name, if the page is absent) and note;
-    `mark` (if any) is a line under it saying how it differs from the other order."""
-    with col.container(border=True, key=f"{prefix}_{stage.id}"):
+def _flow_box(col: Any, stage: Stage) -> None:
+    """One flowchart box: the stage's link (or its name, if the page is absent) and note."""
+    with col.container(border=True, key=f"flow_{stage.id}"):
         label = f"{stage.number} · {stage.short_title}"
         if stage.exists():
             st.page_link(stage.path, label=label, query_params=nav_params(), width="stretch")
         else:
             st.markdown(f"**{label}**")
         st.caption(stage.note)
-        if mark:
-            st.markdown(f":red[**{mark}**]")
 
 
-def _flow_row(
-    stage_ids: tuple[str, ...],
-    n_slots: int,
-    prefix: str = "flow",
-    marks: dict[str, str] | None = None,
-) -> None:
+def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
     """Boxes joined by arrows, in a row of `n_slots` equal slots (rows line up)."""
     widths: list[float] = []
     for k in range(n_slots):
@@ -102,7 +94,7 @@ def _flow_row(
     for k, sid in enumerate(stage_ids):
         if k > 0:
             cols[2 * k - 1].markdown("### →")
-        _flow_box(cols[2 * k], STAGE_BY_ID[sid], prefix, (marks or {}).get(sid, ""))
+        _flow_box(cols[2 * k], STAGE_BY_ID[sid])
 
 
 def flowchart(n_layer: int | None) -> None:
@@ -122,25 +114,48 @@ def flowchart(n_layer: int | None) -> None:
             f"↻ back to {STAGE_BY_ID[LAYER_STAGES[0]].number} for the next layer; after the last "
             "layer, on to the output ↓"
         )
-    with st.container(border=True, key="flow_gpt_order"):
+    with st.container(border=True, key="order_compare"):
         st.markdown(_("**GPT-2's real order in every block (pre-norm)**, beside the article's:"))
-        _flow_row(GPT_LAYER_STAGES, slots, prefix="flow_gpt", marks=_gpt_marks())
+        st.markdown(_order_lines())
         st.caption(
             _(
-                "In GPT-2 and GPT-3 layer norm comes first: x = x + dropout(attn(ln₁(x))), then "
-                "x = x + dropout(mlp(ln₂(x))); after the last block a final ln_f, then the "
-                "output. The article puts layer norm after the feed-forward block and the "
-                "residual add after that (post-norm, as in the 2017 Transformer). The walk can "
-                "follow either order: “Walk order” in the sidebar."
+                "Red: what moves or is added in GPT-2 and GPT-3. Layer norm comes first: "
+                "x = x + dropout(attn(ln₁(x))), then x = x + dropout(mlp(ln₂(x))); after the "
+                "last block a final ln_f, then the output. The article puts layer norm after "
+                "the feed-forward block and the residual add after that (post-norm, as in the "
+                "2017 Transformer). The walk can follow either order: “Walk order” in the "
+                "sidebar."
             )
         )
     _flow_row(after, slots)
 
 
-def _gpt_marks() -> dict[str, str]:
-    """What differs in GPT-2's order, written under its boxes."""
-    return {
-        "layer_norm": _("moved first: ln₁ before attention, ln₂ before feed-forward"),
-        "residual": _("the add comes after each sub-block, not at the end"),
-        "dropout": _("on each sub-block's output before the add; training only"),
-    }
+def _order_lines() -> str:
+    """The block in the article's order and in GPT-2's, one line each (Markdown), with what
+    moves or is added in GPT-2 marked in red."""
+    title = {sid: _(STAGE_BY_ID[sid].short_title) for sid in LAYER_STAGES}
+
+    def moved(text: str) -> str:
+        return f":red[**{text}**]"
+
+    article = " → ".join(title[sid] for sid in LAYER_STAGES)
+    gpt = " → ".join(
+        [
+            moved(_("{ln} (ln₁, moved first)").format(ln=title["layer_norm"])),
+            title["attention"],
+            moved(title["dropout"]),
+            moved(_("{res} (add)").format(res=title["residual"])),
+            moved(_("{ln} (ln₂)").format(ln=title["layer_norm"])),
+            title["feed_forward"],
+            moved(title["dropout"]),
+            moved(_("{res} (add)").format(res=title["residual"])),
+        ]
+    )
+    return "\n".join(
+        [
+            _("- **The article (post-norm):** {steps}").format(steps=article),
+            _("- **GPT-2 (pre-norm):** {steps}; after the last block {ln_f} → output").format(
+                steps=gpt, ln_f=moved("ln_f")
+            ),
+        ]
+    )

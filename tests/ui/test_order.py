@@ -79,6 +79,7 @@ def test_a_link_with_order_gpt_opens_the_gpt_walk_and_home_draws_both_orders() -
     assert at.session_state["order"] == "gpt"
     text = " ".join(m.value for m in at.markdown)
     assert "GPT-2's real order in every block (pre-norm)" in text
-    assert "moved first: ln₁ before attention" in text
+    assert "**GPT-2 (pre-norm):** :red[**Layer norm (ln₁, moved first)**] → Attention" in text
+    assert "**The article (post-norm):** Attention → Feed-forward → Layer norm" in text
     at.switch_page("pages/5_Layer_norm.py").run()
     assert at.button(key="layer_norm_prev").label.endswith("2 · Embeddings")
