@@ -8,11 +8,13 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.figures.common import MAX_AXIS, fit_height, readable
+from engine.figures.common import MAX_AXIS, MAX_LABELLED, fit_height, readable
 from ui.exports import png_config, svg_button
 from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot, walk_order
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
+
+NARROW_X_LABELS = 24  # x tick labels of a chart drawn in a column (`chart(where=...)`)
 
 
 def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
@@ -20,9 +22,10 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     type in lecture mode) with Streamlit's chart theme off (`theme=None`: Streamlit's theme
     would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
     default the page body). `key` is the chart's element key."""
-    where = where or st
     lecture = lecture_mode()
-    readable(fig, lecture=lecture)
+    # a chart put in a column is half the page or narrower: at most NARROW_X_LABELS x labels
+    readable(fig, lecture=lecture, x_labels=MAX_LABELLED if where is None else NARROW_X_LABELS)
+    where = where or st
     slot = main_slot(key) if lecture else None
     if slot is not None:  # the stage's main figure, right under the lecture bar
         where = slot

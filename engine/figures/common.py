@@ -294,7 +294,7 @@ def _log_extent(fig: go.Figure, name: str) -> tuple[float, float] | None:
     return (min(values), max(values)) if values else None
 
 
-def readable(fig: go.Figure, lecture: bool = False) -> go.Figure:
+def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED) -> go.Figure:
     """Apply the one figure style to `fig` in place (and return it): every text near-black
     (TEXT_COLOUR), ticks, legend, colour bars, annotations and cell text at least FONT_SIZE px
     (LECTURE_FONT_SIZE in lecture mode), titles TITLE_SIZE (LECTURE_TITLE_SIZE), every category
@@ -304,7 +304,8 @@ def readable(fig: go.Figure, lecture: bool = False) -> go.Figure:
     (`log_ticks`). Sizes are written on every element, not only on `layout.font`, so that a
     chart theme that sets its own axis fonts cannot shrink them; the UI draws with Streamlit's
     theme off as well (`st.plotly_chart(theme=None)`). Colours an element already has (a red
-    marker on the selected head) are kept; only their size is raised."""
+    marker on the selected head) are kept; only their size is raised. `x_labels`: at most this
+    many labels along a category x axis (a figure in a narrow column: half the page or less)."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     title_size = LECTURE_TITLE_SIZE if lecture else TITLE_SIZE
     font = {"size": size, "color": TEXT_COLOUR, "family": FONT_FAMILY}
@@ -332,7 +333,11 @@ def readable(fig: go.Figure, lecture: bool = False) -> go.Figure:
                 settings.update(log_ticks(*extent))
         elif categories is not None and axis.tickmode != "array":
             y = name.startswith("yaxis")
-            ticks = category_ticks(categories, chars=LABEL_CHARS_Y if y else LABEL_CHARS)
+            ticks = category_ticks(
+                categories,
+                limit=MAX_LABELLED if y else x_labels,
+                chars=LABEL_CHARS_Y if y else LABEL_CHARS,
+            )
             if y:
                 ticks["tickangle"] = 0
             elif axis.tickangle is not None and len(categories) <= 16:
