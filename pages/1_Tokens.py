@@ -12,7 +12,7 @@ from ui.frame import frame
 from ui.i18n import _, ngettext
 from ui.models import special_tokens_sentence, token_ranks
 from ui.text import markdown_literal
-from ui.widgets import next_stage, shared_picker
+from ui.widgets import chart, next_stage, shared_picker
 
 BPE_FIGURE_MAX_BYTES = fig_tokens.BPE_FIGURE_MAX_BYTES
 
@@ -131,7 +131,7 @@ else:
     )
     st.dataframe(split, hide_index=True, width="stretch")
 
-st.plotly_chart(
+chart(
     fig_tokens.bytes_per_token_figure(trace.token_strs, token_bytes),
     key="tokens_bytes_chart",
 )
@@ -180,7 +180,7 @@ if words:
             )
         )
     else:
-        st.plotly_chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
+        chart(fig_tokens.bpe_steps_figure(word, rank_of), key="tokens_bpe_chart")
     st.caption(
         _(
             "{n_bytes} byte(s), {n_merges} merge(s), result: ids {ids}. Each merge joins the "

@@ -11,7 +11,7 @@ from engine.lens import embeddings as lens_emb
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.models import embedding_table
-from ui.widgets import axis_window, next_stage, shared_picker
+from ui.widgets import axis_window, chart, next_stage, shared_picker
 
 # engine.lens.embeddings.SOURCES, marked for the catalogue and shown through `_`.
 SOURCE_NAMES = {
@@ -67,7 +67,7 @@ for tab, (chart_id, name, vectors) in zip(
     strict=True,
 ):
     with tab:
-        st.plotly_chart(
+        chart(
             fig_emb.embedding_heatmap(
                 vectors,
                 trace.token_strs,
@@ -93,7 +93,7 @@ vectors = lens_emb.embedding_vectors(trace, source)
 coords, explained = lens_emb.pca_2d(vectors)
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_emb.pca_figure(
             coords,
             explained,
@@ -133,7 +133,7 @@ with right:
 st.subheader(_("How similar are the positions' vectors? (cosine similarity)"))
 sims = lens_emb.cosine_matrix(vectors)
 st.latex(r"\cos(x_i, x_j) = \frac{x_i \cdot x_j}{\lVert x_i \rVert \, \lVert x_j \rVert}")
-st.plotly_chart(
+chart(
     fig_emb.cosine_heatmap(
         sims,
         trace.token_strs,
@@ -163,7 +163,7 @@ nb_ids, nb_sims = lens_emb.nearest_neighbours(
 nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_emb.neighbours_figure(nb_ids, nb_sims, nb_labels, trace.token_strs[pos]),
         key="embeddings_neighbours_chart",
     )
@@ -192,7 +192,7 @@ with left:
             "same vectors and attention, which compares vectors, cannot tell the orders apart."
         ).format(formula="`e_i = W_e w_i`")
     )
-    st.plotly_chart(
+    chart(
         fig_emb.cosine_heatmap(
             article_sims, trace.token_strs, _("Article: token vectors only"), tok_start
         ),
@@ -205,7 +205,7 @@ with right:
             "different vector at each place, so the model knows where each token stands."
         )
     )
-    st.plotly_chart(
+    chart(
         fig_emb.cosine_heatmap(
             lens_emb.cosine_matrix(summed),
             trace.token_strs,

@@ -11,7 +11,7 @@ from engine.lens import feed_forward as lens_ff
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, next_stage
+from ui.widgets import axis_window, bounded_input, chart, next_stage
 
 # engine.lens.feed_forward's RANKINGS and activation_summary rows, marked for the catalogue.
 RANKING_NAMES = {
@@ -89,7 +89,7 @@ k = int(
     )
 )
 post = trace.get("mlp.hook_post", layer)
-st.plotly_chart(
+chart(
     fig_ff.neurons_heatmap(
         post, lens_ff.top_neurons(post, k, rank), trace.token_strs, layer, tok_start, rank
     ),
@@ -107,14 +107,14 @@ st.caption(
 st.subheader(_("Inside one token: “{token}” (position {pos})").format(token=token, pos=pos))
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(
+    chart(
         fig_ff.hidden_histogram(
             trace.get("mlp.hook_pre", layer)[pos], post[pos], trace.token_strs[pos], layer, pos
         ),
         key="feed_forward_hist",
     )
 with right:
-    st.plotly_chart(
+    chart(
         fig_ff.activation_functions(trace.get("mlp.hook_pre", layer), pos),
         key="feed_forward_curves",
     )
@@ -143,9 +143,7 @@ st.caption(
 
 st.subheader(_("How much each layer's feed-forward block adds, per token"))
 norms = lens_ff.mlp_out_norms(trace)
-st.plotly_chart(
-    fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms"
-)
+chart(fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms")
 table = pd.DataFrame(
     norms.T,
     columns=[_("layer {i}").format(i=i) for i in range(cfg.n_layer)],
@@ -193,7 +191,7 @@ with right:
         ).format(d_mlp=cfg.d_mlp, d=cfg.d_model)
     )
 pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
-st.plotly_chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
+chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
 st.caption(
     _(
         "The same {n} hidden inputs of “{token}”: under tanh, {share} of them are pinned near "

@@ -20,7 +20,7 @@ from ui.frame import frame
 from ui.i18n import _
 from ui.models import layer_norm_params
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, chart, next_stage
 
 view = frame("layer_norm")
 if view is None:
@@ -111,7 +111,7 @@ def _leaves_with(after: np.ndarray, who: str | None = None) -> str:
 
 st.subheader(_("What enters {label}: each token's mean and standard deviation").format(label=label))
 tok_start = axis_window(trace.n_tokens, _("Tokens"), key="layer_norm_tokens")
-st.plotly_chart(
+chart(
     fig_ln.token_stats_figure(
         stats,
         trace.token_strs,
@@ -140,7 +140,7 @@ token = markdown_literal(trace.token_strs[pos])
 st.subheader(_("One token step by step: “{token}” (position {pos})").format(token=token, pos=pos))
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(
+    chart(
         fig_ln.feature_steps_figure(
             x_in[pos],
             normalized[pos],
@@ -150,7 +150,7 @@ with left:
         key="layer_norm_steps",
     )
 with right:
-    st.plotly_chart(
+    chart(
         fig_ln.gamma_beta_figure(gamma, beta, _("Learned gamma and beta")),
         key="layer_norm_gamma_beta",
     )
@@ -171,7 +171,7 @@ with right:
 st.subheader(_("Why normalise: the residual stream grows"))
 all_stats = all_ln_stats(trace)
 highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
-st.plotly_chart(
+chart(
     fig_ln.scale_growth_figure(all_stats, pos, trace.token_strs[pos], highlight=highlight),
     key="layer_norm_growth",
 )
@@ -205,7 +205,7 @@ with right:
         wrap_lines=True,
     )
 article_normalized = article_normalize(x_in)
-st.plotly_chart(
+chart(
     fig_ln.article_vs_gpt_figure(
         gpt_normalize(x_in, cfg.layer_norm_eps),
         article_normalized,

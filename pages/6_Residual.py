@@ -10,7 +10,7 @@ from engine.lens import residual as lens_res
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, next_stage
+from ui.widgets import axis_window, chart, next_stage
 
 view = frame("residual")
 if view is None:
@@ -44,7 +44,7 @@ log_colour = st.toggle(
     value=True,
     key="residual_log",
 )
-st.plotly_chart(
+chart(
     fig_res.norms_heatmap(
         lens_res.residual_norms(trace), trace.token_strs, start=tok_start, log=log_colour
     ),
@@ -59,7 +59,7 @@ st.caption(
 
 st.subheader(_("What each part wrote into “{token}” (position {pos})").format(token=token, pos=pos))
 contrib = lens_res.contributions(trace, pos)
-st.plotly_chart(
+chart(
     fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
     key="residual_contributions",
 )
@@ -141,10 +141,8 @@ st.markdown(
 
 st.subheader(_("How soon the stream points where it ends"))
 cos = lens_res.cosine_to_final(trace)
-st.plotly_chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
-st.plotly_chart(
-    fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map"
-)
+chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
+chart(fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map")
 st.caption(
     _(
         "Cosine similarity between each layer's residual and the final one (1 = same "

@@ -14,7 +14,7 @@ from ui.cache import get_dropout_trace
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, next_stage
+from ui.widgets import axis_window, bounded_input, chart, next_stage
 
 MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
 
@@ -97,13 +97,13 @@ if T > fig_drop.PANEL_AXIS and "dropout_tokens" not in st.session_state:
         0, min(T - fig_drop.PANEL_AXIS, pos - fig_drop.PANEL_AXIS // 2)
     )
 start = axis_window(T, _("Tokens"), key="dropout_tokens", size=fig_drop.PANEL_AXIS)
-st.plotly_chart(
+chart(
     fig_drop.patterns_figure(trace.token_strs, eval_pattern, pass_pattern, dropped, p, start),
     key="dropout_patterns",
 )
 
 token = markdown_literal(trace.token_strs[pos])
-st.plotly_chart(
+chart(
     fig_drop.query_row_figure(
         trace.token_strs, pos, eval_pattern[pos], pass_pattern[pos], dropped[pos], p
     ),
@@ -190,9 +190,9 @@ n_masks = int(
 avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(fig_drop.convergence_figure(avg), key="dropout_convergence")
+    chart(fig_drop.convergence_figure(avg), key="dropout_convergence")
 with right:
-    st.plotly_chart(
+    chart(
         fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
         key="dropout_average_row",
     )

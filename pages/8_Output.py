@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.figures import output as fig_out
 from engine.figures.common import shown as as_text
+from engine.lens import article as lens_article
 from engine.lens.logit_lens import lens_distribution
 from engine.sampling import (
     MAX_TEMPERATURE,
@@ -20,7 +21,7 @@ from ui.frame import frame
 from ui.i18n import _
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, next_stage
+from ui.widgets import axis_window, bounded_input, chart, next_stage
 
 view = frame("output")
 if view is None:
@@ -50,13 +51,15 @@ st.latex(
 
 st.subheader(_("What comes after “{token}” (position {pos})?").format(token=token, pos=pos))
 c1, c2, c3, c4 = st.columns(4)
-temperature = c1.slider(
+temperature = bounded_input(
+    "slider",
     _("Temperature τ"),
-    min_value=0.1,
-    max_value=float(MAX_TEMPERATURE),
-    value=1.0,
+    0.1,
+    float(MAX_TEMPERATURE),
+    1.0,
     step=0.05,
     key="output_temperature",
+    where=c1,
     help=_("Divides the logits: below 1 sharpens the distribution, above 1 flattens it."),
 )
 top_k = int(
@@ -71,13 +74,15 @@ top_k = int(
         help=_("Keep only the k most probable tokens and renormalise."),
     )
 )
-top_p = c3.slider(
+top_p = bounded_input(
+    "slider",
     _("Top-p (nucleus)"),
-    min_value=0.05,
-    max_value=1.0,
-    value=1.0,
+    0.05,
+    1.0,
+    1.0,
     step=0.05,
     key="output_top_p",
+    where=c3,
     help=_("Keep the most probable tokens until their probabilities add up to p."),
 )
 shown = int(c4.number_input(_("Tokens shown"), 5, 40, 15, step=5, key="output_shown"))
@@ -87,7 +92,7 @@ model_probs = next_token_distribution(
     logits, SamplingSettings(), allowed=allowed, gaps=trace.gap_ids
 )
 shaped = next_token_distribution(logits, settings, allowed=allowed, gaps=trace.gap_ids)
-st.plotly_chart(
+chart(
     fig_out.top_tokens_figure(
         model_probs,
         shaped,
@@ -171,7 +176,7 @@ if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session
 lens_start = axis_window(
     trace.n_tokens, _("Positions"), key="output_lens_window", size=fig_out.LENS_AXIS
 )
-st.plotly_chart(
+chart(
     fig_out.lens_heatmap(lens, trace.token_strs, display, start=lens_start),
     key="output_lens",
 )
@@ -179,7 +184,7 @@ st.plotly_chart(
 left, right = st.columns(2)
 with left:
     if pos + 1 < trace.n_tokens:
-        st.plotly_chart(
+        chart(
             fig_out.next_token_figure(lens, pos, trace.token_strs[pos + 1]),
             key="output_next_token",
         )
@@ -222,7 +227,7 @@ with right:
                     )
                 )
     target_probs = np.array([lens_distribution(trace, model, r, pos)[target] for r in range(rows)])
-    st.plotly_chart(
+    chart(
         fig_out.target_figure(target_probs, fig_out.layer_names(lens), display(target)),
         key="output_target_chart",
     )
@@ -245,5 +250,48 @@ st.dataframe(
 )
 if pos + 1 >= trace.n_tokens:
     st.caption(_("The last token has no real next token: its p and rank are not measurable (–)."))
+
+st.subheader(_("Pre-training and fine-tuning: what the article gets wrong"))
+st.markdown(
+    _(
+        "The article defines pre-training as “training the model on a specific task”. It is "
+        "the opposite: a GPT is **pre-trained** on broad text with one objective, predicting "
+        "every next token, which is exactly what this page shows: the loss is the average of "
+        "−log p(the real next token). **Fine-tuning** then continues training the pre-trained "
+        "weights on a smaller, task-specific set (instructions, dialogues, a domain), often "
+        "with the same next-token loss on the task's answers."
+    )
+)
+st.latex(
+    r"\mathcal{L} = -\frac{1}{T-1}\sum_{i=1}^{T-1}"
+    r"\log p\left(t_{i+1} \mid t_1, \dots, t_i\right)"
+)
+losses = lens_article.next_token_loss(trace)
+if losses.size:
+    st.dataframe(
+        {
+            _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
+            _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
+            _("p(real next token)"): [float(np.exp(-x)) for x in losses],
+            _("−log p (nats)"): [float(x) for x in losses],
+        },
+        hide_index=True,
+        width="stretch",
+        key="output_pretraining_table",
+    )
+    st.markdown(
+        _(
+            "The pre-training loss of this model on your text: **{loss:.3f} nats per token** "
+            "(a model that guessed uniformly among its {n:,} tokens would score {uniform:.3f}). "
+            "Training lowers this number over billions of tokens; fine-tuning lowers it on the "
+            "task's own examples."
+        ).format(
+            loss=float(losses.mean()),
+            n=trace.n_valid_ids - len(trace.gap_ids),
+            uniform=float(np.log(trace.n_valid_ids - len(trace.gap_ids))),
+        )
+    )
+else:
+    st.caption(_("With one token there is no next token to score: type a longer text."))
 
 next_stage(view)

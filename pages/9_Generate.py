@@ -23,7 +23,7 @@ from ui.i18n import _
 from ui.models import decode_ids, encode_text
 from ui.state import set_text, shared_ids
 from ui.text import markdown_literal
-from ui.widgets import bounded_input, next_stage
+from ui.widgets import bounded_input, chart, next_stage
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,16 @@ st.latex(
 )
 
 c1, c2, c3, c4, c5 = st.columns(5)
-greedy = c5.checkbox(_("Greedy (argmax)"), value=False, key="generate_greedy")
-temperature = c1.slider(
+greedy = c5.checkbox(_("Greedy (argmax)"), key="generate_greedy")
+temperature = bounded_input(
+    "slider",
     _("Temperature τ"),
     0.1,
     float(MAX_TEMPERATURE),
     1.0,
     step=0.05,
     key="generate_temperature",
+    where=c1,
     disabled=greedy,
 )
 top_k = int(
@@ -86,7 +88,9 @@ top_k = int(
         disabled=greedy,
     )
 )
-top_p = c3.slider("Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", disabled=greedy)
+top_p = bounded_input(
+    "slider", "Top-p", 0.05, 1.0, 0.95, step=0.05, key="generate_top_p", where=c3, disabled=greedy
+)
 seed = int(c4.number_input(_("Seed"), 0, 2**31 - 1, step=1, key="generate_seed"))
 settings = SamplingSettings(
     temperature=float(temperature), top_k=top_k, top_p=float(top_p), greedy=greedy
@@ -173,7 +177,7 @@ if steps and history and history[-1]["after"] == text:
                 "appended. Change the seed or the settings to continue anyway."
             )
         )
-    st.plotly_chart(fig_out.sample_figure(last, display), key="generate_distribution")
+    chart(fig_out.sample_figure(last, display), key="generate_distribution")
     if len(steps) > 1:
         st.caption(
             _("The distribution of the last of the {n} tokens just generated.").format(n=len(steps))
@@ -191,7 +195,7 @@ else:
     model_probs = next_token_distribution(
         logits, SamplingSettings(), allowed=allowed, gaps=trace.gap_ids
     )
-    st.plotly_chart(
+    chart(
         fig_out.top_tokens_figure(
             model_probs,
             preview,

@@ -12,7 +12,16 @@ import streamlit as st
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
+from ui.exports import adopt_knob_params, export_sidebar, knob_params
 from ui.i18n import LANG_KEY, LANGUAGES, _
+from ui.lecture import (
+    adopt_present_param,
+    lecture_bar,
+    lecture_mode,
+    order_switch,
+    sidebar_toggle,
+    walk_order,
+)
 from ui.models import available_models, model_label
 from ui.settings import (
     HOME_PATH,
@@ -21,7 +30,7 @@ from ui.settings import (
     TEXTBOX_MAX_CHARS,
     allow_paths,
 )
-from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES
+from ui.stages import STAGE_BY_ID, STAGES, layer_stages
 from ui.state import (
     View,
     adopt_query_params,
@@ -32,6 +41,7 @@ from ui.state import (
     set_text,
     shared_ids,
     text_notes,
+    view_params,
     write_query_params,
 )
 from ui.text import PRESETS_TEXT, quoted, text_fits_url
@@ -114,14 +124,23 @@ def _sidebar_navigation(current: str) -> None:
     """Home, then one link per stage page that exists, the current one marked."""
     sb = st.sidebar
     sb.page_link(HOME_PATH, label=_("Inside GPT: home"), icon="🏠", query_params=nav_params())
-    sb.caption(_("The walk through the model, in the article's order:"))
-    for stage in STAGES:
+    order = walk_order()  # the article's or GPT-2's (ui.lecture.order_switch)
+    per_layer = layer_stages(order)
+    sb.caption(
+        _("The walk through the model, in the article's order:")
+        if order == "article"
+        else _("The walk through the model, in GPT-2's real order:")
+    )
+    ordered = [s for s in STAGES if not s.per_layer and s.number < STAGE_BY_ID[per_layer[0]].number]
+    ordered += [STAGE_BY_ID[sid] for sid in per_layer]
+    ordered += [s for s in STAGES if s not in ordered]
+    for stage in ordered:
         if not stage.exists():
             continue
         here = stage.id == current
         label = _("**{stage}**  ◀ you are here").format(stage=stage.label) if here else stage.label
-        if stage.id == LAYER_STAGES[0]:
-            first, last = STAGE_BY_ID[LAYER_STAGES[0]], STAGE_BY_ID[LAYER_STAGES[-1]]
+        if stage.id == per_layer[0]:
+            first, last = STAGE_BY_ID[per_layer[0]], STAGE_BY_ID[per_layer[-1]]
             sb.caption(
                 _("↻ stages {first} to {last} repeat in every layer").format(
                     first=first.number, last=last.number
@@ -294,8 +313,9 @@ def _sidebar_language() -> None:
 
 def _page_config(stage_id: str) -> None:
     title = "Inside GPT" if stage_id == "home" else f"{_(STAGE_BY_ID[stage_id].title)} · Inside GPT"
+    sidebar = "collapsed" if lecture_mode() else "expanded"  # lecture mode (ui.lecture)
     st.set_page_config(
-        page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state="expanded"
+        page_title=title, page_icon=PAGE_ICON, layout="wide", initial_sidebar_state=sidebar
     )
 
 
@@ -346,10 +366,14 @@ def frame(stage_id: str) -> View | None:
         raise ValueError(f"unknown stage {stage_id!r}")
     init_state()
     notices, asked = adopt_query_params()  # the link's language first: every word follows it
+    adopt_present_param()  # lecture mode from `present=1` (ui.lecture), before the page config
     _page_config(stage_id)
+    notices += adopt_knob_params({})  # sampling / dropout knobs of a shared link (ui.exports)
     notices = text_notes() + notices
     ss = st.session_state
     _sidebar_language()
+    sidebar_toggle()  # lecture mode (ui.lecture)
+    order_switch()  # the walk's order (ui.lecture)
     _sidebar_navigation(stage_id)
     model_id, loaded = _load_with_fallback(notices)
     _sidebar_inputs(loaded)
@@ -385,6 +409,8 @@ def frame(stage_id: str) -> View | None:
         _open_output_on_a_known_next_token(model_id, text, trace.n_tokens, "pos" in asked)
     ss["_n_tokens"] = trace.n_tokens
     _sidebar_selection(trace)
+    if stage_id != "home":
+        lecture_bar(stage_id, trace)  # lecture mode: control bar, main figure, notes
     notices += clamp_notices(asked, cfg, trace.n_tokens)
     if trace.n_tokens_dropped:
         notices.append(_dropped_notice(trace, token_limit(cfg)[1]))
@@ -392,6 +418,7 @@ def frame(stage_id: str) -> View | None:
     if trace.n_padding_ids or trace.gap_ids:
         st.info(padding_notice(trace))
     write_query_params()
+    export_sidebar(trace, {**view_params(), **knob_params()})  # .npz and the link (ui.exports)
     return View(
         trace=trace,
         loaded=loaded,

@@ -141,4 +141,48 @@ def flowchart(n_layer: int | None) -> None:
                 "↻ back to {first} for the next layer; after the last layer, on to the output ↓"
             ).format(first=STAGE_BY_ID[LAYER_STAGES[0]].number)
         )
+    with st.container(border=True, key="order_compare"):
+        st.markdown(_("**GPT-2's real order in every block (pre-norm)**, beside the article's:"))
+        st.markdown(_order_lines())
+        st.caption(
+            _(
+                "Red: what moves or is added in GPT-2 and GPT-3. Layer norm comes first: "
+                "x = x + dropout(attn(ln₁(x))), then x = x + dropout(mlp(ln₂(x))); after the "
+                "last block a final ln_f, then the output. The article puts layer norm after "
+                "the feed-forward block and the residual add after that (post-norm, as in the "
+                "2017 Transformer). The walk can follow either order: “Walk order” in the "
+                "sidebar."
+            )
+        )
     _flow_row(after, slots)
+
+
+def _order_lines() -> str:
+    """The block in the article's order and in GPT-2's, one line each (Markdown), with what
+    moves or is added in GPT-2 marked in red."""
+    title = {sid: _(STAGE_BY_ID[sid].short_title) for sid in LAYER_STAGES}
+
+    def moved(text: str) -> str:
+        return f":red[**{text}**]"
+
+    article = " → ".join(title[sid] for sid in LAYER_STAGES)
+    gpt = " → ".join(
+        [
+            moved(_("{ln} (ln₁, moved first)").format(ln=title["layer_norm"])),
+            title["attention"],
+            moved(title["dropout"]),
+            moved(_("{res} (add)").format(res=title["residual"])),
+            moved(_("{ln} (ln₂)").format(ln=title["layer_norm"])),
+            title["feed_forward"],
+            moved(title["dropout"]),
+            moved(_("{res} (add)").format(res=title["residual"])),
+        ]
+    )
+    return "\n".join(
+        [
+            _("- **The article (post-norm):** {steps}").format(steps=article),
+            _("- **GPT-2 (pre-norm):** {steps}; after the last block {ln_f} → output").format(
+                steps=gpt, ln_f=moved("ln_f")
+            ),
+        ]
+    )

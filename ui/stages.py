@@ -134,30 +134,68 @@ LAYER_STAGES: tuple[str, ...] = tuple(s.id for s in STAGES if s.per_layer)
 Step = tuple[Stage, int]  # a stage and the layer it shows
 
 
-def walk_neighbours(stage_id: str, layer: int, n_layer: int) -> tuple[Step | None, Step | None]:
-    """(previous, next) steps of the walk from (stage, layer), in table order, except that the
-    last per-layer stage leads to the first one of the next layer (7 → 3), the first one back
-    to the last one of the layer before, and the stage after the per-layer ones back to the last
-    layer's last one (8 → 7 of the last layer). Other steps keep the layer."""
-    i = [s.id for s in STAGES].index(stage_id)
-    stage = STAGES[i]
-    first, last = STAGE_BY_ID[LAYER_STAGES[0]], STAGE_BY_ID[LAYER_STAGES[-1]]
-    nxt: Step | None
+# GPT-2's real order inside one block (pre-norm), as a walk over the stage pages, each once per
+# layer: ln_1 (the Layer norm page, which also shows ln_2) -> attention -> dropout on its output
+# (training only) -> the residual add (the Residual page shows both adds) -> feed-forward (which
+# reads ln_2 of the stream). The article's flowchart order is LAYER_STAGES.
+GPT_LAYER_STAGES: tuple[str, ...] = (
+    "layer_norm",
+    "attention",
+    "dropout",
+    "residual",
+    "feed_forward",
+)
+ORDERS = ("article", "gpt")  # the walk's two orders; "article" is the default
+
+
+def layer_stages(order: str = "article") -> tuple[str, ...]:
+    """The per-layer stage ids in the walk's `order`: "article" (the seed article's flowchart,
+    post-norm) or "gpt" (GPT-2's pre-norm block). Raises ValueError for another order."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown walk order {order!r}; expected one of {ORDERS}")
+    return LAYER_STAGES if order == "article" else GPT_LAYER_STAGES
+
+
+def walk_neighbours(
+    stage_id: str, layer: int, n_layer: int, order: str = "article"
+) -> tuple[Step | None, Step | None]:
+    """(previous, next) steps of the walk from (stage, layer): the stages before the per-layer
+    ones in table order, then the per-layer stages in `order` (`layer_stages`) for every layer
+    in turn (the last one leads to the first one of the next layer, the first one back to the
+    last one of the layer before), then the stages after them (the first of those goes back to
+    the last layer's last per-layer stage). Other steps keep the layer."""
+    per_layer = [STAGE_BY_ID[sid] for sid in layer_stages(order)]
+    before = [s for s in STAGES[: STAGES.index(STAGE_BY_ID[LAYER_STAGES[0]])] if not s.per_layer]
+    after = [s for s in STAGES if not s.per_layer and s not in before]
+    stage = STAGE_BY_ID[stage_id]
+    first, last = per_layer[0], per_layer[-1]
     prev: Step | None
-    if stage is last and layer < n_layer - 1:
-        nxt = (first, layer + 1)
-    elif i + 1 < len(STAGES):
-        nxt = (STAGES[i + 1], layer)
+    nxt: Step | None
+    if stage.per_layer:
+        k = per_layer.index(stage)
+        if k + 1 < len(per_layer):
+            nxt = (per_layer[k + 1], layer)
+        elif layer < n_layer - 1:
+            nxt = (first, layer + 1)
+        else:
+            nxt = (after[0], layer) if after else None
+        if k > 0:
+            prev = (per_layer[k - 1], layer)
+        elif layer > 0:
+            prev = (last, layer - 1)
+        else:
+            prev = (before[-1], layer) if before else None
+        return prev, nxt
+    group = before if stage in before else after
+    k = group.index(stage)
+    if k + 1 < len(group):
+        nxt = (group[k + 1], layer)
     else:
-        nxt = None
-    if stage is first and layer > 0:
-        prev = (last, layer - 1)
-    elif i > 0 and STAGES[i - 1] is last:
-        prev = (last, n_layer - 1)
-    elif i > 0:
-        prev = (STAGES[i - 1], layer)
+        nxt = (first, layer) if group is before else None
+    if k > 0:
+        prev = (group[k - 1], layer)
     else:
-        prev = None
+        prev = None if group is before else (last, n_layer - 1)
     return prev, nxt
 
 

@@ -19,6 +19,7 @@ import streamlit as st
 from engine.checkpoints import LoadedModel
 from engine.trace import Trace
 from ui.i18n import LANG_KEY, LANGUAGES, SOURCE_LANGUAGE, _, browser_language, normalize_language
+from ui.lecture import present_params
 from ui.models import model_offered
 from ui.settings import MAX_TEXT_CHARS
 from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
@@ -233,6 +234,7 @@ def view_params() -> dict[str, str]:
                 continue
             out[name] = str(ss[key])
     out.update(intervention_params())
+    out.update(present_params())  # lecture mode (ui.lecture, issue 15)
     return out
 
 

@@ -5,12 +5,34 @@ from __future__ import annotations
 
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from engine.figures.common import MAX_AXIS
+from engine.figures.common import MAX_AXIS, MAX_LABELLED, fit_height, readable
+from ui.exports import png_config, svg_button
 from ui.i18n import _
+from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot, walk_order
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
+
+NARROW_X_LABELS = 24  # x tick labels of a chart drawn in a column (`chart(where=...)`)
+
+
+def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
+    """Draw a plotly figure in the one figure style (`engine.figures.common.readable`: larger
+    type in lecture mode) with Streamlit's chart theme off (`theme=None`: Streamlit's theme
+    would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
+    default the page body). `key` is the chart's element key."""
+    lecture = lecture_mode()
+    # a chart put in a column is half the page or narrower: at most NARROW_X_LABELS x labels
+    readable(fig, lecture=lecture, x_labels=MAX_LABELLED if where is None else NARROW_X_LABELS)
+    where = where or st
+    slot = main_slot(key) if lecture else None
+    if slot is not None:  # the stage's main figure, right under the lecture bar
+        where = slot
+        fit_height(fig, LECTURE_MAIN_HEIGHT, lecture=True)
+    where.plotly_chart(fig, theme=None, key=key, config=png_config(fig, key))
+    svg_button(fig, key, where)
 
 
 def shared_picker(
@@ -109,14 +131,18 @@ def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
 
 
 def next_stage(view: View) -> None:
-    """The Previous / Next controls at the bottom of a stage page. Moving to another layer
-    updates the shared layer; the new page's URL carries stage and layer."""
-    prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer)
+    """The Previous / Next controls at the bottom of a stage page (element keys
+    "<stage>_prev" and "<stage>_next"), also stepped from the keyboard or a clicker
+    (`ui.lecture.keyboard`). Moving to another layer updates the shared layer; the new page's
+    URL carries stage and layer."""
+    prev, nxt = walk_neighbours(view.stage, view.layer, view.trace.config.n_layer, walk_order())
     st.divider()
     left, right = st.columns(2)
+    keys: dict[str, str | None] = {"prev": None, "next": None}
     for col, step, arrow, kind in ((left, prev, "←", "prev"), (right, nxt, "→", "next")):
         if step is None or not step[0].exists():
             continue
+        keys[kind] = f"{view.stage}_{kind}"
         if kind == "prev":
             label = f"{arrow} {step_label(step)}"
         else:
@@ -129,3 +155,4 @@ def next_stage(view: View) -> None:
             st.switch_page(stage.path, query_params=nav_params(layer))
     if nxt is None:
         right.page_link(STAGES[0].path, label=_("Start the walk again"), icon="🔁")
+    keyboard(keys["prev"], keys["next"])

@@ -1,9 +1,12 @@
-"""Colours, fonts and layout shared by every figure (sized for a projector)."""
+"""Colours, fonts and layout shared by every figure (sized for a projector), and `readable`, the
+one figure style that the UI applies to every figure just before drawing it."""
 
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -19,23 +22,36 @@ FONT_FAMILY = (
     '"PingFang SC", "Microsoft YaHei", sans-serif'
 )
 TITLE_SIZE = 20
-# Sequential scale for weights in [0, 1] (attention, probabilities).
+LECTURE_FONT_SIZE = 20  # tick, legend and annotation text in lecture mode (a projector)
+LECTURE_TITLE_SIZE = 24
+TEXT_COLOUR = "#111111"  # near-black: 18.9:1 on white (plotly's own grey is 3.7:1)
+FONT_FAMILY = "Source Sans Pro, Noto Sans, Noto Sans CJK SC, Arial, sans-serif"
+# Sequential scale for weights in [0, 1] (attention, probabilities): one hue, light to dark, so
+# order reads by lightness alone (colour-blind safe; ColorBrewer "Blues").
 SCALE_WEIGHTS = "Blues"
-# Diverging scale for signed activations, centred on 0.
+# Diverging scale for signed activations, centred on 0 (ColorBrewer RdBu, marked colour-blind
+# safe there: the two ends differ in lightness as well as hue).
 SCALE_SIGNED = "RdBu_r"
-# Qualitative colours for token chips and lines.
+# Qualitative colours for token chips and lines: Okabe & Ito (2008), "Color Universal Design",
+# the palette made to stay distinct for the common colour-vision deficiencies; its yellow is left
+# out (invisible on white through a washed-out projector) and a mid grey closes it as index 9,
+# the "reference / baseline" colour the figures use.
 PALETTE = (
-    "#4C78A8",
-    "#F58518",
-    "#54A24B",
-    "#E45756",
-    "#72B7B2",
-    "#EECA3B",
-    "#B279A2",
-    "#FF9DA6",
-    "#9D755D",
-    "#BAB0AC",
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#56B4E9",  # sky blue
+    "#CC79A7",  # reddish purple
+    "#000000",  # black
+    "#8C6D31",  # brown (not Okabe-Ito; distinct by lightness)
+    "#5E5E5E",  # dark grey
+    "#9E9E9E",  # grey: reference curves
 )
+HIGHLIGHT = "#D55E00"  # the selected item (vermillion)
+MAX_LABELLED = 64  # every token label is drawn up to this many categories on an axis
+LABEL_CHARS = 12  # an x tick label longer than this is cut with "…" (hover shows it whole)
+LABEL_CHARS_Y = 24  # the same for y tick labels (written horizontally: more room)
 # Largest number of cells along one axis that a heatmap sends to the browser; bigger arrays are
 # shown as a window (pages offer a control to move it).
 MAX_AXIS = 256
@@ -195,4 +211,188 @@ def heatmap(
     base_layout(fig, title, height=height)
     fig.update_xaxes(title_text=x_title, type="category", tickangle=-60, automargin=True)
     fig.update_yaxes(title_text=y_title, type="category", autorange="reversed", automargin=True)
+    return fig
+
+
+# --- the one figure style --------------------------------------------------------------------
+
+
+def _axis_names(fig: go.Figure) -> list[str]:
+    """The layout keys of every cartesian axis in `fig` ("xaxis", "yaxis2", ...)."""
+    names = {k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))}
+    names |= {"xaxis", "yaxis"} if any(hasattr(t, "xaxis") for t in fig.data) else set()
+    for trace in fig.data:
+        for letter in ("x", "y"):
+            ref = getattr(trace, f"{letter}axis", None) if hasattr(trace, f"{letter}axis") else None
+            if ref and ref != letter:
+                names.add(f"{letter}axis{ref[1:]}")
+    return sorted(names)
+
+
+def _on_axis(trace: Any, letter: str, ref: str) -> bool:
+    """Whether `trace` is drawn against axis `ref` ("x", "y2", ...) of kind `letter`."""
+    return hasattr(trace, f"{letter}axis") and (getattr(trace, f"{letter}axis") or letter) == ref
+
+
+def _axis_categories(fig: go.Figure, name: str) -> list[str] | None:
+    """The category labels drawn along axis `name`, in order of first appearance, when its data
+    are strings (heatmap rows, bar labels); None for a numeric axis."""
+    letter, suffix = name[0], name[5:]
+    ref = letter + suffix
+    seen: dict[str, None] = {}
+    for trace in fig.data:
+        if not _on_axis(trace, letter, ref):
+            continue
+        values = getattr(trace, letter, None)
+        if values is None:
+            continue
+        for v in values:
+            if not isinstance(v, str):
+                return None
+            seen.setdefault(v, None)
+    return list(seen) if seen else None
+
+
+def _short(label: str, chars: int = LABEL_CHARS) -> str:
+    """A tick label cut to `chars` characters with "…" (HTML entities count as one)."""
+    plain = html.unescape(label)
+    return label if len(plain) <= chars else html.escape(plain[: chars - 1] + "…", quote=False)
+
+
+def category_ticks(
+    labels: Sequence[str], limit: int = MAX_LABELLED, chars: int = LABEL_CHARS
+) -> dict[str, Any]:
+    """Axis settings that draw every category label up to `limit` labels (plotly's automatic
+    ticks drop every second label past about 20), each cut to LABEL_CHARS characters, rotated
+    to vertical past 16 labels; beyond `limit`, every k-th label with k = ceil(n / limit), so
+    at most `limit` evenly spaced labels (position numbers keep them readable)."""
+    n = len(labels)
+    step = max(1, math.ceil(n / limit))
+    shown_labels = list(labels)[::step]
+    return {
+        "tickmode": "array",
+        "tickvals": shown_labels,
+        "ticktext": [_short(s, chars) for s in shown_labels],
+        "tickangle": 0 if n <= 4 else (-45 if n <= 16 else -90),
+        "automargin": True,
+    }
+
+
+def log_ticks(lo: float, hi: float) -> dict[str, Any]:
+    """Plain tick labels for a log axis over [lo, hi] (lo > 0): 1, 2 and 5 times each power of
+    ten (only the powers past four decades), written as plain numbers ("0.02", "500") instead
+    of plotly's small "2 3 4 ... 9" minor labels."""
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    mantissas = (1,) if b - a > 4 else (1, 2, 5)
+    vals = [m * 10.0**e for e in range(a, b + 1) for m in mantissas]
+    vals = [v for v in vals if lo / 1.0001 <= v <= hi * 1.0001] or [lo, hi]
+    return {"tickmode": "array", "tickvals": vals, "ticktext": [f"{v:g}" for v in vals]}
+
+
+def _log_extent(fig: go.Figure, name: str) -> tuple[float, float] | None:
+    letter, ref = name[0], name[0] + name[5:]
+    values: list[float] = []
+    for trace in fig.data:
+        if not _on_axis(trace, letter, ref):
+            continue
+        data = getattr(trace, letter, None)
+        if data is not None:
+            arr = np.asarray([v for v in data if v is not None], dtype=np.float64)
+            values += [float(v) for v in arr[np.isfinite(arr) & (arr > 0)]]
+    return (min(values), max(values)) if values else None
+
+
+def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED) -> go.Figure:
+    """Apply the one figure style to `fig` in place (and return it): every text near-black
+    (TEXT_COLOUR), ticks, legend, colour bars, annotations and cell text at least FONT_SIZE px
+    (LECTURE_FONT_SIZE in lecture mode), titles TITLE_SIZE (LECTURE_TITLE_SIZE), every category
+    label drawn up to MAX_LABELLED (`category_ticks`; a figure with one y axis of categories grows
+    tall enough for one label per row; along x, plotly still hides labels that overlap when the
+    page is too narrow for them), log axes with plain labels
+    (`log_ticks`). Sizes are written on every element, not only on `layout.font`, so that a
+    chart theme that sets its own axis fonts cannot shrink them; the UI draws with Streamlit's
+    theme off as well (`st.plotly_chart(theme=None)`). Colours an element already has (a red
+    marker on the selected head) are kept; only their size is raised. `x_labels`: at most this
+    many labels along a category x axis (a figure in a narrow column: half the page or less)."""
+    size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
+    title_size = LECTURE_TITLE_SIZE if lecture else TITLE_SIZE
+    font = {"size": size, "color": TEXT_COLOUR, "family": FONT_FAMILY}
+    fig.update_layout(
+        font=font,
+        title_font={"size": title_size, "color": TEXT_COLOUR},
+        legend_font=font,
+        hoverlabel_font_size=size,
+        paper_bgcolor="#ffffff",
+        plot_bgcolor="#ffffff",
+    )
+    for name in _axis_names(fig):
+        axis = fig.layout[name]
+        settings: dict[str, Any] = {
+            "tickfont": font,
+            "title_font": {"size": size, "color": TEXT_COLOUR},
+            "automargin": True,
+            "linecolor": "#444444",
+            "gridcolor": "#dddddd",
+        }
+        categories = _axis_categories(fig, name)
+        if axis.type == "log":
+            extent = _log_extent(fig, name)
+            if extent is not None:
+                settings.update(log_ticks(*extent))
+        elif categories is not None and axis.tickmode != "array":
+            y = name.startswith("yaxis")
+            ticks = category_ticks(
+                categories,
+                limit=MAX_LABELLED if y else x_labels,
+                chars=LABEL_CHARS_Y if y else LABEL_CHARS,
+            )
+            if y:
+                ticks["tickangle"] = 0
+            elif axis.tickangle is not None and len(categories) <= 16:
+                ticks["tickangle"] = axis.tickangle
+            settings.update(ticks)
+        fig.layout[name].update(settings)
+        if name == "yaxis" and categories is not None and fig.layout.height:
+            # one label per row needs a row at least as tall as the text (one y axis only:
+            # small multiples keep their size)
+            rows = len(settings.get("tickvals", categories))
+            if not any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(fig)):
+                fig.layout.height = max(fig.layout.height, 170 + rows * (size + 4))
+    legend = fig.layout.legend
+    if legend.orientation == "h" and legend.y is not None and legend.y < 0:
+        # a legend under the plot collides with the x axis title: put it above the plot
+        fig.update_layout(
+            legend={"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"},
+            margin_t=max(fig.layout.margin.t or 60, 60) + 2 * size + 10,
+        )
+    for annotation in fig.layout.annotations:
+        current = annotation.font.size if annotation.font is not None else None
+        annotation.font.size = max(size, current or 0)
+        if annotation.font.color is None:
+            annotation.font.color = TEXT_COLOUR
+    for trace in fig.data:
+        if "colorbar" in trace:
+            trace.colorbar.tickfont = font
+            trace.colorbar.title.font = {"size": size, "color": TEXT_COLOUR}
+        if "textfont" in trace and (trace.text is not None or getattr(trace, "texttemplate", None)):
+            trace.textfont.size = max(size, trace.textfont.size or 0)
+            if trace.textfont.color is None and trace.type != "heatmap":
+                trace.textfont.color = TEXT_COLOUR
+    return fig
+
+
+def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
+    """Cap `fig`'s height at `height` px (in place; returns it) and thin the labels of a single
+    y axis of categories to every k-th so that each drawn label still has a row at least as tall
+    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 4 px; 170 px go to title and margins)."""
+    size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
+    fig.layout.height = min(fig.layout.height or height, height)
+    if any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(fig)):
+        return fig
+    categories = _axis_categories(fig, "yaxis")
+    if categories is None:
+        return fig
+    fits = max(1, (fig.layout.height - 120) // (size + 2))
+    ticks = category_ticks(categories, limit=min(MAX_LABELLED, fits), chars=LABEL_CHARS_Y)
+    fig.update_yaxes(tickvals=ticks["tickvals"], ticktext=ticks["ticktext"])
     return fig

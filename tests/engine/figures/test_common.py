@@ -37,3 +37,62 @@ def test_heatmap_turns_masked_scores_into_none() -> None:
     assert fig.data[0].z[0][1] is None
     assert fig.data[0].z[1][1] == 2.0
     assert fig.data[0].zmin == -2.0 and fig.data[0].zmax == 2.0
+
+
+# --- the one figure style (issue 15) -----------------------------------------------------------
+
+
+def test_category_ticks_draws_every_label_up_to_64_then_evenly_spaced() -> None:
+    from engine.figures.common import MAX_LABELLED, category_ticks
+
+    labels = [f"{i}:tok" for i in range(MAX_LABELLED)]
+    ticks = category_ticks(labels)
+    assert ticks["tickvals"] == labels and ticks["tickangle"] == -90
+    many = [f"{i}:tok" for i in range(130)]
+    every = category_ticks(many)["tickvals"]
+    assert every == many[::3] and len(every) <= MAX_LABELLED  # ceil(130 / 64) = 3
+    long = category_ticks(["0:" + "x" * 40])["ticktext"][0]
+    assert long == "0:" + "x" * 9 + "…"
+
+
+def test_log_ticks_are_plain_numbers_within_the_data() -> None:
+    from engine.figures.common import log_ticks
+
+    ticks = log_ticks(1, 300)
+    assert ticks["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200]
+    assert ticks["ticktext"] == ["1", "2", "5", "10", "20", "50", "100", "200"]
+    wide = log_ticks(1e-6, 1.0)["ticktext"]  # six decades: powers of ten only
+    assert wide == ["1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1"]
+
+
+def test_readable_sets_every_text_size_and_colour() -> None:
+    import plotly.graph_objects as go
+
+    from engine.figures.common import TEXT_COLOUR, heatmap, readable
+
+    labels = [f"{i}:t" for i in range(30)]
+    fig = heatmap(
+        np.zeros((30, 30)),
+        labels,
+        labels,
+        "t",
+        signed=True,
+        x_title="k",
+        y_title="q",
+        hovertemplate="",
+        height=300,
+    )
+    fig.add_annotation(text="small", font={"size": 9, "color": "#D55E00"}, x=0, y=0)
+    readable(fig, lecture=True)
+    assert fig.layout.xaxis.tickfont.size == 20 and fig.layout.yaxis.tickfont.size == 20
+    assert fig.layout.xaxis.tickfont.color == TEXT_COLOUR
+    assert list(fig.layout.yaxis.tickvals) == labels
+    assert fig.layout.height >= 170 + 30 * 24  # a row per label
+    assert fig.data[0].colorbar.tickfont.size == 20
+    note = fig.layout.annotations[0]
+    assert note.font.size == 20 and note.font.color == "#D55E00"  # its colour kept
+    line = go.Figure(go.Scatter(x=[1, 10, 100], y=[1, 2, 3]))
+    line.update_xaxes(type="log")
+    readable(line)
+    assert line.layout.xaxis.tickfont.size == 16
+    assert list(line.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20", "50", "100"]

@@ -1,0 +1,92 @@
+"""The seed article's attention as written beside GPT's, on the user's text (numbers from
+`engine.lens.article`). Pure builders: arrays and labels in, plotly Figures out. Titles and axis
+names are plain English literals (translated by the UI layer's i18n when it wraps figures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from engine.figures.common import PALETTE, base_layout, heatmap, plotly_text, token_labels
+
+
+def alpha_figure(alpha: np.ndarray, token_strs: list[str] | tuple[str, ...], pos: int) -> go.Figure:
+    """The article's alpha_{pos, j} = e_pos^T Q / sqrt(d_k) for every key j ([T, d_head]): every
+    row the same vector, since the formula has no key (rows: keys j <= T; columns: the d_head
+    components)."""
+    keys = token_labels(token_strs)
+    comps = [f"c{c}" for c in range(alpha.shape[1])]
+    fig = heatmap(
+        alpha,
+        comps,
+        keys,
+        f"The article: α for query {pos} and every key j",
+        signed=True,
+        x_title="component of α (a vector, not one weight)",
+        y_title="key j",
+        hovertemplate="key %{y}<br>component %{x}: %{z:.3f}",
+        height=380,
+        colorbar_title="α",
+    )
+    fig.data[0].x = list(range(alpha.shape[1]))  # components are numbers: plain ticks
+    fig.update_xaxes(type="linear", tickangle=0)
+    return fig
+
+
+def gpt_row_figure(
+    weights: np.ndarray, token_strs: list[str] | tuple[str, ...], pos: int
+) -> go.Figure:
+    """GPT's weights of query `pos` over the keys j <= pos (one row of `attn.hook_pattern`): one
+    number per key, summing to 1."""
+    labels = token_labels(token_strs, 0, pos + 1)
+    fig = go.Figure(
+        go.Bar(
+            y=labels,
+            x=np.asarray(weights[: pos + 1], dtype=np.float64),
+            orientation="h",
+            marker_color=PALETTE[0],
+            hovertemplate="key %{y}<br>weight %{x:.3f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title_text="key j ≤ i")
+    fig.update_xaxes(title_text="weight (softmax of q·k / √d_head)", range=[0, 1])
+    return base_layout(fig, f"GPT: query {pos}, one weight per key", height=380)
+
+
+def head_split_figures(
+    article: np.ndarray,
+    gpt_rows: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    pos: int,
+) -> tuple[go.Figure, go.Figure]:
+    """(the article's [H, H] weights of token `pos`'s heads over each other, GPT's [H, pos + 1]
+    weights of each head of token `pos` over the tokens): the same rows (heads), different
+    columns (heads in the article, tokens in GPT)."""
+    heads = [f"head {h}" for h in range(article.shape[0])]
+    left = heatmap(
+        article,
+        heads,
+        heads,
+        f"The article: token {pos}'s heads attend to each other",
+        signed=False,
+        zmax=1.0,
+        x_title="looked at: a head of the same token",
+        y_title="head",
+        hovertemplate="%{y} → %{x}<br>weight %{z:.3f}",
+        height=360,
+        colorbar_title="weight",
+    )
+    right = heatmap(
+        gpt_rows,
+        token_labels(token_strs, 0, pos + 1),
+        heads,
+        f"GPT: each head of token {plotly_text(str(pos))} attends to earlier tokens",
+        signed=False,
+        zmax=1.0,
+        x_title="looked at: an earlier token",
+        y_title="head",
+        hovertemplate="%{y} → %{x}<br>weight %{z:.3f}",
+        height=360,
+        colorbar_title="weight",
+    )
+    return left, right
