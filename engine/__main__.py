@@ -114,6 +114,7 @@ def _bilingual_ids(tokenizer: object) -> tuple[dict[str, np.ndarray], dict[str, 
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from engine.checkpoints import resolve_device
     from engine.config import PRESETS, TrainConfig
     from engine.tokenizer import cl100k_truncated
     from engine.training.corpus import load_corpus, tokenize_works
@@ -179,6 +180,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=not args.restart,
         stop_at=args.stop_at,
         card=card,
+        device=resolve_device(args.device),
     )
     bar.close()
     print(f"done: {state.step} steps, {state.tokens_seen:,} tokens, {state.elapsed_s / 60:.1f} min")
@@ -674,6 +676,11 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
         type=int,
         default=0,
         help="weights-only snapshots every N steps in OUT/snapshots/ (0: none)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, mps or auto: where to train (checkpoints load on the CPU either way)",
     )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(

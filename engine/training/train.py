@@ -205,6 +205,7 @@ def estimate_loss(model: GPT, data: np.ndarray, seq_len: int, max_windows: int =
         y = torch.from_numpy(
             np.stack([data[i + 1 : i + seq_len + 1] for i in idx]).astype(np.int64)
         )
+        x, y = x.to(model.device), y.to(model.device)
         logits = model(x)
         total += F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
@@ -249,8 +250,8 @@ def _save_state(
         for p in group["params"]:
             s = opt.state.get(p)
             if s:
-                tensors[names[id(p)] + ".exp_avg"] = s["exp_avg"].contiguous()
-                tensors[names[id(p)] + ".exp_avg_sq"] = s["exp_avg_sq"].contiguous()
+                tensors[names[id(p)] + ".exp_avg"] = s["exp_avg"].contiguous().cpu()
+                tensors[names[id(p)] + ".exp_avg_sq"] = s["exp_avg_sq"].contiguous().cpu()
                 steps[names[id(p)]] = float(s["step"])
     save_file(tensors, str(out / "optimizer.safetensors"))
     (out / "train_state.json").write_text(
@@ -267,19 +268,25 @@ def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
         if name in meta["adam_steps"]:
             opt.state[p] = {
                 "step": torch.tensor(meta["adam_steps"][name]),
-                "exp_avg": moments[name + ".exp_avg"].clone(),
-                "exp_avg_sq": moments[name + ".exp_avg_sq"].clone(),
+                "exp_avg": moments[name + ".exp_avg"].to(p.device),
+                "exp_avg_sq": moments[name + ".exp_avg_sq"].to(p.device),
             }
     return TrainState(**meta["state"])
 
 
 def _start(
-    model_config: GPTConfig, cfg: TrainConfig, out: Path, resume: bool
+    model_config: GPTConfig,
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    device: torch.device | None = None,
 ) -> tuple[GPT, torch.optim.AdamW, TrainState]:
-    """The model (in training mode), its optimizer and the state: resumed from `out` when it
-    holds a run's checkpoint and `resume` is set, else fresh from `cfg.seed`."""
+    """The model (in training mode, on `device`), its optimizer and the state: resumed from
+    `out` when it holds a run's checkpoint and `resume` is set, else fresh from `cfg.seed`
+    (initialised on the CPU, so every device starts from the same weights)."""
+    device = device or torch.device("cpu")
     if resume and (out / "train_state.json").is_file():
-        model = load_directory(out).model
+        model = load_directory(out).model.to(device)
         if model.config != model_config:
             raise ValueError(
                 f"{out} holds a checkpoint of another shape ({model.config}); "
@@ -293,7 +300,7 @@ def _start(
     else:
         model = random_model(
             model_config, seed=cfg.seed, sinusoidal_positions=cfg.position_init == "sinusoidal"
-        )
+        ).to(device)
         for p in model.parameters():
             p.requires_grad_(True)
         opt = make_optimizer(model, cfg)
@@ -314,6 +321,7 @@ def train(
     resume: bool = True,
     card: ModelCard | None = None,
     stop_at: int = 0,
+    device: torch.device | None = None,
 ) -> tuple[GPT, TrainState]:
     """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
     Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end; with
@@ -321,14 +329,16 @@ def train(
 
     `train_data`: one token array or one per language (see `get_batch`). `val_data`: one array,
     or language -> array; then each evaluation records `val_loss_<language>` too and `val_loss`
-    is their mean. Raises ValueError when seq_len exceeds the context or `out_dir` holds
-    another shape."""
+    is their mean. `device`: where the model trains (default the CPU); batches are drawn on the
+    CPU from the seed and the step whatever the device, and checkpoints are written from CPU
+    copies, so a run can move between devices when it resumes. Raises ValueError when seq_len
+    exceeds the context or `out_dir` holds another shape."""
     out = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.seq_len > model_config.n_ctx:
         raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
-    model, opt, state = _start(model_config, cfg, out, resume)
+    model, opt, state = _start(model_config, cfg, out, resume, device)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     copy_ids = copy_vocabulary(train_data, eot_id, cfg.synthetic_min_count)
 
@@ -360,6 +370,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = get_batch(train_data, cfg, state.step, model_config.vocab_size, eot_id, copy_ids)
+        x, y = x.to(model.device), y.to(model.device)
         torch.manual_seed(cfg.seed + state.step)  # dropout masks of this step
         loss = loss_of(model, x, y)
         opt.zero_grad(set_to_none=True)

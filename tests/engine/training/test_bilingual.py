@@ -220,3 +220,36 @@ def test_card_markdown_shows_the_reports_numbers_and_every_bar(wide_loaded: Load
     assert f"| **this model** | {en['val_loss']:.3f} |" in md
     assert f"{en['natural_repeat']:.3f} ({en['repeat_sentences']} sentences)" in md
     assert "`我们` (greedy): 我们**在**" in md
+
+
+def test_training_on_the_tests_device_matches_the_cpu_and_resumes_across_devices(
+    tiny_config: GPTConfig, tmp_path: Path, device: torch.device
+) -> None:
+    """`pytest --device cuda` trains on the GPU: same losses as the CPU run within float
+    tolerance, and a checkpoint written there resumes on the CPU."""
+    rng = np.random.default_rng(2)
+    en, zh = rng.integers(0, 2000, 3000), rng.integers(2000, 4096, 3000)
+    cfg = _cfg(max_steps=4, eval_every=2, natural_copy_share=0.25, synthetic_share=0.25)
+    val = {"en": en[:300], "zh": zh[:300]}
+    cpu_model, cpu_state = train(
+        tiny_config, cfg, (en, zh), val, tmp_path / "cpu", N_RANKS, N_RANKS
+    )
+    dev_model, dev_state = train(
+        tiny_config,
+        cfg,
+        (en, zh),
+        val,
+        tmp_path / "dev",
+        N_RANKS,
+        N_RANKS,
+        device=device,
+        stop_at=2,
+    )
+    assert dev_state.step == 2 and next(dev_model.parameters()).device.type == device.type
+    resumed, state = train(tiny_config, cfg, (en, zh), val, tmp_path / "dev", N_RANKS, N_RANKS)
+    assert state.step == 4
+    for a, b in zip(cpu_state.history, state.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-3)
+    torch.testing.assert_close(
+        resumed.transformer.wte.weight, cpu_model.transformer.wte.weight, atol=1e-4, rtol=0
+    )
