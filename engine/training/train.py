@@ -253,12 +253,18 @@ def _save_state(
                 tensors[names[id(p)] + ".exp_avg"] = s["exp_avg"].contiguous().cpu()
                 tensors[names[id(p)] + ".exp_avg_sq"] = s["exp_avg_sq"].contiguous().cpu()
                 steps[names[id(p)]] = float(s["step"])
-    save_file(tensors, str(out / "optimizer.safetensors"))
-    (out / "train_state.json").write_text(
+    # Each file is written beside its final name and then moved over it (never half-written),
+    # the state file last. A run killed between the moves can leave weights one save newer
+    # than the state and the moments: stop a run between saves (its log prints each one).
+    save_file(tensors, str(out / "optimizer.safetensors.tmp"))
+    (out / "optimizer.safetensors.tmp").replace(out / "optimizer.safetensors")
+    tmp = out / "train_state.json.tmp"
+    tmp.write_text(
         json.dumps(
             {"state": asdict(state), "train_config": asdict(cfg), "adam_steps": steps}, indent=1
         )
     )
+    tmp.replace(out / "train_state.json")
 
 
 def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
