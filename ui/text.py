@@ -14,7 +14,10 @@ from ui.settings import MAX_TEXT_CHARS, URL_TEXT_MAX_CHARS
 @dataclass(frozen=True)
 class Preset:
     """A prepared text in the sidebar's "Lecture presets" box, and what it shows. `name` and
-    `why` are msgids (marked N_, translated where shown); `text` is what the model reads."""
+    `why` are msgids (marked N_, translated where shown); `text` is what the model reads. `why` is
+    the preset's claim in one line: what the bundled model does on this text, checked on the
+    shipped model by tests/assets/test_presets.py (a claim the model cannot meet is dropped,
+    not softened)."""
 
     name: str
     text: str
@@ -25,22 +28,32 @@ PRESETS_TEXT: tuple[Preset, ...] = (
     Preset(
         N_("Plain sentence"),
         "The king is dead, and the queen will rule the land.",
-        N_("a short English sentence: a first look at every stage"),
+        N_("head 0.2 is a previous-token head: each token attends to the one just before it"),
     ),
     Preset(
         N_("Repeated line (induction)"),
-        "To be, or not to be, that is the question. To be, or not to be, that is the question.",
-        N_("the second copy can be predicted from the first: look for induction heads"),
+        "The little dog ran to the river and drank some cold water.\n"
+        "The little dog ran to the river and drank some cold water.",
+        N_(
+            "head 1.2 is an induction head: on the second line each token attends to the "
+            "token after its first occurrence"
+        ),
     ),
     Preset(
         N_("Who is who (name tracking)"),
         "When Romeo met Juliet in the garden, Juliet gave a rose to Romeo",
-        N_("the model should expect the name that has not acted yet"),
+        N_(
+            "heads 1.1 and 1.2 are induction heads: the second Juliet and Romeo attend to what "
+            "followed their first mention (the model does not yet predict the right name)"
+        ),
     ),
     Preset(
         N_("Chinese sentence"),
         "我们在学习大型语言模型是如何理解文字的。",
-        N_("characters split into several byte-level tokens"),
+        N_(
+            "20 characters become 58 byte-level tokens; the bundled model never read Chinese, "
+            "so no head has a role on this text"
+        ),
     ),
     Preset(
         N_("Long paragraph"),
@@ -50,12 +63,17 @@ PRESETS_TEXT: tuple[Preset, ...] = (
         "ambitious: if it were so, it was a grievous fault, and grievously hath Caesar "
         "answer'd it. Here, under leave of Brutus and the rest, for Brutus is an honourable "
         "man; so are they all, all honourable men, come I to speak in Caesar's funeral.",
-        N_("a long text: windows, long-range attention, the context limit"),
+        N_(
+            "177 tokens, longer than the model's 128-token context: the app keeps the first "
+            "128 and says so"
+        ),
     ),
     Preset(
         N_("Mixed English and Chinese"),
         "The cat sat on the mat. 你好，世界! The cat sat",
-        N_("two scripts, a repeated phrase and emoji-free punctuation"),
+        N_(
+            'head 1.2 is an induction head: the second "The cat" attends to what followed the first'
+        ),
     ),
 )
 DEFAULT_TEXT = PRESETS_TEXT[0].text

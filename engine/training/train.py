@@ -66,8 +66,15 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+TrainData = np.ndarray | tuple[np.ndarray, ...]
+
+
+def _parts(data: TrainData) -> tuple[np.ndarray, ...]:
+    return data if isinstance(data, tuple) else (data,)
+
+
 def get_batch(
-    data: np.ndarray,
+    data: TrainData,
     cfg: TrainConfig,
     step: int,
     vocab_size: int,
@@ -76,27 +83,60 @@ def get_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets [batch, seq_len] for `step`, the same every time it is asked for.
 
+    `data` is one token array, or a tuple of them (one per language): each text row then comes
+    from one of them, drawn with equal probability, so the languages are balanced whatever
+    their sizes.
+
     A share `cfg.synthetic_share` of the rows is a copy task: random tokens, then the same tokens
     again. Only the repeated half is scored (the first half cannot be predicted), so the only way
     to lower that loss is to look back and copy: what an induction head does. The copied tokens
-    are drawn uniformly from `copy_ids` (default: every ordinary id below `eot_id`)."""
+    are drawn uniformly from `copy_ids` (default: every ordinary id below `eot_id`). A further
+    share `cfg.natural_copy_share` of the rows are natural-text copy rows (`_natural_copy_row`).
+    """
     rng = np.random.default_rng([cfg.seed, step])
     B, T = cfg.batch_size, cfg.seq_len
-    starts = rng.integers(0, len(data) - T - 1, size=B)
-    rows = np.stack([data[s : s + T + 1] for s in starts]).astype(np.int64)
+    parts = _parts(data)
+    which = rng.integers(0, len(parts), size=B) if len(parts) > 1 else np.zeros(B, np.int64)
+    rows = np.empty((B, T + 1), dtype=np.int64)
+    for r in range(B):
+        part = parts[which[r]]
+        s = int(rng.integers(0, len(part) - T - 1))
+        rows[r] = part[s : s + T + 1]
     targets = rows[:, 1:].copy()
     share = 1.0 if step < cfg.copy_first_steps else cfg.synthetic_share
     n_synth = round(share * B)
     for r in range(n_synth):
         rows[r], targets[r] = _copy_row(rng, T, eot_id, cfg.synthetic_segment, copy_ids)
+    n_natural = 0 if step < cfg.copy_first_steps else round(cfg.natural_copy_share * B)
+    for r in range(n_synth, min(B, n_synth + n_natural)):
+        rows[r], targets[r] = _natural_copy_row(rng, parts[which[r]], T, cfg.natural_copy_segment)
     return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)
 
 
-def copy_vocabulary(train_data: np.ndarray, eot_id: int, min_count: int) -> np.ndarray | None:
+def _natural_copy_row(
+    rng: np.random.Generator, data: np.ndarray, T: int, segment: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One natural-text copy row of T + 1 tokens and its T targets: passages of the training
+    text, of lengths drawn from [max(4, segment // 4), segment], each followed by itself again,
+    until the row is full. Every target is scored: the first copy as ordinary text, the second
+    as a copy (what the app's "repeated line" presets show)."""
+    pieces: list[np.ndarray] = []
+    total = 0
+    while total < T + 1:
+        n = int(rng.integers(max(4, segment // 4), segment + 1))
+        s = int(rng.integers(0, len(data) - n))
+        passage = data[s : s + n].astype(np.int64)
+        pieces += [passage, passage]
+        total += 2 * n
+    row = np.concatenate(pieces)[: T + 1]
+    return row, row[1:].copy()
+
+
+def copy_vocabulary(train_data: TrainData, eot_id: int, min_count: int) -> np.ndarray | None:
     """Ordinary ids seen at least `min_count` times in `train_data` (None if min_count is 0)."""
     if min_count <= 0:
         return None
-    ids, counts = np.unique(train_data, return_counts=True)
+    ids, counts = np.unique(np.concatenate(_parts(train_data)), return_counts=True)
     keep = ids[(counts >= min_count) & (ids < eot_id)].astype(np.int64)
     if len(keep) < 2:
         raise ValueError(f"fewer than 2 ids occur {min_count} times in the training data")
@@ -165,6 +205,7 @@ def estimate_loss(model: GPT, data: np.ndarray, seq_len: int, max_windows: int =
         y = torch.from_numpy(
             np.stack([data[i + 1 : i + seq_len + 1] for i in idx]).astype(np.int64)
         )
+        x, y = x.to(model.device), y.to(model.device)
         logits = model(x)
         total += F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
@@ -174,10 +215,17 @@ def estimate_loss(model: GPT, data: np.ndarray, seq_len: int, max_windows: int =
     return total / max(1, count)
 
 
+def _decayed(name: str, p: torch.Tensor, cfg: TrainConfig) -> bool:
+    if p.dim() < 2:
+        return False
+    return cfg.decay_embeddings or not name.endswith(("wte.weight", "wpe.weight"))
+
+
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (betas 0.9, 0.95) with `cfg.weight_decay` on matrices only."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    """AdamW (betas 0.9, 0.95) with `cfg.weight_decay` on matrices only (and not on the
+    embeddings when `cfg.decay_embeddings` is False)."""
+    decay = [p for n, p in model.named_parameters() if _decayed(n, p, cfg)]
+    no_decay = [p for n, p in model.named_parameters() if not _decayed(n, p, cfg)]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -202,15 +250,21 @@ def _save_state(
         for p in group["params"]:
             s = opt.state.get(p)
             if s:
-                tensors[names[id(p)] + ".exp_avg"] = s["exp_avg"].contiguous()
-                tensors[names[id(p)] + ".exp_avg_sq"] = s["exp_avg_sq"].contiguous()
+                tensors[names[id(p)] + ".exp_avg"] = s["exp_avg"].contiguous().cpu()
+                tensors[names[id(p)] + ".exp_avg_sq"] = s["exp_avg_sq"].contiguous().cpu()
                 steps[names[id(p)]] = float(s["step"])
-    save_file(tensors, str(out / "optimizer.safetensors"))
-    (out / "train_state.json").write_text(
+    # Each file is written beside its final name and then moved over it (never half-written),
+    # the state file last. A run killed between the moves can leave weights one save newer
+    # than the state and the moments: stop a run between saves (its log prints each one).
+    save_file(tensors, str(out / "optimizer.safetensors.tmp"))
+    (out / "optimizer.safetensors.tmp").replace(out / "optimizer.safetensors")
+    tmp = out / "train_state.json.tmp"
+    tmp.write_text(
         json.dumps(
             {"state": asdict(state), "train_config": asdict(cfg), "adam_steps": steps}, indent=1
         )
     )
+    tmp.replace(out / "train_state.json")
 
 
 def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
@@ -220,19 +274,25 @@ def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
         if name in meta["adam_steps"]:
             opt.state[p] = {
                 "step": torch.tensor(meta["adam_steps"][name]),
-                "exp_avg": moments[name + ".exp_avg"].clone(),
-                "exp_avg_sq": moments[name + ".exp_avg_sq"].clone(),
+                "exp_avg": moments[name + ".exp_avg"].to(p.device),
+                "exp_avg_sq": moments[name + ".exp_avg_sq"].to(p.device),
             }
     return TrainState(**meta["state"])
 
 
 def _start(
-    model_config: GPTConfig, cfg: TrainConfig, out: Path, resume: bool
+    model_config: GPTConfig,
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    device: torch.device | None = None,
 ) -> tuple[GPT, torch.optim.AdamW, TrainState]:
-    """The model (in training mode), its optimizer and the state: resumed from `out` when it
-    holds a run's checkpoint and `resume` is set, else fresh from `cfg.seed`."""
+    """The model (in training mode, on `device`), its optimizer and the state: resumed from
+    `out` when it holds a run's checkpoint and `resume` is set, else fresh from `cfg.seed`
+    (initialised on the CPU, so every device starts from the same weights)."""
+    device = device or torch.device("cpu")
     if resume and (out / "train_state.json").is_file():
-        model = load_directory(out).model
+        model = load_directory(out).model.to(device)
         if model.config != model_config:
             raise ValueError(
                 f"{out} holds a checkpoint of another shape ({model.config}); "
@@ -246,7 +306,7 @@ def _start(
     else:
         model = random_model(
             model_config, seed=cfg.seed, sinusoidal_positions=cfg.position_init == "sinusoidal"
-        )
+        ).to(device)
         for p in model.parameters():
             p.requires_grad_(True)
         opt = make_optimizer(model, cfg)
@@ -258,8 +318,8 @@ def _start(
 def train(
     model_config: GPTConfig,
     cfg: TrainConfig,
-    train_data: np.ndarray,
-    val_data: np.ndarray,
+    train_data: TrainData,
+    val_data: np.ndarray | dict[str, np.ndarray],
     out_dir: str | Path,
     n_ranks: int,
     eot_id: int,
@@ -267,16 +327,24 @@ def train(
     resume: bool = True,
     card: ModelCard | None = None,
     stop_at: int = 0,
+    device: torch.device | None = None,
 ) -> tuple[GPT, TrainState]:
     """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
-    Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end.
-    Raises ValueError when seq_len exceeds the context or `out_dir` holds another shape."""
+    Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end; with
+    `cfg.snapshot_every`, also weights-only snapshots (`snapshots/step_NNNNNN/`).
+
+    `train_data`: one token array or one per language (see `get_batch`). `val_data`: one array,
+    or language -> array; then each evaluation records `val_loss_<language>` too and `val_loss`
+    is their mean. `device`: where the model trains (default the CPU); batches are drawn on the
+    CPU from the seed and the step whatever the device, and checkpoints are written from CPU
+    copies, so a run can move between devices when it resumes. Raises ValueError when seq_len
+    exceeds the context or `out_dir` holds another shape."""
     out = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.seq_len > model_config.n_ctx:
         raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
-    model, opt, state = _start(model_config, cfg, out, resume)
+    model, opt, state = _start(model_config, cfg, out, resume, device)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     copy_ids = copy_vocabulary(train_data, eot_id, cfg.synthetic_min_count)
 
@@ -285,8 +353,16 @@ def train(
             cb(event)
 
     def evaluate_and_save() -> None:
-        val = estimate_loss(model, val_data, cfg.seq_len, max_windows=cfg.eval_batches * 32)
-        state.history.append({"step": state.step, "val_loss": val, "tokens": state.tokens_seen})
+        windows = cfg.eval_batches * 32
+        point: dict[str, float] = {"step": state.step, "tokens": state.tokens_seen}
+        if isinstance(val_data, dict):
+            for lang, ids in val_data.items():
+                point[f"val_loss_{lang}"] = estimate_loss(model, ids, cfg.seq_len, windows)
+            val = float(np.mean([point[f"val_loss_{lang}"] for lang in val_data]))
+        else:
+            val = estimate_loss(model, val_data, cfg.seq_len, max_windows=windows)
+        point["val_loss"] = val
+        state.history.append(point)
         emit(TrainEvent("eval", state.step, cfg.max_steps, val_loss=val, elapsed_s=state.elapsed_s))
         _save_state(out, model, opt, state, cfg, n_ranks, card)
         emit(TrainEvent("checkpoint", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
@@ -300,6 +376,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = get_batch(train_data, cfg, state.step, model_config.vocab_size, eot_id, copy_ids)
+        x, y = x.to(model.device), y.to(model.device)
         torch.manual_seed(cfg.seed + state.step)  # dropout masks of this step
         loss = loss_of(model, x, y)
         opt.zero_grad(set_to_none=True)
@@ -322,6 +399,8 @@ def train(
                 elapsed_s=state.elapsed_s,
             )
         )
+        if cfg.snapshot_every and state.step % cfg.snapshot_every == 0:
+            save_checkpoint(model, out / "snapshots" / f"step_{state.step:06d}", n_ranks)
         if state.step % cfg.eval_every == 0 or state.step in (cfg.max_steps, last):
             evaluate_and_save()
     model.eval()
