@@ -1,6 +1,6 @@
 """The seed article's attention as written beside GPT's, on the user's text (numbers from
 `engine.lens.article`). Pure builders: arrays and labels in, plotly Figures out. Titles and axis
-names are plain English literals (translated by the UI layer's i18n when it wraps figures)."""
+names are English templates through `engine.figures.text._` (the reader's language)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from engine.figures.common import PALETTE, base_layout, heatmap, plotly_text, token_labels
+from engine.figures.text import _
 
 
 def alpha_figure(alpha: np.ndarray, token_strs: list[str] | tuple[str, ...], pos: int) -> go.Figure:
@@ -20,11 +21,11 @@ def alpha_figure(alpha: np.ndarray, token_strs: list[str] | tuple[str, ...], pos
         alpha,
         comps,
         keys,
-        f"The article: α for query {pos} and every key j",
+        _("The article: α for query {pos} and every key j").format(pos=pos),
         signed=True,
-        x_title="component of α (a vector, not one weight)",
-        y_title="key j",
-        hovertemplate="key %{y}<br>component %{x}: %{z:.3f}",
+        x_title=_("component of α (a vector, not one weight)"),
+        y_title=_("key j"),
+        hovertemplate=_("key %{y}<br>component %{x}: %{z:.3f}"),
         height=380,
         colorbar_title="α",
     )
@@ -45,12 +46,12 @@ def gpt_row_figure(
             x=np.asarray(weights[: pos + 1], dtype=np.float64),
             orientation="h",
             marker_color=PALETTE[0],
-            hovertemplate="key %{y}<br>weight %{x:.3f}<extra></extra>",
+            hovertemplate=_("key %{y}<br>weight %{x:.3f}") + "<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text="key j ≤ i")
-    fig.update_xaxes(title_text="weight (softmax of q·k / √d_head)", range=[0, 1])
-    return base_layout(fig, f"GPT: query {pos}, one weight per key", height=380)
+    fig.update_yaxes(autorange="reversed", title_text=_("key j ≤ i"))
+    fig.update_xaxes(title_text=_("weight (softmax of q·k / √d_head)"), range=[0, 1])
+    return base_layout(fig, _("GPT: query {pos}, one weight per key").format(pos=pos), height=380)
 
 
 def head_split_figures(
@@ -62,31 +63,33 @@ def head_split_figures(
     """(the article's [H, H] weights of token `pos`'s heads over each other, GPT's [H, pos + 1]
     weights of each head of token `pos` over the tokens): the same rows (heads), different
     columns (heads in the article, tokens in GPT)."""
-    heads = [f"head {h}" for h in range(article.shape[0])]
+    heads = [_("head {head}").format(head=h) for h in range(article.shape[0])]
     left = heatmap(
         article,
         heads,
         heads,
-        f"The article: token {pos}'s heads attend to each other",
+        _("The article: token {pos}'s heads attend to each other").format(pos=pos),
         signed=False,
         zmax=1.0,
-        x_title="looked at: a head of the same token",
-        y_title="head",
-        hovertemplate="%{y} → %{x}<br>weight %{z:.3f}",
+        x_title=_("looked at: a head of the same token"),
+        y_title=_("head"),
+        hovertemplate=_("%{y} → %{x}<br>weight %{z:.3f}"),
         height=360,
-        colorbar_title="weight",
+        colorbar_title=_("weight"),
     )
     right = heatmap(
         gpt_rows,
         token_labels(token_strs, 0, pos + 1),
         heads,
-        f"GPT: each head of token {plotly_text(str(pos))} attends to earlier tokens",
+        _("GPT: each head of token {pos} attends to earlier tokens").format(
+            pos=plotly_text(str(pos))
+        ),
         signed=False,
         zmax=1.0,
-        x_title="looked at: an earlier token",
-        y_title="head",
-        hovertemplate="%{y} → %{x}<br>weight %{z:.3f}",
+        x_title=_("looked at: an earlier token"),
+        y_title=_("head"),
+        hovertemplate=_("%{y} → %{x}<br>weight %{z:.3f}"),
         height=360,
-        colorbar_title="weight",
+        colorbar_title=_("weight"),
     )
     return left, right

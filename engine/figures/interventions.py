@@ -1,8 +1,9 @@
 """Page 10, cause and effect: knock-out (probabilities and loss before and after an ablation),
 activation patching heatmaps and direct logit attribution (`engine.interventions`).
 
-Pure builders: arrays and labels in, plotly Figures out. Text shown in a figure is passed in by
-the page (translated there); the English defaults below are module constants for the i18n pass.
+Pure builders: arrays and labels in, plotly Figures out. Titles are passed in by the page
+(translated there); the axis words below are marked with `N_` and translated where drawn
+(`engine.figures.text`).
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ from engine.figures.common import (
     token_labels,
     window,
 )
+from engine.figures.text import N_, _
 
 Display = Callable[[int], str]
 
-# English figure text: defaults of what the page passes in (translated there), and the axis
-# labels below (to be translated by the figures' i18n mechanism, issue 16).
-BEFORE = "before"
-AFTER = "after"
-HEAD_TICK = "head {head}"
-LAYER_TICK = "layer {layer}"
-AXIS_HEAD = "head"
-AXIS_LAYER = "layer"
-AXIS_POSITION = "position (clean token)"
-AXIS_RESIDUAL = "residual stream entering"
-NATS = "nats"
+# Figure words, English msgids translated where drawn (`_`); BEFORE / AFTER are the default legend
+# names (the page passes its own, translated).
+BEFORE = N_("before")
+AFTER = N_("after")
+HEAD_TICK = N_("head {head}")
+LAYER_TICK = N_("layer {layer}")
+AXIS_HEAD = N_("head")
+AXIS_LAYER = N_("layer")
+AXIS_POSITION = N_("position (clean token)")
+AXIS_RESIDUAL = N_("residual stream entering")
+NATS = N_("nats")
 
 
 def top_ids_before_after(p_before: np.ndarray, p_after: np.ndarray, k: int) -> np.ndarray:
@@ -51,11 +53,12 @@ def before_after_figure(
     p_after: np.ndarray,
     display: Display,
     title: str,
-    names: tuple[str, str] = (BEFORE, AFTER),
+    names: tuple[str, str] | None = None,
 ) -> go.Figure:
     """Horizontal bars of the probabilities of `ids` before and after an intervention, one pair
     per token (the first at the top). `p_before`, `p_after`: [V] distributions."""
     labels = [f"{plotly_text(display(int(i)))}  (id {int(i)})" for i in ids]
+    names = names or (_(BEFORE), _(AFTER))
     fig = go.Figure()
     for probs, name, colour in ((p_before, names[0], PALETTE[9]), (p_after, names[1], PALETTE[0])):
         fig.add_trace(
@@ -81,7 +84,7 @@ def loss_figure(
     token_strs: Sequence[str],
     title: str,
     y_title: str,
-    names: tuple[str, str] = (BEFORE, AFTER),
+    names: tuple[str, str] | None = None,
     start: int = 0,
 ) -> go.Figure:
     """The loss (nats) of each real next token before and after, by position: position t
@@ -90,6 +93,7 @@ def loss_figure(
     n = len(loss_before)
     cut = window(n, start)
     x = token_labels(list(token_strs)[:n], cut.start, cut.stop)
+    names = names or (_(BEFORE), _(AFTER))
     fig = go.Figure()
     for loss, name, colour in (
         (loss_before, names[0], PALETTE[9]),
@@ -103,7 +107,7 @@ def loss_figure(
                 name=name,
                 line={"color": colour},
                 hovertemplate="%{x}<br>%{y:.3f} "
-                + NATS
+                + _(NATS)
                 + "<extra>"
                 + plotly_text(name)
                 + "</extra>",
@@ -130,12 +134,12 @@ def head_grid_figure(
     custom[:] = "" if hover is None else hover
     fig = heatmap(
         np.asarray(values, dtype=np.float64),
-        [HEAD_TICK.format(head=h) for h in range(H)],
-        [LAYER_TICK.format(layer=layer) for layer in range(L)],
+        [_(HEAD_TICK).format(head=h) for h in range(H)],
+        [_(LAYER_TICK).format(layer=layer) for layer in range(L)],
         title,
         signed=True,
-        x_title=AXIS_HEAD,
-        y_title=AXIS_LAYER,
+        x_title=_(AXIS_HEAD),
+        y_title=_(AXIS_LAYER),
         hovertemplate="%{y}, %{x}: %{z:.3f}%{customdata}",
         customdata=custom,
         height=max(320, 40 * L + 200),
@@ -161,11 +165,11 @@ def patching_figure(
     return heatmap(
         np.asarray(values[:, cut], dtype=np.float64),
         token_labels(list(token_strs), cut.start, cut.stop),
-        [LAYER_TICK.format(layer=layer) for layer in range(L)],
+        [_(LAYER_TICK).format(layer=layer) for layer in range(L)],
         title,
         signed=True,
-        x_title=AXIS_POSITION,
-        y_title=AXIS_RESIDUAL,
+        x_title=_(AXIS_POSITION),
+        y_title=_(AXIS_RESIDUAL),
         hovertemplate="%{y}, %{x}: %{z:.3f}",
         height=max(320, 40 * L + 220),
         zmax=zmax,
