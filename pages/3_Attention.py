@@ -15,7 +15,7 @@ from ui.cache import get_head_scores
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, chart, next_stage, shared_picker
+from ui.widgets import axis_window, chart, next_stage, shared_picker, table
 
 view = frame("attention")
 if view is None:
@@ -293,8 +293,7 @@ st.caption(
 )
 
 st.subheader(_("Every head in every layer"))
-table = fig_att.head_scores_table(scores)
-st.dataframe(table, hide_index=True, width="stretch")
+table(fig_att.head_scores_table(scores), key="attention_head_table")
 if trace.n_tokens < 2:
     st.caption(
         _(

@@ -34,7 +34,7 @@ if view is None:
 trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
 token = markdown_literal(trace.token_strs[pos])  # shown as typed inside Markdown
 
-st.title(_("4 · Feed-forward"))
+st.title(_("4 · Feed-forward · layer {layer}").format(layer=layer))
 st.markdown(
     _(
         "After attention has mixed information **between** tokens, the feed-forward block works "

@@ -29,7 +29,7 @@ if view is None:
 trace, cfg, layer, pos = view.trace, view.trace.config, view.layer, view.pos
 last = cfg.n_layer - 1
 
-st.title(_("5 · Layer norm"))
+st.title(_("5 · Layer norm · layer {layer}").format(layer=layer))
 st.markdown(
     _(
         "Layer norm takes one token's vector and rescales it: subtract the vector's own mean, "

@@ -26,7 +26,7 @@ if view is None:
 trace, cfg, layer, head, pos = view.trace, view.trace.config, view.layer, view.head, view.pos
 T = trace.n_tokens
 
-st.title(_("7 · Dropout"))
+st.title(_("7 · Dropout · layer {layer}").format(layer=layer))
 trained_with = (
     _("this model was trained with p = {p}.").format(p=f"{cfg.dropout:g}")
     if cfg.dropout > 0

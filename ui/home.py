@@ -90,16 +90,22 @@ def _shown_source(source: str) -> str:
     return source
 
 
-# Flowchart boxes are narrow: let their link labels wrap instead of being cut with "…".
+# Flowchart boxes are narrow: let their link labels wrap between words (never inside one,
+# "Tok/ens") instead of being cut with "…".
 _FLOW_CSS = (
     "<style>[class*='st-key-flow_'] [data-testid='stPageLink'] span"
-    "{white-space:normal !important;overflow:visible !important;font-weight:600}</style>"
+    "{white-space:normal !important;overflow:visible !important;font-weight:600}"
+    "[class*='st-key-flow_'] *{word-break:normal !important;overflow-wrap:normal !important}"
+    "</style>"
 )
+# One flowchart box, in pixels: a row of boxes wraps onto a second line where the page is too
+# narrow for it (1024 px with the sidebar open) instead of squeezing every box.
+FLOW_BOX_PX = 140
 
 
 def _flow_box(col: Any, stage: Stage) -> None:
     """One flowchart box: the stage's link (or its name, if the page is absent) and note."""
-    with col.container(border=True, key=f"flow_{stage.id}"):
+    with col.container(border=True, key=f"flow_{stage.id}", width=FLOW_BOX_PX, height="stretch"):
         label = f"{stage.number} · {_(stage.short_title)}"
         if stage.exists():
             st.page_link(stage.path, label=label, query_params=nav_params(), width="stretch")
@@ -108,16 +114,22 @@ def _flow_box(col: Any, stage: Stage) -> None:
         st.caption(_(stage.note))
 
 
-def _flow_row(stage_ids: tuple[str, ...], n_slots: int) -> None:
-    """Boxes joined by arrows, in a row of `n_slots` equal slots (rows line up)."""
-    widths: list[float] = []
-    for k in range(n_slots):
-        widths += [1.0] if k == 0 else [0.14, 1.0]
-    cols = st.columns(widths, vertical_alignment="center")
+def _flow_row(stage_ids: tuple[str, ...]) -> None:
+    """Boxes joined by arrows, left to right, wrapping onto another line where the page is
+    narrow (a horizontal `st.container`)."""
+    if not stage_ids:
+        return
+    row = st.container(
+        horizontal=True,
+        wrap=True,
+        vertical_alignment="center",
+        gap=None,
+        key=f"flowrow_{stage_ids[0]}",
+    )
     for k, sid in enumerate(stage_ids):
         if k > 0:
-            cols[2 * k - 1].markdown("### →")
-        _flow_box(cols[2 * k], STAGE_BY_ID[sid])
+            row.markdown("&nbsp;**→**&nbsp;", width="content")
+        _flow_box(row, STAGE_BY_ID[sid])
 
 
 def flowchart(n_layer: int | None) -> None:
@@ -126,16 +138,15 @@ def flowchart(n_layer: int | None) -> None:
     first = [s.id for s in STAGES].index(LAYER_STAGES[0])
     before = tuple(s.id for s in STAGES[:first])
     after = tuple(s.id for s in STAGES[first + len(LAYER_STAGES) :])
-    slots = len(LAYER_STAGES)
     st.html(_FLOW_CSS)
-    _flow_row(before, slots)
+    _flow_row(before)
     if n_layer:
         repeated = _("the same block, repeated in every layer × {n} layers").format(n=n_layer)
     else:
         repeated = _("the same block, repeated in every layer")
     st.markdown(f"↓ &nbsp; **{repeated}**")
     with st.container(border=True):
-        _flow_row(LAYER_STAGES, slots)
+        _flow_row(LAYER_STAGES)
         st.caption(
             _(
                 "↻ back to {first} for the next layer; after the last layer, on to the output ↓"
@@ -154,7 +165,7 @@ def flowchart(n_layer: int | None) -> None:
                 "sidebar."
             )
         )
-    _flow_row(after, slots)
+    _flow_row(after)
 
 
 def _order_lines() -> str:

@@ -3,8 +3,10 @@ axis, and the Previous / Next walk at the bottom of a page."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -33,6 +35,30 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
         fit_height(fig, LECTURE_MAIN_HEIGHT, lecture=True)
     where.plotly_chart(fig, theme=None, key=key, config=png_config(fig, key))
     svg_button(fig, key, where)
+
+
+# Width of a table header in pixels at Streamlit's 14 px header font: a wide (CJK) character is
+# about 14 px, any other about 8 px; plus the cell padding and the sort arrow.
+_HEADER_PX_NARROW, _HEADER_PX_WIDE, _HEADER_PAD_PX = 8, 14, 36
+
+
+def header_px(text: str) -> int:
+    """The pixels a dataframe header `text` needs to be shown whole (an estimate from its
+    characters' East Asian width, `unicodedata.east_asian_width`)."""
+    wide = sum(unicodedata.east_asian_width(c) in "WF" for c in text)
+    return (len(text) - wide) * _HEADER_PX_NARROW + wide * _HEADER_PX_WIDE + _HEADER_PAD_PX
+
+
+def table(df: pd.DataFrame, *, key: str | None = None, where: Any = None) -> None:
+    """`st.dataframe` of `df` (no index, full width) with every column at least as wide as its
+    header, so that no header is cut ("entrop…"): Streamlit sizes columns by their cells."""
+    config = {
+        str(col): st.column_config.Column(
+            width=max(header_px(str(col)), max((header_px(str(v)) for v in df[col]), default=0))
+        )
+        for col in df.columns
+    }
+    (where or st).dataframe(df, hide_index=True, width="stretch", column_config=config, key=key)
 
 
 def shared_picker(

@@ -6,6 +6,8 @@ Pure builders: arrays and labels in, plotly Figures out; the numbers come from
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -50,6 +52,82 @@ def embedding_heatmap(
     )
 
 
+# Label placement on the PCA map: the plot area a full-width chart gives (pixels), the label font
+# (the lecture size, the larger of the two, so a layout that fits there fits at 16 px too) and the
+# places tried around a point, in order (plotly textposition, offset of the label's centre in
+# units of its half width / half height, plus a gap).
+PCA_AREA_PX = (820.0, 440.0)
+PCA_FONT_PX = 20.0
+_LABEL_PLACES = (
+    ("top center", 0.0, 1.0),
+    ("bottom center", 0.0, -1.0),
+    ("middle right", 1.0, 0.0),
+    ("middle left", -1.0, 0.0),
+)
+_GAP_PX = 8.0
+
+
+def _label_width_px(text: str, font_px: float) -> float:
+    """Estimated width of `text` in pixels: a wide (CJK) character is one em, others 0.6 em."""
+    wide = sum(unicodedata.east_asian_width(c) in "WF" for c in text)
+    return font_px * (wide + 0.6 * (len(text) - wide))
+
+
+def place_labels(
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: list[str],
+    first: int | None = None,
+    area_px: tuple[float, float] = PCA_AREA_PX,
+    font_px: float = PCA_FONT_PX,
+) -> tuple[list[str], list[str]]:
+    """Greedy placement of point labels without overlaps (the approach of matplotlib's
+    adjustText, with a fixed set of places): point `first` (the selected token) first, then in
+    order, each label goes to the first place in `_LABEL_PLACES` whose box overlaps no label
+    placed so far and no point's marker; a label with no free place is left out of the drawing
+    (it stays in the hover), except `first`'s, drawn above its point whatever it covers.
+    `x`, `y` [N] in data units, scaled to `area_px`. Returns (text per point, "" where left out;
+    textposition per point)."""
+    n = len(labels)
+    w_px, h_px = area_px
+
+    def scaled(v: np.ndarray, size: float) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        span = float(v.max() - v.min()) if n else 0.0
+        return (v - v.min()) / span * size if span > 0 else np.full(n, size / 2)
+
+    px, py = scaled(x, w_px), scaled(y, h_px)
+    marker = 7.0  # half the largest marker, pixels
+    boxes = [(px[i] - marker, py[i] - marker, px[i] + marker, py[i] + marker) for i in range(n)]
+    placed: list[tuple[float, float, float, float]] = []
+    text, where = [""] * n, ["top center"] * n
+    order = ([first] if first is not None and 0 <= first < n else []) + [
+        i for i in range(n) if i != first
+    ]
+
+    def free(box: tuple[float, float, float, float], owner: int) -> bool:
+        x0, y0, x1, y1 = box
+        others = placed + [b for j, b in enumerate(boxes) if j != owner]
+        return all(x1 <= a0 or a1 <= x0 or y1 <= b0 or b1 <= y0 for a0, b0, a1, b1 in others)
+
+    for i in order:
+        half_w, half_h = _label_width_px(labels[i], font_px) / 2, 0.6 * font_px
+        for place, dx, dy in _LABEL_PLACES:
+            cx = px[i] + dx * (half_w + marker + _GAP_PX / 2)
+            cy = py[i] + dy * (half_h + marker + _GAP_PX / 2)
+            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+            if free(box, i) or (i == first and place == _LABEL_PLACES[-1][0]):
+                if i == first and not free(box, i):  # the selected token is always labelled:
+                    place, dx, dy = _LABEL_PLACES[0]  # above it, over the crowd's markers
+                    cx = px[i]
+                    cy = py[i] + half_h + marker + _GAP_PX / 2
+                    box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+                placed.append(box)
+                text[i], where[i] = labels[i], place
+                break
+    return text, where
+
+
 def pca_figure(
     coords: np.ndarray,
     explained: np.ndarray,
@@ -58,10 +136,13 @@ def pca_figure(
     selected: int | None = None,
 ) -> go.Figure:
     """Each token as a labelled point; a faint line joins them in text order. `explained` [2]
-    (NaN for a component that does not exist: the axis says "not measurable here")."""
+    (NaN for a component that does not exist: the axis says "not measurable here"). Labels that
+    would overlap another label or a point are left out of the drawing (`place_labels`); every
+    point's hover names its token."""
     labels = token_labels(token_strs)
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
     sizes = [22 if i == selected else 12 for i in range(len(labels))]
+    shown, places = place_labels(coords[:, 0], coords[:, 1], labels, first=selected)
     fig = go.Figure(
         [
             go.Scatter(
@@ -76,10 +157,12 @@ def pca_figure(
                 x=coords[:, 0],
                 y=coords[:, 1],
                 mode="markers+text",
-                text=labels,
-                textposition="top center",
+                text=shown,
+                textposition=places,
+                customdata=labels,
                 marker={"size": sizes, "color": colours, "line": {"color": "#333", "width": 1}},
-                hovertemplate=_("%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>"),
+                hovertemplate=_("%{customdata}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}")
+                + "<extra></extra>",
                 name=_("tokens"),
             ),
         ]

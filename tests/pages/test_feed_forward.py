@@ -16,7 +16,7 @@ def test_feed_forward_page_draws_the_selected_layers_hidden_units(
     tiny_loaded: LoadedModel,
 ) -> None:
     at = open_page("pages/4_Feed_forward.py", layer="1", pos="3")
-    assert at.title[0].value == "4 · Feed-forward"
+    assert at.title[0].value == "4 · Feed-forward · layer 1"
     assert at.latex
     ref = trace_of(tiny_loaded)
     c = charts(at)

@@ -15,7 +15,7 @@ def test_layer_norm_page_shows_numpys_statistics_of_each_layer_norms_input(
     tiny_loaded: LoadedModel,
 ) -> None:
     at = open_page("pages/5_Layer_norm.py", layer="0", pos="2")
-    assert at.title[0].value == "5 · Layer norm"
+    assert at.title[0].value == "5 · Layer norm · layer 0"
     assert any("before" in i.value and "pre-norm" in i.value for i in at.info)
     ref = trace_of(tiny_loaded)
     radio = at.radio(key="layer_norm_which")

@@ -68,3 +68,51 @@ def test_nearest_neighbours_finds_the_closest_rows() -> None:
     fig = fe.neighbours_figure(ids, sims, ["b", "e", "c"], "a")
     np.testing.assert_allclose(fig.data[0].x, sims)
     assert fig.data[0].y[0] == "b (id 1)"
+
+
+def _boxes(fig, font_px: float = fe.PCA_FONT_PX) -> list[tuple[float, float, float, float]]:
+    """The drawn labels' boxes in the pixels `place_labels` works in (recomputed from the
+    figure's own x, y, text and textposition)."""
+    trace = fig.data[1]
+    x, y = np.asarray(trace.x, float), np.asarray(trace.y, float)
+    w, h = fe.PCA_AREA_PX
+    px = (x - x.min()) / (x.max() - x.min()) * w
+    py = (y - y.min()) / (y.max() - y.min()) * h
+    offsets = {place: (dx, dy) for place, dx, dy in fe._LABEL_PLACES}
+    out = []
+    for i, (text, place) in enumerate(zip(trace.text, trace.textposition, strict=True)):
+        if not text:
+            continue
+        half_w, half_h = fe._label_width_px(text, font_px) / 2, 0.6 * font_px
+        dx, dy = offsets[place]
+        cx = px[i] + dx * (half_w + 7 + fe._GAP_PX / 2)
+        cy = py[i] + dy * (half_h + 7 + fe._GAP_PX / 2)
+        out.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+    return out
+
+
+def test_pca_labels_never_overlap_and_every_point_keeps_its_label_in_the_hover() -> None:
+    """A crowded map (60 tokens, 40 of them in one small cluster): the drawn labels' boxes are
+    pairwise disjoint, the selected token's label is drawn, the labels left out are the crowded
+    ones, and every point's hover still carries its own label."""
+    rng = np.random.default_rng(0)
+    coords = np.concatenate([rng.normal(0, 0.02, (40, 2)), rng.uniform(-1, 1, (20, 2))])
+    tokens = [f"tok{i}" for i in range(60)]
+    fig = fe.pca_figure(coords, np.array([0.6, 0.3]), tokens, "P", selected=5)
+    boxes = _boxes(fig)
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            (a0, b0, a1, b1), (c0, d0, c1, d1) = boxes[a], boxes[b]
+            assert a1 <= c0 or c1 <= a0 or b1 <= d0 or d1 <= b0, (a, b)
+    text = list(fig.data[1].text)
+    assert text[5] == fe.token_labels(tokens)[5]
+    assert 0 < sum(bool(t) for t in text[:40]) < 40  # the cluster: some drawn, some left out
+    assert list(fig.data[1].customdata) == fe.token_labels(tokens)
+    assert "%{customdata}" in fig.data[1].hovertemplate
+
+
+def test_pca_labels_of_well_separated_points_are_all_drawn_above_them() -> None:
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    fig = fe.pca_figure(coords, np.array([0.5, 0.5]), ["a", "b", "c", "d"], "P")
+    assert list(fig.data[1].text) == fe.token_labels(["a", "b", "c", "d"])
+    assert set(fig.data[1].textposition) == {"top center"}
