@@ -25,7 +25,7 @@ from ui.intervene import (
 from ui.models import encode_text
 from ui.state import set_text
 from ui.text import markdown_literal
-from ui.widgets import next_stage
+from ui.widgets import chart, next_stage
 
 view = frame("intervene")
 if view is None:
@@ -176,7 +176,7 @@ with knock_tab:
             _("MLP {layer}").format(layer=part[3:]) if part.startswith("mlp") else part
             for part in ablation_value(ablation).split(",")
         )
-        st.plotly_chart(
+        chart(
             fig_iv.before_after_figure(
                 ids,
                 p_before,
@@ -202,7 +202,7 @@ with knock_tab:
                 )
             )
         if T > 1:
-            st.plotly_chart(
+            chart(
                 fig_iv.loss_figure(
                     ko.loss_before,
                     ko.loss_after,
@@ -372,7 +372,7 @@ with patch_tab:
                 )
                 resid, heads, mlps = result.resid_diff, result.head_diff, result.mlp_diff
                 bar_title, zmax = _("logit diff."), None
-            st.plotly_chart(
+            chart(
                 fig_iv.patching_figure(
                     resid,
                     labels,
@@ -384,7 +384,7 @@ with patch_tab:
             )
             h1, h2 = st.columns([3, 2])
             with h1:
-                st.plotly_chart(
+                chart(
                     fig_iv.head_grid_figure(
                         heads,
                         _("Heads: patching one head's output at every position"),
@@ -392,9 +392,10 @@ with patch_tab:
                         zmax=zmax,
                     ),
                     key="intervene_patch_heads",
+                    where=h1,
                 )
             with h2:
-                st.plotly_chart(
+                chart(
                     fig_iv.component_bars(
                         [_("MLP {layer}").format(layer=layer) for layer in range(L)],
                         mlps,
@@ -403,6 +404,7 @@ with patch_tab:
                         xmax=zmax if zmax is not None else signed_range(heads),
                     ),
                     key="intervene_patch_mlps",
+                    where=h2,
                 )
             st.caption(
                 _(
@@ -469,7 +471,7 @@ with attr_tab:
         dtype=object,
     )
     scale = signed_range(attr.contributions)  # one colour scale for heads and the rest
-    st.plotly_chart(
+    chart(
         fig_iv.head_grid_figure(
             attr.head_grid,
             _("Each head's share of the logit of “{token}”").format(
@@ -484,7 +486,7 @@ with attr_tab:
     others = [
         i for i, n in enumerate(attr.names) if not (n[0] == "L" and "H" in n and "_" not in n)
     ]
-    st.plotly_chart(
+    chart(
         fig_iv.component_bars(
             [component_label(attr.names[i]) for i in others],
             attr.contributions[others],

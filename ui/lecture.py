@@ -144,6 +144,7 @@ MAIN_CHART = {
     "dropout": "dropout_patterns",
     "output": "output_top_tokens",
     "generate": "generate_distribution",
+    "intervene": "intervene_ko_probs",  # once something is knocked out (a preset or `ablate=`)
 }
 LECTURE_MAIN_HEIGHT = 460  # px: 720 minus the app header, the control bar and margins
 _SLOT = "_lecture_slot"  # session state: (stage id, the container of the main figure), per run
@@ -214,6 +215,13 @@ SPEAKER_NOTES = {
         "**Say:** generation is this one step repeated: sample, append, run again.\n\n"
         "**Point at:** how temperature and top-p reshape the bars.\n\n"
         "**Preset:** *Plain sentence*, then raise the temperature."
+    ),
+    "intervene": N_(
+        "**Say:** the other pages show what the model computes; here we switch a part off and "
+        "watch what breaks, which shows cause, not just correlation.\n\n"
+        "**Point at:** the real next token's probability before and after, and the loss on "
+        "the second copy rising.\n\n"
+        "**Preset:** the knock-out preset *Copy heads 1.1 and 1.2 off on a repeated line*."
     ),
 }
 

@@ -179,7 +179,8 @@ def test_lecture_mode_shows_each_main_figure_without_scrolling(
     server: str, size: tuple[int, int]
 ) -> None:
     """In lecture mode (present=1) every stage opens with its main figure inside the viewport
-    (no scrolling) and nothing in the main column overflows horizontally."""
+    (no scrolling; Generate's once a token is sampled, Cause and effect's once heads are knocked
+    out) and nothing in the main column overflows horizontally."""
     from playwright.sync_api import sync_playwright
 
     from ui.lecture import MAIN_CHART
@@ -192,13 +193,17 @@ def test_lecture_mode_shows_each_main_figure_without_scrolling(
             context = browser.new_context(viewport={"width": size[0], "height": size[1]})
             page = context.new_page()
             for stage in STAGES:
-                if stage.id == "generate":  # its distribution appears after a generated token
-                    continue
+                query = {"present": "1"}
+                if stage.id == "intervene":  # its figures appear once something is knocked out
+                    query["ablate"] = "1.1,1.2"
                 page.goto(
-                    f"{server}/{stage.url_path}?{urlencode({'present': '1'})}",
-                    wait_until="domcontentloaded",
+                    f"{server}/{stage.url_path}?{urlencode(query)}", wait_until="domcontentloaded"
                 )
                 wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+                if stage.id == "generate":  # its distribution appears after a sampled token
+                    page.locator(".st-key-generate_sample button").click()
+                    wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+                    page.evaluate("window.scrollTo(0, 0)")
                 got = page.evaluate(LAYOUT_JS, MAIN_CHART[stage.id])
                 box, view = got["box"], got["view"]
                 if box is None:
