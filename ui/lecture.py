@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from engine.trace import Trace
-from ui.i18n import N_, _
+from ui.i18n import LANG_KEY, LANGUAGES, N_, _
 from ui.stages import ORDERS
 
 PRESENT_KEY = "present"  # session state: bool, lecture mode on
@@ -257,9 +257,16 @@ def _copy(widget_key: str, shared_key: str) -> None:
     st.session_state[shared_key] = st.session_state[widget_key]
 
 
+def _copy_language() -> None:
+    chosen = st.session_state.get("_w_bar_lang")
+    if chosen in LANGUAGES:  # clicking the chosen language again deselects it: keep it
+        st.session_state[LANG_KEY] = chosen
+
+
 def lecture_bar(stage_id: str, trace: Trace) -> None:
     """In lecture mode, what the frame draws above a stage page's own content: the compact
-    control bar (previous, layer, head, position, next; element keys "bar_prev", "bar_next"),
+    control bar (previous, layer, head, position, next, language; element keys "bar_prev",
+    "bar_next", "_w_bar_lang"),
     the slot where the page's main figure (MAIN_CHART) goes, and the speaker notes in a
     collapsed expander. Draws nothing outside lecture mode (but forgets the slot)."""
     from ui.stages import STAGE_BY_ID, step_label, walk_neighbours
@@ -282,7 +289,7 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
         heading = _(stage.title)
         if stage.per_layer:
             heading = _("{stage} · layer {layer}").format(stage=heading, layer=ss["layer"])
-        title, *cols = st.columns([2.4, 0.7, 1, 1, 1.5, 1.1], vertical_alignment="center")
+        title, *cols = st.columns([1.9, 0.6, 1, 1.2, 1.2, 0.8, 1.3], vertical_alignment="center")
         title.markdown(f"**{stage.number} · {heading}**")
         cols[0].button(
             "←",
@@ -326,6 +333,15 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
             help=step_label(nxt) if nxt else None,
             type="primary",
             width="stretch",
+        )
+        ss["_w_bar_lang"] = ss[LANG_KEY]  # the interface language (issue 16), as in the sidebar
+        cols[5].segmented_control(
+            "Language · 语言",
+            list(LANGUAGES),
+            key="_w_bar_lang",
+            format_func={"en": "EN", "zh": "中文"}.get,
+            on_change=_copy_language,
+            label_visibility="collapsed",
         )
     ss[_SLOT] = (stage_id, st.container(key="lecture_main"))
     notes = SPEAKER_NOTES.get(stage_id)
