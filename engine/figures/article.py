@@ -7,18 +7,27 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from engine.figures.common import PALETTE, base_layout, heatmap, plotly_text, token_labels
+from engine.figures.common import (
+    MAX_AXIS,
+    PALETTE,
+    base_layout,
+    heatmap,
+    plotly_text,
+    token_labels,
+    window,
+)
 from engine.figures.text import _
 
 
 def alpha_figure(alpha: np.ndarray, token_strs: list[str] | tuple[str, ...], pos: int) -> go.Figure:
     """The article's alpha_{pos, j} = e_pos^T Q / sqrt(d_k) for every key j ([T, d_head]): every
-    row the same vector, since the formula has no key (rows: keys j <= T; columns: the d_head
-    components)."""
-    keys = token_labels(token_strs)
+    row the same vector, since the formula has no key (rows: keys j, at most MAX_AXIS of them
+    in a window around `pos`; columns: the d_head components)."""
+    rows = window(alpha.shape[0], pos - MAX_AXIS // 2)
+    keys = token_labels(token_strs, rows.start, rows.stop)
     comps = [f"c{c}" for c in range(alpha.shape[1])]
     fig = heatmap(
-        alpha,
+        alpha[rows],
         comps,
         keys,
         _("The article: α for query {pos} and every key j").format(pos=pos),
@@ -61,8 +70,9 @@ def head_split_figures(
     pos: int,
 ) -> tuple[go.Figure, go.Figure]:
     """(the article's [H, H] weights of token `pos`'s heads over each other, GPT's [H, pos + 1]
-    weights of each head of token `pos` over the tokens): the same rows (heads), different
-    columns (heads in the article, tokens in GPT)."""
+    weights of each head of token `pos` over the tokens, of which the last MAX_AXIS are drawn):
+    the same rows (heads), different columns (heads in the article, tokens in GPT)."""
+    cols = window(gpt_rows.shape[1], gpt_rows.shape[1] - MAX_AXIS)
     heads = [_("head {head}").format(head=h) for h in range(article.shape[0])]
     left = heatmap(
         article,
@@ -78,8 +88,8 @@ def head_split_figures(
         colorbar_title=_("weight"),
     )
     right = heatmap(
-        gpt_rows,
-        token_labels(token_strs, 0, pos + 1),
+        gpt_rows[:, cols],
+        token_labels(token_strs, cols.start, cols.stop),
         heads,
         _("GPT: each head of token {pos} attends to earlier tokens").format(
             pos=plotly_text(str(pos))

@@ -21,6 +21,7 @@ from engine.capture import trace_nbytes
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
 from engine.figures.common import MAX_AXIS
+from engine.tokenizer import cl100k_truncated
 from tests import support
 from ui.cache import TRACES, get_trace, load_model, token_limit, tokens_that_fit
 from ui.stages import STAGES
@@ -37,7 +38,8 @@ MODEL = "gpt2_shape_2_layers"
 TRACE_BOUND_MIB = 512
 CHART_JSON_MAX = 2_500_000
 PAGE_SECONDS_MAX = 180  # one page run on 2 busy CPU cores (measured: 1 to 17 s)
-TEXT = " ".join(p.text for p in PRESETS_TEXT) * 6  # 1,440 tokens of cl100k_base
+TEXT = " ".join(p.text for p in PRESETS_TEXT) * 6  # about 1,450 tokens of cl100k_base
+N_TEXT = len(cl100k_truncated(50256).encode(TEXT))  # the test model's tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_every_page_is_usable_at_full_context(full_context: None) -> None:
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
         assert at.session_state["_n_tokens"] == N_CTX
-        cut = [w.value for w in at.warning if "Your text has 1440 tokens" in w.value]
+        cut = [w.value for w in at.warning if f"Your text has {N_TEXT} tokens" in w.value]
         assert cut and "the model reads at most 1024 at once" in cut[0], page
         problems += chart_problems(at, page)
         if page != "app.py":
@@ -157,8 +159,9 @@ def test_the_default_token_cap_says_it_is_the_servers_setting(
     at = open_page("pages/1_Tokens.py")
     assert at.session_state["_n_tokens"] == 256
     assert (
-        "Your text has 1440 tokens; this server is set to show at most 256 per text, so the "
-        "first 256 are shown and the last 1184 are left out." in [w.value for w in at.warning]
+        f"Your text has {N_TEXT} tokens; this server is set to show at most 256 per text, so "
+        f"the first 256 are shown and the last {N_TEXT - 256} are left out."
+        in [w.value for w in at.warning]
     )
     assert at.session_state["text"] == TEXT
 
@@ -172,7 +175,7 @@ def test_a_small_memory_budget_cuts_the_text_to_what_fits(
     assert trace_nbytes(GPT2_SHAPE, fit) <= 200 * 2**20 < trace_nbytes(GPT2_SHAPE, fit + 1)
     at = open_page("pages/1_Tokens.py")
     assert at.session_state["_n_tokens"] == fit
-    notice = [w.value for w in at.warning if "Your text has 1440 tokens" in w.value]
+    notice = [w.value for w in at.warning if f"Your text has {N_TEXT} tokens" in w.value]
     assert notice and "keeps the numbers of at most" in notice[0], at.warning
     held = TRACES.stats()[1]
     assert held <= 400 * 2**20
