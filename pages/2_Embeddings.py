@@ -10,8 +10,11 @@ from engine.figures import embeddings as fig_emb
 from engine.lens import embeddings as lens_emb
 from ui.frame import frame
 from ui.i18n import N_, _
+from ui.lecture import lecture_mode
 from ui.models import embedding_table
 from ui.widgets import axis_window, chart, next_stage, shared_picker
+
+PCA_COLUMN_PX = (200.0, 420.0)  # px: the PCA map's plot area in its column at 1024 px
 
 # engine.lens.embeddings.SOURCES, marked for the catalogue and shown through `_`.
 SOURCE_NAMES = {
@@ -100,6 +103,9 @@ with left:
             trace.token_strs,
             _("{source}: the two directions of largest spread").format(source=source_name),
             selected=view.pos,
+            # the plot area the labels are placed in: full width in lecture mode (the stage's
+            # main figure), else this column's at 1024 px with the sidebar open (the narrowest)
+            **({} if lecture_mode() else {"area_px": PCA_COLUMN_PX, "font_px": 16.0}),
         ),
         key="embeddings_pca_chart",
     )

@@ -52,8 +52,8 @@ def embedding_heatmap(
     )
 
 
-# Label placement on the PCA map: the plot area a full-width chart gives (pixels), the label font
-# (the lecture size, the larger of the two, so a layout that fits there fits at 16 px too) and the
+# Label placement on the PCA map: the plot area a full-width chart gives (pixels; a page that
+# draws the map in a column passes its own), the label font (the lecture size by default) and the
 # places tried around a point, in order (plotly textposition, offset of the label's centre in
 # units of its half width / half height, plus a gap).
 PCA_AREA_PX = (820.0, 440.0)
@@ -63,6 +63,10 @@ _LABEL_PLACES = (
     ("bottom center", 0.0, -1.0),
     ("middle right", 1.0, 0.0),
     ("middle left", -1.0, 0.0),
+    ("top right", 1.0, 1.0),
+    ("top left", -1.0, 1.0),
+    ("bottom right", 1.0, -1.0),
+    ("bottom left", -1.0, -1.0),
 )
 _GAP_PX = 8.0
 
@@ -83,9 +87,10 @@ def place_labels(
 ) -> tuple[list[str], list[str]]:
     """Greedy placement of point labels without overlaps (the approach of matplotlib's
     adjustText, with a fixed set of places): point `first` (the selected token) first, then in
-    order, each label goes to the first place in `_LABEL_PLACES` whose box overlaps no label
-    placed so far and no point's marker; a label with no free place is left out of the drawing
-    (it stays in the hover), except `first`'s, drawn above its point whatever it covers.
+    order, each label goes to the first place in `_LABEL_PLACES` whose box lies inside the plot
+    area and overlaps no label placed so far and no point's marker; a label with no free place
+    is left out of the drawing (it stays in the hover), except `first`'s, drawn above its point
+    whatever it covers.
     `x`, `y` [N] in data units, scaled to `area_px`. Returns (text per point, "" where left out;
     textposition per point)."""
     n = len(labels)
@@ -107,6 +112,8 @@ def place_labels(
 
     def free(box: tuple[float, float, float, float], owner: int) -> bool:
         x0, y0, x1, y1 = box
+        if x0 < 0 or x1 > w_px or y0 < 0 or y1 > h_px:  # inside the plot area
+            return False
         others = placed + [b for j, b in enumerate(boxes) if j != owner]
         return all(x1 <= a0 or a1 <= x0 or y1 <= b0 or b1 <= y0 for a0, b0, a1, b1 in others)
 
@@ -134,15 +141,19 @@ def pca_figure(
     token_strs: list[str] | tuple[str, ...],
     title: str,
     selected: int | None = None,
+    area_px: tuple[float, float] = PCA_AREA_PX,
+    font_px: float = PCA_FONT_PX,
 ) -> go.Figure:
     """Each token as a labelled point; a faint line joins them in text order. `explained` [2]
     (NaN for a component that does not exist: the axis says "not measurable here"). Labels that
-    would overlap another label or a point are left out of the drawing (`place_labels`); every
-    point's hover names its token."""
+    would overlap another label or a point are left out of the drawing (`place_labels`, for a
+    plot area of `area_px` pixels and labels of `font_px`); every point's hover names its token."""
     labels = token_labels(token_strs)
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
     sizes = [22 if i == selected else 12 for i in range(len(labels))]
-    shown, places = place_labels(coords[:, 0], coords[:, 1], labels, first=selected)
+    shown, places = place_labels(
+        coords[:, 0], coords[:, 1], labels, first=selected, area_px=area_px, font_px=font_px
+    )
     fig = go.Figure(
         [
             go.Scatter(
@@ -160,6 +171,7 @@ def pca_figure(
                 text=shown,
                 textposition=places,
                 customdata=labels,
+                cliponaxis=False,  # the selected token's label may reach past the axes
                 marker={"size": sizes, "color": colours, "line": {"color": "#333", "width": 1}},
                 hovertemplate=_("%{customdata}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}")
                 + "<extra></extra>",

@@ -111,8 +111,13 @@ def test_pca_labels_never_overlap_and_every_point_keeps_its_label_in_the_hover()
     assert "%{customdata}" in fig.data[1].hovertemplate
 
 
-def test_pca_labels_of_well_separated_points_are_all_drawn_above_them() -> None:
+def test_pca_labels_of_well_separated_points_are_all_drawn_inside_the_plot() -> None:
+    """Four corners: every label drawn, towards the inside of the plot (the corner places), each
+    box inside the plot area."""
     coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     fig = fe.pca_figure(coords, np.array([0.5, 0.5]), ["a", "b", "c", "d"], "P")
     assert list(fig.data[1].text) == fe.token_labels(["a", "b", "c", "d"])
-    assert set(fig.data[1].textposition) == {"top center"}
+    places = ["top right", "top left", "bottom right", "bottom left"]
+    assert list(fig.data[1].textposition) == places
+    w, h = fe.PCA_AREA_PX
+    assert all(0 <= x0 and x1 <= w and 0 <= y0 and y1 <= h for x0, y0, x1, y1 in _boxes(fig))
