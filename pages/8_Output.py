@@ -43,8 +43,8 @@ st.markdown(
         "token after it, all at once."
     ).format(n=f"{cfg.vocab_size:,}")
 )
+st.latex(r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_E^{\top}")  # two lines: fits at 1024 px
 st.latex(
-    r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_E^{\top},\qquad "
     r"p(t \mid \text{tokens} \le i) = \frac{e^{\text{logit}_{i,t}/\tau}}"
     r"{\sum_{t'} e^{\text{logit}_{i,t'}/\tau}}"
 )

@@ -359,6 +359,14 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
     return model_id, loaded
 
 
+# A display formula wider than the column (Output's softmax at 1024 px with the sidebar open)
+# scrolls sideways instead of being cut off.
+_PAGE_CSS = (
+    "<style>[data-testid='stMain'] .katex-display"
+    "{overflow-x:auto;overflow-y:hidden;max-width:100%}</style>"
+)
+
+
 def frame(stage_id: str) -> View | None:
     """Every page's first call (the home page's too, with "home"); the contract is in
     ui/__init__.py. Raises ValueError for an unknown stage id."""
@@ -368,6 +376,7 @@ def frame(stage_id: str) -> View | None:
     notices, asked = adopt_query_params()  # the link's language first: every word follows it
     adopt_present_param()  # lecture mode from `present=1` (ui.lecture), before the page config
     _page_config(stage_id)
+    st.html(_PAGE_CSS)
     notices += adopt_knob_params({})  # sampling / dropout knobs of a shared link (ui.exports)
     notices = text_notes() + notices
     ss = st.session_state

@@ -360,10 +360,13 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
                 fig.layout.height = max(fig.layout.height, 170 + rows * (size + 4))
     legend = fig.layout.legend
     if legend.orientation == "h" and legend.y is not None and legend.y < 0:
-        # a legend under the plot collides with the x axis title: put it above the plot
+        # a legend under the plot collides with the x axis title: put it above the plot, under
+        # the title pinned to the top, with room for two rows of entries (a narrow column or a
+        # long translated name wraps the horizontal legend onto a second row)
         fig.update_layout(
             legend={"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"},
-            margin_t=max(fig.layout.margin.t or 60, 60) + 2 * size + 10,
+            title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}},
+            margin_t=title_size + 24 + 2 * (size + 10),
         )
     for annotation in fig.layout.annotations:
         current = annotation.font.size if annotation.font is not None else None
