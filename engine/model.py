@@ -412,6 +412,7 @@ class GPT(nn.Module):
         dropout_p: float | None = None,
         generator: torch.Generator | None = None,
         editor: Editor | None = None,
+        unembed: bool = True,
     ) -> Tensor:
         """Logits [B, T, V] for token ids `idx` [B, T].
 
@@ -421,6 +422,9 @@ class GPT(nn.Module):
             every block, before the recorder; the forward pass continues with what it returns
             (an ablation, a patch: `engine.interventions`). It lives in this call only: nothing
             is registered on the model, so threads with and without editors can share it.
+        unembed: False stops after the last block and returns its residual stream [B, T, d]
+            (ln_final's sites and the logits are then not recorded): a lazy capture
+            (`engine.capture.run_with_trace`) computes them later from that residual.
         Dropout: `dropout_p` if given, else the config's value in training mode and 0 in
         evaluation mode. Passing `dropout_p` with a `generator` runs a seeded dropout pass on a
         shared model without switching it to training mode.
@@ -441,6 +445,8 @@ class GPT(nn.Module):
         edit = editor if editor is not None else edit_nothing
         for block in self.transformer.h:
             x = block(x, record, p, generator, edit)
+        if not unembed:
+            return x
         logits = self.unembed(x, recorder=record)  # [B, T, V]
         record(LOGITS, logits)
         return logits
