@@ -334,6 +334,14 @@ class Trace:
             return self.acts.array(name, keep)
         return self.acts[name]
 
+    def all_acts(self) -> dict[str, np.ndarray]:
+        """Every activation, in forward order, as a plain dict (an export: `python -m engine
+        trace`, the app's .npz download). A lazy Trace computes each block once and leaves its
+        cache as it was."""
+        if isinstance(self.acts, LazyActs):
+            return self.acts.materialize()
+        return dict(self.acts)
+
     @property
     def is_lazy(self) -> bool:
         """Whether most activations are computed on first read (`LazyActs`)."""

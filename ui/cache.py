@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from engine.capture import run_with_trace, trace_nbytes
+from engine.capture import lazy_trace_nbytes, run_with_trace
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.dropout_demo import dropout_pass
 from engine.interventions import (
@@ -147,7 +147,12 @@ class SharedCache:
 
 
 MODELS = SharedCache(4)
-TRACES = SharedCache(TRACE_CACHE_ENTRIES, cache_budget_bytes(), size=lambda t: t.nbytes())
+# A Trace is lazy (engine.capture.run_with_trace): it holds its residual stream and at most two
+# recomputed units (a block's sites, or the logits); the cache counts that bound, what the Trace
+# can grow to while sessions read it.
+TRACES = SharedCache(
+    TRACE_CACHE_ENTRIES, cache_budget_bytes(), size=lambda t: t.max_resident_nbytes()
+)
 LENSES = SharedCache(TRACE_CACHE_ENTRIES)
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
@@ -283,13 +288,14 @@ def reloaded_since(model_id: str, loaded: LoadedModel, seen: str | None) -> bool
 
 
 def tokens_that_fit(config: Any, max_bytes: int) -> int:
-    """The most tokens (at least 1, at most the context) whose Trace takes <= max_bytes."""
+    """The most tokens (at least 1, at most the context) whose Trace takes <= max_bytes at
+    most (`engine.capture.lazy_trace_nbytes`: its residual stream and a full cache)."""
     lo, hi = 1, config.n_ctx
-    if trace_nbytes(config, hi) <= max_bytes:
+    if lazy_trace_nbytes(config, hi) <= max_bytes:
         return hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if trace_nbytes(config, mid) <= max_bytes:
+        if lazy_trace_nbytes(config, mid) <= max_bytes:
             lo = mid
         else:
             hi = mid - 1

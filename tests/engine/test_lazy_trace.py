@@ -195,3 +195,15 @@ def test_a_pickled_lazy_trace_is_a_full_trace_without_the_model(
         assert np.array_equal(copy[name], full[name]), name
         assert not copy[name].flags.writeable, name
     assert lazy.resident_nbytes() == lazy.acts.resident_nbytes() + 8 * lazy.n_tokens  # type: ignore[union-attr]
+
+
+def test_all_acts_exports_every_activation_and_leaves_the_cache(tiny_loaded: LoadedModel) -> None:
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    lazy = run_with_trace(model, tok, MIXED_TEXT)
+    full = run_with_trace(model, tok, MIXED_TEXT, lazy=False)
+    before = lazy.resident_nbytes()
+    arrays = lazy.all_acts()
+    assert list(arrays) == list(full.acts)
+    assert all(np.array_equal(arrays[n], full[n]) for n in full.acts)
+    assert lazy.resident_nbytes() == before
+    assert full.all_acts().keys() == arrays.keys()
