@@ -127,6 +127,11 @@ class LazyActs(Mapping[str, np.ndarray]):
                         self._cache.popitem(last=False)
         return arrays
 
+    def clear(self) -> None:
+        """Forget every computed unit (the stored arrays stay); the next read recomputes."""
+        with self._lock:
+            self._cache.clear()
+
     def resident_nbytes(self) -> int:
         """Bytes held now: the stored arrays (each once) and the cached units."""
         with self._lock:
