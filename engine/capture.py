@@ -182,6 +182,7 @@ def run_with_trace(
             generator=generator,
             editor=editor,
             unembed=not lazy,
+            boundary_only=lazy,
         )
     token_ids = np.asarray(ids, dtype=np.int64)
     token_ids.flags.writeable = False

@@ -207,3 +207,22 @@ def test_all_acts_exports_every_activation_and_leaves_the_cache(tiny_loaded: Loa
     assert all(np.array_equal(arrays[n], full[n]) for n in full.acts)
     assert lazy.resident_nbytes() == before
     assert full.all_acts().keys() == arrays.keys()
+
+
+def test_the_residual_stream_and_logits_are_bitwise_the_plain_forward(
+    tiny_loaded: LoadedModel,
+) -> None:
+    """Recording runs beside the fused kernels, never instead of them: a lazy capture (fused
+    blocks), a full capture and the plain forward give one residual stream and one set of
+    logits, bit for bit."""
+    import torch
+
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    ids = tok.encode(MIXED_TEXT)
+    with torch.inference_mode():
+        plain = model(torch.tensor([ids]))[0].numpy()
+    lazy = run_with_trace(model, tok, ids)
+    full = run_with_trace(model, tok, ids, lazy=False)
+    assert np.array_equal(lazy.logits, plain) and np.array_equal(full.logits, plain)
+    last = act_name("hook_resid_post", model.config.n_layer - 1)
+    assert np.array_equal(lazy.acts.stored[last], full[last])  # type: ignore[union-attr]
