@@ -21,7 +21,7 @@ from engine.names import (
 )
 from engine.sampling import gap_ids, n_valid_ids
 from engine.tokenizer import Tokenizer
-from engine.trace import LazyActs, Trace
+from engine.trace import LazyActs, Trace, UnitCache
 
 # Units a lazy Trace computes on demand: a block index, or FINAL (ln_f's sites and the logits).
 FINAL = "final"
@@ -117,6 +117,7 @@ def run_with_trace(
     editor: Editor | None = None,
     lazy: bool = True,
     max_units: int = 2,
+    unit_cache: UnitCache | None = None,
 ) -> Trace:
     """Run one forward pass and record every canonical activation.
 
@@ -127,7 +128,8 @@ def run_with_trace(
     same recorder and editor), so it is bitwise equal to what `lazy=False` records; the
     logits and ln_final's sites likewise from the last residual. Up to `max_units` computed
     units (a block's sites; ln_final's sites and the logits) stay in the Trace's cache
-    (`engine.trace.LazyActs`). A lazy Trace holds the model until it is pickled.
+    (`engine.trace.LazyActs`), or in `unit_cache` when given (one byte-bounded cache shared
+    by many Traces: the app's). A lazy Trace holds the model until it is pickled.
 
     The recorder lives in this call only (no hooks on the shared model), so many threads may
     trace at once. `dtype` sets the stored precision (float16 halves a long text's Trace);
@@ -188,7 +190,7 @@ def run_with_trace(
     token_ids.flags.writeable = False
     prompt = text_or_ids if isinstance(text_or_ids, str) else tokenizer.decode(ids)
     if lazy:
-        acts = _lazy_acts(model, acts, len(ids), small, large, editor, max_units)
+        acts = _lazy_acts(model, acts, len(ids), small, large, editor, max_units, unit_cache)
     return Trace(
         prompt=prompt,
         token_ids=token_ids,
@@ -228,6 +230,7 @@ def _lazy_acts(
     large: torch.dtype,
     editor: Editor | None,
     max_units: int,
+    unit_cache: UnitCache | None = None,
 ) -> LazyActs:
     """The `LazyActs` of a lazy capture: `stored` (`_boundary_names`) and the function that
     computes a unit from them. Block i runs from a fresh torch copy of the stored resid_pre
@@ -274,4 +277,4 @@ def _lazy_acts(
                 model.transformer.h[int(unit)](x, recorder, 0.0, None, block_editor)  # type: ignore[call-overload]
         return out
 
-    return LazyActs(names, stored, unit_of, compute, nbytes_of, max_units)
+    return LazyActs(names, stored, unit_of, compute, nbytes_of, max_units, unit_cache)

@@ -12,6 +12,7 @@ never a copy.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -22,7 +23,9 @@ import numpy as np
 from engine.config import GPTConfig
 from engine.names import LOGITS, act_name, parse_name, symbol_sizes
 
-__all__ = ["LazyActs", "Trace"]
+__all__ = ["LazyActs", "Trace", "UnitCache"]
+
+_OWNERS = itertools.count()  # a unique id per LazyActs (id() may be reused after collection)
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:
@@ -32,6 +35,63 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
         arr = arr.copy()
         arr.flags.writeable = False
     return arr
+
+
+class UnitCache:
+    """One LRU of the units that lazy Traces computed, shared by many Traces and bounded by
+    bytes (the app's: `ui.cache`), instead of each Trace's own `max_units`. Thread-safe. A unit
+    bigger than `max_bytes` is returned to its reader but not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[int, Hashable], tuple[dict[str, np.ndarray], int]] = (
+            OrderedDict()
+        )
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, Hashable]) -> dict[str, np.ndarray] | None:
+        """The unit under (owner, unit), marked as just used; None if not held."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key][0]
+
+    def put(self, key: tuple[int, Hashable], arrays: dict[str, np.ndarray]) -> None:
+        """Keep a unit, dropping the least recently used ones beyond `max_bytes`."""
+        n = int(sum(a.nbytes for a in arrays.values()))
+        with self._lock:
+            if n > self.max_bytes or key in self._items:
+                return
+            self._items[key] = (arrays, n)
+            self._bytes += n
+            while self._bytes > self.max_bytes:
+                _key, (_arrays, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def owner_arrays(self, owner: int) -> list[np.ndarray]:
+        """The arrays held for one Trace."""
+        with self._lock:
+            units = [arrays for (o, _u), (arrays, _n) in self._items.items() if o == owner]
+        return [a for arrays in units for a in arrays.values()]
+
+    def drop_owner(self, owner: int) -> None:
+        """Forget one Trace's units."""
+        with self._lock:
+            for key in [k for k in self._items if k[0] == owner]:
+                self._bytes -= self._items.pop(key)[1]
+
+    def stats(self) -> tuple[int, int]:
+        """(units, bytes) held now."""
+        with self._lock:
+            return len(self._items), self._bytes
+
+    def clear(self) -> None:
+        """Forget every unit."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
 
 class LazyActs(Mapping[str, np.ndarray]):
@@ -51,6 +111,8 @@ class LazyActs(Mapping[str, np.ndarray]):
     max_units: how many computed units are kept (least recently used dropped first); each
         unit holds every array of its block, so a page reading a layer's q, k, scores and
         pattern computes that block once.
+    shared: a `UnitCache` to keep the computed units in instead (shared by many Traces and
+        bounded by bytes); `max_units` then does not apply.
 
     Thread-safe: two threads asking for the same unit compute it once (the second waits for
     the first; `computations` counts the runs per unit). Pickling gives a plain dict of every
@@ -65,6 +127,7 @@ class LazyActs(Mapping[str, np.ndarray]):
         compute: Callable[[Hashable], dict[str, np.ndarray]],
         nbytes_of: dict[str, int],
         max_units: int = 2,
+        shared: UnitCache | None = None,
     ) -> None:
         missing = [n for n in names if n not in stored and n not in unit_of]
         if missing:
@@ -81,6 +144,8 @@ class LazyActs(Mapping[str, np.ndarray]):
         self._lock = threading.Lock()
         self._unit_locks: dict[Hashable, threading.Lock] = {}
         self.computations: Counter[Hashable] = Counter()
+        self.shared = shared
+        self._owner = next(_OWNERS)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.array(name)
@@ -107,36 +172,52 @@ class LazyActs(Mapping[str, np.ndarray]):
     def unit(self, unit: Hashable, keep: bool = True) -> dict[str, np.ndarray]:
         """Every array of one unit, computed once however many threads ask at the same time."""
         with self._lock:
-            if unit in self._cache:
-                self._cache.move_to_end(unit)
-                return self._cache[unit]
+            found = self._lookup(unit)
+            if found is not None:
+                return found
             unit_lock = self._unit_locks.setdefault(unit, threading.Lock())
         with unit_lock:
             with self._lock:
-                if unit in self._cache:  # computed by the thread we waited for
-                    self._cache.move_to_end(unit)
-                    return self._cache[unit]
+                found = self._lookup(unit)  # computed by the thread we waited for
+            if found is not None:
+                return found
             arrays = self._compute(unit)
             for arr in arrays.values():
                 arr.flags.writeable = False
             with self._lock:
                 self.computations[unit] += 1
-                if keep:
+                if keep and self.shared is None:
                     self._cache[unit] = arrays
                     while len(self._cache) > self.max_units:
                         self._cache.popitem(last=False)
+            if keep and self.shared is not None:
+                self.shared.put((self._owner, unit), arrays)
         return arrays
+
+    def _lookup(self, unit: Hashable) -> dict[str, np.ndarray] | None:
+        """A kept unit (marked as just used), or None; the caller holds `self._lock`."""
+        if self.shared is not None:
+            return self.shared.get((self._owner, unit))
+        if unit in self._cache:
+            self._cache.move_to_end(unit)
+            return self._cache[unit]
+        return None
 
     def clear(self) -> None:
         """Forget every computed unit (the stored arrays stay); the next read recomputes."""
         with self._lock:
             self._cache.clear()
+        if self.shared is not None:
+            self.shared.drop_owner(self._owner)
 
     def resident_nbytes(self) -> int:
-        """Bytes held now: the stored arrays (each once) and the cached units."""
+        """Bytes held now: the stored arrays (each once) and the cached units (in a shared
+        `UnitCache`: this Trace's units there)."""
         with self._lock:
             arrays = list(self.stored.values())
             arrays += [a for unit in self._cache.values() for a in unit.values()]
+        if self.shared is not None:
+            arrays += self.shared.owner_arrays(self._owner)
         seen: dict[int, int] = {}
         for arr in arrays:
             seen[id(arr)] = arr.nbytes
@@ -144,12 +225,15 @@ class LazyActs(Mapping[str, np.ndarray]):
 
     def max_resident_nbytes(self) -> int:
         """The most bytes this mapping can hold: the stored arrays and its `max_units` largest
-        units."""
+        units; with a shared `UnitCache`, the stored arrays only (the units are counted in
+        that cache's own budget)."""
+        stored = {id(a): a.nbytes for a in self.stored.values()}
+        if self.shared is not None:
+            return int(sum(stored.values()))
         sizes: Counter[Hashable] = Counter()
         for name, unit in self._unit_of.items():
             sizes[unit] += self._nbytes_of[name]
         largest = sorted(sizes.values(), reverse=True)[: self.max_units]
-        stored = {id(a): a.nbytes for a in self.stored.values()}
         return int(sum(stored.values()) + sum(largest))
 
     def full_nbytes(self) -> int:

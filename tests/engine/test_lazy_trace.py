@@ -16,7 +16,7 @@ from engine.checkpoints import LoadedModel, load
 from engine.interventions import Ablation
 from engine.lens.heads import head_scores
 from engine.names import act_name, canonical_names
-from engine.trace import LazyActs, Trace
+from engine.trace import LazyActs, Trace, UnitCache
 from tests.conftest import MIXED_TEXT
 
 TEXTS = [MIXED_TEXT, "a", "x" * 300]  # the last one is cut to the context
@@ -226,3 +226,25 @@ def test_the_residual_stream_and_logits_are_bitwise_the_plain_forward(
     assert np.array_equal(lazy.logits, plain) and np.array_equal(full.logits, plain)
     last = act_name("hook_resid_post", model.config.n_layer - 1)
     assert np.array_equal(lazy.acts.stored[last], full[last])  # type: ignore[union-attr]
+
+
+def test_lazy_traces_can_share_one_byte_bounded_unit_cache(tiny_loaded: LoadedModel) -> None:
+    model, tok = tiny_loaded.model, tiny_loaded.tokenizer
+    probe = run_with_trace(model, tok, MIXED_TEXT)
+    probe.get("attn.hook_pattern", 0)
+    block = probe.resident_nbytes() - run_with_trace(model, tok, MIXED_TEXT).resident_nbytes()
+    shared = UnitCache(max_bytes=block * 3 // 2)  # room for one block of this text, not two
+    a = run_with_trace(model, tok, MIXED_TEXT, unit_cache=shared)
+    b = run_with_trace(model, tok, MIXED_TEXT, unit_cache=shared)
+    stored = a.resident_nbytes()
+    assert a.max_resident_nbytes() == stored  # the units count in the shared cache's budget
+    full = run_with_trace(model, tok, MIXED_TEXT, lazy=False)
+    assert np.array_equal(a.get("attn.hook_pattern", 0), full.get("attn.hook_pattern", 0))
+    assert shared.stats() == (1, block) and a.resident_nbytes() == stored + block
+    assert np.array_equal(b.get("attn.hook_k", 0), full.get("attn.hook_k", 0))
+    assert shared.stats() == (1, block)  # a's block made room for b's
+    assert a.resident_nbytes() == stored and b.resident_nbytes() == stored + block
+    a.get("attn.hook_pattern", 0)
+    assert isinstance(a.acts, LazyActs) and a.acts.computations[0] == 2
+    b.acts.clear()  # type: ignore[union-attr]  # forgets b's units in the shared cache only
+    assert shared.stats() == (1, block) and a.resident_nbytes() == stored + block
