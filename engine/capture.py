@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,8 +24,21 @@ from engine.sampling import gap_ids, n_valid_ids
 from engine.tokenizer import Tokenizer
 from engine.trace import LazyActs, Trace, UnitCache
 
-# Units a lazy Trace computes on demand: a block index, or FINAL (ln_f's sites and the logits).
-FINAL = "final"
+# Units a lazy Trace computes on demand: (layer, ATTN) block i's attention half (ln_1 to
+# resid_mid), (layer, MLP) its MLP half (ln_2 to mlp_out), FINAL ln_f's sites and the logits.
+ATTN, MLP, FINAL = "attn", "mlp", "final"
+_ATTENTION_HALF = frozenset(
+    ("ln1.hook_scale", "ln1.hook_normalized", "hook_attn_out", "hook_resid_mid")
+)
+
+
+def unit_of_site(site: str, layer: int | None) -> object:
+    """The unit a lazy Trace computes a site in: FINAL outside the blocks, else (layer, ATTN)
+    for LayerNorm 1, attention, attn_out and resid_mid, (layer, MLP) for the rest."""
+    if layer is None:
+        return FINAL
+    half = ATTN if site in _ATTENTION_HALF or site.startswith("attn.") else MLP
+    return (layer, half)
 
 
 def prepare_ids(
@@ -82,8 +96,8 @@ def lazy_trace_nbytes(
     """The most bytes a lazy Trace (`run_with_trace(..., lazy=True)`, float32) over `n_tokens`
     can hold, known before the run: `Trace.max_resident_nbytes()`. The stored arrays (the two
     embeddings and n_layer + 1 residual-stream arrays [T, d]), the token ids, and the
-    `max_units` largest units of its cache (a block's other sites, or ln_final's sites and the
-    logits [T, V]). `large_dtype` as in `trace_nbytes`."""
+    `max_units` largest units of its cache (a block's attention or MLP half, or ln_final's
+    sites and the logits [T, V]). `large_dtype` as in `trace_nbytes`."""
     sizes = symbol_sizes(config, n_tokens)
     itemsize = {"small": 4, "large": np.dtype(large_dtype or np.float32).itemsize}
     stored = 4 * (config.n_layer + 3) * n_tokens * config.d_model + 8 * n_tokens
@@ -93,7 +107,7 @@ def lazy_trace_nbytes(
         assert site is not None
         if site.name in (EMBED, POS_EMBED, "hook_resid_pre", "hook_resid_post"):
             continue
-        unit = FINAL if layer is None else layer
+        unit = unit_of_site(site.name, layer)
         units[unit] = units.get(unit, 0) + itemsize[site.size] * math.prod(site.dims(sizes))
     return stored + sum(sorted(units.values(), reverse=True)[:max_units])
 
@@ -233,10 +247,11 @@ def _lazy_acts(
     unit_cache: UnitCache | None = None,
 ) -> LazyActs:
     """The `LazyActs` of a lazy capture: `stored` (`_boundary_names`) and the function that
-    computes a unit from them. Block i runs from a fresh torch copy of the stored resid_pre
-    (the same values, shape [1, T, d] and layout the full pass fed it) with the full capture's
-    recorder; the editor is the run's own, except at block i's hook_resid_pre, whose stored
-    value is already the edited one."""
+    computes a unit from them. Block i's attention half runs from a fresh torch copy of the
+    stored resid_pre (the same values, shape [1, T, d] and layout the full pass fed it), its MLP
+    half from a copy of the resid_mid its attention half recorded, both with the full
+    capture's recorder; the editor is the run's own, except at block i's hook_resid_pre, whose
+    stored value is already the edited one (the MLP half starts after the resid_mid edit)."""
     n_layer = model.config.n_layer
     names = canonical_names(n_layer)
     sizes = symbol_sizes(model.config, n_tokens)
@@ -248,10 +263,10 @@ def _lazy_acts(
         itemsize = (large if site.size == "large" else small).itemsize
         nbytes_of[name] = itemsize * math.prod(site.dims(sizes))
         if name not in stored:
-            unit_of[name] = FINAL if layer is None else layer
+            unit_of[name] = unit_of_site(site.name, layer)
     edit = editor if editor is not None else edit_nothing
 
-    def compute(unit: object) -> dict[str, np.ndarray]:
+    def compute(unit: object, fetch: Callable[[str], np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
 
         def recorder(name: str, tensor: torch.Tensor) -> None:
@@ -261,20 +276,28 @@ def _lazy_acts(
             target = large if site is not None and site[0].size == "large" else small
             out[name] = _convert(tensor, target)
 
+        def fresh(arr: np.ndarray) -> torch.Tensor:  # [1, T, d], a copy in torch's memory
+            return torch.tensor(arr, device=model.device)[None]
+
         if unit == FINAL:
-            source = act_name("hook_resid_post", n_layer - 1)
-        else:
-            source = act_name("hook_resid_pre", int(unit))  # type: ignore[call-overload]
-        x = torch.tensor(stored[source], device=model.device)[None]  # [1, T, d], a fresh copy
-        with torch.inference_mode():
-            if unit == FINAL:
+            with torch.inference_mode():
+                x = fresh(stored[act_name("hook_resid_post", n_layer - 1)])
                 recorder(LOGITS, model.unembed(x, recorder=recorder))
-            else:
+            return out
+        layer, half = unit  # type: ignore[misc]
+        block = model.transformer.h[layer]
+        if half == ATTN:
+            source = act_name("hook_resid_pre", layer)
 
-                def block_editor(name: str, tensor: torch.Tensor) -> torch.Tensor:
-                    return tensor if name == source else edit(name, tensor)
+            def block_editor(name: str, tensor: torch.Tensor) -> torch.Tensor:
+                return tensor if name == source else edit(name, tensor)
 
-                model.transformer.h[int(unit)](x, recorder, 0.0, None, block_editor)  # type: ignore[call-overload]
+            with torch.inference_mode():
+                block.attention_half(fresh(stored[source]), recorder, 0.0, None, block_editor)
+        else:
+            mid = fetch(act_name("hook_resid_mid", layer))  # its attention half's
+            with torch.inference_mode():
+                block.mlp_half(fresh(mid), recorder, 0.0, None, edit)
         return out
 
     return LazyActs(names, stored, unit_of, compute, nbytes_of, max_units, unit_cache)

@@ -325,7 +325,21 @@ class Block(nn.Module):
         replace the tensor at each of `EDITABLE_SITES` (what the recorder then sees).
         `boundary_only`: the recorder sees this block's sites outside LayerNorm, attention and
         the MLP only (the residual stream, both branches' outputs), which then run as without
-        a recorder; the values are the same."""
+        a recorder; the values are the same. The block is its two halves, one after the other
+        (`attention_half`, `mlp_half`), so a lazy Trace can recompute either alone."""
+        x = self.attention_half(x, recorder, p, generator, editor, boundary_only)
+        return self.mlp_half(x, recorder, p, generator, editor, boundary_only)
+
+    def attention_half(
+        self,
+        x: Tensor,
+        recorder: Recorder = record_nothing,
+        p: float = 0.0,
+        generator: torch.Generator | None = None,
+        editor: Editor = edit_nothing,
+        boundary_only: bool = False,
+    ) -> Tensor:
+        """resid_pre x [B, T, d] -> resid_mid = x + attn(ln_1(x)) (arguments as `forward`)."""
         n = self.names
         inner = record_nothing if boundary_only else recorder
         x = editor(n["hook_resid_pre"], x)
@@ -335,6 +349,20 @@ class Block(nn.Module):
         recorder(n["hook_attn_out"], attn_out)
         x = editor(n["hook_resid_mid"], x + attn_out)
         recorder(n["hook_resid_mid"], x)
+        return x
+
+    def mlp_half(
+        self,
+        x: Tensor,
+        recorder: Recorder = record_nothing,
+        p: float = 0.0,
+        generator: torch.Generator | None = None,
+        editor: Editor = edit_nothing,
+        boundary_only: bool = False,
+    ) -> Tensor:
+        """resid_mid x [B, T, d] (already edited) -> resid_post = x + mlp(ln_2(x))."""
+        n = self.names
+        inner = record_nothing if boundary_only else recorder
         mlp = self.mlp(self.ln_2(x, inner), inner)
         mlp_out = editor(n["hook_mlp_out"], dropout(mlp, p, generator))
         recorder(n["hook_mlp_out"], mlp_out)

@@ -102,15 +102,18 @@ class LazyActs(Mapping[str, np.ndarray]):
     stored: the arrays held from the start (read-only): the embeddings and the residual stream
         at every block boundary (`blocks.i.hook_resid_pre`, the last `hook_resid_post`; block
         i's resid_post is block i+1's resid_pre, one array under both names).
-    unit_of: name -> the unit that computes it, for every name not stored (a block index for
-        the sites inside block i, "final" for ln_final's sites and the logits).
-    compute: unit -> {name: read-only array} for every name of that unit: one block forward
-        from the stored resid_pre with the recorder (`engine.capture`), or ln_f + unembedding
-        of the last residual. It holds the model; this mapping never pickles it (below).
+    unit_of: name -> the unit that computes it, for every name not stored (in
+        `engine.capture`: block i's attention half (i, "attn"), its MLP half (i, "mlp"),
+        "final" for ln_final's sites and the logits).
+    compute: (unit, fetch) -> {name: read-only array} for every name of that unit, where
+        `fetch(name)` reads another unit's array (kept or not as the reader asked): half a block's
+        forward from the stored resid_pre (or the recomputed resid_mid) with the recorder, or
+        ln_f + unembedding of the last residual. It holds the model; this mapping never
+        pickles it (below).
     nbytes_of: name -> the bytes of its array (what a full capture would hold).
     max_units: how many computed units are kept (least recently used dropped first); each
-        unit holds every array of its block, so a page reading a layer's q, k, scores and
-        pattern computes that block once.
+        unit holds every array of its half block, so a page reading a layer's q, k, scores
+        and pattern computes that attention half once.
     shared: a `UnitCache` to keep the computed units in instead (shared by many Traces and
         bounded by bytes); `max_units` then does not apply.
 
@@ -124,7 +127,7 @@ class LazyActs(Mapping[str, np.ndarray]):
         names: list[str],
         stored: dict[str, np.ndarray],
         unit_of: dict[str, Hashable],
-        compute: Callable[[Hashable], dict[str, np.ndarray]],
+        compute: Callable[[Hashable, Callable[[str], np.ndarray]], dict[str, np.ndarray]],
         nbytes_of: dict[str, int],
         max_units: int = 2,
         shared: UnitCache | None = None,
@@ -169,7 +172,12 @@ class LazyActs(Mapping[str, np.ndarray]):
         unit = self._unit_of[name]  # KeyError: not a name of this Trace
         return self.unit(unit, keep)[name]
 
-    def unit(self, unit: Hashable, keep: bool = True) -> dict[str, np.ndarray]:
+    def unit(
+        self,
+        unit: Hashable,
+        keep: bool = True,
+        scratch: dict[Hashable, dict[str, np.ndarray]] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Every array of one unit, computed once however many threads ask at the same time."""
         with self._lock:
             found = self._lookup(unit)
@@ -181,7 +189,7 @@ class LazyActs(Mapping[str, np.ndarray]):
                 found = self._lookup(unit)  # computed by the thread we waited for
             if found is not None:
                 return found
-            arrays = self._compute(unit)
+            arrays = self._compute(unit, lambda name: self._fetch(name, keep, scratch))
             for arr in arrays.values():
                 arr.flags.writeable = False
             with self._lock:
@@ -193,6 +201,19 @@ class LazyActs(Mapping[str, np.ndarray]):
             if keep and self.shared is not None:
                 self.shared.put((self._owner, unit), arrays)
         return arrays
+
+    def _fetch(
+        self, name: str, keep: bool, scratch: dict[Hashable, dict[str, np.ndarray]] | None
+    ) -> np.ndarray:
+        """An array a unit's computation needs from another unit (block i's resid_mid for its
+        MLP half): from `scratch` (units computed in this pass, not kept) if there, else read
+        with the same `keep` as the read that asked."""
+        if name in self.stored:
+            return self.stored[name]
+        unit = self._unit_of[name]
+        if scratch is not None and unit in scratch:
+            return scratch[unit][name]
+        return self.unit(unit, keep, scratch)[name]
 
     def _lookup(self, unit: Hashable) -> dict[str, np.ndarray] | None:
         """A kept unit (marked as just used), or None; the caller holds `self._lock`."""
@@ -252,7 +273,7 @@ class LazyActs(Mapping[str, np.ndarray]):
                 continue
             unit = self._unit_of[name]
             if unit not in units:
-                units[unit] = self.unit(unit, keep=False)
+                units[unit] = self.unit(unit, keep=False, scratch=units)
             out[name] = units[unit][name]
         return out
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.capture import FINAL, lazy_trace_nbytes, run_with_trace, trace_nbytes
+from engine.capture import ATTN, FINAL, MLP, lazy_trace_nbytes, run_with_trace, trace_nbytes
 from engine.checkpoints import LoadedModel, load
 from engine.interventions import Ablation
 from engine.lens.heads import head_scores
@@ -127,7 +127,11 @@ def test_a_lazy_trace_holds_the_residual_stream_and_a_bounded_cache(
         else:
             trace.get("attn.hook_q", unit)
     assert isinstance(trace.acts, LazyActs)
-    assert trace.acts.computations == {0: 2, 1: 1, FINAL: 1}  # block 0 dropped, then again
+    a0, a1 = (0, ATTN), (1, ATTN)
+    assert trace.acts.computations == {a0: 2, a1: 1, FINAL: 1}  # block 0 dropped, then again
+    # an MLP site: its half runs from the resid_mid its attention half recorded
+    trace.get("mlp.hook_post", 1)
+    assert trace.acts.computations == {a0: 2, a1: 2, (1, MLP): 1, FINAL: 1}
     assert trace.resident_nbytes() <= trace.max_resident_nbytes()
     assert trace.acts.max_units == 2
 
@@ -156,26 +160,33 @@ def test_threads_asking_for_the_same_layer_compute_it_once(tiny_loaded: LoadedMo
     assert isinstance(acts, LazyActs)
     compute = acts._compute
 
-    def slow(unit):  # widen the window in which a second computation could start
+    def slow(unit, fetch):  # widen the window in which a second computation could start
         time.sleep(0.05)
-        return compute(unit)
+        return compute(unit, fetch)
 
     acts._compute = slow
     n = 8
-    barrier = threading.Barrier(n)
     results: list[np.ndarray] = []
+    mlp: list[np.ndarray] = []
 
     def ask() -> None:
         barrier.wait()
         results.append(trace.get("attn.hook_pattern", 1))
 
-    threads = [threading.Thread(target=ask) for _ in range(n)]
+    def ask_mlp() -> None:  # needs the same attention half (its resid_mid) first
+        barrier.wait()
+        mlp.append(trace.get("mlp.hook_post", 1))
+
+    threads = [threading.Thread(target=ask if i % 2 else ask_mlp) for i in range(2 * n)]
+    barrier = threading.Barrier(2 * n)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(results) == n
-    assert acts.computations[1] == 1
+    assert acts.computations[(1, ATTN)] == 1 and acts.computations[(1, MLP)] == 1
+    assert len(mlp) == n and all(m is mlp[0] for m in mlp)
+    assert np.array_equal(mlp[0], full.get("mlp.hook_post", 1))
     assert all(r is results[0] for r in results)  # one array shared, not n copies
     assert np.array_equal(results[0], full.get("attn.hook_pattern", 1))
 
@@ -245,6 +256,6 @@ def test_lazy_traces_can_share_one_byte_bounded_unit_cache(tiny_loaded: LoadedMo
     assert shared.stats() == (1, block)  # a's block made room for b's
     assert a.resident_nbytes() == stored and b.resident_nbytes() == stored + block
     a.get("attn.hook_pattern", 0)
-    assert isinstance(a.acts, LazyActs) and a.acts.computations[0] == 2
+    assert isinstance(a.acts, LazyActs) and a.acts.computations[(0, ATTN)] == 2
     b.acts.clear()  # type: ignore[union-attr]  # forgets b's units in the shared cache only
     assert shared.stats() == (1, block) and a.resident_nbytes() == stored + block
