@@ -37,7 +37,7 @@ MODEL = "gpt2_shape_2_layers"
 TRACE_BOUND_MIB = 512
 CHART_JSON_MAX = 2_500_000
 PAGE_SECONDS_MAX = 180  # one page run on 2 busy CPU cores (measured: 1 to 17 s)
-TEXT = " ".join(p.text for p in PRESETS_TEXT) * 6  # 1,440 tokens of cl100k_base
+TEXT = " ".join(p.text for p in PRESETS_TEXT) * 6  # 1,452 tokens of cl100k_base
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_every_page_is_usable_at_full_context(full_context: None) -> None:
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
         assert at.session_state["_n_tokens"] == N_CTX
-        cut = [w.value for w in at.warning if "Your text has 1440 tokens" in w.value]
+        cut = [w.value for w in at.warning if "Your text has 1452 tokens" in w.value]
         assert cut and "the model reads at most 1024 at once" in cut[0], page
         problems += chart_problems(at, page)
         if page != "app.py":
@@ -157,8 +157,8 @@ def test_the_default_token_cap_says_it_is_the_servers_setting(
     at = open_page("pages/1_Tokens.py")
     assert at.session_state["_n_tokens"] == 256
     assert (
-        "Your text has 1440 tokens; this server is set to show at most 256 per text, so the "
-        "first 256 are shown and the last 1184 are left out." in [w.value for w in at.warning]
+        "Your text has 1452 tokens; this server is set to show at most 256 per text, so the "
+        "first 256 are shown and the last 1196 are left out." in [w.value for w in at.warning]
     )
     assert at.session_state["text"] == TEXT
 
@@ -173,7 +173,7 @@ def test_a_small_memory_budget_cuts_the_text_to_what_fits(
     assert bound(fit) <= 200 * 2**20 < bound(fit + 1)
     at = open_page("pages/1_Tokens.py")
     assert at.session_state["_n_tokens"] == fit
-    notice = [w.value for w in at.warning if "Your text has 1440 tokens" in w.value]
+    notice = [w.value for w in at.warning if "Your text has 1452 tokens" in w.value]
     assert notice and "keeps the numbers of at most" in notice[0], at.warning
     held = TRACES.stats()[1]
     assert held <= 400 * 2**20
