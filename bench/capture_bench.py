@@ -60,6 +60,15 @@ TL_PLAIN = "TL plain"
 TL_CACHE = "TL run_with_cache"
 TLB_PLAIN = "TL bridge plain"
 TLB_CACHE = "TL bridge run_with_cache"
+# The lazy Trace (issue 19): run_with_trace alone (the default, lazy), the full capture with the
+# head scores (lazy=False, what ENGINE_TRACE was before), one block's plain forward, and a
+# layer's attention pattern read from a lazy Trace: first (its block recomputed) and cached.
+ENGINE_CAPTURE = "engine run_with_trace (lazy)"
+ENGINE_TRACE_FULL = "engine full trace+heads"
+ENGINE_BLOCK = "engine one block (plain)"
+ENGINE_GET_FIRST = "engine get pattern (first)"
+ENGINE_GET_CACHED = "engine get pattern (cached)"
+LAZY_CASES = (ENGINE_CAPTURE, ENGINE_TRACE_FULL, ENGINE_BLOCK, ENGINE_GET_FIRST, ENGINE_GET_CACHED)
 ALL_CASES = (
     ENGINE_PLAIN,
     ENGINE_TRACE,
@@ -269,8 +278,8 @@ def hf_lens(hf: Any, hidden_states: tuple[torch.Tensor, ...], k: int = LENS_K) -
     return out
 
 
-def _engine_trace(models: Models, ids: list[int], fp16: bool) -> tuple[Any, Any]:
-    kwargs: dict[str, Any] = {}
+def _engine_trace(models: Models, ids: list[int], fp16: bool, lazy: bool = True) -> tuple[Any, Any]:
+    kwargs: dict[str, Any] = {"lazy": lazy}
     if fp16:
         kwargs["dtype"] = np.float16
     trace = run_with_trace(models.engine, models.tokenizer, ids, **kwargs)
@@ -299,6 +308,30 @@ def make_cases(
         cases[ENGINE_TRACE] = lambda: _engine_trace(models, ids, fp16=False)
     if ENGINE_TRACE16 in wanted:
         cases[ENGINE_TRACE16] = lambda: _engine_trace(models, ids, fp16=True)
+    if ENGINE_CAPTURE in wanted:
+        cases[ENGINE_CAPTURE] = lambda: run_with_trace(models.engine, models.tokenizer, ids)
+    if ENGINE_TRACE_FULL in wanted:
+        cases[ENGINE_TRACE_FULL] = lambda: _engine_trace(models, ids, fp16=False, lazy=False)
+    layer = models.engine.config.n_layer // 2  # a middle layer's pattern
+    if ENGINE_BLOCK in wanted:
+        block = models.engine.transformer.h[layer]
+        with torch.inference_mode():
+            resid = models.engine(x, unembed=False)  # any residual stream of the right shape
+        cases[ENGINE_BLOCK] = no_grad(lambda: block(resid))
+    if ENGINE_GET_FIRST in wanted or ENGINE_GET_CACHED in wanted:
+        lazy = run_with_trace(models.engine, models.tokenizer, ids)
+
+        def first() -> Any:
+            lazy.acts.clear()  # forget computed blocks: the next get recomputes one
+            return lazy.get("attn.hook_pattern", layer)
+
+        cases[ENGINE_GET_FIRST] = first
+        lazy.get("attn.hook_pattern", layer)
+        cases[ENGINE_GET_CACHED] = lambda: lazy.get("attn.hook_pattern", layer)
+        if ENGINE_GET_FIRST not in wanted:
+            del cases[ENGINE_GET_FIRST]
+        if ENGINE_GET_CACHED not in wanted:
+            del cases[ENGINE_GET_CACHED]
     if ENGINE_LENS in wanted:
         trace = run_with_trace(models.engine, models.tokenizer, ids)
         cases[ENGINE_LENS] = lambda: logit_lens(trace, models.engine, k=LENS_K)
@@ -412,6 +445,12 @@ def median_ratio(a: list[float], b: list[float]) -> float:
 RATIOS: dict[str, tuple[str, str]] = {
     "engine plain / HF plain": (ENGINE_PLAIN, HF_PLAIN),
     "engine trace / HF attn+hidden": (ENGINE_TRACE, HF_ATTN),
+    "run_with_trace / engine plain": (ENGINE_CAPTURE, ENGINE_PLAIN),
+    "run_with_trace / HF attn+hidden": (ENGINE_CAPTURE, HF_ATTN),
+    "run_with_trace / TL cache": (ENGINE_CAPTURE, TL_CACHE),
+    "engine trace / full trace": (ENGINE_TRACE, ENGINE_TRACE_FULL),
+    "first get / one block": (ENGINE_GET_FIRST, ENGINE_BLOCK),
+    "cached get / one block": (ENGINE_GET_CACHED, ENGINE_BLOCK),
     "engine trace / TL cache": (ENGINE_TRACE, TL_CACHE),
     "engine trace / TL bridge cache": (ENGINE_TRACE, TLB_CACHE),
     "engine trace fp16 / HF attn+hidden": (ENGINE_TRACE16, HF_ATTN),
@@ -527,11 +566,17 @@ def measure_bytes(models: Models, ids: list[int]) -> dict[str, int]:
     cache, Hugging Face's returned logits + attentions + hidden states."""
     x = torch.tensor([ids], dtype=torch.long)
     out: dict[str, int] = {}
-    variants = {
-        "trace_float32": {},
+    variants: dict[str, dict[str, Any]] = {
+        "trace_float32": {"lazy": False},
         "trace_float16": {"dtype": np.float16},
-        "trace_large_float16": {"large_dtype": np.float16},
+        "trace_large_float16": {"large_dtype": np.float16, "lazy": False},
     }
+    lazy = run_with_trace(models.engine, models.tokenizer, ids)  # the default
+    out["trace_lazy_resident"] = lazy.resident_nbytes()  # right after capture
+    out["trace_lazy_max"] = lazy.max_resident_nbytes()  # its cache full (what ui.cache counts)
+    lazy.get("attn.hook_pattern", models.engine.config.n_layer // 2)
+    out["trace_lazy_after_get"] = lazy.resident_nbytes()  # one block recomputed and kept
+    del lazy
     for key, kwargs in variants.items():
         trace = run_with_trace(models.engine, models.tokenizer, ids, **kwargs)
         out[key] = distinct_array_bytes(trace)  # what it occupies (TL's cache: counted alike)

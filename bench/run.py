@@ -55,7 +55,7 @@ FULL = Plan(
     threads=(1, 2),
     rounds=5,
     rss_shapes=("gpt2",),
-    cases=tuple(c for c in cb.ALL_CASES if c != cb.TLB_PLAIN),
+    cases=tuple(c for c in cb.ALL_CASES + cb.LAZY_CASES if c != cb.TLB_PLAIN),
     profile_tokens=1024,
 )
 QUICK = Plan(
@@ -66,6 +66,25 @@ QUICK = Plan(
     cases=tuple(c for c in cb.ALL_CASES if c not in (cb.TLB_PLAIN, cb.TLB_CACHE)),
     rss_cases=(cb.ENGINE_TRACE, cb.HF_ATTN, cb.TL_CACHE),
     page_rounds=3,
+    browser_rounds=0,
+)
+# The lazy Trace's rows (issue 19): GPT-2 small at T=128 and 1,024, one thread, against the
+# full capture, Hugging Face and TransformerLens; no pages.
+LAZY = Plan(
+    lengths={"gpt2": (128, 1024)},
+    threads=(1,),
+    rounds=3,
+    rss_shapes=("gpt2",),
+    cases=(
+        cb.ENGINE_PLAIN,
+        cb.ENGINE_TRACE,
+        *cb.LAZY_CASES,
+        cb.HF_PLAIN,
+        cb.HF_ATTN,
+        cb.TL_CACHE,
+    ),
+    rss_cases=(cb.ENGINE_CAPTURE, cb.ENGINE_TRACE_FULL, cb.HF_ATTN, cb.TL_CACHE),
+    pages=False,
     browser_rounds=0,
 )
 # Load-independent numbers only (bytes, peak memory, page figure bytes): no timing.
@@ -238,11 +257,41 @@ def evaluate_targets(
         0.75,
         gpt2_t(128, 1024),
     )
+    check(
+        "run_with_trace <= 1.05x the engine's plain forward (T=128, 1024)",
+        "run_with_trace / engine plain",
+        1.05,
+        gpt2_t(128, 1024),
+    )
+    check(
+        "run_with_trace <= 0.8x HF attn+hidden (T=128, 1024)",
+        "run_with_trace / HF attn+hidden",
+        0.8,
+        gpt2_t(128, 1024),
+    )
+    check(
+        "a layer's pattern on first get <= 1.3x one block's forward (T=128, 1024)",
+        "first get / one block",
+        1.3,
+        gpt2_t(128, 1024),
+    )
     check("lens <= 1.3x its FLOP ideal (T=1024)", "engine lens / lens ideal", 1.3, gpt2_t(1024))
     check("lens <= 0.5x the HF lens, every T", "engine lens / HF lens", 0.5, gpt2)
     check("forward <= 1.3x FLOP ideal (T=1024)", "engine plain / ideal", 1.3, gpt2_t(1024))
     for b in capture["bytes"]:
         if b["shape"] == "gpt2" and b["T"] == 1024 and "tl_cache" in b:
+            ratio = b["trace_lazy_resident"] / b["tl_cache"]
+            out.append(
+                {
+                    "target": "lazy Trace resident bytes after capture <= 0.05x TL cache (T=1024)",
+                    "ratio": "trace_lazy_resident / tl_cache",
+                    "limit": 0.05,
+                    "worst": ratio,
+                    "at": "gpt2 T=1024",
+                    "met": ratio <= 0.05,
+                    "n": 1,
+                }
+            )
             for kind in ("trace_float32", "trace_large_float16", "trace_float16"):
                 ratio = b[kind] / b["tl_cache"]
                 out.append(
@@ -323,7 +372,12 @@ TIME_COLUMNS = (
     ("ideal fwd", None),
     ("engine plain", cb.ENGINE_PLAIN),
     ("HF plain", cb.HF_PLAIN),
+    ("run_with_trace (lazy)", cb.ENGINE_CAPTURE),
     ("engine trace+heads", cb.ENGINE_TRACE),
+    ("full trace+heads", cb.ENGINE_TRACE_FULL),
+    ("one block", cb.ENGINE_BLOCK),
+    ("get pattern first", cb.ENGINE_GET_FIRST),
+    ("get pattern cached", cb.ENGINE_GET_CACHED),
     ("trace fp16", cb.ENGINE_TRACE16),
     ("HF attn+hidden", cb.HF_ATTN),
     ("TL plain", cb.TL_PLAIN),
@@ -337,6 +391,12 @@ RATIO_COLUMNS = (
     ("engine/HF plain", "engine plain / HF plain"),
     ("engine/ideal", "engine plain / ideal"),
     ("HF/ideal", "HF plain / ideal"),
+    ("rwt/engine plain", "run_with_trace / engine plain"),
+    ("rwt/HF attn", "run_with_trace / HF attn+hidden"),
+    ("rwt/TL cache", "run_with_trace / TL cache"),
+    ("first get/block", "first get / one block"),
+    ("cached get/block", "cached get / one block"),
+    ("trace+heads lazy/full", "engine trace / full trace"),
     ("trace/HF attn", "engine trace / HF attn+hidden"),
     ("trace/TL cache", "engine trace / TL cache"),
     ("trace fp16/TL cache", "engine trace fp16 / TL cache"),
@@ -418,6 +478,26 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_mib(b['hf_outputs']) if 'hf_outputs' in b else '-'} | "
             f"{_ratio3(b['trace_float16'], tl)} |"
         )
+    lazy_rows = [b for b in cap["bytes"] if "trace_lazy_resident" in b]
+    if lazy_rows:
+        title = (
+            "The lazy Trace (MiB): resident right after capture, after one layer's pattern "
+            "was read, and at most (its cache of two units full):"
+        )
+        lines += ["", title, ""]
+        lines.append(
+            "| shape | T | after capture | after one get | at most | full Trace | TL cache "
+            "| after capture / TL cache |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for b in lazy_rows:
+            tl = b.get("tl_cache")
+            lines.append(
+                f"| {b['shape']} | {b['T']} | {_mib(b['trace_lazy_resident'])} | "
+                f"{_mib(b['trace_lazy_after_get'])} | {_mib(b['trace_lazy_max'])} | "
+                f"{_mib(b['trace_float32'])} | {_mib(tl) if tl else '-'} | "
+                f"{_ratio3(b['trace_lazy_resident'], tl)} |"
+            )
     if cap["rss"]:
         lines += ["", "Peak resident memory, one call in a fresh process, 1 thread (MiB):", ""]
         lines.append("| shape | T | case | before | peak | extra |")
@@ -491,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (< 5 min)")
     parser.add_argument("--tiny", action="store_true", help="seconds: the smoke-test sizes")
     parser.add_argument(
+        "--lazy", action="store_true", help="the lazy Trace's rows only (GPT-2 small, 1 thread)"
+    )
+    parser.add_argument(
         "--memory-only",
         action="store_true",
         help="bytes, peak memory and page figure bytes only (valid on a busy machine)",
@@ -507,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.lazy:
+        plan, mode = LAZY, "lazy"
     if args.memory_only:
         plan, mode = MEMORY, "memory"
     if args.pages_only:

@@ -60,7 +60,7 @@ def _trace(args: argparse.Namespace) -> int:
             trace.n_tokens,
             trace.n_tokens_dropped,
         )
-    arrays = {"token_ids": np.asarray(trace.token_ids), **trace.acts}
+    arrays = {"token_ids": np.asarray(trace.token_ids), **trace.all_acts()}
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # numpy adds it anyway
     np.savez(out, **arrays)
     print(f"wrote {len(arrays)} arrays for {trace.n_tokens} tokens to {out}")

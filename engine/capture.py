@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from engine.config import GPTConfig
-from engine.model import GPT, Editor
-from engine.names import canonical_names, parse_name, symbol_sizes
+from engine.model import GPT, Editor, edit_nothing
+from engine.names import (
+    EMBED,
+    LOGITS,
+    POS_EMBED,
+    act_name,
+    canonical_names,
+    parse_name,
+    symbol_sizes,
+)
 from engine.sampling import gap_ids, n_valid_ids
 from engine.tokenizer import Tokenizer
-from engine.trace import Trace
+from engine.trace import LazyActs, Trace, UnitCache
+
+# Units a lazy Trace computes on demand: (layer, ATTN) block i's attention half (ln_1 to
+# resid_mid), (layer, MLP) its MLP half (ln_2 to mlp_out), FINAL ln_f's sites and the logits.
+ATTN, MLP, FINAL = "attn", "mlp", "final"
+_ATTENTION_HALF = frozenset(
+    ("ln1.hook_scale", "ln1.hook_normalized", "hook_attn_out", "hook_resid_mid")
+)
+
+
+def unit_of_site(site: str, layer: int | None) -> object:
+    """The unit a lazy Trace computes a site in: FINAL outside the blocks, else (layer, ATTN)
+    for LayerNorm 1, attention, attn_out and resid_mid, (layer, MLP) for the rest."""
+    if layer is None:
+        return FINAL
+    half = ATTN if site in _ATTENTION_HALF or site.startswith("attn.") else MLP
+    return (layer, half)
 
 
 def prepare_ids(
@@ -62,6 +87,31 @@ def trace_nbytes(
     return total
 
 
+def lazy_trace_nbytes(
+    config: GPTConfig,
+    n_tokens: int,
+    large_dtype: type[np.floating] | None = None,
+    max_units: int = 2,
+) -> int:
+    """The most bytes a lazy Trace (`run_with_trace(..., lazy=True)`, float32) over `n_tokens`
+    can hold, known before the run: `Trace.max_resident_nbytes()`. The stored arrays (the two
+    embeddings and n_layer + 1 residual-stream arrays [T, d]), the token ids, and the
+    `max_units` largest units of its cache (a block's attention or MLP half, or ln_final's
+    sites and the logits [T, V]). `large_dtype` as in `trace_nbytes`."""
+    sizes = symbol_sizes(config, n_tokens)
+    itemsize = {"small": 4, "large": np.dtype(large_dtype or np.float32).itemsize}
+    stored = 4 * (config.n_layer + 3) * n_tokens * config.d_model + 8 * n_tokens
+    units: dict[object, int] = {}
+    for name in canonical_names(config.n_layer):
+        site, layer = parse_name(name, config.n_layer) or (None, None)
+        assert site is not None
+        if site.name in (EMBED, POS_EMBED, "hook_resid_pre", "hook_resid_post"):
+            continue
+        unit = unit_of_site(site.name, layer)
+        units[unit] = units.get(unit, 0) + itemsize[site.size] * math.prod(site.dims(sizes))
+    return stored + sum(sorted(units.values(), reverse=True)[:max_units])
+
+
 def _torch_dtype(dtype: type[np.floating]) -> torch.dtype:
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
         raise ValueError(f"a Trace stores float32 or float16, not {np.dtype(dtype).name}")
@@ -79,8 +129,21 @@ def run_with_trace(
     dropout_p: float = 0.0,
     seed: int | None = None,
     editor: Editor | None = None,
+    lazy: bool = True,
+    max_units: int = 2,
+    unit_cache: UnitCache | None = None,
 ) -> Trace:
     """Run one forward pass and record every canonical activation.
+
+    `lazy` (the default; used when `dtype` is float32, the model computes in float32 and
+    `dropout_p` is 0) keeps only the embeddings and the residual stream at every block
+    boundary; any other activation of block i is computed when first read, by block i's own
+    forward (the same ops on the same input, the stored `blocks.i.hook_resid_pre`, with the
+    same recorder and editor), so it is bitwise equal to what `lazy=False` records; the
+    logits and ln_final's sites likewise from the last residual. Up to `max_units` computed
+    units (a block's sites; ln_final's sites and the logits) stay in the Trace's cache
+    (`engine.trace.LazyActs`), or in `unit_cache` when given (one byte-bounded cache shared
+    by many Traces: the app's). A lazy Trace holds the model until it is pickled.
 
     The recorder lives in this call only (no hooks on the shared model), so many threads may
     trace at once. `dtype` sets the stored precision (float16 halves a long text's Trace);
@@ -99,24 +162,29 @@ def run_with_trace(
     ids, n_dropped = prepare_ids(tokenizer, text_or_ids, model.config.n_ctx)
     acts: dict[str, np.ndarray] = {}
     small, large = _torch_dtype(dtype), _torch_dtype(large_dtype or dtype)
+    lazy = (
+        lazy and dropout_p == 0.0 and small == torch.float32 and model.lm_head_weight.dtype == small
+    )
 
     # The last tensor recorded and its array: block i's resid_post is block i+1's resid_pre
     # (the same tensor, recorded twice in a row), so both names share one array.
     last: list[tuple[torch.Tensor, torch.dtype, np.ndarray]] = []
     n_layer = model.config.n_layer
 
+    kept = _boundary_names(n_layer) if lazy else None
+
     def recorder(name: str, tensor: torch.Tensor) -> None:
         site = parse_name(name, n_layer)
         if site is None:
             raise ValueError(f"the model recorded a non-canonical activation name {name!r}")
+        if kept is not None and name not in kept:
+            return
         target = large if site[0].size == "large" else small
         if last and last[0][0] is tensor and last[0][1] == target:
             acts[name] = last[0][2]
             return
         # a view when nothing needs converting (on the CPU, .cpu() is the tensor itself)
-        arr = tensor[0].to(target).contiguous().cpu().numpy()
-        arr.flags.writeable = False
-        acts[name] = arr
+        arr = acts[name] = _convert(tensor, target)
         last[:] = [(tensor, target, arr)]
 
     generator = None
@@ -129,10 +197,14 @@ def run_with_trace(
             dropout_p=dropout_p,
             generator=generator,
             editor=editor,
+            unembed=not lazy,
+            boundary_only=lazy,
         )
     token_ids = np.asarray(ids, dtype=np.int64)
     token_ids.flags.writeable = False
     prompt = text_or_ids if isinstance(text_or_ids, str) else tokenizer.decode(ids)
+    if lazy:
+        acts = _lazy_acts(model, acts, len(ids), small, large, editor, max_units, unit_cache)
     return Trace(
         prompt=prompt,
         token_ids=token_ids,
@@ -145,3 +217,87 @@ def run_with_trace(
         n_valid_ids=n_valid_ids(tokenizer, model.config.vocab_size),
         gap_ids=gap_ids(tokenizer, model.config.vocab_size),
     )
+
+
+def _boundary_names(n_layer: int) -> frozenset[str]:
+    """What a lazy capture stores: the embeddings and the residual stream at every block
+    boundary."""
+    names = {EMBED, POS_EMBED}
+    for i in range(n_layer):  # resid_post i is resid_pre i + 1 (one array) unless edited
+        names.update((act_name("hook_resid_pre", i), act_name("hook_resid_post", i)))
+    return frozenset(names)
+
+
+def _convert(tensor: torch.Tensor, target: torch.dtype) -> np.ndarray:
+    """A recorded tensor [1, ...] as a read-only array [...] in `target` (the full capture's
+    conversion, also used when a lazy Trace computes a unit)."""
+    arr = tensor[0].to(target).contiguous().cpu().numpy()
+    arr.flags.writeable = False
+    return arr
+
+
+def _lazy_acts(
+    model: GPT,
+    stored: dict[str, np.ndarray],
+    n_tokens: int,
+    small: torch.dtype,
+    large: torch.dtype,
+    editor: Editor | None,
+    max_units: int,
+    unit_cache: UnitCache | None = None,
+) -> LazyActs:
+    """The `LazyActs` of a lazy capture: `stored` (`_boundary_names`) and the function that
+    computes a unit from them. Block i's attention half runs from a fresh torch copy of the
+    stored resid_pre (the same values, shape [1, T, d] and layout the full pass fed it), its MLP
+    half from a copy of the resid_mid its attention half recorded, both with the full
+    capture's recorder; the editor is the run's own, except at block i's hook_resid_pre, whose
+    stored value is already the edited one (the MLP half starts after the resid_mid edit)."""
+    n_layer = model.config.n_layer
+    names = canonical_names(n_layer)
+    sizes = symbol_sizes(model.config, n_tokens)
+    unit_of: dict[str, object] = {}
+    nbytes_of: dict[str, int] = {}
+    for name in names:
+        site, layer = parse_name(name, n_layer) or (None, None)
+        assert site is not None
+        itemsize = (large if site.size == "large" else small).itemsize
+        nbytes_of[name] = itemsize * math.prod(site.dims(sizes))
+        if name not in stored:
+            unit_of[name] = unit_of_site(site.name, layer)
+    edit = editor if editor is not None else edit_nothing
+
+    def compute(unit: object, fetch: Callable[[str], np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+
+        def recorder(name: str, tensor: torch.Tensor) -> None:
+            if name in stored:  # the residual stream: held already (the same values)
+                return
+            site = parse_name(name, n_layer)
+            target = large if site is not None and site[0].size == "large" else small
+            out[name] = _convert(tensor, target)
+
+        def fresh(arr: np.ndarray) -> torch.Tensor:  # [1, T, d], a copy in torch's memory
+            return torch.tensor(arr, device=model.device)[None]
+
+        if unit == FINAL:
+            with torch.inference_mode():
+                x = fresh(stored[act_name("hook_resid_post", n_layer - 1)])
+                recorder(LOGITS, model.unembed(x, recorder=recorder))
+            return out
+        layer, half = unit  # type: ignore[misc]
+        block = model.transformer.h[layer]
+        if half == ATTN:
+            source = act_name("hook_resid_pre", layer)
+
+            def block_editor(name: str, tensor: torch.Tensor) -> torch.Tensor:
+                return tensor if name == source else edit(name, tensor)
+
+            with torch.inference_mode():
+                block.attention_half(fresh(stored[source]), recorder, 0.0, None, block_editor)
+        else:
+            mid = fetch(act_name("hook_resid_mid", layer))  # its attention half's
+            with torch.inference_mode():
+                block.mlp_half(fresh(mid), recorder, 0.0, None, edit)
+        return out
+
+    return LazyActs(names, stored, unit_of, compute, nbytes_of, max_units, unit_cache)

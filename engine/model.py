@@ -7,12 +7,17 @@ Parameter names and layouts are Hugging Face GPT-2's (`transformer.h.0.attn.c_at
 checkpoint saved here loads in `transformers`.
 
 Capture: `forward(idx, recorder=fn)` calls `fn(name, tensor)` at every canonical site
-(`engine.names.SITES`, TransformerLens's hook names). The block equation is written once: when
-nothing records, the recorder is `record_nothing` (the identity, as TransformerLens's HookPoints
-are without hooks), and only LayerNorm and attention fork, to the fused kernels
-(`F.layer_norm`, `F.scaled_dot_product_attention`); with a recorder they compute step by step so
-that the scale, the scores and the pattern exist as tensors. Both forks compute the same function
-(tests/engine/test_model.py checks it). Each module builds its activation names once, in `__init__`.
+(`engine.names.SITES`, TransformerLens's hook names). The block equation is written once, and
+the residual stream always flows through the fused kernels (`F.layer_norm`,
+`F.scaled_dot_product_attention`); when something records (the recorder is not
+`record_nothing`, the identity, as TransformerLens's HookPoints are without hooks), LayerNorm
+and attention also compute their scale, normalized input, scores and pattern step by step, to
+record them, beside that path. So a recording pass and a plain one compute bitwise the same
+residual stream and logits, and a lazy Trace (`engine.capture`) can run fused and recompute any
+block's internals later, bitwise equal to a full capture. Only a seeded dropout pass (a mask on
+the pattern) runs the pattern step by step into z. `forward(..., boundary_only=True)` records
+the embeddings and the residual stream at block boundaries only (the blocks' inner sites are not
+computed). Each module builds its activation names once, in `__init__`.
 The model is never mutated by a forward pass and has no hooks, so one instance can serve many
 threads.
 
@@ -117,14 +122,16 @@ class LayerNorm(nn.Module):
         self.names = names
 
     def forward(self, x: Tensor, recorder: Recorder | None = None) -> Tensor:
-        if recorder is None or recorder is record_nothing:  # the same, in one fused kernel
-            return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
-        centred = x - x.mean(dim=-1, keepdim=True)
-        scale = (centred.pow(2).mean(dim=-1, keepdim=True) + self.eps).sqrt()  # [B, T, 1]
-        normalized = centred / scale
-        recorder(self.names[0], scale)
-        recorder(self.names[1], normalized)
-        return normalized * self.weight + self.bias
+        """x [..., d] -> [..., d] in one fused kernel; a recorder also gets the scale [..., 1]
+        and the normalized input [..., d], computed step by step beside it (the output is
+        the fused kernel's either way: within float rounding of normalized * gamma + beta)."""
+        out = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        if recorder is not None and recorder is not record_nothing:
+            centred = x - x.mean(dim=-1, keepdim=True)
+            scale = (centred.pow(2).mean(dim=-1, keepdim=True) + self.eps).sqrt()  # [B, T, 1]
+            recorder(self.names[0], scale)
+            recorder(self.names[1], centred / scale)
+        return out
 
 
 class CausalSelfAttention(nn.Module):
@@ -168,13 +175,17 @@ class CausalSelfAttention(nn.Module):
         record(n["attn.hook_k"], k)
         record(n["attn.hook_v"], v)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, dh]
-        if record is record_nothing and (p == 0.0 or generator is None):
-            # The same computation in one fused kernel (training and plain inference).
+        recording = record is not record_nothing
+        if p > 0.0 and (generator is not None or recording):
+            # a seeded dropout pass: the mask falls on the pattern, so z comes from it
+            z = self._weighted_values(q, k, v, record, p, generator)
+        else:
+            # one fused kernel (training, plain inference and every evaluation capture)
             z = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=p, is_causal=True, scale=self.scale
             )
-        else:
-            z = self._weighted_values(q, k, v, record, p, generator)
+            if recording:  # the scores and the pattern, beside it, for the recorder only
+                self._pattern(q, k, record)
         z = editor(n["attn.hook_z"], z.transpose(1, 2))  # [B, T, H, dh]
         record(n["attn.hook_z"], z)
         return self.c_proj(z.reshape(B, T, d))  # concatenate heads, project with W_o
@@ -190,6 +201,16 @@ class CausalSelfAttention(nn.Module):
     ) -> Tensor:
         """Attention step by step, q, k, v [B, H, T, dh] -> z [B, H, T, dh], recording the
         scores and the pattern (and the dropped pattern when p > 0)."""
+        pattern = self._pattern(q, k, record)
+        n = self.names
+        if p > 0.0:
+            pattern = dropout(pattern, p, generator)
+            record(n["attn.hook_pattern_dropped"], pattern)
+        return pattern @ v
+
+    def _pattern(self, q: Tensor, k: Tensor, record: Recorder) -> Tensor:
+        """The scores (scale * q.k, future keys -inf) and the pattern (their softmax over the
+        keys) [B, H, T, T] of q, k [B, H, T, dh], both recorded; the pattern is returned."""
         n, T = self.names, q.shape[2]
         # scale * q.k: scaling q ([T, d]) costs less than scaling the [H, T, T] product
         scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, H, T, T]
@@ -197,10 +218,7 @@ class CausalSelfAttention(nn.Module):
         pattern = torch.softmax(scores, dim=-1)  # each row sums to 1 over keys <= query
         record(n["attn.hook_attn_scores"], scores)
         record(n["attn.hook_pattern"], pattern)
-        if p > 0.0:
-            pattern = dropout(pattern, p, generator)
-            record(n["attn.hook_pattern_dropped"], pattern)
-        return pattern @ v
+        return pattern
 
 
 def _tanh_gelu(x: Tensor) -> Tensor:
@@ -301,18 +319,51 @@ class Block(nn.Module):
         p: float = 0.0,
         generator: torch.Generator | None = None,
         editor: Editor = edit_nothing,
+        boundary_only: bool = False,
     ) -> Tensor:
         """The residual stream x [B, T, d] in, the residual after this block out. `editor` may
-        replace the tensor at each of `EDITABLE_SITES` (what the recorder then sees)."""
+        replace the tensor at each of `EDITABLE_SITES` (what the recorder then sees).
+        `boundary_only`: the recorder sees this block's sites outside LayerNorm, attention and
+        the MLP only (the residual stream, both branches' outputs), which then run as without
+        a recorder; the values are the same. The block is its two halves, one after the other
+        (`attention_half`, `mlp_half`), so a lazy Trace can recompute either alone."""
+        x = self.attention_half(x, recorder, p, generator, editor, boundary_only)
+        return self.mlp_half(x, recorder, p, generator, editor, boundary_only)
+
+    def attention_half(
+        self,
+        x: Tensor,
+        recorder: Recorder = record_nothing,
+        p: float = 0.0,
+        generator: torch.Generator | None = None,
+        editor: Editor = edit_nothing,
+        boundary_only: bool = False,
+    ) -> Tensor:
+        """resid_pre x [B, T, d] -> resid_mid = x + attn(ln_1(x)) (arguments as `forward`)."""
         n = self.names
+        inner = record_nothing if boundary_only else recorder
         x = editor(n["hook_resid_pre"], x)
         recorder(n["hook_resid_pre"], x)
-        attn = self.attn(self.ln_1(x, recorder), recorder, p, generator, editor)
+        attn = self.attn(self.ln_1(x, inner), inner, p, generator, editor)
         attn_out = editor(n["hook_attn_out"], dropout(attn, p, generator))
         recorder(n["hook_attn_out"], attn_out)
         x = editor(n["hook_resid_mid"], x + attn_out)
         recorder(n["hook_resid_mid"], x)
-        mlp = self.mlp(self.ln_2(x, recorder), recorder)
+        return x
+
+    def mlp_half(
+        self,
+        x: Tensor,
+        recorder: Recorder = record_nothing,
+        p: float = 0.0,
+        generator: torch.Generator | None = None,
+        editor: Editor = edit_nothing,
+        boundary_only: bool = False,
+    ) -> Tensor:
+        """resid_mid x [B, T, d] (already edited) -> resid_post = x + mlp(ln_2(x))."""
+        n = self.names
+        inner = record_nothing if boundary_only else recorder
+        mlp = self.mlp(self.ln_2(x, inner), inner)
         mlp_out = editor(n["hook_mlp_out"], dropout(mlp, p, generator))
         recorder(n["hook_mlp_out"], mlp_out)
         x = editor(n["hook_resid_post"], x + mlp_out)
@@ -412,6 +463,8 @@ class GPT(nn.Module):
         dropout_p: float | None = None,
         generator: torch.Generator | None = None,
         editor: Editor | None = None,
+        unembed: bool = True,
+        boundary_only: bool = False,
     ) -> Tensor:
         """Logits [B, T, V] for token ids `idx` [B, T].
 
@@ -421,6 +474,12 @@ class GPT(nn.Module):
             every block, before the recorder; the forward pass continues with what it returns
             (an ablation, a patch: `engine.interventions`). It lives in this call only: nothing
             is registered on the model, so threads with and without editors can share it.
+        unembed: False stops after the last block and returns its residual stream [B, T, d]
+            (ln_final's sites and the logits are then not recorded): a lazy capture
+            (`engine.capture.run_with_trace`) computes them later from that residual.
+        boundary_only: the recorder sees the embeddings, the residual stream and both
+            branches' outputs of every block only; LayerNorm, attention and the MLP run as
+            without a recorder (`Block.forward`), computing the same values.
         Dropout: `dropout_p` if given, else the config's value in training mode and 0 in
         evaluation mode. Passing `dropout_p` with a `generator` runs a seeded dropout pass on a
         shared model without switching it to training mode.
@@ -440,7 +499,9 @@ class GPT(nn.Module):
         x = dropout(tok_emb + pos_emb, p, generator)
         edit = editor if editor is not None else edit_nothing
         for block in self.transformer.h:
-            x = block(x, record, p, generator, edit)
+            x = block(x, record, p, generator, edit, boundary_only)
+        if not unembed:
+            return x
         logits = self.unembed(x, recorder=record)  # [B, T, V]
         record(LOGITS, logits)
         return logits

@@ -4,12 +4,14 @@ and the text. Every session gets the same object, never a copy; the first sessio
 computes it while the others wait for it. Values are read-only: a Trace's arrays always are, and
 the arrays of a derived value are made so when it enters its cache.
 
-Models (4), Traces (16 and INSIDE_GPT_CACHE_MB), and per Trace the logit lens, the head scores,
-the token groups and the BPE steps (16 each), Dropout's seeded passes (8, and a budget of
-INSIDE_GPT_CACHE_MB of their own), Generate's last-window logits (8), and page 10's
-interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB), patching sweeps (16) and
-attributions (32). Streamlit's
-st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
+Models (4), Traces (16, and three quarters of INSIDE_GPT_CACHE_MB for what each lazy Trace
+stores: its residual stream), the blocks and logits that lazy Traces recompute on demand (one
+`engine.trace.UnitCache` shared by all of them, the last quarter), and per Trace the logit
+lens, the head scores, the token groups and the BPE steps (16 each), Dropout's seeded passes
+(8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's last-window logits (8), and
+page 10's interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB), patching sweeps (16)
+and attributions (32). Streamlit's st.cache_data would unpickle a copy per session, and
+st.cache_resource hold models apart from
 everything else; neither is used."""
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from engine.capture import run_with_trace, trace_nbytes
+from engine.capture import lazy_trace_nbytes, run_with_trace
 from engine.checkpoints import CheckpointError, LoadedModel
 from engine.dropout_demo import dropout_pass
 from engine.interventions import (
@@ -42,7 +44,7 @@ from engine.lens.heads import HeadScores, head_scores
 from engine.lens.logit_lens import LogitLens, logit_lens
 from engine.sampling import last_logits
 from engine.tokenizer import EncodeSteps, TokenGroup
-from engine.trace import Trace
+from engine.trace import Trace, UnitCache
 from ui.i18n import _
 from ui.models import (
     encode_text,
@@ -71,15 +73,18 @@ class SharedCache:
     safe, and 60 sessions on one text hold one Trace, not 60 unpickled copies (what
     `st.cache_data` would hand out). Sessions that ask for a key being computed wait for that
     one computation. A value bigger than `max_bytes` is returned but not kept. Without `size`
-    only the number of entries is bounded."""
+    only the number of entries is bounded. `on_drop(value)` is called for a value the cache
+    lets go of (evicted, forgotten, cleared), outside its lock."""
 
     def __init__(
         self,
         max_entries: int,
         max_bytes: int | None = None,
         size: Callable[[Any], int] | None = None,
+        on_drop: Callable[[Any], None] | None = None,
     ) -> None:
         self.max_entries = max_entries
+        self._on_drop = on_drop
         self.max_bytes = max_bytes if max_bytes is not None else 2**62
         self._size = size if size is not None else (lambda value: 0)
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
@@ -119,14 +124,22 @@ class SharedCache:
 
     def _put(self, key: Hashable, value: Any) -> None:
         n = int(self._size(value))
+        gone: list[Any] = []
         with self._lock:
             if n > self.max_bytes:
                 return
             self._items[key] = (value, n)
             self._bytes += n
             while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
-                _key, (_value, dropped) = self._items.popitem(last=False)
+                _key, (old, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
+                gone.append(old)
+        self._dropped(gone)
+
+    def _dropped(self, values: list[Any]) -> None:
+        if self._on_drop is not None:
+            for value in values:
+                self._on_drop(value)
 
     def stats(self) -> tuple[int, int]:
         """(entries, bytes) held now."""
@@ -135,19 +148,34 @@ class SharedCache:
 
     def forget(self, key: Hashable) -> None:
         """Drop the value under `key`, if any (a model whose files changed on disk)."""
+        gone = []
         with self._lock:
             if key in self._items:
-                self._bytes -= self._items.pop(key)[1]
+                value, n = self._items.pop(key)
+                self._bytes -= n
+                gone.append(value)
+        self._dropped(gone)
 
     def clear(self) -> None:
         """Forget every value (computations under way still finish and are kept)."""
         with self._lock:
+            gone = [value for value, _n in self._items.values()]
             self._items.clear()
             self._bytes = 0
+        self._dropped(gone)
 
 
 MODELS = SharedCache(4)
-TRACES = SharedCache(TRACE_CACHE_ENTRIES, cache_budget_bytes(), size=lambda t: t.nbytes())
+# A Trace is lazy (engine.capture.run_with_trace): TRACES counts what it stores (the embeddings
+# and the residual stream); the blocks' other sites and the logits it computes on demand are
+# kept in UNITS, one byte-bounded LRU shared by every Trace. Together: INSIDE_GPT_CACHE_MB.
+UNITS = UnitCache(cache_budget_bytes() // 4)
+TRACES = SharedCache(
+    TRACE_CACHE_ENTRIES,
+    cache_budget_bytes() - UNITS.max_bytes,
+    size=lambda t: t.max_resident_nbytes(),
+    on_drop=lambda t: t.acts.clear() if t.is_lazy else None,  # its units leave UNITS too
+)
 LENSES = SharedCache(TRACE_CACHE_ENTRIES)
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
@@ -283,13 +311,14 @@ def reloaded_since(model_id: str, loaded: LoadedModel, seen: str | None) -> bool
 
 
 def tokens_that_fit(config: Any, max_bytes: int) -> int:
-    """The most tokens (at least 1, at most the context) whose Trace takes <= max_bytes."""
+    """The most tokens (at least 1, at most the context) whose Trace takes <= max_bytes at
+    most (`engine.capture.lazy_trace_nbytes`: its residual stream and a full cache)."""
     lo, hi = 1, config.n_ctx
-    if trace_nbytes(config, hi) <= max_bytes:
+    if lazy_trace_nbytes(config, hi) <= max_bytes:
         return hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if trace_nbytes(config, mid) <= max_bytes:
+        if lazy_trace_nbytes(config, mid) <= max_bytes:
             lo = mid
         else:
             hi = mid - 1
@@ -298,7 +327,8 @@ def tokens_that_fit(config: Any, max_bytes: int) -> int:
 
 def token_limit(config: Any) -> tuple[int, str]:
     """How many tokens of a text the app runs, and why that many: "context" (the model's
-    n_ctx), "operator" (INSIDE_GPT_MAX_TOKENS) or "memory" (one Trace may take at most half of
+    n_ctx), "operator" (INSIDE_GPT_MAX_TOKENS) or "memory" (one Trace, with two recomputed
+    units, `engine.capture.lazy_trace_nbytes`, may take at most half of the Traces' share of
     INSIDE_GPT_CACHE_MB)."""
     limits = [
         (config.n_ctx, "context"),
@@ -317,7 +347,9 @@ def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | No
     def compute() -> Trace:
         TRACE_COMPUTATIONS[(key, text)] += 1
         all_ids = encode_text(loaded, text) if ids is None else list(ids)
-        trace = run_with_trace(loaded.model, loaded.tokenizer, all_ids[:keep], model_name=key)
+        trace = run_with_trace(
+            loaded.model, loaded.tokenizer, all_ids[:keep], model_name=key, unit_cache=UNITS
+        )
         return dataclasses.replace(trace, prompt=text, n_tokens_dropped=max(0, len(all_ids) - keep))
 
     cache_key = (key, keep, text) if ids is None else (key, keep, text, tuple(ids))

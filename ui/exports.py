@@ -97,7 +97,7 @@ def trace_npz(trace: Trace) -> bytes:
     """The Trace as an `.npz` file's bytes: `token_ids` and every activation under its
     canonical name, the same file `python -m engine trace` writes (numpy.savez)."""
     buf = io.BytesIO()
-    np.savez(buf, token_ids=np.asarray(trace.token_ids), **trace.acts)
+    np.savez(buf, token_ids=np.asarray(trace.token_ids), **trace.all_acts())
     return buf.getvalue()
 
 

@@ -137,9 +137,11 @@ def _mean_row_entropy(pattern: np.ndarray, row_block: int = 128) -> np.ndarray:
 
 
 def head_scores(trace: Trace, period: int = 0) -> HeadScores:
-    """Scores of every head ([n_layer, n_head] each, float64), one layer at a time (memory stays
-    at one layer's pattern). With a single token, previous, first, self_ and entropy are NaN
-    (no query to average over); induction is NaN when no token repeats (see HeadScores).
+    """Scores of every head ([n_layer, n_head] each, float64), in one streaming pass over the
+    layers: each layer's pattern is read (on a lazy Trace: computed without entering its
+    cache, `Trace.get(..., keep=False)`), scored and dropped, so memory stays at one layer's
+    pattern. With a single token, previous, first, self_ and entropy are NaN (no query to
+    average over); induction is NaN when no token repeats (see HeadScores).
     `period`: the period of a text known to be a repeated sequence (the induction probe), 0 for
     any other text (see `induction_targets`)."""
     L, H, T = trace.config.n_layer, trace.config.n_head, trace.n_tokens
@@ -147,7 +149,7 @@ def head_scores(trace: Trace, period: int = 0) -> HeadScores:
     pairs = induction_targets(trace.token_ids, period)
     q = np.arange(1, T)
     for layer in range(L):
-        pattern = trace.get("attn.hook_pattern", layer)  # [H, T(query), T(key)]
+        pattern = trace.get("attn.hook_pattern", layer, keep=False)  # [H, T(query), T(key)]
         if T > 1:
             previous[layer] = pattern[:, q, q - 1].astype(np.float64).mean(-1)
             first[layer] = pattern[:, 1:, 0].astype(np.float64).mean(-1)

@@ -151,3 +151,18 @@ def test_targets_and_the_table_read_the_results(models: cb.Models, ids: list[int
     table = bench_run.markdown(results)
     assert "| gpt2 | 1024 | 1 |" in table
     assert "engine plain <= 1.1x HF plain" in table
+
+
+def test_the_lazy_trace_rows(models: cb.Models, ids: list[int]) -> None:
+    """The lazy Trace's cases run and return what they say; its bytes are the residual stream
+    and the embeddings right after capture, one block more after one get."""
+    cases = cb.make_cases(models, ids, cb.LAZY_CASES)
+    assert set(cases) == set(cb.LAZY_CASES)
+    full = cases[cb.ENGINE_TRACE_FULL]()[0]
+    assert np.array_equal(cases[cb.ENGINE_GET_FIRST](), full.get("attn.hook_pattern", 1))
+    assert cases[cb.ENGINE_GET_CACHED]() is cases[cb.ENGINE_GET_CACHED]()
+    assert cases[cb.ENGINE_CAPTURE]().is_lazy and not full.is_lazy
+    cfg, sizes = models.cfg, cb.measure_bytes(models, ids)
+    assert sizes["trace_lazy_resident"] == 4 * (cfg.n_layer + 3) * T * cfg.d_model + 8 * T
+    assert sizes["trace_lazy_resident"] < sizes["trace_lazy_after_get"] <= sizes["trace_lazy_max"]
+    assert sizes["trace_lazy_max"] < sizes["trace_float32"]

@@ -62,3 +62,28 @@ def test_a_value_finished_before_the_spinner_stops_the_script_is_kept() -> None:
         cache.get("j", lambda: calls.append(1) or 7, interrupted)
     assert cache.get("j", lambda: calls.append(1) or 0) == 7
     assert calls == [1]
+
+
+def test_a_value_the_cache_lets_go_of_is_handed_to_on_drop() -> None:
+    dropped: list[str] = []
+    cache = SharedCache(2, on_drop=dropped.append)
+    for key in "abc":
+        cache.get(key, lambda key=key: key.upper())
+    assert dropped == ["A"]  # evicted
+    cache.forget("b")
+    cache.clear()
+    assert dropped == ["A", "B", "C"]
+
+
+def test_the_apps_traces_are_lazy_and_their_units_leave_with_them() -> None:
+    from ui.cache import TRACES, UNITS, get_trace, load_model
+
+    model = "bundled"  # the tiny test model under the bundled name (INSIDE_GPT_TEST_MODEL)
+    trace = get_trace(model, "The cat sat on the mat.", load_model(model))
+    assert trace.is_lazy and trace.acts.shared is UNITS  # type: ignore[union-attr]
+    stored = trace.resident_nbytes()
+    assert TRACES.max_bytes + UNITS.max_bytes == 2048 * 2**20  # INSIDE_GPT_CACHE_MB's default
+    trace.get("attn.hook_pattern", 0)
+    assert trace.resident_nbytes() > stored
+    TRACES.clear()
+    assert trace.resident_nbytes() == stored  # its recomputed block left UNITS with it

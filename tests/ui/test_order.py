@@ -31,7 +31,7 @@ def test_gpt_order_walks_the_pre_norm_block_in_every_layer() -> None:
         *[(s, layer) for layer in range(2) for s in GPT_LAYER_STAGES],
         ("output", 1),
         ("generate", 1),
-        ("intervene", 1),
+        ("intervene", 1),  # page 10 (issue 17) ends the walk in either order
     ]
     assert GPT_LAYER_STAGES[:2] == ("layer_norm", "attention")  # ln_1 before attention
     assert sorted(GPT_LAYER_STAGES) == sorted(LAYER_STAGES) == sorted(layer_stages("gpt"))
