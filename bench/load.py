@@ -161,7 +161,14 @@ def student(
             if rng.random() < 0.35 and "_w_text" in session.widget_ids:
                 version += 1
                 typed = student_text(index, version)
-                run = session.run(widgets={"_w_text": typed})
+                try:
+                    run = session.run(widgets={"_w_text": typed})
+                except RunError:
+                    # dropped mid-run: the edit arrived if the server already wrote it into
+                    # the address (what the reconnecting browser reopens), else it is lost
+                    if parse_qs(session.query_string or "").get("text", [None])[0] == typed:
+                        text = typed
+                    raise
                 text = typed  # the edit arrived (a dropped one is typed again later)
             else:
                 page = rng.choice([p for p in ("", *PAGES) if p != page])

@@ -251,13 +251,13 @@ def test_every_export_of_a_figure_downloads_the_right_file(server: str) -> None:
             page = open_page(context, server, "Residual", {"text": TEXT})
             chart = page.locator(f".st-key-{key}")
             chart.hover()
-            with page.expect_download(timeout=60_000) as png:
+            with page.expect_download(timeout=120_000) as png:
                 chart.locator('.modebar-btn[data-title^="Download plot"]').click()
             png_bytes = Path(png.value.path()).read_bytes()
             with page.expect_download(timeout=120_000) as svg:
                 page.locator(f".st-key-{key}_svg button").first.click()
             svg_text = Path(svg.value.path()).read_text(encoding="utf-8")
-            with page.expect_download(timeout=60_000) as npz:
+            with page.expect_download(timeout=120_000) as npz:
                 page.locator(".st-key-_export_npz button").first.click()
             arrays = np.load(io.BytesIO(Path(npz.value.path()).read_bytes()))
             names = (png.value.suggested_filename, svg.value.suggested_filename)
