@@ -25,7 +25,7 @@ from ui.intervene import (
 from ui.models import encode_text
 from ui.state import set_text
 from ui.text import markdown_literal
-from ui.widgets import chart, header_px, next_stage
+from ui.widgets import chart, next_stage
 
 view = frame("intervene")
 if view is None:
@@ -161,18 +161,7 @@ with knock_tab:
         )
     )
     grid_key = f"_w_ablate_grid_{ablation_value(ablation)}"
-    st.data_editor(
-        grid,
-        key=grid_key,
-        on_change=_on_grid,
-        args=(grid_key, grid),
-        width="stretch",
-        # each column as wide as its header and the editor's pencil icon (20 px), no wider
-        column_config={
-            str(c): st.column_config.CheckboxColumn(width=header_px(str(c)) + 20)
-            for c in grid.columns
-        },
-    )
+    st.data_editor(grid, key=grid_key, on_change=_on_grid, args=(grid_key, grid), width="stretch")
     for preset in KNOCK_OUT_PRESETS:
         if preset.text == trace.prompt and preset.ablate == ss.get("ablate"):
             st.info(_(preset.why))
