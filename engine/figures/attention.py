@@ -112,7 +112,7 @@ def head_grid(
     rows = grid_window(T, pos)
     titles = [
         ("▶ " if h == selected else "")
-        + _("head {h}: {role}").format(h=h, role=plotly_text(role_name(head_labels[h])))
+        + _("head {h}<br>{role}").format(h=h, role=plotly_text(role_name(head_labels[h])))
         for h in range(H)
     ]
     fig = make_subplots(
@@ -143,6 +143,9 @@ def head_grid(
             col=h % cols + 1,
         )
     base_layout(fig, title, height=max(300, 300 * nrows + 60))
+    # panel titles on two lines (number, role): a panel is ~95 px wide at 1024 px with the
+    # sidebar open, too narrow for "head 0: previous-token" or its Chinese on one line
+    fig.update_layout(margin_t=110)
     fig.update_xaxes(type="category", showticklabels=False)
     fig.update_yaxes(type="category", autorange="reversed", showticklabels=False)
     for annotation in fig.layout.annotations:

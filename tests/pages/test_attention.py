@@ -61,7 +61,7 @@ def test_head_grid_labels_come_from_the_head_scores(tiny_loaded: LoadedModel) ->
     spec = chart(at, "attention_grid_chart")
     titles = [a["text"] for a in spec["layout"]["annotations"]]
     assert titles == [
-        f"{'▶ ' if h == 0 else ''}head {h}: {scores.label(1, h)}"
+        f"{'▶ ' if h == 0 else ''}head {h}<br>{scores.label(1, h)}"
         for h in range(trace.config.n_head)
     ]
     for h in range(trace.config.n_head):

@@ -40,7 +40,7 @@ def test_head_grid_has_one_map_per_head_titled_with_its_label(tiny_trace: Trace)
     for h in range(tiny_trace.config.n_head):
         np.testing.assert_array_equal(np.array(fig.data[h].z), patterns[h][rows, rows])
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["head 0: previous-token", "▶ head 1: broad"]
+    assert titles == ["head 0<br>previous-token", "▶ head 1<br>broad"]
 
 
 def test_grid_window_keeps_the_selected_query_visible() -> None:
