@@ -13,7 +13,7 @@ from engine.checkpoints import CheckpointError, LoadedModel
 from engine.trace import Trace
 from ui.cache import get_trace, key_of, load_model, reloaded_since, token_limit
 from ui.exports import adopt_knob_params, export_sidebar, knob_params
-from ui.i18n import LANG_KEY, LANGUAGES, _
+from ui.i18n import _, language_control
 from ui.lecture import (
     adopt_present_param,
     lecture_bar,
@@ -75,12 +75,6 @@ def _on_path() -> None:
     raw = st.session_state.get("_w_path", "").strip()
     if raw:
         st.session_state["model_id"] = raw
-
-
-def _on_language() -> None:
-    chosen = st.session_state.get("_w_lang")
-    if chosen in LANGUAGES:  # clicking the chosen language again deselects it: keep it
-        st.session_state[LANG_KEY] = chosen
 
 
 def _on_number(key: str) -> None:
@@ -294,18 +288,8 @@ def _sidebar_selection(trace: Trace) -> None:
 
 
 def _sidebar_language() -> None:
-    """The interface language (`ui.i18n`), at the top of the sidebar; its label is in both
-    languages so that a visitor who reads only one of them finds it."""
-    ss = st.session_state
-    ss["_w_lang"] = ss[LANG_KEY]
-    st.sidebar.segmented_control(
-        "Language · 语言",
-        list(LANGUAGES),
-        key="_w_lang",
-        format_func=LANGUAGES.__getitem__,
-        on_change=_on_language,
-        label_visibility="collapsed",
-    )
+    """The interface language (`ui.i18n`), at the top of the sidebar."""
+    language_control(st.sidebar, "_w_lang")
 
 
 # --- the frame -------------------------------------------------------------------------------

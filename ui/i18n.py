@@ -119,6 +119,33 @@ def language() -> str:
     return getattr(_local, "lang", None) or _session_language() or SOURCE_LANGUAGE
 
 
+def _adopt_language(widget_key: str) -> None:
+    import streamlit as st
+
+    chosen = st.session_state.get(widget_key)
+    if chosen in LANGUAGES:  # clicking the chosen language again deselects it: keep it
+        st.session_state[LANG_KEY] = chosen
+
+
+def language_control(where, widget_key: str, short: bool = False) -> None:
+    """The interface language switch (a segmented control) in `where` (the sidebar, or a
+    column of the lecture-mode bar), bound to the session's `lang`; its label, hidden, is in
+    both languages. short: "EN" / "中文" instead of each language's full name."""
+    import streamlit as st
+
+    st.session_state[widget_key] = st.session_state[LANG_KEY]
+    names = {"en": "EN", "zh": "中文"} if short else LANGUAGES
+    where.segmented_control(
+        "Language · 语言",
+        list(LANGUAGES),
+        key=widget_key,
+        format_func=lambda code: names.get(code, LANGUAGES[code]),
+        on_change=_adopt_language,
+        args=(widget_key,),
+        label_visibility="collapsed",
+    )
+
+
 @contextmanager
 def use_language(lang: str):
     """Within the block, this thread's `_()` uses `lang` (for tests and the command line)."""

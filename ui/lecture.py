@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from engine.trace import Trace
-from ui.i18n import LANG_KEY, LANGUAGES, N_, _
+from ui.i18n import N_, _, language_control
 from ui.stages import ORDERS
 
 PRESENT_KEY = "present"  # session state: bool, lecture mode on
@@ -257,10 +257,21 @@ def _copy(widget_key: str, shared_key: str) -> None:
     st.session_state[shared_key] = st.session_state[widget_key]
 
 
-def _copy_language() -> None:
-    chosen = st.session_state.get("_w_bar_lang")
-    if chosen in LANGUAGES:  # clicking the chosen language again deselects it: keep it
-        st.session_state[LANG_KEY] = chosen
+def _step_button(col: Any, arrow: str, key: str, step: Any, primary: bool = False) -> None:
+    """A previous/next button of the lecture bar: goes to `step` ((stage, layer), or None:
+    disabled), its name in the tooltip."""
+    from ui.stages import step_label
+
+    col.button(
+        arrow,
+        key=key,
+        on_click=_go,
+        args=(step,),
+        disabled=step is None,
+        help=step_label(step) if step else None,
+        type="primary" if primary else "secondary",
+        width="stretch",
+    )
 
 
 def lecture_bar(stage_id: str, trace: Trace) -> None:
@@ -269,7 +280,7 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
     "bar_next", "_w_bar_lang"),
     the slot where the page's main figure (MAIN_CHART) goes, and the speaker notes in a
     collapsed expander. Draws nothing outside lecture mode (but forgets the slot)."""
-    from ui.stages import STAGE_BY_ID, step_label, walk_neighbours
+    from ui.stages import STAGE_BY_ID, walk_neighbours
     from ui.state import nav_params
 
     ss = st.session_state
@@ -291,15 +302,7 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
             heading = _("{stage} · layer {layer}").format(stage=heading, layer=ss["layer"])
         title, *cols = st.columns([1.9, 0.6, 1, 1.2, 1.2, 0.8, 1.3], vertical_alignment="center")
         title.markdown(f"**{stage.number} · {heading}**")
-        cols[0].button(
-            "←",
-            key="bar_prev",
-            on_click=_go,
-            args=(prev,),
-            disabled=prev is None,
-            help=step_label(prev) if prev else None,
-            width="stretch",
-        )
+        _step_button(cols[0], "←", "bar_prev", prev)
         for col, shared, n, label in (
             (cols[1], "layer", cfg.n_layer, _("Layer {n}")),
             (cols[2], "head", cfg.n_head, _("Head {n}")),
@@ -324,25 +327,8 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
             args=("_w_bar_pos", "pos"),
             label_visibility="collapsed",
         )
-        cols[4].button(
-            "→",
-            key="bar_next",
-            on_click=_go,
-            args=(nxt,),
-            disabled=nxt is None,
-            help=step_label(nxt) if nxt else None,
-            type="primary",
-            width="stretch",
-        )
-        ss["_w_bar_lang"] = ss[LANG_KEY]  # the interface language (issue 16), as in the sidebar
-        cols[5].segmented_control(
-            "Language · 语言",
-            list(LANGUAGES),
-            key="_w_bar_lang",
-            format_func={"en": "EN", "zh": "中文"}.get,
-            on_change=_copy_language,
-            label_visibility="collapsed",
-        )
+        _step_button(cols[4], "→", "bar_next", nxt, primary=True)
+        language_control(cols[5], "_w_bar_lang", short=True)  # as in the sidebar (issue 16)
     ss[_SLOT] = (stage_id, st.container(key="lecture_main"))
     notes = SPEAKER_NOTES.get(stage_id)
     if notes:
