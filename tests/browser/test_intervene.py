@@ -53,13 +53,19 @@ def test_the_intervene_page_opens_from_a_link_and_draws_every_tab(server: str) -
             grid.scroll_into_view_if_needed()
             box = grid.bounding_box()
             assert box is not None
-            # index column + 4 heads + MLP, header row + 2 layers (the bundled model)
-            x, y = box["x"] + box["width"] / 6 * 3.5, box["y"] + box["height"] / 3 * 2.5
-            page.mouse.move(x, y, steps=5)
-            page.mouse.click(x, y)
-            page.wait_for_timeout(500)
+            # Select layer 0's index cell (the index column starts at the left edge whatever
+            # the widths; rows are 35 px under a 35 px header), then walk with the arrow keys
+            # to layer 1, head 2 and press Space: no guess at column widths, which differ with
+            # the fonts a machine has (a click by width share missed the cell in CI).
+            page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
+            page.wait_for_timeout(300)
+            for key in ["ArrowRight"] * 3 + ["ArrowDown"]:
+                page.keyboard.press(key)
             page.keyboard.press("Space")
-            page.wait_for_timeout(1000)
+            for _ in range(80):  # the rerun writes the address; wait up to 20 s for it
+                if "ablate=" in page.url:
+                    break
+                page.wait_for_timeout(250)
             wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
             assert "ablate=1.2" in page.url, page.url
             page.close()
