@@ -622,6 +622,7 @@ def _bilingual_card(args: argparse.Namespace) -> int:
             "machine": machine_description(),
             "wall_clock_s": wall,
             "stages": [list(st) for st in stages],
+            "stages_note": args.reproduction_note or "",
         }
         markdown = render_bilingual_card(inputs, loaded.config, loaded.tokenizer.name)
         langs = rd["languages"]
@@ -891,7 +892,8 @@ def build_parser() -> argparse.ArgumentParser:  # an argparse table: long by nat
     p.add_argument("--curve", help="bilingual: JSON lines of snapshot evaluations (with step)")
     p.add_argument(
         "--reproduction-note",
-        help="what was checked about reproducing the run (one paragraph, shown under Reproduce)",
+        help="one paragraph: what was checked about reproducing the run (shown under Reproduce;"
+        " in the bilingual card, why the run has its stages, shown under the stage table)",
     )
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_card)

@@ -141,10 +141,12 @@ class GPTConfig:
 PRESETS: dict[str, GPTConfig] = {
     # GPT-2 small (124M), the shape of Hugging Face's "gpt2".
     "gpt2": GPTConfig(),
-    # The bundled model: trained by engine.training.train on Shakespeare with cl100k_base cut to
-    # 4096 ranks (+ <|endoftext|>). Size chosen from training throughput measured on 2 CPU cores.
-    "bundled": GPTConfig(n_layer=2, n_head=4, d_model=128, n_ctx=128, vocab_size=4097, dropout=0.0),
-    # The bilingual model (issue 14): English + Chinese corpus, cl100k_base cut to 8192 ranks
+    # The first bundled model (until issue 14): trained on Shakespeare with cl100k_base cut to
+    # 4096 ranks (+ <|endoftext|>); no longer shipped (git history keeps it and its card).
+    "shakespeare": GPTConfig(
+        n_layer=2, n_head=4, d_model=128, n_ctx=128, vocab_size=4097, dropout=0.0
+    ),
+    # The bundled model (issue 14): English + Chinese corpus, cl100k_base cut to 8192 ranks
     # (+ <|endoftext|>), context 256; shape chosen from throughput measured on 2 CPU cores.
     # Untied unembedding: with a tied one, rows of tokens that occur only a few times all drift
     # to one direction (cosine 0.996 after 500 steps in a tied run), so copies of them cannot
@@ -158,9 +160,10 @@ PRESETS: dict[str, GPTConfig] = {
         dropout=0.0,
         tie_word_embeddings=False,
     ),
-    # A tiny shape for unit tests (same tokenizer as the bundled model).
+    # A tiny shape for unit tests (cl100k_base cut to 4096 ranks, the first bundled model's).
     "tiny": GPTConfig(n_layer=2, n_head=2, d_model=32, n_ctx=32, vocab_size=4097, dropout=0.1),
 }
+PRESETS["bundled"] = PRESETS["bilingual"]  # what assets/model holds and "random" copies
 
 
 @dataclass(frozen=True)

@@ -35,28 +35,28 @@ class KnockOutPreset:
 REPEATED = "The green cat drinks purple milk at noon. The green cat drinks purple milk at noon."
 KNOCK_OUT_PRESETS: tuple[KnockOutPreset, ...] = (
     KnockOutPreset(
-        N_("Copy heads 1.1 and 1.2 off on a repeated line"),
+        N_("Copy heads 1.0 and 1.1 off on a repeated line"),
         REPEATED,
-        "1.1,1.2",
-        25,
+        "1.0,1.1",
+        20,
         N_(
             "On the bundled model, after “␣pur” in the second copy the model expects “ple” "
-            "with p ≈ 0.50; with the two induction heads zeroed, p ≈ 0.03, and the loss on the "
-            "second copy rises while the first copy hardly changes."
+            "with p ≈ 0.97; with the two induction heads zeroed, p ≈ 0.07, and the loss on the "
+            "second copy rises by about 6 nats while the first copy hardly changes."
         ),
     ),
     KnockOutPreset(
-        N_("Induction head 1.2 alone"),
+        N_("Induction head 1.0 alone"),
         REPEATED,
-        "1.2",
-        25,
-        N_("One induction head off: the second copy's loss rises by almost a nat on average."),
+        "1.0",
+        20,
+        N_("One induction head off: the second copy's loss rises by almost 5 nats on average."),
     ),
     KnockOutPreset(
-        N_("Previous-token head 0.2 (what the induction heads build on)"),
+        N_("Previous-token head 0.3 (what the induction heads build on)"),
         REPEATED,
-        "0.2",
-        25,
+        "0.3",
+        20,
         N_(
             "Without the previous-token head the layer-1 heads cannot find the token after the "
             "earlier occurrence: copying suffers although no layer-1 head was touched."
@@ -87,7 +87,7 @@ PATCHING_PRESETS: tuple[PatchingPreset, ...] = (
         N_(
             "Only one token differs (water / fire). On the bundled model the residual stream "
             "at that position restores all of the difference up to layer 1, and of the layer-1 "
-            "heads, induction head 1.2 restores the most: it carries the word from its first "
+            "heads, induction head 1.0 restores the most: it carries the word from its first "
             "mention to the end."
         ),
     ),

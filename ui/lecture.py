@@ -221,7 +221,7 @@ SPEAKER_NOTES = {
         "watch what breaks, which shows cause, not just correlation.\n\n"
         "**Point at:** the real next token's probability before and after, and the loss on "
         "the second copy rising.\n\n"
-        "**Preset:** the knock-out preset *Copy heads 1.1 and 1.2 off on a repeated line*."
+        "**Preset:** the knock-out preset *Copy heads 1.0 and 1.1 off on a repeated line*."
     ),
 }
 

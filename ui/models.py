@@ -67,7 +67,7 @@ def model_label(model_id: str) -> str:
     """The model's name in the sidebar's model box."""
     if model_id == "bundled":
         if test_model() or (BUNDLED_DIR / "config.json").is_file():
-            return _("bundled (trained on Shakespeare)")
+            return _("bundled (trained on English and Chinese)")
         return _("bundled (not trained yet: random weights)")
     if model_id == "random":
         return _("random (same shape, untrained)")

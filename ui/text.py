@@ -27,52 +27,70 @@ class Preset:
 PRESETS_TEXT: tuple[Preset, ...] = (
     Preset(
         N_("Plain sentence"),
-        "The king is dead, and the queen will rule the land.",
-        N_("head 0.2 is a previous-token head: each token attends to the one just before it"),
+        "The children walked to school in the morning and played in the park.",
+        N_("head 0.3 is a previous-token head: each token attends to the one just before it"),
     ),
     Preset(
         N_("Repeated line (induction)"),
         "The little dog ran to the river and drank some cold water.\n"
         "The little dog ran to the river and drank some cold water.",
         N_(
-            "head 1.2 is an induction head: on the second line each token attends to the "
-            "token after its first occurrence"
+            "heads 1.0 and 1.1 are induction heads: on the second line each token attends to the "
+            "token after its first occurrence, and the model's top guess for the next token is "
+            "right at 14 of 16 places"
+        ),
+    ),
+    Preset(
+        N_("Repeated line in Chinese (induction)"),
+        "我们在学习大型语言模型是如何理解文字的。\n我们在学习大型语言模型是如何理解文字的。",
+        N_(
+            "heads 1.0 and 1.1 are induction heads here too: on the second line the model's top "
+            "guess for the next token is right at 48 of 53 places"
         ),
     ),
     Preset(
         N_("Who is who (name tracking)"),
         "When Romeo met Juliet in the garden, Juliet gave a rose to Romeo",
         N_(
-            "heads 1.1 and 1.2 are induction heads: the second Juliet and Romeo attend to what "
-            "followed their first mention (the model does not yet predict the right name)"
+            "heads 1.0 and 1.1 are induction heads: the second Juliet and Romeo attend to what "
+            "followed their first mention; the model does not guess that Romeo comes back "
+            "(p of “␣R” below 0.01) but, given “␣R”, completes “Romeo”"
         ),
     ),
     Preset(
         N_("Chinese sentence"),
         "我们在学习大型语言模型是如何理解文字的。",
         N_(
-            "20 characters become 58 byte-level tokens; the bundled model never read Chinese, "
-            "so no head has a role on this text"
+            "20 characters become 54 byte-level tokens; head 0.3 is a previous-token head on "
+            "Chinese as well"
         ),
     ),
     Preset(
         N_("Long paragraph"),
-        "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not to "
-        "praise him. The evil that men do lives after them; the good is oft interred with "
-        "their bones; so let it be with Caesar. The noble Brutus hath told you Caesar was "
+        "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not to praise "
+        "him. The evil that men do lives after them; the good is oft interred with their "
+        "bones; so let it be with Caesar. The noble Brutus hath told you Caesar was "
         "ambitious: if it were so, it was a grievous fault, and grievously hath Caesar "
         "answer'd it. Here, under leave of Brutus and the rest, for Brutus is an honourable "
-        "man; so are they all, all honourable men, come I to speak in Caesar's funeral.",
+        "man; so are they all, all honourable men, come I to speak in Caesar's funeral. He "
+        "was my friend, faithful and just to me: but Brutus says he was ambitious; and Brutus "
+        "is an honourable man. He hath brought many captives home to Rome whose ransoms did "
+        "the general coffers fill: did this in Caesar seem ambitious? When that the poor have "
+        "cried, Caesar hath wept: ambition should be made of sterner stuff: yet Brutus says "
+        "he was ambitious; and Brutus is an honourable man. You all did see that on the "
+        "Lupercal I thrice presented him a kingly crown, which he did thrice refuse: was this "
+        "ambition? Yet Brutus says he was ambitious; and, sure, he is an honourable man.",
         N_(
-            "177 tokens, longer than the model's 128-token context: the app keeps the first "
-            "128 and says so"
+            "348 tokens, longer than the model's 256-token context: the app keeps the first "
+            "256 and says so"
         ),
     ),
     Preset(
         N_("Mixed English and Chinese"),
         "The cat sat on the mat. 你好，世界! The cat sat",
         N_(
-            'head 1.2 is an induction head: the second "The cat" attends to what followed the first'
+            'heads 1.0 and 1.1 are induction heads: the second "The cat" attends to what '
+            'followed the first, and the model predicts "␣sat" after it'
         ),
     ),
 )

@@ -91,6 +91,7 @@ def bilingual_card_markdown(
     machine: str,
     wall_clock_s: float | None,
     stages: list[tuple[int, int, str]] | None = None,
+    stages_note: str = "",
 ) -> str:
     """MODEL_CARD.md of the bilingual model. `report`: `BilingualReport.to_dict()` of the
     shipped weights; `state`: the run's train_state.json "state"; `tokenizers`:
@@ -99,7 +100,8 @@ def bilingual_card_markdown(
     held_out_documents, held_out_tokens, licence); `curve`: quick evaluations of the run's
     snapshots (`python -m engine evaluate --corpus bilingual ...` output plus "step");
     `samples`: prompt, kind, text; `stages`: (first step, last step, command) when the run was
-    paused and resumed with other settings."""
+    paused and resumed with other settings; `stages_note`: a paragraph on why the run has those
+    stages and what each changed (shown under the stage table)."""
     langs = list(report["languages"])
     bars = report["bars"]
     met = all(bars.values())
@@ -235,6 +237,9 @@ def bilingual_card_markdown(
     for first, last, cmd in stages or [(0, steps, command)]:
         add(f"| {first:,}-{last:,} | `{cmd}` |")
     add("")
+    if stages_note:
+        add(stages_note)
+        add("")
     batch, seq = tc["batch_size"], tc["seq_len"]
     n_random = round(tc["synthetic_share"] * batch)
     n_natural = round(tc["natural_copy_share"] * batch)
@@ -435,7 +440,21 @@ def bilingual_card_markdown(
     for _, _, cmd in stages or [(0, steps, command)]:
         add(cmd)
     add("# 3. the card and the shipped directory")
-    add("python -m engine card --corpus bilingual --run runs/bilingual --out assets/model --speed")
+    card_args = "".join(
+        f" \\\n  --train-stage '{last}:{cmd}'" for _, last, cmd in (stages or [])[:-1]
+    )
+    if curve:
+        add(
+            "#    (the learning curve: the quick evaluation named under Learning curve, run on "
+            'each snapshot, one JSON line per step with "step" added)'
+        )
+        card_args += " \\\n  --curve runs/bilingual.curve.jsonl"
+    if stages_note:
+        card_args += " \\\n  --reproduction-note '...'  # the paragraph under the stage table"
+    add(
+        "python -m engine card --corpus bilingual --run runs/bilingual --out assets/model --speed"
+        + card_args
+    )
     add("```")
     add("")
     return "\n".join(L)
@@ -461,4 +480,5 @@ def render_bilingual_card(inputs: dict[str, Any], config: GPTConfig, tokenizer_n
         machine=inputs["machine"],
         wall_clock_s=inputs["wall_clock_s"],
         stages=[(int(a), int(b), str(c)) for a, b, c in inputs["stages"]],
+        stages_note=inputs.get("stages_note", ""),
     )

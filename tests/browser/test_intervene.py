@@ -31,7 +31,7 @@ def test_the_intervene_page_opens_from_a_link_and_draws_every_tab(server: str) -
             assert not state["exceptions"], state["exceptions"]
             assert not state["errors"], state["errors"]
             assert any(h.startswith("10 · ") for h in state["h1"]), state["h1"]
-            for key in ("ablate=1.1%2C1.2", "clean=", "corrupt=", f"pos={preset.pos}"):
+            for key in ("ablate=1.0%2C1.1", "clean=", "corrupt=", f"pos={preset.pos}"):
                 assert key in state["url"], state["url"]
             page = context.new_page()
             page.goto(state["url"], wait_until="domcontentloaded")

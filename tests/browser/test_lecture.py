@@ -195,7 +195,7 @@ def test_lecture_mode_shows_each_main_figure_without_scrolling(
             for stage in STAGES:
                 query = {"present": "1"}
                 if stage.id == "intervene":  # its figures appear once something is knocked out
-                    query["ablate"] = "1.1,1.2"
+                    query["ablate"] = "1.0,1.1"
                 page.goto(
                     f"{server}/{stage.url_path}?{urlencode(query)}", wait_until="domcontentloaded"
                 )

@@ -122,7 +122,7 @@ def test_load_random_is_the_bundled_shape_with_seeded_weights() -> None:
     a, b = load("random"), load("random")
     assert a.name == "random"
     assert a.config == PRESETS["bundled"]
-    assert a.tokenizer.vocab_size == 4097
+    assert a.tokenizer.vocab_size == 8193
     assert torch.equal(a.model.transformer.wte.weight, b.model.transformer.wte.weight)
 
 

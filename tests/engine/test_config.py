@@ -25,8 +25,11 @@ def test_gpt2_preset_has_the_shape_and_parameter_count_of_gpt2_small() -> None:
     assert cfg.n_params() == 124_439_808
 
 
-def test_bundled_and_tiny_presets_use_cl100k_4096_plus_endoftext() -> None:
-    assert PRESETS["bundled"].vocab_size == 4097
+def test_bundled_preset_uses_cl100k_8192_and_tiny_4096_plus_endoftext() -> None:
+    assert PRESETS["bundled"] == PRESETS["bilingual"]
+    assert PRESETS["bundled"].vocab_size == 8193
+    assert PRESETS["bundled"].n_ctx == 256 and not PRESETS["bundled"].tie_word_embeddings
+    assert PRESETS["shakespeare"].vocab_size == 4097  # the first bundled model's shape
     assert PRESETS["tiny"].vocab_size == 4097
     assert PRESETS["tiny"].n_layer == 2
 

@@ -38,9 +38,9 @@ def test_trace_command_writes_token_ids_and_every_canonical_activation(tmp_path:
     with np.load(out) as data:
         n_layer = PRESETS["bundled"].n_layer
         assert list(data.keys()) == ["token_ids", *canonical_names(n_layer)]
-        ids = cl100k_truncated(4096).encode("Hello, world")
+        ids = cl100k_truncated(8192).encode("Hello, world")
         assert data["token_ids"].tolist() == ids
-        assert data["logits"].shape == (len(ids), 4097)
+        assert data["logits"].shape == (len(ids), 8193)
         pattern = data[f"blocks.{n_layer - 1}.attn.hook_pattern"]
         np.testing.assert_allclose(pattern.sum(-1), 1.0, atol=1e-6)
     assert f"for {len(ids)} tokens" in result.stdout
@@ -52,7 +52,7 @@ def test_info_prints_the_configuration_as_json(capsys: pytest.CaptureFixture[str
     assert info["name"] == "random"
     assert info["config"] == PRESETS["bundled"].to_dict()
     assert info["n_params"] == PRESETS["bundled"].n_params()
-    assert info["tokenizer"] == "cl100k_base[:4096]"
+    assert info["tokenizer"] == "cl100k_base[:8192]"
 
 
 def test_info_reads_a_checkpoint_directory(
