@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.st_client import RunError, Session
 from engine.checkpoints import bundled_n_ranks
+from engine.config import PRESETS
 from engine.figures.common import token_labels
 from engine.tokenizer import Tokenizer, cl100k_truncated
 from ui.serve import Cluster, free_port
@@ -220,7 +221,9 @@ def run_config(
         raise ValueError(f"sessions must be in [1, {MAX_SESSIONS}], got {sessions}")
     port = port or free_port()
     env = {"INSIDE_GPT_TEST_MODEL": "tiny"} if tiny else {}
-    labels = Labels(cl100k_truncated(bundled_n_ranks()))
+    # the labels the served model's tokenizer writes: the tiny test model keeps 4,096 ranks
+    n_ranks = PRESETS["tiny"].vocab_size - 1 if tiny else bundled_n_ranks()
+    labels = Labels(cl100k_truncated(n_ranks))
     stats = Stats()
     load_before = os.getloadavg()
     cluster = Cluster(
