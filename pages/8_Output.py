@@ -34,16 +34,29 @@ token = markdown_literal(trace.token_strs[pos])
 allowed = trace.n_valid_ids  # ids past it are a padded vocabulary's padding rows
 
 st.title(_("8 · Output probabilities & logit lens"))
-st.markdown(
-    _(
-        "After the last block, each token's residual vector goes through one more layer norm "
-        "(ln_f) and is multiplied by the token-embedding table again (GPT-2 ties the two), "
-        "giving one score, a **logit**, for each of the {n} tokens of the vocabulary. Softmax "
-        "turns the scores into probabilities for the **next** token. Every position predicts the "
-        "token after it, all at once."
-    ).format(n=f"{cfg.vocab_size:,}")
-)
-st.latex(r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_E^{\top}")  # two lines: fits at 1024 px
+if cfg.tie_word_embeddings:
+    st.markdown(
+        _(
+            "After the last block, each token's residual vector goes through one more layer norm "
+            "(ln_f) and is multiplied by the token-embedding table again (GPT-2 ties the two), "
+            "giving one score, a **logit**, for each of the {n} tokens of the vocabulary. Softmax "
+            "turns the scores into probabilities for the **next** token. Every position predicts "
+            "the token after it, all at once."
+        ).format(n=f"{cfg.vocab_size:,}")
+    )
+    st.latex(r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_E^{\top}")  # two lines: fits at 1024 px
+else:
+    st.markdown(
+        _(
+            "After the last block, each token's residual vector goes through one more layer norm "
+            "(ln_f) and is multiplied by the **unembedding** W_U (lm_head), giving one score, a "
+            "**logit**, for each of the {n} tokens of the vocabulary. This model keeps W_U "
+            "separate from its token-embedding table W_E (GPT-2 ties the two: W_U = W_Eᵀ). "
+            "Softmax turns the scores into probabilities for the **next** token. Every position "
+            "predicts the token after it, all at once."
+        ).format(n=f"{cfg.vocab_size:,}")
+    )
+    st.latex(r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_U")
 st.latex(
     r"p(t \mid \text{tokens} \le i) = \frac{e^{\text{logit}_{i,t}/\tau}}"
     r"{\sum_{t'} e^{\text{logit}_{i,t'}/\tau}}"

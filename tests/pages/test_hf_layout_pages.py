@@ -56,7 +56,7 @@ def test_the_pages_say_what_such_a_checkpoint_is(
 ) -> None:
     """The model box says the weights were stored in bfloat16, the Tokens page names the special
     tokens by their own ids (not as the last id of a cl100k cut), and the Output page says the
-    logits come from the model's own output matrix."""
+    logits come from the model's own output matrix (in its formula too)."""
     monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(models_dir))
     at = AppTest.from_file(str(support.ROOT / "app.py"), default_timeout=120)
     at.query_params["model"] = "hf5"
@@ -69,3 +69,6 @@ def test_the_pages_say_what_such_a_checkpoint_is(
     assert "vocab.json" not in tokens_info
     at.switch_page("pages/8_Output.py").run()
     assert any("own output matrix (lm_head)" in i.value for i in at.info)
+    # the formula and the sentence above it name the unembedding W_U, not the embedding table
+    assert r"\text{logits}_i = \mathrm{ln_f}(x_i)\, W_U" in at.latex[0].value
+    assert any("separate from its token-embedding table" in m.value for m in at.markdown)
