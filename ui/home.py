@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from engine.checkpoints import LoadedModel
-from ui.i18n import _
+from ui.i18n import N_, _
 from ui.settings import APP_DIR, models_dir
 from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
 from ui.state import nav_params
@@ -31,6 +31,24 @@ def _validation_loss(loaded: LoadedModel) -> float | None:
         except (KeyError, IndexError, TypeError, ValueError, json.JSONDecodeError):
             return None
     return None
+
+
+LANGUAGE_NAMES = {"en": N_("English"), "zh": N_("Chinese")}
+
+
+def _per_language_losses(loaded: LoadedModel) -> list[tuple[str, float, float]]:
+    """(language code, validation loss, Kneser-Ney bigram loss) of each language a bilingual
+    card measured (`inside_gpt.bilingual_card.report` in the model folder's config.json, written
+    by `python -m engine card --corpus bilingual`), in nats per token; [] for any other model."""
+    path = Path(loaded.source) / "config.json"
+    if not path.is_file():
+        return []
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        langs = raw["inside_gpt"]["bilingual_card"]["report"]["languages"]
+        return [(g, float(r["val_loss"]), float(r["bigram_kn"])) for g, r in langs.items()]
+    except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError):
+        return []
 
 
 def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
@@ -64,10 +82,25 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
             else:
                 progress += _(", step {step}").format(step=f"{card.checkpoint_step:,}")
         rows.append((_("Training so far"), progress))
-    loss = _validation_loss(loaded)
-    rows.append(
-        (_("Validation loss (nats per token)"), f"{loss:.3f}" if loss is not None else not_recorded)
-    )
+    per_language = _per_language_losses(loaded)
+    for lang, loss, bigram in per_language:  # a bilingual card: one row per held-out split
+        name = _(LANGUAGE_NAMES[lang]) if lang in LANGUAGE_NAMES else lang
+        rows.append(
+            (
+                _("Validation loss, {language} (nats per token)").format(language=name),
+                _("{loss} (Kneser-Ney bigram: {bigram})").format(
+                    loss=f"{loss:.3f}", bigram=f"{bigram:.3f}"
+                ),
+            )
+        )
+    if not per_language:
+        loss = _validation_loss(loaded)
+        rows.append(
+            (
+                _("Validation loss (nats per token)"),
+                f"{loss:.3f}" if loss is not None else not_recorded,
+            )
+        )
     source = _shown_source(loaded.source)
     rows.append((_("Weights from"), source))
     return rows

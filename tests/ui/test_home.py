@@ -49,3 +49,22 @@ def test_model_card_reads_the_validation_loss_from_the_card() -> None:
     rows = dict(model_card_rows(with_loss))
     assert rows["Validation loss (nats per token)"] == "3.712"
     assert rows["Trained on"] == "Shakespeare"
+
+
+def test_a_bilingual_card_gives_one_validation_loss_per_language() -> None:
+    """The shipped model's card measured English and Chinese separately: the home page shows
+    both numbers with their bigram baselines, read from config.json, not the mixed average."""
+    import json
+
+    from engine.checkpoints import BUNDLED_DIR, load_directory
+
+    loaded = load_directory(BUNDLED_DIR, name="bundled")
+    raw = json.loads((BUNDLED_DIR / "config.json").read_text(encoding="utf-8"))
+    langs = raw["inside_gpt"]["bilingual_card"]["report"]["languages"]
+    rows = dict(model_card_rows(loaded))
+    assert "Validation loss (nats per token)" not in rows
+    for lang, name in (("en", "English"), ("zh", "Chinese")):
+        got = rows[f"Validation loss, {name} (nats per token)"]
+        r = langs[lang]
+        assert got == f"{r['val_loss']:.3f} (Kneser-Ney bigram: {r['bigram_kn']:.3f})"
+        assert r["val_loss"] < r["bigram_kn"]
