@@ -31,7 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What a callback receives. `kind` is "step", "eval", "checkpoint" or "done"."""
+    """What a callback receives. `kind` is "step", "eval", "checkpoint" or "done".
+
+    `model`: on "step" events, the model being trained (in training mode, just after the
+    optimizer step), for callbacks that look inside it while it learns (the app's live
+    training); such a callback must not change it: run it under `torch.no_grad()` in eval mode
+    and put it back in training mode. None on the other events."""
 
     kind: str
     step: int
@@ -41,6 +46,7 @@ class TrainEvent:
     tokens_per_s: float = 0.0
     elapsed_s: float = 0.0
     val_loss: float = float("nan")
+    model: GPT | None = field(default=None, repr=False, compare=False)
 
 
 Callback = Callable[[TrainEvent], None]
@@ -283,7 +289,7 @@ def _load_state(out: Path, model: GPT, opt: torch.optim.AdamW) -> TrainState:
 def _start(
     model_config: GPTConfig,
     cfg: TrainConfig,
-    out: Path,
+    out: Path | None,
     resume: bool,
     device: torch.device | None = None,
 ) -> tuple[GPT, torch.optim.AdamW, TrainState]:
@@ -291,7 +297,7 @@ def _start(
     `out` when it holds a run's checkpoint and `resume` is set, else fresh from `cfg.seed`
     (initialised on the CPU, so every device starts from the same weights)."""
     device = device or torch.device("cpu")
-    if resume and (out / "train_state.json").is_file():
+    if resume and out is not None and (out / "train_state.json").is_file():
         model = load_directory(out).model.to(device)
         if model.config != model_config:
             raise ValueError(
@@ -320,7 +326,7 @@ def train(
     cfg: TrainConfig,
     train_data: TrainData,
     val_data: np.ndarray | dict[str, np.ndarray],
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     n_ranks: int,
     eot_id: int,
     callbacks: tuple[Callback, ...] = (),
@@ -328,10 +334,16 @@ def train(
     card: ModelCard | None = None,
     stop_at: int = 0,
     device: torch.device | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[GPT, TrainState]:
     """Train from scratch, or resume from `out_dir` if it holds a checkpoint of this run.
     Saves `out_dir` (with `card`, the run's facts) at every evaluation and at the end; with
-    `cfg.snapshot_every`, also weights-only snapshots (`snapshots/step_NNNNNN/`).
+    `cfg.snapshot_every`, also weights-only snapshots (`snapshots/step_NNNNNN/`). `out_dir`
+    None: nothing is read or written (a fresh run kept in memory, as the app's live training).
+
+    `should_stop`: asked before every step; when it returns True the run ends there (the
+    model in eval mode, a "done" event, no evaluation), so a caller in another thread can stop
+    it within one step.
 
     `train_data`: one token array or one per language (see `get_batch`). `val_data`: one array,
     or language -> array; then each evaluation records `val_loss_<language>` too and `val_loss`
@@ -339,12 +351,12 @@ def train(
     CPU from the seed and the step whatever the device, and checkpoints are written from CPU
     copies, so a run can move between devices when it resumes. Raises ValueError when seq_len
     exceeds the context or `out_dir` holds another shape."""
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.seq_len > model_config.n_ctx:
         raise ValueError(f"seq_len {cfg.seq_len} exceeds the model's context {model_config.n_ctx}")
-    model, opt, state = _start(model_config, cfg, out, resume, device)
+    model, opt, state = _start(model_config, cfg, out, resume and out is not None, device)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     copy_ids = copy_vocabulary(train_data, eot_id, cfg.synthetic_min_count)
 
@@ -364,6 +376,8 @@ def train(
         point["val_loss"] = val
         state.history.append(point)
         emit(TrainEvent("eval", state.step, cfg.max_steps, val_loss=val, elapsed_s=state.elapsed_s))
+        if out is None:
+            return
         _save_state(out, model, opt, state, cfg, n_ranks, card)
         emit(TrainEvent("checkpoint", state.step, cfg.max_steps, elapsed_s=state.elapsed_s))
 
@@ -371,6 +385,8 @@ def train(
     # max_steps, so a later call without stop_at continues exactly where this one paused.
     last = min(cfg.max_steps, stop_at) if stop_at > 0 else cfg.max_steps
     while state.step < last:
+        if should_stop is not None and should_stop():
+            break
         t0 = time.perf_counter()
         lr = get_lr(state.step, cfg)
         for group in opt.param_groups:
@@ -397,9 +413,10 @@ def train(
                 lr=lr,
                 tokens_per_s=tokens_per_step / dt,
                 elapsed_s=state.elapsed_s,
+                model=model,
             )
         )
-        if cfg.snapshot_every and state.step % cfg.snapshot_every == 0:
+        if cfg.snapshot_every and out is not None and state.step % cfg.snapshot_every == 0:
             save_checkpoint(model, out / "snapshots" / f"step_{state.step:06d}", n_ranks)
         if state.step % cfg.eval_every == 0 or state.step in (cfg.max_steps, last):
             evaluate_and_save()

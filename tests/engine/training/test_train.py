@@ -167,6 +167,29 @@ def test_callbacks_see_every_step_an_eval_and_the_end(
     assert events[-1].kind == "done" and events[-1].step == 10
 
 
+def test_a_run_without_a_directory_writes_nothing_and_stops_when_asked(
+    tiny_config: GPTConfig, text_ids: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    events: list[TrainEvent] = []
+    stepped = lambda: sum(e.kind == "step" for e in events)  # noqa: E731
+    model, state = train(
+        tiny_config,
+        _cfg(max_steps=10, eval_every=2),
+        text_ids,
+        text_ids,
+        None,
+        n_ranks=N_RANKS,
+        eot_id=N_RANKS,
+        callbacks=(events.append,),
+        should_stop=lambda: stepped() >= 3,
+    )
+    assert state.step == 3 and not model.training
+    assert [e.kind for e in events if e.kind != "step"] == ["eval", "done"]  # no checkpoint
+    assert all(e.model is model for e in events if e.kind == "step")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_get_lr_warms_up_linearly_then_decays_by_cosine_to_min_lr() -> None:
     cfg = TrainConfig(max_steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=100)
     assert get_lr(0, cfg) == pytest.approx(1e-5)
