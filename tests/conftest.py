@@ -47,6 +47,7 @@ def tiny_app(monkeypatch: pytest.MonkeyPatch) -> None:
         "INSIDE_GPT_ALLOW_PATHS",
         "INSIDE_GPT_MAX_TOKENS",
         "INSIDE_GPT_HUB_MODELS",
+        "INSIDE_GPT_LIVE_TRAINING",
     ):
         monkeypatch.delenv(name, raising=False)
 

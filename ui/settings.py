@@ -14,6 +14,8 @@ Environment variables (set by the operator, never by a page):
   standard Hugging Face cache (only the files the engine reads), or opened from it offline.
   Nothing is ever downloaded for an id not listed here.
 - `INSIDE_GPT_THREADS`: torch intra-op threads (default 1; see DESIGN.md "Threads").
+- `INSIDE_GPT_LIVE_TRAINING`: live training runs allowed at once in this process (default 1;
+  0 disables live training; README "Live training").
 - `INSIDE_GPT_TEST_MODEL=tiny`: tests only; "bundled" and "random" become the tiny preset with
   seeded random weights and cl100k_base[:4096].
 """
@@ -108,3 +110,20 @@ def torch_threads() -> int:
     """INSIDE_GPT_THREADS (default 1, at least 1); a value that is not a whole number raises
     ValueError when the app starts."""
     return max(1, int(os.environ.get("INSIDE_GPT_THREADS", "1")))
+
+
+LIVE_TRAINING_DEFAULT = 1  # one tiny model training at a time: about one CPU core for 2 minutes
+
+
+def live_training_limit() -> int:
+    """INSIDE_GPT_LIVE_TRAINING: how many live training runs may train at once in this process
+    (default LIVE_TRAINING_DEFAULT = 1; 0 disables live training; a negative or unreadable
+    value counts as 0, so a typo never lets runs through unbounded)."""
+    raw = os.environ.get("INSIDE_GPT_LIVE_TRAINING", "").strip()
+    if not raw:
+        return LIVE_TRAINING_DEFAULT
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        log.warning("INSIDE_GPT_LIVE_TRAINING=%r is not a whole number; live training is off", raw)
+        return 0
