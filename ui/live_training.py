@@ -19,6 +19,7 @@ import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from engine.figures.common import readable
 from engine.figures.live import live_heads_figure, live_loss_figure
 from engine.training.live import (
     FAILED,
@@ -34,12 +35,18 @@ from engine.training.live import (
     LiveTrainingRefusedError,
 )
 from ui import settings
-from ui.i18n import _
+from ui.exports import png_config, svg_button
+from ui.i18n import _, language
+from ui.lecture import lecture_mode
 from ui.widgets import chart
 
 log = logging.getLogger(__name__)
 
-REFRESH_S = 1.0  # seconds between redraws of the progress, curves and maps while training
+# Seconds between redraws of the progress, curves and maps while training. Each redraw holds
+# Python's GIL while it builds the loss figure (about 0.1 s), time the training thread loses;
+# the attention maps (about 0.5 s to build and style) are rebuilt only when a new snapshot
+# arrives (every `LiveConfig.eval_every` steps), so training keeps most of its speed.
+REFRESH_S = 2.0
 
 
 def session_alive_check() -> Callable[[], bool] | None:
@@ -141,16 +148,22 @@ def _show(run: LiveRun, key: str) -> None:
     if p.heads is None:
         st.caption(_("The attention maps appear after the first evaluation."))
         return
-    chart(
-        live_heads_figure(
+    # built and styled once per snapshot (and language, and lecture mode), then redrawn as is
+    stamp = (id(run), p.heads.step, language(), lecture_mode())
+    cached = st.session_state.get(f"{key}_heads_figure")
+    if cached is None or cached[0] != stamp:
+        fig = live_heads_figure(
             p.heads.patterns,
             p.heads.labels,
             p.heads.induction,
             p.probe_tokens,
             _("Every head on the probe at step {step}").format(step=p.heads.step),
-        ),
-        key=f"{key}_heads",
-    )
+        )
+        cached = (stamp, readable(fig, lecture=stamp[3]))
+        st.session_state[f"{key}_heads_figure"] = cached
+    fig = cached[1]
+    st.plotly_chart(fig, theme=None, key=f"{key}_heads", config=png_config(fig, f"{key}_heads"))
+    svg_button(fig, f"{key}_heads")
 
 
 def render_live_training(key: str = "live_training", config: LiveConfig = LIVE_CONFIG) -> None:

@@ -151,3 +151,25 @@ def test_the_section_and_its_charts_in_chinese() -> None:
     assert "完成：" in texts(at) and "平台" in texts(at)
     found = [run for text in shown for run in english_runs(text)]
     assert not found, found
+
+
+def test_the_owner_check_asks_the_runtime_about_this_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run started on a server gets `Runtime.is_active_session(its session id)`; a session
+    that disconnects stops its run (engine test: test_a_run_whose_owner_is_gone_stops)."""
+    from types import SimpleNamespace
+
+    import ui.live_training as live
+
+    connected = {"abc": True}
+    fake_runtime = SimpleNamespace(is_active_session=lambda sid: connected.get(sid, False))
+    monkeypatch.setattr(live, "get_script_run_ctx", lambda: SimpleNamespace(session_id="abc"))
+    monkeypatch.setattr(live.runtime, "exists", lambda: True)
+    monkeypatch.setattr(live.runtime, "get_instance", lambda: fake_runtime)
+    alive = live.session_alive_check()
+    assert alive is not None and alive()
+    connected["abc"] = False
+    assert not alive()
+    monkeypatch.setattr(live.runtime, "exists", lambda: False)
+    assert live.session_alive_check() is None  # AppTest, bare mode: no owner check
