@@ -77,14 +77,15 @@ def live_heads_figure(
     title: str,
 ) -> go.Figure:
     """Every head of every layer on the probe, one small heatmap each (a row per layer; queries
-    down, keys across, weight 0 to 1), titled "layer.head", its role and its induction score.
+    down, keys across, weight 0 to 1), titled on three lines "layer.head", its role and its
+    induction score.
     patterns: [n_layer, n_head, T, T]; labels: [n_layer][n_head] role labels; induction:
     [n_layer, n_head]. Trace k is head (k // n_head, k % n_head)."""
     L, H = patterns.shape[:2]
     cols = min(H, 4)
     rows_per_layer = math.ceil(H / cols)
     titles = [
-        _("head {layer}.{head}<br>{role}, induction {score}").format(
+        _("head {layer}.{head}<br>{role}<br>induction {score}").format(
             layer=la,
             head=h,
             role=plotly_text(role_name(labels[la][h])),
@@ -99,7 +100,7 @@ def live_heads_figure(
         cols=cols,
         subplot_titles=titles,
         horizontal_spacing=0.04,
-        vertical_spacing=0.16 if n_rows > 1 else 0.05,
+        vertical_spacing=0.22 if n_rows > 1 else 0.05,
     )
     tick = unique_labels([plotly_text(s) for s in token_strs])
     for la in range(L):
@@ -123,8 +124,9 @@ def live_heads_figure(
                 row=la * rows_per_layer + h // cols + 1,
                 col=h % cols + 1,
             )
-    base_layout(fig, title, height=max(320, 290 * n_rows + 80))
-    fig.update_layout(margin_t=110)
+    base_layout(fig, title, height=max(340, 320 * n_rows + 100))
+    # panel titles on three lines (number, role, score): a panel is about 120 px wide
+    fig.update_layout(margin_t=140)
     fig.update_xaxes(type="category", showticklabels=False)
     fig.update_yaxes(type="category", autorange="reversed", showticklabels=False)
     for annotation in fig.layout.annotations:
