@@ -173,3 +173,20 @@ def test_the_owner_check_asks_the_runtime_about_this_session(
     assert not alive()
     monkeypatch.setattr(live.runtime, "exists", lambda: False)
     assert live.session_alive_check() is None  # AppTest, bare mode: no owner check
+
+
+def test_a_failed_run_shows_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.training.live as live
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(live, "train", broken)
+    at = app(max_steps=30)
+    at.button(key=f"{KEY}_start").click().run()
+    run: LiveRun = at.session_state[f"{KEY}_run"]
+    assert run.join(30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Live training failed" in texts(at) and "Training failed after 0 steps" in texts(at)
+    assert "/srv/secret" not in texts(at)

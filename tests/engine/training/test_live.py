@@ -160,3 +160,22 @@ def test_the_held_out_copy_rows_and_the_probe_are_fixed() -> None:
     assert set(np.unique(data.copy_x.numpy())) <= set(data.copy_ids.tolist())
     half = SHORT.probe_half
     assert data.probe_ids[:half] == data.probe_ids[half:]
+
+
+def test_a_failing_run_records_the_error_and_frees_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.training.live as live
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(live, "train", broken)
+    registry = LiveRegistry()
+    run = registry.start(1, SHORT)
+    assert run.join(30)
+    p = run.progress()
+    assert p.status == "failed" and p.error == "RuntimeError: out of memory"
+    assert p.fraction == 1.0
+    assert registry.active() == 0
+    assert not live_threads()
