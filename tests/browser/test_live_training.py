@@ -4,6 +4,7 @@ trains (no click needed), Stop ends the run, and closing the tab ends a run with
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -35,6 +36,8 @@ def _wait_log(log_path, needle: str, timeout: float) -> str:
 def test_live_training_in_the_browser() -> None:
     reason = missing_browser()
     if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so the browser test must run, but {reason}")
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
