@@ -47,7 +47,7 @@ from engine.figures.output import lens_positions, lens_window_start  # noqa: E40
 from engine.lens.heads import head_scores  # noqa: E402
 from engine.lens.logit_lens import (  # noqa: E402
     lens_blocks,
-    lens_distributions,
+    lens_token_probs,
     logit_lens,
     merge_lenses,
 )
@@ -143,19 +143,21 @@ def page_lens_plan(T: int) -> tuple[int, list[range]]:
 
 
 def page_lens_flops(cfg: GPTConfig, T: int) -> int:
-    """Matmul FLOPs of the page's lens work: its blocks' cells, plus one column of full
-    distributions (every row at the selected position)."""
+    """Matmul FLOPs of the page's lens work: its blocks' cells (the followed token's
+    probabilities add a [rows, d] x [d, 64] product, not counted)."""
     _pos, blocks = page_lens_plan(T)
-    cells = (cfg.n_layer + 1) * (sum(len(b) for b in blocks) + 1)
+    cells = (cfg.n_layer + 1) * sum(len(b) for b in blocks)
     return cells * 2 * cfg.d_model * cfg.vocab_size
 
 
 def page_lens(trace: Any, model: GPT, k: int = 10) -> tuple[Any, np.ndarray]:
     """The Output page's lens work on a first visit: each block computed on its own (as the
-    app's cache computes them), merged, and the selected position's full distributions."""
+    app's cache computes them), merged, and the followed token's probability in every layer
+    at the selected position (the real next token, the chart's first choice)."""
     pos, blocks = page_lens_plan(trace.n_tokens)
     lens = merge_lenses([logit_lens(trace, model, k=k, positions=b) for b in blocks])
-    return lens, lens_distributions(trace, model, pos)
+    target = int(trace.token_ids[min(pos + 1, trace.n_tokens - 1)])
+    return lens, lens_token_probs(trace, model, lens, pos, target)
 
 
 def matmul_gflops(size: tuple[int, int, int] = MATMUL_SIZE, reps: int = 3) -> float:

@@ -9,7 +9,7 @@ import streamlit as st
 from engine.figures import output as fig_out
 from engine.figures.common import shown as as_text
 from engine.lens import article as lens_article
-from engine.lens.logit_lens import lens_distributions
+from engine.lens.logit_lens import lens_token_probs
 from engine.sampling import (
     MAX_TEMPERATURE,
     SamplingSettings,
@@ -227,8 +227,9 @@ with right:
                         first=markdown_literal(display(target)),
                     )
                 )
-    # every layer's full distribution at the selected position, in one product
-    target_probs = lens_distributions(trace, model, pos)[:, target]
+    # the token's logit in every layer over each cell's stored log-sum-exp (no full
+    # distribution needed)
+    target_probs = lens_token_probs(trace, model, lens, pos, target)
     chart(
         fig_out.target_figure(target_probs, fig_out.layer_names(lens), display(target)),
         key="output_target_chart",

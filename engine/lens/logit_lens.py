@@ -27,7 +27,7 @@ from engine.trace import Trace
 # about 65 GFLOP/s, the same product in [512, 2,048] tiles at 92-97 (the machine's large-matmul
 # rate), and each pass over the written logits cost another ~1-2 ns per logit.
 TILE = 2048  # vocabulary columns per matmul tile (rounded so tiles are about equal)
-CHUNK_ROWS = 512  # default (layer, position) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 9 B
+CHUNK_ROWS = 512  # default (position, layer) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 16 B
 LENS_BLOCK = 16  # positions per cached block of the lens (`lens_blocks`; the Output page)
 _TOPK_BLOCK = 64  # the top k are sought in the k blocks of this many columns with top maxima
 # On MKL, a float32 product with fewer than 4 rows, or fewer than 16 columns, takes another
@@ -55,6 +55,9 @@ class LogitLens:
         strictly larger logit) of the token that actually comes next; NaN / -1 at the Trace's
         last position.
     entropy: [rows, P] in nats.
+    log_norm: [rows, P] float64, log of each cell's softmax denominator over the vocabulary
+        (its log-sum-exp): p(token) = exp(logit - log_norm) for any token
+        (`lens_token_probs`); None in a lens built without it.
     positions: [P] int64, increasing; None means 0..P-1.
     """
 
@@ -65,6 +68,7 @@ class LogitLens:
     entropy: np.ndarray
     sublayers: bool = False  # rows after each attention and each MLP (`sublayer_stack`)
     positions: np.ndarray | None = None
+    log_norm: np.ndarray | None = None
 
     @property
     def layer_labels(self) -> list[str]:
@@ -104,9 +108,8 @@ class LogitLens:
     def nbytes(self) -> int:
         """Bytes of its arrays."""
         arrays = (self.top_ids, self.top_probs, self.next_prob, self.next_rank, self.entropy)
-        return int(sum(a.nbytes for a in arrays)) + (
-            0 if self.positions is None else int(self.positions.nbytes)
-        )
+        extra = (self.positions, self.log_norm)
+        return int(sum(a.nbytes for a in arrays) + sum(a.nbytes for a in extra if a is not None))
 
 
 def sublayer_stack(trace: Trace) -> np.ndarray:
@@ -215,7 +218,7 @@ class _RowStats:
 
     def finish(self) -> tuple[torch.Tensor, ...]:
         """(top ids [R, k], top probabilities [R, k], p(threshold) [R], rank [R] int64 (zeros
-        without a threshold), entropy [R] nats), all on the CPU."""
+        without a threshold), entropy [R] nats, log-sum-exp [R] float64), all on the CPU."""
         # float64 for the few numbers per row and tile (the MPS backend has none: CPU)
         mx = torch.stack(self.maxes, 1).cpu().double()  # [R, tiles]
         s = torch.stack(self.sums, 1).cpu().double()
@@ -242,7 +245,7 @@ class _RowStats:
         else:
             p_next = (self.t.cpu().double() - lse).exp().float()
             rank = self.rank.cpu().long()  # counts below 2^24 are exact in float32
-        return top_ids, top_probs, p_next, rank, entropy
+        return top_ids, top_probs, p_next, rank, entropy, lse
 
 
 def _lens_rows(
@@ -256,7 +259,7 @@ def _lens_rows(
     stats = _RowStats(k, t, targets)
     for v0 in range(0, logits.shape[1], TILE):
         stats.add(logits[:, v0 : v0 + TILE].contiguous(), v0)
-    return stats.finish()
+    return stats.finish()[:5]
 
 
 def _tiles(n_valid: int, tile: int) -> list[tuple[int, int]]:
@@ -329,7 +332,7 @@ def logit_lens(
         positions are computed with it (the Output page computes only what it shows).
     chunk_rows: (layer, position) cells per chunk (default 0: CHUNK_ROWS). Each chunk's logits
         are computed `tile` vocabulary columns at a time and reduced while in cache, so work
-        memory is about chunk_rows x tile x 9 bytes whatever the vocabulary or T; nothing of
+        memory is about chunk_rows x tile x 16 bytes whatever the vocabulary or T; nothing of
         size [cells, V] is ever made.
     sublayers: read the residual after each attention block as well as after each MLP
         (`sublayer_stack`: 2 n_layer + 1 rows).
@@ -357,14 +360,15 @@ def logit_lens(
     next_prob = torch.full((n,), float("nan"))
     next_rank = torch.full((n,), -1, dtype=torch.long)
     entropy = torch.empty(n)
+    log_norm = torch.empty(n, dtype=torch.float64)
     with torch.inference_mode():
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             tgt = targets[s:e]
-            ids_c, probs, p_next, rank, ent = _lens_chunk(
+            ids_c, probs, p_next, rank, ent, lse = _lens_chunk(
                 model, rows[s:e].to(model.device), tgt.to(model.device), k, trace, tile
             )
-            top_ids[s:e], top_probs[s:e], entropy[s:e] = ids_c, probs, ent
+            top_ids[s:e], top_probs[s:e], entropy[s:e], log_norm[s:e] = ids_c, probs, ent, lse
             has = tgt >= 0
             next_prob[s:e] = torch.where(has, p_next, float("nan"))
             next_rank[s:e] = torch.where(has, rank.long(), -1)
@@ -378,6 +382,7 @@ def logit_lens(
         next_prob=cells(next_prob),
         next_rank=cells(next_rank),
         entropy=cells(entropy),
+        log_norm=cells(log_norm),
         sublayers=sublayers,
         positions=pos,
     )
@@ -428,6 +433,7 @@ def merge_lenses(parts: Sequence[LogitLens]) -> LogitLens:
         entropy=joined("entropy"),
         sublayers=first.sublayers,
         positions=pos.astype(np.int64),
+        log_norm=None if any(p.log_norm is None for p in parts) else joined("log_norm"),
     )
 
 
@@ -495,6 +501,36 @@ def lens_distributions(
         return torch.softmax(logits[: len(wanted)], dim=-1).cpu().numpy()
 
 
+def lens_token_probs(trace: Trace, model: GPT, lens: LogitLens, pos: int, token: int) -> np.ndarray:
+    """[rows] float64: the probability of token id `token` in every row of `lens` at Trace
+    position `pos` (one `lens` holds), from the token's logit and the cell's stored
+    `log_norm`: one [rows, d] x [d, 64] product instead of the full distributions (the Output
+    page's "follow a token" chart). Equals `lens_distributions(...)[:, token]` up to float32
+    rounding. A padding or gap id gets 0. Raises ValueError for a position the lens does not
+    hold, a lens without `log_norm`, a token outside the vocabulary, or another model."""
+    _check_lens_model(trace, model)
+    if lens.log_norm is None:
+        raise ValueError("this lens has no log_norm: compute it with logit_lens")
+    col = lens.column(pos)
+    V = model.config.vocab_size
+    if not 0 <= token < V:
+        raise ValueError(f"token id {token} is outside the vocabulary 0..{V - 1}")
+    n_valid = trace.n_valid_ids or V
+    sites = _residual_sites(trace, lens.sublayers)
+    if len(sites) != lens.top_ids.shape[0]:
+        raise ValueError("this lens has another number of rows than the Trace's layers")
+    if token >= n_valid or token in trace.gap_ids:
+        return np.zeros(len(sites))
+    picked = [np.asarray(s[pos], dtype=np.float32) for s in sites]
+    picked += [picked[0]] * max(0, _MIN_ROWS - len(picked))
+    weight = model.lm_head_weight
+    cols = torch.tensor([token] + [0] * (_MIN_COLS - 1), device=weight.device)
+    with torch.inference_mode():
+        x = model.transformer.ln_f(torch.from_numpy(np.stack(picked)).to(weight.device))
+        logit = torch.mm(x, weight[cols].t())[: len(sites), 0].cpu().double().numpy()
+    return np.exp(logit - lens.log_norm[:, col])
+
+
 def final_probs(trace: Trace, pos: int) -> np.ndarray:
     """The model's own next-token distribution [V] (float64) at position `pos`: the softmax of
     the stored logits (no model needed); padding ids (>= the Trace's `n_valid_ids`) get
@@ -512,6 +548,7 @@ __all__ = [
     "lens_blocks",
     "lens_distribution",
     "lens_distributions",
+    "lens_token_probs",
     "logit_lens",
     "merge_lenses",
     "sublayer_stack",

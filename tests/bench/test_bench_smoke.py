@@ -38,10 +38,10 @@ def test_flop_counts_follow_the_shapes() -> None:
     # the lens over every layer and position costs about 3.3x the forward pass (DESIGN.md)
     assert 3.0 < cb.lens_flops(cfg, T_) / cb.forward_flops(cfg, T_) < 3.6
     # the Output page's first visit at T=1024: one block of 16 positions (its window, which
-    # holds the selected position 1022) and that position's full distributions
+    # holds the selected position 1022)
     pos, blocks = cb.page_lens_plan(T_)
     assert pos == 1022 and blocks == [range(1008, 1024)]
-    assert cb.page_lens_flops(cfg, T_) == 13 * 17 * 2 * 768 * 50257
+    assert cb.page_lens_flops(cfg, T_) == 13 * 16 * 2 * 768 * 50257
 
 
 def test_matmul_rate_is_a_real_positive_number() -> None:

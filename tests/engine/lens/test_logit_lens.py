@@ -216,3 +216,23 @@ def test_the_lens_never_holds_more_than_a_chunk_of_logits(
     assert 0 < got <= bound
     everything = largest(lambda: model.unembed(torch.zeros(rows, model.config.d_model)))
     assert everything >= rows * V * 4 > 10 * bound
+
+
+def test_a_tokens_probability_in_every_row_is_its_full_distributions_column(
+    tiny_trace: Trace, tiny_loaded: LoadedModel, lens: LogitLens
+) -> None:
+    """lens_token_probs (the followed token, from the cell's stored log-sum-exp) equals the
+    full distributions' column, and the top token's probability the lens's own."""
+    from engine.lens.logit_lens import lens_distributions, lens_token_probs
+
+    model = tiny_loaded.model
+    part = logit_lens(tiny_trace, model, positions=[7])
+    for pos, where in ((7, part), (20, lens)):
+        every = lens_distributions(tiny_trace, model, pos)
+        for token in (0, int(tiny_trace.token_ids[pos]), 4095, int(lens.top_ids[1, pos, 0])):
+            got = lens_token_probs(tiny_trace, model, where, pos, token)
+            np.testing.assert_allclose(got, every[:, token], rtol=1e-5, atol=1e-9)
+        top = lens_token_probs(tiny_trace, model, lens, pos, int(lens.top_ids[2, pos, 0]))
+        np.testing.assert_allclose(top[2], lens.top_probs[2, pos, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="not at position 3"):
+        lens_token_probs(tiny_trace, model, part, 3, 0)
