@@ -177,7 +177,7 @@ TRACES = SharedCache(
     on_drop=lambda t: t.acts.clear() if t.is_lazy else None,  # its units leave UNITS too
 )
 # blocks of the logit lens (engine.lens.logit_lens.lens_blocks): up to 64 per text (T=1,024),
-# about 27 KB each on GPT-2 small
+# about 30 KB each on GPT-2 small
 LENSES = SharedCache(TRACE_CACHE_ENTRIES * 64, size=lambda lens: lens.nbytes())
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
