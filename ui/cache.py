@@ -21,7 +21,7 @@ import dataclasses
 import threading
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -41,7 +41,7 @@ from engine.interventions import (
     knock_out,
 )
 from engine.lens.heads import HeadScores, head_scores
-from engine.lens.logit_lens import LogitLens, logit_lens
+from engine.lens.logit_lens import LogitLens, lens_blocks, logit_lens, merge_lenses
 from engine.sampling import last_logits
 from engine.tokenizer import EncodeSteps, TokenGroup
 from engine.trace import Trace, UnitCache
@@ -176,7 +176,9 @@ TRACES = SharedCache(
     size=lambda t: t.max_resident_nbytes(),
     on_drop=lambda t: t.acts.clear() if t.is_lazy else None,  # its units leave UNITS too
 )
-LENSES = SharedCache(TRACE_CACHE_ENTRIES)
+# blocks of the logit lens (engine.lens.logit_lens.lens_blocks): up to 64 per text (T=1,024),
+# about 30 KB each on GPT-2 small
+LENSES = SharedCache(TRACE_CACHE_ENTRIES * 64, size=lambda lens: lens.nbytes())
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
 ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
@@ -359,13 +361,23 @@ def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | No
 # --- values derived from a view's Trace -----------------------------------------------------
 
 
-def get_logit_lens(view: View) -> LogitLens:
-    """The logit lens of the view's Trace, computed once per (model, text)."""
+def get_logit_lens(view: View, positions: Iterable[int] | None = None) -> LogitLens:
+    """The logit lens of the view's Trace at `positions` (default: every position): computed
+    in aligned blocks of positions (`lens_blocks`), each block once per (model, text), so a
+    page pays only for the positions it shows and a window moved back is free. The result
+    holds the blocks' positions, a superset of `positions` (`LogitLens.column`)."""
+    trace = view.trace
+    wanted = range(trace.n_tokens) if positions is None else positions
+    parts = []
+    for block in lens_blocks(wanted, trace.n_tokens):
 
-    def compute() -> LogitLens:
-        return logit_lens(view.trace, view.loaded.model)
+        def compute(block: range = block) -> LogitLens:
+            return logit_lens(trace, view.loaded.model, positions=block)
 
-    return _of_view(LENSES, view, (), compute, _("Reading every layer (logit lens)…"))
+        parts.append(
+            _of_view(LENSES, view, (block.start,), compute, _("Reading every layer (logit lens)…"))
+        )
+    return merge_lenses(parts)
 
 
 def get_head_scores(view: View) -> HeadScores:
