@@ -205,34 +205,30 @@ except (CheckpointError, OSError) as err:
     st.stop()
 pattern = snap.trace.get("attn.hook_pattern", layer)
 note = STEP_NOTES.get(step, FINAL_NOTE if step == manifest.final_step else "")
-left, right = st.columns([3, 2])
-with left:
-    chart(
-        fig_att.pattern_heatmap(
-            pattern[head],
-            snap.trace.get("attn.hook_attn_scores", layer)[head],
-            snap.trace.token_strs,
-            _("Step {step}: layer {layer}, head {head}").format(
-                step=f"{step:,}", layer=layer, head=head
-            ),
+st.markdown(_("**Step {step}.** {note}").format(step=f"{step:,}", note=_(note) if note else ""))
+chart(
+    fig_att.pattern_heatmap(
+        pattern[head],
+        snap.trace.get("attn.hook_attn_scores", layer)[head],
+        snap.trace.token_strs,
+        _("Step {step}: layer {layer}, head {head}").format(
+            step=f"{step:,}", layer=layer, head=head
         ),
-        key="learning_map_chart",
+    ),
+    key="learning_map_chart",
+)
+st.caption(
+    _(
+        "Try a text that repeats itself (a lecture preset, or any sentence typed twice) and "
+        "head 1.0: at step 0 its map is nearly uniform over the tokens before each query; "
+        "by the end, tokens of the second copy look at the token after their twin in the "
+        "first copy (a diagonal stripe one place right of the copy's start)."
     )
-with right:
-    st.markdown(_("**Step {step}.** {note}").format(step=f"{step:,}", note=_(note) if note else ""))
-    st.markdown(
-        _(
-            "Try a text that repeats itself (a lecture preset, or any sentence typed twice) and "
-            "head 1.0: at step 0 its map is nearly uniform over the tokens before each query; "
-            "by the end, tokens of the second copy look at the token after their twin in the "
-            "first copy (a diagonal stripe one place right of the copy's start)."
-        )
+    + " "
+    + _("As a model: “{label}” in the model box (every page can show it).").format(
+        label=model_label(model_id)
     )
-    st.caption(
-        _("As a model: “{label}” in the model box (every page can show it).").format(
-            label=model_label(model_id)
-        )
-    )
+)
 
 rows = []
 for s in steps:

@@ -26,7 +26,7 @@ def _mark(
     step: int | None,
     rows: int = 0,
 ) -> None:
-    """Shade the phase change `band` [start, end] (steps) with `band_label` above it (on the
+    """Shade the phase change `band` [start, end] (steps), `band_label` at its left (top of the
     first panel), and draw a dotted vertical line at `step` (None: none), on every panel of
     `fig` (`rows`: its number of stacked panels; 0 for a figure without subplots)."""
     where: dict = {"row": "all", "col": 1} if rows else {}
@@ -34,13 +34,14 @@ def _mark(
         fig.add_vrect(
             x0=band[0], x1=band[1], fillcolor=BAND_COLOUR, line_width=0, layer="below", **where
         )
-        fig.add_annotation(
-            x=(band[0] + band[1]) / 2,
+        fig.add_annotation(  # left of the band, at the top: the curves there sit lower
+            x=band[0],
             y=1.0,
             xref="x",
             yref="y domain" if rows else "paper",
-            yanchor="bottom",
-            text=band_label,
+            xanchor="right",
+            yanchor="top",
+            text=band_label + " →",
             showarrow=False,
             font={"size": 13, "color": "#8a5a00"},
         )

@@ -53,7 +53,7 @@ def test_loss_curves_are_the_stored_history(card: dict) -> None:
     assert len(spec["data"]) == 4  # no training-loss curve: the run recorded none
     shapes = spec["layout"]["shapes"]
     assert any(s.get("x0") == 12000 and s.get("x1") == 12500 for s in shapes)  # the band
-    assert "phase change" in [a["text"] for a in spec["layout"]["annotations"]]
+    assert "phase change →" in [a["text"] for a in spec["layout"]["annotations"]]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
