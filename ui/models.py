@@ -83,6 +83,15 @@ def snapshot_step(model_id: str) -> int | None:
     return step if manifest.snapshot(step) is not None and str(step) == raw else None
 
 
+def canonical_model_id(model_id: str) -> str:
+    """ "bundled" for "bundled@FINAL" (the last step of the run is the bundled model itself);
+    any other id unchanged."""
+    manifest = snapshot_manifest()
+    if manifest is not None and model_id == f"{SNAPSHOT_PREFIX}{manifest.final_step}":
+        return "bundled"
+    return model_id
+
+
 def snapshot_models() -> list[str]:
     """The ids of every shipped snapshot, in step order ("bundled@0", "bundled@1000", ...)."""
     manifest = snapshot_manifest()

@@ -115,3 +115,15 @@ def test_history_is_the_config_jsons() -> None:
     assert history.val_loss["en"].tolist() == [e["val_loss_en"] for e in card["state"]["history"]]
     assert history.induction.shape == (len(card["curve"]), 2, 4)
     assert history_of({"inside_gpt": {"tokenizer": {}}}) is None
+
+
+def test_load_names_a_snapshot_by_step_the_last_one_is_bundled() -> None:
+    """`engine.checkpoints.load` (the command line's --model) takes "bundled@STEP"."""
+    from engine.checkpoints import CheckpointError, load
+
+    assert load("bundled@12200").name == "bundled@12200"
+    assert load("bundled@12200").stored_dtype == "float16"
+    assert load("bundled@20000").name == "bundled"  # the shipped model is the last step
+    for bad in ("bundled@5", "bundled@012200", "bundled@x"):
+        with pytest.raises(CheckpointError, match="12200"):
+            load(bad)

@@ -143,3 +143,11 @@ def test_an_unknown_training_step_in_a_link_is_refused_politely(asked: str) -> N
     assert at.session_state["text"] == "keep this text"
     shown = " ".join(w.value for w in at.warning)
     assert "12,000" in shown and "20,000" in shown  # the steps this server ships
+
+
+def test_a_link_to_the_last_step_opens_the_bundled_model() -> None:
+    at = new_app({"text": "hello there", "model": "bundled@20000"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.session_state["model_id"] == "bundled"
