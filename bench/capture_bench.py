@@ -43,8 +43,14 @@ import torch  # noqa: E402
 from engine.capture import run_with_trace  # noqa: E402
 from engine.checkpoints import random_model  # noqa: E402
 from engine.config import PRESETS, GPTConfig  # noqa: E402
+from engine.figures.output import lens_positions, lens_window_start  # noqa: E402
 from engine.lens.heads import head_scores  # noqa: E402
-from engine.lens.logit_lens import logit_lens  # noqa: E402
+from engine.lens.logit_lens import (  # noqa: E402
+    lens_blocks,
+    lens_token_probs,
+    logit_lens,
+    merge_lenses,
+)
 from engine.model import GPT  # noqa: E402
 from engine.tokenizer import Tokenizer, cl100k_truncated  # noqa: E402
 
@@ -52,7 +58,11 @@ from engine.tokenizer import Tokenizer, cl100k_truncated  # noqa: E402
 ENGINE_PLAIN = "engine plain"
 ENGINE_TRACE = "engine trace+heads"
 ENGINE_TRACE16 = "engine trace+heads fp16"
-ENGINE_LENS = "engine lens"
+# The logit lens: what the Output page computes on its first visit (the blocks of 16 positions
+# holding its window and selected position, and that position's full distributions), and the
+# lens over every position (nothing hidden); the HF lens is always over every position.
+ENGINE_LENS = "engine lens (page)"
+ENGINE_LENS_ALL = "engine lens (all T)"
 HF_PLAIN = "HF plain (sdpa)"
 HF_ATTN = "HF attn+hidden (eager)"
 HF_LENS = "HF lens"
@@ -74,6 +84,7 @@ ALL_CASES = (
     ENGINE_TRACE,
     ENGINE_TRACE16,
     ENGINE_LENS,
+    ENGINE_LENS_ALL,
     HF_PLAIN,
     HF_ATTN,
     HF_LENS,
@@ -120,6 +131,33 @@ def forward_flops(cfg: GPTConfig, T: int) -> int:
 def lens_flops(cfg: GPTConfig, T: int) -> int:
     """Matmul FLOPs of the logit lens: every residual (embeddings + each block) times W_U."""
     return (cfg.n_layer + 1) * T * 2 * cfg.d_model * cfg.vocab_size
+
+
+def page_lens_plan(T: int) -> tuple[int, list[range]]:
+    """What the Output page reads on its first visit to a text of T tokens: its selected
+    position (the last one with a next token) and the lens blocks holding its window and that
+    position (`ui.cache.get_logit_lens`)."""
+    pos = max(0, T - 2)
+    start = lens_window_start(T, pos)
+    return pos, lens_blocks(lens_positions(T, start, pos), T)
+
+
+def page_lens_flops(cfg: GPTConfig, T: int) -> int:
+    """Matmul FLOPs of the page's lens work: its blocks' cells (the followed token's
+    probabilities add a [rows, d] x [d, 64] product, not counted)."""
+    _pos, blocks = page_lens_plan(T)
+    cells = (cfg.n_layer + 1) * sum(len(b) for b in blocks)
+    return cells * 2 * cfg.d_model * cfg.vocab_size
+
+
+def page_lens(trace: Any, model: GPT, k: int = 10) -> tuple[Any, np.ndarray]:
+    """The Output page's lens work on a first visit: each block computed on its own (as the
+    app's cache computes them), merged, and the followed token's probability in every layer
+    at the selected position (the real next token, the chart's first choice)."""
+    pos, blocks = page_lens_plan(trace.n_tokens)
+    lens = merge_lenses([logit_lens(trace, model, k=k, positions=b) for b in blocks])
+    target = int(trace.token_ids[min(pos + 1, trace.n_tokens - 1)])
+    return lens, lens_token_probs(trace, model, lens, pos, target)
 
 
 def matmul_gflops(size: tuple[int, int, int] = MATMUL_SIZE, reps: int = 3) -> float:
@@ -332,9 +370,12 @@ def make_cases(
             del cases[ENGINE_GET_FIRST]
         if ENGINE_GET_CACHED not in wanted:
             del cases[ENGINE_GET_CACHED]
-    if ENGINE_LENS in wanted:
+    if ENGINE_LENS in wanted or ENGINE_LENS_ALL in wanted:
         trace = run_with_trace(models.engine, models.tokenizer, ids)
-        cases[ENGINE_LENS] = lambda: logit_lens(trace, models.engine, k=LENS_K)
+        if ENGINE_LENS in wanted:
+            cases[ENGINE_LENS] = lambda: page_lens(trace, models.engine, k=LENS_K)
+        if ENGINE_LENS_ALL in wanted:
+            cases[ENGINE_LENS_ALL] = lambda: logit_lens(trace, models.engine, k=LENS_K)
     if HF_PLAIN in wanted and models.hf_sdpa is not None:
         cases[HF_PLAIN] = no_grad(lambda: models.hf_sdpa(x, use_cache=False).logits)
     if HF_ATTN in wanted and models.hf_eager is not None:
@@ -456,21 +497,28 @@ RATIOS: dict[str, tuple[str, str]] = {
     "engine trace fp16 / HF attn+hidden": (ENGINE_TRACE16, HF_ATTN),
     "engine trace fp16 / TL cache": (ENGINE_TRACE16, TL_CACHE),
     "engine lens / HF lens": (ENGINE_LENS, HF_LENS),
+    "engine lens all T / HF lens": (ENGINE_LENS_ALL, HF_LENS),
     "HF attn+hidden / HF plain": (HF_ATTN, HF_PLAIN),
     "TL cache / HF plain": (TL_CACHE, HF_PLAIN),
     "TL bridge cache / HF plain": (TLB_CACHE, HF_PLAIN),
 }
-# Ratios to the ideal (FLOPs / that round's matmul rate): name -> (case, "forward" | "lens").
+# Ratios to the ideal (FLOPs / that round's matmul rate): name -> (case, kind of FLOPs).
 IDEAL_RATIOS: dict[str, tuple[str, str]] = {
     "engine plain / ideal": (ENGINE_PLAIN, "forward"),
     "HF plain / ideal": (HF_PLAIN, "forward"),
-    "engine lens / lens ideal": (ENGINE_LENS, "lens"),
+    "engine lens / lens ideal": (ENGINE_LENS, "lens page"),
+    "engine lens all T / lens ideal": (ENGINE_LENS_ALL, "lens"),
+    "HF lens / lens ideal": (HF_LENS, "lens"),
 }
 
 
 def summarise(cfg: GPTConfig, T: int, timings: Timings) -> dict[str, Any]:
     """Medians of times, ratios within rounds, and ratios to the per-round ideal."""
-    flops = {"forward": forward_flops(cfg, T), "lens": lens_flops(cfg, T)}
+    flops = {
+        "forward": forward_flops(cfg, T),
+        "lens": lens_flops(cfg, T),
+        "lens page": page_lens_flops(cfg, T),
+    }
     ideal = {
         kind: [f / (g * 1e9) for g in timings.gflops] for kind, f in flops.items()
     }  # seconds per round

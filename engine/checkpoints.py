@@ -616,7 +616,21 @@ def bundled_n_ranks() -> int:
 
 
 def load(spec: str, models_dir: str | Path | None = None) -> LoadedModel:
-    """`bundled`, `random` (the bundled shape, seeded, untrained) or a directory path."""
+    """`bundled`, `bundled@STEP` (one of its shipped training snapshots, `engine.snapshots`),
+    `random` (the bundled shape, seeded, untrained) or a directory path."""
+    if spec.startswith("bundled@"):
+        from engine.snapshots import load_snapshot, read_manifest  # it imports this module
+
+        manifest = read_manifest()
+        raw = spec[len("bundled@") :]
+        snap = manifest.snapshot(int(raw)) if manifest and raw.isdigit() else None
+        if manifest and raw == str(manifest.final_step):
+            spec = "bundled"  # the last step is the bundled model itself
+        elif snap is None or str(snap.step) != raw:
+            steps = ", ".join(str(s) for s in manifest.steps) if manifest else "none"
+            raise CheckpointError(f"no snapshot {spec!r} is shipped (steps: {steps})")
+        else:
+            return load_snapshot(snap)
     if spec == "bundled":
         if (BUNDLED_DIR / "config.json").is_file():
             return load_directory(BUNDLED_DIR, name="bundled")

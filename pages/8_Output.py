@@ -9,7 +9,7 @@ import streamlit as st
 from engine.figures import output as fig_out
 from engine.figures.common import shown as as_text
 from engine.lens import article as lens_article
-from engine.lens.logit_lens import lens_distribution
+from engine.lens.logit_lens import lens_token_probs
 from engine.sampling import (
     MAX_TEMPERATURE,
     SamplingSettings,
@@ -161,7 +161,6 @@ with st.expander(_("The article's output step: {code}").format(code="`output.arg
     )
 
 st.subheader(_("The logit lens: what each layer would predict"))
-lens = get_logit_lens(view)
 st.markdown(
     _(
         "Stop the model after any layer, send that layer's residual through the final layer "
@@ -183,12 +182,14 @@ if not cfg.tie_word_embeddings:
     )
 if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session_state:
     # first visit: open the window on the selected position
-    st.session_state["output_lens_window"] = max(
-        0, min(trace.n_tokens - fig_out.LENS_AXIS, pos - fig_out.LENS_AXIS // 2)
-    )
+    st.session_state["output_lens_window"] = fig_out.lens_window_start(trace.n_tokens, pos)
 lens_start = axis_window(
     trace.n_tokens, _("Positions"), key="output_lens_window", size=fig_out.LENS_AXIS
 )
+# only the positions this page shows: the window and the selected position (16 or 17 of
+# 1,024 at T=1,024), computed and cached in blocks of 16 positions (ui.cache.get_logit_lens)
+lens = get_logit_lens(view, fig_out.lens_positions(trace.n_tokens, lens_start, pos))
+col = lens.column(pos)
 chart(
     fig_out.lens_heatmap(lens, trace.token_strs, display, start=lens_start),
     key="output_lens",
@@ -213,7 +214,7 @@ with right:
     rows = cfg.n_layer + 1
     candidates: list[int] = []
     for r in range(rows - 1, -1, -1):
-        for i in lens.top_ids[r, pos, :5]:
+        for i in lens.top_ids[r, col, :5]:
             if int(i) not in candidates:
                 candidates.append(int(i))
     if pos + 1 < trace.n_tokens and int(trace.token_ids[pos + 1]) not in candidates:
@@ -239,7 +240,9 @@ with right:
                         first=markdown_literal(display(target)),
                     )
                 )
-    target_probs = np.array([lens_distribution(trace, model, r, pos)[target] for r in range(rows)])
+    # the token's logit in every layer over each cell's stored log-sum-exp (no full
+    # distribution needed)
+    target_probs = lens_token_probs(trace, model, lens, pos, target)
     chart(
         fig_out.target_figure(target_probs, fig_out.layer_names(lens), display(target)),
         key="output_target_chart",
@@ -249,13 +252,13 @@ st.dataframe(
     pd.DataFrame(
         {
             _("residual after"): fig_out.layer_names(lens),
-            _("top guess"): [display(int(i)) for i in lens.top_ids[:, pos, 0]],
-            _("its p"): [as_text(p, "{:.4f}") for p in lens.top_probs[:, pos, 0]],
-            _("real next token's p"): [as_text(p, "{:.4f}") for p in lens.next_prob[:, pos]],
+            _("top guess"): [display(int(i)) for i in lens.top_ids[:, col, 0]],
+            _("its p"): [as_text(p, "{:.4f}") for p in lens.top_probs[:, col, 0]],
+            _("real next token's p"): [as_text(p, "{:.4f}") for p in lens.next_prob[:, col]],
             _("its rank (0 = top)"): [
-                as_text(r, "{:.0f}") if r >= 0 else "–" for r in lens.next_rank[:, pos]
+                as_text(r, "{:.0f}") if r >= 0 else "–" for r in lens.next_rank[:, col]
             ],
-            _("entropy (nats)"): [as_text(h, "{:.3f}") for h in lens.entropy[:, pos]],
+            _("entropy (nats)"): [as_text(h, "{:.3f}") for h in lens.entropy[:, col]],
         }
     ),
     hide_index=True,

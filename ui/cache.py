@@ -4,24 +4,25 @@ and the text. Every session gets the same object, never a copy; the first sessio
 computes it while the others wait for it. Values are read-only: a Trace's arrays always are, and
 the arrays of a derived value are made so when it enters its cache.
 
-Models (4), Traces (16, and three quarters of INSIDE_GPT_CACHE_MB for what each lazy Trace
-stores: its residual stream), the blocks and logits that lazy Traces recompute on demand (one
-`engine.trace.UnitCache` shared by all of them, the last quarter), and per Trace the logit
-lens, the head scores, the token groups and the BPE steps (16 each), Dropout's seeded passes
-(8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's last-window logits (8), and
-page 10's interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB), patching sweeps (16)
-and attributions (32). Streamlit's st.cache_data would unpickle a copy per session, and
-st.cache_resource hold models apart from
+Models (4, and 8 of the bundled model's training snapshots), Traces (16, and three quarters
+of INSIDE_GPT_CACHE_MB for what each lazy Trace stores: its residual stream), the blocks and
+logits that lazy Traces recompute on demand (one `engine.trace.UnitCache` shared by all of
+them, the last quarter), and per Trace the logit lens, the head scores, the token groups and
+the BPE steps (16 each), Dropout's seeded passes (8, and a budget of INSIDE_GPT_CACHE_MB of
+their own), Generate's last-window logits (8), and page 10's interventions: knock-outs (8, a
+quarter of INSIDE_GPT_CACHE_MB), patching sweeps (16) and attributions (32). Streamlit's
+st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
 everything else; neither is used."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import streamlit as st
 
 from engine.capture import lazy_trace_nbytes, run_with_trace
-from engine.checkpoints import CheckpointError, LoadedModel
+from engine.checkpoints import BUNDLED_DIR, CheckpointError, LoadedModel
 from engine.dropout_demo import dropout_pass
 from engine.interventions import (
     Ablation,
@@ -41,8 +42,9 @@ from engine.interventions import (
     knock_out,
 )
 from engine.lens.heads import HeadScores, head_scores
-from engine.lens.logit_lens import LogitLens, logit_lens
+from engine.lens.logit_lens import LogitLens, lens_blocks, logit_lens, merge_lenses
 from engine.sampling import last_logits
+from engine.snapshots import TrainingHistory, read_history
 from engine.tokenizer import EncodeSteps, TokenGroup
 from engine.trace import Trace, UnitCache
 from ui.i18n import _
@@ -53,6 +55,7 @@ from ui.models import (
     model_base_key,
     model_key,
     model_offered,
+    snapshot_step,
 )
 from ui.settings import cache_budget_bytes, max_tokens
 from ui.state import View
@@ -166,6 +169,9 @@ class SharedCache:
 
 
 MODELS = SharedCache(4)
+# The bundled model's training snapshots ("bundled@STEP", 10 MB each in float32): the Learning
+# page runs several on one text, so they have their own cache and never push a user's model out.
+SNAPSHOT_MODELS = SharedCache(8)
 # A Trace is lazy (engine.capture.run_with_trace): TRACES counts what it stores (the embeddings
 # and the residual stream); the blocks' other sites and the logits it computes on demand are
 # kept in UNITS, one byte-bounded LRU shared by every Trace. Together: INSIDE_GPT_CACHE_MB.
@@ -176,7 +182,9 @@ TRACES = SharedCache(
     size=lambda t: t.max_resident_nbytes(),
     on_drop=lambda t: t.acts.clear() if t.is_lazy else None,  # its units leave UNITS too
 )
-LENSES = SharedCache(TRACE_CACHE_ENTRIES)
+# blocks of the logit lens (engine.lens.logit_lens.lens_blocks): up to 64 per text (T=1,024),
+# about 30 KB each on GPT-2 small
+LENSES = SharedCache(TRACE_CACHE_ENTRIES * 64, size=lambda lens: lens.nbytes())
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
 ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
@@ -256,10 +264,11 @@ def load_model(model_id: str) -> LoadedModel:
             _KEY_OF[loaded] = key
             outdated, _CURRENT_KEY[base] = _CURRENT_KEY.get(base), key
         if outdated is not None and outdated != key:
-            MODELS.forget(outdated)
+            cache.forget(outdated)
         return loaded
 
-    return MODELS.get(key, compute, _busy(_("Loading the model…")))
+    cache = SNAPSHOT_MODELS if snapshot_step(model_id) is not None else MODELS
+    return cache.get(key, compute, _busy(_("Loading the model…")))
 
 
 def _load_with_bar(model_id: str, repo: str) -> LoadedModel:
@@ -356,16 +365,54 @@ def get_trace(model_id: str, text: str, loaded: LoadedModel, ids: list[int] | No
     return TRACES.get(cache_key, compute, _busy(_("Running the model on your text…")))
 
 
+def training_history() -> TrainingHistory | None:
+    """The bundled model's recorded training history (`engine.snapshots.read_history`), read
+    once per version of its config.json (a 266 KB file); None when it records none."""
+    try:
+        stamp = (BUNDLED_DIR / "config.json").stat().st_mtime_ns
+    except OSError:
+        return None
+    return _history(stamp)
+
+
+@functools.lru_cache(maxsize=1)
+def _history(stamp: int) -> TrainingHistory | None:
+    """`read_history` for the config.json modification time `stamp` (the cache key)."""
+    return read_history(BUNDLED_DIR)
+
+
+def snapshot_view(view: View, model_id: str) -> View:
+    """The view's text and selection on another model (a training snapshot): its model loaded
+    and its Trace computed through the caches (once per snapshot and text), so the Learning
+    page's map at a step is `run_with_trace` of that snapshot. The text is re-read with that
+    model's tokenizer; raises CheckpointError (or OSError) when it cannot be loaded."""
+    loaded = load_model(model_id)
+    trace = get_trace(model_id, view.trace.prompt, loaded)
+    return dataclasses.replace(
+        view, trace=trace, loaded=loaded, model_id=model_id, pos=min(view.pos, trace.n_tokens - 1)
+    )
+
+
 # --- values derived from a view's Trace -----------------------------------------------------
 
 
-def get_logit_lens(view: View) -> LogitLens:
-    """The logit lens of the view's Trace, computed once per (model, text)."""
+def get_logit_lens(view: View, positions: Iterable[int] | None = None) -> LogitLens:
+    """The logit lens of the view's Trace at `positions` (default: every position): computed
+    in aligned blocks of positions (`lens_blocks`), each block once per (model, text), so a
+    page pays only for the positions it shows and a window moved back is free. The result
+    holds the blocks' positions, a superset of `positions` (`LogitLens.column`)."""
+    trace = view.trace
+    wanted = range(trace.n_tokens) if positions is None else positions
+    parts = []
+    for block in lens_blocks(wanted, trace.n_tokens):
 
-    def compute() -> LogitLens:
-        return logit_lens(view.trace, view.loaded.model)
+        def compute(block: range = block) -> LogitLens:
+            return logit_lens(trace, view.loaded.model, positions=block)
 
-    return _of_view(LENSES, view, (), compute, _("Reading every layer (logit lens)…"))
+        parts.append(
+            _of_view(LENSES, view, (block.start,), compute, _("Reading every layer (logit lens)…"))
+        )
+    return merge_lenses(parts)
 
 
 def get_head_scores(view: View) -> HeadScores:

@@ -145,6 +145,7 @@ MAIN_CHART = {
     "output": "output_top_tokens",
     "generate": "generate_distribution",
     "intervene": "intervene_ko_probs",  # once something is knocked out (a preset or `ablate=`)
+    "learning": "learning_map_chart",  # the chosen head at the slider's step
 }
 LECTURE_MAIN_HEIGHT = 460  # px: 720 minus the app header, the control bar and margins
 _SLOT = "_lecture_slot"  # session state: (stage id, the container of the main figure), per run
@@ -222,6 +223,16 @@ SPEAKER_NOTES = {
         "**Point at:** the real next token's probability before and after, and the loss on "
         "the second copy rising.\n\n"
         "**Preset:** the knock-out preset *Copy heads 1.0 and 1.1 off on a repeated line*."
+    ),
+    "learning": N_(
+        "**Say:** nobody programmed these heads; they appeared during training. Step 0 is the "
+        "random start; the previous-token head forms slowly, the induction heads suddenly, in "
+        "the shaded phase change.\n\n"
+        "**Point at:** head 1.0 at step 0 (a blur) and at step 20,000 (a stripe: each token of "
+        "the second copy looks at the token after its twin); then the induction curve jumping "
+        "inside the band.\n\n"
+        "**Preset:** *Repeated line (induction)*, head 1.0; drag the step slider from 0 to "
+        "20,000."
     ),
 }
 

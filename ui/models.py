@@ -4,6 +4,7 @@ model's tokenizer or weights for a page (pages call these, never the tokenizer o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from engine.checkpoints import (
 )
 from engine.config import PRESETS
 from engine.hub import SIDE_FILES, Progress, fetch
+from engine.snapshots import MANIFEST_NAME, SNAPSHOTS_DIR, Manifest, load_snapshot, read_manifest
 from engine.tokenizer import cl100k_truncated
 from ui.i18n import _
 from ui.settings import (
@@ -40,6 +42,60 @@ torch.set_num_threads(torch_threads())
 
 
 HUB_PREFIX = "hf:"  # a Hub model's id in the app (and its links): "hf:owner/name"
+SNAPSHOT_PREFIX = "bundled@"  # a training snapshot of the bundled model: "bundled@12000"
+
+
+def snapshot_manifest() -> Manifest | None:
+    """The bundled model's shipped training snapshots (`engine.snapshots`), None without any;
+    read again only when the manifest file changes (it is asked for on every run)."""
+    try:
+        stamp = (SNAPSHOTS_DIR / MANIFEST_NAME).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _manifest(stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _manifest(stamp: int) -> Manifest | None:
+    """`read_manifest` for the manifest file's modification time `stamp` (the cache key)."""
+    return read_manifest()
+
+
+def snapshot_id(step: int) -> str:
+    """The model id of the bundled model at training step `step`; the final step is the bundled
+    model itself ("bundled")."""
+    manifest = snapshot_manifest()
+    if manifest is not None and step == manifest.final_step:
+        return "bundled"
+    return f"{SNAPSHOT_PREFIX}{step}"
+
+
+def snapshot_step(model_id: str) -> int | None:
+    """The training step a model id "bundled@STEP" names, if this server ships that snapshot;
+    None for any other id (an unknown step included)."""
+    if not model_id.startswith(SNAPSHOT_PREFIX):
+        return None
+    raw = model_id[len(SNAPSHOT_PREFIX) :]
+    manifest = snapshot_manifest()
+    if manifest is None or not raw.isascii() or not raw.isdigit():
+        return None
+    step = int(raw)
+    return step if manifest.snapshot(step) is not None and str(step) == raw else None
+
+
+def canonical_model_id(model_id: str) -> str:
+    """ "bundled" for "bundled@FINAL" (the last step of the run is the bundled model itself);
+    any other id unchanged."""
+    manifest = snapshot_manifest()
+    if manifest is not None and model_id == f"{SNAPSHOT_PREFIX}{manifest.final_step}":
+        return "bundled"
+    return model_id
+
+
+def snapshot_models() -> list[str]:
+    """The ids of every shipped snapshot, in step order ("bundled@0", "bundled@1000", ...)."""
+    manifest = snapshot_manifest()
+    return [] if manifest is None else [snapshot_id(s.step) for s in manifest.snapshots]
 
 
 def hub_repo(model_id: str) -> str | None:
@@ -50,17 +106,21 @@ def hub_repo(model_id: str) -> str | None:
 
 
 def available_models() -> list[str]:
-    """ "bundled", "random", every folder under the models directory with a config.json, then
-    the Hub models the operator lists (INSIDE_GPT_HUB_MODELS), as "hf:owner/name"."""
+    """ "bundled", its training snapshots ("bundled@STEP"), "random", every folder under the
+    models directory with a config.json, then the Hub models the operator lists
+    (INSIDE_GPT_HUB_MODELS), as "hf:owner/name"."""
     found: list[str] = []
     folder = models_dir()
     if folder.is_dir():
         found = sorted(
             p.name
             for p in folder.iterdir()
-            if (p / "config.json").is_file() and p.name not in ("bundled", "random")
+            if (p / "config.json").is_file()
+            and p.name not in ("bundled", "random")
+            and not p.name.startswith(SNAPSHOT_PREFIX)
         )
-    return ["bundled", "random", *found, *(HUB_PREFIX + r for r in hub_models())]
+    hub = [HUB_PREFIX + r for r in hub_models()]
+    return ["bundled", *snapshot_models(), "random", *found, *hub]
 
 
 def model_label(model_id: str) -> str:
@@ -71,6 +131,11 @@ def model_label(model_id: str) -> str:
         return _("bundled (not trained yet: random weights)")
     if model_id == "random":
         return _("random (same shape, untrained)")
+    step = snapshot_step(model_id)
+    if step == 0:
+        return _("bundled, step 0 (initialisation)")
+    if step is not None:
+        return _("bundled, step {step}").format(step=f"{step:,}")
     if model_id.startswith(HUB_PREFIX):
         return _("{repo} (Hugging Face Hub)").format(repo=model_id[len(HUB_PREFIX) :])
     return model_id
@@ -86,6 +151,11 @@ def model_folder(model_id: str) -> Path | None:
         return None
     if model_id == "bundled":
         return BUNDLED_DIR
+    step = snapshot_step(model_id)
+    if step is not None:
+        manifest = snapshot_manifest()
+        assert manifest is not None
+        return manifest.snapshot(step).folder  # type: ignore[union-attr]  # None: step 0
     path = Path(model_id)
     return path if path.is_absolute() else models_dir() / model_id
 
@@ -140,9 +210,14 @@ def model_key(model_id: str) -> str:
 def model_offered(model_id: str) -> bool:
     """Whether this server offers `model_id`: bundled, random, a folder name listed under the
     models directory, or (only when the operator allows paths) an absolute directory path.
-    Anything else, `../x` or `/etc` from a link included, is refused before any file is read."""
+    Anything else, `../x` or `/etc` from a link included, is refused before any file is read;
+    so is a snapshot "bundled@STEP" at a step this server does not ship."""
     if model_id in ("bundled", "random") or hub_repo(model_id):
         return True
+    if snapshot_step(model_id) is not None:
+        return True
+    if model_id.startswith(SNAPSHOT_PREFIX):
+        return False
     if model_id.startswith(HUB_PREFIX):
         return False
     if allow_paths() and Path(model_id).is_absolute():
@@ -181,6 +256,11 @@ def _read_model(model_id: str, progress: Progress | None) -> LoadedModel:
         )
     if model_id in ("bundled", "random"):
         return load(model_id)
+    step = snapshot_step(model_id)
+    if step is not None:
+        manifest = snapshot_manifest()
+        assert manifest is not None
+        return load_snapshot(manifest.snapshot(step))  # type: ignore[arg-type]
     path = Path(model_id)
     if not path.is_absolute():
         path = models_dir() / model_id

@@ -126,6 +126,15 @@ STAGES: tuple[Stage, ...] = (
         N_("switch heads off, patch, attribute"),
         "pages/10_Intervene.py",
     ),
+    # The model during its training: snapshots of the bundled model's run (issue 18).
+    Stage(
+        "learning",
+        11,
+        N_("Learning: the model during training"),
+        N_("Learning"),
+        N_("watch the heads form over training"),
+        "pages/11_Learning.py",
+    ),
 )
 STAGE_BY_ID: dict[str, Stage] = {s.id: s for s in STAGES}
 # Stages drawn once per layer, in walk order: the walk repeats them for every block.

@@ -20,7 +20,7 @@ from engine.checkpoints import LoadedModel
 from engine.trace import Trace
 from ui.i18n import LANG_KEY, LANGUAGES, SOURCE_LANGUAGE, _, browser_language, normalize_language
 from ui.lecture import present_params
-from ui.models import model_offered
+from ui.models import SNAPSHOT_PREFIX, canonical_model_id, model_offered, snapshot_manifest
 from ui.settings import MAX_TEXT_CHARS
 from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
 
@@ -170,8 +170,19 @@ def adopt_query_params() -> tuple[list[str], dict[str, int]]:
         elif key == "ids":
             ss["ids"] = raw  # checked against the text and the model by `shared_ids`
         elif key == "model_id":
+            raw = canonical_model_id(raw)  # "bundled@20000" is "bundled"
             if model_offered(raw):
                 ss["model_id"] = raw
+            elif raw.startswith(SNAPSHOT_PREFIX) and (manifest := snapshot_manifest()):
+                notices.append(
+                    _(
+                        "The link asks for the bundled model at training step “{step}”, but this "
+                        "server ships it only at steps {steps}; showing the current model instead."
+                    ).format(
+                        step=quoted(raw[len(SNAPSHOT_PREFIX) :], 20),
+                        steps=", ".join(f"{step:,}" for step in manifest.steps),
+                    )
+                )
             else:
                 notices.append(
                     _(

@@ -41,6 +41,20 @@ CELL_CHARS = 6  # longer words are cut in the cell (hover shows them whole)
 HOVER_TOP = 5
 
 
+def lens_window_start(n_tokens: int, pos: int, size: int = LENS_AXIS) -> int:
+    """Where the lens window opens on a first visit: on the selected position `pos`, about
+    centred, clamped to the text."""
+    return max(0, min(n_tokens - size, pos - size // 2))
+
+
+def lens_positions(n_tokens: int, start: int, pos: int, size: int = LENS_AXIS) -> list[int]:
+    """The positions the Output page reads from the logit lens: the window of `size` starting
+    at `start` (clamped as `lens_heatmap` clamps it) and the selected position `pos` (its
+    next-token curves and table). At T=1,024 that is 16 or 17 of 1,024 positions."""
+    span = window(n_tokens, start, size)
+    return sorted({*range(span.start, span.stop), int(pos)})
+
+
 def _model_bars(labels: list[str], probs: np.ndarray) -> go.Bar:
     """The model's own probabilities (temperature 1) of the listed tokens, as horizontal bars
     (grey, beside the distribution actually sampled from)."""
@@ -99,12 +113,13 @@ def probability_range(*arrays: np.ndarray) -> list[float]:
 
 
 def lens_hover(lens: LogitLens, display: Display, lo: int, hi: int) -> np.ndarray:
-    """[rows, hi - lo] hover strings: the top 5 tokens of each lens cell with probabilities."""
+    """[rows, hi - lo] hover strings: the top 5 tokens of each lens cell with probabilities,
+    for Trace positions lo..hi-1."""
     k = min(HOVER_TOP, lens.top_ids.shape[-1])
     rows = lens.top_ids.shape[0]
     out = np.empty((rows, hi - lo), dtype=object)
     for r in range(rows):
-        for c, t in enumerate(range(lo, hi)):
+        for c, t in enumerate(lens.columns(range(lo, hi))):
             out[r, c] = "<br>".join(
                 f"{j + 1}. {plotly_text(display(int(lens.top_ids[r, t, j])))}  "
                 f"{lens.top_probs[r, t, j]:.3f}"
@@ -121,13 +136,15 @@ def lens_heatmap(
     size: int = LENS_AXIS,
 ) -> go.Figure:
     """Layers (rows) x positions (columns): each cell names the lens's top next token and is
-    coloured by its probability; hover lists the top 5."""
-    T = lens.top_ids.shape[1]
+    coloured by its probability; hover lists the top 5. The window of `size` positions from
+    `start` (of `len(token_strs)`) must be among the positions `lens` holds (ValueError)."""
+    T = len(token_strs)
     span = window(T, start, size)
     lo, hi = span.start, span.stop
-    top = lens.top_probs[:, lo:hi, 0].astype(np.float64)
+    cols = lens.columns(range(lo, hi))  # the lens may hold only some positions
+    top = lens.top_probs[:, cols, 0].astype(np.float64)
     words = np.vectorize(lambda i: plotly_text(cell_word(display(int(i)))), otypes=[object])(
-        lens.top_ids[:, lo:hi, 0]
+        lens.top_ids[:, cols, 0]
     )
     fig = go.Figure(
         go.Heatmap(
@@ -155,19 +172,21 @@ def lens_heatmap(
 
 
 def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
-    """Probability and rank (0 = top) of the token that really comes next, layer by layer."""
+    """Probability and rank (0 = top) of the token that really comes next, layer by layer, at
+    Trace position `pos` (one the lens holds: ValueError otherwise)."""
     labels = layer_names(lens)
+    col = lens.column(pos)
     lines = (
         curve(
             labels,
-            lens.next_prob[:, pos],
+            lens.next_prob[:, col],
             _("probability"),
             PALETTE[0],
             "%{x}<br>p = %{y:.4f}<extra></extra>",
         ),
         curve(
             labels,
-            lens.next_rank[:, pos],
+            lens.next_rank[:, col],
             _("rank"),
             PALETTE[1],
             _("%{x}<br>rank %{y}<extra></extra>"),
@@ -245,6 +264,8 @@ __all__ = [
     "cell_word",
     "lens_heatmap",
     "lens_hover",
+    "lens_positions",
+    "lens_window_start",
     "next_token_figure",
     "sample_figure",
     "target_figure",

@@ -37,6 +37,11 @@ def test_flop_counts_follow_the_shapes() -> None:
     assert cb.lens_flops(cfg, T_) == 13 * 1024 * 2 * 768 * 50257
     # the lens over every layer and position costs about 3.3x the forward pass (DESIGN.md)
     assert 3.0 < cb.lens_flops(cfg, T_) / cb.forward_flops(cfg, T_) < 3.6
+    # the Output page's first visit at T=1024: one block of 16 positions (its window, which
+    # holds the selected position 1022)
+    pos, blocks = cb.page_lens_plan(T_)
+    assert pos == 1022 and blocks == [range(1008, 1024)]
+    assert cb.page_lens_flops(cfg, T_) == 13 * 16 * 2 * 768 * 50257
 
 
 def test_matmul_rate_is_a_real_positive_number() -> None:
@@ -59,6 +64,7 @@ def test_measure_times_every_case_in_every_round(models: cb.Models, ids: list[in
         cb.ENGINE_TRACE,
         cb.ENGINE_TRACE16,
         cb.ENGINE_LENS,
+        cb.ENGINE_LENS_ALL,
         cb.HF_PLAIN,
         cb.HF_ATTN,
         cb.HF_LENS,
@@ -80,6 +86,9 @@ def test_measure_times_every_case_in_every_round(models: cb.Models, ids: list[in
         "engine plain / HF plain",
         "engine trace / HF attn+hidden",
         "engine lens / HF lens",
+        "engine lens all T / HF lens",
+        "engine lens / lens ideal",
+        "engine lens all T / lens ideal",
     ):
         assert math.isfinite(summary["ratios"][name]) and summary["ratios"][name] > 0
     # a ratio is the median of per-round ratios, not a ratio of medians

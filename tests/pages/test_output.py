@@ -109,3 +109,34 @@ def test_the_page_opens_on_the_last_position_with_a_next_token(tiny_loaded: Load
 
 def _lens_table(at: object) -> object:
     return next(d.value for d in at.dataframe if "its rank (0 = top)" in d.value.columns)
+
+
+def test_the_page_computes_the_lens_only_for_the_blocks_it_shows(
+    tiny_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a long text the page reads the lens at its window and the selected position only:
+    the blocks of 16 positions holding them are computed (once), not the whole text."""
+    import ui.cache
+
+    computed: list[list[int]] = []
+    real = ui.cache.logit_lens
+
+    def recording(trace, model, *args, positions=None, **kwargs):
+        computed.append(list(positions) if positions is not None else list(range(trace.n_tokens)))
+        return real(trace, model, *args, positions=positions, **kwargs)
+
+    monkeypatch.setattr(ui.cache, "logit_lens", recording)
+    text = " ".join(f"word{i} and line{i * 7}" for i in range(12))  # only this test's text
+    at = open_page("pages/8_Output.py", text=text)
+    ref = trace_of(tiny_loaded, text=text)
+    T = ref.n_tokens
+    assert T == 32  # the tiny model's context: two blocks
+    # the window opens on the selected position (T - 2): positions 16..31, one block
+    assert computed == [list(range(16, 32))]
+    lens = charts(at)["output_lens"]["data"][0]
+    top = logit_lens(ref, tiny_loaded.model).top_probs[:, 16:, 0]
+    np.testing.assert_allclose(np.array(lens["z"], dtype=float), np.round(top, 4), atol=2e-4)
+    at.slider(key="output_lens_window").set_value(0).run()  # block 0 computed, block 1 kept
+    at.slider(key="output_lens_window").set_value(16).run()  # both kept
+    assert not at.exception
+    assert computed == [list(range(16, 32)), list(range(0, 16))]

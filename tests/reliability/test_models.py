@@ -24,7 +24,7 @@ from engine.config import PRESETS
 from tests import support
 from tests.support import values
 from ui.cache import MODEL_LOADS, MODELS, load_model
-from ui.models import available_models, model_key, model_label
+from ui.models import available_models, model_key, model_label, snapshot_models
 from ui.settings import models_dir
 
 # The app on the tiny test model with no operator settings (tests/conftest.py).
@@ -146,7 +146,7 @@ def test_the_list_offers_bundled_random_and_the_models_folder(models: tuple[Path
     at = open_page()
     options = at.selectbox(key="_w_model").options
     folder_models = sorted(["mini", *BROKEN])
-    assert available_models() == ["bundled", "random", *folder_models]
+    assert available_models() == ["bundled", *snapshot_models(), "random", *folder_models]
     assert [model_label(m) for m in available_models()] == options
     assert "README.txt" not in available_models()
     assert "no_config" not in available_models()

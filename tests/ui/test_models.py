@@ -13,7 +13,7 @@ from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
 from tests.support import chart_list, new_app, unique_text, values
 from ui.cache import load_model
-from ui.models import available_models
+from ui.models import available_models, snapshot_models
 
 
 def test_available_models_lists_directories_with_a_config(
@@ -23,7 +23,7 @@ def test_available_models_lists_directories_with_a_config(
     (tmp_path / "gpt2" / "config.json").write_text("{}")
     (tmp_path / "not_a_model").mkdir()
     monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
-    assert available_models() == ["bundled", "random", "gpt2"]
+    assert available_models() == ["bundled", *snapshot_models(), "random", "gpt2"]
 
 
 def test_a_gpt2_directory_from_the_models_folder_is_loaded(
@@ -107,3 +107,47 @@ def test_a_device_the_machine_cannot_use_is_named_and_nothing_crashes(
     at.switch_page("pages/1_Tokens.py")
     at.run()
     assert not at.exception and not at.error
+
+
+def test_a_training_snapshot_is_a_model_and_its_link_round_trips() -> None:
+    """Issue 18: "bundled@12000" is offered, labelled with its step, loaded from
+    assets/snapshots (float16, said in the sidebar) and written back into the link."""
+    assert "bundled@0" in snapshot_models() and "bundled@12000" in snapshot_models()
+    at = new_app({"text": "hello there", "model": "bundled@12000"})
+    at.switch_page("pages/3_Attention.py")
+    at.run()
+    assert not at.exception and not at.error and not at.warning
+    assert at.session_state["model_id"] == "bundled@12000"
+    assert at.query_params["model"] == ["bundled@12000"] or at.query_params["model"] == (
+        "bundled@12000"
+    )
+    box = at.selectbox(key="_w_model")
+    assert box.value == "bundled@12000"
+    assert "bundled, step 12,000" in box.options
+    assert any("float16" in c.value for c in at.sidebar.caption)
+    loaded = load_model("bundled@12000")
+    expected = run_with_trace(loaded.model, loaded.tokenizer, "hello there")
+    grid = chart_list(at)[0]
+    np.testing.assert_allclose(
+        values(grid["data"][0]["z"]), expected.get("attn.hook_pattern", 0)[0], atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("asked", ["bundled@12345", "bundled@012000", "bundled@-1", "bundled@"])
+def test_an_unknown_training_step_in_a_link_is_refused_politely(asked: str) -> None:
+    at = new_app({"text": "keep this text", "model": asked})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["model_id"] == "bundled"
+    assert at.session_state["text"] == "keep this text"
+    shown = " ".join(w.value for w in at.warning)
+    assert "12,000" in shown and "20,000" in shown  # the steps this server ships
+
+
+def test_a_link_to_the_last_step_opens_the_bundled_model() -> None:
+    at = new_app({"text": "hello there", "model": "bundled@20000"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.session_state["model_id"] == "bundled"

@@ -31,7 +31,8 @@ def test_gpt_order_walks_the_pre_norm_block_in_every_layer() -> None:
         *[(s, layer) for layer in range(2) for s in GPT_LAYER_STAGES],
         ("output", 1),
         ("generate", 1),
-        ("intervene", 1),  # page 10 (issue 17) ends the walk in either order
+        ("intervene", 1),  # pages 10 (issue 17) and 11 (issue 18) end the walk in either order
+        ("learning", 1),
     ]
     assert GPT_LAYER_STAGES[:2] == ("layer_norm", "attention")  # ln_1 before attention
     assert sorted(GPT_LAYER_STAGES) == sorted(LAYER_STAGES) == sorted(layer_stages("gpt"))

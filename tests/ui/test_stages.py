@@ -18,8 +18,9 @@ def test_stages_follow_the_flowchart_and_name_their_pages() -> None:
         "output",
         "generate",
         "intervene",
+        "learning",
     ]
-    assert [s.number for s in STAGES] == list(range(1, 11))
+    assert [s.number for s in STAGES] == list(range(1, 12))
     assert STAGE_BY_ID["attention"].path == "pages/3_Attention.py"
     assert STAGE_BY_ID["attention"].url_path == "Attention"
     assert STAGE_BY_ID["feed_forward"].url_path == "Feed_forward"
@@ -44,7 +45,8 @@ def test_walk_goes_through_every_layer_then_to_the_output() -> None:
     assert nxt("dropout", 2) == ("output", 2)
     assert nxt("output", 2) == ("generate", 2)
     assert nxt("generate", 2) == ("intervene", 2)
-    assert nxt("intervene", 2) is None
+    assert nxt("intervene", 2) == ("learning", 2)  # page 11 (issue 18): the walk's last extra
+    assert nxt("learning", 2) is None
     assert prev("tokens", 0) is None
     assert prev("attention", 1) == ("dropout", 0)
     assert prev("attention", 0) == ("embeddings", 0)

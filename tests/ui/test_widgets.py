@@ -45,7 +45,9 @@ def test_next_from_attention_of_layer_0_visits_every_layer_and_ends_on_the_outpu
     assert stage_of(at) == "generate"
     click(at, "generate_next")
     assert stage_of(at) == "intervene"
-    assert "intervene_next" not in {b.key for b in at.button}  # the walk ends here
+    click(at, "intervene_next")
+    assert stage_of(at) == "learning"  # page 11 (issue 18)
+    assert "learning_next" not in {b.key for b in at.button}  # the walk ends here
 
 
 def test_previous_walks_back_from_the_output_to_the_last_layers_dropout() -> None:

@@ -1,0 +1,152 @@
+"""The Learning page (issue 18): the bundled model's recorded loss curves and head scores over
+its training steps, with the phase change marked. Pure builders: arrays in, plotly figures out;
+the numbers come from `engine.snapshots.TrainingHistory` (recorded by the run, never computed
+here). The attention map at a snapshot is `engine.figures.attention.pattern_heatmap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.figures.common import HIGHLIGHT, PALETTE, base_layout
+from engine.figures.text import _
+
+BAND_COLOUR = "rgba(230, 159, 0, 0.18)"  # the phase change: PALETTE's orange, light
+STEP_COLOUR = PALETTE[8]  # the step shown below (the slider's): dark grey
+
+
+def _mark(
+    fig: go.Figure,
+    band: tuple[int, int] | None,
+    band_label: str,
+    step: int | None,
+    rows: int = 0,
+) -> None:
+    """Shade the phase change `band` [start, end] (steps), `band_label` at its left (top of the
+    first panel), and draw a dotted vertical line at `step` (None: none), on every panel of
+    `fig` (`rows`: its number of stacked panels; 0 for a figure without subplots)."""
+    where: dict = {"row": "all", "col": 1} if rows else {}
+    if band is not None:
+        fig.add_vrect(
+            x0=band[0], x1=band[1], fillcolor=BAND_COLOUR, line_width=0, layer="below", **where
+        )
+        fig.add_annotation(  # left of the band, at the top: the curves there sit lower
+            x=band[0],
+            y=1.0,
+            xref="x",
+            yref="y domain" if rows else "paper",
+            xanchor="right",
+            yanchor="top",
+            text=band_label + " →",
+            showarrow=False,
+            font={"size": 13, "color": "#8a5a00"},
+        )
+    if step is not None:
+        fig.add_vline(x=step, line_dash="dot", line_color=STEP_COLOUR, line_width=2, **where)
+
+
+def loss_curves(
+    eval_steps: np.ndarray,
+    eval_loss: dict[str, np.ndarray],
+    val_steps: np.ndarray,
+    val_loss: dict[str, np.ndarray],
+    names: dict[str, str],
+    title: str,
+    *,
+    band: tuple[int, int] | None = None,
+    band_label: str = "",
+    step: int | None = None,
+) -> go.Figure:
+    """Held-out loss (nats per token) over training steps, one colour per language: the
+    snapshot evaluations `eval_loss` [S] at `eval_steps` (solid, markers) and the in-training
+    estimates `val_loss` [K] at `val_steps` (dotted). `names`: language code -> its name."""
+    fig = go.Figure()
+    for i, (lang, loss) in enumerate(eval_loss.items()):
+        colour = PALETTE[i % 8]
+        name = names.get(lang, lang)
+        fig.add_trace(
+            go.Scatter(
+                x=eval_steps,
+                y=loss,
+                mode="lines+markers",
+                marker={"size": 5},
+                line={"color": colour, "width": 3},
+                name=_("{language}: snapshot evaluation").format(language=name),
+                hovertemplate=_("step %{x:,}<br>loss %{y:.3f}") + "<extra></extra>",
+            )
+        )
+        if lang in val_loss:
+            fig.add_trace(
+                go.Scatter(
+                    x=val_steps,
+                    y=val_loss[lang],
+                    mode="lines",
+                    line={"color": colour, "width": 2, "dash": "dot"},
+                    name=_("{language}: estimate during training").format(language=name),
+                    hovertemplate=_("step %{x:,}<br>loss %{y:.3f}") + "<extra></extra>",
+                )
+            )
+    base_layout(fig, title, height=440)
+    fig.update_xaxes(title_text=_("training step"))
+    fig.update_yaxes(title_text=_("loss (nats per token)"))
+    fig.update_layout(legend={"orientation": "h", "y": -0.25, "x": 0}, margin={"b": 110})
+    _mark(fig, band, band_label, step)
+    return fig
+
+
+def head_score_curves(
+    steps: np.ndarray,
+    panels: Sequence[tuple[str, np.ndarray]],
+    chosen: tuple[int, int],
+    title: str,
+    *,
+    band: tuple[int, int] | None = None,
+    band_label: str = "",
+    step: int | None = None,
+) -> go.Figure:
+    """One panel per score, stacked and sharing the step axis: `panels` is (panel title,
+    scores [S, n_layer, n_head] in [0, 1] at `steps` [S]). One line per head, named "L.H";
+    the `chosen` (layer, head) thick and in the highlight colour, the others thin."""
+    fig = make_subplots(
+        rows=len(panels),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=[name for name, _scores in panels],
+    )
+    for row, (_name, scores) in enumerate(panels, start=1):
+        scores = np.asarray(scores)
+        n_layer, n_head = scores.shape[1:]
+        for layer in range(n_layer):
+            for head in range(n_head):
+                here = (layer, head) == chosen
+                k = layer * n_head + head
+                fig.add_trace(
+                    go.Scatter(
+                        x=steps,
+                        y=scores[:, layer, head],
+                        mode="lines",
+                        line={
+                            "color": HIGHLIGHT if here else PALETTE[k % 8],
+                            "width": 4 if here else 1.5,
+                        },
+                        opacity=1.0 if here else 0.7,
+                        name=_("head {layer}.{head}").format(layer=layer, head=head),
+                        legendgroup=f"{layer}.{head}",
+                        showlegend=row == 1,
+                        hovertemplate=_("head {layer}.{head}").format(layer=layer, head=head)
+                        + _("<br>step %{x:,}<br>score %{y:.3f}")
+                        + "<extra></extra>",
+                    ),
+                    row=row,
+                    col=1,
+                )
+        fig.update_yaxes(range=[0, 1.02], row=row, col=1)
+    base_layout(fig, title, height=260 + 220 * len(panels))
+    fig.update_xaxes(title_text=_("training step"), row=len(panels), col=1)
+    _mark(fig, band, band_label, step, rows=len(panels))
+    return fig
