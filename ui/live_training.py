@@ -181,7 +181,9 @@ def render_live_training(key: str = "live_training", config: LiveConfig = LIVE_C
     state_key = f"{key}_run"
     run: LiveRun | None = st.session_state.get(state_key)
     running = run is not None and run.progress().status == RUNNING
-    if st.button(_("Train a tiny model"), key=f"{key}_start", disabled=running, type="primary"):
+    label = _("Train a tiny model")
+    clicked = st.button(label, key=f"{key}_start", disabled=running, type="primary")
+    if clicked and not running:  # (a click sent before the button was disabled is ignored)
         try:
             run = REGISTRY.start(limit, config, owner_alive=session_alive_check())
         except LiveTrainingRefusedError as err:
@@ -191,7 +193,7 @@ def render_live_training(key: str = "live_training", config: LiveConfig = LIVE_C
             st.error(_("Live training could not start; the server's log has the details."))
         else:
             st.session_state[state_key] = run
-            running = True
+            st.rerun()  # draw the Start button disabled and start the timed redraws
     if run is None:
         return
 

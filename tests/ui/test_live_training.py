@@ -190,3 +190,17 @@ def test_a_failed_run_shows_a_message_not_a_traceback(monkeypatch: pytest.Monkey
     assert not at.exception, [e.value for e in at.exception]
     assert "Live training failed" in texts(at) and "Training failed after 0 steps" in texts(at)
     assert "/srv/secret" not in texts(at)
+
+
+def test_start_is_disabled_right_after_the_click() -> None:
+    """The run that starts a run reruns at once, so Start is drawn disabled then (not only at
+    the next full rerun: the timed redraws rerun the fragment alone). A click already on its
+    way is ignored by the code (AppTest cannot click a disabled button)."""
+    at = app(max_steps=100_000)
+    at.button(key=f"{KEY}_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run: LiveRun = at.session_state[f"{KEY}_run"]
+    assert at.button(key=f"{KEY}_start").disabled
+    assert REGISTRY.active() == 1
+    run.stop()
+    assert run.join(10)
