@@ -2,7 +2,8 @@
 every head's scores over the training steps, as the run recorded them (`engine.snapshots`),
 with the phase change in which its induction heads formed; then, for the reader's text, one
 head's attention map at each shipped snapshot on a step slider (each snapshot is a model of its
-own, "bundled@STEP", run through the same caches as every page)."""
+own, "bundled@STEP", run through the same caches as every page); last, a tiny model trained
+live on this server (`ui.live_training`, issue 18 item 3)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ui.cache import get_head_scores, snapshot_view, training_history
 from ui.frame import frame
 from ui.home import LANGUAGE_NAMES
 from ui.i18n import N_, _
+from ui.live_training import render_live_training
 from ui.models import model_label, snapshot_id, snapshot_manifest, snapshot_step
 from ui.text import quoted
 from ui.widgets import chart, next_stage, shared_picker, table
@@ -257,5 +259,8 @@ st.caption(
         "your text repeats none)."
     )
 )
+
+st.divider()
+render_live_training()  # issue 18 item 3: a tiny model trained here, live (ui/live_training.py)
 
 next_stage(view)

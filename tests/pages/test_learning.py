@@ -130,3 +130,17 @@ def test_step_notes_are_the_manifests() -> None:
         for key, value in zip(notes.keys, notes.values, strict=True)
     }
     assert in_page == {s.step: s.why for s in MANIFEST.snapshots}
+
+
+def test_the_page_ends_with_live_training_which_the_operator_can_turn_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 3's section (ui/live_training.py, tested on its own in tests/ui) is on this page:
+    its Start button when live training is allowed, a notice and no button when it is not."""
+    at = open_page(PAGE, TEXT, timeout=120)
+    assert [s.value for s in at.subheader][-1] == "Train one live"
+    assert at.button(key="live_training_start").label == "Train a tiny model"
+    monkeypatch.setenv("INSIDE_GPT_LIVE_TRAINING", "0")
+    at = open_page(PAGE, TEXT, timeout=120)
+    assert any("turned off" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key == "live_training_start"]
