@@ -163,6 +163,9 @@ def _show(run: LiveRun, key: str) -> None:
         st.session_state[f"{key}_heads_figure"] = cached
     fig = cached[1]
     st.plotly_chart(fig, theme=None, key=f"{key}_heads", config=png_config(fig, f"{key}_heads"))
+    st.caption(
+        _("Above each map: the head, its role on the probe and, in brackets, its induction score.")
+    )
     svg_button(fig, f"{key}_heads")
 
 

@@ -78,14 +78,15 @@ def live_heads_figure(
 ) -> go.Figure:
     """Every head of every layer on the probe, one small heatmap each (a row per layer; queries
     down, keys across, weight 0 to 1), titled on three lines "layer.head", its role and its
-    induction score.
+    induction score in brackets (short enough for four panels side by side at 1024 px with the
+    sidebar open; the figure's title names the score).
     patterns: [n_layer, n_head, T, T]; labels: [n_layer][n_head] role labels; induction:
     [n_layer, n_head]. Trace k is head (k // n_head, k % n_head)."""
     L, H = patterns.shape[:2]
     cols = min(H, 4)
     rows_per_layer = math.ceil(H / cols)
     titles = [
-        _("head {layer}.{head}<br>{role}<br>induction {score}").format(
+        _("head {layer}.{head}<br>{role}<br>({score})").format(
             layer=la,
             head=h,
             role=plotly_text(role_name(labels[la][h])),
