@@ -90,6 +90,26 @@ def pattern_heatmap(
     )
 
 
+def head_panel(z: np.ndarray, labels: list[str], head_name: str, show_scale: bool) -> go.Heatmap:
+    """One head's attention pattern z [T, T] (weights 0 to 1, queries down, keys across) as a
+    heatmap on the shared weight scale, for a panel of a grid of heads; the hover names the
+    head (`head_name`, e.g. "2" or "1.0"). `labels`: T unique tick labels."""
+    return go.Heatmap(
+        z=z,
+        x=labels,
+        y=labels,
+        zmin=0,
+        zmax=1,
+        colorscale=SCALE_WEIGHTS,
+        showscale=show_scale,
+        colorbar={"title": {"text": _("weight")}},
+        hovertemplate=_("head {h}<br>query %{y}<br>key %{x}<br>weight %{z:.3f}").replace(
+            "{h}", head_name
+        )
+        + "<extra></extra>",
+    )
+
+
 def grid_window(n_tokens: int, pos: int, size: int = GRID_AXIS) -> slice:
     """The tokens the small maps show: all of them, or `size` ending at the selected query."""
     return window(n_tokens, pos - size + 1, size)
@@ -125,20 +145,7 @@ def head_grid(
     labels = token_labels(token_strs, rows.start, rows.stop)
     for h in range(H):
         fig.add_trace(
-            go.Heatmap(
-                z=patterns[h][rows, rows],
-                x=labels,
-                y=labels,
-                zmin=0,
-                zmax=1,
-                colorscale=SCALE_WEIGHTS,
-                showscale=h == 0,
-                colorbar={"title": {"text": _("weight")}},
-                hovertemplate=_("head {h}<br>query %{y}<br>key %{x}<br>weight %{z:.3f}").replace(
-                    "{h}", str(h)
-                )
-                + "<extra></extra>",
-            ),
+            head_panel(patterns[h][rows, rows], labels, str(h), show_scale=h == 0),
             row=h // cols + 1,
             col=h % cols + 1,
         )

@@ -11,11 +11,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.figures.attention import role_name
+from engine.figures.attention import head_panel, role_name
 from engine.figures.common import (
     FONT_SIZE,
     PALETTE,
-    SCALE_WEIGHTS,
     base_layout,
     plotly_text,
     shown,
@@ -108,19 +107,8 @@ def live_heads_figure(
         for h in range(H):
             k = la * H + h
             fig.add_trace(
-                go.Heatmap(
-                    z=np.asarray(patterns[la, h], dtype=np.float32),
-                    x=tick,
-                    y=tick,
-                    zmin=0,
-                    zmax=1,
-                    colorscale=SCALE_WEIGHTS,
-                    showscale=k == 0,
-                    colorbar={"title": {"text": _("weight")}},
-                    hovertemplate=_(
-                        "head {name}<br>query %{y}<br>key %{x}<br>weight %{z:.3f}"
-                    ).replace("{name}", f"{la}.{h}")
-                    + "<extra></extra>",
+                head_panel(
+                    np.asarray(patterns[la, h], dtype=np.float32), tick, f"{la}.{h}", k == 0
                 ),
                 row=la * rows_per_layer + h // cols + 1,
                 col=h % cols + 1,
