@@ -12,7 +12,7 @@ from ui.frame import frame
 from ui.i18n import N_, _
 from ui.lecture import lecture_mode
 from ui.models import embedding_table
-from ui.widgets import axis_window, chart, next_stage, shared_picker
+from ui.widgets import axis_window, chart, lazy_section, next_stage, shared_picker
 
 PCA_COLUMN_PX = (200.0, 420.0)  # px: the PCA map's plot area in its column at 1024 px
 
@@ -58,7 +58,9 @@ tabs = st.tabs(
         _("Token embedding {w}").format(w="W_E[t]"),
         _("Position embedding {w}").format(w="W_P[i]"),
         _("Sum: what enters block 0"),
-    ]
+    ],
+    key="embeddings_which",
+    on_change="rerun",  # lazy: only the open tab's heatmap is built and sent
 )
 for tab, (chart_id, name, vectors) in zip(
     tabs,
@@ -69,6 +71,8 @@ for tab, (chart_id, name, vectors) in zip(
     ),
     strict=True,
 ):
+    if not tab.open:
+        continue
     with tab:
         chart(
             fig_emb.embedding_heatmap(
@@ -136,89 +140,109 @@ with right:
         ).format(d=cfg.d_model, held=held)
     )
 
-st.subheader(_("How similar are the positions' vectors? (cosine similarity)"))
-sims = lens_emb.cosine_matrix(vectors)
-st.latex(r"\cos(x_i, x_j) = \frac{x_i \cdot x_j}{\lVert x_i \rVert \, \lVert x_j \rVert}")
-chart(
-    fig_emb.cosine_heatmap(
-        sims,
-        trace.token_strs,
-        _("Cosine similarity: {source}").format(source=source_name),
-        tok_start,
-    ),
-    key="embeddings_cosine_chart",
-)
 
-st.subheader(_("Nearest tokens in the vocabulary"))
-tokenizer = view.loaded.tokenizer
-ids = [int(i) for i in trace.token_ids]
-pos = shared_picker(
-    "pos",
-    _("Token"),
-    list(range(trace.n_tokens)),
-    key="embeddings_pos",
-    format_func=lambda i: _("{i}: {token} (id {id})").format(
-        i=i, token=trace.token_strs[i], id=ids[i]
-    ),
-)
-table = embedding_table(view.loaded)
-n_valid = trace.n_valid_ids  # rows past it are a padded vocabulary's padding
-nb_ids, nb_sims = lens_emb.nearest_neighbours(
-    table, ids[pos], k=12, n_valid=n_valid, gaps=trace.gap_ids
-)
-nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
-left, right = st.columns([3, 2])
-with left:
-    chart(
-        fig_emb.neighbours_figure(nb_ids, nb_sims, nb_labels, trace.token_strs[pos]),
-        key="embeddings_neighbours_chart",
-    )
-with right:
-    st.dataframe(
-        pd.DataFrame({"id": nb_ids, _("token"): nb_labels, _("cosine"): nb_sims}),
-        hide_index=True,
-        width="stretch",
-    )
-    st.caption(
-        _(
-            "Searched over all rows of W_E. In a trained model, neighbours share meaning or form "
-            "(the same word with and without a leading space, with a capital letter); in the "
-            "untrained model they are random."
-        )
-    )
-
-st.subheader(_("The article's version beside GPT's"))
-left, right = st.columns(2)
-article_sims = lens_emb.cosine_matrix(token_emb)
-with left:
-    st.markdown(
-        _(
-            "**The article**: only a word vector, {formula}, no position. The same token gets "
-            "the same vector wherever it stands, so 'dog bites man' and 'man bites dog' hold the "
-            "same vectors and attention, which compares vectors, cannot tell the orders apart."
-        ).format(formula="`e_i = W_e w_i`")
-    )
+def _cosine_similarity() -> None:
+    """Cosine similarity of every pair of the chosen vectors (the PCA's source)."""
+    sims = lens_emb.cosine_matrix(vectors)
+    st.latex(r"\cos(x_i, x_j) = \frac{x_i \cdot x_j}{\lVert x_i \rVert \, \lVert x_j \rVert}")
     chart(
         fig_emb.cosine_heatmap(
-            article_sims, trace.token_strs, _("Article: token vectors only"), tok_start
-        ),
-        key="embeddings_article_chart",
-    )
-with right:
-    st.markdown(
-        _(
-            "**A real GPT** adds a learned position vector. A repeated token now gets a "
-            "different vector at each place, so the model knows where each token stands."
-        )
-    )
-    chart(
-        fig_emb.cosine_heatmap(
-            lens_emb.cosine_matrix(summed),
+            sims,
             trace.token_strs,
-            _("GPT: token + position"),
+            _("Cosine similarity: {source}").format(source=source_name),
             tok_start,
         ),
-        key="embeddings_gpt_chart",
+        key="embeddings_cosine_chart",
     )
+
+
+lazy_section(
+    _("How similar are the positions' vectors? (cosine similarity)"),
+    "embeddings_sec_cosine",
+    _cosine_similarity,
+)
+
+
+def _nearest_tokens() -> None:
+    """The rows of W_E nearest to the selected token's (cosine), with their own token picker."""
+    tokenizer = view.loaded.tokenizer
+    ids = [int(i) for i in trace.token_ids]
+    pos = shared_picker(
+        "pos",
+        _("Token"),
+        list(range(trace.n_tokens)),
+        key="embeddings_pos",
+        format_func=lambda i: _("{i}: {token} (id {id})").format(
+            i=i, token=trace.token_strs[i], id=ids[i]
+        ),
+    )
+    table = embedding_table(view.loaded)
+    n_valid = trace.n_valid_ids  # rows past it are a padded vocabulary's padding
+    nb_ids, nb_sims = lens_emb.nearest_neighbours(
+        table, ids[pos], k=12, n_valid=n_valid, gaps=trace.gap_ids
+    )
+    nb_labels = [tokenizer.display(int(i)) for i in nb_ids]
+    left, right = st.columns([3, 2])
+    with left:
+        chart(
+            fig_emb.neighbours_figure(nb_ids, nb_sims, nb_labels, trace.token_strs[pos]),
+            key="embeddings_neighbours_chart",
+        )
+    with right:
+        st.dataframe(
+            pd.DataFrame({"id": nb_ids, _("token"): nb_labels, _("cosine"): nb_sims}),
+            hide_index=True,
+            width="stretch",
+        )
+        st.caption(
+            _(
+                "Searched over all rows of W_E. In a trained model, neighbours share meaning or "
+                "form (the same word with and without a leading space, with a capital letter); in "
+                "the untrained model they are random."
+            )
+        )
+
+
+lazy_section(_("Nearest tokens in the vocabulary"), "embeddings_sec_neighbours", _nearest_tokens)
+
+
+def _article_vs_gpt() -> None:
+    """The article's word vectors alone beside GPT's token + position vectors (cosine maps)."""
+    left, right = st.columns(2)
+    article_sims = lens_emb.cosine_matrix(token_emb)
+    with left:
+        st.markdown(
+            _(
+                "**The article**: only a word vector, {formula}, no position. The same token gets "
+                "the same vector wherever it stands, so 'dog bites man' and 'man bites dog' hold "
+                "the same vectors and attention, which compares vectors, cannot tell the orders "
+                "apart."
+            ).format(formula="`e_i = W_e w_i`")
+        )
+        chart(
+            fig_emb.cosine_heatmap(
+                article_sims, trace.token_strs, _("Article: token vectors only"), tok_start
+            ),
+            key="embeddings_article_chart",
+        )
+    with right:
+        st.markdown(
+            _(
+                "**A real GPT** adds a learned position vector. A repeated token now gets a "
+                "different vector at each place, so the model knows where each token stands."
+            )
+        )
+        chart(
+            fig_emb.cosine_heatmap(
+                lens_emb.cosine_matrix(summed),
+                trace.token_strs,
+                _("GPT: token + position"),
+                tok_start,
+            ),
+            key="embeddings_gpt_chart",
+        )
+
+
+lazy_section(_("The article's version beside GPT's"), "embeddings_sec_article", _article_vs_gpt)
 
 next_stage(view)

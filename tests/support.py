@@ -67,13 +67,18 @@ def new_app(query: dict[str, str] | None = None, timeout: float = 60) -> AppTest
     return at
 
 
-def open_page(page: str, text: str, timeout: float = 60, **query: str) -> AppTest:
+def open_page(
+    page: str, text: str, timeout: float = 60, sections: tuple[str, ...] = (), **query: str
+) -> AppTest:
     """Run `page` ("pages/3_Attention.py", or "app.py" for the home page) on `text` with these
     query parameters, as a link would open it; fails the test if the page raised. `timeout`:
-    seconds AppTest waits for one run."""
+    seconds AppTest waits for one run. `sections`: keys of lazy sections
+    (`ui.widgets.lazy_section`) to open, as a click on each would."""
     at = new_app({"text": text, **query}, timeout)
     if page != "app.py":
         at.switch_page(page)
+    for key in sections:
+        at.session_state[key] = True
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -122,9 +127,11 @@ class PageText:
 
     text: str
 
-    def open(self, page: str, text: str | None = None, **query: str) -> AppTest:
-        """`open_page` on this text (or on `text`)."""
-        return open_page(page, self.text if text is None else text, **query)
+    def open(
+        self, page: str, text: str | None = None, sections: tuple[str, ...] = (), **query: str
+    ) -> AppTest:
+        """`open_page` on this text (or on `text`), with these lazy sections open."""
+        return open_page(page, self.text if text is None else text, sections=sections, **query)
 
     def trace(self, loaded: LoadedModel, text: str | None = None) -> Trace:
         """`reference_trace` of this text (or of `text`)."""

@@ -4,6 +4,7 @@ axis, and the Previous / Next walk at the bottom of a page."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -154,6 +155,20 @@ def axis_window(n: int, label: str, key: str, size: int = MAX_AXIS) -> int:
             step=step,
         )
     )
+
+
+def lazy_section(label: str, key: str, draw: Callable[[], None]) -> bool:
+    """A section of a page that is computed only while it is open: an expander titled `label`
+    (collapsed at first; element and session-state key `key`, True while open) whose content,
+    `draw()`, runs only when it is open. Opening or closing it reruns the page (Streamlit's
+    lazy expander, `st.expander(on_change="rerun")`). A closed section costs nothing on a
+    rerun: no figure is built, serialised or sent, which is what keeps a page's rerun short
+    (issue 19) and its first screen short on a projector. Returns whether it is open."""
+    box = st.expander(label, key=key, on_change="rerun")
+    if box.open:
+        with box:
+            draw()
+    return bool(box.open)
 
 
 def next_stage(view: View) -> None:

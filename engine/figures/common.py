@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 FONT_SIZE = 16
@@ -57,14 +58,27 @@ LABEL_CHARS_Y = 24  # the same for y tick labels (written horizontally: more roo
 MAX_AXIS = 256
 
 
+# The figures' template: plotly's "plotly_white" (white background, light grid, its colour
+# cycle) cut to the trace types the figures draw. The whole template carries defaults for 24
+# trace types, and plotly builds and validates all of them for every figure it is set on: about
+# 9 ms a figure, 2 to 3 ms for this one.
+TEMPLATE = "inside_gpt"
+_TRACE_TYPES = ("bar", "heatmap", "histogram", "scatter")
+pio.templates[TEMPLATE] = go.layout.Template(
+    layout=pio.templates["plotly_white"].layout,
+    data={t: pio.templates["plotly_white"].data[t] for t in _TRACE_TYPES},
+)
+
+
 def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
-    """Apply the shared title, font, margins and template to `fig` (in place; returns it)."""
+    """Apply the shared title, font, margins and template (TEMPLATE) to `fig` (in place;
+    returns it)."""
     fig.update_layout(
         title={"text": title, "font": {"size": TITLE_SIZE}},
         font={"size": FONT_SIZE, "family": FONT_FAMILY},
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 60},
-        template="plotly_white",
+        template=TEMPLATE,
     )
     return fig
 
@@ -317,19 +331,24 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     title_size = LECTURE_TITLE_SIZE if lecture else TITLE_SIZE
     font = {"size": size, "color": TEXT_COLOUR, "family": FONT_FAMILY}
-    fig.update_layout(
-        font=font,
-        title_font={"size": title_size, "color": TEXT_COLOUR},
-        legend_font=font,
-        hoverlabel_font_size=size,
-        paper_bgcolor="#ffffff",
-        plot_bgcolor="#ffffff",
-    )
-    for name in _axis_names(fig):
+    # Every change is collected into one layout update and one update per trace: plotly
+    # validates and propagates each assignment on its own, and a property set at a time cost
+    # about 18 ms a figure (most of a page's rerun) where one update costs a few.
+    layout: dict[str, Any] = {
+        "font": font,
+        "title": {"font": {"size": title_size, "color": TEXT_COLOUR}},
+        "legend": {"font": font},
+        "hoverlabel": {"font": {"size": size}},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+    }
+    names = _axis_names(fig)
+    single_y = not any(k.startswith("yaxis") and k != "yaxis" for k in names)
+    for name in names:
         axis = fig.layout[name]
         settings: dict[str, Any] = {
             "tickfont": font,
-            "title_font": {"size": size, "color": TEXT_COLOUR},
+            "title": {"font": {"size": size, "color": TEXT_COLOUR}},
             "automargin": True,
             "linecolor": "#444444",
             "gridcolor": "#dddddd",
@@ -351,36 +370,44 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
             elif axis.tickangle is not None and len(categories) <= 16:
                 ticks["tickangle"] = axis.tickangle
             settings.update(ticks)
-        fig.layout[name].update(settings)
-        if name == "yaxis" and categories is not None and fig.layout.height:
+        layout[name] = settings
+        if name == "yaxis" and categories is not None and fig.layout.height and single_y:
             # one label per row needs a row at least as tall as the text (one y axis only:
             # small multiples keep their size)
             rows = len(settings.get("tickvals", categories))
-            if not any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(fig)):
-                fig.layout.height = max(fig.layout.height, 170 + rows * (size + 4))
+            layout["height"] = max(fig.layout.height, 170 + rows * (size + 4))
     legend = fig.layout.legend
     if legend.orientation == "h" and legend.y is not None and legend.y < 0:
         # a legend under the plot collides with the x axis title: put it above the plot, under
         # the title pinned to the top, with room for two rows of entries (a narrow column or a
         # long translated name wraps the horizontal legend onto a second row)
-        fig.update_layout(
-            legend={"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"},
-            title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}},
-            margin_t=title_size + 24 + 2 * (size + 10),
-        )
-    for annotation in fig.layout.annotations:
-        current = annotation.font.size if annotation.font is not None else None
-        annotation.font.size = max(size, current or 0)
-        if annotation.font.color is None:
-            annotation.font.color = TEXT_COLOUR
+        layout["legend"].update({"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"})
+        layout["title"].update({"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}})
+        layout["margin"] = {"t": title_size + 24 + 2 * (size + 10)}
+    if fig.layout.annotations:
+        annotations = []
+        for annotation in fig.layout.annotations:
+            a = annotation.to_plotly_json()
+            a_font = dict(a.get("font") or {})
+            a_font["size"] = max(size, a_font.get("size") or 0)
+            a_font.setdefault("color", TEXT_COLOUR)
+            annotations.append({**a, "font": a_font})
+        layout["annotations"] = annotations
+    fig.update_layout(layout)
     for trace in fig.data:
+        patch: dict[str, Any] = {}
         if "colorbar" in trace:
-            trace.colorbar.tickfont = font
-            trace.colorbar.title.font = {"size": size, "color": TEXT_COLOUR}
+            patch["colorbar"] = {
+                "tickfont": font,
+                "title": {"font": {"size": size, "color": TEXT_COLOUR}},
+            }
         if "textfont" in trace and (trace.text is not None or getattr(trace, "texttemplate", None)):
-            trace.textfont.size = max(size, trace.textfont.size or 0)
+            text_font: dict[str, Any] = {"size": max(size, trace.textfont.size or 0)}
             if trace.textfont.color is None and trace.type != "heatmap":
-                trace.textfont.color = TEXT_COLOUR
+                text_font["color"] = TEXT_COLOUR
+            patch["textfont"] = text_font
+        if patch:
+            trace.update(patch)
     return fig
 
 

@@ -18,7 +18,13 @@ open_page, trace_of = MIXED.open, MIXED.trace
 def test_article_attention_formula_and_head_split_on_the_users_text(
     tiny_loaded: LoadedModel,
 ) -> None:
-    at = open_page("pages/3_Attention.py", layer="1", head="1", pos="4")
+    at = open_page(
+        "pages/3_Attention.py",
+        layer="1",
+        head="1",
+        pos="4",
+        sections=("attention_sec_formula", "attention_sec_split"),
+    )
     assert not at.exception, [e.value for e in at.exception]
     trace = trace_of(tiny_loaded)
     q, k = trace.get("attn.hook_q", 1), trace.get("attn.hook_k", 1)
@@ -46,7 +52,7 @@ def test_article_attention_formula_and_head_split_on_the_users_text(
 def test_numpy_example_fails_as_numpy_says_and_the_corrected_one_matches_the_model(
     tiny_loaded: LoadedModel,
 ) -> None:
-    at = open_page("pages/3_Attention.py", layer="0", head="1")
+    at = open_page("pages/3_Attention.py", layer="0", head="1", sections=("attention_sec_numpy",))
     outcome = dict(article.article_example_outcome())
     assert outcome["alpha_weights = np.softmax(alpha_scores)"].startswith("AttributeError")
     assert "not aligned" in outcome["alpha_outputs = np.dot(alpha_weights, embeddings)"]

@@ -75,6 +75,12 @@ def test_head_grid_labels_come_from_the_head_scores(tiny_loaded: LoadedModel) ->
 
 def test_query_steps_follow_the_selected_position(tiny_loaded: LoadedModel) -> None:
     at = open_page("pages/3_Attention.py", layer="0", head="1", pos="3")
+    assert not at.get("plotly_chart") or all(
+        "attention_steps_chart" not in c.proto.id for c in at.get("plotly_chart")
+    )  # a closed section computes nothing
+    at = open_page(
+        "pages/3_Attention.py", layer="0", head="1", pos="3", sections=("attention_sec_steps",)
+    )
     trace = trace_of(tiny_loaded)
     spec = chart(at, "attention_steps_chart")
     weights = next(d for d in spec["data"] if d.get("name") == "weight")
@@ -92,7 +98,7 @@ def test_query_steps_follow_the_selected_position(tiny_loaded: LoadedModel) -> N
 
 
 def test_article_view_is_the_same_head_without_the_mask(tiny_loaded: LoadedModel) -> None:
-    at = open_page("pages/3_Attention.py", layer="1", head="0")
+    at = open_page("pages/3_Attention.py", layer="1", head="0", sections=("attention_sec_mask",))
     trace = trace_of(tiny_loaded)
     article = z_of(chart(at, "attention_article_chart"))
     gpt = z_of(chart(at, "attention_gpt_chart"))

@@ -13,12 +13,16 @@ open_page, trace_of, TEXT = MIXED.open, MIXED.trace, MIXED.text
 
 
 def test_embedding_heatmaps_equal_the_trace(tiny_loaded: LoadedModel) -> None:
-    at = open_page("pages/2_Embeddings.py")
+    at = open_page("pages/2_Embeddings.py", sections=("embeddings_sec_cosine",))
     trace = trace_of(tiny_loaded)
     labels = common.token_labels(trace.token_strs)
     token = chart(at, "embeddings_heatmap_Token embedding")
-    position = chart(at, "embeddings_heatmap_Position embedding")
-    summed = chart(at, "embeddings_heatmap_token + position")
+    # the tabs are lazy: only the open one's heatmap is sent
+    assert len([c for c in at.get("plotly_chart") if "embeddings_heatmap_" in c.proto.id]) == 1
+    at.session_state["embeddings_which"] = "Position embedding W_P[i]"
+    position = chart(at.run(), "embeddings_heatmap_Position embedding")
+    at.session_state["embeddings_which"] = "Sum: what enters block 0"
+    summed = chart(at.run(), "embeddings_heatmap_token + position")
     np.testing.assert_allclose(z_of(token), trace["hook_embed"], atol=1e-6)
     np.testing.assert_allclose(z_of(position), trace["hook_pos_embed"], atol=1e-6)
     np.testing.assert_allclose(z_of(summed), trace.get("hook_resid_pre", 0), atol=1e-5)
@@ -40,7 +44,7 @@ def test_pca_source_can_be_switched(tiny_loaded: LoadedModel) -> None:
 
 
 def test_nearest_neighbours_follow_the_selected_token(tiny_loaded: LoadedModel) -> None:
-    at = open_page("pages/2_Embeddings.py", pos="1")
+    at = open_page("pages/2_Embeddings.py", pos="1", sections=("embeddings_sec_neighbours",))
     trace = trace_of(tiny_loaded)
     table = tiny_loaded.model.transformer.wte.weight.detach().numpy()
     _, sims = le.nearest_neighbours(

@@ -24,8 +24,10 @@ def test_pattern_heatmap_equals_the_trace_and_hovers_raw_scores(tiny_trace: Trac
     assert np.all(np.triu(z, 1) == 0)
     assert list(heat.x) == common.token_labels(tiny_trace.token_strs)
     assert list(heat.y) == list(heat.x)
-    assert heat.customdata[0][1] == "masked (−∞)"
-    assert heat.customdata[2][1] == f"{scores[2, 1]:.3f}"
+    raw = np.array(heat.customdata, dtype=np.float64)  # float32 numbers, not a string per cell
+    assert heat.customdata.dtype == np.float32
+    assert raw[0, 1] == -np.inf  # masked: the hover writes −∞
+    np.testing.assert_array_equal(raw, scores)
     assert "raw score" in heat.hovertemplate and "weight" in heat.hovertemplate
     assert fig.layout.title.text == "Layer 1, head 0"
     assert fig.layout.yaxis.autorange == "reversed"
