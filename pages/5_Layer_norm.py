@@ -20,7 +20,7 @@ from ui.frame import frame
 from ui.i18n import _
 from ui.models import layer_norm_params
 from ui.text import markdown_literal
-from ui.widgets import axis_window, chart, next_stage
+from ui.widgets import axis_window, chart, lazy_section, next_stage
 
 view = frame("layer_norm")
 if view is None:
@@ -168,70 +168,86 @@ with right:
         )
     )
 
-st.subheader(_("Why normalise: the residual stream grows"))
-all_stats = all_ln_stats(trace)
-highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
-chart(
-    fig_ln.scale_growth_figure(all_stats, pos, trace.token_strs[pos], highlight=highlight),
-    key="layer_norm_growth",
-)
-st.caption(
-    _(
-        "Every block adds its outputs to the residual stream, so its numbers tend to grow from "
-        "layer to layer (and some tokens, often the first one, grow far more than others). Layer "
-        "norm hands each sub-block a vector of the same scale, whatever the depth."
-    )
-)
 
-st.subheader(_("The article's layer norm beside GPT-2's, on this text"))
-left, right = st.columns(2)
-with left:
-    st.markdown(_("**The article**: one mean and one variance for the whole tensor"))
-    st.code(
-        "mean = torch.mean(input_vector)      # over all tokens and features\n"
-        "variance = torch.var(input_vector)\n"
-        "output = (input_vector - mean) / torch.sqrt(variance + 1e-8)",
-        language="python",
-        wrap_lines=True,
+def _growth() -> None:
+    """Every layer norm's input scale across the layers (the residual stream grows), the
+    selected one marked."""
+    all_stats = all_ln_stats(trace)
+    highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
+    chart(
+        fig_ln.scale_growth_figure(all_stats, pos, trace.token_strs[pos], highlight=highlight),
+        key="layer_norm_growth",
     )
-    st.caption(_("Its formula also calls σ the variance; it is the standard deviation."))
-with right:
-    st.markdown(_("**GPT-2**: a mean and a variance per token, over its features"))
-    st.code(
-        "mean = x.mean(dim=-1, keepdim=True)                   # [T, 1]\n"
-        "var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)    # [T, 1]\n"
-        "out = (x - mean) / torch.sqrt(var + eps) * gamma + beta",
-        language="python",
-        wrap_lines=True,
+    st.caption(
+        _(
+            "Every block adds its outputs to the residual stream, so its numbers tend to grow from "
+            "layer to layer (and some tokens, often the first one, grow far more than others). "
+            "Layer norm hands each sub-block a vector of the same scale, whatever the depth."
+        )
     )
-article_normalized = article_normalize(x_in)
-chart(
-    fig_ln.article_vs_gpt_figure(
-        gpt_normalize(x_in, cfg.layer_norm_eps),
-        article_normalized,
-        trace.token_strs,
-        start=tok_start,
-    ),
-    key="layer_norm_article",
-)
-article_std = article_normalized.std(-1)
-st.markdown(
-    _(
-        "On your text, after the article's whole-tensor version the tokens' standard deviations "
-        "still range from **{lo}** to **{hi}**: a loud token stays loud."
-    ).format(lo=f"{article_std.min():.2f}", hi=f"{article_std.max():.2f}")
-    + " "
-    + _leaves_with(after_std, _("After GPT-2's per-token version every token"))
-)
-article_change, gpt_change = future_leak(x_in, cfg.layer_norm_eps)
-if trace.n_tokens > 1:
+
+
+lazy_section(_("Why normalise: the residual stream grows"), "layer_norm_sec_growth", _growth)
+
+
+def _article_vs_gpt() -> None:
+    """The article's whole-tensor normalisation beside GPT-2's per-token one, on this text,
+    and the future leak it causes."""
+    left, right = st.columns(2)
+    with left:
+        st.markdown(_("**The article**: one mean and one variance for the whole tensor"))
+        st.code(
+            "mean = torch.mean(input_vector)      # over all tokens and features\n"
+            "variance = torch.var(input_vector)\n"
+            "output = (input_vector - mean) / torch.sqrt(variance + 1e-8)",
+            language="python",
+            wrap_lines=True,
+        )
+        st.caption(_("Its formula also calls σ the variance; it is the standard deviation."))
+    with right:
+        st.markdown(_("**GPT-2**: a mean and a variance per token, over its features"))
+        st.code(
+            "mean = x.mean(dim=-1, keepdim=True)                   # [T, 1]\n"
+            "var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)    # [T, 1]\n"
+            "out = (x - mean) / torch.sqrt(var + eps) * gamma + beta",
+            language="python",
+            wrap_lines=True,
+        )
+    article_normalized = article_normalize(x_in)
+    chart(
+        fig_ln.article_vs_gpt_figure(
+            gpt_normalize(x_in, cfg.layer_norm_eps),
+            article_normalized,
+            trace.token_strs,
+            start=tok_start,
+        ),
+        key="layer_norm_article",
+    )
+    article_std = article_normalized.std(-1)
     st.markdown(
         _(
-            "Worse, the whole-tensor statistics mix all positions, so a later token changes the "
-            "earlier tokens' outputs: the model could see the future. On your text, adding the "
-            "last token changes the earlier tokens' normalised values by up to **{article}** "
-            "under the article's version, and by **{gpt}** under GPT-2's."
-        ).format(article=f"{article_change:.4f}", gpt=f"{gpt_change:.4f}")
+            "On your text, after the article's whole-tensor version the tokens' standard "
+            "deviations still range from **{lo}** to **{hi}**: a loud token stays loud."
+        ).format(lo=f"{article_std.min():.2f}", hi=f"{article_std.max():.2f}")
+        + " "
+        + _leaves_with(after_std, _("After GPT-2's per-token version every token"))
     )
+    article_change, gpt_change = future_leak(x_in, cfg.layer_norm_eps)
+    if trace.n_tokens > 1:
+        st.markdown(
+            _(
+                "Worse, the whole-tensor statistics mix all positions, so a later token changes "
+                "the earlier tokens' outputs: the model could see the future. On your text, adding "
+                "the last token changes the earlier tokens' normalised values by up to "
+                "**{article}** under the article's version, and by **{gpt}** under GPT-2's."
+            ).format(article=f"{article_change:.4f}", gpt=f"{gpt_change:.4f}")
+        )
+
+
+lazy_section(
+    _("The article's layer norm beside GPT-2's, on this text"),
+    "layer_norm_sec_article",
+    _article_vs_gpt,
+)
 
 next_stage(view)

@@ -14,7 +14,7 @@ from ui.cache import get_dropout_trace
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, next_stage
+from ui.widgets import axis_window, bounded_input, chart, lazy_section, next_stage
 
 MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
 
@@ -182,66 +182,81 @@ with right:
         )
     )
 
-st.subheader(_("Why survivors are scaled by 1/(1 − p): averaging many masks"))
-max_n = int(max(10, min(1000, MAX_MASK_CELLS // max(1, T * T))))
-n_masks = int(
-    bounded_input("slider", _("Masks to average"), 10, max_n, 200, step=10, key="dropout_n")
-)
-avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
-left, right = st.columns(2)
-with left:
-    chart(fig_drop.convergence_figure(avg), key="dropout_convergence")
-with right:
-    chart(
-        fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
-        key="dropout_average_row",
+
+def _averaging_masks() -> None:
+    """Many seeded masks averaged on this head's evaluation weights: inverted dropout converges
+    to them, unscaled masks to (1 − p)·x."""
+    max_n = int(max(10, min(1000, MAX_MASK_CELLS // max(1, T * T))))
+    n_masks = int(
+        bounded_input("slider", _("Masks to average"), 10, max_n, 200, step=10, key="dropout_n")
     )
-st.markdown(
-    _(
-        "Masks drawn with numpy from seed {seed} on this head's evaluation weights. After "
-        "{n} masks the inverted-dropout average is on average **{err}** away from the "
-        "evaluation weights (after one mask: {err_one}), and it keeps shrinking: the "
-        "expectation *is* the evaluation output, so evaluation needs no correction. Without the "
-        "rescaling, the average settles at (1 − p)·x and stays {err_plain} away from x."
-    ).format(
-        seed=seed,
-        n=n_masks,
-        err=f"{avg.err_inverted[-1]:.4f}",
-        err_one=f"{avg.err_inverted[0]:.4f}",
-        err_plain=f"{avg.err_plain[-1]:.4f}",
+    avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
+    left, right = st.columns(2)
+    with left:
+        chart(fig_drop.convergence_figure(avg), key="dropout_convergence")
+    with right:
+        chart(
+            fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
+            key="dropout_average_row",
+        )
+    st.markdown(
+        _(
+            "Masks drawn with numpy from seed {seed} on this head's evaluation weights. After {n} "
+            "masks the inverted-dropout average is on average **{err}** away from the evaluation "
+            "weights (after one mask: {err_one}), and it keeps shrinking: the expectation *is* the "
+            "evaluation output, so evaluation needs no correction. Without the rescaling, the "
+            "average settles at (1 − p)·x and stays {err_plain} away from x."
+        ).format(
+            seed=seed,
+            n=n_masks,
+            err=f"{avg.err_inverted[-1]:.4f}",
+            err_one=f"{avg.err_inverted[0]:.4f}",
+            err_plain=f"{avg.err_plain[-1]:.4f}",
+        )
     )
+
+
+lazy_section(
+    _("Why survivors are scaled by 1/(1 − p): averaging many masks"),
+    "dropout_sec_average",
+    _averaging_masks,
 )
 
-st.subheader(_("The article's dropout"))
-left, right = st.columns(2)
-with left:
-    st.markdown(_("**The article**"))
-    st.code(
-        "mask = torch.rand(input_vector.shape) > dropout_rate\n"
-        "return input_vector * mask       # no rescaling, also when the model is used",
-        language="python",
-        wrap_lines=True,
+
+def _article_dropout() -> None:
+    """The article's dropout code beside GPT-2's; its (1 − p)·x is the old test-time rule."""
+    left, right = st.columns(2)
+    with left:
+        st.markdown(_("**The article**"))
+        st.code(
+            "mask = torch.rand(input_vector.shape) > dropout_rate\n"
+            "return input_vector * mask       # no rescaling, also when the model is used",
+            language="python",
+            wrap_lines=True,
+        )
+        st.latex(r"\hat{x} = (1 - p)\,x")
+    with right:
+        st.markdown(_("**GPT-2** (this engine's `engine.model.dropout`)"))
+        st.code(
+            "if p == 0 (evaluation): return x\n"
+            "keep = torch.rand(x.shape, generator=g) >= p\n"
+            "return x * keep / (1 - p)",
+            language="python",
+            wrap_lines=True,
+        )
+    st.markdown(
+        _(
+            "The article's formula x̂ = (1 − p)·x is the **old, test-time** way: the first dropout "
+            "papers trained with unscaled masks (whose average is (1 − p)·x, the dotted curve "
+            "above) and then, when using the network, multiplied by (1 − p) to match. Modern code, "
+            "GPT-2 included, uses *inverted* dropout instead: it scales by 1/(1 − p) during "
+            "training, so using the model is plain identity. The article's code does neither: it "
+            "drops values even when the model is used and never rescales, so its outputs are "
+            "random and too small on average."
+        )
     )
-    st.latex(r"\hat{x} = (1 - p)\,x")
-with right:
-    st.markdown(_("**GPT-2** (this engine's `engine.model.dropout`)"))
-    st.code(
-        "if p == 0 (evaluation): return x\n"
-        "keep = torch.rand(x.shape, generator=g) >= p\n"
-        "return x * keep / (1 - p)",
-        language="python",
-        wrap_lines=True,
-    )
-st.markdown(
-    _(
-        "The article's formula x̂ = (1 − p)·x is the **old, test-time** way: the first dropout "
-        "papers trained with unscaled masks (whose average is (1 − p)·x, the dotted curve above) "
-        "and then, when using the network, multiplied by (1 − p) to match. Modern code, GPT-2 "
-        "included, uses *inverted* dropout instead: it scales by 1/(1 − p) during training, so "
-        "using the model is plain identity. The article's code does neither: it drops values "
-        "even when the model is used and never rescales, so its outputs are random and too "
-        "small on average."
-    )
-)
+
+
+lazy_section(_("The article's dropout"), "dropout_sec_article", _article_dropout)
 
 next_stage(view)

@@ -21,7 +21,7 @@ from ui.frame import frame
 from ui.i18n import _
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, next_stage
+from ui.widgets import axis_window, bounded_input, chart, lazy_section, next_stage
 
 view = frame("output")
 if view is None:
@@ -146,7 +146,9 @@ drawable = _(
 ).format(n=f"{int(np.count_nonzero(shaped)):,}")
 st.caption(f"{drawable} {real_next}")
 
-with st.expander(_("The article's output step: {code}").format(code="`output.argmax(dim=-1)`")):
+
+def _article_output_step() -> None:
+    """The article's argmax over the hidden vector (a feature index) beside the greedy token."""
     hidden = trace["ln_final.hook_normalized"][pos]
     greedy_md = markdown_literal(display(int(top_candidates(model_probs, 1)[0])))
     st.markdown(
@@ -159,6 +161,13 @@ with st.expander(_("The article's output step: {code}").format(code="`output.arg
             "generation samples with temperature, top-k and top-p."
         ).format(feature=int(np.argmax(hidden)), d=cfg.d_model, greedy=greedy_md)
     )
+
+
+lazy_section(
+    _("The article's output step: {code}").format(code="`output.argmax(dim=-1)`"),
+    "output_sec_article",
+    _article_output_step,
+)
 
 st.subheader(_("The logit lens: what each layer would predict"))
 st.markdown(
@@ -267,47 +276,57 @@ st.dataframe(
 if pos + 1 >= trace.n_tokens:
     st.caption(_("The last token has no real next token: its p and rank are not measurable (–)."))
 
-st.subheader(_("Pre-training and fine-tuning: what the article gets wrong"))
-st.markdown(
-    _(
-        "The article defines pre-training as “training the model on a specific task”. It is "
-        "the opposite: a GPT is **pre-trained** on broad text with one objective, predicting "
-        "every next token, which is exactly what this page shows: the loss is the average of "
-        "−log p(the real next token). **Fine-tuning** then continues training the pre-trained "
-        "weights on a smaller, task-specific set (instructions, dialogues, a domain), often "
-        "with the same next-token loss on the task's answers."
-    )
-)
-st.latex(
-    r"\mathcal{L} = -\frac{1}{T-1}\sum_{i=1}^{T-1}"
-    r"\log p\left(t_{i+1} \mid t_1, \dots, t_i\right)"
-)
-losses = lens_article.next_token_loss(trace)
-if losses.size:
-    st.dataframe(
-        {
-            _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
-            _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
-            _("p(real next token)"): [float(np.exp(-x)) for x in losses],
-            _("−log p (nats)"): [float(x) for x in losses],
-        },
-        hide_index=True,
-        width="stretch",
-        key="output_pretraining_table",
-    )
+
+def _pretraining() -> None:
+    """The next-token loss on the user's text (what pre-training minimises), and what the
+    article gets wrong about pre-training and fine-tuning."""
     st.markdown(
         _(
-            "The pre-training loss of this model on your text: **{loss:.3f} nats per token** "
-            "(a model that guessed uniformly among its {n:,} tokens would score {uniform:.3f}). "
-            "Training lowers this number over billions of tokens; fine-tuning lowers it on the "
-            "task's own examples."
-        ).format(
-            loss=float(losses.mean()),
-            n=trace.n_valid_ids - len(trace.gap_ids),
-            uniform=float(np.log(trace.n_valid_ids - len(trace.gap_ids))),
+            "The article defines pre-training as “training the model on a specific task”. It is "
+            "the opposite: a GPT is **pre-trained** on broad text with one objective, predicting "
+            "every next token, which is exactly what this page shows: the loss is the average of "
+            "−log p(the real next token). **Fine-tuning** then continues training the pre-trained "
+            "weights on a smaller, task-specific set (instructions, dialogues, a domain), often "
+            "with the same next-token loss on the task's answers."
         )
     )
-else:
-    st.caption(_("With one token there is no next token to score: type a longer text."))
+    st.latex(
+        r"\mathcal{L} = -\frac{1}{T-1}\sum_{i=1}^{T-1}"
+        r"\log p\left(t_{i+1} \mid t_1, \dots, t_i\right)"
+    )
+    losses = lens_article.next_token_loss(trace)
+    if losses.size:
+        st.dataframe(
+            {
+                _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
+                _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
+                _("p(real next token)"): [float(np.exp(-x)) for x in losses],
+                _("−log p (nats)"): [float(x) for x in losses],
+            },
+            hide_index=True,
+            width="stretch",
+            key="output_pretraining_table",
+        )
+        st.markdown(
+            _(
+                "The pre-training loss of this model on your text: **{loss:.3f} nats per token** "
+                "(a model that guessed uniformly among its {n:,} tokens would score "
+                "{uniform:.3f}). Training lowers this number over billions of tokens; fine-tuning "
+                "lowers it on the task's own examples."
+            ).format(
+                loss=float(losses.mean()),
+                n=trace.n_valid_ids - len(trace.gap_ids),
+                uniform=float(np.log(trace.n_valid_ids - len(trace.gap_ids))),
+            )
+        )
+    else:
+        st.caption(_("With one token there is no next token to score: type a longer text."))
+
+
+lazy_section(
+    _("Pre-training and fine-tuning: what the article gets wrong"),
+    "output_sec_pretraining",
+    _pretraining,
+)
 
 next_stage(view)

@@ -28,7 +28,9 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     default the page body). `key` is the chart's element key."""
     lecture = lecture_mode()
     # a chart put in a column is half the page or narrower: at most NARROW_X_LABELS x labels
-    readable(fig, lecture=lecture, x_labels=MAX_LABELLED if where is None else NARROW_X_LABELS)
+    fig = readable(
+        fig, lecture=lecture, x_labels=MAX_LABELLED if where is None else NARROW_X_LABELS
+    )
     where = where or st
     slot = main_slot(key) if lecture else None
     if slot is not None:  # the stage's main figure, right under the lecture bar

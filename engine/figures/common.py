@@ -3,6 +3,7 @@ one figure style that the UI applies to every figure just before drawing it."""
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Sequence
@@ -68,6 +69,9 @@ pio.templates[TEMPLATE] = go.layout.Template(
     layout=pio.templates["plotly_white"].layout,
     data={t: pio.templates["plotly_white"].data[t] for t in _TRACE_TYPES},
 )
+# ... and the default for every figure made in this process (a figure built without
+# `base_layout`, or rebuilt from its dict by `readable`, gets it too).
+pio.templates.default = TEMPLATE
 
 
 def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
@@ -231,35 +235,65 @@ def heatmap(
 # --- the one figure style --------------------------------------------------------------------
 
 
-def _axis_names(fig: go.Figure) -> list[str]:
-    """The layout keys of every cartesian axis in `fig` ("xaxis", "yaxis2", ...)."""
-    names = {k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))}
-    names |= {"xaxis", "yaxis"} if any(hasattr(t, "xaxis") for t in fig.data) else set()
-    for trace in fig.data:
-        for letter in ("x", "y"):
-            ref = getattr(trace, f"{letter}axis", None) if hasattr(trace, f"{letter}axis") else None
-            if ref and ref != letter:
+# Trace types drawn against cartesian axes, and those with a top-level colour bar or text font
+# (the figures draw bar, heatmap, histogram and scatter; the others are there so that a figure
+# of another kind is styled correctly too).
+_CARTESIAN = {
+    "bar",
+    "box",
+    "contour",
+    "heatmap",
+    "histogram",
+    "histogram2d",
+    "scatter",
+    "scattergl",
+}
+_COLORBAR = {"contour", "heatmap", "histogram2d"}
+_TEXTFONT = {"bar", "heatmap", "histogram", "scatter", "scattergl"}
+
+
+def _plain_values(data: Any) -> Any:
+    """The values of a data array in a figure dict: plotly writes a numpy array as a typed-array
+    dict ({"dtype": "f4", "bdata": base64, "shape": ...}); that is decoded (flat), anything
+    else returned as it is."""
+    if isinstance(data, dict) and "bdata" in data:
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+    return data
+
+
+def _axis_names(spec: dict[str, Any]) -> list[str]:
+    """The layout keys of every cartesian axis in a figure `spec` (`fig.to_dict()`):
+    "xaxis", "yaxis2", ..."""
+    names = {k for k in spec["layout"] if k.startswith(("xaxis", "yaxis"))}
+    for trace in spec["data"]:
+        if trace.get("type", "scatter") in _CARTESIAN:
+            for letter in ("x", "y"):
+                ref = trace.get(f"{letter}axis") or letter
                 names.add(f"{letter}axis{ref[1:]}")
     return sorted(names)
 
 
-def _on_axis(trace: Any, letter: str, ref: str) -> bool:
-    """Whether `trace` is drawn against axis `ref` ("x", "y2", ...) of kind `letter`."""
-    return hasattr(trace, f"{letter}axis") and (getattr(trace, f"{letter}axis") or letter) == ref
+def _on_axis(trace: dict[str, Any], letter: str, ref: str) -> bool:
+    """Whether `trace` (a dict) is drawn against axis `ref` ("x", "y2", ...) of kind `letter`."""
+    return (
+        trace.get("type", "scatter") in _CARTESIAN and (trace.get(f"{letter}axis") or letter) == ref
+    )
 
 
-def _axis_categories(fig: go.Figure, name: str) -> list[str] | None:
-    """The category labels drawn along axis `name`, in order of first appearance, when its data
-    are strings (heatmap rows, bar labels); None for a numeric axis."""
+def _axis_categories(spec: dict[str, Any], name: str) -> list[str] | None:
+    """The category labels drawn along axis `name` of a figure `spec`, in order of first
+    appearance, when its data are strings (heatmap rows, bar labels); None for a numeric axis."""
     letter, suffix = name[0], name[5:]
     ref = letter + suffix
     seen: dict[str, None] = {}
-    for trace in fig.data:
+    for trace in spec["data"]:
         if not _on_axis(trace, letter, ref):
             continue
-        values = getattr(trace, letter, None)
+        values = _plain_values(trace.get(letter))
         if values is None:
             continue
+        if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+            return None  # numbers: not a category axis
         for v in values:
             if not isinstance(v, str):
                 return None
@@ -303,13 +337,13 @@ def log_ticks(lo: float, hi: float) -> dict[str, Any]:
     return {"tickmode": "array", "tickvals": vals, "ticktext": [f"{v:g}" for v in vals]}
 
 
-def _log_extent(fig: go.Figure, name: str) -> tuple[float, float] | None:
+def _log_extent(spec: dict[str, Any], name: str) -> tuple[float, float] | None:
     letter, ref = name[0], name[0] + name[5:]
     values: list[float] = []
-    for trace in fig.data:
+    for trace in spec["data"]:
         if not _on_axis(trace, letter, ref):
             continue
-        data = getattr(trace, letter, None)
+        data = _plain_values(trace.get(letter))
         if data is not None:
             arr = np.asarray([v for v in data if v is not None], dtype=np.float64)
             values += [float(v) for v in arr[np.isfinite(arr) & (arr > 0)]]
@@ -317,35 +351,54 @@ def _log_extent(fig: go.Figure, name: str) -> tuple[float, float] | None:
 
 
 def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED) -> go.Figure:
-    """Apply the one figure style to `fig` in place (and return it): every text near-black
-    (TEXT_COLOUR), ticks, legend, colour bars, annotations and cell text at least FONT_SIZE px
-    (LECTURE_FONT_SIZE in lecture mode), titles TITLE_SIZE (LECTURE_TITLE_SIZE), every category
-    label drawn up to MAX_LABELLED (`category_ticks`; a figure with one y axis of categories grows
-    tall enough for one label per row; along x, plotly still hides labels that overlap when the
-    page is too narrow for them), log axes with plain labels
-    (`log_ticks`). Sizes are written on every element, not only on `layout.font`, so that a
-    chart theme that sets its own axis fonts cannot shrink them; the UI draws with Streamlit's
-    theme off as well (`st.plotly_chart(theme=None)`). Colours an element already has (a red
-    marker on the selected head) are kept; only their size is raised. `x_labels`: at most this
-    many labels along a category x axis (a figure in a narrow column: half the page or less)."""
+    """`fig` in the one figure style, as a new figure (`fig` is left as it is): every text
+    near-black (TEXT_COLOUR), ticks, legend, colour bars, annotations and cell text at least
+    FONT_SIZE px (LECTURE_FONT_SIZE in lecture mode), titles TITLE_SIZE (LECTURE_TITLE_SIZE),
+    every category label drawn up to MAX_LABELLED (`category_ticks`; a figure with one y axis of
+    categories grows tall enough for one label per row; along x, plotly still hides labels that
+    overlap when the page is too narrow for them), log axes with plain labels (`log_ticks`).
+    Sizes are written on every element, not only on `layout.font`, so that a chart theme that
+    sets its own axis fonts cannot shrink them; the UI draws with Streamlit's theme off as well
+    (`st.plotly_chart(theme=None)`). Colours an element already has (a red marker on the
+    selected head) are kept; only their size is raised. `x_labels`: at most this many labels
+    along a category x axis (a figure in a narrow column: half the page or less).
+
+    The style is written into the figure's plain dict (`fig.to_dict()`) and the figure built
+    once from it: plotly validates and propagates every property set on a figure on its own,
+    which cost 18 to 80 ms a figure, most of a page's rerun (issue 19); this costs a few."""
+    spec = fig.to_dict()
+    spec["layout"].pop("template", None)  # the default template (TEMPLATE) is applied again
+    style_spec(spec, lecture=lecture, x_labels=x_labels)
+    return go.Figure(spec)
+
+
+def _merge(target: dict[str, Any], key: str, values: dict[str, Any]) -> None:
+    """Merge `values` into the dict `target[key]` (created if missing), one level deep for
+    nested dicts (a font inside a title)."""
+    current = target.setdefault(key, {})
+    for k, v in values.items():
+        if isinstance(v, dict) and isinstance(current.get(k), dict):
+            current[k] = {**current[k], **v}
+        else:
+            current[k] = v
+
+
+def style_spec(spec: dict[str, Any], lecture: bool = False, x_labels: int = MAX_LABELLED) -> None:
+    """Write the one figure style (see `readable`) into a figure's plain dict `spec` (the
+    `{"data": [...], "layout": {...}}` of `fig.to_dict()`), in place."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     title_size = LECTURE_TITLE_SIZE if lecture else TITLE_SIZE
     font = {"size": size, "color": TEXT_COLOUR, "family": FONT_FAMILY}
-    # Every change is collected into one layout update and one update per trace: plotly
-    # validates and propagates each assignment on its own, and a property set at a time cost
-    # about 18 ms a figure (most of a page's rerun) where one update costs a few.
-    layout: dict[str, Any] = {
-        "font": font,
-        "title": {"font": {"size": title_size, "color": TEXT_COLOUR}},
-        "legend": {"font": font},
-        "hoverlabel": {"font": {"size": size}},
-        "paper_bgcolor": "#ffffff",
-        "plot_bgcolor": "#ffffff",
-    }
-    names = _axis_names(fig)
+    layout = spec["layout"]
+    layout["font"] = {**layout.get("font", {}), **font}
+    _merge(layout, "title", {"font": {"size": title_size, "color": TEXT_COLOUR}})
+    _merge(layout, "legend", {"font": font})
+    _merge(layout, "hoverlabel", {"font": {"size": size}})
+    layout["paper_bgcolor"] = layout["plot_bgcolor"] = "#ffffff"
+    names = _axis_names(spec)
     single_y = not any(k.startswith("yaxis") and k != "yaxis" for k in names)
     for name in names:
-        axis = fig.layout[name]
+        axis = layout.get(name, {})
         settings: dict[str, Any] = {
             "tickfont": font,
             "title": {"font": {"size": size, "color": TEXT_COLOUR}},
@@ -353,12 +406,12 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
             "linecolor": "#444444",
             "gridcolor": "#dddddd",
         }
-        categories = _axis_categories(fig, name)
-        if axis.type == "log":
-            extent = _log_extent(fig, name)
+        categories = _axis_categories(spec, name)
+        if axis.get("type") == "log":
+            extent = _log_extent(spec, name)
             if extent is not None:
                 settings.update(log_ticks(*extent))
-        elif categories is not None and axis.tickmode != "array":
+        elif categories is not None and axis.get("tickmode") != "array":
             y = name.startswith("yaxis")
             ticks = category_ticks(
                 categories,
@@ -367,48 +420,39 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
             )
             if y:
                 ticks["tickangle"] = 0
-            elif axis.tickangle is not None and len(categories) <= 16:
-                ticks["tickangle"] = axis.tickangle
+            elif axis.get("tickangle") is not None and len(categories) <= 16:
+                ticks["tickangle"] = axis["tickangle"]
             settings.update(ticks)
-        layout[name] = settings
-        if name == "yaxis" and categories is not None and fig.layout.height and single_y:
+        _merge(layout, name, settings)
+        if name == "yaxis" and categories is not None and layout.get("height") and single_y:
             # one label per row needs a row at least as tall as the text (one y axis only:
             # small multiples keep their size)
             rows = len(settings.get("tickvals", categories))
-            layout["height"] = max(fig.layout.height, 170 + rows * (size + 4))
-    legend = fig.layout.legend
-    if legend.orientation == "h" and legend.y is not None and legend.y < 0:
+            layout["height"] = max(layout["height"], 170 + rows * (size + 4))
+    legend = layout.get("legend", {})
+    if legend.get("orientation") == "h" and legend.get("y") is not None and legend["y"] < 0:
         # a legend under the plot collides with the x axis title: put it above the plot, under
         # the title pinned to the top, with room for two rows of entries (a narrow column or a
         # long translated name wraps the horizontal legend onto a second row)
-        layout["legend"].update({"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"})
-        layout["title"].update({"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}})
-        layout["margin"] = {"t": title_size + 24 + 2 * (size + 10)}
-    if fig.layout.annotations:
-        annotations = []
-        for annotation in fig.layout.annotations:
-            a = annotation.to_plotly_json()
-            a_font = dict(a.get("font") or {})
-            a_font["size"] = max(size, a_font.get("size") or 0)
-            a_font.setdefault("color", TEXT_COLOUR)
-            annotations.append({**a, "font": a_font})
-        layout["annotations"] = annotations
-    fig.update_layout(layout)
-    for trace in fig.data:
-        patch: dict[str, Any] = {}
-        if "colorbar" in trace:
-            patch["colorbar"] = {
-                "tickfont": font,
-                "title": {"font": {"size": size, "color": TEXT_COLOUR}},
-            }
-        if "textfont" in trace and (trace.text is not None or getattr(trace, "texttemplate", None)):
-            text_font: dict[str, Any] = {"size": max(size, trace.textfont.size or 0)}
-            if trace.textfont.color is None and trace.type != "heatmap":
+        _merge(layout, "legend", {"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"})
+        _merge(layout, "title", {"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}})
+        _merge(layout, "margin", {"t": title_size + 24 + 2 * (size + 10)})
+    for annotation in layout.get("annotations", ()):
+        a_font = annotation.setdefault("font", {})
+        a_font["size"] = max(size, a_font.get("size") or 0)
+        a_font.setdefault("color", TEXT_COLOUR)
+    for trace in spec["data"]:
+        kind = trace.get("type", "scatter")
+        if kind in _COLORBAR:
+            _merge(trace, "colorbar", {"tickfont": font})
+            _merge(trace["colorbar"], "title", {"font": {"size": size, "color": TEXT_COLOUR}})
+        if kind in _TEXTFONT and (
+            trace.get("text") is not None or trace.get("texttemplate") is not None
+        ):
+            text_font = trace.setdefault("textfont", {})
+            text_font["size"] = max(size, text_font.get("size") or 0)
+            if text_font.get("color") is None and kind != "heatmap":
                 text_font["color"] = TEXT_COLOUR
-            patch["textfont"] = text_font
-        if patch:
-            trace.update(patch)
-    return fig
 
 
 def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
@@ -417,9 +461,10 @@ def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
     as its text (FONT_SIZE or LECTURE_FONT_SIZE + 4 px; 170 px go to title and margins)."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     fig.layout.height = min(fig.layout.height or height, height)
-    if any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(fig)):
+    spec = {"data": [t.to_plotly_json() for t in fig.data], "layout": fig.layout.to_plotly_json()}
+    if any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(spec)):
         return fig
-    categories = _axis_categories(fig, "yaxis")
+    categories = _axis_categories(spec, "yaxis")
     if categories is None:
         return fig
     fits = max(1, (fig.layout.height - 120) // (size + 2))

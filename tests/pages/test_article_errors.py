@@ -72,7 +72,7 @@ def test_numpy_example_fails_as_numpy_says_and_the_corrected_one_matches_the_mod
 def test_pretraining_loss_on_the_output_page_is_the_next_token_cross_entropy(
     tiny_loaded: LoadedModel,
 ) -> None:
-    at = open_page("pages/8_Output.py")
+    at = open_page("pages/8_Output.py", sections=("output_sec_pretraining",))
     assert not at.exception, [e.value for e in at.exception]
     trace = trace_of(tiny_loaded)
     table = next(df.value for df in at.dataframe if "−log p (nats)" in df.value.columns)

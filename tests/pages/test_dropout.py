@@ -76,7 +76,7 @@ def test_dropout_page_says_how_the_model_was_trained(
 
 
 def test_the_dropout_pages_average_over_masks_approaches_the_evaluation_output() -> None:
-    at = open_page("pages/7_Dropout.py", layer="0", head="0")
+    at = open_page("pages/7_Dropout.py", layer="0", head="0", sections=("dropout_sec_average",))
     at.slider(key="dropout_p").set_value(0.3).run()
     at.slider(key="dropout_n").set_value(400).run()
     inverted, plain, plain_scaled = (

@@ -83,7 +83,7 @@ def test_readable_sets_every_text_size_and_colour() -> None:
         height=300,
     )
     fig.add_annotation(text="small", font={"size": 9, "color": "#D55E00"}, x=0, y=0)
-    readable(fig, lecture=True)
+    fig = readable(fig, lecture=True)
     assert fig.layout.xaxis.tickfont.size == 20 and fig.layout.yaxis.tickfont.size == 20
     assert fig.layout.xaxis.tickfont.color == TEXT_COLOUR
     assert list(fig.layout.yaxis.tickvals) == labels
@@ -93,6 +93,21 @@ def test_readable_sets_every_text_size_and_colour() -> None:
     assert note.font.size == 20 and note.font.color == "#D55E00"  # its colour kept
     line = go.Figure(go.Scatter(x=[1, 10, 100], y=[1, 2, 3]))
     line.update_xaxes(type="log")
-    readable(line)
+    line = readable(line)
     assert line.layout.xaxis.tickfont.size == 16
+    assert list(line.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20", "50", "100"]
+
+
+def test_readable_reads_numpy_data_as_numbers_not_categories() -> None:
+    """`fig.to_dict()` writes a numpy array as a typed-array dict: its keys must not be taken
+    for category labels, and a log axis's extent is read from its decoded values."""
+    import plotly.graph_objects as go
+
+    from engine.figures.common import readable
+
+    bars = readable(go.Figure(go.Bar(x=np.arange(5, dtype=np.float32), y=np.ones(5))))
+    assert bars.layout.xaxis.tickmode is None and bars.layout.xaxis.tickvals is None
+    line = go.Figure(go.Scatter(x=np.array([1.0, 10.0, 100.0]), y=np.array([1.0, 2.0, 3.0])))
+    line.update_xaxes(type="log")
+    line = readable(line)
     assert list(line.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20", "50", "100"]
