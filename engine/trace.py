@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,6 +172,24 @@ class LazyActs(Mapping[str, np.ndarray]):
         unit = self._unit_of[name]  # KeyError: not a name of this Trace
         return self.unit(unit, keep)[name]
 
+    def arrays(self, names: Iterable[str], keep: bool = True) -> dict[str, np.ndarray]:
+        """{name: read-only array} for several names, each unit computed at most once for the
+        lot: block i's MLP half reads the resid_mid its attention half computed in this call,
+        with the same `keep` (keep=False: a streaming pass over the layers reads a block's two
+        halves once each and leaves the cache as it was). KeyError for a name this Trace does
+        not have."""
+        scratch: dict[Hashable, dict[str, np.ndarray]] = {}
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            if name in self.stored:
+                out[name] = self.stored[name]
+                continue
+            unit = self._unit_of[name]  # KeyError: not a name of this Trace
+            if unit not in scratch:
+                scratch[unit] = self.unit(unit, keep, scratch)
+            out[name] = scratch[unit][name]
+        return out
+
     def unit(
         self,
         unit: Hashable,
@@ -206,14 +224,17 @@ class LazyActs(Mapping[str, np.ndarray]):
         self, name: str, keep: bool, scratch: dict[Hashable, dict[str, np.ndarray]] | None
     ) -> np.ndarray:
         """An array a unit's computation needs from another unit (block i's resid_mid for its
-        MLP half): from `scratch` (units computed in this pass, not kept) if there, else read
-        with the same `keep` as the read that asked."""
+        MLP half): from `scratch` (units computed in this pass) if there, else read with the
+        same `keep` as the read that asked and added to `scratch`."""
         if name in self.stored:
             return self.stored[name]
         unit = self._unit_of[name]
         if scratch is not None and unit in scratch:
             return scratch[unit][name]
-        return self.unit(unit, keep, scratch)[name]
+        arrays = self.unit(unit, keep, scratch)
+        if scratch is not None:  # a later read in the same pass finds it there
+            scratch[unit] = arrays
+        return arrays[name]
 
     def _lookup(self, unit: Hashable) -> dict[str, np.ndarray] | None:
         """A kept unit (marked as just used), or None; the caller holds `self._lock`."""
@@ -443,6 +464,23 @@ class Trace:
         if isinstance(self.acts, LazyActs):
             return self.acts.array(name, keep)
         return self.acts[name]
+
+    def get_layer(
+        self, layer: int, sites: Iterable[str], *, keep: bool = True
+    ) -> dict[str, np.ndarray]:
+        """{site: array} for several sites of block `layer` (e.g. "hook_attn_out",
+        "hook_mlp_out"): `get(site, layer)` for each, except that on a lazy Trace each half of
+        the block is computed at most once for the lot, the MLP half from the resid_mid its
+        attention half just computed. keep=False leaves the cache as it was: a streaming pass
+        over every layer (`engine.lens.summary.layer_summary`) recomputes each half once and
+        drops it. KeyError for a site this Trace lacks."""
+        sites = list(sites)
+        names = [act_name(site, layer) for site in sites]
+        if isinstance(self.acts, LazyActs):
+            found = self.acts.arrays(names, keep)
+        else:
+            found = {name: self.acts[name] for name in names}
+        return {site: found[name] for site, name in zip(sites, names, strict=True)}
 
     def all_acts(self) -> dict[str, np.ndarray]:
         """Every activation, in forward order, as a plain dict (an export: `python -m engine

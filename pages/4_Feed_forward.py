@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.figures import feed_forward as fig_ff
 from engine.lens import feed_forward as lens_ff
+from ui.cache import get_layer_summary
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.text import markdown_literal
@@ -142,7 +143,7 @@ st.caption(
 )
 
 st.subheader(_("How much each layer's feed-forward block adds, per token"))
-norms = lens_ff.mlp_out_norms(trace)
+norms = get_layer_summary(view).mlp_out_norms
 chart(fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms")
 table = pd.DataFrame(
     norms.T,

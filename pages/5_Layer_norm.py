@@ -8,7 +8,6 @@ import streamlit as st
 
 from engine.figures import layer_norm as fig_ln
 from engine.lens.layer_norm import (
-    all_ln_stats,
     article_normalize,
     future_leak,
     gpt_normalize,
@@ -16,6 +15,7 @@ from engine.lens.layer_norm import (
     ln_input,
     ln_stats,
 )
+from ui.cache import get_all_ln_stats
 from ui.frame import frame
 from ui.i18n import _
 from ui.models import layer_norm_params
@@ -172,7 +172,7 @@ with right:
 def _growth() -> None:
     """Every layer norm's input scale across the layers (the residual stream grows), the
     selected one marked."""
-    all_stats = all_ln_stats(trace)
+    all_stats = get_all_ln_stats(view)
     highlight = "ln_f" if which == "ln_final" else f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
     chart(
         fig_ln.scale_growth_figure(all_stats, pos, trace.token_strs[pos], highlight=highlight),

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import residual as fig_res
-from engine.lens import residual as lens_res
+from ui.cache import get_layer_summary
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
@@ -46,7 +46,7 @@ log_colour = st.toggle(
 )
 chart(
     fig_res.norms_heatmap(
-        lens_res.residual_norms(trace), trace.token_strs, start=tok_start, log=log_colour
+        get_layer_summary(view).residual_norms, trace.token_strs, start=tok_start, log=log_colour
     ),
     key="residual_norms",
 )
@@ -58,7 +58,7 @@ st.caption(
 )
 
 st.subheader(_("What each part wrote into “{token}” (position {pos})").format(token=token, pos=pos))
-contrib = lens_res.contributions(trace, pos)
+contrib = get_layer_summary(view).contributions(pos)
 chart(
     fig_res.contributions_figure(contrib, pos, trace.token_strs[pos]),
     key="residual_contributions",
@@ -104,7 +104,7 @@ def _step_name(label: str) -> str:
 
 
 st.subheader(_("{formula}, on this token's numbers").format(formula="x + f(x)"))
-steps = lens_res.residual_steps(trace, pos)
+steps = get_layer_summary(view).residual_steps(pos)
 st.dataframe(
     pd.DataFrame(
         {
@@ -140,7 +140,7 @@ st.markdown(
 )
 
 st.subheader(_("How soon the stream points where it ends"))
-cos = lens_res.cosine_to_final(trace)
+cos = get_layer_summary(view).cosine_to_final
 chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
 chart(fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map")
 st.caption(

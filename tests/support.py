@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,13 @@ def open_page(
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def lazy_section_keys(path: str) -> list[str]:
+    """The keys of a page's lazy sections (`ui.widgets.lazy_section(label, "key", draw)`), read
+    from its source ("pages/3_Attention.py"), so that a section added later is covered too."""
+    source = (ROOT / path).read_text(encoding="utf-8")
+    return re.findall(r'lazy_section\(\s*.*?,\s*"([a-z_]+)",', source, flags=re.S)
 
 
 def chart(at: AppTest, key: str) -> dict:

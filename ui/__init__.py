@@ -18,9 +18,11 @@ The frame contract (pages rely on it):
   "head", "pos" (`ui.state.SHARED_KEYS`); widgets use their own keys (prefixed "_w_") and copy
   into the shared keys. "ids" are the token ids the text was decoded from (Generate), analysed
   instead of the text re-read while they still decode to it (`ui.state.shared_ids`).
-- `ui.cache.get_head_scores(view)`, `get_token_groups(view)` and `get_encode_steps(view)` are
-  cached per (model, tokens, text); `get_logit_lens(view, positions)` per (model, tokens, text,
-  block of 16 positions), computing only the blocks that hold `positions`;
+- `ui.cache.get_head_scores(view)`, `get_layer_summary(view)` (every layer's per-token
+  numbers for the Feed-forward, Layer-norm and Residual pages), `get_all_ln_stats(view)`,
+  `get_token_groups(view)` and `get_encode_steps(view)` are cached per (model, tokens, text);
+  `get_logit_lens(view, positions)` per (model, tokens, text, block of 16 positions),
+  computing only the blocks that hold `positions`;
   `get_dropout_trace(view, p, seed)` and `get_last_logits(view, text, ids)` per their arguments
   too.
 - `ui.widgets.next_stage(view)` draws the Previous / Next controls at the bottom of a page.

@@ -7,10 +7,11 @@ the arrays of a derived value are made so when it enters its cache.
 Models (4, and 8 of the bundled model's training snapshots), Traces (16, and three quarters
 of INSIDE_GPT_CACHE_MB for what each lazy Trace stores: its residual stream), the blocks and
 logits that lazy Traces recompute on demand (one `engine.trace.UnitCache` shared by all of
-them, the last quarter), and per Trace the logit lens, the head scores, the token groups and
-the BPE steps (16 each), Dropout's seeded passes (8, and a budget of INSIDE_GPT_CACHE_MB of
-their own), Generate's last-window logits (8), and page 10's interventions: knock-outs (8, a
-quarter of INSIDE_GPT_CACHE_MB), patching sweeps (16) and attributions (32). Streamlit's
+them, the last quarter), and per Trace the logit lens, the head scores, the per-layer
+summaries and ln_f's statistics, the token groups and the BPE steps (16 each), Dropout's
+seeded passes (8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's last-window
+logits (8), and page 10's interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB),
+patching sweeps (16) and attributions (32). Streamlit's
 st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
 everything else; neither is used."""
 
@@ -42,7 +43,9 @@ from engine.interventions import (
     knock_out,
 )
 from engine.lens.heads import HeadScores, head_scores
+from engine.lens.layer_norm import LNStats, ln_stats
 from engine.lens.logit_lens import LogitLens, lens_blocks, logit_lens, merge_lenses
+from engine.lens.summary import LayerSummary, layer_summary
 from engine.sampling import last_logits
 from engine.snapshots import TrainingHistory, read_history
 from engine.tokenizer import EncodeSteps, TokenGroup
@@ -186,6 +189,10 @@ TRACES = SharedCache(
 # about 30 KB each on GPT-2 small
 LENSES = SharedCache(TRACE_CACHE_ENTRIES * 64, size=lambda lens: lens.nbytes())
 HEAD_SCORES = SharedCache(TRACE_CACHE_ENTRIES)
+# per-layer numbers of every token (engine.lens.summary): about 1.8 MB each on GPT-2 small at
+# 1,024 tokens; ln_f's statistics apart (3 x T float64)
+LAYER_SUMMARIES = SharedCache(TRACE_CACHE_ENTRIES, size=lambda s: s.nbytes())
+FINAL_LN_STATS = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
 ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
 DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
@@ -418,6 +425,22 @@ def get_logit_lens(view: View, positions: Iterable[int] | None = None) -> LogitL
 def get_head_scores(view: View) -> HeadScores:
     """Every head's scores on the view's Trace, computed once per (model, text)."""
     return _of_view(HEAD_SCORES, view, (), lambda: head_scores(view.trace))
+
+
+def get_layer_summary(view: View) -> LayerSummary:
+    """The per-layer numbers of every token that the Feed-forward, Layer-norm and Residual pages
+    show (`engine.lens.summary.LayerSummary`: MLP output sizes, LayerNorm statistics, residual
+    norms, cosines, contributions and steps), computed once per (model, text) in one streaming
+    pass over the layers, so rerunning those pages recomputes no block."""
+    return _of_view(LAYER_SUMMARIES, view, (), lambda: layer_summary(view.trace))
+
+
+def get_all_ln_stats(view: View) -> list[LNStats]:
+    """`engine.lens.layer_norm.all_ln_stats` of the view's Trace (ln_1 and ln_2 of every layer,
+    then ln_f; 2 * n_layer + 1 entries): the layers' from `get_layer_summary`, ln_f's cached
+    apart per (model, text), as reading it computes the final unit (ln_f and the logits)."""
+    final = _of_view(FINAL_LN_STATS, view, (), lambda: ln_stats(view.trace, "ln_final"))
+    return [*get_layer_summary(view).ln_stats(), final]
 
 
 def get_token_groups(view: View) -> list[TokenGroup]:

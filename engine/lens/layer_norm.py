@@ -46,10 +46,18 @@ def ln_stats(trace: Trace, which: str, layer: int | None = None) -> LNStats:
     """Mean, population standard deviation (float64, over the d features) and the stored divisor
     `hook_scale` of each token's vector entering one LayerNorm (see `ln_input` for `which`).
     Raises ValueError for an unknown `which`."""
-    x = ln_input(trace, which, layer).astype(np.float64)
+    x = ln_input(trace, which, layer)
     scale_site = "ln_final.hook_scale" if which == "ln_final" else f"{which}.hook_scale"
     scale = trace.acts[scale_site] if which == "ln_final" else trace.get(scale_site, layer)
     name = "ln_final" if which == "ln_final" else f"blocks.{layer}.{which}"
+    return stats_of(name, x, scale)
+
+
+def stats_of(name: str, x: np.ndarray, scale: np.ndarray) -> LNStats:
+    """The `LNStats` named `name` of the residual x [T, d] entering a LayerNorm and its
+    recorded divisor `hook_scale` [T, 1]: the mean and population standard deviation of each
+    row in float64 (what `ln_stats` and `engine.lens.summary` both compute)."""
+    x = np.asarray(x, dtype=np.float64)
     return LNStats(name=name, mean=x.mean(-1), std=x.std(-1), scale=scale[:, 0].astype(np.float64))
 
 
@@ -113,4 +121,5 @@ __all__ = [
     "ln_affine",
     "ln_input",
     "ln_stats",
+    "stats_of",
 ]

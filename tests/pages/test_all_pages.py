@@ -3,16 +3,12 @@ one-token texts, and ends with the walk controls of its stage."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-from tests.support import MIXED
+from tests.support import MIXED, lazy_section_keys
 from ui.stages import STAGES
 
 open_page, trace_of, TEXT = MIXED.open, MIXED.trace, MIXED.text
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_page_marks_itself_in_the_sidebar_navigation() -> None:
@@ -61,20 +57,13 @@ def test_every_page_ends_with_the_walk_controls_of_its_stage() -> None:
         assert (f"{stage.id}_next" in keys) == (stage is not STAGES[-1])
 
 
-def _lazy_section_keys(path: str) -> list[str]:
-    """The keys of a page's lazy sections (`ui.widgets.lazy_section(label, "key", draw)`), read
-    from its source so that a section added later is covered too."""
-    source = (ROOT / path).read_text(encoding="utf-8")
-    return re.findall(r'lazy_section\(\s*.*?,\s*"([a-z_]+)",', source, flags=re.S)
-
-
-@pytest.mark.parametrize("stage", [s for s in STAGES if _lazy_section_keys(s.path)], ids=str)
+@pytest.mark.parametrize("stage", [s for s in STAGES if lazy_section_keys(s.path)], ids=str)
 @pytest.mark.parametrize("text", [TEXT, "a"])
 def test_every_lazy_section_renders_when_open_and_costs_nothing_when_closed(
     stage: object, text: str
 ) -> None:
     path = stage.path  # type: ignore[attr-defined]
-    keys = _lazy_section_keys(path)
+    keys = lazy_section_keys(path)
     closed = open_page(path, text=text)
     opened = open_page(path, text=text, sections=tuple(keys))
     assert not opened.error, [e.value for e in opened.error]

@@ -87,3 +87,36 @@ def test_the_apps_traces_are_lazy_and_their_units_leave_with_them() -> None:
     assert trace.resident_nbytes() > stored
     TRACES.clear()
     assert trace.resident_nbytes() == stored  # its recomputed block left UNITS with it
+
+
+@pytest.mark.parametrize(
+    "page", ["pages/4_Feed_forward.py", "pages/5_Layer_norm.py", "pages/6_Residual.py"]
+)
+def test_the_per_layer_pages_rerun_without_recomputing_every_layer(
+    page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a shared unit cache too small to keep any half block (GPT-2 small at 1,024 tokens
+    cannot keep every layer's), a rerun recomputes at most the sidebar's layer: every layer's
+    numbers come from the per-layer summary, computed once per text in one pass."""
+    from engine.capture import ATTN, MLP
+    from tests.support import lazy_section_keys, open_page, unique_text
+    from ui.cache import LAYER_SUMMARIES, UNITS, get_trace, load_model
+
+    monkeypatch.setattr(UNITS, "max_bytes", 1)  # keeps nothing (the final unit neither)
+    text = unique_text()
+    # with every lazy section open (the layer-norm page's growth section reads every layer)
+    at = open_page(page, text, layer="1", sections=tuple(lazy_section_keys(page)))
+    trace = get_trace("bundled", text, load_model("bundled"))
+    first = dict(trace.acts.computations)  # type: ignore[union-attr]
+    L = trace.config.n_layer
+    # the first run: one pass over every layer for the summary (each half once), plus the
+    # page's own reads of layer 1
+    assert all(first.get((i, half), 0) >= 1 for i in range(L) for half in (ATTN, MLP))
+    entries = LAYER_SUMMARIES.stats()[0]
+    for _ in range(2):
+        at.run()
+        assert not at.exception
+    again = trace.acts.computations  # type: ignore[union-attr]
+    grew = {unit: n - first.get(unit, 0) for unit, n in again.items() if n > first.get(unit, 0)}
+    assert all(unit == "final" or unit[0] == 1 for unit in grew), grew  # the sidebar's layer
+    assert LAYER_SUMMARIES.stats()[0] == entries  # no new summary: the cached one was read

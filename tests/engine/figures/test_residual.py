@@ -17,7 +17,13 @@ def test_the_parts_written_into_the_stream_add_up_to_the_final_residual(
     pos = 5
     c = lres.contributions(tiny_trace, pos)
     final = tiny_trace.get("hook_resid_post", 1)[pos]
-    np.testing.assert_allclose(c.vectors.sum(0), final, atol=1e-4)
+    parts = [tiny_trace["hook_embed"][pos], tiny_trace["hook_pos_embed"][pos]]
+    parts += [
+        tiny_trace.get(s, i)[pos] for i in range(2) for s in ("hook_attn_out", "hook_mlp_out")
+    ]
+    np.testing.assert_allclose(np.sum(parts, axis=0), final, atol=1e-4)  # what the parts are
+    np.testing.assert_allclose(c.sizes, np.linalg.norm(parts, axis=-1), rtol=1e-6)
+    assert c.final_norm == pytest.approx(np.linalg.norm(final), rel=1e-6)
     assert c.along_final.sum() == pytest.approx(c.final_norm, rel=1e-4)
     assert c.names[:4] == ("token embedding", "position embedding", "attention 0", "MLP 0")
     np.testing.assert_allclose(
