@@ -12,7 +12,7 @@ from ui.cache import get_layer_summary
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, next_stage
+from ui.widgets import axis_window, bounded_input, chart, lazy_section, next_stage
 
 # engine.lens.feed_forward's RANKINGS and activation_summary rows, marked for the catalogue.
 RANKING_NAMES = {
@@ -142,67 +142,86 @@ st.caption(
     )
 )
 
-st.subheader(_("How much each layer's feed-forward block adds, per token"))
-norms = get_layer_summary(view).mlp_out_norms
-chart(fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms")
-table = pd.DataFrame(
-    norms.T,
-    columns=[_("layer {i}").format(i=i) for i in range(cfg.n_layer)],
-    index=pd.Index([f"{i}: {s}" for i, s in enumerate(trace.token_strs)], name=_("token")),
-)
-with st.expander(_("The numbers: {norm} for every token and layer").format(norm="‖mlp_out‖")):
+
+def _layer_norms() -> None:
+    """How much each layer's feed-forward block adds, per token (‖mlp_out‖ from the per-layer
+    summary)."""
+    norms = get_layer_summary(view).mlp_out_norms
+    chart(
+        fig_ff.mlp_norms_heatmap(norms, trace.token_strs, start=tok_start), key="feed_forward_norms"
+    )
+    table = pd.DataFrame(
+        norms.T,
+        columns=[_("layer {i}").format(i=i) for i in range(cfg.n_layer)],
+        index=pd.Index([f"{i}: {s}" for i, s in enumerate(trace.token_strs)], name=_("token")),
+    )
+    st.caption(_("The numbers: {norm} for every token and layer").format(norm="‖mlp_out‖"))
     st.dataframe(table.style.format("{:.3f}"), key="feed_forward_norm_table")
 
-st.subheader(_("The article's feed-forward beside GPT-2's"))
-left, right = st.columns(2)
-with left:
-    st.markdown(
-        _("**The article** ({code} in its code, {maths} in its maths)").format(
-            code="`tanh(x W₁ + W₂)`", maths="`tanh(W₁x + b₁)`"
+
+lazy_section(
+    _("How much each layer's feed-forward block adds, per token"),
+    "feed_forward_sec_norms",
+    _layer_norms,
+)
+
+
+def _article_vs_gpt() -> None:
+    """The article's one-layer tanh block beside GPT-2's two layers with GELU, on this token's
+    hidden inputs."""
+    left, right = st.columns(2)
+    with left:
+        st.markdown(
+            _("**The article** ({code} in its code, {maths} in its maths)").format(
+                code="`tanh(x W₁ + W₂)`", maths="`tanh(W₁x + b₁)`"
+            )
+        )
+        st.code(
+            "hidden = torch.tanh(torch.matmul(input_vector, weights_1) + weights_2)\nreturn hidden",
+            language="python",
+            wrap_lines=True,
+        )
+        st.markdown(
+            _(
+                "- one layer only: its output has **{d_mlp}** numbers (the hidden width), but the "
+                "residual stream has **{d}**, so it cannot be added back;\n- the code adds the "
+                "matrix W₂ ({d_mlp} × {d}) where a bias vector belongs, which does not even have "
+                "the right shape;\n- tanh squashes every value into (−1, 1): a strongly active "
+                "unit looks the same as a mildly active one."
+            ).format(d_mlp=cfg.d_mlp, d=cfg.d_model)
+        )
+    with right:
+        st.markdown(_("**GPT-2** (what this model runs)"))
+        st.code(
+            "h = gelu(x @ W1 + b1)     # [T, 4d]\nout = h @ W2 + b2         # [T, d], added to x",
+            language="python",
+            wrap_lines=True,
+        )
+        st.markdown(
+            _(
+                "- two layers: widen to {d_mlp}, then project back to {d};\n"
+                "- GELU lets large positive values through, so a unit can say *how strongly* it "
+                "fires;\n"
+                "- the output is added to the residual stream, never replacing it."
+            ).format(d_mlp=cfg.d_mlp, d=cfg.d_model)
+        )
+    pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
+    chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
+    st.caption(
+        _(
+            "The same {n} hidden inputs of “{token}”: under tanh, {share} of them are pinned near "
+            "±1; under GELU the largest keeps its size ({largest})."
+        ).format(
+            n=pre.size,
+            token=token,
+            share=f"{float((np.abs(np.tanh(pre)) > 0.95).mean()):.0%}",
+            largest=f"{float(lens_ff.gelu(pre).max()):.2f}",
         )
     )
-    st.code(
-        "hidden = torch.tanh(torch.matmul(input_vector, weights_1) + weights_2)\nreturn hidden",
-        language="python",
-        wrap_lines=True,
-    )
-    st.markdown(
-        _(
-            "- one layer only: its output has **{d_mlp}** numbers (the hidden width), but the "
-            "residual stream has **{d}**, so it cannot be added back;\n"
-            "- the code adds the matrix W₂ ({d_mlp} × {d}) where a bias vector belongs, which "
-            "does not even have the right shape;\n"
-            "- tanh squashes every value into (−1, 1): a strongly active unit looks the same as "
-            "a mildly active one."
-        ).format(d_mlp=cfg.d_mlp, d=cfg.d_model)
-    )
-with right:
-    st.markdown(_("**GPT-2** (what this model runs)"))
-    st.code(
-        "h = gelu(x @ W1 + b1)     # [T, 4d]\nout = h @ W2 + b2         # [T, d], added to x",
-        language="python",
-        wrap_lines=True,
-    )
-    st.markdown(
-        _(
-            "- two layers: widen to {d_mlp}, then project back to {d};\n"
-            "- GELU lets large positive values through, so a unit can say *how strongly* it "
-            "fires;\n"
-            "- the output is added to the residual stream, never replacing it."
-        ).format(d_mlp=cfg.d_mlp, d=cfg.d_model)
-    )
-pre = trace.get("mlp.hook_pre", layer)[pos].astype(np.float64)
-chart(fig_ff.article_vs_gpt(pre, layer, pos), key="feed_forward_article")
-st.caption(
-    _(
-        "The same {n} hidden inputs of “{token}”: under tanh, {share} of them are pinned near "
-        "±1; under GELU the largest keeps its size ({largest})."
-    ).format(
-        n=pre.size,
-        token=token,
-        share=f"{float((np.abs(np.tanh(pre)) > 0.95).mean()):.0%}",
-        largest=f"{float(lens_ff.gelu(pre).max()):.2f}",
-    )
+
+
+lazy_section(
+    _("The article's feed-forward beside GPT-2's"), "feed_forward_sec_article", _article_vs_gpt
 )
 
 next_stage(view)

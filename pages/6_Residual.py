@@ -10,7 +10,7 @@ from ui.cache import get_layer_summary
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, chart, next_stage
+from ui.widgets import axis_window, chart, lazy_section, next_stage
 
 view = frame("residual")
 if view is None:
@@ -103,66 +103,87 @@ def _step_name(label: str) -> str:
     return _("layer {i} MLP").format(i=words[1])
 
 
-st.subheader(_("{formula}, on this token's numbers").format(formula="x + f(x)"))
-steps = get_layer_summary(view).residual_steps(pos)
-st.dataframe(
-    pd.DataFrame(
-        {
-            _("step"): [_step_name(s.label) for s in steps],
-            _("‖x‖ before"): [s.before_norm for s in steps],
-            _("‖f(x)‖ added"): [s.branch_norm for s in steps],
-            _("‖x + f(x)‖ after"): [s.after_norm for s in steps],
-            "cosine(x, f(x))": [s.cosine for s in steps],
-        }
-    ).style.format(precision=3),
-    hide_index=True,
-    key="residual_steps",
-)
-attn_step, mlp_step = steps[2 * layer], steps[2 * layer + 1]
-st.markdown(
-    _(
-        "In **layer {layer}**, attention added a vector of size {branch} to a stream of size "
-        "{before}; the result has size {after}, not {sum}, because the two point in different "
-        "directions (cosine {cosine}: +1 would reinforce, 0 adds something new, −1 erases). "
-        "Then the feed-forward block added {mlp_branch}, giving {mlp_after}. Because each block "
-        "only adds, the gradient in training flows straight down the stream, which is what lets "
-        "deep stacks learn."
-    ).format(
-        layer=layer,
-        branch=f"{attn_step.branch_norm:.3f}",
-        before=f"{attn_step.before_norm:.3f}",
-        after=f"{attn_step.after_norm:.3f}",
-        sum=f"{attn_step.before_norm + attn_step.branch_norm:.3f}",
-        cosine=f"{attn_step.cosine:+.2f}",
-        mlp_branch=f"{mlp_step.branch_norm:.3f}",
-        mlp_after=f"{mlp_step.after_norm:.3f}",
+def _x_plus_f() -> None:
+    """Each sub-block's x + f(x) for the selected token: sizes before, added and after, and the
+    cosine between x and f(x)."""
+    steps = get_layer_summary(view).residual_steps(pos)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                _("step"): [_step_name(s.label) for s in steps],
+                _("‖x‖ before"): [s.before_norm for s in steps],
+                _("‖f(x)‖ added"): [s.branch_norm for s in steps],
+                _("‖x + f(x)‖ after"): [s.after_norm for s in steps],
+                "cosine(x, f(x))": [s.cosine for s in steps],
+            }
+        ).style.format(precision=3),
+        hide_index=True,
+        key="residual_steps",
     )
+    attn_step, mlp_step = steps[2 * layer], steps[2 * layer + 1]
+    st.markdown(
+        _(
+            "In **layer {layer}**, attention added a vector of size {branch} to a stream of size "
+            "{before}; the result has size {after}, not {sum}, because the two point in different "
+            "directions (cosine {cosine}: +1 would reinforce, 0 adds something new, −1 erases). "
+            "Then the feed-forward block added {mlp_branch}, giving {mlp_after}. Because each "
+            "block only adds, the gradient in training flows straight down the stream, which is "
+            "what lets deep stacks learn."
+        ).format(
+            layer=layer,
+            branch=f"{attn_step.branch_norm:.3f}",
+            before=f"{attn_step.before_norm:.3f}",
+            after=f"{attn_step.after_norm:.3f}",
+            sum=f"{attn_step.before_norm + attn_step.branch_norm:.3f}",
+            cosine=f"{attn_step.cosine:+.2f}",
+            mlp_branch=f"{mlp_step.branch_norm:.3f}",
+            mlp_after=f"{mlp_step.after_norm:.3f}",
+        )
+    )
+
+
+lazy_section(
+    _("{formula}, on this token's numbers").format(formula="x + f(x)"),
+    "residual_sec_steps",
+    _x_plus_f,
 )
 
-st.subheader(_("How soon the stream points where it ends"))
-cos = get_layer_summary(view).cosine_to_final
-chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
-chart(fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map")
-st.caption(
-    _(
-        "Cosine similarity between each layer's residual and the final one (1 = same "
-        "direction). Where it is already high, later layers only refine; the logit lens on page "
-        "8 shows what each layer's residual would predict."
-    )
-)
 
-st.subheader(_("The article's residual connection"))
-st.markdown(
-    _(
-        "The article's {code} is the same addition. What differs is where it sits: its example "
-        "adds a layer-normalised vector to a dropped-out copy of *itself* ({example}), after the "
-        "layer norm. In GPT-2 the stream x itself is carried past each sub-block and the "
-        "sub-block's output is added to it: {gpt}."
-    ).format(
-        code="`residual_connection(x, y) = x + y`",
-        example="`residual_connection(normalized_output, dropout(normalized_output))`",
-        gpt="`x = x + attn(ln_1(x))`",
+def _cosine_to_final() -> None:
+    """How soon each token's residual points where it ends (cosine with the final residual), per
+    layer."""
+    cos = get_layer_summary(view).cosine_to_final
+    chart(fig_res.cosine_figure(cos, pos, trace.token_strs[pos]), key="residual_cosine")
+    chart(fig_res.cosine_heatmap(cos, trace.token_strs, start=tok_start), key="residual_cosine_map")
+    st.caption(
+        _(
+            "Cosine similarity between each layer's residual and the final one (1 = same "
+            "direction). Where it is already high, later layers only refine; the logit lens on "
+            "page 8 shows what each layer's residual would predict."
+        )
     )
-)
+
+
+lazy_section(_("How soon the stream points where it ends"), "residual_sec_cosine", _cosine_to_final)
+
+
+def _article_residual() -> None:
+    """The article's residual connection (the same addition, placed after the layer norm) beside
+    GPT-2's."""
+    st.markdown(
+        _(
+            "The article's {code} is the same addition. What differs is where it sits: its example "
+            "adds a layer-normalised vector to a dropped-out copy of *itself* ({example}), after "
+            "the layer norm. In GPT-2 the stream x itself is carried past each sub-block and the "
+            "sub-block's output is added to it: {gpt}."
+        ).format(
+            code="`residual_connection(x, y) = x + y`",
+            example="`residual_connection(normalized_output, dropout(normalized_output))`",
+            gpt="`x = x + attn(ln_1(x))`",
+        )
+    )
+
+
+lazy_section(_("The article's residual connection"), "residual_sec_article", _article_residual)
 
 next_stage(view)

@@ -15,7 +15,9 @@ open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 def test_feed_forward_page_draws_the_selected_layers_hidden_units(
     tiny_loaded: LoadedModel,
 ) -> None:
-    at = open_page("pages/4_Feed_forward.py", layer="1", pos="3")
+    at = open_page(
+        "pages/4_Feed_forward.py", layer="1", pos="3", sections=("feed_forward_sec_norms",)
+    )
     assert at.title[0].value == "4 · Feed-forward · layer 1"
     assert at.latex
     ref = trace_of(tiny_loaded)

@@ -14,7 +14,7 @@ open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 def test_residual_page_draws_the_stored_residual_norms_and_contributions(
     tiny_loaded: LoadedModel,
 ) -> None:
-    at = open_page("pages/6_Residual.py", pos="5")
+    at = open_page("pages/6_Residual.py", pos="5", sections=("residual_sec_steps",))
     assert at.title[0].value == "6 · Residual stream"
     ref = trace_of(tiny_loaded)
     c = charts(at)
