@@ -118,6 +118,8 @@ def head_score_curves(
         vertical_spacing=0.12,
         subplot_titles=[name for name, _scores in panels],
     )
+    traces: list[go.Scatter] = []
+    rows: list[int] = []
     for row, (_name, scores) in enumerate(panels, start=1):
         scores = np.asarray(scores)
         n_layer, n_head = scores.shape[1:]
@@ -125,7 +127,7 @@ def head_score_curves(
             for head in range(n_head):
                 here = (layer, head) == chosen
                 k = layer * n_head + head
-                fig.add_trace(
+                traces.append(
                     go.Scatter(
                         x=steps,
                         y=scores[:, layer, head],
@@ -141,11 +143,12 @@ def head_score_curves(
                         hovertemplate=_("head {layer}.{head}").format(layer=layer, head=head)
                         + _("<br>step %{x:,}<br>score %{y:.3f}")
                         + "<extra></extra>",
-                    ),
-                    row=row,
-                    col=1,
+                    )
                 )
-        fig.update_yaxes(range=[0, 1.02], row=row, col=1)
+                rows.append(row)
+    # one call for every line (plotly relays out the figure once per call)
+    fig.add_traces(traces, rows=rows, cols=[1] * len(traces))
+    fig.update_yaxes(range=[0, 1.02])
     base_layout(fig, title, height=260 + 220 * len(panels))
     fig.update_xaxes(title_text=_("training step"), row=len(panels), col=1)
     _mark(fig, band, band_label, step, rows=len(panels))
