@@ -20,11 +20,22 @@ from engine.interventions import (
     run_logits,
     sublayer_lens,
 )
+from tests import support
 from tests.support import PLAIN, charts, table_with, values
 from ui.intervene import KNOCK_OUT_PRESETS, PATCHING_PRESETS
 
 PAGE = "pages/10_Intervene.py"
 CLEAN, CORRUPT = "The cat drinks water", "The cat drinks fire"
+
+
+def open_tab(label: str, **query: str):
+    """The page opened on the tab `label` (its tabs are lazy: only the open one runs)."""
+    at = support.new_app({"text": PLAIN.text, **query})
+    at.switch_page(PAGE)
+    at.session_state["intervene_tab"] = label
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def _probs(logits: np.ndarray, trace) -> np.ndarray:
@@ -108,7 +119,7 @@ def test_a_long_prompt_from_a_link_is_cut_to_the_box_and_refused_politely() -> N
 
 
 def test_the_default_pair_compares_the_presets_tokens(tiny_loaded: LoadedModel) -> None:
-    at = PLAIN.open(PAGE)
+    at = open_tab("Two prompts: activation patching")
     pair, tok = PATCHING_PRESETS[0], tiny_loaded.tokenizer
     assert at.text_area(key="_w_clean").value == pair.clean
     assert at.selectbox(key="_w_answer").value == tok.encode(pair.answer)[0]
@@ -127,7 +138,7 @@ def test_prompts_of_different_lengths_are_refused_and_kept() -> None:
 
 
 def test_attribution_figures_equal_the_engine(tiny_loaded: LoadedModel) -> None:
-    at = PLAIN.open(PAGE, pos="4")
+    at = open_tab("Attribution", pos="4")
     trace = PLAIN.trace(tiny_loaded)
     token = at.selectbox(key="_w_attr_token").value
     attr = direct_logit_attribution(trace, tiny_loaded.model, 4, token)
@@ -149,7 +160,7 @@ def test_attribution_figures_equal_the_engine(tiny_loaded: LoadedModel) -> None:
 
 
 def test_the_sublayer_lens_table_equals_the_engine(tiny_loaded: LoadedModel) -> None:
-    at = PLAIN.open(PAGE, pos="2")
+    at = open_tab("Attribution", pos="2")
     at.toggle(key="_w_sublayer_lens").set_value(True).run()
     lens = sublayer_lens(PLAIN.trace(tiny_loaded), tiny_loaded.model, k=1)
     table = table_with(at, "residual after")
