@@ -61,9 +61,9 @@ def pattern_heatmap(
     """One head's attention: queries down, keys across, weight as colour (0 to 1); hover shows
     query, key, weight and the raw score q·k/√d_head. pattern, scores: [T, T] (weights; raw
     scores with −inf where the causal mask removed a key), at most MAX_AXIS rows and columns
-    from `start`. The raw scores travel as a float32 array (−inf kept, written "−∞" by the
-    hover), not as a string per cell: at 256 tokens that is 65,536 strings fewer to format,
-    copy and send."""
+    from `start`. The raw scores travel as a float32 array (−inf kept: the hover writes
+    "−Infinity"), not as a string per cell: at 256 tokens that is 65,536 strings fewer to
+    format, copy and send."""
     T = pattern.shape[0]
     rows = window(T, start)
     labels = token_labels(token_strs, rows.start, rows.stop)
