@@ -10,6 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+# pandas first, fully: plotly's validators use pandas if it is in sys.modules, and a module
+# still being imported by another thread is there half-initialised ("partially initialized
+# module 'pandas' has no attribute 'Series'", seen when two sessions' first runs built the
+# template below at once). An import statement waits for that other import to finish.
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
