@@ -333,18 +333,21 @@ def evaluate_targets(
     check("forward <= 1.3x FLOP ideal (T=1024)", "engine plain / ideal", 1.3, gpt2_t(1024))
     for b in capture["bytes"]:
         if b["shape"] == "gpt2" and b["T"] == 1024 and "tl_cache" in b:
-            ratio = b["trace_lazy_resident"] / b["tl_cache"]
-            out.append(
-                {
-                    "target": "lazy Trace resident bytes after capture <= 0.05x TL cache (T=1024)",
-                    "ratio": "trace_lazy_resident / tl_cache",
-                    "limit": 0.05,
-                    "worst": ratio,
-                    "at": "gpt2 T=1024",
-                    "met": ratio <= 0.05,
-                    "n": 1,
-                }
-            )
+            if "trace_lazy_resident" in b:  # not in a run from before the lazy Trace
+                ratio = b["trace_lazy_resident"] / b["tl_cache"]
+                out.append(
+                    {
+                        "target": (
+                            "lazy Trace resident bytes after capture <= 0.05x TL cache (T=1024)"
+                        ),
+                        "ratio": "trace_lazy_resident / tl_cache",
+                        "limit": 0.05,
+                        "worst": ratio,
+                        "at": "gpt2 T=1024",
+                        "met": ratio <= 0.05,
+                        "n": 1,
+                    }
+                )
             for kind in ("trace_float32", "trace_large_float16", "trace_float16"):
                 ratio = b[kind] / b["tl_cache"]
                 out.append(
