@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import statistics
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from streamlit import config  # noqa: E402
 from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates  # noqa: E402
 from streamlit.runtime.scriptrunner import ScriptRunnerEvent  # noqa: E402
 from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests  # noqa: E402
@@ -78,12 +80,14 @@ NOT_EXERCISED = {
 @dataclass
 class RunRecord:
     """One AppTest run: the server's time (`ScriptRunner._run_script`), AppTest's wall time,
-    how many script or fragment executions it took (more than one after an `st.rerun()`), which
+    without the garbage collection after it (timed apart), how many script or fragment
+    executions it took (more than one after an `st.rerun()`), which
     fragments a fragment-scoped run ran ([] for the whole page), and the messages the browser
     holds afterwards."""
 
     server_s: float = 0.0
     wall_s: float = 0.0
+    gc_s: float = 0.0  # the server's garbage collection after the run (`runner.postScriptGC`)
     scripts: int = 0
     fragment_ids: list[str] = field(default_factory=list)
     msgs: list[Any] = field(default_factory=list)
@@ -134,6 +138,14 @@ class _TimedRunner(LocalScriptRunner):
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         tree = super().run(*args, **kwargs)
+        gc_s = 0.0
+        if config.get_option("runner.postScriptGC"):
+            # What the server's ScriptRunner does after every run (AppTest's runner does not),
+            # after the browser was told the run finished: timed apart, and without it garbage
+            # of earlier runs would be collected inside later timed runs.
+            start = time.perf_counter()
+            gc.collect(2)
+            gc_s = time.perf_counter() - start
         started = [
             data
             for event, data in zip(self.events, self.event_data, strict=True)
@@ -141,6 +153,7 @@ class _TimedRunner(LocalScriptRunner):
         ]
         _Next.last = RunRecord(
             server_s=self._server_s,
+            gc_s=gc_s,
             scripts=len(started),
             fragment_ids=list(started[-1].get("fragment_ids_this_run") or []) if started else [],
             msgs=list(self.forward_msgs()),
@@ -201,7 +214,7 @@ def timed_run(
     record = _Next.last
     if record is None:
         raise RuntimeError("AppTest did not run through the timed runner (use timed_apptest)")
-    record.wall_s = wall
+    record.wall_s = wall - record.gc_s
     return record
 
 
@@ -415,6 +428,7 @@ class _Page:
                 "round": round_,
                 "server_s": record.server_s,
                 "wall_s": record.wall_s,
+                "gc_s": record.gc_s,
                 "scripts": record.scripts,
                 "fragment": bool(record.fragment_ids),
                 "from": old,
@@ -467,6 +481,7 @@ def measure_pages(
                 "errors": [],
                 "rerun_s": [],
                 "rerun_server_s": [],
+                "gc_s": [],  # after each plain rerun
                 "widgets": {},
             }
             page = _Page(stage.path, text, model, row)
@@ -490,6 +505,7 @@ def measure_pages(
                 page.after(record)
                 page.row["rerun_s"].append(record.wall_s)
                 page.row["rerun_server_s"].append(record.server_s)
+                page.row["gc_s"].append(record.gc_s)
                 names = [widget_name(w) for w in body_widgets(page.at)[0]]
                 for name in names:
                     if name not in page.row["order"]:
@@ -507,6 +523,7 @@ def summarise(row: dict[str, Any]) -> dict[str, Any]:
     row["rerun_median_s"] = statistics.median(row["rerun_s"]) if row["rerun_s"] else None
     server = row["rerun_server_s"]
     row["rerun_server_median_s"] = statistics.median(server) if server else None
+    row["gc_median_s"] = statistics.median(row["gc_s"]) if row.get("gc_s") else None
     all_samples: list[float] = []
     worst: tuple[float, str, float] | None = None
     largest: tuple[float, str] | None = None
@@ -666,6 +683,17 @@ def markdown(pages: dict[str, Any]) -> str:
             b = browser.get(p["title"])
             line += f" {b['idle_median_s']:.2f} | {b['ratio_to_floor']:.2f} |" if b else " - | - |"
         lines.append(line)
+    gcs = [(p["gc_median_s"], p["title"]) for p in pages["pages"] if p.get("gc_median_s")]
+    if gcs:
+        worst_gc = max(gcs)
+        lines += [
+            "",
+            "Not in these times: the server's garbage collection after every run "
+            "(`runner.postScriptGC`, once the browser has been told the run finished; it delays "
+            "the next run): median "
+            f"{_ms(statistics.median(g for g, _ in gcs))} ms after a plain rerun, "
+            f"{_ms(worst_gc[0])} ms on {worst_gc[1]}.",
+        ]
     lines += ["", "Widgets per page (median server ms; * = rerun as a fragment):", ""]
     for p in pages["pages"]:
         done = [
