@@ -147,3 +147,37 @@ def test_targets_and_table_show_the_interactions(measured: dict) -> None:
         assert f"| {page['title']} |" in table
         for name in page["exercised"]:
             assert name in table
+
+
+TEXT_SETTER_APP = """
+import streamlit as st
+
+ss = st.session_state
+ss.setdefault("text", "the benchmark text")
+ss["body_runs"] = ss.get("body_runs", 0) + 1
+
+
+def _load():
+    ss["text"] = "another text: " + ss["setter"]
+
+
+st.selectbox("A preset with a value", ["x", "y"], key="setter", on_change=_load)
+st.toggle("A view", key="view")
+"""
+
+
+def test_a_widget_that_replaces_the_text_is_dropped_and_the_page_reopened() -> None:
+    page = pb._Page("setter", "", "", {"errors": [], "widgets": {}})
+    page.factory = lambda: AppTest.from_string(TEXT_SETTER_APP, default_timeout=30)
+    with pb.timed_apptest():
+        page.open()
+        first = page.at
+        page.interact("setter", 0)
+        assert page.at is not first  # a new session on the benchmark text
+        assert page.at.session_state["text"] == "the benchmark text"
+        assert page.at.session_state["body_runs"] == 1
+        page.interact("view", 0)
+    widgets = page.row["widgets"]
+    assert "setter" in page.dropped and not widgets["setter"]["samples"]
+    assert "replaced the page's text" in widgets["setter"]["dropped"]
+    assert widgets["view"]["samples"][0]["changed"]
