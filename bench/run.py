@@ -44,6 +44,7 @@ class Plan:
     rss_cases: tuple[str, ...] | None = None  # None: every case
     pages: bool = True
     page_rounds: int = 5
+    pages_model: str = "bundled"  # or "gpt2": GPT-2 small's shape at 1,024 tokens
     profile_tokens: int = 0  # 0: no torch.profiler breakdown
     browser_rounds: int = 3  # 0: no browser timing
     min_time: float = 0.05
@@ -240,7 +241,9 @@ def run_profiles(plan: Plan, log: Any = print) -> list[dict[str, Any]]:
 
 
 def evaluate_targets(
-    capture: dict[str, Any], pages: dict[str, Any] | None = None
+    capture: dict[str, Any],
+    pages: dict[str, Any] | None = None,
+    pages_gpt2: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The issue's targets, each checked on every row it applies to; the worst value counts."""
     out: list[dict[str, Any]] = []
@@ -330,18 +333,21 @@ def evaluate_targets(
     check("forward <= 1.3x FLOP ideal (T=1024)", "engine plain / ideal", 1.3, gpt2_t(1024))
     for b in capture["bytes"]:
         if b["shape"] == "gpt2" and b["T"] == 1024 and "tl_cache" in b:
-            ratio = b["trace_lazy_resident"] / b["tl_cache"]
-            out.append(
-                {
-                    "target": "lazy Trace resident bytes after capture <= 0.05x TL cache (T=1024)",
-                    "ratio": "trace_lazy_resident / tl_cache",
-                    "limit": 0.05,
-                    "worst": ratio,
-                    "at": "gpt2 T=1024",
-                    "met": ratio <= 0.05,
-                    "n": 1,
-                }
-            )
+            if "trace_lazy_resident" in b:  # not in a run from before the lazy Trace
+                ratio = b["trace_lazy_resident"] / b["tl_cache"]
+                out.append(
+                    {
+                        "target": (
+                            "lazy Trace resident bytes after capture <= 0.05x TL cache (T=1024)"
+                        ),
+                        "ratio": "trace_lazy_resident / tl_cache",
+                        "limit": 0.05,
+                        "worst": ratio,
+                        "at": "gpt2 T=1024",
+                        "met": ratio <= 0.05,
+                        "n": 1,
+                    }
+                )
             for kind in ("trace_float32", "trace_large_float16", "trace_float16"):
                 ratio = b[kind] / b["tl_cache"]
                 out.append(
@@ -355,16 +361,24 @@ def evaluate_targets(
                         "n": 1,
                     }
                 )
+    out += page_targets(pages or {})
+    if pages_gpt2:
+        out += page_targets(pages_gpt2, " (GPT-2 small shape, T=1024)")
+    return out
+
+
+def page_targets(pages: dict[str, Any], where: str = "") -> list[dict[str, Any]]:
+    """The page targets (issue 19) on one page benchmark's results; the worst page counts."""
     from bench import pages_bench as pb
 
-    pages = pages or {}
+    out: list[dict[str, Any]] = []
 
     def worst_page(name: str, items: list[tuple[float, str]], limit: float, ratio: str) -> None:
         if items:
             worst, at = max(items)
             out.append(
                 {
-                    "target": name,
+                    "target": name + where,
                     "ratio": ratio,
                     "limit": limit,
                     "worst": worst,
@@ -375,17 +389,40 @@ def evaluate_targets(
             )
 
     rows = pages.get("pages", [])
+    ms = f"{pb.INTERACTION_LIMIT_S * 1e3:.0f} ms"
     worst_page(
-        "every page's rerun <= 300 ms (worst page, in units of 300 ms)",
-        [(p["rerun_median_s"] / pb.RERUN_LIMIT_S, p["title"]) for p in rows if p["rerun_s"]],
+        f"every page's interaction rerun <= {ms} (worst page, worst widget; server time, "
+        f"in units of {ms})",
+        [
+            (
+                p["interaction_worst_s"] / pb.INTERACTION_LIMIT_S,
+                f"{p['title']}: {p['interaction_worst_widget']}",
+            )
+            for p in rows
+            if p.get("interaction_worst_s") is not None
+        ],
         1.0,
-        "rerun_s / 0.3 s",
+        f"interaction_worst_s / {pb.INTERACTION_LIMIT_S} s",
     )
     worst_page(
-        "every page's figure data <= 2 MB (worst page, in units of 2 MB)",
-        [(p["plotly_bytes"] / pb.BYTES_LIMIT, p["title"]) for p in rows],
+        f"every page's plain rerun <= {ms} (worst page; server time, in units of {ms})",
+        [
+            (p["rerun_server_median_s"] / pb.INTERACTION_LIMIT_S, p["title"])
+            for p in rows
+            if p.get("rerun_server_median_s") is not None
+        ],
         1.0,
-        "plotly_bytes / 2 MB",
+        f"rerun_server_median_s / {pb.INTERACTION_LIMIT_S} s",
+    )
+    mb = f"{pb.BYTES_LIMIT / 1024**2:.0f} MB"
+    worst_page(
+        f"every page's figure data <= {mb} (worst page, in units of {mb})",
+        [
+            (max(p["plotly_bytes"], p.get("plotly_bytes_max", 0)) / pb.BYTES_LIMIT, p["title"])
+            for p in rows
+        ],
+        1.0,
+        f"plotly_bytes / {mb}",
     )
     worst_page(
         "every page's browser time to idle <= 1.3x the floor page (worst page)",
@@ -577,18 +614,20 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{e['op'].removeprefix('aten::')} {e['self_s']:.2f}" for e in p["top"][:4]
             )
             lines.append(f"| {p['case']} | {p['T']} | {p['wall_s']:.2f} | {top} |")
-    if results.get("pages"):
+    for key in PAGE_KEYS.values():
+        if not results.get(key):
+            continue
         from bench import pages_bench
 
         lines += [""]
-        if "pages_date" in results:
+        if f"{key}_date" in results:
             lines += [
-                f"Pages measured {results['pages_date']} in a separate run "
-                f"({results['pages_duration_s'] / 60:.1f} min, load average "
-                f"{results['pages_load'][0]:.2f}).",
+                f"Pages measured {results[f'{key}_date']} in a separate run "
+                f"({results[f'{key}_duration_s'] / 60:.1f} min, load average "
+                f"{results[f'{key}_load'][0]:.2f}).",
                 "",
             ]
-        lines += [pages_bench.markdown(results["pages"])]
+        lines += [pages_bench.markdown(results[key])]
     if results["targets"]:
         lines += ["", "Targets (worst row):", ""]
         lines.append("| target | worst | at | limit | met |")
@@ -599,6 +638,15 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{'yes' if t['met'] else 'NO'} |"
             )
     return "\n".join(lines)
+
+
+# Where a results file keeps each page benchmark: the bundled model's (the default), and GPT-2
+# small's shape at 1,024 tokens (`--pages-model gpt2`, the lecture server's case).
+PAGE_KEYS = {"bundled": "pages", "gpt2": "pages_gpt2"}
+
+
+def targets_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return evaluate_targets(results["capture"], results.get("pages"), results.get("pages_gpt2"))
 
 
 def run(plan: Plan, mode: str, log: Any = print) -> dict[str, Any]:
@@ -616,10 +664,13 @@ def run(plan: Plan, mode: str, log: Any = print) -> dict[str, Any]:
     if plan.pages:
         from bench import pages_bench
 
-        results["pages"] = pages_bench.run_pages(
-            rounds=plan.page_rounds, browser_rounds=plan.browser_rounds, log=log
+        results[PAGE_KEYS[plan.pages_model]] = pages_bench.run_pages(
+            rounds=plan.page_rounds,
+            browser_rounds=plan.browser_rounds,
+            log=log,
+            model=plan.pages_model,
         )
-    results["targets"] = evaluate_targets(results["capture"], results.get("pages"))
+    results["targets"] = targets_of(results)
     results["load_after"] = os.getloadavg()
     results["duration_s"] = time.perf_counter() - start
     return results
@@ -652,6 +703,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run only the page benchmark and merge it into the --out file's capture results",
     )
+    parser.add_argument(
+        "--pages-model",
+        choices=tuple(PAGE_KEYS),
+        default="bundled",
+        help="the page benchmark's model: the bundled one (256 tokens), or gpt2: GPT-2 small's "
+        "shape with random weights at 1,024 tokens (minutes; kept apart in the results)",
+    )
+    parser.add_argument("--page-rounds", type=int, help="rounds of the page benchmark")
+    parser.add_argument(
+        "--browser-rounds", type=int, help="rounds of the browser benchmark (0: none)"
+    )
     args = parser.parse_args(argv)
     plan, mode = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
     if args.lazy:
@@ -660,31 +722,40 @@ def main(argv: list[str] | None = None) -> int:
         plan, mode = LENS, "lens"
     if args.memory_only:
         plan, mode = MEMORY, "memory"
+    from dataclasses import replace
+
+    plan = replace(plan, pages_model=args.pages_model)
+    if args.pages_model != "bundled" and args.browser_rounds is None:
+        plan = replace(plan, browser_rounds=0)  # the browser's floor is for the bundled model
+    if args.page_rounds is not None:
+        plan = replace(plan, page_rounds=args.page_rounds)
+    if args.browser_rounds is not None:
+        plan = replace(plan, browser_rounds=args.browser_rounds)
     if args.pages_only:
         from bench import pages_bench
 
         results = json.loads(args.out.read_text(encoding="utf-8"))
+        key = PAGE_KEYS[plan.pages_model]
         t0 = time.perf_counter()
-        results["pages"] = pages_bench.run_pages(
+        results[key] = pages_bench.run_pages(
             rounds=plan.page_rounds,
             browser_rounds=plan.browser_rounds,
             log=lambda m: print(m, file=sys.stderr),
+            model=plan.pages_model,
         )
-        results["pages_date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        results["pages_load"] = os.getloadavg()
-        results["pages_duration_s"] = time.perf_counter() - t0
-        results["targets"] = evaluate_targets(results["capture"], results["pages"])
+        results[f"{key}_date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        results[f"{key}_load"] = os.getloadavg()
+        results[f"{key}_duration_s"] = time.perf_counter() - t0
+        results["targets"] = targets_of(results)
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
         print(markdown(results))
         return 0
     if args.render:
         results = json.loads(args.render.read_text(encoding="utf-8"))
-        results["targets"] = evaluate_targets(results["capture"], results.get("pages"))
+        results["targets"] = targets_of(results)
         print(markdown(results))
         return 0
     if args.no_pages:
-        from dataclasses import replace
-
         plan = replace(plan, pages=False)
 
     def log(msg: str) -> None:
