@@ -121,7 +121,10 @@ chart(
     key="layer_norm_stats",
 )
 after_std = normalized.astype(np.float64).std(-1)
-with st.expander(_("The numbers, token by token"), expanded=False):
+
+
+def _numbers() -> None:
+    """The statistics of every token as a table (mean, std, the divisor, std after)."""
     st.dataframe(
         pd.DataFrame(
             {
@@ -134,6 +137,9 @@ with st.expander(_("The numbers, token by token"), expanded=False):
         ).style.format(precision=4),
         key="layer_norm_table",
     )
+
+
+lazy_section(_("The numbers, token by token"), "layer_norm_sec_numbers", _numbers)
 st.caption(_leaves_with(after_std))
 
 token = markdown_literal(trace.token_strs[pos])

@@ -137,22 +137,27 @@ def head_grid(
         vertical_spacing=0.12 if nrows > 1 else 0.05,
     )
     labels = token_labels(token_strs, rows.start, rows.stop)
-    for h in range(H):
-        fig.add_trace(
-            head_panel(patterns[h][rows, rows], labels, str(h), show_scale=h == 0),
-            row=h // cols + 1,
-            col=h % cols + 1,
-        )
+    fig.add_traces(  # in one call: plotly relays the figure out once per call
+        [head_panel(patterns[h][rows, rows], labels, str(h), show_scale=h == 0) for h in range(H)],
+        rows=[h // cols + 1 for h in range(H)],
+        cols=[h % cols + 1 for h in range(H)],
+    )
     base_layout(fig, title, height=max(300, 300 * nrows + 60))
     # panel titles on two lines (number, role): a panel is ~95 px wide at 1024 px with the
     # sidebar open, too narrow for "head 0: previous-token" or its Chinese on one line
-    fig.update_layout(margin_t=110)
+    fig.update_layout(
+        margin_t=110,
+        annotations=[
+            {
+                **a.to_plotly_json(),
+                "font": {"size": FONT_SIZE}
+                | ({"color": "#d62728"} if a.text.startswith("▶") else {}),
+            }
+            for a in fig.layout.annotations
+        ],
+    )
     fig.update_xaxes(type="category", showticklabels=False)
     fig.update_yaxes(type="category", autorange="reversed", showticklabels=False)
-    for annotation in fig.layout.annotations:
-        annotation.font = {"size": FONT_SIZE}
-        if annotation.text.startswith("▶"):
-            annotation.font = {"size": FONT_SIZE, "color": "#d62728"}
     return fig
 
 
