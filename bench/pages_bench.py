@@ -34,6 +34,7 @@ import dataclasses
 import gc
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -352,6 +353,13 @@ def text_of_tokens(n_tokens: int, model: str = "bundled") -> str:
     return tokenizer.decode(ids[:n_tokens])  # the page records how many tokens it ran
 
 
+def lazy_section_keys(path: str) -> list[str]:
+    """The keys of a page's lazy sections (`ui.widgets.lazy_section(label, "key", draw)`), read
+    from its source ("pages/3_Attention.py")."""
+    source = (ROOT / path).read_text(encoding="utf-8")
+    return re.findall(r'lazy_section\(\s*.*?,\s*"([a-z_]+)",', source, flags=re.S)
+
+
 def _plotly_bytes(at: AppTest) -> tuple[int, int]:
     specs = [el.proto.spec for el in at.get("plotly_chart")]
     return sum(len(s.encode("utf-8")) for s in specs), len(specs)
@@ -370,6 +378,7 @@ class _Page:
     model: str
     row: dict[str, Any]
     factory: Callable[[], AppTest] | None = None  # default: app.py on `path`, `text`, `model`
+    sections: tuple[str, ...] = ()  # lazy sections (`ui.widgets.lazy_section`) opened first
     at: Any = None
     msgs: list[Any] = field(default_factory=list)
     fragments: dict[str, str] = field(default_factory=dict)
@@ -385,6 +394,8 @@ class _Page:
             at.query_params["text"] = self.text
             at.query_params["model"] = self.model
             at.switch_page(self.path)
+        for key in self.sections:  # as a click on each section's header would
+            at.session_state[key] = True
         self.at = at
         record = timed_run(at)
         self.after(record)
@@ -465,10 +476,13 @@ def measure_pages(
     model: str = "bundled",
     n_tokens: int | None = None,
     pages: list[str] | None = None,
+    open_sections: bool = False,
 ) -> dict[str, Any]:
     """Every stage page (or those of `pages`, paths like "pages/3_Attention.py"): the first run,
     then `rounds` rounds of a plain rerun and one interaction per body widget, interleaved
-    across pages. `n_tokens`: the text's length (default `bench_tokens`)."""
+    across pages. `n_tokens`: the text's length (default `bench_tokens`). `open_sections`:
+    every lazy section of every page open (the most a page computes, and the widgets inside
+    the sections exercised too); by default they are closed, as a page opens."""
     from ui.stages import STAGES
 
     n_text = n_tokens or bench_tokens(model)
@@ -479,6 +493,7 @@ def measure_pages(
         "text_tokens": n_text,
         "text_chars": len(text),
         "rounds": rounds,
+        "open_sections": open_sections,
         "load_before": os.getloadavg(),
         "pages": [],
     }
@@ -494,7 +509,8 @@ def measure_pages(
                 "gc_s": [],  # after each plain rerun
                 "widgets": {},
             }
-            page = _Page(stage.path, text, model, row)
+            sections = tuple(lazy_section_keys(stage.path)) if open_sections else ()
+            page = _Page(stage.path, text, model, row, sections=sections)
             record = page.open()
             n_bytes, n_charts = _plotly_bytes(page.at)
             ss = page.at.session_state
@@ -576,6 +592,7 @@ def run_pages(
     log: Any = print,
     timeout: float = 3600,
     model: str = "bundled",
+    open_sections: bool = False,
 ) -> dict[str, Any]:
     """`measure_pages` in a fresh process (1 torch thread, as the app runs by default), then,
     if `browser_rounds` > 0 and Chromium is there, the browser's time to idle. `model`:
@@ -583,6 +600,7 @@ def run_pages(
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
     cmd = [sys.executable, "-m", "bench.pages_bench", "--rounds", str(rounds)]
     cmd += ["--browser-rounds", str(browser_rounds), "--model", model]
+    cmd += ["--open-sections"] if open_sections else []
     t0 = time.perf_counter()
     proc = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -636,7 +654,11 @@ def _model_name(pages: dict[str, Any]) -> str:
 def markdown(pages: dict[str, Any]) -> str:
     if "error" in pages:
         return "Page benchmark failed: see results.json."
-    head = f"Pages ({_model_name(pages)} model, {pages.get('text_tokens', N_TOKENS)}-token text, "
+    sections = "every lazy section open, " if pages.get("open_sections") else ""
+    head = (
+        f"Pages ({_model_name(pages)} model, {pages.get('text_tokens', N_TOKENS)}-token text, "
+        + sections
+    )
     if not any(p["rerun_s"] for p in pages["pages"]):  # memory only: no timings
         lines = [
             head + f"AppTest): plotly JSON each page sends (limit {BYTES_LIMIT / 1024**2:.0f} MB):",
@@ -778,12 +800,15 @@ def _main(argv: list[str]) -> None:
     )
     parser.add_argument("--browser-rounds", type=int, default=0)
     parser.add_argument("--pages", nargs="*", help="only these page paths (pages/3_Attention.py)")
+    parser.add_argument(
+        "--open-sections", action="store_true", help="every lazy section of every page open"
+    )
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         model, n_tokens = args.model, None
         if model == "gpt2":
             model, n_tokens = stack.enter_context(gpt2_models_dir()), GPT2_TOKENS
-        out = measure_pages(args.rounds, model, n_tokens, args.pages)
+        out = measure_pages(args.rounds, model, n_tokens, args.pages, args.open_sections)
         if args.browser_rounds > 0:
             from bench import browser_bench
 

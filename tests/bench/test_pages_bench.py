@@ -23,8 +23,8 @@ ATTENTION, DROPOUT, RESIDUAL, OUTPUT = (
 ROUNDS = 2
 # What a user changes on these pages (at the tiny model's 32 tokens no window slider is drawn).
 EXPECTED = {
-    ATTENTION: {"attention_head", "attention_pos"},
-    DROPOUT: {"dropout_p", "dropout_seed", "dropout_n"},
+    ATTENTION: {"attention_head"},  # the query picker is in a lazy section, closed at first
+    DROPOUT: {"dropout_p", "dropout_seed"},
     RESIDUAL: {"residual_log"},
     OUTPUT: {"output_temperature", "output_top_k", "output_top_p", "output_shown"},
 }
@@ -181,3 +181,17 @@ def test_a_widget_that_replaces_the_text_is_dropped_and_the_page_reopened() -> N
     assert "setter" in page.dropped and not widgets["setter"]["samples"]
     assert "replaced the page's text" in widgets["setter"]["dropped"]
     assert widgets["view"]["samples"][0]["changed"]
+
+
+def test_with_every_lazy_section_open_their_widgets_are_moved_too() -> None:
+    """`open_sections`: the sections' own controls (Attention's query picker, Dropout's number
+    of masks) are exercised as well, and the page then holds more figures."""
+    closed = pb.measure_pages(rounds=1, pages=[ATTENTION, DROPOUT])
+    opened = pb.measure_pages(rounds=1, pages=[ATTENTION, DROPOUT], open_sections=True)
+    assert opened["open_sections"] and not closed["open_sections"]
+    for before, after in zip(closed["pages"], opened["pages"], strict=True):
+        assert not after["errors"], after["errors"]
+        assert set(after["exercised"]) > set(before["exercised"])
+        assert after["charts"] > before["charts"]
+    assert "attention_pos" in opened["pages"][0]["exercised"]
+    assert "dropout_n" in opened["pages"][1]["exercised"]
