@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 import torch
@@ -132,8 +132,9 @@ def run_with_trace(
     lazy: bool = True,
     max_units: int = 2,
     unit_cache: UnitCache | None = None,
+    sites: Collection[str] | None = None,
 ) -> Trace:
-    """Run one forward pass and record every canonical activation.
+    """Run one forward pass and record every canonical activation (or those in `sites`).
 
     `lazy` (the default; used when `dtype` is float32, the model computes in float32 and
     `dropout_p` is 0) keeps only the embeddings and the residual stream at every block
@@ -156,6 +157,11 @@ def run_with_trace(
     model's mode; it then also records each layer's `attn.hook_pattern_dropped`.
     `editor` (per call, like the recorder: `GPT.forward`) changes the run at editable sites, e.g.
     an ablation from `engine.interventions`; the Trace then records the edited run.
+    `sites`: canonical names (`engine.names.act_name`) to record, the logits always among them;
+    the others are computed by the forward pass and not kept (the Trace is then full, not
+    lazy, and holds only those: what a page that reads a few sites of a pass it cannot
+    recompute needs, e.g. the Dropout page, `engine.dropout_demo.dropout_pass`). ValueError
+    for a name that is not one of this model's.
     """
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
@@ -163,7 +169,11 @@ def run_with_trace(
     acts: dict[str, np.ndarray] = {}
     small, large = _torch_dtype(dtype), _torch_dtype(large_dtype or dtype)
     lazy = (
-        lazy and dropout_p == 0.0 and small == torch.float32 and model.lm_head_weight.dtype == small
+        lazy
+        and sites is None
+        and dropout_p == 0.0
+        and small == torch.float32
+        and model.lm_head_weight.dtype == small
     )
 
     # The last tensor recorded and its array: block i's resid_post is block i+1's resid_pre
@@ -172,6 +182,11 @@ def run_with_trace(
     n_layer = model.config.n_layer
 
     kept = _boundary_names(n_layer) if lazy else None
+    if sites is not None:
+        unknown = [name for name in sites if parse_name(name, n_layer) is None]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not an activation of this {n_layer}-layer model")
+        kept = frozenset(sites) | {LOGITS}
 
     def recorder(name: str, tensor: torch.Tensor) -> None:
         site = parse_name(name, n_layer)

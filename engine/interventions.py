@@ -591,18 +591,21 @@ class Attribution:
 
 def _component_vectors(trace: Trace, model: GPT, pos: int) -> np.ndarray:
     """[C, d] float64: what each component of `component_names` wrote into the final residual
-    at `pos` (ln_final_bias: zeros here; its term is added after ln_f)."""
+    at `pos` (ln_final_bias: zeros here; its term is added after ln_f). One streaming pass over
+    the layers: on a lazy Trace each block's two halves are computed once and dropped
+    (`Trace.get_layer(..., keep=False)`), so the pass evicts nothing a page keeps."""
     cfg = trace.config
     H, dh = cfg.n_head, cfg.d_head
     rows = [trace["hook_embed"][pos], trace["hook_pos_embed"][pos]]
     for layer in range(cfg.n_layer):
         c_proj = model.transformer.h[layer].attn.c_proj
         w_o = c_proj.weight.detach().double().cpu().numpy()  # [d (heads concatenated), d]
-        z = np.asarray(trace.get("attn.hook_z", layer)[pos], dtype=np.float64)  # [H, dh]
+        sites = trace.get_layer(layer, ("attn.hook_z", "hook_mlp_out"), keep=False)
+        z = np.asarray(sites["attn.hook_z"][pos], dtype=np.float64)  # [H, dh]
         for h in range(H):
             rows.append(z[h] @ w_o[h * dh : (h + 1) * dh])
         rows.append(c_proj.bias.detach().double().cpu().numpy())
-        rows.append(trace.get("hook_mlp_out", layer)[pos])
+        rows.append(sites["hook_mlp_out"][pos])
     rows.append(np.zeros(cfg.d_model))
     return np.array(rows, dtype=np.float64)
 

@@ -71,7 +71,7 @@ seed = int(
         where=right,
     )
 )
-dropped_trace = get_dropout_trace(view, float(p), seed)
+dropped_trace = get_dropout_trace(view, float(p), seed, layer)
 
 eval_pattern = trace.get("attn.hook_pattern", layer)[head]
 pass_pattern = dropped_trace.get("attn.hook_pattern", layer)[head]

@@ -23,8 +23,8 @@ The frame contract (pages rely on it):
   `get_token_groups(view)` and `get_encode_steps(view)` are cached per (model, tokens, text);
   `get_logit_lens(view, positions)` per (model, tokens, text, block of 16 positions),
   computing only the blocks that hold `positions`;
-  `get_dropout_trace(view, p, seed)` and `get_last_logits(view, text, ids)` per their arguments
-  too.
+  `get_dropout_trace(view, p, seed, layer)` and `get_last_logits(view, text, ids)` per their
+  arguments too.
 - `ui.widgets.next_stage(view)` draws the Previous / Next controls at the bottom of a page.
 - `ui.state.set_text(text, ids=None)` replaces the shared text (Generate appends tokens with
   it, passing the ids).

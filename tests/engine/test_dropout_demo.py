@@ -58,3 +58,20 @@ def test_the_average_of_many_inverted_masks_approaches_the_evaluation_output(
     np.testing.assert_allclose(avg.avg_inverted, avg.avg_plain / 0.7)
     again = mask_average(x, 0.3, 400, seed=0, where=cells)
     np.testing.assert_array_equal(avg.err_inverted, again.err_inverted)
+
+
+def test_a_dropout_pass_of_one_layer_keeps_its_patterns_and_the_logits_bitwise(
+    tiny_loaded: LoadedModel, tiny_trace: Trace
+) -> None:
+    """What the Dropout page reads, from the same pass (the same masks), and nothing else."""
+    ids = tiny_trace.token_ids.tolist()
+    full = dropout_pass(tiny_loaded.model, tiny_loaded.tokenizer, ids, 0.3, seed=5)
+    one = dropout_pass(tiny_loaded.model, tiny_loaded.tokenizer, ids, 0.3, seed=5, layers=[1])
+    names = ["blocks.1.attn.hook_pattern", "blocks.1.attn.hook_pattern_dropped", "logits"]
+    assert sorted(one.acts) == sorted(names)
+    for name in names:
+        assert np.array_equal(one[name], full[name]), name
+    assert one.dropout_p == full.dropout_p == pytest.approx(0.3)
+    assert one.nbytes() == sum(full[n].nbytes for n in names) + one.token_ids.nbytes
+    with pytest.raises(ValueError, match="not an activation"):
+        dropout_pass(tiny_loaded.model, tiny_loaded.tokenizer, ids, 0.3, seed=5, layers=[2])

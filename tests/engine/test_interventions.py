@@ -236,6 +236,24 @@ def test_attribution_sums_to_the_logit_on_the_bundled_model() -> None:
     _assert_attribution_sums(trace, loaded.model)
 
 
+def test_attribution_reads_every_layer_once_and_keeps_only_the_final_unit(tiny_loaded) -> None:
+    from engine.capture import FINAL
+    from engine.trace import UnitCache
+
+    units = UnitCache(2**30)
+    lazy = run_with_trace(tiny_loaded.model, tiny_loaded.tokenizer, IDS, unit_cache=units)
+    full = run_with_trace(tiny_loaded.model, tiny_loaded.tokenizer, IDS, lazy=False)
+    attr = direct_logit_attribution(lazy, tiny_loaded.model, pos=4, token=11)
+    ref = direct_logit_attribution(full, tiny_loaded.model, pos=4, token=11)
+    np.testing.assert_array_equal(attr.contributions, ref.contributions)
+    n = lazy.config.n_layer
+    assert lazy.acts.computations == {
+        **{(i, h): 1 for i in range(n) for h in ("attn", "mlp")},
+        FINAL: 1,
+    }
+    assert units.stats()[0] == 1  # ln_f's unit (its scale); the blocks were dropped
+
+
 def test_the_sublayer_lens_reads_after_attention_and_after_the_mlp(tiny_trace, tiny_loaded) -> None:
     lens = sublayer_lens(tiny_trace, tiny_loaded.model, k=3)
     plain = logit_lens(tiny_trace, tiny_loaded.model, k=3)
