@@ -67,7 +67,9 @@ def test_chart_text_is_projector_sized_and_near_black(
             n_tokens = int(ticks[-1].split(":")[0]) + 1 if ticks else 0
         finally:
             browser.close()
-    assert len(fonts["tick"]) > 50, fonts
+    # the page opens with its grid and head map (its other sections are lazy, closed): the head
+    # map alone draws one label per token on each axis (n_tokens > 24, below)
+    assert len(fonts["tick"]) > 30, fonts
     assert min(fonts["tick"]) >= least, sorted(fonts["tick"])[:5]
     assert fonts["annotation"] and min(fonts["annotation"]) >= least, fonts["annotation"]
     assert set(fonts["colours"]) == {"rgb(17, 17, 17)"}, set(fonts["colours"])
