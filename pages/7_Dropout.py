@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.dropout_demo import MAX_P, causal_cells, kept_mask, mask_average
+from engine.dropout_demo import MAX_P, causal_cells, kept_mask
 from engine.figures import dropout as fig_drop
 from engine.lens.logit_lens import final_probs
 from engine.sampling import top_candidates
-from ui.cache import get_dropout_trace
+from ui.cache import get_dropout_trace, get_mask_average
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
@@ -190,7 +190,7 @@ def _averaging_masks() -> None:
     n_masks = int(
         bounded_input("slider", _("Masks to average"), 10, max_n, 200, step=10, key="dropout_n")
     )
-    avg = mask_average(eval_pattern, p, n_masks, seed, where=causal_cells(T))
+    avg = get_mask_average(view, layer, head, float(p), n_masks, seed)
     left, right = st.columns(2)
     with left:
         chart(fig_drop.convergence_figure(avg), key="dropout_convergence")

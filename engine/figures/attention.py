@@ -57,13 +57,14 @@ def pattern_heatmap(
     *,
     start: int = 0,
     height: int | None = None,
+    hover_scores: bool = True,
 ) -> go.Figure:
     """One head's attention: queries down, keys across, weight as colour (0 to 1); hover shows
-    query, key, weight and the raw score q·k/√d_head. pattern, scores: [T, T] (weights; raw
-    scores with −inf where the causal mask removed a key), at most MAX_AXIS rows and columns
-    from `start`. The raw scores travel as a float32 array (−inf kept: the hover writes
-    "−Infinity"), not as a string per cell: at 256 tokens that is 65,536 strings fewer to
-    format, copy and send."""
+    query, key, weight and (with `hover_scores`) the raw score q·k/√d_head. pattern, scores:
+    [T, T] (weights; raw scores with −inf where the causal mask removed a key), at most
+    MAX_AXIS rows and columns from `start`. The raw scores travel as a float32 array (−inf
+    kept: the hover writes "−Infinity"), not as a string per cell: at 256 tokens that is
+    65,536 strings fewer to format, copy and send."""
     T = pattern.shape[0]
     rows = window(T, start)
     labels = token_labels(token_strs, rows.start, rows.stop)
@@ -77,8 +78,12 @@ def pattern_heatmap(
         zmax=1.0,
         x_title=_("key (the token looked at)"),
         y_title=_("query (the token looking)"),
-        hovertemplate=_("query %{y}<br>key %{x}<br>weight %{z:.3f}<br>raw score %{customdata:.3f}"),
-        customdata=np.ascontiguousarray(np.asarray(scores)[rows, rows], dtype=np.float32),
+        hovertemplate=_("query %{y}<br>key %{x}<br>weight %{z:.3f}<br>raw score %{customdata:.3f}")
+        if hover_scores
+        else _("query %{y}<br>key %{x}<br>weight %{z:.3f}"),
+        customdata=np.ascontiguousarray(np.asarray(scores)[rows, rows], dtype=np.float32)
+        if hover_scores
+        else None,
         height=height or max(420, min(820, 160 + 22 * n)),
         colorbar_title=_("weight"),
     )
@@ -273,14 +278,18 @@ def article_vs_gpt(
     token_strs: list[str] | tuple[str, ...],
     start: int = 0,
 ) -> tuple[go.Figure, go.Figure]:
-    """The same head twice: the article's softmax over every token (`unmasked`, hover: the raw
-    scores `raw`) and GPT's causal `pattern` (hover: the masked `scores`). Each is [T, T]."""
+    """The same head twice: the article's softmax over every token (`unmasked`) and GPT's causal
+    `pattern`, each [T, T]; hover: query, key and weight. The raw scores (`raw`, and GPT's
+    masked `scores`) are not sent with them: the head's own map above the section hovers them,
+    and the two maps' 2 x 0.35 MB of scores at 256 tokens kept the Attention page over 2 MB of
+    figure data with every section open."""
     article = pattern_heatmap(
         unmasked,
         raw,
         token_strs,
         _("The article: no mask (sees the future)"),
         start=start,
+        hover_scores=False,
     )
     gpt = pattern_heatmap(
         pattern,
@@ -288,5 +297,6 @@ def article_vs_gpt(
         token_strs,
         _("GPT: causal mask (sees only the past)"),
         start=start,
+        hover_scores=False,
     )
     return article, gpt

@@ -86,3 +86,11 @@ def test_the_dropout_pages_average_over_masks_approaches_the_evaluation_output()
     assert inverted[-1] < 0.25 * inverted[0]
     assert plain_scaled[-1] < 0.25 * plain_scaled[0]
     assert plain[-1] > 3 * inverted[-1]  # without rescaling the average stays off by p·x
+    # cached: a rerun (any other click) draws the same masks without computing them again
+    from ui.cache import MASK_AVERAGES
+
+    entries = MASK_AVERAGES.stats()[0]
+    at.run()
+    assert MASK_AVERAGES.stats()[0] == entries
+    again = np.array(charts(at)["dropout_convergence"]["data"][0]["y"])
+    np.testing.assert_array_equal(again, inverted)
