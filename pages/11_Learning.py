@@ -14,6 +14,7 @@ from engine.checkpoints import CheckpointError
 from engine.figures import attention as fig_att
 from engine.figures import learning as fig_learn
 from engine.figures.common import shown
+from engine.lens import attention as lens_att
 from ui.cache import get_head_scores, snapshot_view, training_history
 from ui.frame import frame
 from ui.home import LANGUAGE_NAMES
@@ -211,7 +212,7 @@ st.markdown(_("**Step {step}.** {note}").format(step=f"{step:,}", note=_(note) i
 chart(
     fig_att.pattern_heatmap(
         pattern[head],
-        snap.trace.get("attn.hook_attn_scores", layer)[head],
+        lens_att.raw_scores(snap.trace, layer, head),
         snap.trace.token_strs,
         _("Step {step}: layer {layer}, head {head}").format(
             step=f"{step:,}", layer=layer, head=head

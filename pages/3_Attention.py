@@ -95,7 +95,7 @@ with left:
     chart(
         fig_att.pattern_heatmap(
             trace.get("attn.hook_pattern", layer)[head],
-            trace.get("attn.hook_attn_scores", layer)[head],
+            lens_att.raw_scores(trace, layer, head),
             trace.token_strs,
             _("Layer {layer}, {head}: attention weights").format(
                 layer=layer, head=_head_name(head)

@@ -83,10 +83,11 @@ NEXT_KEYS = ("ArrowRight", "PageDown", " ", "n", "j")  # clickers send PageDown 
 PREV_KEYS = ("ArrowLeft", "PageUp", "p", "k")
 
 # One keydown listener on the app's document (the component's iframe is same-origin with it), so
-# keys work without a click into the page first. It ignores keys typed into a text box, a select
-# or a slider, and keys with Ctrl/Alt/Meta; a key that steps clicks the walk's own button, so a
-# key press does exactly what the click does. Each render replaces the previous page's listener
-# (kept on the parent window), so listeners never pile up across page switches.
+# keys work without a click into the page first. It ignores keys typed into a text box, a select,
+# a slider or a table (Space ticks a box of the knock-out grid), and keys with Ctrl/Alt/Meta; a
+# key that steps clicks the walk's own button, so a key press does exactly what the click does.
+# Each render replaces the previous page's listener (kept on the parent window), so listeners
+# never pile up across page switches.
 _KEYS_JS = """<script>
 (() => {
   const win = window.parent, doc = win.document;
@@ -95,7 +96,8 @@ _KEYS_JS = """<script>
   win.__insideGptKeys = (e) => {
     if (e.defaultPrevented || e.ctrlKey || e.altKey || e.metaKey || e.isComposing) return;
     const t = e.target;
-    const typing = '[role="slider"],[role="listbox"],[role="combobox"],[role="textbox"]';
+    const typing = '[role="slider"],[role="listbox"],[role="combobox"],[role="textbox"],'
+      + '[role="grid"],[data-testid="stDataFrame"],[data-testid="stDataFrameResizable"]';
     if (t && t.closest && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName)
         || t.closest(typing))) return;
     const dir = keys.next_keys.includes(e.key) ? "next"
@@ -114,8 +116,8 @@ _KEYS_JS = """<script>
 def keyboard(prev_key: str | None, next_key: str | None) -> None:
     """Step the walk from the keyboard or a presentation clicker: ArrowRight, PageDown, Space,
     n or j click the button with element key `next_key`; ArrowLeft, PageUp, p or k the one with
-    `prev_key` (None: no such step). Keys typed in a text box, select or slider are left alone.
-    Draws a hidden same-origin iframe (`st.iframe` with the script as its HTML)."""
+    `prev_key` (None: no such step). Keys typed in a text box, select, slider or table are left
+    alone. Draws a hidden same-origin iframe (`st.iframe` with the script as its HTML)."""
     import json
 
     keys = {

@@ -51,24 +51,36 @@ def role_name(label: str | None) -> str:
 
 def pattern_heatmap(
     pattern: np.ndarray,
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     token_strs: list[str] | tuple[str, ...],
     title: str,
     *,
     start: int = 0,
     height: int | None = None,
-    hover_scores: bool = True,
 ) -> go.Figure:
     """One head's attention: queries down, keys across, weight as colour (0 to 1); hover shows
-    query, key, weight and (with `hover_scores`) the raw score q·k/√d_head. pattern, scores:
-    [T, T] (weights; raw scores with −inf where the causal mask removed a key), at most
-    MAX_AXIS rows and columns from `start`. The raw scores travel as a float32 array (−inf
-    kept: the hover writes "−Infinity"), not as a string per cell: at 256 tokens that is
-    65,536 strings fewer to format, copy and send."""
+    query, key, weight and, given `scores`, the score q·k/√d_head before the mask. pattern:
+    [T, T] weights; scores: [T, T] raw scores before the causal mask, the future keys' too
+    (`engine.lens.attention.raw_scores`), or None for no scores in the hover. At most MAX_AXIS
+    rows and columns from `start`.
+
+    The scores travel as a float32 array, not as a formatted string per cell (at 256 tokens
+    that is 65,536 strings fewer to format, copy and send), and every number a figure carries is
+    finite: a masked key's score is the one it had before the mask set it to −∞, and its weight
+    (0) says that it was masked. Raises ValueError for a non-finite score (the scores after the
+    mask, `attn.hook_attn_scores`, are not what this takes)."""
     T = pattern.shape[0]
     rows = window(T, start)
     labels = token_labels(token_strs, rows.start, rows.stop)
     n = rows.stop - rows.start
+    custom = None
+    if scores is not None:
+        custom = np.ascontiguousarray(np.asarray(scores)[rows, rows], dtype=np.float32)
+        if not np.isfinite(custom).all():
+            raise ValueError(
+                "pattern_heatmap takes the raw scores before the causal mask (finite), not the "
+                "masked scores with −inf"
+            )
     return heatmap(
         np.asarray(pattern)[rows, rows],
         labels,
@@ -78,12 +90,12 @@ def pattern_heatmap(
         zmax=1.0,
         x_title=_("key (the token looked at)"),
         y_title=_("query (the token looking)"),
-        hovertemplate=_("query %{y}<br>key %{x}<br>weight %{z:.3f}<br>raw score %{customdata:.3f}")
-        if hover_scores
+        hovertemplate=_(
+            "query %{y}<br>key %{x}<br>weight %{z:.3f}<br>score before the mask %{customdata:.3f}"
+        )
+        if custom is not None
         else _("query %{y}<br>key %{x}<br>weight %{z:.3f}"),
-        customdata=np.ascontiguousarray(np.asarray(scores)[rows, rows], dtype=np.float32)
-        if hover_scores
-        else None,
+        customdata=custom,
         height=height or max(420, min(820, 160 + 22 * n)),
         colorbar_title=_("weight"),
     )
@@ -285,18 +297,16 @@ def article_vs_gpt(
     figure data with every section open."""
     article = pattern_heatmap(
         unmasked,
-        raw,
+        None,
         token_strs,
         _("The article: no mask (sees the future)"),
         start=start,
-        hover_scores=False,
     )
     gpt = pattern_heatmap(
         pattern,
-        scores,
+        None,
         token_strs,
         _("GPT: causal mask (sees only the past)"),
         start=start,
-        hover_scores=False,
     )
     return article, gpt

@@ -69,8 +69,8 @@ def edge_models(models_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return models_folder
 
 
-def _open(page: str, text: str, model: str) -> AppTest:
-    return support.open_page(page, text, timeout=180, model=model)
+def _open(page: str, text: str, model: str, sections: tuple[str, ...] = ()) -> AppTest:
+    return support.open_page(page, text, timeout=180, sections=sections, model=model)
 
 
 def _chart_texts(spec: dict) -> list[str]:
@@ -214,7 +214,7 @@ def test_dropout_and_attention_on_the_longest_text_the_cap_allows(
     "Masks to average" slider had min = max = 10 past about 2,236 tokens."""
     monkeypatch.setenv("INSIDE_GPT_MAX_TOKENS", str(LONG_TOKENS))
     text = "ab" * (LONG_TOKENS // 2)
-    at = _open("pages/7_Dropout.py", text, LONG)
+    at = _open("pages/7_Dropout.py", text, LONG, ("dropout_sec_average",))
     assert_nothing_unmeasured(at, "dropout, long")
     assert "Masks to average: 10 (the only possible value here)" in [c.value for c in at.caption]
     assert os.environ["INSIDE_GPT_MAX_TOKENS"] == str(LONG_TOKENS)

@@ -198,7 +198,8 @@ def every_figure(trace: Trace, loaded: LoadedModel) -> Iterator[tuple[str, objec
     pattern = trace.get("attn.hook_pattern", layer)
     yield "head grid", fig_att.head_grid(pattern, head_labels, trace.token_strs, head, pos, "t")
     raw_scores = trace.get("attn.hook_attn_scores", layer)[head]
-    yield "pattern", fig_att.pattern_heatmap(pattern[head], raw_scores, trace.token_strs, "t")
+    before_mask = lens_att.raw_scores(trace, layer, head)
+    yield "pattern", fig_att.pattern_heatmap(pattern[head], before_mask, trace.token_strs, "t")
     steps = lens_att.query_steps(trace, layer, head, pos)
     yield "query steps", fig_att.query_steps_figure(steps, trace.token_strs, pos, "t")
     yield "head table", fig_att.head_scores_table(scores)

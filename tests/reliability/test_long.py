@@ -110,6 +110,10 @@ def test_every_page_is_usable_at_full_context(full_context: None) -> None:
     for page in pages:
         if page != "app.py":
             at.switch_page(page)
+            for section in support.lazy_section_keys(page):  # all a page can show
+                at.session_state[section] = True
+        if page.endswith("10_Intervene.py"):  # its lazy tabs: the one with figures for any text
+            at.session_state["intervene_tab"] = "Attribution"
         start = time.perf_counter()
         at.run()
         seconds[page] = time.perf_counter() - start

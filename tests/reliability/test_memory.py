@@ -49,7 +49,7 @@ from engine.config import PRESETS
 from engine.lens.logit_lens import final_probs
 from engine.tokenizer import cl100k_truncated
 from engine.trace import LazyActs, Trace
-from tests.support import charts, values
+from tests.support import charts, lazy_section_keys, values
 from ui.cache import (
     LAYER_SUMMARIES,
     LENSES,
@@ -281,6 +281,8 @@ def test_sixty_long_texts_stay_within_the_cache_budget_with_every_page_usable(
     for text in (last, first):
         for n, page in enumerate(PAGES):
             at.switch_page(page)
+            for section in lazy_section_keys(page):  # every lazy section open: all it shows
+                at.session_state[section] = True
             t0 = time.perf_counter()
             if n == 0:
                 at.text_area(key="_w_text").input(text)

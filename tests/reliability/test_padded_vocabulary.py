@@ -75,7 +75,9 @@ def _id_in(label: str) -> int:
 
 
 def _open(page: str, **query: str) -> AppTest:
-    return support.open_page(page, TEXT, timeout=120, model="padded", **query)
+    """The page on TEXT with the padded model and every lazy section open (all it can show)."""
+    sections = tuple(support.lazy_section_keys(page)) if page != "app.py" else ()
+    return support.open_page(page, TEXT, timeout=120, sections=sections, model="padded", **query)
 
 
 @pytest.mark.slow

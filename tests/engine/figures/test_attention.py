@@ -15,8 +15,8 @@ from engine.trace import Trace
 def test_pattern_heatmap_equals_the_trace_and_hovers_raw_scores(tiny_trace: Trace) -> None:
     layer, head = 1, 0
     pattern = tiny_trace.get("attn.hook_pattern", layer)[head]
-    scores = tiny_trace.get("attn.hook_attn_scores", layer)[head]
-    fig = fa.pattern_heatmap(pattern, scores, tiny_trace.token_strs, "Layer 1, head 0")
+    before_mask = la.raw_scores(tiny_trace, layer, head)
+    fig = fa.pattern_heatmap(pattern, before_mask, tiny_trace.token_strs, "Layer 1, head 0")
     heat = fig.data[0]
     z = np.array(heat.z, dtype=float)
     np.testing.assert_array_equal(z, pattern)
@@ -25,12 +25,19 @@ def test_pattern_heatmap_equals_the_trace_and_hovers_raw_scores(tiny_trace: Trac
     assert list(heat.x) == common.token_labels(tiny_trace.token_strs)
     assert list(heat.y) == list(heat.x)
     raw = np.array(heat.customdata, dtype=np.float64)  # float32 numbers, not a string per cell
-    assert heat.customdata.dtype == np.float32
-    assert raw[0, 1] == -np.inf  # masked: the hover writes −∞
-    np.testing.assert_array_equal(raw, scores)
-    assert "raw score" in heat.hovertemplate and "weight" in heat.hovertemplate
+    assert heat.customdata.dtype == np.float32 and np.isfinite(raw).all()
+    np.testing.assert_allclose(raw, before_mask, rtol=1e-6, atol=1e-6)
+    # where the model let a key through, it is the score the model used
+    used = tiny_trace.get("attn.hook_attn_scores", layer)[head]
+    allowed = np.tril(np.ones_like(z, dtype=bool))
+    np.testing.assert_allclose(raw[allowed], used[allowed], rtol=1e-5, atol=1e-5)
+    assert "score before the mask" in heat.hovertemplate and "weight" in heat.hovertemplate
     assert fig.layout.title.text == "Layer 1, head 0"
     assert fig.layout.yaxis.autorange == "reversed"
+    with pytest.raises(ValueError, match="before the causal mask"):
+        fa.pattern_heatmap(pattern, used, tiny_trace.token_strs, "masked scores")
+    bare = fa.pattern_heatmap(pattern, None, tiny_trace.token_strs, "no scores").data[0]
+    assert bare.customdata is None and "score" not in bare.hovertemplate
 
 
 def test_head_grid_has_one_map_per_head_titled_with_its_label(tiny_trace: Trace) -> None:
