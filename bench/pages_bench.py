@@ -34,7 +34,6 @@ import dataclasses
 import gc
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,8 @@ from streamlit.testing.v1 import app_test as _app_test  # noqa: E402
 from streamlit.testing.v1 import local_script_runner as _local_runner  # noqa: E402
 from streamlit.testing.v1.element_tree import Widget  # noqa: E402
 from streamlit.testing.v1.local_script_runner import LocalScriptRunner  # noqa: E402
+
+from tests.support import lazy_section_keys  # noqa: E402  (read from the pages' sources)
 
 N_TOKENS = 256  # or the model's context, if shorter
 INTERACTION_LIMIT_S = 0.15  # issue 19: a rerun on a cached Trace, plain or after a widget change
@@ -351,13 +352,6 @@ def text_of_tokens(n_tokens: int, model: str = "bundled") -> str:
     start = raw.index("ACT I")  # skip the title page and the cast list
     ids = tokenizer.encode(raw[start:])
     return tokenizer.decode(ids[:n_tokens])  # the page records how many tokens it ran
-
-
-def lazy_section_keys(path: str) -> list[str]:
-    """The keys of a page's lazy sections (`ui.widgets.lazy_section(label, "key", draw)`), read
-    from its source ("pages/3_Attention.py")."""
-    source = (ROOT / path).read_text(encoding="utf-8")
-    return re.findall(r'lazy_section\(\s*.*?,\s*"([a-z_]+)",', source, flags=re.S)
 
 
 def _plotly_bytes(at: AppTest) -> tuple[int, int]:
