@@ -176,31 +176,8 @@ def run_with_trace(
         and model.lm_head_weight.dtype == small
     )
 
-    # The last tensor recorded and its array: block i's resid_post is block i+1's resid_pre
-    # (the same tensor, recorded twice in a row), so both names share one array.
-    last: list[tuple[torch.Tensor, torch.dtype, np.ndarray]] = []
     n_layer = model.config.n_layer
-
-    kept = _boundary_names(n_layer) if lazy else None
-    if sites is not None:
-        unknown = [name for name in sites if parse_name(name, n_layer) is None]
-        if unknown:
-            raise ValueError(f"{unknown[0]!r} is not an activation of this {n_layer}-layer model")
-        kept = frozenset(sites) | {LOGITS}
-
-    def recorder(name: str, tensor: torch.Tensor) -> None:
-        site = parse_name(name, n_layer)
-        if site is None:
-            raise ValueError(f"the model recorded a non-canonical activation name {name!r}")
-        if kept is not None and name not in kept:
-            return
-        target = large if site[0].size == "large" else small
-        if last and last[0][0] is tensor and last[0][1] == target:
-            acts[name] = last[0][2]
-            return
-        # a view when nothing needs converting (on the CPU, .cpu() is the tensor itself)
-        arr = acts[name] = _convert(tensor, target)
-        last[:] = [(tensor, target, arr)]
+    recorder = _recorder(acts, _kept_names(n_layer, lazy, sites), n_layer, small, large)
 
     generator = None
     if dropout_p > 0.0:
@@ -232,6 +209,48 @@ def run_with_trace(
         n_valid_ids=n_valid_ids(tokenizer, model.config.vocab_size),
         gap_ids=gap_ids(tokenizer, model.config.vocab_size),
     )
+
+
+def _kept_names(n_layer: int, lazy: bool, sites: Collection[str] | None) -> frozenset[str] | None:
+    """The names a capture keeps: the block boundaries of a lazy one, the given `sites` (and
+    the logits), or None for every name. ValueError for a site this model does not have."""
+    if sites is not None:
+        unknown = [name for name in sites if parse_name(name, n_layer) is None]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not an activation of this {n_layer}-layer model")
+        return frozenset(sites) | {LOGITS}
+    return _boundary_names(n_layer) if lazy else None
+
+
+def _recorder(
+    acts: dict[str, np.ndarray],
+    kept: frozenset[str] | None,
+    n_layer: int,
+    small: torch.dtype,
+    large: torch.dtype,
+) -> Callable[[str, torch.Tensor], None]:
+    """The forward pass's recorder: each canonical activation in `kept` (None: all) converted
+    at once to `small`, or `large` for the sites that grow with T * T or T * d_mlp, into `acts`.
+    ValueError for a name that is not canonical."""
+    # The last tensor recorded and its array: block i's resid_post is block i+1's resid_pre
+    # (the same tensor, recorded twice in a row), so both names share one array.
+    last: list[tuple[torch.Tensor, torch.dtype, np.ndarray]] = []
+
+    def record(name: str, tensor: torch.Tensor) -> None:
+        site = parse_name(name, n_layer)
+        if site is None:
+            raise ValueError(f"the model recorded a non-canonical activation name {name!r}")
+        if kept is not None and name not in kept:
+            return
+        target = large if site[0].size == "large" else small
+        if last and last[0][0] is tensor and last[0][1] == target:
+            acts[name] = last[0][2]
+            return
+        # a view when nothing needs converting (on the CPU, .cpu() is the tensor itself)
+        arr = acts[name] = _convert(tensor, target)
+        last[:] = [(tensor, target, arr)]
+
+    return record
 
 
 def _boundary_names(n_layer: int) -> frozenset[str]:
