@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.figures import embeddings as fig_emb
 from engine.lens import embeddings as lens_emb
+from ui.cache import get_embedding_pca
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.lecture import lecture_mode
@@ -97,7 +98,7 @@ source = st.radio(
 )
 source_name = _(SOURCE_NAMES[source])
 vectors = lens_emb.embedding_vectors(trace, source)
-coords, explained = lens_emb.pca_2d(vectors)
+coords, explained = get_embedding_pca(view, source)
 left, right = st.columns([3, 2])
 with left:
     chart(

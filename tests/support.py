@@ -92,17 +92,33 @@ def lazy_section_keys(path: str) -> list[str]:
     return re.findall(r'lazy_section\(\s*.*?,\s*"([a-z_]+)",', source, flags=re.S)
 
 
+def _valid_spec(raw: str) -> dict:
+    """A chart's plotly JSON as a dict, checked by plotly's validators: `readable` builds the
+    figure a page sends without validating it again, so a property plotly does not know would
+    otherwise reach the browser unnoticed (plotly.js ignores it). Fails the test on one."""
+    import plotly.graph_objects as go
+
+    spec = json.loads(raw)
+    try:
+        go.Figure(spec)
+    except ValueError as err:
+        raise AssertionError(f"the page sent a figure plotly does not validate: {err}") from err
+    return spec
+
+
 def chart(at: AppTest, key: str) -> dict:
-    """The plotly spec of the chart drawn with `key` (pages give every chart a key)."""
+    """The plotly spec of the chart drawn with `key` (pages give every chart a key), validated
+    by plotly."""
     for element in at.get("plotly_chart"):
         if element.proto.id.endswith(key) or key in element.proto.id:
-            return json.loads(element.proto.spec)
+            return _valid_spec(element.proto.spec)
     raise AssertionError(f"no chart with key {key!r}")
 
 
 def chart_list(at: AppTest) -> list[dict]:
-    """Every plotly chart on the page, in order, as plotly JSON (arrays not decoded)."""
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    """Every plotly chart on the page, in order, as plotly JSON (arrays not decoded), each
+    validated by plotly."""
+    return [_valid_spec(c.proto.spec) for c in at.get("plotly_chart")]
 
 
 def unique_text(prefix: str = "The cat sat on the mat") -> str:
@@ -113,7 +129,7 @@ def unique_text(prefix: str = "The cat sat on the mat") -> str:
 def charts(at: AppTest) -> dict[str, dict]:
     """Every plotly chart on the page by its key, as the JSON the browser receives (arrays
     decoded)."""
-    return {c.key: decode(json.loads(c.proto.spec)) for c in at.get("plotly_chart")}
+    return {c.key: decode(_valid_spec(c.proto.spec)) for c in at.get("plotly_chart")}
 
 
 def table_with(at: AppTest, column: str) -> pd.DataFrame:

@@ -2,18 +2,16 @@
 the model's cache key (`ui.models.model_key`) and, for a text's values, the number of tokens run
 and the text. Every session gets the same object, never a copy; the first session to ask
 computes it while the others wait for it. Values are read-only: a Trace's arrays always are, and
-the arrays of a derived value are made so when it enters its cache.
-
-Models (4, and 8 of the bundled model's training snapshots), Traces (16, and three quarters
-of INSIDE_GPT_CACHE_MB for what each lazy Trace stores: its residual stream), the blocks and
-logits that lazy Traces recompute on demand (one `engine.trace.UnitCache` shared by all of
-them, the last quarter), and per Trace the logit lens, the head scores, the per-layer
-summaries and ln_f's statistics, the token groups and the BPE steps (16 each), Dropout's
-seeded passes (8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's last-window
-logits (8), and page 10's interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB),
-patching sweeps (16) and attributions (32). Streamlit's
-st.cache_data would unpickle a copy per session, and st.cache_resource hold models apart from
-everything else; neither is used."""
+the arrays of a derived value are made so when it enters its cache. Models (4, and 8 of the
+bundled model's training snapshots), Traces (16, and three quarters of INSIDE_GPT_CACHE_MB for
+what each lazy Trace stores: its residual stream), the blocks and logits that lazy Traces
+recompute on demand (one `engine.trace.UnitCache` shared by all of them, the last quarter), and
+per Trace the logit lens, the head scores, the per-layer summaries and ln_f's statistics, the
+token groups and the BPE steps (16 each), the Embeddings page's PCA maps (48), Dropout's seeded
+passes (8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's last-window logits (8),
+and page 10's interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB), patching sweeps
+(16) and attributions (32). Streamlit's st.cache_data would unpickle a copy per session, and
+st.cache_resource hold models apart from everything else; neither is used."""
 
 from __future__ import annotations
 
@@ -42,6 +40,7 @@ from engine.interventions import (
     direct_logit_attribution,
     knock_out,
 )
+from engine.lens.embeddings import embedding_vectors, pca_2d
 from engine.lens.heads import HeadScores, head_scores
 from engine.lens.layer_norm import LNStats, ln_stats
 from engine.lens.logit_lens import LogitLens, lens_blocks, logit_lens, merge_lenses
@@ -195,14 +194,19 @@ LAYER_SUMMARIES = SharedCache(TRACE_CACHE_ENTRIES, size=lambda s: s.nbytes())
 FINAL_LN_STATS = SharedCache(TRACE_CACHE_ENTRIES)
 TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
 ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
+# the Embeddings page's PCA map per source (engine.lens.embeddings.SOURCES): T x 2 float64
+EMBEDDING_PCAS = SharedCache(TRACE_CACHE_ENTRIES * 3)
 DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
 LAST_LOGITS = SharedCache(8)
 MASK_AVERAGES = SharedCache(16)
 
 
 def _frozen(value: Any) -> Any:
-    """`value` with its numpy arrays (itself, or a dataclass's fields) made read-only."""
+    """`value` with its numpy arrays (itself, a tuple's items, or a dataclass's fields) made
+    read-only."""
     arrays = [value] if isinstance(value, np.ndarray) else []
+    if isinstance(value, tuple):
+        arrays = list(value)
     if dataclasses.is_dataclass(value):
         arrays = [getattr(value, f.name) for f in dataclasses.fields(value)]
     for array in arrays:
@@ -460,6 +464,18 @@ def get_encode_steps(view: View) -> EncodeSteps:
         return tokenizer.encode_with_steps(text, max_pre_tokens=MAX_PRE_TOKENS)
 
     return _of_view(ENCODE_STEPS, view, (), compute)
+
+
+def get_embedding_pca(view: View, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """`engine.lens.embeddings.pca_2d` of the view's `source` vectors (one of
+    `engine.lens.embeddings.SOURCES`): (coords [T, 2], explained [2]), cached per (model, text,
+    source): the SVD of [1,024, 768] float64 takes about 0.4 s, which every rerun of the
+    Embeddings page redid. Raises ValueError for an unknown source."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        return pca_2d(embedding_vectors(view.trace, source))
+
+    return _of_view(EMBEDDING_PCAS, view, (source,), compute)
 
 
 def get_dropout_trace(view: View, p: float, seed: int, layer: int | None = None) -> Trace:

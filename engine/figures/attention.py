@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from engine.figures.common import (
     FONT_SIZE,
@@ -22,6 +21,7 @@ from engine.figures.common import (
     heatmap,
     plotly_text,
     shown,
+    subplots,
     token_labels,
     window,
 )
@@ -146,10 +146,10 @@ def head_grid(
         + _("head {h}<br>{role}").format(h=h, role=plotly_text(role_name(head_labels[h])))
         for h in range(H)
     ]
-    fig = make_subplots(
+    fig = subplots(
         rows=nrows,
         cols=cols,
-        subplot_titles=titles,
+        titles=titles,
         horizontal_spacing=0.04,
         vertical_spacing=0.12 if nrows > 1 else 0.05,
     )
@@ -209,12 +209,12 @@ def query_steps_figure(
     cols = window(len(steps.raw), pos - 63, 64)  # at most 64 keys, ending at the query
     labels = token_labels(token_strs, cols.start, cols.stop)
     future = np.arange(cols.start, cols.stop) > pos
-    fig = make_subplots(
+    fig = subplots(
         rows=4,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.07,
-        subplot_titles=[_(t) for t in _QUERY_STEP_TITLES],
+        titles=[_(t) for t in _QUERY_STEP_TITLES],
     )
     masked = [None if not np.isfinite(m) else float(m) for m in steps.masked[cols]]
     rows = (

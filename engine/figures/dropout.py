@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from engine.dropout_demo import MaskAverage, kept_mask
-from engine.figures.common import PALETTE, SCALE_WEIGHTS, base_layout, token_labels, window
+from engine.figures.common import (
+    PALETTE,
+    SCALE_WEIGHTS,
+    base_layout,
+    subplots,
+    token_labels,
+    window,
+)
 from engine.figures.text import _
 
 # Three patterns side by side: fewer tokens per panel than a full-width heatmap.
@@ -35,12 +41,12 @@ def patterns_figure(
     lo, hi = span.start, span.stop
     labels = token_labels(token_strs, lo, hi)
     scale = 1.0 / (1.0 - p)
-    fig = make_subplots(
+    fig = subplots(
         rows=1,
         cols=3,
         shared_yaxes=True,
         horizontal_spacing=0.03,
-        subplot_titles=(
+        titles=(
             _("evaluation: dropout = identity"),
             _("training pass: before the mask"),
             _("after the mask, survivors × {scale}").format(scale=f"{scale:.3g}"),

@@ -103,33 +103,58 @@ def place_labels(
 
     px, py = scaled(x, w_px), scaled(y, h_px)
     marker = 7.0  # half the largest marker, pixels
-    boxes = [(px[i] - marker, py[i] - marker, px[i] + marker, py[i] + marker) for i in range(n)]
-    placed: list[tuple[float, float, float, float]] = []
+    half_w = np.array([_label_width_px(s, font_px) / 2 for s in labels]).reshape(n, 1)
+    half_h = 0.6 * font_px
+    dx = np.array([p[1] for p in _LABEL_PLACES])
+    dy = np.array([p[2] for p in _LABEL_PLACES])
+    # every label's candidate boxes [n, places]: x0, y0, x1, y1
+    cx = px[:, None] + dx * (half_w + marker + _GAP_PX / 2)
+    cy = py[:, None] + dy * (half_h + marker + _GAP_PX / 2)
+    x0, x1, y0, y1 = cx - half_w, cx + half_w, cy - half_h, cy + half_h
+    # which candidates lie inside the plot area and cover no other point's marker: one
+    # vectorised test over every (candidate, marker) pair, in slices of points (the greedy
+    # pass below then checks only the labels placed so far, a handful: at 1,024 tokens this
+    # took 0.45 s as one Python loop over every box)
+    ok = (x0 >= 0) & (x1 <= w_px) & (y0 >= 0) & (y1 <= h_px)
+    m0x, m1x, m0y, m1y = px - marker, px + marker, py - marker, py + marker
+    step = max(1, 2**20 // max(1, n * len(_LABEL_PLACES)))
+    for s in range(0, n, step):
+        sl = slice(s, min(n, s + step))
+        hit = (
+            (x1[sl, :, None] > m0x)
+            & (m1x > x0[sl, :, None])
+            & (y1[sl, :, None] > m0y)
+            & (m1y > y0[sl, :, None])
+        )
+        own = np.arange(sl.start, sl.stop)
+        hit[own - s, :, own] = False  # a label may cover its own point's marker
+        ok[sl] &= ~hit.any(axis=2)
+    placed = np.empty((n, 4))
+    n_placed = 0
     text, where = [""] * n, ["top center"] * n
     order = ([first] if first is not None and 0 <= first < n else []) + [
         i for i in range(n) if i != first
     ]
 
-    def free(box: tuple[float, float, float, float], owner: int) -> bool:
-        x0, y0, x1, y1 = box
-        if x0 < 0 or x1 > w_px or y0 < 0 or y1 > h_px:  # inside the plot area
+    def free(i: int, k: int) -> bool:  # candidate k of label i: no marker, no label placed
+        if not ok[i, k]:
             return False
-        others = placed + [b for j, b in enumerate(boxes) if j != owner]
-        return all(x1 <= a0 or a1 <= x0 or y1 <= b0 or b1 <= y0 for a0, b0, a1, b1 in others)
+        a = placed[:n_placed]
+        hit = (x1[i, k] > a[:, 0]) & (a[:, 2] > x0[i, k])
+        return not np.any(hit & (y1[i, k] > a[:, 1]) & (a[:, 3] > y0[i, k]))
 
     for i in order:
-        half_w, half_h = _label_width_px(labels[i], font_px) / 2, 0.6 * font_px
-        for place, dx, dy in _LABEL_PLACES:
-            cx = px[i] + dx * (half_w + marker + _GAP_PX / 2)
-            cy = py[i] + dy * (half_h + marker + _GAP_PX / 2)
-            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
-            if free(box, i) or (i == first and place == _LABEL_PLACES[-1][0]):
-                if i == first and not free(box, i):  # the selected token is always labelled:
-                    place, dx, dy = _LABEL_PLACES[0]  # above it, over the crowd's markers
-                    cx = px[i]
-                    cy = py[i] + half_h + marker + _GAP_PX / 2
-                    box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
-                placed.append(box)
+        for k, (place, _dx, _dy) in enumerate(_LABEL_PLACES):
+            last = k == len(_LABEL_PLACES) - 1
+            is_free = free(i, k)
+            if is_free or (i == first and last):
+                if is_free:
+                    box = (x0[i, k], y0[i, k], x1[i, k], y1[i, k])
+                else:  # the selected token is always labelled: above it, over the crowd
+                    place = _LABEL_PLACES[0][0]
+                    box = (x0[i, 0], y0[i, 0], x1[i, 0], y1[i, 0])
+                placed[n_placed] = box
+                n_placed += 1
                 text[i], where[i] = labels[i], place
                 break
     return text, where

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from engine.figures.common import (
     PALETTE,
@@ -18,6 +17,7 @@ from engine.figures.common import (
     curve,
     panels,
     plotly_text,
+    subplots,
     token_labels,
     window,
 )
@@ -96,12 +96,12 @@ def feature_steps_figure(
             PALETTE[2],
         ),
     )
-    fig = make_subplots(
+    fig = subplots(
         rows=3,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.1,
-        subplot_titles=[
+        titles=[
             _("{name}  (mean {mean}, std {std})").format(
                 name=name, mean=f"{v.mean():.3f}", std=f"{v.std():.3f}"
             )
@@ -218,11 +218,11 @@ def article_vs_gpt_figure(
     span = window(gpt.shape[0], start)
     lo, hi = span.start, span.stop
     labels = token_labels(token_strs, lo, hi)
-    fig = make_subplots(
+    fig = subplots(
         rows=1,
         cols=2,
         horizontal_spacing=0.08,
-        subplot_titles=(_("mean of each token after"), _("std of each token after")),
+        titles=(_("mean of each token after"), _("std of each token after")),
     )
     for col, reduce in ((1, np.mean), (2, np.std)):
         for name, values, colour in (

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from engine.figures.common import HIGHLIGHT, PALETTE, base_layout
+from engine.figures.common import HIGHLIGHT, PALETTE, base_layout, subplots
 from engine.figures.text import _
 
 BAND_COLOUR = "rgba(230, 159, 0, 0.18)"  # the phase change: PALETTE's orange, light
@@ -148,12 +147,12 @@ def head_score_curves(
     """One panel per score, stacked and sharing the step axis: `panels` is (panel title,
     scores [S, n_layer, n_head] in [0, 1] at `steps` [S]). One line per head, named "L.H";
     the `chosen` (layer, head) thick and in the highlight colour, the others thin."""
-    fig = make_subplots(
+    fig = subplots(
         rows=len(panels),
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.12,
-        subplot_titles=[name for name, _scores in panels],
+        titles=[name for name, _scores in panels],
     )
     traces: list[go.Scatter] = []
     rows: list[int] = []

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from engine.figures.attention import head_panel, role_name
 from engine.figures.common import (
@@ -18,6 +17,7 @@ from engine.figures.common import (
     base_layout,
     plotly_text,
     shown,
+    subplots,
     unique_labels,
 )
 from engine.figures.text import _
@@ -95,10 +95,10 @@ def live_heads_figure(
         for h in range(H)
     ]
     n_rows = L * rows_per_layer
-    fig = make_subplots(
+    fig = subplots(
         rows=n_rows,
         cols=cols,
-        subplot_titles=titles,
+        titles=titles,
         horizontal_spacing=0.04,
         vertical_spacing=0.22 if n_rows > 1 else 0.05,
     )

@@ -120,3 +120,33 @@ def test_the_per_layer_pages_rerun_without_recomputing_every_layer(
     grew = {unit: n - first.get(unit, 0) for unit, n in again.items() if n > first.get(unit, 0)}
     assert all(unit == "final" or unit[0] == 1 for unit in grew), grew  # the sidebar's layer
     assert LAYER_SUMMARIES.stats()[0] == entries  # no new summary: the cached one was read
+
+
+def test_the_embeddings_pca_is_computed_once_per_text_and_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Embeddings page reads its PCA map from `get_embedding_pca`: the page's points are the
+    engine's `pca_2d` of the chosen vectors, and a rerun computes no new SVD."""
+    import numpy as np
+
+    from engine.lens import embeddings as lens_emb
+    from tests.support import chart, decode, open_page, unique_text
+    from ui import cache
+
+    calls: list[int] = []
+    real = lens_emb.pca_2d
+
+    def counted(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(vectors))
+        return real(vectors)
+
+    monkeypatch.setattr(cache, "pca_2d", counted)
+    text = unique_text()
+    at = open_page("pages/2_Embeddings.py", text)
+    trace = cache.get_trace("bundled", text, cache.load_model("bundled"))
+    want, _share = real(lens_emb.embedding_vectors(trace, "token + position"))
+    points = chart(at, "embeddings_pca_chart")["data"][1]
+    np.testing.assert_allclose(decode(points)["x"], want[:, 0], rtol=1e-12)
+    at.run()
+    at.run()
+    assert not at.exception and calls == [trace.n_tokens]  # one SVD over three runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.figures import common
 
@@ -111,3 +112,28 @@ def test_readable_reads_numpy_data_as_numbers_not_categories() -> None:
     line.update_xaxes(type="log")
     line = readable(line)
     assert list(line.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20", "50", "100"]
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {"rows": 3, "cols": 4, "horizontal_spacing": 0.04, "vertical_spacing": 0.12},
+        {"rows": 4, "cols": 1, "shared_xaxes": True, "vertical_spacing": 0.07},
+        {"rows": 1, "cols": 3, "shared_yaxes": True, "horizontal_spacing": 0.03},
+    ],
+)
+def test_subplots_is_make_subplots_and_its_figures_are_independent(grid: dict) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from engine.figures.common import subplots
+
+    n = grid["rows"] * grid["cols"]
+    for titles in ([f"panel {i}<br>role" for i in range(n)], [f"第 {i} 个" for i in range(n)]):
+        ours, theirs = subplots(titles, **grid), make_subplots(subplot_titles=titles, **grid)
+        assert ours.to_dict() == theirs.to_dict()
+        for fig in (ours, theirs):
+            fig.add_trace(go.Bar(y=[1, 2]), row=grid["rows"], col=grid["cols"])
+            fig.layout.annotations[0].text = "changed"
+        assert ours.to_dict() == theirs.to_dict()  # the same axes for the same row and col
+    assert subplots([str(i) for i in range(n)], **grid).layout.annotations[0].text == "0"

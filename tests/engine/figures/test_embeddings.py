@@ -121,3 +121,58 @@ def test_pca_labels_of_well_separated_points_are_all_drawn_inside_the_plot() -> 
     assert list(fig.data[1].textposition) == places
     w, h = fe.PCA_AREA_PX
     assert all(0 <= x0 and x1 <= w and 0 <= y0 and y1 <= h for x0, y0, x1, y1 in _boxes(fig))
+
+
+def _reference_placement(x, y, labels, first, area_px, font_px):  # type: ignore[no-untyped-def]
+    """The greedy placement `place_labels` documents, box by box in plain Python (the function
+    as it was before it was vectorised): the oracle for its result."""
+    n, (w_px, h_px) = len(labels), area_px
+
+    def scaled(v: np.ndarray, size: float) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        span = float(v.max() - v.min()) if n else 0.0
+        return (v - v.min()) / span * size if span > 0 else np.full(n, size / 2)
+
+    px, py, marker, gap = scaled(x, w_px), scaled(y, h_px), 7.0, fe._GAP_PX
+    boxes = [(px[i] - marker, py[i] - marker, px[i] + marker, py[i] + marker) for i in range(n)]
+    placed: list[tuple[float, float, float, float]] = []
+    text, where = [""] * n, ["top center"] * n
+
+    def free(box: tuple[float, float, float, float], owner: int) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < 0 or x1 > w_px or y0 < 0 or y1 > h_px:
+            return False
+        others = placed + [b for j, b in enumerate(boxes) if j != owner]
+        return all(x1 <= a0 or a1 <= x0 or y1 <= b0 or b1 <= y0 for a0, b0, a1, b1 in others)
+
+    order = ([first] if first is not None else []) + [i for i in range(n) if i != first]
+    for i in order:
+        half_w, half_h = fe._label_width_px(labels[i], font_px) / 2, 0.6 * font_px
+        for place, dx, dy in fe._LABEL_PLACES:
+            cx = px[i] + dx * (half_w + marker + gap / 2)
+            cy = py[i] + dy * (half_h + marker + gap / 2)
+            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+            if free(box, i) or (i == first and place == fe._LABEL_PLACES[-1][0]):
+                if i == first and not free(box, i):
+                    place, cx = fe._LABEL_PLACES[0][0], px[i]
+                    cy = py[i] + half_h + marker + gap / 2
+                    box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+                placed.append(box)
+                text[i], where[i] = labels[i], place
+                break
+    return text, where
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 40, 200])
+def test_pca_label_placement_equals_the_box_by_box_greedy_rule(n: int) -> None:
+    rng = np.random.default_rng(n)
+    words = ["the", " cat", "猫", " sat", "，", " extraordinary", " 你好", "a"]
+    for trial in range(6):
+        x, y = rng.normal(size=n) * (1 + 9 * (trial % 2)), rng.normal(size=n)
+        if trial == 5 and n:
+            x[:] = 3.0  # no spread along x
+        labels = [str(rng.choice(words)) for _ in range(n)]
+        first = int(rng.integers(n)) if n and trial % 3 else None
+        area = ((300.0, 200.0), (700.0, 560.0), (1400.0, 560.0))[trial % 3]
+        got = fe.place_labels(x, y, labels, first, area_px=area, font_px=16.0)
+        assert got == _reference_placement(x, y, labels, first, area, 16.0)
