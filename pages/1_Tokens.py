@@ -43,9 +43,9 @@ st.markdown(
         "known merge is left."
     )
 )
-st.latex(
-    r"\text{text} \;\to\; \text{UTF-8 bytes} \;\xrightarrow{\text{BPE merges}}\; "
-    r"(t_0, t_1, \dots, t_{T-1}),\quad t_i \in \{0, \dots, V-1\}"
+st.latex(  # two rows: a display formula does not wrap (about 500 px at 1024 px)
+    r"\begin{gathered}\text{text} \;\to\; \text{UTF-8 bytes} \;\xrightarrow{\text{BPE merges}}\; "
+    r"(t_0, t_1, \dots, t_{T-1}) \\[4pt] t_i \in \{0, \dots, V-1\}\end{gathered}"
 )
 
 if tokenizer.name.startswith("cl100k_base"):

@@ -113,6 +113,7 @@ with left:
             **({} if lecture_mode() else {"area_px": PCA_COLUMN_PX, "font_px": 16.0}),
         ),
         key="embeddings_pca_chart",
+        where=left,
     )
 with right:
     n_dirs = int(np.isfinite(explained).sum())
@@ -188,6 +189,7 @@ def _nearest_tokens() -> None:
         chart(
             fig_emb.neighbours_figure(nb_ids, nb_sims, nb_labels, trace.token_strs[pos]),
             key="embeddings_neighbours_chart",
+            where=left,
         )
     with right:
         st.dataframe(
@@ -225,6 +227,7 @@ def _article_vs_gpt() -> None:
                 article_sims, trace.token_strs, _("Article: token vectors only"), tok_start
             ),
             key="embeddings_article_chart",
+            where=left,
         )
     with right:
         st.markdown(
@@ -241,6 +244,7 @@ def _article_vs_gpt() -> None:
                 tok_start,
             ),
             key="embeddings_gpt_chart",
+            where=right,
         )
 
 

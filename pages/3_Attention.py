@@ -45,15 +45,17 @@ st.markdown(
         "outputs are concatenated and projected back by W_O."
     ).format(n_head=cfg.n_head, d_head=cfg.d_head)
 )
+# one formula a row, each under 600 px wide: a display formula does not wrap, and at 1024 px
+# with the sidebar open the page body is about 600 px (one KaTeX block: one typesetting pass)
 st.latex(
+    r"\begin{gathered}"
     r"\mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^{\top}}{\sqrt{d_{head}}} + M\right)"
-    r"V_h,\qquad M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases}"
+    r"V_h \\[4pt] M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases} \\[4pt]"
+    r"Q_h = \mathrm{LN}_1(x)\,W_Q^h,\quad K_h = \mathrm{LN}_1(x)\,W_K^h \\[4pt]"
+    r"V_h = \mathrm{LN}_1(x)\,W_V^h,\quad"
+    r"\mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O"
+    r"\end{gathered}"
 )
-st.latex(
-    r"Q_h = \mathrm{LN}_1(x)\,W_Q^h,\quad K_h = \mathrm{LN}_1(x)\,W_K^h,\quad "
-    r"V_h = \mathrm{LN}_1(x)\,W_V^h"
-)
-st.latex(r"\mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O")
 
 st.subheader(_("All {n_head} heads of layer {layer}").format(n_head=cfg.n_head, layer=layer))
 st.caption(
@@ -90,21 +92,20 @@ head = shared_picker(
     format_func=_head_name,
 )
 start = axis_window(trace.n_tokens, _("Tokens"), key="attention_tokens")
-left, right = st.columns([3, 2])
+# the map takes the page's width: beside the table, in a 3:2 column, its plot area was about
+# 75 px wide at 1024 px with the sidebar open (a projector's size), its key labels piled up
+chart(
+    fig_att.pattern_heatmap(
+        trace.get("attn.hook_pattern", layer)[head],
+        lens_att.raw_scores(trace, layer, head),
+        trace.token_strs,
+        _("Layer {layer}, {head}: attention weights").format(layer=layer, head=_head_name(head)),
+        start=start,
+    ),
+    key="attention_head_chart",
+)
+left, right = st.columns(2)
 with left:
-    chart(
-        fig_att.pattern_heatmap(
-            trace.get("attn.hook_pattern", layer)[head],
-            lens_att.raw_scores(trace, layer, head),
-            trace.token_strs,
-            _("Layer {layer}, {head}: attention weights").format(
-                layer=layer, head=_head_name(head)
-            ),
-            start=start,
-        ),
-        key="attention_head_chart",
-    )
-with right:
     row = trace.get("attn.hook_pattern", layer)[head, view.pos]
     top = np.argsort(-row, kind="stable")[:5]
     st.markdown(
@@ -121,6 +122,7 @@ with right:
         hide_index=True,
         width="stretch",
     )
+with right:
     st.markdown(
         _(
             "The upper-right triangle is empty: a token never looks at tokens after it (the "

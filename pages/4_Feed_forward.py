@@ -45,9 +45,9 @@ st.markdown(
         "Showing **layer {layer}**; change the layer in the sidebar."
     ).format(d=cfg.d_model, d_mlp=cfg.d_mlp, layer=layer)
 )
-st.latex(
-    r"\mathrm{mlp}(x) = W_2\,\mathrm{gelu}(W_1 x + b_1) + b_2,\qquad "
-    r"W_1 \in \mathbb{R}^{d \times 4d},\; W_2 \in \mathbb{R}^{4d \times d}"
+st.latex(  # two rows: a display formula does not wrap (about 500 px at 1024 px)
+    r"\begin{gathered}\mathrm{mlp}(x) = W_2\,\mathrm{gelu}(W_1 x + b_1) + b_2 \\[4pt]"
+    r"W_1 \in \mathbb{R}^{d \times 4d},\; W_2 \in \mathbb{R}^{4d \times d}\end{gathered}"
 )
 st.latex(
     r"\mathrm{gelu}(u) = \tfrac{1}{2}\,u\left(1 + \tanh\!\left[\sqrt{2/\pi}\,"
@@ -106,19 +106,18 @@ st.caption(
 )
 
 st.subheader(_("Inside one token: “{token}” (position {pos})").format(token=token, pos=pos))
-left, right = st.columns(2)
-with left:
-    chart(
-        fig_ff.hidden_histogram(
-            trace.get("mlp.hook_pre", layer)[pos], post[pos], trace.token_strs[pos], layer, pos
-        ),
-        key="feed_forward_hist",
-    )
-with right:
-    chart(
-        fig_ff.activation_functions(trace.get("mlp.hook_pre", layer), pos),
-        key="feed_forward_curves",
-    )
+# one under the other, each the page's width: side by side at 1024 px (a projector) each was
+# about 245 px wide, its title cut and its legend over the curves
+chart(
+    fig_ff.hidden_histogram(
+        trace.get("mlp.hook_pre", layer)[pos], post[pos], trace.token_strs[pos], layer, pos
+    ),
+    key="feed_forward_hist",
+)
+chart(
+    fig_ff.activation_functions(trace.get("mlp.hook_pre", layer), pos),
+    key="feed_forward_curves",
+)
 summary = lens_ff.activation_summary(trace.get("mlp.hook_pre", layer)[pos])
 st.dataframe(
     pd.DataFrame(

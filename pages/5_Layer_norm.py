@@ -38,9 +38,11 @@ st.markdown(
         "so a token with huge numbers and one with tiny numbers leave with the same scale."
     )
 )
-st.latex(
-    r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta,\qquad"
+st.latex(  # two rows: a display formula does not wrap (about 500 px at 1024 px)
+    r"\begin{gathered}"
+    r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta \\[4pt]"
     r"\mu = \frac{1}{d}\sum_{j=1}^{d} x_j,\quad \sigma^2 = \frac{1}{d}\sum_{j=1}^{d}(x_j-\mu)^2"
+    r"\end{gathered}"
 )
 st.info(
     _(
@@ -144,22 +146,25 @@ st.caption(_leaves_with(after_std))
 
 token = markdown_literal(trace.token_strs[pos])
 st.subheader(_("One token step by step: “{token}” (position {pos})").format(token=token, pos=pos))
+# the three steps take the page's width (in a 3:2 column at 1024 px their panel titles, which
+# carry the statistics, were cut); gamma and beta beside their description
+chart(
+    fig_ln.feature_steps_figure(
+        x_in[pos],
+        normalized[pos],
+        ln_affine(normalized[pos], gamma, beta),
+        _("Its {d} features in {label}").format(d=cfg.d_model, label=label),
+    ),
+    key="layer_norm_steps",
+)
 left, right = st.columns([3, 2])
 with left:
     chart(
-        fig_ln.feature_steps_figure(
-            x_in[pos],
-            normalized[pos],
-            ln_affine(normalized[pos], gamma, beta),
-            _("Its {d} features in {label}").format(d=cfg.d_model, label=label),
-        ),
-        key="layer_norm_steps",
-    )
-with right:
-    chart(
         fig_ln.gamma_beta_figure(gamma, beta, _("Learned gamma and beta")),
         key="layer_norm_gamma_beta",
+        where=left,
     )
+with right:
     st.markdown(
         _(
             "The gain and bias of {label}: gamma ranges from {g_lo} to {g_hi} and beta from "

@@ -28,9 +28,10 @@ st.markdown(
         "of everything every block wrote. That sum is what the output layer reads."
     )
 )
-st.latex(
-    r"x \leftarrow x + f(x) \quad\text{for } f = \mathrm{attn}\circ\mathrm{ln}_1,\; "
-    r"\mathrm{mlp}\circ\mathrm{ln}_2 \text{ in every layer}"
+st.latex(  # two rows: a display formula does not wrap (about 500 px at 1024 px)
+    r"\begin{gathered}x \leftarrow x + f(x) \\[4pt] "
+    r"\text{for } f = \mathrm{attn}\circ\mathrm{ln}_1,\; "
+    r"\mathrm{mlp}\circ\mathrm{ln}_2 \text{ in every layer}\end{gathered}"
 )
 st.latex(
     r"x^{\mathrm{final}}_i = \underbrace{W_E[t_i] + W_P[i]}_{\text{embeddings}}"

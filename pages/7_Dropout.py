@@ -44,9 +44,11 @@ st.markdown(
         "weights and to the output of every sub-block; {trained_with}"
     ).format(trained_with=trained_with)
 )
-st.latex(
+st.latex(  # three rows: a display formula does not wrap (about 500 px at 1024 px)
+    r"\begin{gathered}"
     r"\text{training: } \hat{x} = \frac{m \odot x}{1 - p},\; m_j \sim \mathrm{Bernoulli}(1-p)"
-    r"\;\Rightarrow\; \mathbb{E}[\hat{x}] = x \qquad\qquad \text{evaluation: } \hat{x} = x"
+    r"\\[4pt] \Rightarrow\; \mathbb{E}[\hat{x}] = x \\[8pt] \text{evaluation: } \hat{x} = x"
+    r"\end{gathered}"
 )
 
 left, right = st.columns(2)
@@ -193,11 +195,12 @@ def _averaging_masks() -> None:
     avg = get_mask_average(view, layer, head, float(p), n_masks, seed)
     left, right = st.columns(2)
     with left:
-        chart(fig_drop.convergence_figure(avg), key="dropout_convergence")
+        chart(fig_drop.convergence_figure(avg), key="dropout_convergence", where=left)
     with right:
         chart(
             fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
             key="dropout_average_row",
+            where=right,
         )
     st.markdown(
         _(

@@ -210,6 +210,7 @@ with left:
         chart(
             fig_out.next_token_figure(lens, pos, trace.token_strs[pos + 1]),
             key="output_next_token",
+            where=left,
         )
     else:
         st.info(
@@ -255,6 +256,7 @@ with right:
     chart(
         fig_out.target_figure(target_probs, fig_out.layer_names(lens), display(target)),
         key="output_target_chart",
+        where=right,
     )
 
 st.dataframe(

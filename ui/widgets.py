@@ -11,14 +11,18 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.figures.common import MAX_AXIS, MAX_LABELLED, fit_height, readable
+from engine.figures.common import (
+    BODY_PX,
+    COLUMN_PX,
+    MAX_AXIS,
+    fit_height,
+    readable,
+)
 from ui.exports import png_config, svg_button
 from ui.i18n import _
 from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot, walk_order
 from ui.stages import STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
-
-NARROW_X_LABELS = 24  # x tick labels of a chart drawn in a column (`chart(where=...)`)
 
 
 def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
@@ -27,10 +31,9 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
     default the page body). `key` is the chart's element key."""
     lecture = lecture_mode()
-    # a chart put in a column is half the page or narrower: at most NARROW_X_LABELS x labels
-    fig = readable(
-        fig, lecture=lecture, x_labels=MAX_LABELLED if where is None else NARROW_X_LABELS
-    )
+    # sized for the narrowest page (1024 px with the sidebar open), a chart put in a column
+    # for half of it: titles wrapped and x labels thinned to fit
+    fig = readable(fig, lecture=lecture, width_px=BODY_PX if where is None else COLUMN_PX)
     where = where or st
     slot = main_slot(key) if lecture else None
     if slot is not None:  # the stage's main figure, right under the lecture bar

@@ -8,6 +8,8 @@ import copy
 import functools
 import html
 import math
+import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,19 +25,19 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 FONT_SIZE = 16
-# Plotly's own default stack, then CJK fonts so that Chinese titles, ticks and hovers render in
-# a CJK face instead of the browser's guess: Noto Sans CJK (what .ci/run and Debian's
-# fonts-noto-cjk install), Source Han Sans (the same design under Adobe's name), then what
-# macOS and Windows ship.
-FONT_FAMILY = (
-    '"Open Sans", verdana, arial, "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", '
-    '"PingFang SC", "Microsoft YaHei", sans-serif'
-)
 TITLE_SIZE = 20
 LECTURE_FONT_SIZE = 20  # tick, legend and annotation text in lecture mode (a projector)
 LECTURE_TITLE_SIZE = 24
 TEXT_COLOUR = "#111111"  # near-black: 18.9:1 on white (plotly's own grey is 3.7:1)
+# Streamlit's own face, then CJK fonts so that Chinese titles, ticks and hovers render in a CJK
+# face instead of the browser's guess (Noto Sans CJK: what .ci/run and Debian's fonts-noto-cjk
+# install).
 FONT_FAMILY = "Source Sans Pro, Noto Sans, Noto Sans CJK SC, Arial, sans-serif"
+# The narrowest page body a figure is drawn in: 1024 px (a projector) with the sidebar open
+# leaves about 500 px (measured in Chromium); a chart in a column gets about half. Titles are
+# wrapped to fit these (`wrap_text`): plotly does not wrap them, it cuts them at the edge.
+BODY_PX = 500
+COLUMN_PX = 250
 # Sequential scale for weights in [0, 1] (attention, probabilities): one hue, light to dark, so
 # order reads by lightness alone (colour-blind safe; ColorBrewer "Blues").
 SCALE_WEIGHTS = "Blues"
@@ -382,7 +384,94 @@ def _log_extent(spec: dict[str, Any], name: str) -> tuple[float, float] | None:
     return (min(values), max(values)) if values else None
 
 
-def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED) -> go.Figure:
+# a run of text to keep on one line: a tag, spaces, one CJK character with the closing
+# punctuation after it, or a run of other characters (a word)
+_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+_OPEN, _CLOSE = "（「『“‘", "，。：；、！？）」』”’"
+_TAG_RE = r"</?(?:a|b|br|em|i|s|span|sub|sup|u)\b[^<>]*>"  # the tags plotly's text knows
+_PIECE = re.compile(
+    rf"{_TAG_RE}|\s+|[{_OPEN}]*(?:[^\s<{_CJK}]|<(?!{_TAG_RE[1:]}))+[{_CLOSE}]*"
+    rf"|[{_OPEN}]*[{_CJK}][{_CLOSE}]*"
+)
+_TAG = re.compile(_TAG_RE)
+_WIDE = ("W", "F")
+
+
+def text_width_px(text: str, font_px: float) -> float:
+    """Estimated width of `text` (HTML tags left out) in pixels at `font_px`: a wide (CJK)
+    character is one em (`unicodedata.east_asian_width` W or F), any other 0.6 em (an upper
+    estimate for Source Sans and Noto Sans: most lower-case letters are narrower)."""
+    plain = html.unescape(_TAG.sub("", text))
+    wide = sum(unicodedata.east_asian_width(c) in _WIDE for c in plain)
+    return font_px * (wide + 0.6 * (len(plain) - wide))
+
+
+def wrap_text(text: str, max_px: float, font_px: float) -> str:
+    """`text` with plotly line breaks ("<br>") so that no line is wider than `max_px` at
+    `font_px` (`text_width_px`): breaks fall at spaces, or between two wide (CJK) characters
+    (never before closing punctuation nor after opening punctuation); a word longer than a line
+    stays whole. Breaks already in `text` are kept."""
+    out = []
+    for part in re.split(r"<br\s*/?>", text):
+        lines, line, width = [], "", 0.0
+        for piece in _PIECE.findall(part):
+            w = text_width_px(piece, font_px)
+            if piece.isspace():
+                if line:
+                    line, width = line + " ", width + w
+                continue
+            if w > 0 and width > 0 and width + w > max_px:  # (a tag is never a line)
+                lines.append(line.rstrip())
+                line, width = "", 0.0
+            line, width = line + piece, width + w
+        out.append("<br>".join([*lines, line.rstrip()]))
+    return "<br>".join(out)
+
+
+def _wrap_titles(layout: dict[str, Any], width_px: float, title_size: int, size: int) -> None:
+    """Wrap the figure title and the centred paper annotations (subplot titles) of `layout` to
+    a figure `width_px` wide. When a title or a top-row subplot title takes more than one line,
+    the title is pinned to the top and the top margin grows to hold every line above the plot
+    (a subplot title grows upwards from its panel)."""
+    margin = layout.setdefault("margin", {})
+    plot_px = width_px - margin.get("l", 60) - margin.get("r", 20)
+    top_lines = 0  # lines of the subplot titles that sit on the top edge of the plot
+    for annotation in layout.get("annotations", ()):
+        x, y = annotation.get("x"), annotation.get("y")
+        if (
+            annotation.get("showarrow") is False
+            and annotation.get("xref", "paper") == "paper"
+            and annotation.get("xanchor", "center") == "center"
+            and isinstance(x, int | float)
+            and annotation.get("text")
+        ):
+            room = 2 * min(max(x, 0.0), max(1 - x, 0.0)) * plot_px
+            a_size = (annotation.get("font") or {}).get("size") or size
+            annotation["text"] = wrap_text(annotation["text"], max(room, 4 * a_size), a_size)
+            if isinstance(y, int | float) and y >= 0.98 and annotation.get("yanchor") == "bottom":
+                top_lines = max(top_lines, annotation["text"].count("<br>") + 1)
+    title = layout.get("title", {})
+    if not title.get("text"):
+        return
+    title["text"] = wrap_text(title["text"], 0.9 * width_px - 10, title_size)
+    title_lines = title["text"].count("<br>") + 1
+    if title_lines == 1 and top_lines <= 1:
+        return
+    line, title_line = round(1.3 * size), round(1.3 * title_size)
+    needed = 8 + title_lines * title_line + top_lines * line + 12
+    legend = layout.get("legend", {})
+    if legend.get("yanchor") == "bottom" and legend.get("y") == 1.0:  # a legend above the plot
+        needed += 2 * (size + 10)
+    margin["t"] = max(margin.get("t", 60), needed)
+    _merge(layout, "title", {"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}})
+
+
+def readable(
+    fig: go.Figure,
+    lecture: bool = False,
+    x_labels: int = MAX_LABELLED,
+    width_px: float | None = None,
+) -> go.Figure:
     """`fig` in the one figure style, as a new figure (`fig` is left as it is): every text
     near-black (TEXT_COLOUR), ticks, legend, colour bars, annotations and cell text at least
     FONT_SIZE px (LECTURE_FONT_SIZE in lecture mode), titles TITLE_SIZE (LECTURE_TITLE_SIZE),
@@ -393,7 +482,10 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
     sets its own axis fonts cannot shrink them; the UI draws with Streamlit's theme off as well
     (`st.plotly_chart(theme=None)`). Colours an element already has (a red marker on the
     selected head) are kept; only their size is raised. `x_labels`: at most this many labels
-    along a category x axis (a figure in a narrow column: half the page or less).
+    along a category x axis (a figure in a narrow column: half the page or less). `width_px`:
+    the narrowest the figure is drawn (BODY_PX, COLUMN_PX): its title and subplot titles are
+    wrapped onto several lines to fit it (`wrap_text`), and a category x axis labels at most
+    as many categories as fit it upright side by side; None leaves them as they are.
 
     The style is written into the figure's plain dict (`fig.to_dict()`) and the figure built
     once from it: plotly validates and propagates every property set on a figure on its own,
@@ -403,7 +495,7 @@ def readable(fig: go.Figure, lecture: bool = False, x_labels: int = MAX_LABELLED
     256 x 256 heatmap); the tests validate every chart a page draws (`tests.support.chart`)."""
     spec = fig.to_dict()
     spec["layout"].pop("template", None)  # the default template (TEMPLATE) is applied again
-    style_spec(spec, lecture=lecture, x_labels=x_labels)
+    style_spec(spec, lecture=lecture, x_labels=x_labels, width_px=width_px)
     return go.Figure(spec, _validate=False)
 
 
@@ -418,12 +510,21 @@ def _merge(target: dict[str, Any], key: str, values: dict[str, Any]) -> None:
             current[k] = v
 
 
-def style_spec(spec: dict[str, Any], lecture: bool = False, x_labels: int = MAX_LABELLED) -> None:
+def style_spec(
+    spec: dict[str, Any],
+    lecture: bool = False,
+    x_labels: int = MAX_LABELLED,
+    width_px: float | None = None,
+) -> None:
     """Write the one figure style (see `readable`) into a figure's plain dict `spec` (the
     `{"data": [...], "layout": {...}}` of `fig.to_dict()`), in place."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     title_size = LECTURE_TITLE_SIZE if lecture else TITLE_SIZE
     font = {"size": size, "color": TEXT_COLOUR, "family": FONT_FAMILY}
+    if width_px is not None:
+        # a label turned upright takes 1.5 em along x, and the plot area of a heatmap with token
+        # rows and a colour bar is about 0.62 of the chart's width (both measured in Chromium)
+        x_labels = min(x_labels, max(6, int(0.62 * width_px / (1.5 * size))))
     layout = spec["layout"]
     layout["font"] = {**layout.get("font", {}), **font}
     _merge(layout, "title", {"font": {"size": title_size, "color": TEXT_COLOUR}})
@@ -476,6 +577,8 @@ def style_spec(spec: dict[str, Any], lecture: bool = False, x_labels: int = MAX_
         a_font = annotation.setdefault("font", {})
         a_font["size"] = max(size, a_font.get("size") or 0)
         a_font.setdefault("color", TEXT_COLOUR)
+    if width_px is not None:
+        _wrap_titles(layout, width_px, title_size, size)
     for trace in spec["data"]:
         kind = trace.get("type", "scatter")
         if kind in _COLORBAR:

@@ -66,6 +66,29 @@ HEIGHT_JS = """() => {
   return h;
 }"""
 
+# What does not fit the page: a display formula wider than its box (KaTeX scrolls it, so the
+# end is hidden; 2 px of its own padding always overflow) and a chart title, subplot title or
+# axis title that reaches past its chart (plotly cuts it at the edge).
+FIT_JS = """() => {
+  const cut = [];
+  for (const d of document.querySelectorAll('.katex-display')) {
+    if (d.scrollWidth > d.clientWidth + 2)
+      cut.push(`formula ${d.scrollWidth - d.clientWidth} px too wide: `
+               + d.querySelector('annotation')?.textContent.slice(0, 80));
+  }
+  for (const c of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
+    const svg = c.querySelector('.main-svg');
+    if (!svg) continue;
+    const box = svg.getBoundingClientRect();
+    for (const t of c.querySelectorAll('.gtitle, .annotation-text, .g-xtitle, .g-ytitle')) {
+      const r = t.getBoundingClientRect();
+      if (r.width && (r.right > box.right + 1 || r.left < box.left - 1))
+        cut.push(`chart title cut: ${t.textContent.slice(0, 80)}`);
+    }
+  }
+  return cut;
+}"""
+
 # The frontend first probes "<page>/_stcore/health" and "<page>/_stcore/host-config" and falls
 # back to the root: every non-root page logs these two harmless 404s.
 BENIGN_404 = re.compile(r"/_stcore/(health|host-config)$")
@@ -176,8 +199,9 @@ def wait_idle(
 
 def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) -> dict:
     """Open one page (`path` under `base`, with `query`), wait until it is idle, screenshot it
-    to ARTIFACTS/`name`.png (the whole page); return its state (STATE_JS) with the console
-    errors (`errors`, the two benign 404s of a non-root page left out) and the final `url`."""
+    to ARTIFACTS/`name`.png (the whole page, at the context's width); return its state
+    (STATE_JS) with the console errors (`errors`, the two benign 404s of a non-root page left
+    out), what did not fit the viewport's width (`cut`, FIT_JS) and the final `url`."""
     errors: list[str] = []
     page = context.new_page()
 
@@ -195,13 +219,16 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     url = f"{base}/{path}?{urlencode(query)}"
     page.goto(url, wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_S * 1000)
     _, state = wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
+    cut = page.evaluate(FIT_JS)  # at the context's viewport, before the resize below
     height = page.evaluate(HEIGHT_JS)
     if height > 900:
-        page.set_viewport_size({"width": 1400, "height": min(height, 9000)})
+        width = (page.viewport_size or {"width": 1400})["width"]
+        page.set_viewport_size({"width": width, "height": min(height, 9000)})
         _, state = wait_idle(page, 30, SETTLE_MS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     state["errors"] = errors
+    state["cut"] = cut
     state["url"] = page.url
     page.close()
     return state

@@ -27,7 +27,8 @@ def test_every_page_in_chinese_renders_in_chromium_without_errors(server: str) -
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = launch(pw)
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US")
+        # a projector's size: every formula and chart title must fit it
+        context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="en-US")
         try:
             visits = [("", "zh_0_home", None)]
             visits += [(s.url_path, f"zh_{s.number}_{s.id}", s) for s in stages]
@@ -38,6 +39,8 @@ def test_every_page_in_chinese_renders_in_chromium_without_errors(server: str) -
                     problems.append(f"{label}: exception box: {state['exceptions']}")
                 if state["errors"]:
                     problems.append(f"{label}: console errors: {state['errors']}")
+                if state["cut"]:
+                    problems.append(f"{label}: does not fit 1024 px: {state['cut']}")
                 prefix = f"{stage.number} · " if stage else "Inside GPT"
                 if not any(prefix in h and (CJK.search(h) or not stage) for h in state["h1"]):
                     problems.append(f"{label}: no Chinese heading with {prefix!r}: {state['h1']}")

@@ -27,7 +27,8 @@ def test_every_page_renders_in_chromium_without_errors(server: str) -> None:
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = launch(pw)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        # a projector's size: every formula and chart title must fit it
+        context = browser.new_context(viewport={"width": 1024, "height": 768})
         try:
             visits = [("", "0_home", None)]
             visits += [(s.url_path, f"{s.number}_{s.id}", s) for s in stages]
@@ -38,6 +39,8 @@ def test_every_page_renders_in_chromium_without_errors(server: str) -> None:
                     problems.append(f"{label}: exception box: {state['exceptions']}")
                 if state["errors"]:
                     problems.append(f"{label}: console errors: {state['errors']}")
+                if state["cut"]:
+                    problems.append(f"{label}: does not fit 1024 px: {state['cut']}")
                 expected_h1 = f"{stage.number} · " if stage else "Inside GPT"
                 if not any(expected_h1 in h for h in state["h1"]):
                     problems.append(f"{label}: no heading with {expected_h1!r}: {state['h1']}")

@@ -137,3 +137,53 @@ def test_subplots_is_make_subplots_and_its_figures_are_independent(grid: dict) -
             fig.layout.annotations[0].text = "changed"
         assert ours.to_dict() == theirs.to_dict()  # the same axes for the same row and col
     assert subplots([str(i) for i in range(n)], **grid).layout.annotations[0].text == "0"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Size of the residual stream, token by token (log colour)",
+        "对数几率透镜：每一层对下一个词元的最佳猜测（每层都应用 ln_f）",
+        "2. 归一化：(x − mean) / sqrt(var + eps)  （均值 -0.000，标准差 1.000）",
+        "Layer 0, <b>head 3</b>: induction<br>second line that is long enough to wrap",
+        "short",
+        "",
+        "p(x < 3) and a<b, then 1 <= 2 > 0 in a title long enough to be wrapped twice",
+    ],
+)
+def test_wrap_text_fits_every_line_and_keeps_every_word(text: str) -> None:
+    from engine.figures.common import text_width_px, wrap_text
+
+    for max_px in (120, 250, 440):
+        wrapped = wrap_text(text, max_px, 20)
+        lines = wrapped.split("<br>")
+        for line in lines:
+            words = line.split()
+            # a line is within the width unless it is a single word longer than the width
+            assert text_width_px(line, 20) <= max_px or len(words) == 1, (max_px, line)
+            assert line == line.strip()
+            assert not line.startswith(("，", "。", "：", "）")), (
+                line
+            )  # no closing punctuation first
+            assert not line.endswith(("（", "“")), line  # nor opening punctuation last
+        # the same characters in the same order: only spaces became breaks
+        assert "".join(wrapped.replace("<br>", "").split()) == "".join(
+            text.replace("<br>", "").split()
+        )
+        assert wrapped.count("<b>") == text.count("<b>")
+
+
+def test_readable_wraps_titles_to_the_width_it_is_drawn_in() -> None:
+    import plotly.graph_objects as go
+
+    from engine.figures.common import COLUMN_PX, readable, text_width_px
+
+    title = "What each layer's residual predicts as the next token, with ln_f applied"
+    fig = go.Figure(go.Bar(y=[1, 2]), layout={"title": {"text": title}})
+    assert readable(fig).layout.title.text == title  # no width given: left as it is
+    narrow = readable(fig, width_px=COLUMN_PX)
+    lines = narrow.layout.title.text.split("<br>")
+    assert len(lines) >= 3 and all(text_width_px(s, 20) <= 0.9 * COLUMN_PX for s in lines)
+    # pinned to the top, above a margin that holds every line (26 px a line at 20 px)
+    assert narrow.layout.title.yanchor == "top" and narrow.layout.title.y == 1.0
+    assert narrow.layout.margin.t >= 8 + len(lines) * 26
