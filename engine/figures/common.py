@@ -428,11 +428,30 @@ def wrap_text(text: str, max_px: float, font_px: float) -> str:
     return "<br>".join(out)
 
 
-def _wrap_titles(layout: dict[str, Any], width_px: float, title_size: int, size: int) -> None:
+def _legend_rows(spec: dict[str, Any], width_px: float, size: int) -> int:
+    """Rows a horizontal legend of `spec`'s named traces takes in a figure `width_px` wide: one
+    when every entry (its text and about 50 px of symbol and gap) fits the plot's width, else
+    as many entries a row as fit at the widest entry's width (plotly's layout when it wraps).
+    An estimate, which the callers raise to at least two rows."""
+    widths = [
+        text_width_px(t["name"], size) + 50
+        for t in spec["data"]
+        if t.get("name") and t.get("showlegend", True) is not False
+    ]
+    room = width_px - 80
+    if not widths or sum(widths) <= room:
+        return 1
+    per_row = max(1, int(room // max(widths)))
+    return -(-len(widths) // per_row)
+
+
+def _wrap_titles(spec: dict[str, Any], width_px: float, title_size: int, size: int) -> None:
     """Wrap the figure title and the centred paper annotations (subplot titles) of `layout` to
     a figure `width_px` wide. When a title or a top-row subplot title takes more than one line,
-    the title is pinned to the top and the top margin grows to hold every line above the plot
-    (a subplot title grows upwards from its panel)."""
+    the title is anchored above the plot (and above the subplot titles and a legend on its top
+    edge) and the top margin grows to hold every line (a subplot title grows upwards from its
+    panel)."""
+    layout = spec["layout"]
     margin = layout.setdefault("margin", {})
     plot_px = width_px - margin.get("l", 60) - margin.get("r", 20)
     top_lines = 0  # lines of the subplot titles that sit on the top edge of the plot
@@ -458,12 +477,22 @@ def _wrap_titles(layout: dict[str, Any], width_px: float, title_size: int, size:
     if title_lines == 1 and top_lines <= 1:
         return
     line, title_line = round(1.3 * size), round(1.3 * title_size)
-    needed = 8 + title_lines * title_line + top_lines * line + 12
     legend = layout.get("legend", {})
+    above = top_lines * line  # what sits between the plot and the title
     if legend.get("yanchor") == "bottom" and legend.get("y") == 1.0:  # a legend above the plot
-        needed += 2 * (size + 10)
-    margin["t"] = max(margin.get("t", 60), needed)
-    _merge(layout, "title", {"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}})
+        above += max(2, _legend_rows(spec, width_px, size)) * (size + 10)
+    margin["t"] = max(margin.get("t", 60), 8 + title_lines * title_line + above + 12)
+    # 8 px under the figure's top. Plotly (plotly.js in Streamlit 1.67, measured in Chromium)
+    # places a title of several lines by its first line's baseline whatever its yanchor, and
+    # ignores the title's pad.b; a one-line title by its top with yanchor "top". The figure's
+    # height is known, the plot's is not (axis labels can grow the bottom margin): container y.
+    height = layout.get("height") or 450  # plotly's default
+    first = 12 if title_lines == 1 else 8 + round(0.9 * title_size)
+    _merge(
+        layout,
+        "title",
+        {"yref": "container", "y": 1 - first / height, "yanchor": "top", "pad": {"t": 0}},
+    )
 
 
 def readable(
@@ -571,14 +600,17 @@ def style_spec(
         # the title pinned to the top, with room for two rows of entries (a narrow column or a
         # long translated name wraps the horizontal legend onto a second row)
         _merge(layout, "legend", {"y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"})
-        _merge(layout, "title", {"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}})
-        _merge(layout, "margin", {"t": title_size + 24 + 2 * (size + 10)})
+        # the title's top 8 px under the figure's (plotly ignores the title's pad here)
+        top = 1 - 12 / (layout.get("height") or 450)
+        _merge(layout, "title", {"yref": "container", "y": top, "yanchor": "top"})
+        rows = 2 if width_px is None else max(2, _legend_rows(spec, width_px, size))
+        _merge(layout, "margin", {"t": title_size + 24 + rows * (size + 10)})
     for annotation in layout.get("annotations", ()):
         a_font = annotation.setdefault("font", {})
         a_font["size"] = max(size, a_font.get("size") or 0)
         a_font.setdefault("color", TEXT_COLOUR)
     if width_px is not None:
-        _wrap_titles(layout, width_px, title_size, size)
+        _wrap_titles(spec, width_px, title_size, size)
     for trace in spec["data"]:
         kind = trace.get("type", "scatter")
         if kind in _COLORBAR:
@@ -596,9 +628,15 @@ def style_spec(
 def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
     """Cap `fig`'s height at `height` px (in place; returns it) and thin the labels of a single
     y axis of categories to every k-th so that each drawn label still has a row at least as tall
-    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 4 px; 170 px go to title and margins)."""
+    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 4 px; 170 px go to title and margins). A
+    title of several lines (`_wrap_titles`) stays as far from the top in pixels."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
-    fig.layout.height = min(fig.layout.height or height, height)
+    before = fig.layout.height or 450  # plotly's default
+    fig.layout.height = min(before, height)
+    title = fig.layout.title
+    if title.yref == "container" and title.y is not None:
+        # a title placed by `_wrap_titles` keeps its distance from the top in pixels
+        title.y = 1 - (1 - title.y) * before / fig.layout.height
     spec = {"data": [t.to_plotly_json() for t in fig.data], "layout": fig.layout.to_plotly_json()}
     if any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(spec)):
         return fig

@@ -68,7 +68,8 @@ HEIGHT_JS = """() => {
 
 # What does not fit the page: a display formula wider than its box (KaTeX scrolls it, so the
 # end is hidden; 2 px of its own padding always overflow) and a chart title, subplot title or
-# axis title that reaches past its chart (plotly cuts it at the edge).
+# axis title that reaches past its chart's sides or top (plotly cuts it at the edge), and a
+# chart title drawn over a panel title or the legend.
 FIT_JS = """() => {
   const cut = [];
   for (const d of document.querySelectorAll('.katex-display')) {
@@ -82,8 +83,17 @@ FIT_JS = """() => {
     const box = svg.getBoundingClientRect();
     for (const t of c.querySelectorAll('.gtitle, .annotation-text, .g-xtitle, .g-ytitle')) {
       const r = t.getBoundingClientRect();
-      if (r.width && (r.right > box.right + 1 || r.left < box.left - 1))
+      if (r.width && (r.right > box.right + 1 || r.left < box.left - 1 || r.top < box.top - 1))
         cut.push(`chart title cut: ${t.textContent.slice(0, 80)}`);
+    }
+    const title = c.querySelector('.gtitle');
+    if (!title) continue;
+    const t = title.getBoundingClientRect();
+    for (const o of c.querySelectorAll('.annotation-text, .legend')) {
+      const r = o.getBoundingClientRect();  // text boxes may touch: 4 px of their line spacing
+      if (r.width && Math.min(t.bottom, r.bottom) - Math.max(t.top, r.top) > 4
+          && Math.min(t.right, r.right) > Math.max(t.left, r.left))
+        cut.push(`title ${title.textContent.slice(0, 50)} over ${o.textContent.slice(0, 40)}`);
     }
   }
   return cut;

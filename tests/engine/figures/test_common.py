@@ -184,6 +184,22 @@ def test_readable_wraps_titles_to_the_width_it_is_drawn_in() -> None:
     narrow = readable(fig, width_px=COLUMN_PX)
     lines = narrow.layout.title.text.split("<br>")
     assert len(lines) >= 3 and all(text_width_px(s, 20) <= 0.9 * COLUMN_PX for s in lines)
-    # pinned to the top, above a margin that holds every line (26 px a line at 20 px)
-    assert narrow.layout.title.yanchor == "top" and narrow.layout.title.y == 1.0
-    assert narrow.layout.margin.t >= 8 + len(lines) * 26
+    # its first line's baseline 8 px + 0.9 em from the figure's top (how plotly places a title
+    # of several lines), in a top margin holding every line (26 px a line at 20 px)
+    title, height = narrow.layout.title, narrow.layout.height or 450
+    assert title.yref == "container" and (1 - title.y) * height == pytest.approx(8 + 18)
+    assert narrow.layout.margin.t >= 8 + len(lines) * 26 + 12
+
+
+def test_fit_height_keeps_a_wrapped_title_where_it_was_from_the_top() -> None:
+    import plotly.graph_objects as go
+
+    from engine.figures.common import COLUMN_PX, fit_height, readable
+
+    title = "What each layer's residual predicts as the next token, with ln_f applied"
+    fig = readable(go.Figure(go.Bar(y=[1, 2]), layout={"title": {"text": title}, "height": 900}))
+    fig = readable(fig, width_px=COLUMN_PX)
+    from_top = (1 - fig.layout.title.y) * fig.layout.height
+    fit_height(fig, 500)
+    assert fig.layout.height == 500
+    assert (1 - fig.layout.title.y) * 500 == pytest.approx(from_top)
