@@ -13,7 +13,7 @@ import streamlit as st
 
 from engine.figures.common import (
     BODY_PX,
-    COLUMN_PX,
+    LECTURE_BODY_PX,
     MAX_AXIS,
     fit_height,
     readable,
@@ -31,9 +31,10 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
     default the page body). `key` is the chart's element key."""
     lecture = lecture_mode()
-    # sized for the narrowest page (1024 px with the sidebar open), a chart put in a column
-    # for half of it: titles wrapped and x labels thinned to fit
-    fig = readable(fig, lecture=lecture, width_px=BODY_PX if where is None else COLUMN_PX)
+    # sized for the narrowest page (1024 px with the sidebar open; in lecture mode with it
+    # collapsed), a chart put in a column for half of it: titles wrapped, x labels thinned
+    body = LECTURE_BODY_PX if lecture else BODY_PX
+    fig = readable(fig, lecture=lecture, width_px=body if where is None else body / 2)
     where = where or st
     slot = main_slot(key) if lecture else None
     if slot is not None:  # the stage's main figure, right under the lecture bar

@@ -37,7 +37,8 @@ FONT_FAMILY = "Source Sans Pro, Noto Sans, Noto Sans CJK SC, Arial, sans-serif"
 # leaves about 500 px (measured in Chromium); a chart in a column gets about half. Titles are
 # wrapped to fit these (`wrap_text`): plotly does not wrap them, it cuts them at the edge.
 BODY_PX = 500
-COLUMN_PX = 250
+COLUMN_PX = BODY_PX // 2
+LECTURE_BODY_PX = 900  # lecture mode: the sidebar starts collapsed, the page 1024 px wide
 # Sequential scale for weights in [0, 1] (attention, probabilities): one hue, light to dark, so
 # order reads by lightness alone (colour-blind safe; ColorBrewer "Blues").
 SCALE_WEIGHTS = "Blues"
