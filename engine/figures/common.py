@@ -447,11 +447,11 @@ def _legend_rows(spec: dict[str, Any], width_px: float, size: int) -> int:
 
 
 def _wrap_titles(spec: dict[str, Any], width_px: float, title_size: int, size: int) -> None:
-    """Wrap the figure title and the centred paper annotations (subplot titles) of `layout` to
-    a figure `width_px` wide. When a title or a top-row subplot title takes more than one line,
-    the title is anchored above the plot (and above the subplot titles and a legend on its top
-    edge) and the top margin grows to hold every line (a subplot title grows upwards from its
-    panel)."""
+    """Wrap the title and the centred paper annotations (subplot titles) of the figure dict
+    `spec` to a figure `width_px` wide, in place. When the title or a top-row subplot title
+    takes more than one line, the title is placed 8 px under the figure's top and the top
+    margin grows to hold its lines, the top row's subplot titles (which grow upwards from their
+    panel) and a legend above the plot."""
     layout = spec["layout"]
     margin = layout.setdefault("margin", {})
     plot_px = width_px - margin.get("l", 60) - margin.get("r", 20)
@@ -633,7 +633,7 @@ def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
     title of several lines (`_wrap_titles`) stays as far from the top in pixels."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     before = fig.layout.height or 450  # plotly's default
-    fig.layout.height = min(before, height)
+    fig.layout.height = min(fig.layout.height or height, height)
     title = fig.layout.title
     if title.yref == "container" and title.y is not None:
         # a title placed by `_wrap_titles` keeps its distance from the top in pixels
