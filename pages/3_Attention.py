@@ -45,8 +45,8 @@ st.markdown(
         "outputs are concatenated and projected back by W_O."
     ).format(n_head=cfg.n_head, d_head=cfg.d_head)
 )
-# one formula a row, each under 600 px wide: a display formula does not wrap, and at 1024 px
-# with the sidebar open the page body is about 600 px (one KaTeX block: one typesetting pass)
+# one statement a row: a display formula does not wrap, and at 1024 px with the sidebar open
+# the page body is about 500 px (one KaTeX block: one typesetting pass)
 st.latex(
     r"\begin{gathered}"
     r"\mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^{\top}}{\sqrt{d_{head}}} + M\right)"
