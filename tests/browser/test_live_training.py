@@ -49,9 +49,13 @@ def test_live_training_in_the_browser() -> None:
             page.goto(base, timeout=120_000)
             page.get_by_role("button", name="Train a tiny model").click(timeout=120_000)
             page.get_by_text("Training: step").wait_for(timeout=60_000)
-            first = _step(page)
-            time.sleep(4)
-            later = _step(page)  # redrawn by the fragment, without any click
+            first = later = _step(page)
+            # redrawn by the fragment every 2 s, without any click: a later step shows within
+            # 20 s (a busy machine, two test runs at once, once took more than 4 s)
+            deadline = time.monotonic() + 20
+            while later <= first and time.monotonic() < deadline:
+                time.sleep(1)
+                later = _step(page)
             assert later > first >= 0, (first, later)
             page.get_by_role("button", name="Stop").click()
             page.get_by_text("Stopped after").wait_for(timeout=30_000)
