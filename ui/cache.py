@@ -2,16 +2,18 @@
 the model's cache key (`ui.models.model_key`) and, for a text's values, the number of tokens run
 and the text. Every session gets the same object, never a copy; the first session to ask
 computes it while the others wait for it. Values are read-only: a Trace's arrays always are, and
-the arrays of a derived value are made so when it enters its cache. Models (4, and 8 of the
-bundled model's training snapshots), Traces (16, and three quarters of INSIDE_GPT_CACHE_MB for
-what each lazy Trace stores: its residual stream), the blocks and logits that lazy Traces
-recompute on demand (one `engine.trace.UnitCache` shared by all of them, the last quarter), and
-per Trace the logit lens, the head scores, the per-layer summaries and ln_f's statistics, the
-token groups and the BPE steps (16 each), the Embeddings page's PCA maps (48), Dropout's seeded
-passes (8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's last-window logits (8),
-and page 10's interventions: knock-outs (8, a quarter of INSIDE_GPT_CACHE_MB), patching sweeps
-(16) and attributions (32). Streamlit's st.cache_data would unpickle a copy per session, and
-st.cache_resource hold models apart from everything else; neither is used."""
+the arrays of a derived value are made so when it enters its cache.
+
+Models (4, and 8 of the bundled model's training snapshots), Traces (16, and three quarters of
+INSIDE_GPT_CACHE_MB for what each lazy Trace stores: its residual stream), the blocks and logits
+that lazy Traces recompute on demand (one `engine.trace.UnitCache` shared by all of them, the last
+quarter), and per Trace the logit lens, the head scores, the per-layer summaries and ln_f's
+statistics, the token groups and the BPE steps (16 each), the Embeddings page's PCA maps (48),
+Dropout's seeded passes (8, and a budget of INSIDE_GPT_CACHE_MB of their own), Generate's
+last-window logits (8), and page 10's interventions: knock-outs (8, a quarter of
+INSIDE_GPT_CACHE_MB), patching sweeps (16) and attributions (32). Streamlit's st.cache_data would
+unpickle a copy per session, and st.cache_resource hold models apart from everything else; neither
+is used."""
 
 from __future__ import annotations
 
