@@ -135,24 +135,34 @@ class _RowStats:
     - the top k: the k blocks of _TOPK_BLOCK columns with the largest maxima seen so far, kept
       with their values (every one of a row's k largest logits lies in one of its k best
       blocks, and a block that leaves the k best never returns); one top-k over those k blocks
-      at the end. A top-k pass over every tile cost ~2 ns a logit, this ~0.3.
+      at the end. Only rows where a tile's block beats the row's k-th best block are merged,
+      and only the blocks that enter are copied, into the slots of the blocks they evict.
     - log-sum-exp and entropy from each tile's own maximum m_j: S_j = sum exp(l - m_j) and
       Q_j = sum exp(l - m_j)(l - m_j), float32 within a tile, combined in float64.
     - the rank of a threshold logit (the target's): how many logits are strictly above it,
-      counted as the positive signs of l - t (exact: two different floats never subtract to
-      0), a cheaper pass than a boolean comparison and its integer sum."""
+      one comparison into a float buffer and its sum (exact: counts below 2^24)."""
 
-    def __init__(self, k: int, threshold: torch.Tensor | None, targets: torch.Tensor) -> None:
-        self.k, self.t, self.targets = k, threshold, targets
+    def __init__(
+        self,
+        k: int,
+        threshold: torch.Tensor | None,
+        targets: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        finite: bool = False,
+    ) -> None:
+        """`dtype`: the logits'; `finite`: no logit is -inf (or +inf), so no shift is clamped."""
+        self.k, self.t, self.targets, self.finite = k, threshold, targets, finite
+        R, dev = len(targets), targets.device
         self.maxes: list[torch.Tensor] = []
         self.sums: list[torch.Tensor] = []
         self.dots: list[torch.Tensor] = []
         self.rank: torch.Tensor | None = None
         if threshold is not None:
-            self.rank = torch.zeros(len(targets), dtype=torch.float32, device=targets.device)
-        self.best_max: torch.Tensor | None = None  # [R, <=k] maxima of the best blocks
-        self.best_start: torch.Tensor | None = None  # [R, <=k] their first column's id
-        self.best_vals: torch.Tensor | None = None  # [R, <=k, _TOPK_BLOCK] their logits
+            self.rank = torch.zeros(R, dtype=torch.float32, device=dev)
+        # the k best blocks of each row: their maxima, first column's id and logits (-inf: none)
+        self.best_max = torch.full((R, k), -torch.inf, dtype=dtype, device=dev)
+        self.best_start = torch.zeros(R, k, dtype=torch.long, device=dev)
+        self.best_vals = torch.full((R, k, _TOPK_BLOCK), -torch.inf, dtype=dtype, device=dev)
 
     def add(self, tile: torch.Tensor, v0: int, scratch: torch.Tensor | None = None) -> None:
         """Fold in logits `tile` [R, n] of vocabulary ids v0..v0+n-1 (contiguous; overwritten).
@@ -161,8 +171,7 @@ class _RowStats:
             scratch = torch.empty_like(tile)
         block_max = self._add_top(tile, v0)
         if self.t is not None and self.rank is not None:
-            above = torch.sub(tile, self.t[:, None], out=scratch).sign_().clamp_(min=0)
-            self.rank += above.sum(-1)
+            self.rank += torch.gt(tile, self.t[:, None], out=scratch).sum(-1)
             # the target's own column, if its logit came out above the threshold computed
             # elsewhere (one rounding apart), is not a token above the target
             inside = (self.targets >= v0) & (self.targets < v0 + tile.shape[1])
@@ -170,50 +179,47 @@ class _RowStats:
             if len(rows):
                 own = tile[rows, self.targets[rows] - v0]
                 self.rank[rows] -= (own > self.t[rows]).float()
-        lowest = torch.finfo(tile.dtype).min
-        # the tile's own maximum; a tile of -inf (masked) logits shifts by the lowest float
-        m = block_max.amax(-1, keepdim=True).clamp_(min=lowest)
+        # the tile's own maximum
+        m = block_max.amax(-1, keepdim=True)
+        if self.finite:
+            shifted = tile.sub_(m)
+        else:
+            # a tile of -inf (masked) logits shifts by the lowest float, and a -inf logit
+            # becomes the lowest float, whose exponential is 0 and 0 x it is 0, not nan
+            lowest = torch.finfo(tile.dtype).min
+            m = m.clamp_(min=lowest)
+            shifted = tile.sub_(m).clamp_(min=lowest)
         self.maxes.append(m[:, 0])
-        # shift in place: every exponential <= 1, and a -inf logit becomes the lowest float,
-        # whose exponential is 0 and 0 x it is 0, not nan
-        shifted = tile.sub_(m).clamp_(min=lowest)
-        e = torch.exp(shifted, out=scratch)
+        e = torch.exp(shifted, out=scratch)  # every exponential <= 1
         self.sums.append(e.sum(-1))
-        self.dots.append(e.mul_(shifted).sum(-1))  # sum p' (l - m_j), float32, in place
+        self.dots.append(shifted.mul_(e).sum(-1))  # sum p' (l - m_j), float32, in place
 
     def _add_top(self, tile: torch.Tensor, v0: int) -> torch.Tensor:
         """Merge the tile's blocks into the k best blocks of each row (before the tile is
         shifted: the kept values are logits); returns the tile's block maxima [R, blocks]."""
         R, n = tile.shape
-        B = _TOPK_BLOCK
+        B, k = _TOPK_BLOCK, self.k
         nb = -(-n // B)
         if nb * B != n:  # the last tile: pad its last block with -inf (never chosen over a logit)
             padded = torch.full((R, nb * B), -torch.inf, dtype=tile.dtype, device=tile.device)
             padded[:, :n] = tile
             tile = padded
-        head = tile.view(R, nb, B)
-        block_max = head.amax(-1)  # [R, nb]
-        starts = v0 + B * torch.arange(nb, device=tile.device)
-        if self.best_max is None or self.best_start is None or self.best_vals is None:
-            cand_max, cand_start = block_max, starts.expand(R, nb)
-            kept = 0
-        else:
-            kept = self.best_max.shape[1]
-            cand_max = torch.cat([self.best_max, block_max], 1)
-            cand_start = torch.cat([self.best_start, starts.expand(R, nb)], 1)
-        pick = cand_max.topk(min(self.k, cand_max.shape[1]), dim=-1).indices  # [R, k']
-        rows = torch.arange(R, device=tile.device)[:, None]
-        from_tile = (pick - kept).clamp(min=0)
-        vals = head.reshape(R * nb, B).index_select(0, (rows * nb + from_tile).flatten())
-        vals = vals.view(R, -1, B)
-        if kept:
-            assert self.best_vals is not None
-            old = self.best_vals.reshape(R * kept, B)
-            old = old.index_select(0, (rows * kept + pick.clamp(max=kept - 1)).flatten())
-            vals = torch.where((pick < kept)[:, :, None], old.view(R, -1, B), vals)
-        self.best_max = cand_max.gather(1, pick)
-        self.best_start = cand_start.gather(1, pick)
-        self.best_vals = vals
+        block_max = tile.view(R, nb, B).amax(-1)  # [R, nb]
+        # rows where some block beats the k-th best kept so far
+        rows = (block_max > self.best_max.amin(-1, keepdim=True)).any(-1).nonzero()[:, 0]
+        if not len(rows):
+            return block_max
+        cand = torch.cat([self.best_max.index_select(0, rows), block_max.index_select(0, rows)], 1)
+        pick = cand.topk(k, dim=-1, sorted=False).indices
+        picked = torch.zeros_like(cand, dtype=torch.bool).scatter_(1, pick, True)
+        # per row, as many tile blocks enter as kept blocks leave: pair them in order
+        entering = picked[:, k:].nonzero()
+        leaving = (~picked[:, :k]).nonzero()
+        slot = rows.index_select(0, leaving[:, 0]) * k + leaving[:, 1]
+        src = rows.index_select(0, entering[:, 0]) * nb + entering[:, 1]
+        self.best_max.view(-1).index_copy_(0, slot, block_max.view(-1).index_select(0, src))
+        self.best_start.view(-1).index_copy_(0, slot, entering[:, 1] * B + v0)
+        self.best_vals.view(-1, B).index_copy_(0, slot, tile.view(-1, B).index_select(0, src))
         return block_max
 
     def finish(self) -> tuple[torch.Tensor, ...]:
@@ -232,7 +238,6 @@ class _RowStats:
         log_s = torch.log(total)
         lse = top[:, 0] + log_s
         entropy = (log_s - dot / total).float()
-        assert self.best_vals is not None and self.best_start is not None
         R, _kept, B = self.best_vals.shape
         offsets = torch.arange(B, device=self.best_vals.device)
         ids = (self.best_start[:, :, None] + offsets).reshape(R, -1)
@@ -256,7 +261,7 @@ def _lens_rows(
     entropy in nats (within 1e-5 nats of float64). The same statistics as `logit_lens`, read in
     tiles of TILE columns. `logits` is overwritten."""
     t = logits.gather(1, targets.clamp(min=0)[:, None])[:, 0].clone()
-    stats = _RowStats(k, t, targets)
+    stats = _RowStats(k, t, targets, logits.dtype)
     for v0 in range(0, logits.shape[1], TILE):
         stats.add(logits[:, v0 : v0 + TILE].contiguous(), v0)
     return stats.finish()[:5]
@@ -294,7 +299,7 @@ def _lens_chunk(
     t = torch.mm(x, weight[cols].t()).gather(1, which[:, None])[:, 0]
     if len(gaps):
         t = torch.where(torch.isin(want, gaps), gap_logit, t)
-    stats = _RowStats(k, t, targets)
+    stats = _RowStats(k, t, targets, x.dtype, finite=True)
     spans = _tiles(n_valid, tile)
     width = spans[0][1] - spans[0][0]
     buf = torch.empty(x.shape[0], width, dtype=x.dtype, device=x.device)
