@@ -20,14 +20,18 @@ from engine.model import GPT
 from engine.sampling import padding_masked, softmax
 from engine.trace import Trace
 
-# Sizes of the lens's work (measured on GPT-2 small, T=1,024, 1 thread, AMD EPYC: README,
-# "Performance"). The unembedding runs one tile of TILE vocabulary columns at a time and every
-# statistic is read from the tile while it is still in cache, instead of writing [rows, V]
-# logits to memory and reading them back once per statistic: a [512, 50,257] product ran at
-# about 65 GFLOP/s, the same product in [512, 2,048] tiles at 92-97 (the machine's large-matmul
-# rate), and each pass over the written logits cost another ~1-2 ns per logit.
+# Sizes of the lens's work (measured on GPT-2 small, T=1,024: README, "Performance"). The
+# unembedding runs one tile of TILE vocabulary columns at a time and every statistic is read from
+# the tile while it is still in cache, instead of writing [rows, V] logits to memory and reading
+# them back once per statistic: on an AMD EPYC (1 thread) a [512, 50,257] product ran at about
+# 65 GFLOP/s, the same product in [512, 2,048] tiles at 92-97 (the machine's large-matmul rate),
+# and each pass over the written logits cost another ~1-2 ns per logit. On an Intel Xeon
+# ("Intel(R) Xeon(R) Processor", 2 cores) a [1,024, 2,048] tile runs at the rate of the
+# 1,024 x 768 x 3,072 product that defines the lens's ideal (0.99-1.01 of it at 1 and 2 threads),
+# a [512, 2,048] tile at 0.94 (1 thread) and 0.90 (2 threads): hence 1,024 rows per chunk.
 TILE = 2048  # vocabulary columns per matmul tile (rounded so tiles are about equal)
-CHUNK_ROWS = 512  # default (position, layer) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 16 B
+# default (position, layer) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 16 B
+CHUNK_ROWS = 1024
 LENS_BLOCK = 16  # positions per cached block of the lens (`lens_blocks`; the Output page)
 _TOPK_BLOCK = 64  # the top k are sought in the k blocks of this many columns with top maxima
 # On MKL, a float32 product with fewer than 4 rows, or fewer than 16 columns, takes another
@@ -136,7 +140,10 @@ class _RowStats:
       with their values (every one of a row's k largest logits lies in one of its k best
       blocks, and a block that leaves the k best never returns); one top-k over those k blocks
       at the end. Only rows where a tile's block beats the row's k-th best block are merged,
-      and only the blocks that enter are copied, into the slots of the blocks they evict.
+      and only the blocks that enter are copied, into the slots of the blocks they evict. On
+      the Intel Xeon (tiles read from memory, not cache) the block maxima and merges take ~1.1
+      ns a logit, where merging every row's k blocks with each tile took ~1.6; a top-k pass
+      over every tile cost ~2 on the AMD EPYC.
     - log-sum-exp and entropy from each tile's own maximum m_j: S_j = sum exp(l - m_j) and
       Q_j = sum exp(l - m_j)(l - m_j), float32 within a tile, combined in float64.
     - the rank of a threshold logit (the target's): how many logits are strictly above it,
