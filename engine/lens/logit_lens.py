@@ -34,6 +34,7 @@ TILE = 2048  # vocabulary columns per matmul tile (rounded so tiles are about eq
 CHUNK_ROWS = 1024
 LENS_BLOCK = 16  # positions per cached block of the lens (`lens_blocks`; the Output page)
 _TOPK_BLOCK = 64  # the top k are sought in the k blocks of this many columns with top maxima
+_SLAB = 1 << 17  # logits (512 KiB, in L2) each statistic reads in turn on one thread
 # On MKL, a float32 product with fewer than 4 rows, or fewer than 16 columns, takes another
 # kernel that rounds differently (measured here): every product is given at least these, so
 # a logit has the same bits whichever chunk, subset of positions or tile computes it.
@@ -177,29 +178,45 @@ class _RowStats:
         if scratch is None:
             scratch = torch.empty_like(tile)
         block_max = self._add_top(tile, v0)
+        R, n = tile.shape
+        lowest = torch.finfo(tile.dtype).min
         if self.t is not None and self.rank is not None:
-            self.rank += torch.gt(tile, self.t[:, None], out=scratch).sum(-1)
             # the target's own column, if its logit came out above the threshold computed
             # elsewhere (one rounding apart), is not a token above the target
-            inside = (self.targets >= v0) & (self.targets < v0 + tile.shape[1])
+            inside = (self.targets >= v0) & (self.targets < v0 + n)
             rows = inside.nonzero()[:, 0]
             if len(rows):
                 own = tile[rows, self.targets[rows] - v0]
                 self.rank[rows] -= (own > self.t[rows]).float()
-        # the tile's own maximum
+        # the tile's own maximum; a tile of -inf (masked) logits shifts by the lowest float
         m = block_max.amax(-1, keepdim=True)
-        if self.finite:
-            shifted = tile.sub_(m)
-        else:
-            # a tile of -inf (masked) logits shifts by the lowest float, and a -inf logit
-            # becomes the lowest float, whose exponential is 0 and 0 x it is 0, not nan
-            lowest = torch.finfo(tile.dtype).min
+        if not self.finite:
             m = m.clamp_(min=lowest)
-            shifted = tile.sub_(m).clamp_(min=lowest)
         self.maxes.append(m[:, 0])
-        e = torch.exp(shifted, out=scratch)  # every exponential <= 1
-        self.sums.append(e.sum(-1))
-        self.dots.append(shifted.mul_(e).sum(-1))  # sum p' (l - m_j), float32, in place
+        sums, dots = torch.empty(2, R, dtype=tile.dtype, device=tile.device)
+        above = torch.empty_like(sums)
+        # the rank, then S_j and Q_j, one slab of rows at a time on one CPU thread: each slab is
+        # read once from memory, then from cache by every pass (with more threads, or another
+        # device, the whole tile: each op's fork and join cost more than cache saves)
+        one = tile.device.type == "cpu" and torch.get_num_threads() == 1
+        step = max(1, _SLAB // n) if one else R
+        for r0 in range(0, R, step):
+            part, work = tile[r0 : r0 + step], scratch[r0 : r0 + step]
+            if self.t is not None:
+                torch.gt(part, self.t[r0 : r0 + step, None], out=work)
+                torch.sum(work, -1, out=above[r0 : r0 + step])
+            # shift in place: every exponential <= 1 (and where a logit may be -inf it becomes
+            # the lowest float, whose exponential is 0 and 0 x it is 0, not nan)
+            shifted = part.sub_(m[r0 : r0 + step])
+            if not self.finite:
+                shifted.clamp_(min=lowest)
+            e = torch.exp(shifted, out=work)
+            torch.sum(e, -1, out=sums[r0 : r0 + step])
+            torch.sum(shifted.mul_(e), -1, out=dots[r0 : r0 + step])  # sum p' (l - m_j)
+        if self.rank is not None:
+            self.rank += above
+        self.sums.append(sums)
+        self.dots.append(dots)
 
     def _add_top(self, tile: torch.Tensor, v0: int) -> torch.Tensor:
         """Merge the tile's blocks into the k best blocks of each row (before the tile is
