@@ -171,68 +171,103 @@ class _RowStats:
         self.best_max = torch.full((R, k), -torch.inf, dtype=dtype, device=dev)
         self.best_start = torch.zeros(R, k, dtype=torch.long, device=dev)
         self.best_vals = torch.full((R, k, _TOPK_BLOCK), -torch.inf, dtype=dtype, device=dev)
+        self.work: torch.Tensor | None = None  # the passes' buffers (`_work`)
 
-    def add(self, tile: torch.Tensor, v0: int, scratch: torch.Tensor | None = None) -> None:
-        """Fold in logits `tile` [R, n] of vocabulary ids v0..v0+n-1 (contiguous; overwritten).
-        `scratch`: a float buffer like `tile` to reuse."""
-        if scratch is None:
-            scratch = torch.empty_like(tile)
-        block_max = self._add_top(tile, v0)
+    def add(self, tile: torch.Tensor, v0: int) -> None:
+        """Fold in logits `tile` [R, n] of vocabulary ids v0..v0+n-1 (contiguous; overwritten
+        where more than one thread runs)."""
         R, n = tile.shape
-        lowest = torch.finfo(tile.dtype).min
+        B = _TOPK_BLOCK
+        nb = -(-n // B)
+        dtype, dev = tile.dtype, tile.device
+        blocks = tile  # [R, nb B]: the last tile is padded with -inf (never chosen over a logit)
+        if nb * B != n:
+            blocks = torch.full((R, nb * B), -torch.inf, dtype=dtype, device=dev)
+            blocks[:, :n] = tile
+        sums, dots, above = torch.empty(3, R, dtype=dtype, device=dev)
+        # On one CPU thread, a slab of rows at a time, read from memory once (by its block
+        # maxima) and from cache by every later pass; the tile is kept for the top-k merge.
+        # With more threads, or on another device, the whole tile at once, merged first and
+        # then shifted in place: there each op's fork and join cost more than the cache saves.
+        one = tile.device.type == "cpu" and torch.get_num_threads() == 1
+        step = min(R, max(1, _SLAB // n)) if one else R
+        if step < R:
+            block_max = torch.empty(R, nb, dtype=dtype, device=dev)
+            m = torch.empty(R, 1, dtype=dtype, device=dev)
+            work = self._work(2 * step * n, tile)
+            for r0 in range(0, R, step):
+                r1 = min(R, r0 + step)
+                bm = torch.amax(blocks[r0:r1].view(r1 - r0, nb, B), -1, out=block_max[r0:r1])
+                mj = torch.amax(bm, -1, keepdim=True, out=m[r0:r1])
+                shifted = work[: (r1 - r0) * n].view(r1 - r0, n)
+                e = work[step * n : (step + r1 - r0) * n].view(r1 - r0, n)
+                self._sums(tile[r0:r1], mj, slice(r0, r1), shifted, e, (sums, dots, above))
+            self._merge(blocks, block_max, v0)
+            self._own(tile, v0)
+        else:
+            block_max = blocks.view(R, nb, B).amax(-1)
+            m = block_max.amax(-1, keepdim=True)
+            self._merge(blocks, block_max, v0)
+            self._own(tile, v0)  # before the tile is shifted
+            e = self._work(R * n, tile)[: R * n].view(R, n)
+            self._sums(tile, m, slice(0, R), tile, e, (sums, dots, above))
+        if self.rank is not None:
+            self.rank += above
+        self.maxes.append(m[:, 0])
+        self.sums.append(sums)
+        self.dots.append(dots)
+
+    def _sums(
+        self,
+        part: torch.Tensor,
+        m: torch.Tensor,
+        rows: slice,
+        shifted: torch.Tensor,
+        e: torch.Tensor,
+        out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> None:
+        """The rank's count, S_j and Q_j of rows `rows` (logits `part`, their tile's maximum `m`
+        [rows, 1]) into `out`; `shifted` (may be `part`: in place) and `e` are work space."""
+        sums, dots, above = out
+        lowest = torch.finfo(part.dtype).min
+        if not self.finite:  # a tile of -inf (masked) logits shifts by the lowest float
+            m.clamp_(min=lowest)
+        if self.t is not None:
+            torch.sum(torch.gt(part, self.t[rows, None], out=e), -1, out=above[rows])
+        # every exponential <= 1 (where a logit may be -inf it becomes the lowest float, whose
+        # exponential is 0 and 0 x it is 0, not nan)
+        torch.sub(part, m, out=shifted)
+        if not self.finite:
+            shifted.clamp_(min=lowest)
+        torch.exp(shifted, out=e)
+        torch.sum(e, -1, out=sums[rows])
+        torch.sum(shifted.mul_(e), -1, out=dots[rows])  # sum p' (l - m_j), float32
+
+    def _own(self, tile: torch.Tensor, v0: int) -> None:
+        """The target's own column, if its logit came out above the threshold computed
+        elsewhere (one rounding apart), is not a token above the target."""
         if self.t is not None and self.rank is not None:
-            # the target's own column, if its logit came out above the threshold computed
-            # elsewhere (one rounding apart), is not a token above the target
-            inside = (self.targets >= v0) & (self.targets < v0 + n)
+            inside = (self.targets >= v0) & (self.targets < v0 + tile.shape[1])
             rows = inside.nonzero()[:, 0]
             if len(rows):
                 own = tile[rows, self.targets[rows] - v0]
                 self.rank[rows] -= (own > self.t[rows]).float()
-        # the tile's own maximum; a tile of -inf (masked) logits shifts by the lowest float
-        m = block_max.amax(-1, keepdim=True)
-        if not self.finite:
-            m = m.clamp_(min=lowest)
-        self.maxes.append(m[:, 0])
-        sums, dots = torch.empty(2, R, dtype=tile.dtype, device=tile.device)
-        above = torch.empty_like(sums)
-        # the rank, then S_j and Q_j, one slab of rows at a time on one CPU thread: each slab is
-        # read once from memory, then from cache by every pass (with more threads, or another
-        # device, the whole tile: each op's fork and join cost more than cache saves)
-        one = tile.device.type == "cpu" and torch.get_num_threads() == 1
-        step = max(1, _SLAB // n) if one else R
-        for r0 in range(0, R, step):
-            part, work = tile[r0 : r0 + step], scratch[r0 : r0 + step]
-            if self.t is not None:
-                torch.gt(part, self.t[r0 : r0 + step, None], out=work)
-                torch.sum(work, -1, out=above[r0 : r0 + step])
-            # shift in place: every exponential <= 1 (and where a logit may be -inf it becomes
-            # the lowest float, whose exponential is 0 and 0 x it is 0, not nan)
-            shifted = part.sub_(m[r0 : r0 + step])
-            if not self.finite:
-                shifted.clamp_(min=lowest)
-            e = torch.exp(shifted, out=work)
-            torch.sum(e, -1, out=sums[r0 : r0 + step])
-            torch.sum(shifted.mul_(e), -1, out=dots[r0 : r0 + step])  # sum p' (l - m_j)
-        if self.rank is not None:
-            self.rank += above
-        self.sums.append(sums)
-        self.dots.append(dots)
 
-    def _add_top(self, tile: torch.Tensor, v0: int) -> torch.Tensor:
-        """Merge the tile's blocks into the k best blocks of each row (before the tile is
-        shifted: the kept values are logits); returns the tile's block maxima [R, blocks]."""
-        R, n = tile.shape
+    def _work(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        """A flat float buffer of at least `size` elements, kept for the next tiles."""
+        if self.work is None or self.work.numel() < size:
+            self.work = torch.empty(size, dtype=like.dtype, device=like.device)
+        return self.work
+
+    def _merge(self, blocks: torch.Tensor, block_max: torch.Tensor, v0: int) -> None:
+        """Merge a tile's blocks (`blocks` [R, nb B] logits, `block_max` [R, nb] their maxima)
+        into the k best blocks of each row."""
         B, k = _TOPK_BLOCK, self.k
-        nb = -(-n // B)
-        if nb * B != n:  # the last tile: pad its last block with -inf (never chosen over a logit)
-            padded = torch.full((R, nb * B), -torch.inf, dtype=tile.dtype, device=tile.device)
-            padded[:, :n] = tile
-            tile = padded
-        block_max = tile.view(R, nb, B).amax(-1)  # [R, nb]
+        nb = block_max.shape[1]
         # rows where some block beats the k-th best kept so far
         rows = (block_max > self.best_max.amin(-1, keepdim=True)).any(-1).nonzero()[:, 0]
         if not len(rows):
-            return block_max
+            return
         cand = torch.cat([self.best_max.index_select(0, rows), block_max.index_select(0, rows)], 1)
         pick = cand.topk(k, dim=-1, sorted=False).indices
         picked = torch.zeros_like(cand, dtype=torch.bool).scatter_(1, pick, True)
@@ -243,8 +278,7 @@ class _RowStats:
         src = rows.index_select(0, entering[:, 0]) * nb + entering[:, 1]
         self.best_max.view(-1).index_copy_(0, slot, block_max.view(-1).index_select(0, src))
         self.best_start.view(-1).index_copy_(0, slot, entering[:, 1] * B + v0)
-        self.best_vals.view(-1, B).index_copy_(0, slot, tile.view(-1, B).index_select(0, src))
-        return block_max
+        self.best_vals.view(-1, B).index_copy_(0, slot, blocks.view(-1, B).index_select(0, src))
 
     def finish(self) -> tuple[torch.Tensor, ...]:
         """(top ids [R, k], top probabilities [R, k], p(threshold) [R], rank [R] int64 (zeros
@@ -283,7 +317,7 @@ def _lens_rows(
     """For logits [n, V] already computed: top-k ids and probabilities, the probability and
     rank of each row's target (targets < 0 give junk there, masked by the caller), and the
     entropy in nats (within 1e-5 nats of float64). The same statistics as `logit_lens`, read in
-    tiles of TILE columns. `logits` is overwritten."""
+    tiles of TILE columns. `logits` may be overwritten."""
     t = logits.gather(1, targets.clamp(min=0)[:, None])[:, 0].clone()
     stats = _RowStats(k, t, targets, logits.dtype)
     for v0 in range(0, logits.shape[1], TILE):
@@ -327,7 +361,6 @@ def _lens_chunk(
     spans = _tiles(n_valid, tile)
     width = spans[0][1] - spans[0][0]
     buf = torch.empty(x.shape[0], width, dtype=x.dtype, device=x.device)
-    scratch = torch.empty_like(buf)
     for v0, v1 in spans:
         full = v1 - v0 == width
         logits = buf if full else torch.empty(x.shape[0], v1 - v0, dtype=x.dtype, device=x.device)
@@ -336,7 +369,7 @@ def _lens_chunk(
             inside = gaps[(gaps >= v0) & (gaps < v1)]
             if len(inside):
                 logits[:, inside - v0] = gap_logit
-        stats.add(logits, v0, scratch if full else None)
+        stats.add(logits, v0)
     return tuple(a[:n_rows] for a in stats.finish())
 
 
