@@ -191,17 +191,28 @@ class _RowStats:
         # then shifted in place: there each op's fork and join cost more than the cache saves.
         one = tile.device.type == "cpu" and torch.get_num_threads() == 1
         step = min(R, max(1, _SLAB // n)) if one else R
+        t = self.t[:, None] if self.t is not None else None
         if step < R:
             block_max = torch.empty(R, nb, dtype=dtype, device=dev)
             m = torch.empty(R, 1, dtype=dtype, device=dev)
             work = self._work(2 * step * n, tile)
-            for r0 in range(0, R, step):
-                r1 = min(R, r0 + step)
-                bm = torch.amax(blocks[r0:r1].view(r1 - r0, nb, B), -1, out=block_max[r0:r1])
-                mj = torch.amax(bm, -1, keepdim=True, out=m[r0:r1])
-                shifted = work[: (r1 - r0) * n].view(r1 - r0, n)
-                e = work[step * n : (step + r1 - r0) * n].view(r1 - r0, n)
-                self._sums(tile[r0:r1], mj, slice(r0, r1), shifted, e, (sums, dots, above))
+            w_s, w_e = work[: step * n].view(step, n), work[step * n : 2 * step * n].view(step, n)
+            slabs = zip(
+                tile.split(step),
+                blocks.view(R, nb, B).split(step),
+                block_max.split(step),
+                m.split(step),
+                t.split(step) if t is not None else [None] * -(-R // step),
+                above.split(step),
+                sums.split(step),
+                dots.split(step),
+                strict=True,
+            )
+            for part, blk, bm, mj, tj, a_out, s_out, d_out in slabs:
+                r = part.shape[0]
+                torch.amax(torch.amax(blk, -1, out=bm), -1, keepdim=True, out=mj)
+                shifted, e = (w_s, w_e) if r == step else (w_s[:r], w_e[:r])
+                self._pass(part, mj, tj, shifted, e, a_out, s_out, d_out)
             self._merge(blocks, block_max, v0)
             self._own(tile, v0)
         else:
@@ -210,38 +221,40 @@ class _RowStats:
             self._merge(blocks, block_max, v0)
             self._own(tile, v0)  # before the tile is shifted
             e = self._work(R * n, tile)[: R * n].view(R, n)
-            self._sums(tile, m, slice(0, R), tile, e, (sums, dots, above))
+            self._pass(tile, m, t, tile, e, above, sums, dots)
         if self.rank is not None:
             self.rank += above
         self.maxes.append(m[:, 0])
         self.sums.append(sums)
         self.dots.append(dots)
 
-    def _sums(
+    def _pass(
         self,
         part: torch.Tensor,
         m: torch.Tensor,
-        rows: slice,
+        t: torch.Tensor | None,
         shifted: torch.Tensor,
         e: torch.Tensor,
-        out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        above: torch.Tensor,
+        sums: torch.Tensor,
+        dots: torch.Tensor,
     ) -> None:
-        """The rank's count, S_j and Q_j of rows `rows` (logits `part`, their tile's maximum `m`
-        [rows, 1]) into `out`; `shifted` (may be `part`: in place) and `e` are work space."""
-        sums, dots, above = out
-        lowest = torch.finfo(part.dtype).min
-        if not self.finite:  # a tile of -inf (masked) logits shifts by the lowest float
+        """Rows' logits `part` [r, n], their tile's maximum `m` [r, 1] and threshold `t` [r, 1]:
+        the count above `t` into `above`, S_j into `sums`, Q_j into `dots` ([r] each);
+        `shifted` (may be `part`: in place) and `e` are work space."""
+        lowest = None if self.finite else torch.finfo(part.dtype).min
+        if lowest is not None:  # a tile of -inf (masked) logits shifts by the lowest float
             m.clamp_(min=lowest)
-        if self.t is not None:
-            torch.sum(torch.gt(part, self.t[rows, None], out=e), -1, out=above[rows])
+        if t is not None:
+            torch.sum(torch.gt(part, t, out=e), -1, out=above)
         # every exponential <= 1 (where a logit may be -inf it becomes the lowest float, whose
         # exponential is 0 and 0 x it is 0, not nan)
         torch.sub(part, m, out=shifted)
-        if not self.finite:
+        if lowest is not None:
             shifted.clamp_(min=lowest)
         torch.exp(shifted, out=e)
-        torch.sum(e, -1, out=sums[rows])
-        torch.sum(shifted.mul_(e), -1, out=dots[rows])  # sum p' (l - m_j), float32
+        torch.sum(e, -1, out=sums)
+        torch.sum(shifted.mul_(e), -1, out=dots)  # sum p' (l - m_j), float32
 
     def _own(self, tile: torch.Tensor, v0: int) -> None:
         """The target's own column, if its logit came out above the threshold computed
