@@ -213,12 +213,12 @@ class _RowStats:
                 torch.amax(torch.amax(blk, -1, out=bm), -1, keepdim=True, out=mj)
                 shifted, e = (w_s, w_e) if r == step else (w_s[:r], w_e[:r])
                 self._pass(part, mj, tj, shifted, e, a_out, s_out, d_out)
-            self._merge(blocks, block_max, v0)
+            self._merge(blocks, block_max, m[:, 0], v0)
             self._own(tile, v0)
         else:
             block_max = blocks.view(R, nb, B).amax(-1)
             m = block_max.amax(-1, keepdim=True)
-            self._merge(blocks, block_max, v0)
+            self._merge(blocks, block_max, m[:, 0], v0)
             self._own(tile, v0)  # before the tile is shifted
             e = self._work(R * n, tile)[: R * n].view(R, n)
             self._pass(tile, m, t, tile, e, above, sums, dots)
@@ -272,25 +272,35 @@ class _RowStats:
             self.work = torch.empty(size, dtype=like.dtype, device=like.device)
         return self.work
 
-    def _merge(self, blocks: torch.Tensor, block_max: torch.Tensor, v0: int) -> None:
-        """Merge a tile's blocks (`blocks` [R, nb B] logits, `block_max` [R, nb] their maxima)
-        into the k best blocks of each row."""
+    def _merge(
+        self, blocks: torch.Tensor, block_max: torch.Tensor, top: torch.Tensor, v0: int
+    ) -> None:
+        """Merge a tile's blocks (`blocks` [R, nb B] logits, `block_max` [R, nb] their maxima,
+        `top` [R] the largest) into the k best blocks of each row."""
         B, k = _TOPK_BLOCK, self.k
         nb = block_max.shape[1]
-        # rows where some block beats the k-th best kept so far
-        rows = (block_max > self.best_max.amin(-1, keepdim=True)).any(-1).nonzero()[:, 0]
-        if not len(rows):
+        # rows where the tile's best block beats the k-th best kept so far
+        rows = (top > self.best_max.amin(-1)).nonzero()[:, 0]
+        r = len(rows)
+        if not r:
             return
-        cand = torch.cat([self.best_max.index_select(0, rows), block_max.index_select(0, rows)], 1)
-        pick = cand.topk(k, dim=-1, sorted=False).indices
-        picked = torch.zeros_like(cand, dtype=torch.bool).scatter_(1, pick, True)
-        # per row, as many tile blocks enter as kept blocks leave: pair them in order
-        entering = picked[:, k:].nonzero()
-        leaving = (~picked[:, :k]).nonzero()
-        slot = rows.index_select(0, leaving[:, 0]) * k + leaving[:, 1]
-        src = rows.index_select(0, entering[:, 0]) * nb + entering[:, 1]
+        every = r == len(top)
+        kept = self.best_max if every else self.best_max.index_select(0, rows)
+        new = block_max if every else block_max.index_select(0, rows)
+        pick = torch.cat([kept, new], 1).topk(k, dim=-1, sorted=False).indices  # [r, k]
+        # per row, as many tile blocks enter (picks >= k) as kept blocks leave (slots < k not
+        # picked): pair them in order
+        entering = (pick >= k).nonzero()
+        block = pick.view(-1).index_select(0, entering[:, 0] * k + entering[:, 1]) - k
+        stays = torch.zeros(r, k + 1, dtype=torch.bool, device=pick.device)
+        leaving = (~stays.scatter_(1, pick.clamp(max=k), True)[:, :k]).nonzero()
+        r_in, r_out = entering[:, 0], leaving[:, 0]
+        if not every:
+            r_in, r_out = rows.index_select(0, r_in), rows.index_select(0, r_out)
+        slot = r_out * k + leaving[:, 1]
+        src = r_in * nb + block
         self.best_max.view(-1).index_copy_(0, slot, block_max.view(-1).index_select(0, src))
-        self.best_start.view(-1).index_copy_(0, slot, entering[:, 1] * B + v0)
+        self.best_start.view(-1).index_copy_(0, slot, block * B + v0)
         self.best_vals.view(-1, B).index_copy_(0, slot, blocks.view(-1, B).index_select(0, src))
 
     def finish(self) -> tuple[torch.Tensor, ...]:
