@@ -29,6 +29,9 @@ from engine.trace import Trace
 # ("Intel(R) Xeon(R) Processor", 2 cores) a [1,024, 2,048] tile runs at the rate of the
 # 1,024 x 768 x 3,072 product that defines the lens's ideal (0.99-1.01 of it at 1 and 2 threads),
 # a [512, 2,048] tile at 0.94 (1 thread) and 0.90 (2 threads): hence 1,024 rows per chunk.
+# Between the statistics' passes the tiles ran at 1.03 of it (1 thread) and 1.19 (2 threads:
+# torch.profiler of the whole lens); at 2 threads the whole lens with 2,048 rows per chunk, or
+# with 1,024-column tiles, took 6-7% longer (medians of 4 alternating pairs, machine busy).
 TILE = 2048  # vocabulary columns per matmul tile (rounded so tiles are about equal)
 # default (position, layer) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 16 B
 CHUNK_ROWS = 1024
