@@ -20,16 +20,24 @@ from engine.model import GPT
 from engine.sampling import padding_masked, softmax
 from engine.trace import Trace
 
-# Sizes of the lens's work (measured on GPT-2 small, T=1,024, 1 thread, AMD EPYC: README,
-# "Performance"). The unembedding runs one tile of TILE vocabulary columns at a time and every
-# statistic is read from the tile while it is still in cache, instead of writing [rows, V]
-# logits to memory and reading them back once per statistic: a [512, 50,257] product ran at
-# about 65 GFLOP/s, the same product in [512, 2,048] tiles at 92-97 (the machine's large-matmul
-# rate), and each pass over the written logits cost another ~1-2 ns per logit.
+# Sizes of the lens's work (measured on GPT-2 small, T=1,024: README, "Performance"). The
+# unembedding runs one tile of TILE vocabulary columns at a time and every statistic is read from
+# the tile while it is still in cache, instead of writing [rows, V] logits to memory and reading
+# them back once per statistic: on an AMD EPYC (1 thread) a [512, 50,257] product ran at about
+# 65 GFLOP/s, the same product in [512, 2,048] tiles at 92-97 (the machine's large-matmul rate),
+# and each pass over the written logits cost another ~1-2 ns per logit. On an Intel Xeon
+# ("Intel(R) Xeon(R) Processor", 2 cores) a [1,024, 2,048] tile runs at the rate of the
+# 1,024 x 768 x 3,072 product that defines the lens's ideal (0.99-1.01 of it at 1 and 2 threads),
+# a [512, 2,048] tile at 0.94 (1 thread) and 0.90 (2 threads): hence 1,024 rows per chunk.
+# Between the statistics' passes the tiles ran at 1.03 of it (1 thread) and 1.19 (2 threads:
+# torch.profiler of the whole lens); at 2 threads the whole lens with 2,048 rows per chunk, or
+# with 1,024-column tiles, took 6-7% longer (medians of 4 alternating pairs, machine busy).
 TILE = 2048  # vocabulary columns per matmul tile (rounded so tiles are about equal)
-CHUNK_ROWS = 512  # default (position, layer) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 16 B
+# default (position, layer) rows per chunk: work memory ~ CHUNK_ROWS x TILE x 16 B
+CHUNK_ROWS = 1024
 LENS_BLOCK = 16  # positions per cached block of the lens (`lens_blocks`; the Output page)
 _TOPK_BLOCK = 64  # the top k are sought in the k blocks of this many columns with top maxima
+_SLAB = 1 << 17  # logits (512 KiB, in L2) each statistic reads in turn on one thread
 # On MKL, a float32 product with fewer than 4 rows, or fewer than 16 columns, takes another
 # kernel that rounds differently (measured here): every product is given at least these, so
 # a logit has the same bits whichever chunk, subset of positions or tile computes it.
@@ -135,86 +143,168 @@ class _RowStats:
     - the top k: the k blocks of _TOPK_BLOCK columns with the largest maxima seen so far, kept
       with their values (every one of a row's k largest logits lies in one of its k best
       blocks, and a block that leaves the k best never returns); one top-k over those k blocks
-      at the end. A top-k pass over every tile cost ~2 ns a logit, this ~0.3.
+      at the end. Only rows whose best block in the tile beats their k-th best are merged,
+      and only the blocks that enter are copied, into the slots of the blocks they evict. On
+      the Intel Xeon of the README (1 thread, 1,024 rows) the merges take ~0.5 ns a logit of
+      the ~2 all the statistics take (merging every row's k blocks with each tile, as before,
+      took ~1); a top-k pass over every tile cost ~2 on the AMD EPYC.
     - log-sum-exp and entropy from each tile's own maximum m_j: S_j = sum exp(l - m_j) and
       Q_j = sum exp(l - m_j)(l - m_j), float32 within a tile, combined in float64.
     - the rank of a threshold logit (the target's): how many logits are strictly above it,
-      counted as the positive signs of l - t (exact: two different floats never subtract to
-      0), a cheaper pass than a boolean comparison and its integer sum."""
+      one comparison into a float buffer and its sum (exact: counts below 2^24)."""
 
-    def __init__(self, k: int, threshold: torch.Tensor | None, targets: torch.Tensor) -> None:
-        self.k, self.t, self.targets = k, threshold, targets
+    def __init__(
+        self,
+        k: int,
+        threshold: torch.Tensor | None,
+        targets: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        finite: bool = False,
+    ) -> None:
+        """`dtype`: the logits'; `finite`: no logit is -inf (or +inf), so no shift is clamped."""
+        self.k, self.t, self.targets, self.finite = k, threshold, targets, finite
+        R, dev = len(targets), targets.device
         self.maxes: list[torch.Tensor] = []
         self.sums: list[torch.Tensor] = []
         self.dots: list[torch.Tensor] = []
         self.rank: torch.Tensor | None = None
         if threshold is not None:
-            self.rank = torch.zeros(len(targets), dtype=torch.float32, device=targets.device)
-        self.best_max: torch.Tensor | None = None  # [R, <=k] maxima of the best blocks
-        self.best_start: torch.Tensor | None = None  # [R, <=k] their first column's id
-        self.best_vals: torch.Tensor | None = None  # [R, <=k, _TOPK_BLOCK] their logits
+            self.rank = torch.zeros(R, dtype=torch.float32, device=dev)
+        # the k best blocks of each row: their maxima, first column's id and logits (-inf: none)
+        self.best_max = torch.full((R, k), -torch.inf, dtype=dtype, device=dev)
+        self.best_start = torch.zeros(R, k, dtype=torch.long, device=dev)
+        self.best_vals = torch.full((R, k, _TOPK_BLOCK), -torch.inf, dtype=dtype, device=dev)
+        self.work: torch.Tensor | None = None  # the passes' buffers (`_work`)
 
-    def add(self, tile: torch.Tensor, v0: int, scratch: torch.Tensor | None = None) -> None:
-        """Fold in logits `tile` [R, n] of vocabulary ids v0..v0+n-1 (contiguous; overwritten).
-        `scratch`: a float buffer like `tile` to reuse."""
-        if scratch is None:
-            scratch = torch.empty_like(tile)
-        block_max = self._add_top(tile, v0)
+    def add(self, tile: torch.Tensor, v0: int) -> None:
+        """Fold in logits `tile` [R, n] of vocabulary ids v0..v0+n-1 (contiguous; overwritten
+        where more than one thread runs)."""
+        R, n = tile.shape
+        B = _TOPK_BLOCK
+        nb = -(-n // B)
+        dtype, dev = tile.dtype, tile.device
+        blocks = tile  # [R, nb B]: the last tile is padded with -inf (never chosen over a logit)
+        if nb * B != n:
+            blocks = torch.full((R, nb * B), -torch.inf, dtype=dtype, device=dev)
+            blocks[:, :n] = tile
+        sums, dots, above = torch.empty(3, R, dtype=dtype, device=dev)
+        # On one CPU thread, a slab of rows at a time, read from memory once (by its block
+        # maxima) and from cache by every later pass; the tile is kept for the top-k merge.
+        # With more threads, or on another device, the whole tile at once, merged first and
+        # then shifted in place: there each op's fork and join cost more than the cache saves.
+        one = tile.device.type == "cpu" and torch.get_num_threads() == 1
+        step = min(R, max(1, _SLAB // n)) if one else R
+        t = self.t[:, None] if self.t is not None else None
+        if step < R:
+            block_max = torch.empty(R, nb, dtype=dtype, device=dev)
+            m = torch.empty(R, 1, dtype=dtype, device=dev)
+            work = self._work(2 * step * n, tile)
+            w_s, w_e = work[: step * n].view(step, n), work[step * n : 2 * step * n].view(step, n)
+            slabs = zip(
+                tile.split(step),
+                blocks.view(R, nb, B).split(step),
+                block_max.split(step),
+                m.split(step),
+                t.split(step) if t is not None else [None] * -(-R // step),
+                above.split(step),
+                sums.split(step),
+                dots.split(step),
+                strict=True,
+            )
+            for part, blk, bm, mj, tj, a_out, s_out, d_out in slabs:
+                r = part.shape[0]
+                torch.amax(torch.amax(blk, -1, out=bm), -1, keepdim=True, out=mj)
+                shifted, e = (w_s, w_e) if r == step else (w_s[:r], w_e[:r])
+                self._pass(part, mj, tj, shifted, e, a_out, s_out, d_out)
+            self._merge(blocks, block_max, m[:, 0], v0)
+            self._own(tile, v0)
+        else:
+            block_max = blocks.view(R, nb, B).amax(-1)
+            m = block_max.amax(-1, keepdim=True)
+            self._merge(blocks, block_max, m[:, 0], v0)
+            self._own(tile, v0)  # before the tile is shifted
+            e = self._work(R * n, tile)[: R * n].view(R, n)
+            self._pass(tile, m, t, tile, e, above, sums, dots)
+        if self.rank is not None:
+            self.rank += above
+        self.maxes.append(m[:, 0])
+        self.sums.append(sums)
+        self.dots.append(dots)
+
+    def _pass(
+        self,
+        part: torch.Tensor,
+        m: torch.Tensor,
+        t: torch.Tensor | None,
+        shifted: torch.Tensor,
+        e: torch.Tensor,
+        above: torch.Tensor,
+        sums: torch.Tensor,
+        dots: torch.Tensor,
+    ) -> None:
+        """Rows' logits `part` [r, n], their tile's maximum `m` [r, 1] and threshold `t` [r, 1]:
+        the count above `t` into `above`, S_j into `sums`, Q_j into `dots` ([r] each);
+        `shifted` (may be `part`: in place) and `e` are work space."""
+        lowest = None if self.finite else torch.finfo(part.dtype).min
+        if lowest is not None:  # a tile of -inf (masked) logits shifts by the lowest float
+            m.clamp_(min=lowest)
+        if t is not None:
+            torch.sum(torch.gt(part, t, out=e), -1, out=above)
+        # every exponential <= 1 (where a logit may be -inf it becomes the lowest float, whose
+        # exponential is 0 and 0 x it is 0, not nan)
+        torch.sub(part, m, out=shifted)
+        if lowest is not None:
+            shifted.clamp_(min=lowest)
+        torch.exp(shifted, out=e)
+        torch.sum(e, -1, out=sums)
+        torch.sum(shifted.mul_(e), -1, out=dots)  # sum p' (l - m_j), float32
+
+    def _own(self, tile: torch.Tensor, v0: int) -> None:
+        """The target's own column, if its logit came out above the threshold computed
+        elsewhere (one rounding apart), is not a token above the target."""
         if self.t is not None and self.rank is not None:
-            above = torch.sub(tile, self.t[:, None], out=scratch).sign_().clamp_(min=0)
-            self.rank += above.sum(-1)
-            # the target's own column, if its logit came out above the threshold computed
-            # elsewhere (one rounding apart), is not a token above the target
             inside = (self.targets >= v0) & (self.targets < v0 + tile.shape[1])
             rows = inside.nonzero()[:, 0]
             if len(rows):
                 own = tile[rows, self.targets[rows] - v0]
                 self.rank[rows] -= (own > self.t[rows]).float()
-        lowest = torch.finfo(tile.dtype).min
-        # the tile's own maximum; a tile of -inf (masked) logits shifts by the lowest float
-        m = block_max.amax(-1, keepdim=True).clamp_(min=lowest)
-        self.maxes.append(m[:, 0])
-        # shift in place: every exponential <= 1, and a -inf logit becomes the lowest float,
-        # whose exponential is 0 and 0 x it is 0, not nan
-        shifted = tile.sub_(m).clamp_(min=lowest)
-        e = torch.exp(shifted, out=scratch)
-        self.sums.append(e.sum(-1))
-        self.dots.append(e.mul_(shifted).sum(-1))  # sum p' (l - m_j), float32, in place
 
-    def _add_top(self, tile: torch.Tensor, v0: int) -> torch.Tensor:
-        """Merge the tile's blocks into the k best blocks of each row (before the tile is
-        shifted: the kept values are logits); returns the tile's block maxima [R, blocks]."""
-        R, n = tile.shape
-        B = _TOPK_BLOCK
-        nb = -(-n // B)
-        if nb * B != n:  # the last tile: pad its last block with -inf (never chosen over a logit)
-            padded = torch.full((R, nb * B), -torch.inf, dtype=tile.dtype, device=tile.device)
-            padded[:, :n] = tile
-            tile = padded
-        head = tile.view(R, nb, B)
-        block_max = head.amax(-1)  # [R, nb]
-        starts = v0 + B * torch.arange(nb, device=tile.device)
-        if self.best_max is None or self.best_start is None or self.best_vals is None:
-            cand_max, cand_start = block_max, starts.expand(R, nb)
-            kept = 0
-        else:
-            kept = self.best_max.shape[1]
-            cand_max = torch.cat([self.best_max, block_max], 1)
-            cand_start = torch.cat([self.best_start, starts.expand(R, nb)], 1)
-        pick = cand_max.topk(min(self.k, cand_max.shape[1]), dim=-1).indices  # [R, k']
-        rows = torch.arange(R, device=tile.device)[:, None]
-        from_tile = (pick - kept).clamp(min=0)
-        vals = head.reshape(R * nb, B).index_select(0, (rows * nb + from_tile).flatten())
-        vals = vals.view(R, -1, B)
-        if kept:
-            assert self.best_vals is not None
-            old = self.best_vals.reshape(R * kept, B)
-            old = old.index_select(0, (rows * kept + pick.clamp(max=kept - 1)).flatten())
-            vals = torch.where((pick < kept)[:, :, None], old.view(R, -1, B), vals)
-        self.best_max = cand_max.gather(1, pick)
-        self.best_start = cand_start.gather(1, pick)
-        self.best_vals = vals
-        return block_max
+    def _work(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        """A flat float buffer of at least `size` elements, kept for the next tiles."""
+        if self.work is None or self.work.numel() < size:
+            self.work = torch.empty(size, dtype=like.dtype, device=like.device)
+        return self.work
+
+    def _merge(
+        self, blocks: torch.Tensor, block_max: torch.Tensor, top: torch.Tensor, v0: int
+    ) -> None:
+        """Merge a tile's blocks (`blocks` [R, nb B] logits, `block_max` [R, nb] their maxima,
+        `top` [R] the largest) into the k best blocks of each row."""
+        B, k = _TOPK_BLOCK, self.k
+        nb = block_max.shape[1]
+        # rows where the tile's best block beats the k-th best kept so far
+        rows = (top > self.best_max.amin(-1)).nonzero()[:, 0]
+        r = len(rows)
+        if not r:
+            return
+        every = r == len(top)
+        kept = self.best_max if every else self.best_max.index_select(0, rows)
+        new = block_max if every else block_max.index_select(0, rows)
+        pick = torch.cat([kept, new], 1).topk(k, dim=-1, sorted=False).indices  # [r, k]
+        # per row, as many tile blocks enter (picks >= k) as kept blocks leave (slots < k not
+        # picked): pair them in order
+        entering = (pick >= k).nonzero()
+        block = pick.view(-1).index_select(0, entering[:, 0] * k + entering[:, 1]) - k
+        stays = torch.zeros(r, k + 1, dtype=torch.bool, device=pick.device)
+        leaving = (~stays.scatter_(1, pick.clamp(max=k), True)[:, :k]).nonzero()
+        r_in, r_out = entering[:, 0], leaving[:, 0]
+        if not every:
+            r_in, r_out = rows.index_select(0, r_in), rows.index_select(0, r_out)
+        slot = r_out * k + leaving[:, 1]
+        src = r_in * nb + block
+        self.best_max.view(-1).index_copy_(0, slot, block_max.view(-1).index_select(0, src))
+        self.best_start.view(-1).index_copy_(0, slot, block * B + v0)
+        self.best_vals.view(-1, B).index_copy_(0, slot, blocks.view(-1, B).index_select(0, src))
 
     def finish(self) -> tuple[torch.Tensor, ...]:
         """(top ids [R, k], top probabilities [R, k], p(threshold) [R], rank [R] int64 (zeros
@@ -232,7 +322,6 @@ class _RowStats:
         log_s = torch.log(total)
         lse = top[:, 0] + log_s
         entropy = (log_s - dot / total).float()
-        assert self.best_vals is not None and self.best_start is not None
         R, _kept, B = self.best_vals.shape
         offsets = torch.arange(B, device=self.best_vals.device)
         ids = (self.best_start[:, :, None] + offsets).reshape(R, -1)
@@ -254,9 +343,9 @@ def _lens_rows(
     """For logits [n, V] already computed: top-k ids and probabilities, the probability and
     rank of each row's target (targets < 0 give junk there, masked by the caller), and the
     entropy in nats (within 1e-5 nats of float64). The same statistics as `logit_lens`, read in
-    tiles of TILE columns. `logits` is overwritten."""
+    tiles of TILE columns. `logits` may be overwritten."""
     t = logits.gather(1, targets.clamp(min=0)[:, None])[:, 0].clone()
-    stats = _RowStats(k, t, targets)
+    stats = _RowStats(k, t, targets, logits.dtype)
     for v0 in range(0, logits.shape[1], TILE):
         stats.add(logits[:, v0 : v0 + TILE].contiguous(), v0)
     return stats.finish()[:5]
@@ -294,11 +383,10 @@ def _lens_chunk(
     t = torch.mm(x, weight[cols].t()).gather(1, which[:, None])[:, 0]
     if len(gaps):
         t = torch.where(torch.isin(want, gaps), gap_logit, t)
-    stats = _RowStats(k, t, targets)
+    stats = _RowStats(k, t, targets, x.dtype, finite=True)
     spans = _tiles(n_valid, tile)
     width = spans[0][1] - spans[0][0]
     buf = torch.empty(x.shape[0], width, dtype=x.dtype, device=x.device)
-    scratch = torch.empty_like(buf)
     for v0, v1 in spans:
         full = v1 - v0 == width
         logits = buf if full else torch.empty(x.shape[0], v1 - v0, dtype=x.dtype, device=x.device)
@@ -307,7 +395,7 @@ def _lens_chunk(
             inside = gaps[(gaps >= v0) & (gaps < v1)]
             if len(inside):
                 logits[:, inside - v0] = gap_logit
-        stats.add(logits, v0, scratch if full else None)
+        stats.add(logits, v0)
     return tuple(a[:n_rows] for a in stats.finish())
 
 
