@@ -18,10 +18,13 @@ from engine.figures.common import (
     PALETTE,
     SCALE_WEIGHTS,
     base_layout,
+    colorscale,
     heatmap,
     plotly_text,
     shown,
+    spec_figure,
     subplots,
+    subplots_spec,
     token_labels,
     window,
 )
@@ -101,24 +104,26 @@ def pattern_heatmap(
     )
 
 
-def head_panel(z: np.ndarray, labels: list[str], head_name: str, show_scale: bool) -> go.Heatmap:
+def head_panel(z: np.ndarray, labels: list[str], head_name: str, show_scale: bool) -> dict:
     """One head's attention pattern z [T, T] (weights 0 to 1, queries down, keys across) as a
-    heatmap on the shared weight scale, for a panel of a grid of heads; the hover names the
-    head (`head_name`, e.g. "2" or "1.0"). `labels`: T unique tick labels."""
-    return go.Heatmap(
-        z=z,
-        x=labels,
-        y=labels,
-        zmin=0,
-        zmax=1,
-        colorscale=SCALE_WEIGHTS,
-        showscale=show_scale,
-        colorbar={"title": {"text": _("weight")}},
-        hovertemplate=_("head {h}<br>query %{y}<br>key %{x}<br>weight %{z:.3f}").replace(
+    heatmap trace (plotly's dict: `spec_figure`) on the shared weight scale, for a panel of a
+    grid of heads; the hover names the head (`head_name`, e.g. "2" or "1.0"). `labels`: T
+    unique tick labels."""
+    return {
+        "type": "heatmap",
+        "z": z,
+        "x": labels,
+        "y": labels,
+        "zmin": 0,
+        "zmax": 1,
+        "colorscale": colorscale(SCALE_WEIGHTS),
+        "showscale": show_scale,
+        "colorbar": {"title": {"text": _("weight")}},
+        "hovertemplate": _("head {h}<br>query %{y}<br>key %{x}<br>weight %{z:.3f}").replace(
             "{h}", head_name
         )
         + "<extra></extra>",
-    )
+    }
 
 
 def grid_window(n_tokens: int, pos: int, size: int = GRID_AXIS) -> slice:
@@ -136,7 +141,7 @@ def head_grid(
 ) -> go.Figure:
     """Every head of one layer as a small heatmap titled with its number and role label
     (NOT_MEASURABLE, "–", for a label of None: nothing to measure); the selected head's title is
-    marked. patterns: [H, T, T]."""
+    marked. patterns: [H, T, T]. Written as one dict and built once (`spec_figure`)."""
     H, T, _width = patterns.shape
     cols = min(H, 4)
     nrows = math.ceil(H / cols)
@@ -146,36 +151,34 @@ def head_grid(
         + _("head {h}<br>{role}").format(h=h, role=plotly_text(role_name(head_labels[h])))
         for h in range(H)
     ]
-    fig = subplots(
+    spec, ref = subplots_spec(
+        titles,
         rows=nrows,
         cols=cols,
-        titles=titles,
         horizontal_spacing=0.04,
         vertical_spacing=0.12 if nrows > 1 else 0.05,
     )
     labels = token_labels(token_strs, rows.start, rows.stop)
-    fig.add_traces(  # in one call: plotly relays the figure out once per call
-        [head_panel(patterns[h][rows, rows], labels, str(h), show_scale=h == 0) for h in range(H)],
-        rows=[h // cols + 1 for h in range(H)],
-        cols=[h % cols + 1 for h in range(H)],
-    )
-    base_layout(fig, title, height=max(300, 300 * nrows + 60))
+    spec["data"] = [
+        {
+            **head_panel(patterns[h][rows, rows], labels, str(h), show_scale=h == 0),
+            **ref[h // cols][h % cols][0].trace_kwargs,
+        }
+        for h in range(H)
+    ]
+    layout = spec["layout"]
     # panel titles on two lines (number, role): a panel is ~95 px wide at 1024 px with the
     # sidebar open, too narrow for "head 0: previous-token" or its Chinese on one line
-    fig.update_layout(
-        margin_t=110,
-        annotations=[
-            {
-                **a.to_plotly_json(),
-                "font": {"size": FONT_SIZE}
-                | ({"color": "#d62728"} if a.text.startswith("▶") else {}),
-            }
-            for a in fig.layout.annotations
-        ],
-    )
-    fig.update_xaxes(type="category", showticklabels=False)
-    fig.update_yaxes(type="category", autorange="reversed", showticklabels=False)
-    return fig
+    layout["margin"] = {"t": 110}
+    for a in layout["annotations"]:
+        marked = a["text"].startswith("▶")
+        a["font"] = {"size": FONT_SIZE} | ({"color": "#d62728"} if marked else {})
+    for name, axis in layout.items():
+        if name.startswith(("xaxis", "yaxis")):
+            axis.update(type="category", showticklabels=False)
+            if name.startswith("yaxis"):
+                axis["autorange"] = "reversed"
+    return spec_figure(spec, title, max(300, 300 * nrows + 60))
 
 
 _QUERY_STEP_TITLES = (

@@ -117,18 +117,51 @@ def _grid(n_titles: int, grid: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     return {**spec, "_grid_ref": fig._grid_ref, "_grid_str": fig._grid_str}
 
 
-def subplots(titles: Sequence[str] = (), **grid: Any) -> go.Figure:
-    """`plotly.subplots.make_subplots(subplot_titles=titles, **grid)`, the same figure, with the
-    grid's layout computed once per grid (rows, cols, spacing, ...; hashable values only) and
-    only the titles written each time: make_subplots took 14-60 ms a call (a 3 x 4 grid of
-    heads: 26-56 ms), this 2-5 ms. `add_trace(row=, col=)` works on it as on make_subplots's."""
+def subplots_spec(titles: Sequence[str] = (), **grid: Any) -> tuple[dict[str, Any], Any]:
+    """make_subplots's figure as a plain dict ({"data": [], "layout": {...}}, a new copy each
+    call) and its grid reference (`ref[row - 1][col - 1][0].trace_kwargs`: a panel's
+    {"xaxis": "x2", "yaxis": "y2"}), for builders that write traces and layout as dicts and
+    build the figure once (`spec_figure`). Same grid arguments as `subplots`."""
     cached = _grid(len(titles), tuple(sorted(grid.items())))
     spec = copy.deepcopy({k: v for k, v in cached.items() if not k.startswith("_grid")})
     for annotation in spec["layout"].get("annotations", ()):
         text = annotation.get("text", "")
         if text.startswith("\x00"):
             annotation["text"] = titles[int(text[1:])]
-    return go.Figure({**spec, "_grid_ref": cached["_grid_ref"], "_grid_str": cached["_grid_str"]})
+    return spec, cached["_grid_ref"]
+
+
+def subplots(titles: Sequence[str] = (), **grid: Any) -> go.Figure:
+    """`plotly.subplots.make_subplots(subplot_titles=titles, **grid)`, the same figure, with the
+    grid's layout computed once per grid (rows, cols, spacing, ...; hashable values only) and
+    only the titles written each time: make_subplots took 14-60 ms a call (a 3 x 4 grid of
+    heads: 26-56 ms), this 2-5 ms. `add_trace(row=, col=)` works on it as on make_subplots's."""
+    spec, ref = subplots_spec(titles, **grid)
+    cached = _grid(len(titles), tuple(sorted(grid.items())))
+    return go.Figure({**spec, "_grid_ref": ref, "_grid_str": cached["_grid_str"]})
+
+
+@functools.lru_cache(maxsize=16)
+def colorscale(name: str) -> tuple[tuple[float, str], ...]:
+    """A named plotly colour scale ("Blues") as plotly.py resolves it, [(position, colour)]: a
+    figure built from a dict without validation (`spec_figure`) must carry the list, since
+    plotly.js has scales of the same names with other colours."""
+    return tuple((float(p), str(c)) for p, c in go.Heatmap(colorscale=name).colorscale)
+
+
+def spec_figure(spec: dict[str, Any], title: str, height: int) -> go.Figure:
+    """A figure built once, without validation, from a dict its builder wrote with plotly's own
+    property names and values (`colorscale` for named scales), with `base_layout`'s title, font,
+    height and margins. Plotly validates and propagates every `update_*` and `add_traces` call
+    on a figure: for the 3 x 4 grid of GPT-2's heads these took about 100 ms of a 116 ms build,
+    this a few (measured here, one process). The tests validate what the pages send
+    (`tests.support.chart`) and every builder that uses this (`tests/engine/figures`)."""
+    layout = spec.setdefault("layout", {})
+    _merge(layout, "title", {"text": title, "font": {"size": TITLE_SIZE}})
+    _merge(layout, "font", {"size": FONT_SIZE, "family": FONT_FAMILY})
+    layout["height"] = height
+    layout["margin"] = {"l": 60, "r": 20, "t": 60, "b": 60, **layout.get("margin", {})}
+    return go.Figure(spec, _validate=False)
 
 
 def panels(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from engine.figures import attention as fa
@@ -50,6 +53,19 @@ def test_head_grid_has_one_map_per_head_titled_with_its_label(tiny_trace: Trace)
         np.testing.assert_array_equal(np.array(fig.data[h].z), patterns[h][rows, rows])
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["head 0<br>previous-token", "▶ head 1<br>broad"]
+
+
+def test_head_grid_built_without_validation_is_what_plotly_validates(tiny_trace: Trace) -> None:
+    """head_grid writes its dict and builds the figure unvalidated (`spec_figure`): plotly's
+    validators, run on it, must neither reject a property nor change one (a named colour scale
+    left as a name would be drawn with plotly.js's own, different, colours)."""
+    import plotly.io as pio
+
+    patterns = tiny_trace.get("attn.hook_pattern", 0)
+    fig = fa.head_grid(patterns, ["induction", None], tiny_trace.token_strs, 0, 3, "L0")
+    validated = json.loads(pio.to_json(go.Figure(fig.to_dict())))
+    assert validated == json.loads(pio.to_json(fig))  # the same properties and values
+    assert isinstance(fig.data[0].colorscale[0][1], str)  # the resolved list, not "Blues"
 
 
 def test_grid_window_keeps_the_selected_query_visible() -> None:
