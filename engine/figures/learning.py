@@ -11,25 +11,20 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from engine.figures.common import HIGHLIGHT, PALETTE, base_layout, subplots
+from engine.figures.common import HIGHLIGHT, PALETTE, base_layout, spec_figure, subplots_spec
 from engine.figures.text import _
 
 BAND_COLOUR = "rgba(230, 159, 0, 0.18)"  # the phase change: PALETTE's orange, light
 STEP_COLOUR = PALETTE[8]  # the step shown below (the slider's): dark grey
 
 
-def _mark(
-    fig: go.Figure,
-    band: tuple[int, int] | None,
-    band_label: str,
-    step: int | None,
-    rows: int = 0,
-) -> None:
-    """Shade the phase change `band` [start, end] (steps), `band_label` at its left (top of the
-    first panel), and draw a dotted vertical line at `step` (None: none), on every panel of
-    `fig` (`rows`: its number of stacked panels; 0 for a figure without subplots)."""
-    # every shape and the label in one layout update (plotly's add_vrect / add_vline relay the
-    # figure out once per panel and call: about a fifth of the Learning page's rerun)
+def _marks(
+    band: tuple[int, int] | None, band_label: str, step: int | None, rows: int = 0
+) -> tuple[list[dict], list[dict]]:
+    """The shapes and annotations (plotly dicts) that shade the phase change `band` [start, end]
+    (steps), write `band_label` at its left (top of the first panel), and draw a dotted
+    vertical line at `step` (None: none), on every panel (`rows`: the number of stacked
+    panels; 0 for a figure without subplots)."""
     refs = (
         [("x", "y")]
         if not rows
@@ -65,7 +60,7 @@ def _mark(
                     "line": {"dash": "dot", "color": STEP_COLOUR, "width": 2},
                 }
             )
-    annotations = [a.to_plotly_json() for a in fig.layout.annotations]
+    annotations = []
     if band is not None:
         annotations.append(  # left of the band, at the top: the curves there sit lower
             {
@@ -80,8 +75,22 @@ def _mark(
                 "font": {"size": 13, "color": "#8a5a00"},
             }
         )
+    return shapes, annotations
+
+
+def _mark(
+    fig: go.Figure,
+    band: tuple[int, int] | None,
+    band_label: str,
+    step: int | None,
+    rows: int = 0,
+) -> None:
+    """`_marks` added to `fig` in one layout update (plotly's add_vrect / add_vline relay the
+    figure out once per panel and call: about a fifth of the Learning page's rerun)."""
+    shapes, annotations = _marks(band, band_label, step, rows)
     fig.update_layout(
-        shapes=[sh.to_plotly_json() for sh in fig.layout.shapes] + shapes, annotations=annotations
+        shapes=[sh.to_plotly_json() for sh in fig.layout.shapes] + shapes,
+        annotations=[a.to_plotly_json() for a in fig.layout.annotations] + annotations,
     )
 
 
@@ -146,16 +155,15 @@ def head_score_curves(
 ) -> go.Figure:
     """One panel per score, stacked and sharing the step axis: `panels` is (panel title,
     scores [S, n_layer, n_head] in [0, 1] at `steps` [S]). One line per head, named "L.H";
-    the `chosen` (layer, head) thick and in the highlight colour, the others thin."""
-    fig = subplots(
+    the `chosen` (layer, head) thick and in the highlight colour, the others thin. Written as
+    one dict and built once (`spec_figure`: GPT-2 small's 144 heads are 288 lines)."""
+    spec, ref = subplots_spec(
+        [name for name, _scores in panels],
         rows=len(panels),
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.12,
-        titles=[name for name, _scores in panels],
     )
-    traces: list[go.Scatter] = []
-    rows: list[int] = []
     for row, (_name, scores) in enumerate(panels, start=1):
         scores = np.asarray(scores)
         n_layer, n_head = scores.shape[1:]
@@ -163,29 +171,36 @@ def head_score_curves(
             for head in range(n_head):
                 here = (layer, head) == chosen
                 k = layer * n_head + head
-                traces.append(
-                    go.Scatter(
-                        x=steps,
-                        y=scores[:, layer, head],
-                        mode="lines",
-                        line={
+                name = _("head {layer}.{head}").format(layer=layer, head=head)
+                spec["data"].append(
+                    {
+                        "type": "scatter",
+                        "x": steps,
+                        "y": scores[:, layer, head],
+                        "mode": "lines",
+                        "line": {
                             "color": HIGHLIGHT if here else PALETTE[k % 8],
                             "width": 4 if here else 1.5,
                         },
-                        opacity=1.0 if here else 0.7,
-                        name=_("head {layer}.{head}").format(layer=layer, head=head),
-                        legendgroup=f"{layer}.{head}",
-                        showlegend=row == 1,
-                        hovertemplate=_("head {layer}.{head}").format(layer=layer, head=head)
+                        "opacity": 1.0 if here else 0.7,
+                        "name": name,
+                        "legendgroup": f"{layer}.{head}",
+                        "showlegend": row == 1,
+                        "hovertemplate": name
                         + _("<br>step %{x:,}<br>score %{y:.3f}")
                         + "<extra></extra>",
-                    )
+                        **ref[row - 1][0][0].trace_kwargs,
+                    }
                 )
-                rows.append(row)
-    # one call for every line (plotly relays out the figure once per call)
-    fig.add_traces(traces, rows=rows, cols=[1] * len(traces))
-    fig.update_yaxes(range=[0, 1.02])
-    base_layout(fig, title, height=260 + 220 * len(panels))
-    fig.update_xaxes(title_text=_("training step"), row=len(panels), col=1)
-    _mark(fig, band, band_label, step, rows=len(panels))
-    return fig
+    layout = spec["layout"]
+    for key, axis in layout.items():
+        if key.startswith("yaxis"):
+            axis["range"] = [0, 1.02]
+    last = ref[len(panels) - 1][0][0].layout_keys[0]  # the bottom panel's x axis
+    layout[last]["title"] = {"text": _("training step")}
+    shapes, annotations = _marks(band, band_label, step, rows=len(panels))
+    if shapes:
+        layout["shapes"] = shapes
+    if annotations:
+        layout["annotations"] = layout.get("annotations", []) + annotations
+    return spec_figure(spec, title, 260 + 220 * len(panels))
