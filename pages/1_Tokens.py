@@ -77,14 +77,14 @@ st.caption(
         "character."
     )
 )
+# the template translated once, not once per token (a thousand at T=1,024)
+token_option = _("{i}: {token} (id {id})")
 shared_picker(
     "pos",
     _("Selected token (outlined in red below; the next pages use it too)"),
     list(range(trace.n_tokens)),
     key="tokens_pos",
-    format_func=lambda i: _("{i}: {token} (id {id})").format(
-        i=i, token=trace.token_strs[i], id=ids[i]
-    ),
+    format_func=lambda i: token_option.format(i=i, token=trace.token_strs[i], id=ids[i]),
 )
 st.markdown(
     fig_tokens.token_chips_html(trace.token_strs, ids, groups, selected=view.pos),

@@ -169,14 +169,14 @@ def _nearest_tokens() -> None:
     """The rows of W_E nearest to the selected token's (cosine), with their own token picker."""
     tokenizer = view.loaded.tokenizer
     ids = [int(i) for i in trace.token_ids]
+    # the template translated once, not once per token (a thousand at T=1,024)
+    token_option = _("{i}: {token} (id {id})")
     pos = shared_picker(
         "pos",
         _("Token"),
         list(range(trace.n_tokens)),
         key="embeddings_pos",
-        format_func=lambda i: _("{i}: {token} (id {id})").format(
-            i=i, token=trace.token_strs[i], id=ids[i]
-        ),
+        format_func=lambda i: token_option.format(i=i, token=trace.token_strs[i], id=ids[i]),
     )
     table = embedding_table(view.loaded)
     n_valid = trace.n_valid_ids  # rows past it are a padded vocabulary's padding

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from streamlit.testing.v1 import AppTest
 
 from engine.capture import run_with_trace
@@ -96,14 +97,22 @@ def _valid_spec(raw: str) -> dict:
     """A chart's plotly JSON as a dict, checked by plotly's validators: `readable` builds the
     figure a page sends without validating it again, so a property plotly does not know would
     otherwise reach the browser unnoticed (plotly.js ignores it). Fails the test on one."""
-    import plotly.graph_objects as go
-
     spec = json.loads(raw)
     try:
         go.Figure(spec)
     except ValueError as err:
         raise AssertionError(f"the page sent a figure plotly does not validate: {err}") from err
     return spec
+
+
+def assert_validates_unchanged(fig: go.Figure) -> None:
+    """A figure built without validation (`engine.figures.common.spec_figure`) is what plotly's
+    validators make of it: none rejects a property and none changes a value (a named colour
+    scale left as a name, say, which plotly.js draws with other colours)."""
+    import plotly.io as pio
+
+    validated = json.loads(pio.to_json(go.Figure(fig.to_dict())))
+    assert validated == json.loads(pio.to_json(fig))
 
 
 def chart(at: AppTest, key: str) -> dict:

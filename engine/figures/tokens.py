@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.figures.common import PALETTE, base_layout, plotly_text, token_labels
+from engine.figures.common import PALETTE, base_layout, plotly_text, spec_figure, token_labels
 from engine.figures.text import _
 from engine.lens.tokens import group_of_position
 from engine.tokenizer import PreTokenSteps, TokenGroup, display_token
@@ -153,21 +153,25 @@ def split_characters(groups: list[TokenGroup]) -> pd.DataFrame:
 def bytes_per_token_figure(
     token_strs: list[str] | tuple[str, ...], token_bytes: list[bytes]
 ) -> go.Figure:
-    """Bars: how many UTF-8 bytes each token stands for."""
-    labels = token_labels(token_strs)
+    """Bars: how many UTF-8 bytes each token stands for. Written as one dict and built once
+    (`spec_figure`): validating a colour per bar took about 80 ms at 1,024 tokens."""
     counts = [len(b) for b in token_bytes]
-    fig = go.Figure(
-        go.Bar(
-            x=labels,
-            y=counts,
-            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(counts))],
-            hovertemplate=_("token %{x}<br>%{y} bytes<extra></extra>"),
-        )
-    )
-    base_layout(fig, _("Bytes per token"), height=360)
-    fig.update_xaxes(title_text=_("token (position:text)"), type="category", tickangle=-60)
-    fig.update_yaxes(title_text=_("UTF-8 bytes"), dtick=1)
-    return fig
+    bar = {
+        "type": "bar",
+        "x": token_labels(token_strs),
+        "y": counts,
+        "marker": {"color": [PALETTE[i % len(PALETTE)] for i in range(len(counts))]},
+        "hovertemplate": _("token %{x}<br>%{y} bytes<extra></extra>"),
+    }
+    layout = {
+        "xaxis": {
+            "title": {"text": _("token (position:text)")},
+            "type": "category",
+            "tickangle": -60,
+        },
+        "yaxis": {"title": {"text": _("UTF-8 bytes")}, "dtick": 1},
+    }
+    return spec_figure({"data": [bar], "layout": layout}, _("Bytes per token"), 360)
 
 
 # Pages draw merge steps for pre-tokens up to this many bytes: a row per merge and a box per

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 
 from engine.figures import attention as fa
@@ -13,6 +10,7 @@ from engine.figures import common
 from engine.lens import attention as la
 from engine.lens.heads import head_scores
 from engine.trace import Trace
+from tests.support import assert_validates_unchanged
 
 
 def test_pattern_heatmap_equals_the_trace_and_hovers_raw_scores(tiny_trace: Trace) -> None:
@@ -56,15 +54,9 @@ def test_head_grid_has_one_map_per_head_titled_with_its_label(tiny_trace: Trace)
 
 
 def test_head_grid_built_without_validation_is_what_plotly_validates(tiny_trace: Trace) -> None:
-    """head_grid writes its dict and builds the figure unvalidated (`spec_figure`): plotly's
-    validators, run on it, must neither reject a property nor change one (a named colour scale
-    left as a name would be drawn with plotly.js's own, different, colours)."""
-    import plotly.io as pio
-
     patterns = tiny_trace.get("attn.hook_pattern", 0)
     fig = fa.head_grid(patterns, ["induction", None], tiny_trace.token_strs, 0, 3, "L0")
-    validated = json.loads(pio.to_json(go.Figure(fig.to_dict())))
-    assert validated == json.loads(pio.to_json(fig))  # the same properties and values
+    assert_validates_unchanged(fig)
     assert isinstance(fig.data[0].colorscale[0][1], str)  # the resolved list, not "Blues"
 
 

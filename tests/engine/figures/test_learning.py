@@ -3,13 +3,10 @@ mark the phase change and the chosen step, and make the chosen head stand out.""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import plotly.graph_objects as go
-import plotly.io as pio
 
 from engine.figures.learning import head_score_curves, loss_curves
+from tests.support import assert_validates_unchanged
 
 
 def test_loss_curves_draw_each_language_and_its_estimate() -> None:
@@ -44,15 +41,12 @@ def test_head_score_curves_one_line_per_head_per_panel_the_chosen_one_thick() ->
 
 
 def test_head_score_curves_built_without_validation_is_what_plotly_validates() -> None:
-    """The figure is written as a dict and built unvalidated (`spec_figure`): plotly's
-    validators, run on it, must neither reject a property nor change one."""
     steps = np.array([0.0, 100, 200])
     scores = np.random.default_rng(2).random((3, 2, 2))
     for band, step in (((100, 150), 200), (None, None)):
         fig = head_score_curves(
             steps, [("A", scores), ("B", scores)], (0, 1), "t", band=band, step=step
         )
-        validated = json.loads(pio.to_json(go.Figure(fig.to_dict())))
-        assert validated == json.loads(pio.to_json(fig))
+        assert_validates_unchanged(fig)
     assert fig.layout.xaxis2.title.text == "training step"  # the bottom panel's axis
     assert list(fig.layout.yaxis.range) == [0, 1.02]

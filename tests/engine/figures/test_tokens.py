@@ -6,6 +6,7 @@ from engine.checkpoints import LoadedModel
 from engine.figures import common
 from engine.figures import tokens as ft
 from engine.trace import Trace
+from tests.support import assert_validates_unchanged
 
 
 def _groups(tiny_loaded: LoadedModel, trace: Trace) -> list:
@@ -68,6 +69,7 @@ def test_bytes_per_token_bars_equal_byte_lengths(
     fig = ft.bytes_per_token_figure(tiny_trace.token_strs, data)
     assert list(fig.data[0].y) == [len(b) for b in data]
     assert list(fig.data[0].x) == common.token_labels(tiny_trace.token_strs)
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
 
 
 def test_bpe_steps_figure_has_one_row_per_merge_and_ends_with_the_tokens(
