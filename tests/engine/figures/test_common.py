@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.figures import common
+from tests.support import assert_validates_unchanged
 
 
 def test_plotly_text_escapes_html_and_guards_latex() -> None:
@@ -38,6 +39,20 @@ def test_heatmap_turns_masked_scores_into_none() -> None:
     assert fig.data[0].z[0][1] is None
     assert fig.data[0].z[1][1] == 2.0
     assert fig.data[0].zmin == -2.0 and fig.data[0].zmax == 2.0
+    assert_validates_unchanged(fig)  # built without validation: masked cells, signed scale
+    weights = common.heatmap(
+        np.eye(2),
+        ["a", "b"],
+        ["c", "d"],
+        "t",
+        signed=False,
+        x_title="",
+        y_title="",
+        hovertemplate="",
+        customdata=np.array([["p", "q"], ["r", "s"]], dtype=object),
+        zmax=1.0,
+    )
+    assert_validates_unchanged(weights)
 
 
 # --- the one figure style (issue 15) -----------------------------------------------------------
