@@ -8,7 +8,6 @@ import streamlit as st
 
 from engine.figures import output as fig_out
 from engine.figures.common import shown as as_text
-from engine.lens import article as lens_article
 from engine.lens.logit_lens import lens_token_probs
 from engine.sampling import (
     MAX_TEMPERATURE,
@@ -16,7 +15,7 @@ from engine.sampling import (
     next_token_distribution,
     top_candidates,
 )
-from ui.cache import get_logit_lens
+from ui.cache import get_logit_lens, get_next_token_loss
 from ui.frame import frame
 from ui.i18n import _
 from ui.models import encode_text
@@ -296,7 +295,7 @@ def _pretraining() -> None:
         r"\mathcal{L} = -\frac{1}{T-1}\sum_{i=1}^{T-1}"
         r"\log p\left(t_{i+1} \mid t_1, \dots, t_i\right)"
     )
-    losses = lens_article.next_token_loss(trace)
+    losses = get_next_token_loss(view)
     if losses.size:
         st.dataframe(
             {

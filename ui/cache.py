@@ -42,6 +42,7 @@ from engine.interventions import (
     direct_logit_attribution,
     knock_out,
 )
+from engine.lens.article import next_token_loss
 from engine.lens.embeddings import embedding_vectors, pca_2d
 from engine.lens.heads import HeadScores, head_scores
 from engine.lens.layer_norm import LNStats, ln_stats
@@ -201,6 +202,7 @@ EMBEDDING_PCAS = SharedCache(TRACE_CACHE_ENTRIES * 3)
 DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
 LAST_LOGITS = SharedCache(8)
 MASK_AVERAGES = SharedCache(16)
+NEXT_TOKEN_LOSSES = SharedCache(TRACE_CACHE_ENTRIES)
 
 
 def _frozen(value: Any) -> Any:
@@ -455,6 +457,13 @@ def get_token_groups(view: View) -> list[TokenGroup]:
     into byte tokens is one group), cached per (model, text)."""
     ids = [int(i) for i in view.trace.token_ids]
     return _of_view(TOKEN_GROUPS, view, (), lambda: view.loaded.tokenizer.group_characters(ids))
+
+
+def get_next_token_loss(view: View) -> np.ndarray:
+    """The next-token loss on the view's text (`engine.lens.article.next_token_loss`, [T - 1]
+    nats), cached per (model, text): it reads every logit (50,257 x 1,023 at T=1,024 on GPT-2
+    small), which every rerun of the Output page's pre-training section would otherwise redo."""
+    return _of_view(NEXT_TOKEN_LOSSES, view, (), lambda: next_token_loss(view.trace))
 
 
 def get_encode_steps(view: View) -> EncodeSteps:

@@ -106,16 +106,26 @@ def article_example_outcome() -> list[tuple[str, str]]:
     return out
 
 
-def next_token_loss(trace: Trace) -> np.ndarray:
+def next_token_loss(trace: Trace, chunk: int = 64) -> np.ndarray:
     """[T - 1] float64, nats: -log p(token_{i+1} | tokens <= i) for every position that has a
     next token, from the Trace's logits over the tokenizer's ids (padding rows and gap ids left
-    out, as everywhere in the app): the
-    pre-training objective (its mean is the cross-entropy loss a GPT is trained to lower).
-    Empty for a one-token text."""
+    out, as everywhere in the app): the pre-training objective (its mean is the cross-entropy
+    loss a GPT is trained to lower; the same as `torch.nn.functional.cross_entropy` with
+    reduction "none", tested). Empty for a one-token text.
+
+    Computed as log-sum-exp minus the target's logit, in float64, `chunk` rows at a time: at
+    T=1,024 on GPT-2 small a float64 softmax of every row held 400 MB; this holds 26 MB."""
     ids = np.asarray(trace.token_ids)
     if len(ids) < 2:
         return np.zeros(0)
-    logits = np.array(trace.logits[:-1, : trace.n_valid_ids], dtype=np.float64)
-    logits[:, list(trace.gap_ids)] = -np.inf  # ids that name no token
-    probs = softmax(logits)
-    return -np.log(probs[np.arange(len(ids) - 1), ids[1:]])
+    logits = trace.logits  # [T, V_padded] float32
+    gaps = list(trace.gap_ids)  # ids that name no token
+    out = np.empty(len(ids) - 1)
+    for lo in range(0, len(ids) - 1, chunk):
+        hi = min(lo + chunk, len(ids) - 1)
+        x = np.array(logits[lo:hi, : trace.n_valid_ids], dtype=np.float64)
+        x[:, gaps] = -np.inf
+        m = x.max(axis=1)
+        lse = m + np.log(np.exp(x - m[:, None]).sum(axis=1))
+        out[lo:hi] = lse - x[np.arange(hi - lo), ids[lo + 1 : hi + 1]]
+    return out

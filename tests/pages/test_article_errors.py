@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+import ui.cache
 from engine.checkpoints import LoadedModel
 from engine.lens import article
 from engine.sampling import softmax
@@ -70,7 +72,7 @@ def test_numpy_example_fails_as_numpy_says_and_the_corrected_one_matches_the_mod
 
 
 def test_pretraining_loss_on_the_output_page_is_the_next_token_cross_entropy(
-    tiny_loaded: LoadedModel,
+    tiny_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = open_page("pages/8_Output.py", sections=("output_sec_pretraining",))
     assert not at.exception, [e.value for e in at.exception]
@@ -82,3 +84,11 @@ def test_pretraining_loss_on_the_output_page_is_the_next_token_cross_entropy(
     np.testing.assert_allclose(table["−log p (nats)"].to_numpy(), expected, rtol=1e-6)
     text = " ".join(m.value for m in at.markdown)
     assert f"{expected.mean():.3f} nats per token" in text
+    # cached per text: a rerun reads the loss without computing it again
+    calls: list[object] = []
+    for module in (ui.cache, article):  # through the cache, or directly
+        monkeypatch.setattr(module, "next_token_loss", lambda trace: calls.append(trace))
+    at.run()
+    assert not at.exception and calls == []
+    table = next(df.value for df in at.dataframe if "−log p (nats)" in df.value.columns)
+    np.testing.assert_allclose(table["−log p (nats)"].to_numpy(), expected, rtol=1e-6)

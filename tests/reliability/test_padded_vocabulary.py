@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from engine.capture import run_with_trace
 from engine.checkpoints import random_model, save_checkpoint
 from engine.config import PRESETS
+from engine.lens.article import next_token_loss
 from engine.lens.embeddings import nearest_neighbours
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.sampling import SamplingSettings, generate, top_candidates
@@ -153,6 +154,8 @@ def test_ids_a_tokenizer_skips_are_masked_like_padding() -> None:
         dist = lens_distribution(trace, model, 2, pos)
         assert dist[list(gaps)].sum() == 0
         np.testing.assert_allclose(lens.top_probs[-1, pos], np.sort(probs)[::-1][:10], atol=1e-5)
+    real_next = [final_probs(trace, p)[trace.token_ids[p + 1]] for p in range(trace.n_tokens - 1)]
+    np.testing.assert_allclose(next_token_loss(trace, chunk=2), -np.log(real_next), rtol=1e-6)
     steps = generate(model, gappy, gappy.encode(TEXT), 8, SamplingSettings(), seed=4)
     assert all(s.token_id not in gaps and s.probs[list(gaps)].sum() == 0 for s in steps)
     table = model.embedding_weight().numpy()
