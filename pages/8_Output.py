@@ -194,7 +194,7 @@ if trace.n_tokens > fig_out.LENS_AXIS and "output_lens_window" not in st.session
 lens_start = axis_window(
     trace.n_tokens, _("Positions"), key="output_lens_window", size=fig_out.LENS_AXIS
 )
-# only the positions this page shows: the window and the selected position (16 or 17 of
+# only the positions this page shows: the window and the selected position (8 or 9 of
 # 1,024 at T=1,024), computed and cached in blocks of 16 positions (ui.cache.get_logit_lens)
 lens = get_logit_lens(view, fig_out.lens_positions(trace.n_tokens, lens_start, pos))
 col = lens.column(pos)

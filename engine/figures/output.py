@@ -36,8 +36,11 @@ def layer_names(lens: LogitLens) -> list[str]:
     return [_("embed")] + [_("block {i}").format(i=i) for i in range(len(lens.layer_labels) - 1)]
 
 
-LENS_AXIS = 16  # positions per lens window: each cell carries a word, so far fewer than MAX_AXIS
-CELL_CHARS = 6  # longer words are cut in the cell (hover shows them whole)
+# Positions per lens window: each cell carries a word. At 1,024 px with the sidebar open the
+# heatmap's plot is about 310 px wide: 16 positions left 19 px a cell for a 16 px word, and the
+# words ran into each other; 8 leave about 39 px, a word of CELL_CHARS (hover shows it whole).
+LENS_AXIS = 8
+CELL_CHARS = 5  # longer words are cut in the cell
 HOVER_TOP = 5
 
 
@@ -50,7 +53,7 @@ def lens_window_start(n_tokens: int, pos: int, size: int = LENS_AXIS) -> int:
 def lens_positions(n_tokens: int, start: int, pos: int, size: int = LENS_AXIS) -> list[int]:
     """The positions the Output page reads from the logit lens: the window of `size` starting
     at `start` (clamped as `lens_heatmap` clamps it) and the selected position `pos` (its
-    next-token curves and table). At T=1,024 that is 16 or 17 of 1,024 positions."""
+    next-token curves and table). At T=1,024 that is 8 or 9 of 1,024 positions."""
     span = window(n_tokens, start, size)
     return sorted({*range(span.start, span.stop), int(pos)})
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from engine.checkpoints import LoadedModel
+from engine.figures import output as fout
 from engine.figures.common import plotly_text, token_labels
 from engine.figures.output import cell_word
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
@@ -26,7 +27,7 @@ def test_the_lens_cell_of_the_last_layer_is_the_final_softmaxs_top_token(
     lens = charts(at)["output_lens"]["data"][0]
     display = tiny_loaded.tokenizer.display
     shown = [int(label.split(":", 1)[0]) for label in lens["x"]]
-    assert shown == list(range(len(shown))) and len(shown) >= 10
+    assert shown == list(range(min(fout.LENS_AXIS, ref.n_tokens)))  # the window from 0
     for col, pos in enumerate(shown):
         probs = final_probs(ref, pos)
         assert lens["text"][-1][col] == plotly_text(cell_word(display(int(np.argmax(probs)))))
@@ -73,12 +74,13 @@ def test_the_lens_window_moves_along_a_long_text(tiny_loaded: LoadedModel) -> No
     text = "To be, or not to be, that is the question: whether tis nobler in the mind"
     at = open_page("pages/8_Output.py", text=text)
     ref = trace_of(tiny_loaded, text=text)
-    assert ref.n_tokens > 16
+    size = fout.LENS_AXIS
+    assert ref.n_tokens > size
     # the window opens on the selected position (the last token by default)
     assert charts(at)["output_lens"]["data"][0]["x"][-1] == token_labels(ref.token_strs)[-1]
     at.slider(key="output_lens_window").set_value(0).run()
-    assert charts(at)["output_lens"]["data"][0]["x"] == token_labels(ref.token_strs, 0, 16)
-    last = ref.n_tokens - 16  # the last window: it ends on the text's last token
+    assert charts(at)["output_lens"]["data"][0]["x"] == token_labels(ref.token_strs, 0, size)
+    last = ref.n_tokens - size  # the last window: it ends on the text's last token
     at.slider(key="output_lens_window").set_value(last).run()
     assert not at.exception
     lens = charts(at)["output_lens"]["data"][0]
@@ -131,10 +133,10 @@ def test_the_page_computes_the_lens_only_for_the_blocks_it_shows(
     ref = trace_of(tiny_loaded, text=text)
     T = ref.n_tokens
     assert T == 32  # the tiny model's context: two blocks
-    # the window opens on the selected position (T - 2): positions 16..31, one block
+    # the window opens on the selected position (T - 2): its positions lie in one block, 16..31
     assert computed == [list(range(16, 32))]
     lens = charts(at)["output_lens"]["data"][0]
-    top = logit_lens(ref, tiny_loaded.model).top_probs[:, 16:, 0]
+    top = logit_lens(ref, tiny_loaded.model).top_probs[:, T - fout.LENS_AXIS :, 0]
     np.testing.assert_allclose(np.array(lens["z"], dtype=float), np.round(top, 4), atol=2e-4)
     at.slider(key="output_lens_window").set_value(0).run()  # block 0 computed, block 1 kept
     at.slider(key="output_lens_window").set_value(16).run()  # both kept

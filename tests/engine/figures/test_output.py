@@ -95,7 +95,7 @@ def test_sample_figure_marks_the_chosen_token(tiny_loaded: LoadedModel) -> None:
 
 def test_lens_cells_cut_long_words_and_probability_axes_fit_flat_distributions() -> None:
     assert fout.cell_word("short") == "short"
-    assert fout.cell_word("␣questionable") == "␣ques…"
+    assert fout.cell_word("␣questionable") == "␣que…"
     assert len(fout.cell_word("x" * 30)) == fout.CELL_CHARS
     flat = np.full(100, 0.01)
     assert fout.probability_range(flat) == [0.0, 0.02]
