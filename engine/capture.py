@@ -163,22 +163,58 @@ def run_with_trace(
     recompute needs, e.g. the Dropout page, `engine.dropout_demo.dropout_pass`). ValueError
     for a name that is not one of this model's.
     """
+    ids, n_dropped, small, large = _checked_inputs(
+        model, tokenizer, text_or_ids, dropout_p, dtype, large_dtype
+    )
+    lazy = lazy and _can_be_lazy(model, sites, dropout_p, small)
+    acts: dict[str, np.ndarray] = {}
+    n_layer = model.config.n_layer
+    recorder = _recorder(acts, _kept_names(n_layer, lazy, sites), n_layer, small, large)
+    _forward(model, ids, recorder, dropout_p, seed, editor, lazy)
+    prompt = text_or_ids if isinstance(text_or_ids, str) else tokenizer.decode(ids)
+    if lazy:
+        acts = _lazy_acts(model, acts, len(ids), small, large, editor, max_units, unit_cache)
+    return _trace(model, tokenizer, prompt, ids, n_dropped, acts, model_name, dropout_p)
+
+
+def _checked_inputs(
+    model: GPT,
+    tokenizer: Tokenizer,
+    text_or_ids: str | list[int],
+    dropout_p: float,
+    dtype: type[np.floating],
+    large_dtype: type[np.floating] | None,
+) -> tuple[list[int], int, torch.dtype, torch.dtype]:
+    """The ids to run, how many were cut, the small and large torch dtypes; ValueError if bad."""
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     ids, n_dropped = prepare_ids(tokenizer, text_or_ids, model.config.n_ctx)
-    acts: dict[str, np.ndarray] = {}
     small, large = _torch_dtype(dtype), _torch_dtype(large_dtype or dtype)
-    lazy = (
-        lazy
-        and sites is None
+    return ids, n_dropped, small, large
+
+
+def _can_be_lazy(
+    model: GPT, sites: Collection[str] | None, dropout_p: float, small: torch.dtype
+) -> bool:
+    """Whether a pass may be lazy: no `sites`, no dropout, float32 stored and computed."""
+    return (
+        sites is None
         and dropout_p == 0.0
         and small == torch.float32
         and model.lm_head_weight.dtype == small
     )
 
-    n_layer = model.config.n_layer
-    recorder = _recorder(acts, _kept_names(n_layer, lazy, sites), n_layer, small, large)
 
+def _forward(
+    model: GPT,
+    ids: list[int],
+    recorder: Callable[[str, torch.Tensor], None],
+    dropout_p: float,
+    seed: int | None,
+    editor: Editor | None,
+    lazy: bool,
+) -> None:
+    """Run the model over `ids` into `recorder` (seeded dropout if any; lazy: boundaries only)."""
     generator = None
     if dropout_p > 0.0:
         generator = torch.Generator(device=model.device).manual_seed(0 if seed is None else seed)
@@ -192,11 +228,21 @@ def run_with_trace(
             unembed=not lazy,
             boundary_only=lazy,
         )
+
+
+def _trace(
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompt: str,
+    ids: list[int],
+    n_dropped: int,
+    acts: dict[str, np.ndarray] | LazyActs,
+    model_name: str,
+    dropout_p: float,
+) -> Trace:
+    """The `Trace` of a run over `ids` (read-only int64 token ids) holding `acts`."""
     token_ids = np.asarray(ids, dtype=np.int64)
     token_ids.flags.writeable = False
-    prompt = text_or_ids if isinstance(text_or_ids, str) else tokenizer.decode(ids)
-    if lazy:
-        acts = _lazy_acts(model, acts, len(ids), small, large, editor, max_units, unit_cache)
     return Trace(
         prompt=prompt,
         token_ids=token_ids,

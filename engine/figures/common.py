@@ -594,40 +594,69 @@ def style_spec(
     _merge(layout, "legend", {"font": font})
     _merge(layout, "hoverlabel", {"font": {"size": size}})
     layout["paper_bgcolor"] = layout["plot_bgcolor"] = "#ffffff"
+    _style_axes(spec, font, size, x_labels)
+    _legend_above(spec, width_px, size, title_size)
+    _style_annotations(layout, size)
+    if width_px is not None:
+        _wrap_titles(spec, width_px, title_size, size)
+    _style_traces(spec, font, size)
+
+
+def _style_axes(spec: dict[str, Any], font: dict[str, Any], size: int, x_labels: int) -> None:
+    """Style every axis (`_axis_settings`); a lone y axis of categories gets a row per label."""
+    layout = spec["layout"]
     names = _axis_names(spec)
     single_y = not any(k.startswith("yaxis") and k != "yaxis" for k in names)
     for name in names:
-        axis = layout.get(name, {})
-        settings: dict[str, Any] = {
-            "tickfont": font,
-            "title": {"font": {"size": size, "color": TEXT_COLOUR}},
-            "automargin": True,
-            "linecolor": "#444444",
-            "gridcolor": "#dddddd",
-        }
         categories = _axis_categories(spec, name)
-        if axis.get("type") == "log":
-            extent = _log_extent(spec, name)
-            if extent is not None:
-                settings.update(log_ticks(*extent))
-        elif categories is not None and axis.get("tickmode") != "array":
-            y = name.startswith("yaxis")
-            ticks = category_ticks(
-                categories,
-                limit=MAX_LABELLED if y else x_labels,
-                chars=LABEL_CHARS_Y if y else LABEL_CHARS,
-            )
-            if y:
-                ticks["tickangle"] = 0
-            elif axis.get("tickangle") is not None and len(categories) <= 16:
-                ticks["tickangle"] = axis["tickangle"]
-            settings.update(ticks)
+        settings = _axis_settings(spec, name, categories, font, size, x_labels)
         _merge(layout, name, settings)
         if name == "yaxis" and categories is not None and layout.get("height") and single_y:
             # one label per row needs a row at least as tall as the text (one y axis only:
             # small multiples keep their size)
             rows = len(settings.get("tickvals", categories))
             layout["height"] = max(layout["height"], 170 + rows * (size + 4))
+
+
+def _axis_settings(
+    spec: dict[str, Any],
+    name: str,
+    categories: list[str] | None,
+    font: dict[str, Any],
+    size: int,
+    x_labels: int,
+) -> dict[str, Any]:
+    """The style merged into axis `name`: fonts, colours, and log or category ticks."""
+    axis = spec["layout"].get(name, {})
+    settings: dict[str, Any] = {
+        "tickfont": font,
+        "title": {"font": {"size": size, "color": TEXT_COLOUR}},
+        "automargin": True,
+        "linecolor": "#444444",
+        "gridcolor": "#dddddd",
+    }
+    if axis.get("type") == "log":
+        extent = _log_extent(spec, name)
+        if extent is not None:
+            settings.update(log_ticks(*extent))
+    elif categories is not None and axis.get("tickmode") != "array":
+        y = name.startswith("yaxis")
+        ticks = category_ticks(
+            categories,
+            limit=MAX_LABELLED if y else x_labels,
+            chars=LABEL_CHARS_Y if y else LABEL_CHARS,
+        )
+        if y:
+            ticks["tickangle"] = 0
+        elif axis.get("tickangle") is not None and len(categories) <= 16:
+            ticks["tickangle"] = axis["tickangle"]
+        settings.update(ticks)
+    return settings
+
+
+def _legend_above(spec: dict[str, Any], width_px: float | None, size: int, title_size: int) -> None:
+    """Move a horizontal legend placed under the plot to above it, under the title."""
+    layout = spec["layout"]
     legend = layout.get("legend", {})
     if legend.get("orientation") == "h" and legend.get("y") is not None and legend["y"] < 0:
         # a legend under the plot collides with the x axis title: put it above the plot, under
@@ -639,12 +668,18 @@ def style_spec(
         _merge(layout, "title", {"yref": "container", "y": top, "yanchor": "top"})
         rows = 2 if width_px is None else max(2, _legend_rows(spec, width_px, size))
         _merge(layout, "margin", {"t": title_size + 24 + rows * (size + 10)})
+
+
+def _style_annotations(layout: dict[str, Any], size: int) -> None:
+    """Raise every annotation's font to at least `size`, near-black unless coloured."""
     for annotation in layout.get("annotations", ()):
         a_font = annotation.setdefault("font", {})
         a_font["size"] = max(size, a_font.get("size") or 0)
         a_font.setdefault("color", TEXT_COLOUR)
-    if width_px is not None:
-        _wrap_titles(spec, width_px, title_size, size)
+
+
+def _style_traces(spec: dict[str, Any], font: dict[str, Any], size: int) -> None:
+    """Style the traces' colour bars and their text drawn on the plot (at least `size`)."""
     for trace in spec["data"]:
         kind = trace.get("type", "scatter")
         if kind in _COLORBAR:

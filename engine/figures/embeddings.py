@@ -69,6 +69,7 @@ _LABEL_PLACES = (
     ("bottom left", -1.0, -1.0),
 )
 _GAP_PX = 8.0
+_MARKER_PX = 7.0  # half the largest marker, pixels
 
 
 def _label_width_px(text: str, font_px: float) -> float:
@@ -95,28 +96,49 @@ def place_labels(
     textposition per point)."""
     n = len(labels)
     w_px, h_px = area_px
+    px, py = _scaled(x, w_px, n), _scaled(y, h_px, n)
+    boxes = _candidate_boxes(px, py, labels, font_px)
+    ok = _clear_of_markers(px, py, boxes, area_px)
+    return _choose_places(labels, first, boxes, ok)
 
-    def scaled(v: np.ndarray, size: float) -> np.ndarray:
-        v = np.asarray(v, dtype=np.float64)
-        span = float(v.max() - v.min()) if n else 0.0
-        return (v - v.min()) / span * size if span > 0 else np.full(n, size / 2)
 
-    px, py = scaled(x, w_px), scaled(y, h_px)
-    marker = 7.0  # half the largest marker, pixels
+def _scaled(v: np.ndarray, size: float, n: int) -> np.ndarray:
+    """Coordinates `v` [n] stretched onto [0, `size`] pixels (all at `size` / 2 if equal)."""
+    v = np.asarray(v, dtype=np.float64)
+    span = float(v.max() - v.min()) if n else 0.0
+    return (v - v.min()) / span * size if span > 0 else np.full(n, size / 2)
+
+
+def _candidate_boxes(
+    px: np.ndarray, py: np.ndarray, labels: list[str], font_px: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every label's box at every place of `_LABEL_PLACES`: x0, y0, x1, y1 [n, places] px."""
+    n = len(labels)
     half_w = np.array([_label_width_px(s, font_px) / 2 for s in labels]).reshape(n, 1)
     half_h = 0.6 * font_px
     dx = np.array([p[1] for p in _LABEL_PLACES])
     dy = np.array([p[2] for p in _LABEL_PLACES])
-    # every label's candidate boxes [n, places]: x0, y0, x1, y1
-    cx = px[:, None] + dx * (half_w + marker + _GAP_PX / 2)
-    cy = py[:, None] + dy * (half_h + marker + _GAP_PX / 2)
-    x0, x1, y0, y1 = cx - half_w, cx + half_w, cy - half_h, cy + half_h
-    # which candidates lie inside the plot area and cover no other point's marker: one
-    # vectorised test over every (candidate, marker) pair, in slices of points (the greedy
-    # pass below then checks only the labels placed so far, a handful: at 1,024 tokens this
-    # took 0.45 s as one Python loop over every box)
+    cx = px[:, None] + dx * (half_w + _MARKER_PX + _GAP_PX / 2)
+    cy = py[:, None] + dy * (half_h + _MARKER_PX + _GAP_PX / 2)
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
+def _clear_of_markers(
+    px: np.ndarray,
+    py: np.ndarray,
+    boxes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    area_px: tuple[float, float],
+) -> np.ndarray:
+    """Which candidate boxes [n, places] lie inside the plot and cover no other point's marker."""
+    # one vectorised test over every (candidate, marker) pair, in slices of points (the greedy
+    # pass of `_choose_places` then checks only the labels placed so far, a handful: at 1,024
+    # tokens this took 0.45 s as one Python loop over every box)
+    x0, y0, x1, y1 = boxes
+    w_px, h_px = area_px
+    n = len(px)
     ok = (x0 >= 0) & (x1 <= w_px) & (y0 >= 0) & (y1 <= h_px)
-    m0x, m1x, m0y, m1y = px - marker, px + marker, py - marker, py + marker
+    m0x, m1x = px - _MARKER_PX, px + _MARKER_PX
+    m0y, m1y = py - _MARKER_PX, py + _MARKER_PX
     step = max(1, 2**20 // max(1, n * len(_LABEL_PLACES)))
     for s in range(0, n, step):
         sl = slice(s, min(n, s + step))
@@ -129,35 +151,51 @@ def place_labels(
         own = np.arange(sl.start, sl.stop)
         hit[own - s, :, own] = False  # a label may cover its own point's marker
         ok[sl] &= ~hit.any(axis=2)
+    return ok
+
+
+def _choose_places(
+    labels: list[str],
+    first: int | None,
+    boxes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ok: np.ndarray,
+) -> tuple[list[str], list[str]]:
+    """The greedy pass of `place_labels`: (text per point, textposition per point)."""
+    x0, y0, x1, y1 = boxes
+    n = len(labels)
     placed = np.empty((n, 4))
     n_placed = 0
     text, where = [""] * n, ["top center"] * n
     order = ([first] if first is not None and 0 <= first < n else []) + [
         i for i in range(n) if i != first
     ]
-
-    def free(i: int, k: int) -> bool:  # candidate k of label i: no marker, no label placed
-        if not ok[i, k]:
-            return False
-        a = placed[:n_placed]
-        hit = (x1[i, k] > a[:, 0]) & (a[:, 2] > x0[i, k])
-        return not np.any(hit & (y1[i, k] > a[:, 1]) & (a[:, 3] > y0[i, k]))
-
     for i in order:
-        for k, (place, _dx, _dy) in enumerate(_LABEL_PLACES):
-            last = k == len(_LABEL_PLACES) - 1
-            is_free = free(i, k)
-            if is_free or (i == first and last):
-                if is_free:
-                    box = (x0[i, k], y0[i, k], x1[i, k], y1[i, k])
-                else:  # the selected token is always labelled: above it, over the crowd
-                    place = _LABEL_PLACES[0][0]
-                    box = (x0[i, 0], y0[i, 0], x1[i, 0], y1[i, 0])
-                placed[n_placed] = box
-                n_placed += 1
-                text[i], where[i] = labels[i], place
-                break
+        k = _first_free(i, boxes, ok, placed[:n_placed])
+        if k is None:
+            if i != first:
+                continue
+            k = 0  # the selected token is always labelled: above it, over the crowd
+        placed[n_placed] = (x0[i, k], y0[i, k], x1[i, k], y1[i, k])
+        n_placed += 1
+        text[i], where[i] = labels[i], _LABEL_PLACES[k][0]
     return text, where
+
+
+def _first_free(
+    i: int,
+    boxes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ok: np.ndarray,
+    placed: np.ndarray,
+) -> int | None:
+    """Label `i`'s first candidate clear of markers and of the `placed` boxes [m, 4], or None."""
+    x0, y0, x1, y1 = boxes
+    for k in range(len(_LABEL_PLACES)):
+        if not ok[i, k]:
+            continue
+        hit = (x1[i, k] > placed[:, 0]) & (placed[:, 2] > x0[i, k])
+        if not np.any(hit & (y1[i, k] > placed[:, 1]) & (placed[:, 3] > y0[i, k])):
+            return k
+    return None
 
 
 def pca_figure(
