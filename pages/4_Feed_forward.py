@@ -8,7 +8,7 @@ import streamlit as st
 
 from engine.figures import feed_forward as fig_ff
 from engine.lens import feed_forward as lens_ff
-from ui.cache import get_layer_summary
+from ui.cache import get_layer_summary, get_top_neurons
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.text import markdown_literal
@@ -92,7 +92,7 @@ k = int(
 post = trace.get("mlp.hook_post", layer)
 chart(
     fig_ff.neurons_heatmap(
-        post, lens_ff.top_neurons(post, k, rank), trace.token_strs, layer, tok_start, rank
+        post, get_top_neurons(view, layer, k, rank), trace.token_strs, layer, tok_start, rank
     ),
     key="feed_forward_map",
 )

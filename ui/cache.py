@@ -44,6 +44,7 @@ from engine.interventions import (
 )
 from engine.lens.article import next_token_loss
 from engine.lens.embeddings import embedding_vectors, pca_2d
+from engine.lens.feed_forward import top_neurons
 from engine.lens.heads import HeadScores, head_scores
 from engine.lens.layer_norm import LNStats, ln_stats
 from engine.lens.logit_lens import LogitLens, lens_blocks, logit_lens, merge_lenses
@@ -203,6 +204,7 @@ DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
 LAST_LOGITS = SharedCache(8)
 MASK_AVERAGES = SharedCache(16)
 NEXT_TOKEN_LOSSES = SharedCache(TRACE_CACHE_ENTRIES)
+NEURON_ORDERS = SharedCache(TRACE_CACHE_ENTRIES * 8)
 
 
 def _frozen(value: Any) -> Any:
@@ -442,6 +444,20 @@ def get_layer_summary(view: View) -> LayerSummary:
     norms, cosines, contributions and steps), computed once per (model, text) in one streaming
     pass over the layers, so rerunning those pages recomputes no block."""
     return _of_view(LAYER_SUMMARIES, view, (), lambda: layer_summary(view.trace))
+
+
+def get_top_neurons(view: View, layer: int, k: int, rank: str) -> np.ndarray:
+    """`engine.lens.feed_forward.top_neurons` of `layer`'s MLP activations (`mlp.hook_post`):
+    the indices [k] of the k strongest hidden units by `rank`, the same numbers. The whole
+    order is computed once per (model, text, layer, rank) and cut to k: the "selective" rank
+    takes a median over the tokens of every unit (110-180 ms at 1,024 tokens and 3,072 units,
+    GPT-2 small's shape, measured here), which every rerun of the Feed-forward page would
+    otherwise redo."""
+    post = view.trace.get("mlp.hook_post", layer)
+    order = _of_view(
+        NEURON_ORDERS, view, (layer, rank), lambda: top_neurons(post, post.shape[-1], rank)
+    )
+    return order[: max(1, min(int(k), len(order)))]
 
 
 def get_all_ln_stats(view: View) -> list[LNStats]:

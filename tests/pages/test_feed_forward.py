@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+import ui.cache
 from engine.checkpoints import LoadedModel
 from engine.figures.common import token_labels
+from engine.lens import feed_forward as lens_ff
 from engine.lens.feed_forward import top_neurons
 from tests.support import PLAIN, charts, z_of
 
@@ -38,3 +41,17 @@ def test_feed_forward_page_draws_the_selected_layers_hidden_units(
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_the_ranking_is_computed_once_per_layer_and_cut_to_the_slider(
+    tiny_loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_page("pages/4_Feed_forward.py", layer="1")
+    post = trace_of(tiny_loaded).get("mlp.hook_post", 1)
+    calls: list[object] = []
+    for module in (ui.cache, lens_ff):  # through the cache, or directly
+        monkeypatch.setattr(module, "top_neurons", lambda *a, **k: calls.append(a))
+    at.slider(key="feed_forward_k").set_value(8).run()  # fewer units: the same order, cut
+    assert not at.exception and calls == []
+    ids = top_neurons(post, 8, "selective")
+    np.testing.assert_allclose(z_of(charts(at)["feed_forward_map"]), post[:, ids].T, rtol=1e-5)
