@@ -151,6 +151,10 @@ if words:
     default = max(drawable or range(len(words)), key=lambda k: (len(words[k].merges), -k))
     if st.session_state.get("tokens_word") not in range(len(words)):
         st.session_state["tokens_word"] = default
+    # "{n} tokens" translated once per count, not once per pre-token (hundreds in a long text)
+    counts = {
+        n: ngettext("{n} token", "{n} tokens", n).format(n=n) for n in {len(w.ids) for w in words}
+    }
     choice = st.selectbox(
         _("Pre-token"),
         list(range(len(words))),
@@ -158,9 +162,7 @@ if words:
         format_func=lambda k: "{k}: {word}  ({count})".format(
             k=k,
             word=_short(display_token(words[k].text.encode("utf-8"))),
-            count=ngettext("{n} token", "{n} tokens", len(words[k].ids)).format(
-                n=len(words[k].ids)
-            ),
+            count=counts[len(words[k].ids)],
         ),
     )
     word = words[choice]
