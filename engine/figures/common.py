@@ -164,6 +164,44 @@ def spec_figure(spec: dict[str, Any], title: str, height: int) -> go.Figure:
     return go.Figure(spec, _validate=False)
 
 
+def curve_spec(
+    x: Sequence, y: np.ndarray, name: str, colour: str, hover: str, dash: bool = False
+) -> dict[str, Any]:
+    """`curve` as plotly's dict, for a figure built once (`spec_figure`)."""
+    line = {"color": colour, "width": 3, **({"dash": "dash"} if dash else {})}
+    return {
+        "type": "scatter",
+        "x": x,
+        "y": y,
+        "mode": "lines+markers",
+        "line": line,
+        "name": name,
+        "hovertemplate": hover,
+    }
+
+
+def panels_spec(
+    traces: Sequence[dict[str, Any]],
+    titles: Sequence[str],
+    cols: int = 1,
+    spacing: float = 0.1,
+) -> tuple[dict[str, Any], Any]:
+    """`panels` as a figure dict and its grid reference (`subplots_spec`): the traces (plotly's
+    dicts) placed one per panel, for a figure built once (`spec_figure`)."""
+    n = len(traces)
+    grid = (
+        {"rows": 1, "cols": cols, "horizontal_spacing": spacing}
+        if cols > 1
+        else {"rows": n, "cols": 1, "shared_xaxes": True, "vertical_spacing": spacing}
+    )
+    spec, ref = subplots_spec(tuple(titles), **grid)
+    spec["data"] = [
+        {**trace, **(ref[0][i] if cols > 1 else ref[i][0])[0].trace_kwargs}
+        for i, trace in enumerate(traces)
+    ]
+    return spec, ref
+
+
 def panels(
     traces: Sequence[go.Bar | go.Scatter],
     titles: Sequence[str],
