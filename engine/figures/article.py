@@ -10,9 +10,10 @@ import plotly.graph_objects as go
 from engine.figures.common import (
     MAX_AXIS,
     PALETTE,
-    base_layout,
     heatmap,
+    heatmap_spec,
     plotly_text,
+    spec_figure,
     token_labels,
     window,
 )
@@ -22,45 +23,49 @@ from engine.figures.text import _
 def alpha_figure(alpha: np.ndarray, token_strs: list[str] | tuple[str, ...], pos: int) -> go.Figure:
     """The article's alpha_{pos, j} = e_pos^T Q / sqrt(d_k) for every key j ([T, d_head]): every
     row the same vector, since the formula has no key (rows: keys j, at most MAX_AXIS of them
-    in a window around `pos`; columns: the d_head components)."""
+    in a window around `pos`; columns: the d_head components). Written as one dict and built
+    once (`spec_figure`)."""
     rows = window(alpha.shape[0], pos - MAX_AXIS // 2)
     keys = token_labels(token_strs, rows.start, rows.stop)
-    comps = [f"c{c}" for c in range(alpha.shape[1])]
-    fig = heatmap(
+    spec = heatmap_spec(
         alpha[rows],
-        comps,
+        list(range(alpha.shape[1])),  # components are numbers: plain ticks
         keys,
-        _("The article: α for query {pos} and every key j").format(pos=pos),
         signed=True,
         x_title=_("component of α (a vector, not one weight)"),
         y_title=_("key j"),
         hovertemplate=_("key %{y}<br>component %{x}: %{z:.3f}"),
-        height=380,
         colorbar_title="α",
     )
-    fig.data[0].x = list(range(alpha.shape[1]))  # components are numbers: plain ticks
-    fig.update_xaxes(type="linear", tickangle=0)
-    return fig
+    spec["layout"]["xaxis"].update(type="linear", tickangle=0)
+    return spec_figure(
+        spec, _("The article: α for query {pos} and every key j").format(pos=pos), 380
+    )
 
 
 def gpt_row_figure(
     weights: np.ndarray, token_strs: list[str] | tuple[str, ...], pos: int
 ) -> go.Figure:
     """GPT's weights of query `pos` over the keys j <= pos (one row of `attn.hook_pattern`): one
-    number per key, summing to 1."""
+    number per key, summing to 1. Written as one dict and built once (`spec_figure`)."""
     labels = token_labels(token_strs, 0, pos + 1)
-    fig = go.Figure(
-        go.Bar(
-            y=labels,
-            x=np.asarray(weights[: pos + 1], dtype=np.float64),
-            orientation="h",
-            marker_color=PALETTE[0],
-            hovertemplate=_("key %{y}<br>weight %{x:.3f}") + "<extra></extra>",
-        )
+    bars = {
+        "type": "bar",
+        "y": labels,
+        "x": np.asarray(weights[: pos + 1], dtype=np.float64),
+        "orientation": "h",
+        "marker": {"color": PALETTE[0]},
+        "hovertemplate": _("key %{y}<br>weight %{x:.3f}") + "<extra></extra>",
+    }
+    layout = {
+        "yaxis": {"autorange": "reversed", "title": {"text": _("key j ≤ i")}},
+        "xaxis": {"title": {"text": _("weight (softmax of q·k / √d_head)")}, "range": [0, 1]},
+    }
+    return spec_figure(
+        {"data": [bars], "layout": layout},
+        _("GPT: query {pos}, one weight per key").format(pos=pos),
+        380,
     )
-    fig.update_yaxes(autorange="reversed", title_text=_("key j ≤ i"))
-    fig.update_xaxes(title_text=_("weight (softmax of q·k / √d_head)"), range=[0, 1])
-    return base_layout(fig, _("GPT: query {pos}, one weight per key").format(pos=pos), height=380)
 
 
 def head_split_figures(

@@ -17,13 +17,11 @@ from engine.figures.common import (
     NOT_MEASURABLE,
     PALETTE,
     SCALE_WEIGHTS,
-    base_layout,
     colorscale,
     heatmap,
     plotly_text,
     shown,
     spec_figure,
-    subplots,
     subplots_spec,
     token_labels,
     window,
@@ -189,17 +187,18 @@ _QUERY_STEP_TITLES = (
 )
 
 
-def _minus_infinity_marks(labels: list[str], future: np.ndarray) -> go.Scatter:
-    """ "−∞" written at the masked (future) keys of the second row."""
-    return go.Scatter(
-        x=[lab for lab, f in zip(labels, future, strict=True) if f],
-        y=[0.0] * int(future.sum()),
-        mode="text",
-        text=["−∞"] * int(future.sum()),
-        textfont={"size": FONT_SIZE + 2, "color": "#d62728"},
-        hovertemplate=_("key %{x}<br>masked: −∞") + "<extra></extra>",
-        name=_("masked"),
-    )
+def _minus_infinity_marks(labels: list[str], future: np.ndarray) -> dict:
+    """ "−∞" written at the masked (future) keys of the second row (plotly's dict)."""
+    return {
+        "type": "scatter",
+        "x": [lab for lab, f in zip(labels, future, strict=True) if f],
+        "y": [0.0] * int(future.sum()),
+        "mode": "text",
+        "text": ["−∞"] * int(future.sum()),
+        "textfont": {"size": FONT_SIZE + 2, "color": "#d62728"},
+        "hovertemplate": _("key %{x}<br>masked: −∞") + "<extra></extra>",
+        "name": _("masked"),
+    }
 
 
 def query_steps_figure(
@@ -208,16 +207,17 @@ def query_steps_figure(
     """For query `pos`, four rows of bars over the keys: (1) raw scores q·k/√d_head for every
     key, (2) after the causal mask (future keys are −∞, drawn as a grey stub), (3) softmax
     weights, (4) the length of each weight × value vector, what each key adds to the output.
-    At most 64 keys are drawn, ending at the query when the text is longer."""
+    At most 64 keys are drawn, ending at the query when the text is longer. Written as one
+    dict and built once (`spec_figure`)."""
     cols = window(len(steps.raw), pos - 63, 64)  # at most 64 keys, ending at the query
     labels = token_labels(token_strs, cols.start, cols.stop)
     future = np.arange(cols.start, cols.stop) > pos
-    fig = subplots(
+    spec, ref = subplots_spec(
+        [_(t) for t in _QUERY_STEP_TITLES],
         rows=4,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.07,
-        titles=[_(t) for t in _QUERY_STEP_TITLES],
     )
     masked = [None if not np.isfinite(m) else float(m) for m in steps.masked[cols]]
     rows = (
@@ -226,29 +226,34 @@ def query_steps_figure(
         (steps.weights[cols], PALETTE[2], _("weight"), None),
         (steps.contributions[cols], PALETTE[1], "‖weight × v‖", _("contribution")),
     )
-    for row, (y, colour, quantity, name) in enumerate(rows, start=1):
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=y,
-                marker_color=colour,
-                hovertemplate=_("key %{x}<br>{quantity} %{y:.3f}").replace("{quantity}", quantity)
+    for row, (y, colour, quantity, name) in enumerate(rows):
+        axes = ref[row][0][0].trace_kwargs
+        spec["data"].append(
+            {
+                "type": "bar",
+                "x": labels,
+                "y": y,
+                "marker": {"color": colour},
+                "hovertemplate": _("key %{x}<br>{quantity} %{y:.3f}").replace(
+                    "{quantity}", quantity
+                )
                 + "<extra></extra>",
-                name=name or quantity,
-            ),
-            row=row,
-            col=1,
+                "name": name or quantity,
+                **axes,
+            }
         )
-        if row == 2 and future.any():
-            fig.add_trace(_minus_infinity_marks(labels, future), row=2, col=1)
-    base_layout(fig, title, height=900)
-    fig.update_layout(showlegend=False, bargap=0.15)
-    fig.update_xaxes(type="category", tickangle=-60)
-    fig.update_yaxes(rangemode="tozero", row=3, col=1)
-    fig.update_yaxes(rangemode="tozero", row=4, col=1)
-    for annotation in fig.layout.annotations:
-        annotation.font = {"size": FONT_SIZE}
-    return fig
+        if row == 1 and future.any():
+            spec["data"].append({**_minus_infinity_marks(labels, future), **axes})
+    layout = spec["layout"]
+    layout.update(showlegend=False, bargap=0.15)
+    for key, axis in layout.items():
+        if key.startswith("xaxis"):
+            axis.update(type="category", tickangle=-60)
+    for row in (2, 3):
+        layout[ref[row][0][0].layout_keys[1]]["rangemode"] = "tozero"
+    for annotation in layout["annotations"]:
+        annotation["font"] = {"size": FONT_SIZE}
+    return spec_figure(spec, title, 900)
 
 
 def head_scores_table(scores: HeadScores) -> pd.DataFrame:

@@ -164,6 +164,44 @@ def spec_figure(spec: dict[str, Any], title: str, height: int) -> go.Figure:
     return go.Figure(spec, _validate=False)
 
 
+def curve_spec(
+    x: Sequence, y: np.ndarray, name: str, colour: str, hover: str, dash: bool = False
+) -> dict[str, Any]:
+    """`curve` as plotly's dict, for a figure built once (`spec_figure`)."""
+    line = {"color": colour, "width": 3, **({"dash": "dash"} if dash else {})}
+    return {
+        "type": "scatter",
+        "x": x,
+        "y": y,
+        "mode": "lines+markers",
+        "line": line,
+        "name": name,
+        "hovertemplate": hover,
+    }
+
+
+def panels_spec(
+    traces: Sequence[dict[str, Any]],
+    titles: Sequence[str],
+    cols: int = 1,
+    spacing: float = 0.1,
+) -> tuple[dict[str, Any], Any]:
+    """`panels` as a figure dict and its grid reference (`subplots_spec`): the traces (plotly's
+    dicts) placed one per panel, for a figure built once (`spec_figure`)."""
+    n = len(traces)
+    grid = (
+        {"rows": 1, "cols": cols, "horizontal_spacing": spacing}
+        if cols > 1
+        else {"rows": n, "cols": 1, "shared_xaxes": True, "vertical_spacing": spacing}
+    )
+    spec, ref = subplots_spec(tuple(titles), **grid)
+    spec["data"] = [
+        {**trace, **(ref[0][i] if cols > 1 else ref[i][0])[0].trace_kwargs}
+        for i, trace in enumerate(traces)
+    ]
+    return spec, ref
+
+
 def panels(
     traces: Sequence[go.Bar | go.Scatter],
     titles: Sequence[str],
@@ -254,26 +292,21 @@ def signed_range(values: np.ndarray) -> float:
     return float(max(np.abs(finite).max(), 1e-6)) if finite.size else 1.0
 
 
-def heatmap(
+def heatmap_spec(
     z: np.ndarray,
     x_labels: list[str],
     y_labels: list[str],
-    title: str,
     *,
     signed: bool,
     x_title: str,
     y_title: str,
     hovertemplate: str,
     customdata: np.ndarray | None = None,
-    height: int = 480,
     zmax: float | None = None,
     colorbar_title: str = "",
-) -> go.Figure:
-    """One heatmap in the shared style: rows top to bottom, category axes with every label.
-
-    `z` goes to plotly as it is (masked -inf become None). Signed data uses the diverging scale
-    centred on 0; weights use the sequential scale from 0 to `zmax` (default: the data's max).
-    """
+) -> dict[str, Any]:
+    """`heatmap`'s figure as plotly's dict, without its title and height: for a builder that
+    changes it before building it once (`spec_figure`)."""
     trace: dict[str, Any] = {
         "type": "heatmap",
         "z": finite_or_none(z),
@@ -295,9 +328,44 @@ def heatmap(
         "xaxis": {"title": {"text": x_title}, **axis, "tickangle": -60},
         "yaxis": {"title": {"text": y_title}, **axis, "autorange": "reversed"},
     }
+    return {"data": [trace], "layout": layout}
+
+
+def heatmap(
+    z: np.ndarray,
+    x_labels: list[str],
+    y_labels: list[str],
+    title: str,
+    *,
+    signed: bool,
+    x_title: str,
+    y_title: str,
+    hovertemplate: str,
+    customdata: np.ndarray | None = None,
+    height: int = 480,
+    zmax: float | None = None,
+    colorbar_title: str = "",
+) -> go.Figure:
+    """One heatmap in the shared style: rows top to bottom, category axes with every label.
+
+    `z` goes to plotly as it is (masked -inf become None). Signed data uses the diverging scale
+    centred on 0; weights use the sequential scale from 0 to `zmax` (default: the data's max).
+    """
+    spec = heatmap_spec(
+        z,
+        x_labels,
+        y_labels,
+        signed=signed,
+        x_title=x_title,
+        y_title=y_title,
+        hovertemplate=hovertemplate,
+        customdata=customdata,
+        zmax=zmax,
+        colorbar_title=colorbar_title,
+    )
     # one dict, built once (`spec_figure`): plotly's validation of the trace and of each
     # update took 11 ms for a 256 x 256 attention map, this 1 (measured here, one process)
-    return spec_figure({"data": [trace], "layout": layout}, title, height)
+    return spec_figure(spec, title, height)
 
 
 # --- the one figure style --------------------------------------------------------------------

@@ -10,8 +10,9 @@ from engine.dropout_demo import MaskAverage, kept_mask
 from engine.figures.common import (
     PALETTE,
     SCALE_WEIGHTS,
-    base_layout,
-    subplots,
+    colorscale,
+    spec_figure,
+    subplots_spec,
     token_labels,
     window,
 )
@@ -25,6 +26,28 @@ def _rounded(z: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(z, dtype=np.float64), 4)
 
 
+def _bars(x: list[str], y: np.ndarray, name: str, colour: str, hover: str) -> dict:
+    """A bar trace as plotly's dict (`spec_figure`)."""
+    return {
+        "type": "bar",
+        "x": x,
+        "y": y,
+        "name": name,
+        "marker": {"color": colour},
+        "hovertemplate": hover,
+    }
+
+
+def _rows_layout() -> dict:
+    """The layout of the grouped bars over the keys (`query_row_figure`, `average_row_figure`)."""
+    return {
+        "barmode": "group",
+        "legend": {"orientation": "h", "y": -0.3},
+        "xaxis": {"title": {"text": _("key token")}, "tickangle": -45},
+        "yaxis": {"title": {"text": _("attention weight")}},
+    }
+
+
 def patterns_figure(
     token_strs: tuple[str, ...],
     eval_pattern: np.ndarray,
@@ -35,46 +58,51 @@ def patterns_figure(
 ) -> go.Figure:
     """Evaluation mode | the dropout pass before its mask | after the mask and the rescaling.
 
-    Each argument is one head's [T, T] pattern (query rows, key columns)."""
+    Each argument is one head's [T, T] pattern (query rows, key columns). Written as one dict
+    and built once (`spec_figure`)."""
     T = len(token_strs)
     span = window(T, start, PANEL_AXIS)
     lo, hi = span.start, span.stop
     labels = token_labels(token_strs, lo, hi)
     scale = 1.0 / (1.0 - p)
-    fig = subplots(
-        rows=1,
-        cols=3,
-        shared_yaxes=True,
-        horizontal_spacing=0.03,
-        titles=(
+    spec, ref = subplots_spec(
+        (
             _("evaluation: dropout = identity"),
             _("training pass: before the mask"),
             _("after the mask, survivors × {scale}").format(scale=f"{scale:.3g}"),
         ),
+        rows=1,
+        cols=3,
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
     )
     panels = (eval_pattern, pass_pattern, dropped)
     zmax = float(max(np.max(z[lo:hi, lo:hi]) for z in panels)) or 1.0
-    for col, z in enumerate(panels, start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=_rounded(z[lo:hi, lo:hi]),
-                x=labels,
-                y=labels,
-                colorscale=SCALE_WEIGHTS,
-                zmin=0.0,
-                zmax=zmax,
-                showscale=col == 3,
-                colorbar={"title": {"text": _("weight")}},
-                hovertemplate=_("query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"),
-            ),
-            row=1,
-            col=col,
-        )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_yaxes(title_text=_("query token"), row=1, col=1)
-    fig.update_xaxes(tickangle=-60)
-    return base_layout(
-        fig, _("One head's attention weights, dropout p = {p}").format(p=f"{p:g}"), 560
+    spec["data"] = [
+        {
+            "type": "heatmap",
+            "z": _rounded(z[lo:hi, lo:hi]),
+            "x": labels,
+            "y": labels,
+            "colorscale": colorscale(SCALE_WEIGHTS),
+            "zmin": 0.0,
+            "zmax": zmax,
+            "showscale": col == 2,
+            "colorbar": {"title": {"text": _("weight")}},
+            "hovertemplate": _("query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"),
+            **ref[0][col][0].trace_kwargs,
+        }
+        for col, z in enumerate(panels)
+    ]
+    layout = spec["layout"]
+    for key, axis in layout.items():
+        if key.startswith("yaxis"):
+            axis["autorange"] = "reversed"
+        elif key.startswith("xaxis"):
+            axis["tickangle"] = -60
+    layout[ref[0][0][0].layout_keys[1]]["title"] = {"text": _("query token")}
+    return spec_figure(
+        spec, _("One head's attention weights, dropout p = {p}").format(p=f"{p:g}"), 560
     )
 
 
@@ -87,48 +115,50 @@ def query_row_figure(
     p: float,
 ) -> go.Figure:
     """The selected query's weights over its keys 0..pos: evaluation, the pass before and after
-    its mask; dropped keys are marked."""
+    its mask; dropped keys are marked. Written as one dict and built once (`spec_figure`)."""
     keys = slice(0, pos + 1)
     labels = token_labels(token_strs, 0, pos + 1)
     kept = kept_mask(pass_row[keys], dropped_row[keys])
-    fig = go.Figure()
-    for name, row, colour in (
-        (_("evaluation (identity)"), eval_row, PALETTE[9]),
-        (_("training pass, before the mask"), pass_row, PALETTE[0]),
-        (_("after the mask, × {factor}").format(factor=f"1/(1 − {p:g})"), dropped_row, PALETTE[1]),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=_rounded(row[keys]),
-                name=name,
-                marker_color=colour,
-                hovertemplate=_("key %{x}<br>weight %{y:.4f}<extra>") + name + "</extra>",
-            )
+    data = [
+        _bars(
+            labels,
+            _rounded(row[keys]),
+            name,
+            colour,
+            _("key %{x}<br>weight %{y:.4f}<extra>") + name + "</extra>",
         )
+        for name, row, colour in (
+            (_("evaluation (identity)"), eval_row, PALETTE[9]),
+            (_("training pass, before the mask"), pass_row, PALETTE[0]),
+            (
+                _("after the mask, × {factor}").format(factor=f"1/(1 − {p:g})"),
+                dropped_row,
+                PALETTE[1],
+            ),
+        )
+    ]
     dropped_at = [labels[i] for i in np.flatnonzero(~kept)]
     if dropped_at:
-        fig.add_trace(
-            go.Scatter(
-                x=dropped_at,
-                y=[0.0] * len(dropped_at),
-                mode="markers",
-                name=_("dropped by the mask"),
-                marker={"symbol": "x", "size": 14, "color": PALETTE[3]},
-                hovertemplate=_("key %{x}: dropped<extra></extra>"),
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": dropped_at,
+                "y": [0.0] * len(dropped_at),
+                "mode": "markers",
+                "name": _("dropped by the mask"),
+                "marker": {"symbol": "x", "size": 14, "color": PALETTE[3]},
+                "hovertemplate": _("key %{x}: dropped<extra></extra>"),
+            }
         )
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.3})
-    fig.update_xaxes(title_text=_("key token"), tickangle=-45)
-    fig.update_yaxes(title_text=_("attention weight"))
     title = _("Query token {pos}: its weights, with and without dropout").format(pos=pos)
-    return base_layout(fig, title, 480)
+    return spec_figure({"data": data, "layout": _rows_layout()}, title, 480)
 
 
 def convergence_figure(avg: MaskAverage) -> go.Figure:
     """How the average over many masks approaches the evaluation output (inverted dropout) or
-    only (1 - p) times it (the article's unscaled mask)."""
-    fig = go.Figure()
+    only (1 - p) times it (the article's unscaled mask). Written as one dict and built once
+    (`spec_figure`)."""
+    data = []
     for name, ys, colour, dash in (
         (
             _("inverted dropout (GPT-2): {formula}").format(formula="avg − x"),
@@ -149,31 +179,35 @@ def convergence_figure(avg: MaskAverage) -> go.Figure:
             "dot",
         ),
     ):
-        fig.add_trace(
-            go.Scatter(
-                x=avg.counts,
-                y=ys,
-                mode="lines",
-                name=name,
-                line={"color": colour, "dash": dash, "width": 3},
-                hovertemplate=_("%{x} masks<br>mean |difference| %{y:.5f}<extra></extra>"),
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": avg.counts,
+                "y": ys,
+                "mode": "lines",
+                "name": name,
+                "line": {"color": colour, "dash": dash, "width": 3},
+                "hovertemplate": _("%{x} masks<br>mean |difference| %{y:.5f}<extra></extra>"),
+            }
         )
-    fig.update_xaxes(type="log", title_text=_("number of masks averaged"))
-    fig.update_yaxes(title_text=_("mean |difference| per weight"), rangemode="tozero")
-    fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    layout = {
+        "xaxis": {"type": "log", "title": {"text": _("number of masks averaged")}},
+        "yaxis": {"title": {"text": _("mean |difference| per weight")}, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": -0.3},
+    }
     title = _("Averages of {n} masks, p = {p}").format(n=avg.n, p=f"{avg.p:g}")
-    return base_layout(fig, title, 480)
+    return spec_figure({"data": data, "layout": layout}, title, 480)
 
 
 def average_row_figure(
     token_strs: tuple[str, ...], pos: int, x_row: np.ndarray, avg: MaskAverage
 ) -> go.Figure:
     """The selected query's weights: evaluation, the average of the inverted-dropout outputs, the
-    average of the unscaled outputs, and (1 - p) x."""
+    average of the unscaled outputs, and (1 - p) x. Written as one dict and built once
+    (`spec_figure`)."""
     keys = slice(0, pos + 1)
     labels = token_labels(token_strs, 0, pos + 1)
-    fig = go.Figure()
+    data = []
     for name, row, colour in (
         (_("evaluation x"), x_row[keys], PALETTE[9]),
         (
@@ -192,19 +226,20 @@ def average_row_figure(
             PALETTE[2],
         ),
     ):
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=_rounded(row),
-                name=name,
-                marker_color=colour,
-                hovertemplate=_("key %{x}<br>%{y:.4f}<extra>") + name + "</extra>",
+        data.append(
+            _bars(
+                labels,
+                _rounded(row),
+                name,
+                colour,
+                _("key %{x}<br>%{y:.4f}<extra>") + name + "</extra>",
             )
         )
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.3})
-    fig.update_xaxes(title_text=_("key token"), tickangle=-45)
-    fig.update_yaxes(title_text=_("attention weight"))
-    return base_layout(fig, _("Query token {pos}: what the masks average to").format(pos=pos), 480)
+    return spec_figure(
+        {"data": data, "layout": _rows_layout()},
+        _("Query token {pos}: what the masks average to").format(pos=pos),
+        480,
+    )
 
 
 __all__ = [

@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 from engine.figures.common import (
     MAX_AXIS,
     PALETTE,
-    base_layout,
     heatmap,
     plotly_text,
+    spec_figure,
     token_labels,
     window,
 )
@@ -210,48 +210,47 @@ def pca_figure(
     """Each token as a labelled point; a faint line joins them in text order. `explained` [2]
     (NaN for a component that does not exist: the axis says "not measurable here"). Labels that
     would overlap another label or a point are left out of the drawing (`place_labels`, for a
-    plot area of `area_px` pixels and labels of `font_px`); every point's hover names its token."""
+    plot area of `area_px` pixels and labels of `font_px`); every point's hover names its token.
+    Written as one dict and built once (`spec_figure`)."""
     labels = token_labels(token_strs)
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
     sizes = [22 if i == selected else 12 for i in range(len(labels))]
     shown, places = place_labels(
         coords[:, 0], coords[:, 1], labels, first=selected, area_px=area_px, font_px=font_px
     )
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=coords[:, 0],
-                y=coords[:, 1],
-                mode="lines",
-                line={"color": "#cccccc", "width": 1},
-                hoverinfo="skip",
-                name=_("text order"),
-            ),
-            go.Scatter(
-                x=coords[:, 0],
-                y=coords[:, 1],
-                mode="markers+text",
-                text=shown,
-                textposition=places,
-                customdata=labels,
-                cliponaxis=False,  # the selected token's label may reach past the axes
-                marker={"size": sizes, "color": colours, "line": {"color": "#333", "width": 1}},
-                hovertemplate=_("%{customdata}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}")
-                + "<extra></extra>",
-                name=_("tokens"),
-            ),
-        ]
-    )
-    base_layout(fig, title, height=560)
-    for axis, k in ((fig.update_xaxes, 0), (fig.update_yaxes, 1)):
+    data = [
+        {
+            "type": "scatter",
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "mode": "lines",
+            "line": {"color": "#cccccc", "width": 1},
+            "hoverinfo": "skip",
+            "name": _("text order"),
+        },
+        {
+            "type": "scatter",
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "mode": "markers+text",
+            "text": shown,
+            "textposition": places,
+            "customdata": labels,
+            "cliponaxis": False,  # the selected token's label may reach past the axes
+            "marker": {"size": sizes, "color": colours, "line": {"color": "#333", "width": 1}},
+            "hovertemplate": _("%{customdata}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}") + "<extra></extra>",
+            "name": _("tokens"),
+        },
+    ]
+    layout: dict = {"showlegend": False}
+    for axis, k in (("xaxis", 0), ("yaxis", 1)):
         share = (
             _("{share}% of the variance").format(share=f"{100 * explained[k]:.0f}")
             if np.isfinite(explained[k])
             else _("not measurable here")
         )
-        axis(title_text=f"PC{k + 1} ({share})")
-    fig.update_layout(showlegend=False)
-    return fig
+        layout[axis] = {"title": {"text": f"PC{k + 1} ({share})"}}
+    return spec_figure({"data": data, "layout": layout}, title, 560)
 
 
 def cosine_heatmap(
@@ -279,31 +278,33 @@ def cosine_heatmap(
 def neighbours_figure(
     ids: np.ndarray, sims: np.ndarray, labels: list[str], query_label: str
 ) -> go.Figure:
-    """Horizontal bars: the nearest vocabulary tokens and their cosine similarity."""
+    """Horizontal bars: the nearest vocabulary tokens and their cosine similarity. Written as
+    one dict and built once (`spec_figure`)."""
     shown = [f"{plotly_text(lab)} (id {int(i)})" for lab, i in zip(labels, ids, strict=True)]
-    fig = go.Figure(
-        go.Bar(
-            x=sims,
-            y=shown,
-            orientation="h",
-            marker_color=PALETTE[0],
-            text=[f"{s:.3f}" for s in sims],
-            textposition="auto",
-            hovertemplate=_("%{y}<br>cosine %{x:.3f}<extra></extra>"),
-        )
-    )
-    base_layout(
-        fig,
+    bars = {
+        "type": "bar",
+        "x": sims,
+        "y": shown,
+        "orientation": "h",
+        "marker": {"color": PALETTE[0]},
+        "text": [f"{s:.3f}" for s in sims],
+        "textposition": "auto",
+        "hovertemplate": _("%{y}<br>cosine %{x:.3f}<extra></extra>"),
+    }
+    layout = {
+        "yaxis": {"autorange": "reversed", "type": "category", "automargin": True},
+        "xaxis": {
+            "title": {"text": _("cosine similarity")},
+            "range": [min(0.0, float(np.min(sims, initial=0))), 1],
+        },
+    }
+    return spec_figure(
+        {"data": [bars], "layout": layout},
         _("Nearest tokens to “{token}” in the embedding table").format(
             token=plotly_text(query_label)
         ),
-        height=max(320, 80 + 34 * len(ids)),
+        max(320, 80 + 34 * len(ids)),
     )
-    fig.update_yaxes(autorange="reversed", type="category", automargin=True)
-    fig.update_xaxes(
-        title_text=_("cosine similarity"), range=[min(0.0, float(np.min(sims, initial=0))), 1]
-    )
-    return fig
 
 
 __all__ = [

@@ -13,11 +13,11 @@ import plotly.graph_objects as go
 
 from engine.figures.common import (
     PALETTE,
-    base_layout,
-    curve,
-    panels,
+    curve_spec,
+    panels_spec,
     plotly_text,
-    subplots,
+    spec_figure,
+    subplots_spec,
     token_labels,
     window,
 )
@@ -40,22 +40,29 @@ def stats_label(stats: LNStats) -> str:
     return f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
 
 
+def _bar(x: object, y: object, name: str, colour: object, hover: str, **extra: object) -> dict:
+    """A bar trace as plotly's dict (`spec_figure`)."""
+    return {
+        "type": "bar",
+        "x": x,
+        "y": y,
+        "name": name,
+        "marker": {"color": colour},
+        "hovertemplate": hover,
+        **extra,
+    }
+
+
 def token_stats_figure(
     stats: LNStats, token_strs: list[str] | tuple[str, ...], title: str, start: int = 0
 ) -> go.Figure:
     """Per-token mean and standard deviation of the vector entering one LayerNorm (a window of
-    tokens from `start`)."""
+    tokens from `start`). Written as one dict and built once (`spec_figure`)."""
     span = window(len(stats.mean), start)
     lo, hi = span.start, span.stop
     x = token_labels(token_strs, lo, hi)
     bars = [
-        go.Bar(
-            x=x,
-            y=values[lo:hi],
-            name=name,
-            marker_color=PALETTE[i],
-            hovertemplate=hover + "<extra></extra>",
-        )
+        _bar(x, values[lo:hi], name, PALETTE[i], hover + "<extra></extra>")
         for i, (values, name, hover) in enumerate(
             (
                 (stats.mean, _("mean"), _("token %{x}<br>mean %{y:.4f}")),
@@ -63,14 +70,15 @@ def token_stats_figure(
             )
         )
     ]
-    fig = panels(
+    spec, ref = panels_spec(
         bars,
         (_("mean over the features"), _("standard deviation over the features")),
         spacing=0.08,
     )
-    fig.update_xaxes(tickangle=-45, row=2, col=1)
-    fig.update_layout(showlegend=False)
-    return base_layout(fig, title, 560)
+    layout = spec["layout"]
+    layout[ref[1][0][0].layout_keys[0]]["tickangle"] = -45
+    layout["showlegend"] = False
+    return spec_figure(spec, title, 560)
 
 
 def feature_steps_figure(
@@ -79,7 +87,8 @@ def feature_steps_figure(
     """One token's features ([d] each) as strips (one bar per feature): as they enter (`x`),
     after normalising (`normalized`), after gamma and beta (`out`, `ln_affine`); each strip
     titled with its mean and standard deviation. Strips keep the feature order, so a few huge
-    features (common in trained models) stay recognisable."""
+    features (common in trained models) stay recognisable. Written as one dict and built once
+    (`spec_figure`)."""
     x = np.asarray(x, dtype=np.float64)
     normalized = np.asarray(normalized, dtype=np.float64)
     out = np.asarray(out, dtype=np.float64)
@@ -96,114 +105,134 @@ def feature_steps_figure(
             PALETTE[2],
         ),
     )
-    fig = subplots(
-        rows=3,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.1,
-        titles=[
+    spec, ref = subplots_spec(
+        [
             _("{name}  (mean {mean}, std {std})").format(
                 name=name, mean=f"{v.mean():.3f}", std=f"{v.std():.3f}"
             )
             for name, v, _colour in steps
         ],
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.1,
     )
     idx = np.arange(x.size)
-    for row, (name, values, colour) in enumerate(steps, start=1):
-        fig.add_trace(
-            go.Bar(
-                x=idx,
-                y=values,
-                name=name,
-                marker_color=colour,
-                hovertemplate=_("feature %{x}<br>value %{y:.4f}<extra></extra>"),
-            ),
-            row=row,
-            col=1,
+    spec["data"] = [
+        _bar(
+            idx,
+            values,
+            name,
+            colour,
+            _("feature %{x}<br>value %{y:.4f}<extra></extra>"),
+            **ref[row][0][0].trace_kwargs,
         )
-    fig.update_xaxes(title_text=_("feature"), row=3, col=1)
-    fig.update_layout(showlegend=False, bargap=0.0)
-    return base_layout(fig, title, 640)
+        for row, (name, values, colour) in enumerate(steps)
+    ]
+    layout = spec["layout"]
+    layout[ref[2][0][0].layout_keys[0]]["title"] = {"text": _("feature")}
+    layout.update(showlegend=False, bargap=0.0)
+    return spec_figure(spec, title, 640)
 
 
 def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Figure:
-    """The learned gain (gamma) and bias (beta) of one LayerNorm, feature by feature."""
+    """The learned gain (gamma) and bias (beta) of one LayerNorm, feature by feature. Written
+    as one dict and built once (`spec_figure`)."""
     gamma = np.asarray(gamma, dtype=np.float64)
     beta = np.asarray(beta, dtype=np.float64)
     idx = np.arange(gamma.size)
     bars = [
-        go.Bar(
-            x=idx,
-            y=values,
-            name=name,
-            marker_color=PALETTE[i],
-            hovertemplate=_("feature %{x}<br>{name} %{y:.4f}").replace("{name}", name)
-            + "<extra></extra>",
+        _bar(
+            idx,
+            values,
+            name,
+            PALETTE[i],
+            _("feature %{x}<br>{name} %{y:.4f}").replace("{name}", name) + "<extra></extra>",
         )
         for i, (values, name) in enumerate(((gamma, "gamma"), (beta, "beta")))
     ]
-    fig = panels(bars, (_("gamma (gain; 1 = unchanged)"), _("beta (bias; 0 = unchanged)")))
-    fig.update_xaxes(title_text=_("feature"), row=2, col=1)
-    fig.update_layout(showlegend=False, bargap=0.0)
-    return base_layout(fig, title, 520)
+    spec, ref = panels_spec(
+        bars, (_("gamma (gain; 1 = unchanged)"), _("beta (bias; 0 = unchanged)"))
+    )
+    layout = spec["layout"]
+    layout[ref[1][0][0].layout_keys[0]]["title"] = {"text": _("feature")}
+    layout.update(showlegend=False, bargap=0.0)
+    return spec_figure(spec, title, 520)
 
 
 def scale_growth_figure(
     all_stats: list[LNStats], pos: int, token_label: str, highlight: str | None = None
 ) -> go.Figure:
     """The standard deviation of the residual entering every LayerNorm, in forward order: the
-    median over tokens, the smallest and largest token, and the selected token."""
+    median over tokens, the smallest and largest token, and the selected token. Written as one
+    dict and built once (`spec_figure`)."""
     labels = [stats_label(s) for s in all_stats]
     stds = np.stack([s.std for s in all_stats])  # [n_ln, T]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=stds.max(axis=1),
-            mode="lines",
-            line={"width": 0},
-            name=_("largest token"),
-            showlegend=False,
-            hovertemplate=_("%{x}<br>largest std %{y:.3f}<extra></extra>"),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=stds.min(axis=1),
-            mode="lines",
-            line={"width": 0},
-            fill="tonexty",
-            fillcolor="rgba(76,120,168,0.2)",
-            name=_("smallest to largest token"),
-            hovertemplate=_("%{x}<br>smallest std %{y:.3f}<extra></extra>"),
-        )
-    )
-    fig.add_trace(
-        curve(
+    data = [
+        {
+            "type": "scatter",
+            "x": labels,
+            "y": stds.max(axis=1),
+            "mode": "lines",
+            "line": {"width": 0},
+            "name": _("largest token"),
+            "showlegend": False,
+            "hovertemplate": _("%{x}<br>largest std %{y:.3f}<extra></extra>"),
+        },
+        {
+            "type": "scatter",
+            "x": labels,
+            "y": stds.min(axis=1),
+            "mode": "lines",
+            "line": {"width": 0},
+            "fill": "tonexty",
+            "fillcolor": "rgba(76,120,168,0.2)",
+            "name": _("smallest to largest token"),
+            "hovertemplate": _("%{x}<br>smallest std %{y:.3f}<extra></extra>"),
+        },
+        curve_spec(
             labels,
             np.median(stds, axis=1),
             _("median token"),
             PALETTE[0],
             _("%{x}<br>median std %{y:.3f}<extra></extra>"),
-        )
-    )
-    fig.add_trace(
-        curve(
+        ),
+        curve_spec(
             labels,
             stds[:, pos],
             _("token {pos} “{token}”").format(pos=pos, token=plotly_text(token_label)),
             PALETTE[3],
             _("%{x}<br>this token's std %{y:.3f}<extra></extra>"),
             dash=True,
-        )
-    )
+        ),
+    ]
+    layout: dict = {
+        "xaxis": {"title": {"text": _("LayerNorm, in the order the model reaches them")}},
+        "yaxis": {
+            "title": {"text": _("std of the residual entering it (log scale)")},
+            "type": "log",
+        },
+        "legend": {"orientation": "h", "y": -0.25},
+    }
     if highlight is not None and highlight in labels:
-        fig.add_vline(x=labels.index(highlight), line_dash="dot", line_color="grey")
-    fig.update_xaxes(title_text=_("LayerNorm, in the order the model reaches them"))
-    fig.update_yaxes(title_text=_("std of the residual entering it (log scale)"), type="log")
-    fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return base_layout(fig, _("How the residual stream's scale grows through the layers"), 480)
+        at = labels.index(highlight)
+        layout["shapes"] = [
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "y domain",
+                "x0": at,
+                "x1": at,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "grey", "dash": "dot"},
+            }
+        ]
+    return spec_figure(
+        {"data": data, "layout": layout},
+        _("How the residual stream's scale grows through the layers"),
+        480,
+    )
 
 
 def article_vs_gpt_figure(
@@ -214,37 +243,40 @@ def article_vs_gpt_figure(
 ) -> go.Figure:
     """Each token's mean and standard deviation after GPT-2's per-token normalisation (`gpt`,
     [T, d]: std always 1) and after the article's whole-tensor normalisation (`article`,
-    [T, d]: whatever the token had, only rescaled)."""
+    [T, d]: whatever the token had, only rescaled). Written as one dict and built once
+    (`spec_figure`)."""
     span = window(gpt.shape[0], start)
     lo, hi = span.start, span.stop
     labels = token_labels(token_strs, lo, hi)
-    fig = subplots(
+    spec, ref = subplots_spec(
+        (_("mean of each token after"), _("std of each token after")),
         rows=1,
         cols=2,
         horizontal_spacing=0.08,
-        titles=(_("mean of each token after"), _("std of each token after")),
     )
     for col, reduce in ((1, np.mean), (2, np.std)):
         for name, values, colour in (
             (_("GPT-2: per token"), gpt, PALETTE[0]),
             (_("article: whole tensor"), article, PALETTE[1]),
         ):
-            fig.add_trace(
-                go.Bar(
-                    x=labels,
-                    y=reduce(values[lo:hi], axis=-1),
-                    name=name,
-                    marker_color=colour,
+            spec["data"].append(
+                _bar(
+                    labels,
+                    reduce(values[lo:hi], axis=-1),
+                    name,
+                    colour,
+                    _("token %{x}<br>%{y:.4f}<extra>") + name + "</extra>",
                     showlegend=col == 1,
                     legendgroup=name,
-                    hovertemplate=_("token %{x}<br>%{y:.4f}<extra>") + name + "</extra>",
-                ),
-                row=1,
-                col=col,
+                    **ref[0][col - 1][0].trace_kwargs,
+                )
             )
-    fig.update_xaxes(tickangle=-45)
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.35})
-    return base_layout(fig, _("The same vectors, normalised both ways"), 500)
+    layout = spec["layout"]
+    for key, axis in layout.items():
+        if key.startswith("xaxis"):
+            axis["tickangle"] = -45
+    layout.update(barmode="group", legend={"orientation": "h", "y": -0.35})
+    return spec_figure(spec, _("The same vectors, normalised both ways"), 500)
 
 
 __all__ = [

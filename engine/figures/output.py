@@ -17,10 +17,11 @@ import plotly.graph_objects as go
 from engine.figures.common import (
     PALETTE,
     SCALE_WEIGHTS,
-    base_layout,
-    curve,
-    panels,
+    colorscale,
+    curve_spec,
+    panels_spec,
     plotly_text,
+    spec_figure,
     token_labels,
     window,
 )
@@ -58,17 +59,18 @@ def lens_positions(n_tokens: int, start: int, pos: int, size: int = LENS_AXIS) -
     return sorted({*range(span.start, span.stop), int(pos)})
 
 
-def _model_bars(labels: list[str], probs: np.ndarray) -> go.Bar:
+def _model_bars(labels: list[str], probs: np.ndarray) -> dict:
     """The model's own probabilities (temperature 1) of the listed tokens, as horizontal bars
-    (grey, beside the distribution actually sampled from)."""
-    return go.Bar(
-        y=labels,
-        x=probs,
-        orientation="h",
-        name=_("model (temperature 1)"),
-        marker_color=PALETTE[9],
-        hovertemplate=_("%{y}<br>p = %{x:.4f}<extra>model</extra>"),
-    )
+    (grey, beside the distribution actually sampled from); plotly's dict (`spec_figure`)."""
+    return {
+        "type": "bar",
+        "y": labels,
+        "x": probs,
+        "orientation": "h",
+        "name": _("model (temperature 1)"),
+        "marker": {"color": PALETTE[9]},
+        "hovertemplate": _("%{y}<br>p = %{x:.4f}<extra>model</extra>"),
+    }
 
 
 def top_tokens_figure(
@@ -79,29 +81,33 @@ def top_tokens_figure(
     title: str | None = None,
 ) -> go.Figure:
     """The k most probable next tokens: the model's own probability (temperature 1) beside the
-    probability after temperature, top-k and top-p (these keep the order, so one ranking)."""
+    probability after temperature, top-k and top-p (these keep the order, so one ranking).
+    Written as one dict and built once (`spec_figure`)."""
     title = _("Next token") if title is None else title
     ids = top_candidates(model_probs, k)
     labels = [f"{plotly_text(display(int(i)))}  (id {int(i)})" for i in ids]
-    fig = go.Figure()
-    fig.add_trace(_model_bars(labels, np.asarray(model_probs, dtype=np.float64)[ids]))
-    fig.add_trace(
-        go.Bar(
-            y=labels,
-            x=np.asarray(shaped_probs, dtype=np.float64)[ids],
-            orientation="h",
-            name=_("after temperature / top-k / top-p"),
-            marker_color=PALETTE[0],
-            hovertemplate=_("%{y}<br>p = %{x:.4f}<extra>sampled from</extra>"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(
-        title_text=_("probability"),
-        range=probability_range(np.asarray(model_probs)[ids], np.asarray(shaped_probs)[ids]),
-    )
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.15})
-    return base_layout(fig, title, 160 + 44 * len(ids))
+    data = [
+        _model_bars(labels, np.asarray(model_probs, dtype=np.float64)[ids]),
+        {
+            "type": "bar",
+            "y": labels,
+            "x": np.asarray(shaped_probs, dtype=np.float64)[ids],
+            "orientation": "h",
+            "name": _("after temperature / top-k / top-p"),
+            "marker": {"color": PALETTE[0]},
+            "hovertemplate": _("%{y}<br>p = %{x:.4f}<extra>sampled from</extra>"),
+        },
+    ]
+    layout = {
+        "yaxis": {"autorange": "reversed"},
+        "xaxis": {
+            "title": {"text": _("probability")},
+            "range": probability_range(np.asarray(model_probs)[ids], np.asarray(shaped_probs)[ids]),
+        },
+        "barmode": "group",
+        "legend": {"orientation": "h", "y": -0.15},
+    }
+    return spec_figure({"data": data, "layout": layout}, title, 160 + 44 * len(ids))
 
 
 def cell_word(word: str) -> str:
@@ -140,7 +146,8 @@ def lens_heatmap(
 ) -> go.Figure:
     """Layers (rows) x positions (columns): each cell names the lens's top next token and is
     coloured by its probability; hover lists the top 5. The window of `size` positions from
-    `start` (of `len(token_strs)`) must be among the positions `lens` holds (ValueError)."""
+    `start` (of `len(token_strs)`) must be among the positions `lens` holds (ValueError).
+    Written as one dict and built once (`spec_figure`)."""
     T = len(token_strs)
     span = window(T, start, size)
     lo, hi = span.start, span.stop
@@ -149,26 +156,27 @@ def lens_heatmap(
     words = np.vectorize(lambda i: plotly_text(cell_word(display(int(i)))), otypes=[object])(
         lens.top_ids[:, cols, 0]
     )
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.round(top, 4),
-            x=token_labels(token_strs, lo, hi),
-            y=layer_names(lens),
-            text=words,
-            texttemplate="%{text}",
-            textfont={"size": 12},
-            customdata=lens_hover(lens, display, lo, hi),
-            colorscale=SCALE_WEIGHTS,
-            zmin=0.0,
-            zmax=1.0,
-            colorbar={"title": {"text": _("p(top)")}},
-            hovertemplate=_("reading %{x}<br>%{y}<br>%{customdata}<extra></extra>"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed", title_text=_("residual read after"))
-    fig.update_xaxes(title_text=_("position (the token it has just read)"), tickangle=-45)
-    return base_layout(
-        fig,
+    trace = {
+        "type": "heatmap",
+        "z": np.round(top, 4),
+        "x": token_labels(token_strs, lo, hi),
+        "y": layer_names(lens),
+        "text": words,
+        "texttemplate": "%{text}",
+        "textfont": {"size": 12},
+        "customdata": lens_hover(lens, display, lo, hi),
+        "colorscale": colorscale(SCALE_WEIGHTS),
+        "zmin": 0.0,
+        "zmax": 1.0,
+        "colorbar": {"title": {"text": _("p(top)")}},
+        "hovertemplate": _("reading %{x}<br>%{y}<br>%{customdata}<extra></extra>"),
+    }
+    layout = {
+        "yaxis": {"autorange": "reversed", "title": {"text": _("residual read after")}},
+        "xaxis": {"title": {"text": _("position (the token it has just read)")}, "tickangle": -45},
+    }
+    return spec_figure(
+        {"data": [trace], "layout": layout},
         _("Logit lens: each layer's best guess of the next token (ln_f applied per layer)"),
         220 + 52 * len(lens.layer_labels),
     )
@@ -176,18 +184,19 @@ def lens_heatmap(
 
 def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
     """Probability and rank (0 = top) of the token that really comes next, layer by layer, at
-    Trace position `pos` (one the lens holds: ValueError otherwise)."""
+    Trace position `pos` (one the lens holds: ValueError otherwise). Written as one dict and
+    built once (`spec_figure`)."""
     labels = layer_names(lens)
     col = lens.column(pos)
     lines = (
-        curve(
+        curve_spec(
             labels,
             lens.next_prob[:, col],
             _("probability"),
             PALETTE[0],
             "%{x}<br>p = %{y:.4f}<extra></extra>",
         ),
-        curve(
+        curve_spec(
             labels,
             lens.next_rank[:, col],
             _("rank"),
@@ -195,13 +204,18 @@ def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
             _("%{x}<br>rank %{y}<extra></extra>"),
         ),
     )
-    fig = panels(lines, (_("probability"), _("rank (0 = the top guess)")), cols=2, spacing=0.12)
-    fig.update_yaxes(rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    fig.update_xaxes(tickangle=-30)
-    fig.update_layout(showlegend=False)
-    return base_layout(
-        fig,
+    spec, _ref = panels_spec(
+        lines, (_("probability"), _("rank (0 = the top guess)")), cols=2, spacing=0.12
+    )
+    layout = spec["layout"]
+    for key, axis in layout.items():
+        if key.startswith("yaxis"):
+            axis["rangemode"] = "tozero"
+        elif key.startswith("xaxis"):
+            axis["tickangle"] = -30
+    layout["showlegend"] = False
+    return spec_figure(
+        spec,
         _("The real next token “{token}” after position {pos}").format(
             token=plotly_text(next_label), pos=pos
         ),
@@ -210,55 +224,61 @@ def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
 
 
 def target_figure(probs: np.ndarray, layer_labels: list[str], target_label: str) -> go.Figure:
-    """One chosen token's probability at the selected position, layer by layer."""
-    fig = go.Figure(
-        curve(
-            layer_labels,
-            np.asarray(probs, dtype=np.float64),
-            target_label,
-            PALETTE[2],
-            "%{x}<br>p = %{y:.5f}<extra></extra>",
-        )
+    """One chosen token's probability at the selected position, layer by layer. Written as one
+    dict and built once (`spec_figure`)."""
+    line = curve_spec(
+        layer_labels,
+        np.asarray(probs, dtype=np.float64),
+        target_label,
+        PALETTE[2],
+        "%{x}<br>p = %{y:.5f}<extra></extra>",
     )
-    fig.update_yaxes(title_text=_("probability"), rangemode="tozero")
-    fig.update_xaxes(tickangle=-30)
+    layout = {
+        "yaxis": {"title": {"text": _("probability")}, "rangemode": "tozero"},
+        "xaxis": {"tickangle": -30},
+    }
     title = _("p(“{token}”) through the layers").format(token=plotly_text(target_label))
-    return base_layout(fig, title, 420)
+    return spec_figure({"data": [line], "layout": layout}, title, 420)
 
 
 def sample_figure(step: SampleStep, display: Display, k: int = 20) -> go.Figure:
     """The distribution a token was drawn from (top k, plus the chosen token if it is not among
-    them), the chosen token marked; the model's own probabilities beside it."""
+    them), the chosen token marked; the model's own probabilities beside it. Written as one dict
+    and built once (`spec_figure`)."""
     ids = [int(i) for i in top_candidates(step.probs, k) if step.probs[int(i)] > 0]
     if step.token_id not in ids:
         ids.append(step.token_id)
     labels = [f"{plotly_text(display(i))}  (id {i})" for i in ids]
     colours = [PALETTE[3] if i == step.token_id else PALETTE[0] for i in ids]
-    fig = go.Figure()
-    fig.add_trace(_model_bars(labels, step.model_probs[ids]))
-    fig.add_trace(
-        go.Bar(
-            y=labels,
-            x=step.probs[ids],
-            orientation="h",
-            name=_("drawn from (chosen in red)"),
-            marker_color=colours,
-            text=[_("◀ chosen") if i == step.token_id else "" for i in ids],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate=_("%{y}<br>p = %{x:.4f}<extra>sampled from</extra>"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(
-        title_text=_("probability"), range=probability_range(step.probs[ids], step.model_probs[ids])
-    )
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.12})
+    data = [
+        _model_bars(labels, step.model_probs[ids]),
+        {
+            "type": "bar",
+            "y": labels,
+            "x": step.probs[ids],
+            "orientation": "h",
+            "name": _("drawn from (chosen in red)"),
+            "marker": {"color": colours},
+            "text": [_("◀ chosen") if i == step.token_id else "" for i in ids],
+            "textposition": "outside",
+            "cliponaxis": False,
+            "hovertemplate": _("%{y}<br>p = %{x:.4f}<extra>sampled from</extra>"),
+        },
+    ]
+    layout = {
+        "yaxis": {"autorange": "reversed"},
+        "xaxis": {
+            "title": {"text": _("probability")},
+            "range": probability_range(step.probs[ids], step.model_probs[ids]),
+        },
+        "barmode": "group",
+        "legend": {"orientation": "h", "y": -0.12},
+    }
     chosen = plotly_text(display(step.token_id))
     title = _("Chose “{token}” (p = {p}) from {n} candidates").format(
         token=chosen, p=f"{step.prob:.3f}", n=step.n_candidates
     )
-    return base_layout(fig, title, 200 + 40 * len(ids))
+    return spec_figure({"data": data, "layout": layout}, title, 200 + 40 * len(ids))
 
 
 __all__ = [

@@ -14,9 +14,10 @@ from engine.figures.common import (
     PALETTE,
     SCALE_SIGNED,
     SCALE_WEIGHTS,
-    base_layout,
-    curve,
+    colorscale,
+    curve_spec,
     plotly_text,
+    spec_figure,
     token_labels,
     window,
 )
@@ -52,84 +53,89 @@ def norms_heatmap(
     """The residual's size (L2 norm) for every token after the embeddings and after every block:
     `norms` is [n_layer + 1, T] (`engine.lens.residual.residual_norms`), a window of tokens from
     `start`. With `log`, the colour is log10 of the size (trained models grow by orders of
-    magnitude); the hover always shows the size itself."""
+    magnitude); the hover always shows the size itself. Written as one dict and built once
+    (`spec_figure`)."""
     span = window(norms.shape[1], start)
     lo, hi = span.start, span.stop
     shown = norms[:, lo:hi]
     colour = np.log10(np.maximum(shown, 1e-12)) if log else shown
-    fig = go.Figure(
-        go.Heatmap(
-            z=colour,
-            customdata=shown,
-            x=token_labels(token_strs, lo, hi),
-            y=stack_labels(norms.shape[0] - 1),
-            colorscale=SCALE_WEIGHTS,
-            zmin=None if log else 0.0,
-            colorbar={"title": {"text": "log₁₀ ‖x‖" if log else "‖x‖"}},
-            hovertemplate=_("token %{x}<br>%{y}<br>‖x‖ %{customdata:.3f}<extra></extra>"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(title_text=_("token"), tickangle=-45, type="category")
+    trace = {
+        "type": "heatmap",
+        "z": colour,
+        "customdata": shown,
+        "x": token_labels(token_strs, lo, hi),
+        "y": stack_labels(norms.shape[0] - 1),
+        "colorscale": colorscale(SCALE_WEIGHTS),
+        **({} if log else {"zmin": 0.0}),
+        "colorbar": {"title": {"text": "log₁₀ ‖x‖" if log else "‖x‖"}},
+        "hovertemplate": _("token %{x}<br>%{y}<br>‖x‖ %{customdata:.3f}<extra></extra>"),
+    }
+    layout = {
+        "yaxis": {"autorange": "reversed", "type": "category"},
+        "xaxis": {"title": {"text": _("token")}, "tickangle": -45, "type": "category"},
+    }
     title = (
         _("Size of the residual stream, token by token (log colour)")
         if log
         else _("Size of the residual stream, token by token")
     )
-    return base_layout(fig, title, 200 + 45 * norms.shape[0])
+    return spec_figure({"data": [trace], "layout": layout}, title, 200 + 45 * norms.shape[0])
 
 
 def contributions_figure(contrib: Contributions, pos: int, token_label: str) -> go.Figure:
-    """For one token: each part's size, and how much of it points along the final residual."""
+    """For one token: each part's size, and how much of it points along the final residual.
+    Written as one dict and built once (`spec_figure`)."""
     colours = [
         PALETTE[4] if n.endswith("embedding") else PALETTE[0] if n.startswith("att") else PALETTE[1]
         for n in contrib.names
     ]
     names = [part_name(n) for n in contrib.names]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            y=names,
-            x=contrib.sizes,
-            orientation="h",
-            name=_("size ‖part‖"),
-            marker_color=colours,
-            hovertemplate=_("%{y}<br>size %{x:.3f}<extra></extra>"),
-        )
-    )
-    fig.add_trace(
-        go.Bar(
-            y=names,
-            x=contrib.along_final,
-            orientation="h",
-            name=_("along the final direction"),
-            marker_color="rgba(0,0,0,0.55)",
-            hovertemplate=_("%{y}<br>along the final residual %{x:.3f}<extra></extra>"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text=_("size (L2 norm) / signed component"))
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.18})
+    data = [
+        {
+            "type": "bar",
+            "y": names,
+            "x": contrib.sizes,
+            "orientation": "h",
+            "name": _("size ‖part‖"),
+            "marker": {"color": colours},
+            "hovertemplate": _("%{y}<br>size %{x:.3f}<extra></extra>"),
+        },
+        {
+            "type": "bar",
+            "y": names,
+            "x": contrib.along_final,
+            "orientation": "h",
+            "name": _("along the final direction"),
+            "marker": {"color": "rgba(0,0,0,0.55)"},
+            "hovertemplate": _("%{y}<br>along the final residual %{x:.3f}<extra></extra>"),
+        },
+    ]
+    layout = {
+        "yaxis": {"autorange": "reversed"},
+        "xaxis": {"title": {"text": _("size (L2 norm) / signed component")}},
+        "barmode": "group",
+        "legend": {"orientation": "h", "y": -0.18},
+    }
     title = _("Token {pos} “{token}”: what each part wrote (final size {size})").format(
         pos=pos, token=plotly_text(token_label), size=f"{contrib.final_norm:.2f}"
     )
-    return base_layout(fig, title, 180 + 34 * len(names))
+    return spec_figure({"data": data, "layout": layout}, title, 180 + 34 * len(names))
 
 
 def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
     """Cosine similarity of each layer's residual with the final one: the selected token and
-    the mean over tokens."""
+    the mean over tokens. Written as one dict and built once (`spec_figure`)."""
     labels = stack_labels(cos.shape[0] - 1)
-    fig = go.Figure(
-        [
-            curve(
+    spec = {
+        "data": [
+            curve_spec(
                 labels,
                 cos.mean(axis=1),
                 _("mean over tokens"),
                 PALETTE[0],
                 _("%{x}<br>mean cosine %{y:.3f}<extra></extra>"),
             ),
-            curve(
+            curve_spec(
                 labels,
                 cos[:, pos],
                 _("token {pos} “{token}”").format(pos=pos, token=plotly_text(token_label)),
@@ -137,37 +143,43 @@ def cosine_figure(cos: np.ndarray, pos: int, token_label: str) -> go.Figure:
                 _("%{x}<br>cosine %{y:.3f}<extra>this token</extra>"),
                 dash=True,
             ),
-        ]
-    )
-    fig.update_yaxes(title_text=_("cosine with the final residual"), range=[-0.1, 1.05])
-    fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return base_layout(fig, _("Cosine with the final residual"), 440)
+        ],
+        "layout": {
+            "yaxis": {
+                "title": {"text": _("cosine with the final residual")},
+                "range": [-0.1, 1.05],
+            },
+            "legend": {"orientation": "h", "y": -0.25},
+        },
+    }
+    return spec_figure(spec, _("Cosine with the final residual"), 440)
 
 
 def cosine_heatmap(
     cos: np.ndarray, token_strs: list[str] | tuple[str, ...], start: int = 0
 ) -> go.Figure:
     """The cosine similarities `cos` [n_layer + 1, T] with the final residual for every token
-    (layers x a window of tokens from `start`)."""
+    (layers x a window of tokens from `start`). Written as one dict and built once
+    (`spec_figure`)."""
     span = window(cos.shape[1], start)
     lo, hi = span.start, span.stop
-    fig = go.Figure(
-        go.Heatmap(
-            z=cos[:, lo:hi],
-            x=token_labels(token_strs, lo, hi),
-            y=stack_labels(cos.shape[0] - 1),
-            colorscale=SCALE_SIGNED,
-            zmin=-1.0,
-            zmax=1.0,
-            zmid=0.0,
-            colorbar={"title": {"text": "cos"}},
-            hovertemplate=_("token %{x}<br>%{y}<br>cosine %{z:.3f}<extra></extra>"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(tickangle=-45)
-    return base_layout(
-        fig, _("Cosine with the final residual, every token"), 200 + 45 * cos.shape[0]
+    trace = {
+        "type": "heatmap",
+        "z": cos[:, lo:hi],
+        "x": token_labels(token_strs, lo, hi),
+        "y": stack_labels(cos.shape[0] - 1),
+        "colorscale": colorscale(SCALE_SIGNED),
+        "zmin": -1.0,
+        "zmax": 1.0,
+        "zmid": 0.0,
+        "colorbar": {"title": {"text": "cos"}},
+        "hovertemplate": _("token %{x}<br>%{y}<br>cosine %{z:.3f}<extra></extra>"),
+    }
+    layout = {"yaxis": {"autorange": "reversed"}, "xaxis": {"tickangle": -45}}
+    return spec_figure(
+        {"data": [trace], "layout": layout},
+        _("Cosine with the final residual, every token"),
+        200 + 45 * cos.shape[0],
     )
 
 

@@ -82,7 +82,14 @@ def test_query_steps_show_scores_mask_weights_and_contributions(tiny_trace: Trac
     )
     assert sum(weights.y) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(contrib.y, la.value_contributions(tiny_trace, layer, head, pos))
-    assert raw.x == tuple(common.token_labels(tiny_trace.token_strs))
+    assert list(raw.x) == common.token_labels(tiny_trace.token_strs)
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
+    last = tiny_trace.n_tokens - 1  # no future key: no "−∞" marks
+    assert_validates_unchanged(
+        fa.query_steps_figure(
+            la.query_steps(tiny_trace, layer, head, last), tiny_trace.token_strs, last, "Q"
+        )
+    )
 
 
 def test_head_scores_table_lists_every_head_with_its_label(tiny_trace: Trace) -> None:

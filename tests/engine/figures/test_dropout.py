@@ -13,7 +13,7 @@ from engine.dropout_demo import (
 )
 from engine.figures import dropout as fdrop
 from engine.trace import Trace
-from tests.support import labels_of
+from tests.support import assert_validates_unchanged, labels_of
 
 
 def test_dropout_figures_draw_the_patterns_and_the_convergence(
@@ -41,6 +41,11 @@ def test_dropout_figures_draw_the_patterns_and_the_convergence(
     assert list(conv.data[0].x) == list(range(1, 51))
     bars = fdrop.average_row_figure(tiny_trace.token_strs, pos, ev[pos], avg)
     np.testing.assert_allclose(bars.data[3].y, np.round((1 - p) * ev[pos, : pos + 1], 4))
+    for built in (fig, row, conv, bars):  # built without validation (spec_figure)
+        assert_validates_unchanged(built)
+    kept = fdrop.query_row_figure(tiny_trace.token_strs, pos, ev[pos], ev[pos], ev[pos], p)
+    assert len(kept.data) == 3  # nothing dropped: no marks
+    assert_validates_unchanged(kept)
 
 
 def test_dropout_panels_window_a_long_text() -> None:

@@ -11,6 +11,7 @@ from engine.figures import common
 from engine.figures import embeddings as fe
 from engine.lens import embeddings as le
 from engine.trace import Trace
+from tests.support import assert_validates_unchanged
 
 
 def test_embedding_heatmap_shows_the_trace_values(tiny_trace: Trace) -> None:
@@ -42,6 +43,10 @@ def test_pca_recovers_a_line_and_reports_explained_variance() -> None:
     fig = fe.pca_figure(coords, explained, [str(i) for i in range(9)], "P")
     np.testing.assert_allclose(fig.data[1].x, coords[:, 0])
     assert "100%" in fig.layout.xaxis.title.text
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
+    one = fe.pca_figure(coords, np.array([1.0, np.nan]), ["<b>"] * 9, "P", selected=4)
+    assert one.layout.yaxis.title.text == "PC2 (not measurable here)"
+    assert_validates_unchanged(one)
 
 
 def test_cosine_matrix_matches_definition(tiny_trace: Trace) -> None:
@@ -68,6 +73,7 @@ def test_nearest_neighbours_finds_the_closest_rows() -> None:
     fig = fe.neighbours_figure(ids, sims, ["b", "e", "c"], "a")
     np.testing.assert_allclose(fig.data[0].x, sims)
     assert fig.data[0].y[0] == "b (id 1)"
+    assert_validates_unchanged(fig)
 
 
 def _boxes(fig, font_px: float = fe.PCA_FONT_PX) -> list[tuple[float, float, float, float]]:

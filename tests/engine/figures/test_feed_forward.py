@@ -10,7 +10,7 @@ from engine.figures import feed_forward as ff
 from engine.figures.common import MAX_AXIS
 from engine.lens import feed_forward as lff
 from engine.trace import Trace
-from tests.support import GPT2_SHAPE, labels_of, synthetic_trace
+from tests.support import GPT2_SHAPE, assert_validates_unchanged, labels_of, synthetic_trace
 
 
 def test_neuron_heatmap_shows_the_most_active_units_on_every_token(tiny_trace: Trace) -> None:
@@ -25,6 +25,10 @@ def test_neuron_heatmap_shows_the_most_active_units_on_every_token(tiny_trace: T
     assert list(fig.data[0].x) == labels_of(tiny_trace)
     assert list(fig.data[0].y) == [f"unit {i}" for i in ids]
     assert "Layer 1" in fig.layout.title.text
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
+    assert_validates_unchanged(
+        ff.neurons_heatmap(-np.abs(post), ids[:3], tiny_trace.token_strs, 1, 2, "selective")
+    )
 
 
 def test_the_neuron_colour_scale_is_white_at_zero() -> None:
@@ -44,6 +48,7 @@ def test_hidden_histogram_holds_the_selected_tokens_units(tiny_trace: Trace) -> 
     np.testing.assert_allclose(fig.data[0].x, tiny_trace.get("mlp.hook_pre", 0)[3], rtol=1e-6)
     np.testing.assert_allclose(fig.data[1].x, tiny_trace.get("mlp.hook_post", 0)[3], rtol=1e-6)
     assert tiny_trace.token_strs[3] in fig.layout.title.text
+    assert_validates_unchanged(fig)
 
 
 def test_activation_curves_overlay_this_tokens_pre_activations(tiny_trace: Trace) -> None:
@@ -57,6 +62,7 @@ def test_activation_curves_overlay_this_tokens_pre_activations(tiny_trace: Trace
     np.testing.assert_allclose(fig.data[3].x, pre, rtol=1e-6)
     np.testing.assert_allclose(fig.data[3].y, tiny_trace.get("mlp.hook_post", 1)[2], atol=1e-5)
     assert xs.min() <= tiny_trace.get("mlp.hook_pre", 1).min()
+    assert_validates_unchanged(fig)
 
 
 def test_mlp_norm_heatmap_is_the_norm_of_each_layers_mlp_output(tiny_trace: Trace) -> None:
@@ -67,6 +73,8 @@ def test_mlp_norm_heatmap_is_the_norm_of_each_layers_mlp_output(tiny_trace: Trac
     ]
     np.testing.assert_allclose(np.array(fig.data[0].z), expected, rtol=1e-5)
     assert list(fig.data[0].y) == ["layer 0", "layer 1"]
+    assert_validates_unchanged(fig)
+    assert isinstance(fig.data[0].colorscale[0][1], str)  # the resolved list, not "Blues"
 
 
 def test_article_vs_gpt_passes_the_same_inputs_through_tanh_and_gelu(tiny_trace: Trace) -> None:
@@ -74,6 +82,7 @@ def test_article_vs_gpt_passes_the_same_inputs_through_tanh_and_gelu(tiny_trace:
     fig = ff.article_vs_gpt(tiny_trace.get("mlp.hook_pre", 0)[1], 0, 1)
     np.testing.assert_allclose(fig.data[0].x, np.tanh(pre))
     np.testing.assert_allclose(fig.data[1].x, lff.gelu(pre))
+    assert_validates_unchanged(fig)
     summary = lff.activation_summary(pre)
     assert summary["share negative (GELU ≈ 0)"] == pytest.approx((pre < 0).mean())
     assert summary["largest tanh output"] < 1.0

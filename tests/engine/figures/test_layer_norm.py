@@ -15,7 +15,7 @@ from engine.lens import residual as lres
 from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 from engine.lens.residual import residual_norms
 from engine.trace import Trace
-from tests.support import GPT2_SHAPE, labels_of, synthetic_trace
+from tests.support import GPT2_SHAPE, assert_validates_unchanged, labels_of, synthetic_trace
 
 
 def test_token_stats_figure_draws_numpys_mean_and_std(tiny_trace: Trace) -> None:
@@ -25,6 +25,8 @@ def test_token_stats_figure_draws_numpys_mean_and_std(tiny_trace: Trace) -> None
     np.testing.assert_allclose(fig.data[0].y, x.mean(-1), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fig.data[1].y, x.std(-1), rtol=1e-6)
     assert list(fig.data[0].x) == labels_of(tiny_trace)
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
+    assert_validates_unchanged(fln.token_stats_figure(stats, tiny_trace.token_strs, "t", start=3))
 
 
 def test_feature_steps_end_at_what_the_models_layer_norm_computes(
@@ -44,6 +46,7 @@ def test_feature_steps_end_at_what_the_models_layer_norm_computes(
     # eps keeps the std just under 1 when the residual is small (a random model's is)
     assert f"std {normalized.astype(np.float64).std():.3f}" in fig.layout.annotations[1].text
     assert normalized.std() == pytest.approx(1.0, abs=0.01)
+    assert_validates_unchanged(fig)
 
 
 def test_gamma_beta_figure_draws_the_learned_parameters() -> None:
@@ -51,6 +54,7 @@ def test_gamma_beta_figure_draws_the_learned_parameters() -> None:
     fig = fln.gamma_beta_figure(gamma, beta, "ln")
     np.testing.assert_array_equal(fig.data[0].y, gamma)
     np.testing.assert_array_equal(fig.data[1].y, beta)
+    assert_validates_unchanged(fig)
 
 
 def test_scale_growth_follows_every_layer_norm_in_forward_order(tiny_trace: Trace) -> None:
@@ -61,6 +65,9 @@ def test_scale_growth_follows_every_layer_norm_in_forward_order(tiny_trace: Trac
     np.testing.assert_allclose(fig.data[3].y, [s.std[2] for s in stats])
     final = tiny_trace.get("hook_resid_post", 1).astype(np.float64)
     assert fig.data[3].y[-1] == pytest.approx(final[2].std())
+    assert_validates_unchanged(fig)  # with the highlight's line, and without
+    assert fig.layout.shapes[0].x0 == 3
+    assert_validates_unchanged(fln.scale_growth_figure(stats, 0, "<b>", highlight=None))
 
 
 def test_article_normalises_the_whole_tensor_so_tokens_keep_different_scales(
@@ -79,6 +86,7 @@ def test_article_normalises_the_whole_tensor_so_tokens_keep_different_scales(
     assert gpt_std.min() > 0.95
     np.testing.assert_allclose(article_std, article.std(-1))
     assert article_std.max() / article_std.min() > 1.5  # scales differ token by token
+    assert_validates_unchanged(fig)
 
 
 def test_layer_norm_and_residual_figures_stay_small_for_gpt2_at_256_tokens() -> None:

@@ -13,7 +13,7 @@ from engine.figures.output import cell_word
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.sampling import SamplingSettings, next_token_distribution, sample_next
 from engine.trace import Trace
-from tests.support import labels_of
+from tests.support import assert_validates_unchanged, labels_of
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,8 @@ def test_the_lens_heatmaps_last_row_is_the_models_own_top_token(
     hover = fig.data[0].customdata[-1][0]
     assert hover.count("<br>") == fout.HOVER_TOP - 1
     assert hover.startswith("1. " + plotly_text(display(int(tiny_lens.top_ids[-1, 0, 0]))))
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
+    assert isinstance(fig.data[0].colorscale[0][1], str)  # the resolved list, not "Blues"
 
 
 def test_the_lens_window_shows_a_slice_of_positions(tiny_trace: Trace, tiny_loaded, tiny_lens):
@@ -45,6 +47,7 @@ def test_the_lens_window_shows_a_slice_of_positions(tiny_trace: Trace, tiny_load
     )
     assert list(fig.data[0].x) == labels_of(tiny_trace, 4, 9)
     np.testing.assert_allclose(np.array(fig.data[0].z), np.round(tiny_lens.top_probs[:, 4:9, 0], 4))
+    assert_validates_unchanged(fig)
 
 
 def test_top_tokens_figure_applies_temperature_top_k_and_top_p_to_the_stored_logits(
@@ -60,6 +63,8 @@ def test_top_tokens_figure_applies_temperature_top_k_and_top_p_to_the_stored_log
     np.testing.assert_allclose(fig.data[1].x, shaped[order])
     assert np.count_nonzero(fig.data[1].x) == 5
     assert fig.data[0].y[0].endswith(f"(id {order[0]})")
+    assert_validates_unchanged(fig)
+    assert_validates_unchanged(fout.top_tokens_figure(model, model, tiny_loaded.tokenizer.display))
 
 
 def test_next_and_target_token_figures_follow_the_lens(
@@ -69,6 +74,7 @@ def test_next_and_target_token_figures_follow_the_lens(
     fig = fout.next_token_figure(tiny_lens, pos, tiny_trace.token_strs[pos + 1])
     np.testing.assert_allclose(fig.data[0].y, tiny_lens.next_prob[:, pos])
     np.testing.assert_array_equal(fig.data[1].y, tiny_lens.next_rank[:, pos])
+    assert_validates_unchanged(fig)
     target = int(tiny_trace.token_ids[pos + 1])
     probs = [
         lens_distribution(tiny_trace, tiny_loaded.model, r, pos)[target]
@@ -77,6 +83,7 @@ def test_next_and_target_token_figures_follow_the_lens(
     np.testing.assert_allclose(probs, tiny_lens.next_prob[:, pos], rtol=1e-4)
     tfig = fout.target_figure(np.array(probs), tiny_lens.layer_labels, "x")
     np.testing.assert_allclose(tfig.data[0].y, probs)
+    assert_validates_unchanged(tfig)
 
 
 def test_sample_figure_marks_the_chosen_token(tiny_loaded: LoadedModel) -> None:
@@ -91,6 +98,7 @@ def test_sample_figure_marks_the_chosen_token(tiny_loaded: LoadedModel) -> None:
     assert fig.data[1].text[chosen] == "◀ chosen"
     assert fig.data[1].marker.color[chosen] != fig.data[1].marker.color[(chosen + 1) % 10]
     assert sum(fig.data[1].x) == pytest.approx(1.0)
+    assert_validates_unchanged(fig)
 
 
 def test_lens_cells_cut_long_words_and_probability_axes_fit_flat_distributions() -> None:

@@ -9,6 +9,7 @@ from engine.figures import residual as fres
 from engine.lens import residual as lres
 from engine.lens.residual import residual_norms
 from engine.trace import Trace
+from tests.support import assert_validates_unchanged
 
 
 def test_the_parts_written_into_the_stream_add_up_to_the_final_residual(
@@ -32,6 +33,7 @@ def test_the_parts_written_into_the_stream_add_up_to_the_final_residual(
     fig = fres.contributions_figure(c, pos, tiny_trace.token_strs[pos])
     np.testing.assert_allclose(fig.data[0].x, c.sizes)
     np.testing.assert_allclose(fig.data[1].x, c.along_final)
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
 
 
 def test_the_log_colour_norm_heatmap_keeps_the_sizes_in_its_hover(tiny_trace: Trace) -> None:
@@ -39,6 +41,8 @@ def test_the_log_colour_norm_heatmap_keeps_the_sizes_in_its_hover(tiny_trace: Tr
     norms = residual_norms(tiny_trace)
     np.testing.assert_allclose(np.array(fig.data[0].z), np.log10(norms), rtol=1e-6)
     np.testing.assert_allclose(np.array(fig.data[0].customdata), norms, rtol=1e-6)
+    assert fig.data[0].zmin is None  # the log colour starts at its data's minimum
+    assert_validates_unchanged(fig)
 
 
 def test_residual_norm_heatmap_equals_the_stored_residuals_norms(tiny_trace: Trace) -> None:
@@ -49,6 +53,7 @@ def test_residual_norm_heatmap_equals_the_stored_residuals_norms(tiny_trace: Tra
     np.testing.assert_allclose(np.array(fig.data[0].z), expected, rtol=1e-5)
     np.testing.assert_allclose(residual_norms(tiny_trace), expected, rtol=1e-5)
     assert list(fig.data[0].y) == ["after embeddings", "after block 0", "after block 1"]
+    assert_validates_unchanged(fig)
 
 
 def test_cosine_to_final_is_one_on_the_last_row(tiny_trace: Trace) -> None:
@@ -60,3 +65,7 @@ def test_cosine_to_final_is_one_on_the_last_row(tiny_trace: Trace) -> None:
     fig = fres.cosine_figure(cos, 3, tiny_trace.token_strs[3])
     np.testing.assert_allclose(fig.data[1].y, cos[:, 3])
     np.testing.assert_allclose(fig.data[0].y, cos.mean(1))
+    assert_validates_unchanged(fig)
+    heat = fres.cosine_heatmap(cos, tiny_trace.token_strs, start=2)
+    np.testing.assert_allclose(np.array(heat.data[0].z), cos)
+    assert_validates_unchanged(heat)
