@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.figures.common import PALETTE, base_layout, plotly_text, spec_figure, token_labels
+from engine.figures.common import PALETTE, plotly_text, spec_figure, token_labels
 from engine.figures.text import _
 from engine.lens.tokens import group_of_position
 from engine.tokenizer import PreTokenSteps, TokenGroup, display_token
@@ -187,7 +187,7 @@ def bpe_rows(steps: PreTokenSteps) -> list[tuple[bytes, ...]]:
 def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = None) -> go.Figure:
     """Byte-pair encoding of one word, top to bottom: its bytes, then one row per merge; each
     part is a box as wide as its bytes, labelled with the text it stands for. The last row is
-    the word's tokens."""
+    the word's tokens. Written as one dict and built once (`spec_figure`)."""
     rows = bpe_rows(steps)
     xs: list[int] = []
     bases: list[int] = []
@@ -195,7 +195,8 @@ def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = No
     texts: list[str] = []
     hovers: list[str] = []
     colours: list[str] = []
-    row_names = [_("bytes")] + [_("merge {k}").format(k=k) for k in range(1, len(rows))]
+    bytes_word = _("bytes")  # translated once, not once per part
+    row_names = [bytes_word] + [_("merge {k}").format(k=k) for k in range(1, len(rows))]
     for r, parts in enumerate(rows):
         start = 0
         for k, part in enumerate(parts):
@@ -205,31 +206,32 @@ def bpe_steps_figure(steps: PreTokenSteps, rank_of: dict[bytes, int] | None = No
             label = plotly_text(display_token(part))
             texts.append(label)
             rank = "" if rank_of is None or part not in rank_of else f"<br>id {rank_of[part]}"
-            hovers.append(f"{label}<br>{_('bytes')} {_hex(part)}{rank}")
+            hovers.append(f"{label}<br>{bytes_word} {_hex(part)}{rank}")
             colours.append(PALETTE[k % len(PALETTE)] if r == len(rows) - 1 else "#BAB0AC")
             start += len(part)
-    fig = go.Figure(
-        go.Bar(
-            x=xs,
-            base=bases,
-            y=ys,
-            orientation="h",
-            text=texts,
-            textposition="inside",
-            insidetextanchor="middle",
-            hovertext=hovers,
-            hoverinfo="text",
-            marker={"color": colours, "line": {"color": "white", "width": 3}},
-        )
-    )
+    bar = {
+        "type": "bar",
+        "x": xs,
+        "base": bases,
+        "y": ys,
+        "orientation": "h",
+        "text": texts,
+        "textposition": "inside",
+        "insidetextanchor": "middle",
+        "hovertext": hovers,
+        "hoverinfo": "text",
+        "marker": {"color": colours, "line": {"color": "white", "width": 3}},
+    }
+    layout = {
+        "yaxis": {"autorange": "reversed", "type": "category", "title": {"text": ""}},
+        "xaxis": {"title": {"text": _("bytes of the word")}, "dtick": 1},
+        "showlegend": False,
+        "uniformtext": {"minsize": 12, "mode": "show"},
+    }
     title = _("BPE steps for “{word}”").format(
         word=plotly_text(display_token(steps.text.encode("utf-8")))
     )
-    base_layout(fig, title, height=max(260, 70 + 48 * len(rows)))
-    fig.update_yaxes(autorange="reversed", type="category", title_text="")
-    fig.update_xaxes(title_text=_("bytes of the word"), dtick=1)
-    fig.update_layout(showlegend=False, uniformtext={"minsize": 12, "mode": "show"})
-    return fig
+    return spec_figure({"data": [bar], "layout": layout}, title, max(260, 70 + 48 * len(rows)))
 
 
 __all__ = [

@@ -89,3 +89,4 @@ def test_bpe_steps_figure_has_one_row_per_merge_and_ends_with_the_tokens(
     for row in rows:
         widths = [x for x, y in zip(bar.x, bar.y, strict=True) if y == row]
         assert sum(widths) == len(b" together")
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
