@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.dropout_demo import MAX_P, causal_cells, kept_mask
+from engine.dropout_demo import MAX_P
 from engine.figures import dropout as fig_drop
 from engine.lens.logit_lens import final_probs
 from engine.sampling import top_candidates
-from ui.cache import get_dropout_trace, get_mask_average
+from ui.cache import get_dropout_trace, get_layer_mask_stats, get_mask_average
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
@@ -111,14 +110,7 @@ chart(
     ),
     key="dropout_row",
 )
-layer_before = dropped_trace.get("attn.hook_pattern", layer)
-layer_after = dropped_trace.get("attn.hook_pattern_dropped", layer)
-cells = np.broadcast_to(causal_cells(T), layer_before.shape)
-kept = kept_mask(layer_before, layer_after)
-row_sums = layer_after.sum(-1)
-survivor_ratio = (
-    layer_after[kept & cells & (layer_before > 0)] / layer_before[kept & cells & (layer_before > 0)]
-)
+mask = get_layer_mask_stats(view, float(p), seed, layer)
 eval_top = top_candidates(final_probs(trace, pos), 5)
 pass_top = top_candidates(final_probs(dropped_trace, pos), 5)
 display = view.loaded.tokenizer.display
@@ -139,12 +131,14 @@ with left:
                     _("row sums after dropout (min … max)"),
                 ],
                 _("value"): [
-                    f"{int(cells.sum()):,}",
-                    f"{1 - kept[cells].mean():.1%}",
+                    f"{mask.cells:,}",
+                    f"{mask.share_dropped:.1%}",
                     f"{p:.0%}",
-                    f"{survivor_ratio.mean():.4f}" if survivor_ratio.size else _("none kept"),
+                    f"{mask.survivor_ratio:.4f}"
+                    if mask.survivor_ratio is not None
+                    else _("none kept"),
                     f"{1 / (1 - p):.4f}",
-                    f"{row_sums.min():.3f} … {row_sums.max():.3f}",
+                    f"{mask.row_sum_min:.3f} … {mask.row_sum_max:.3f}",
                 ],
             }
         ),

@@ -11,6 +11,7 @@ from engine.dropout_demo import (
     check_p,
     dropout_pass,
     kept_mask,
+    layer_mask_stats,
     mask_average,
 )
 from engine.trace import Trace
@@ -37,6 +38,19 @@ def test_a_dropout_pass_is_reproducible_for_a_seed_and_rescales_survivors(
     assert not tiny_loaded.model.training
     again = dropout_pass(tiny_loaded.model, tiny_loaded.tokenizer, ids, 0.1, seed=0)
     assert again.dropout_p == pytest.approx(0.1)
+
+
+def test_layer_mask_stats_count_the_cells_the_mask_dropped() -> None:
+    # one head, 3 tokens: 6 causal cells, of which the mask dropped (1, 0) and (2, 2)
+    before = np.array([[[1.0, 0, 0], [0.5, 0.5, 0], [0.2, 0.3, 0.5]]])
+    after = np.array([[[2.0, 0, 0], [0.0, 1.0, 0], [0.4, 0.6, 0.0]]])
+    stats = layer_mask_stats(before, after)
+    assert stats.cells == 6
+    assert stats.share_dropped == pytest.approx(2 / 6)
+    assert stats.survivor_ratio == pytest.approx(2.0)  # 1 / (1 - p) at p = 0.5
+    assert (stats.row_sum_min, stats.row_sum_max) == (pytest.approx(1.0), pytest.approx(2.0))
+    # nothing kept: no ratio to report (the page says "none kept")
+    assert layer_mask_stats(before, np.zeros_like(before)).survivor_ratio is None
 
 
 def test_the_dropout_probability_is_checked() -> None:

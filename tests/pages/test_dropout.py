@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.checkpoints import LoadedModel
-from engine.dropout_demo import dropout_pass
+from engine.dropout_demo import dropout_pass, layer_mask_stats
 from tests import support
 from tests.support import PLAIN, charts, z_of
 
@@ -42,6 +42,18 @@ def test_dropout_page_is_reproducible_for_a_seed_and_matches_the_engine(
     np.testing.assert_allclose(
         a[2], np.round(direct.get("attn.hook_pattern_dropped", 1)[1], 4), atol=1e-6
     )
+    # the table of this pass: the share the mask dropped, the survivors' scale, the row sums
+    stats = layer_mask_stats(
+        direct.get("attn.hook_pattern", 1), direct.get("attn.hook_pattern_dropped", 1)
+    )
+    table = next(df.value for df in first.dataframe if df.value.shape == (6, 2))
+    shown = dict(zip(table.iloc[:, 0], table.iloc[:, 1], strict=True))
+    assert shown["share dropped"] == f"{stats.share_dropped:.1%}"
+    assert shown["survivors multiplied by"] == f"{stats.survivor_ratio:.4f}"
+    assert shown["row sums after dropout (min … max)"] == (
+        f"{stats.row_sum_min:.3f} … {stats.row_sum_max:.3f}"
+    )
+    assert 0.3 < stats.share_dropped < 0.7 and stats.survivor_ratio == pytest.approx(2, rel=1e-5)
     first.number_input(key="dropout_seed").set_value(8).run()
     assert not np.array_equal(_dropout_panels(first)[2], a[2])
     assert not tiny_loaded.model.training
