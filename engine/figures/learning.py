@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from engine.figures.common import HIGHLIGHT, PALETTE, base_layout, spec_figure, subplots_spec
+from engine.figures.common import HIGHLIGHT, PALETTE, spec_figure, subplots_spec
 from engine.figures.text import _
 
 BAND_COLOUR = "rgba(230, 159, 0, 0.18)"  # the phase change: PALETTE's orange, light
@@ -78,22 +78,6 @@ def _marks(
     return shapes, annotations
 
 
-def _mark(
-    fig: go.Figure,
-    band: tuple[int, int] | None,
-    band_label: str,
-    step: int | None,
-    rows: int = 0,
-) -> None:
-    """`_marks` added to `fig` in one layout update (plotly's add_vrect / add_vline relay the
-    figure out once per panel and call: about a fifth of the Learning page's rerun)."""
-    shapes, annotations = _marks(band, band_label, step, rows)
-    fig.update_layout(
-        shapes=[sh.to_plotly_json() for sh in fig.layout.shapes] + shapes,
-        annotations=[a.to_plotly_json() for a in fig.layout.annotations] + annotations,
-    )
-
-
 def loss_curves(
     eval_steps: np.ndarray,
     eval_loss: dict[str, np.ndarray],
@@ -108,39 +92,47 @@ def loss_curves(
 ) -> go.Figure:
     """Held-out loss (nats per token) over training steps, one colour per language: the
     snapshot evaluations `eval_loss` [S] at `eval_steps` (solid, markers) and the in-training
-    estimates `val_loss` [K] at `val_steps` (dotted). `names`: language code -> its name."""
-    fig = go.Figure()
+    estimates `val_loss` [K] at `val_steps` (dotted). `names`: language code -> its name.
+    Written as one dict and built once (`spec_figure`)."""
+    hover = _("step %{x:,}<br>loss %{y:.3f}") + "<extra></extra>"
+    data: list[dict] = []
     for i, (lang, loss) in enumerate(eval_loss.items()):
         colour = PALETTE[i % 8]
         name = names.get(lang, lang)
-        fig.add_trace(
-            go.Scatter(
-                x=eval_steps,
-                y=loss,
-                mode="lines+markers",
-                marker={"size": 5},
-                line={"color": colour, "width": 3},
-                name=_("{language}: snapshot evaluation").format(language=name),
-                hovertemplate=_("step %{x:,}<br>loss %{y:.3f}") + "<extra></extra>",
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": eval_steps,
+                "y": loss,
+                "mode": "lines+markers",
+                "marker": {"size": 5},
+                "line": {"color": colour, "width": 3},
+                "name": _("{language}: snapshot evaluation").format(language=name),
+                "hovertemplate": hover,
+            }
         )
         if lang in val_loss:
-            fig.add_trace(
-                go.Scatter(
-                    x=val_steps,
-                    y=val_loss[lang],
-                    mode="lines",
-                    line={"color": colour, "width": 2, "dash": "dot"},
-                    name=_("{language}: estimate during training").format(language=name),
-                    hovertemplate=_("step %{x:,}<br>loss %{y:.3f}") + "<extra></extra>",
-                )
+            data.append(
+                {
+                    "type": "scatter",
+                    "x": val_steps,
+                    "y": val_loss[lang],
+                    "mode": "lines",
+                    "line": {"color": colour, "width": 2, "dash": "dot"},
+                    "name": _("{language}: estimate during training").format(language=name),
+                    "hovertemplate": hover,
+                }
             )
-    base_layout(fig, title, height=440)
-    fig.update_xaxes(title_text=_("training step"))
-    fig.update_yaxes(title_text=_("loss (nats per token)"))
-    fig.update_layout(legend={"orientation": "h", "y": -0.25, "x": 0}, margin={"b": 110})
-    _mark(fig, band, band_label, step)
-    return fig
+    shapes, annotations = _marks(band, band_label, step)
+    layout: dict = {
+        "xaxis": {"title": {"text": _("training step")}},
+        "yaxis": {"title": {"text": _("loss (nats per token)")}},
+        "legend": {"orientation": "h", "y": -0.25, "x": 0},
+        "margin": {"b": 110},
+        **({"shapes": shapes} if shapes else {}),
+        **({"annotations": annotations} if annotations else {}),
+    }
+    return spec_figure({"data": data, "layout": layout}, title, 440)
 
 
 def head_score_curves(

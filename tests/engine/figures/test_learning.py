@@ -25,6 +25,7 @@ def test_loss_curves_draw_each_language_and_its_estimate() -> None:
     shapes = fig.layout.shapes
     assert (shapes[0].x0, shapes[0].x1) == (100, 150)
     assert shapes[-1].x0 == shapes[-1].x1 == 200  # the chosen step's line
+    assert_validates_unchanged(fig)  # built without validation (spec_figure)
 
 
 def test_head_score_curves_one_line_per_head_per_panel_the_chosen_one_thick() -> None:
