@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -94,6 +94,7 @@ class RunRecord:
     gc_s: float = 0.0  # the server's garbage collection after the run (`runner.postScriptGC`)
     scripts: int = 0
     fragment_ids: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)  # what the run computed anew (`_Computed`)
     msgs: list[Any] = field(default_factory=list)
 
 
@@ -165,6 +166,48 @@ class _TimedRunner(LocalScriptRunner):
         return tree
 
 
+class _Computed:
+    """What a run computed that no cache held: each `ui.cache.SharedCache` value computed (by
+    the cache's name in ui.cache: "LENSES", "DROPOUT_TRACES", ...) and each unit of a lazy
+    Trace computed ("trace unit"). A widget whose change computes something is not a view of
+    data already computed (a new dropout pass, ablation, lens block, PCA, generation): the
+    summary keeps those apart from the reruns on cached data (`summarise`)."""
+
+    names: ClassVar[list[str]] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def tracking(cls) -> Iterator[None]:
+        import ui.cache
+        from engine.trace import LazyActs
+
+        caches = {
+            id(v): k for k, v in vars(ui.cache).items() if isinstance(v, ui.cache.SharedCache)
+        }
+        shared_get, unit = ui.cache.SharedCache.get, LazyActs.unit
+
+        def get(self: Any, key: Any, compute: Any, *args: Any, **kwargs: Any) -> Any:
+            def counted() -> Any:
+                cls.names.append(caches.get(id(self), "cache"))
+                return compute()
+
+            return shared_get(self, key, counted, *args, **kwargs)
+
+        def lazy_unit(self: Any, *args: Any, **kwargs: Any) -> Any:
+            before = sum(self.computations.values())
+            try:
+                return unit(self, *args, **kwargs)
+            finally:
+                if sum(self.computations.values()) > before:
+                    cls.names.append("trace unit")
+
+        ui.cache.SharedCache.get, LazyActs.unit = get, lazy_unit  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            ui.cache.SharedCache.get, LazyActs.unit = shared_get, unit  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def timed_apptest() -> Iterator[None]:
     """AppTest runs with `_TimedRunner` inside this block, all of them with one script cache.
@@ -215,6 +258,7 @@ def timed_run(
     """Run `at` (with these widget states, else the tree's) under `timed_apptest`; with
     `fragment_id`, only that fragment, the browser holding `held`."""
     _Next.fragment_id, _Next.held, _Next.last = fragment_id, held, None
+    _Computed.names = []
     start = time.perf_counter()
     if states is None:
         at.run()
@@ -227,6 +271,7 @@ def timed_run(
     if record is None:
         raise RuntimeError("AppTest did not run through the timed runner (use timed_apptest)")
     record.wall_s = wall - record.gc_s
+    record.computed = sorted(set(_Computed.names))
     return record
 
 
@@ -450,6 +495,7 @@ class _Page:
                 "to": new,
                 "changed": moved is not None and _label(moved) == new,
                 "repeat": repeat,
+                "computed": record.computed,
             }
         )
         self.seen.add((name, new))
@@ -492,7 +538,7 @@ def measure_pages(
         "pages": [],
     }
     runs: list[_Page] = []
-    with timed_apptest():
+    with timed_apptest(), _Computed.tracking():
         for stage in stages:
             row: dict[str, Any] = {
                 "page": stage.path,
@@ -546,6 +592,7 @@ def summarise(row: dict[str, Any]) -> dict[str, Any]:
     row["gc_median_s"] = statistics.median(row["gc_s"]) if row.get("gc_s") else None
     all_samples: list[float] = []
     worst: tuple[float, str, float] | None = None
+    cached: tuple[float, str] | None = None  # the worst widget that computed nothing anew
     largest: tuple[float, str] | None = None
     for w in row["widgets"].values():
         times = [s["server_s"] for s in w["samples"]]
@@ -554,11 +601,18 @@ def summarise(row: dict[str, Any]) -> dict[str, Any]:
         w["changed"] = bool(times) and all(s["changed"] for s in w["samples"])
         w["fragment"] = any(s["fragment"] for s in w["samples"])
         w["skipped"] = sorted(set(w["skipped"]))
+        computing = [x for x in w["samples"] if x.get("computed")]
+        # a change that computes something anew in most of its samples (a model run, a new
+        # lens block, a PCA): not a rerun on cached data
+        w["computes"] = 2 * len(computing) > len(w["samples"]) if times else False
+        w["computed"] = sorted({n for x in computing for n in x["computed"]})
         if not times:
             continue
         all_samples += times
         if worst is None or w["server_median_s"] > worst[0]:
             worst = (w["server_median_s"], w["name"], w["wall_median_s"])
+        if not w["computes"] and (cached is None or w["server_median_s"] > cached[0]):
+            cached = (w["server_median_s"], w["name"])
         for t in times:
             if largest is None or t > largest[0]:
                 largest = (t, w["name"])
@@ -573,6 +627,14 @@ def summarise(row: dict[str, Any]) -> dict[str, Any]:
         row["rerun_server_median_s"] <= INTERACTION_LIMIT_S
     )
     row["interaction_ok"] = worst is None or worst[0] <= INTERACTION_LIMIT_S
+    row["cached_worst_s"] = cached[0] if cached else None
+    row["cached_worst_widget"] = cached[1] if cached else None
+    row["cached_ok"] = cached is None or cached[0] <= INTERACTION_LIMIT_S
+    row["computing"] = {
+        w["name"]: {"server_median_s": w["server_median_s"], "computed": w["computed"]}
+        for w in row["widgets"].values()
+        if w["computes"]
+    }
     row["bytes_ok"] = max(row["plotly_bytes"], row.get("plotly_bytes_max", 0)) <= BYTES_LIMIT
     return row
 
@@ -683,12 +745,14 @@ def markdown(pages: dict[str, Any]) -> str:
         "cached. rerun = median plain rerun; interaction = a body widget moved to its next "
         "value and the page rerun (a fragment alone if the widget is in one), median over "
         "every widget and round; worst = the widget with the largest median, and AppTest's "
-        "wall time for it; plotly JSON = the most the page held. Limits "
+        "wall time for it; cached = the worst widget whose change computed nothing anew "
+        "(no cache missed, no unit of the lazy Trace computed: a view of data already "
+        "computed; † below marks the others); plotly JSON = the most the page held. Limits "
         f"{INTERACTION_LIMIT_S * 1e3:.0f} ms and {BYTES_LIMIT / 1024**2:.0f} MB.",
         "",
         "| page | first run (s) | rerun (ms) | interaction (ms) | worst (ms) | worst widget "
-        "| AppTest wall (ms) | charts | plotly JSON (KB) | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| AppTest wall (ms) | cached (ms) | charts | plotly JSON (KB) | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     browser = {b["title"]: b for b in pages.get("browser", {}).get("pages", [])}
     if browser:
@@ -703,7 +767,7 @@ def markdown(pages: dict[str, Any]) -> str:
             f"| {p['title']} | {p['first_run_s']:.2f} | {_ms(p['rerun_server_median_s'])} | "
             f"{_ms(p['interaction_median_s'])} | {_ms(p['interaction_worst_s'])} | "
             f"{p['interaction_worst_widget'] or '-'} | {_ms(p['interaction_worst_wall_s'])} | "
-            f"{p['charts']} | {n_bytes / 1024:,.0f} | {ok} |"
+            f"{_ms(p.get('cached_worst_s'))} | {p['charts']} | {n_bytes / 1024:,.0f} | {ok} |"
         )
         if browser:
             b = browser.get(p["title"])
@@ -720,10 +784,16 @@ def markdown(pages: dict[str, Any]) -> str:
             f"{_ms(statistics.median(g for g, _ in gcs))} ms after a plain rerun, "
             f"{_ms(worst_gc[0])} ms on {worst_gc[1]}.",
         ]
-    lines += ["", "Widgets per page (median server ms; * = rerun as a fragment):", ""]
+    lines += [
+        "",
+        "Widgets per page (median server ms; * = rerun as a fragment; † = computed something "
+        "anew, and what: the ui.cache caches missed, or a unit of the lazy Trace):",
+        "",
+    ]
     for p in pages["pages"]:
         done = [
             f"{w['name']}{'*' if w['fragment'] else ''} {_ms(w['server_median_s'])}"
+            + (f" † ({', '.join(w['computed'])})" if w.get("computes") else "")
             + ("" if w["changed"] else " (value did not change)")
             for w in p["widgets"].values()
             if w["samples"]

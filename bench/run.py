@@ -408,6 +408,20 @@ def page_targets(pages: dict[str, Any], where: str = "") -> list[dict[str, Any]]
         f"interaction_worst_s / {pb.INTERACTION_LIMIT_S} s",
     )
     worst_page(
+        f"every page's interaction rerun on cached data <= {ms} (worst page, worst widget "
+        f"whose change computed nothing anew; server time, in units of {ms})",
+        [
+            (
+                p["cached_worst_s"] / pb.INTERACTION_LIMIT_S,
+                f"{p['title']}: {p['cached_worst_widget']}",
+            )
+            for p in rows
+            if p.get("cached_worst_s") is not None
+        ],
+        1.0,
+        f"cached_worst_s / {pb.INTERACTION_LIMIT_S} s",
+    )
+    worst_page(
         f"every page's plain rerun <= {ms} (worst page; server time, in units of {ms})",
         [
             (p["rerun_server_median_s"] / pb.INTERACTION_LIMIT_S, p["title"])

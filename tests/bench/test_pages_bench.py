@@ -149,6 +149,27 @@ def test_targets_and_table_show_the_interactions(measured: dict) -> None:
             assert name in table
 
 
+def test_changes_that_compute_anew_are_kept_apart_from_views_of_cached_data(
+    measured: dict,
+) -> None:
+    """A new dropout probability runs the model again (a dropout pass, DROPOUT_TRACES); a new
+    head reads patterns of a layer already computed: the first is not a rerun on cached data
+    and is kept out of the page's cached worst, the second is in it."""
+    pages = {p["page"]: p for p in measured["pages"]}
+    dropout_p = pages[DROPOUT]["widgets"]["dropout_p"]
+    assert dropout_p["computes"] and "DROPOUT_TRACES" in dropout_p["computed"]
+    assert "dropout_p" in pages[DROPOUT]["computing"]
+    assert pages[DROPOUT]["cached_worst_widget"] not in pages[DROPOUT]["computing"]
+    head = pages[ATTENTION]["widgets"]["attention_head"]
+    assert not head["computes"] and all(s["computed"] == [] for s in head["samples"][1:])
+    assert pages[ATTENTION]["cached_worst_widget"] == "attention_head"
+    assert pages[ATTENTION]["cached_worst_s"] == head["server_median_s"]
+    table = pb.markdown(measured)
+    assert "dropout_p" in table and "† (" in table and "| cached (ms) |" in table
+    targets = bench_run.page_targets(measured)
+    assert any("on cached data" in t["target"] for t in targets)
+
+
 TEXT_SETTER_APP = """
 import streamlit as st
 
