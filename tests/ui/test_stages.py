@@ -73,3 +73,12 @@ def test_a_lazy_section_missing_from_the_stage_table_is_refused() -> None:
     with pytest.raises(ValueError, match="stage table"):
         lazy_section("Unlisted", "attention_sec_unlisted", lambda: drawn.append(True))
     assert not drawn
+
+
+def test_the_readme_lists_every_pages_open_ids() -> None:
+    """README's table of `open` ids is the stage table's."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for stage in STAGES:
+        if stage.sections:
+            ids = ", ".join(f"`{short}`" for short in stage.sections)
+            assert f"| {stage.short_title} | {ids} |" in readme, stage.id
