@@ -26,6 +26,9 @@ The frame contract (pages rely on it):
   `get_dropout_trace(view, p, seed, layer)` and `get_last_logits(view, text, ids)` per their
   arguments too.
 - `ui.widgets.next_stage(view)` draws the Previous / Next controls at the bottom of a page.
+- `ui.widgets.lazy_section(label, key, draw)`: a section computed only while open; its key is
+  "<stage>_sec_<id>" with <id> listed in the page's `Stage.sections` (`ui.stages`), which is
+  what the link's `open=<id>,<id>` names (`ui.state.adopt_open_param`, `open_params`).
 - `ui.state.set_text(text, ids=None)` replaces the shared text (Generate appends tokens with
   it, passing the ids).
 - `ui.widgets.bounded_input(kind, label, lo, hi, value, key=...)` builds every slider and

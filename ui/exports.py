@@ -175,5 +175,5 @@ def export_sidebar(trace: Trace, params: dict[str, str]) -> None:
         ),
         icon=":material/download:",
     )
-    sb.caption(_("Link to this view (layer, head, position, knobs, lecture mode):"))
+    sb.caption(_("Link to this view (layer, head, position, knobs, lecture mode, open sections):"))
     sb.code(share_link(params), language=None, wrap_lines=True)

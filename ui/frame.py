@@ -34,6 +34,7 @@ from ui.settings import (
 from ui.stages import STAGE_BY_ID, STAGES, layer_stages
 from ui.state import (
     View,
+    adopt_open_param,
     adopt_query_params,
     clamp,
     clamp_notices,
@@ -368,6 +369,7 @@ def frame(stage_id: str) -> View | None:
         raise ValueError(f"unknown stage {stage_id!r}")
     init_state()
     notices, asked = adopt_query_params()  # the link's language first: every word follows it
+    notices += adopt_open_param(stage_id)  # the page's open sections (`open=`), before drawing
     adopt_present_param()  # lecture mode from `present=1` (ui.lecture), before the page config
     _page_config(stage_id)
     st.html(_PAGE_CSS)

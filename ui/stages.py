@@ -10,6 +10,8 @@ from pathlib import Path
 from ui.i18n import N_, _
 from ui.settings import APP_DIR
 
+SECTION_INFIX = "_sec_"  # a lazy section's key: stage id, "_sec_", short id
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -22,6 +24,9 @@ class Stage:
     note: str  # one line under the flowchart box; a msgid too
     path: str  # relative to app.py, e.g. "pages/3_Attention.py"
     per_layer: bool = False  # drawn once per layer: the walk repeats it for every block
+    # The page's lazy sections (`ui.widgets.lazy_section`), short ids in page order: the link's
+    # `open=steps,numpy` names them (`ui.state`); each one's key is `section_key(short)`.
+    sections: tuple[str, ...] = ()
 
     @property
     def url_path(self) -> str:
@@ -33,6 +38,11 @@ class Stage:
         """The sidebar's link and the walk's buttons: "3 · Multi-head self-attention", in the
         caller's language."""
         return f"{self.number} · {_(self.title)}"
+
+    def section_key(self, short: str) -> str:
+        """The element and session-state key of the page's lazy section `short`:
+        "attention_sec_steps" for ("attention", "steps")."""
+        return f"{self.id}{SECTION_INFIX}{short}"
 
     def exists(self) -> bool:
         """Whether the page file is there (a page can be left out of a deployment)."""
@@ -55,6 +65,7 @@ STAGES: tuple[Stage, ...] = (
         N_("Embeddings"),
         N_("ids → vectors, plus position"),
         "pages/2_Embeddings.py",
+        sections=("cosine", "neighbours", "article"),
     ),
     Stage(
         "attention",
@@ -64,6 +75,7 @@ STAGES: tuple[Stage, ...] = (
         N_("each token gathers from earlier tokens"),
         "pages/3_Attention.py",
         per_layer=True,
+        sections=("steps", "mask", "formula", "split", "numpy"),
     ),
     Stage(
         "feed_forward",
@@ -73,6 +85,7 @@ STAGES: tuple[Stage, ...] = (
         N_("each token alone, 4× wider"),
         "pages/4_Feed_forward.py",
         per_layer=True,
+        sections=("norms", "article"),
     ),
     Stage(
         "layer_norm",
@@ -82,6 +95,7 @@ STAGES: tuple[Stage, ...] = (
         N_("rescale every token's vector"),
         "pages/5_Layer_norm.py",
         per_layer=True,
+        sections=("numbers", "growth", "article"),
     ),
     Stage(
         "residual",
@@ -91,6 +105,7 @@ STAGES: tuple[Stage, ...] = (
         N_("add each block's output to the stream"),
         "pages/6_Residual.py",
         per_layer=True,
+        sections=("steps", "cosine", "article"),
     ),
     Stage(
         "dropout",
@@ -100,6 +115,7 @@ STAGES: tuple[Stage, ...] = (
         N_("random zeros, only in training"),
         "pages/7_Dropout.py",
         per_layer=True,
+        sections=("average", "article"),
     ),
     Stage(
         "output",
@@ -108,6 +124,7 @@ STAGES: tuple[Stage, ...] = (
         N_("Output"),
         N_("probabilities of the next token"),
         "pages/8_Output.py",
+        sections=("article", "pretraining"),
     ),
     Stage(
         "generate",
@@ -137,6 +154,8 @@ STAGES: tuple[Stage, ...] = (
     ),
 )
 STAGE_BY_ID: dict[str, Stage] = {s.id: s for s in STAGES}
+# Every lazy section's key, of every page (`ui.widgets.lazy_section` accepts only these).
+SECTION_KEYS: frozenset[str] = frozenset(s.section_key(x) for s in STAGES for x in s.sections)
 # Stages drawn once per layer, in walk order: the walk repeats them for every block.
 LAYER_STAGES: tuple[str, ...] = tuple(s.id for s in STAGES if s.per_layer)
 

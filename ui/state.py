@@ -7,7 +7,7 @@ numbers there. "ids" is the token ids the text came from when the app made it fr
 as "id,id,...": a token that ends inside a character decodes to U+FFFD, and re-encoding the text
 would analyse other tokens, so pages analyse these ids while they still decode to the text
 (`shared_ids`). "lang" is the interface language (`ui.i18n`). Query parameters: text, ids,
-model, layer, head, pos, lang."""
+model, layer, head, pos, lang, and `open` (the page's open lazy sections: `open_params`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from ui.i18n import LANG_KEY, LANGUAGES, SOURCE_LANGUAGE, _, browser_language, n
 from ui.lecture import present_params
 from ui.models import SNAPSHOT_PREFIX, canonical_model_id, model_offered, snapshot_manifest
 from ui.settings import MAX_TEXT_CHARS
+from ui.stages import STAGE_BY_ID
 from ui.text import DEFAULT_TEXT, SURROGATE, clean_text, quoted, text_fits_url
 
 SHARED_KEYS = ("text", "ids", "model_id", "layer", "head", "pos", "lang")
@@ -246,6 +247,7 @@ def view_params() -> dict[str, str]:
             out[name] = str(ss[key])
     out.update(intervention_params())
     out.update(present_params())  # lecture mode (ui.lecture, issue 15)
+    out.update(open_params())  # the page's open sections; not carried to another page
     return out
 
 
@@ -280,9 +282,82 @@ def intervention_params() -> dict[str, str]:
     return out
 
 
+# --- open sections: the page's lazy sections (ui.widgets.lazy_section) open in the link --------
+# `open=steps,numpy`: the short ids of the page's open sections (`ui.stages.Stage.sections`), in
+# the page's order. Each section's open state is its own session-state key
+# ("attention_sec_steps", the expander's); the frame names the page shown (`adopt_open_param`).
+OPEN_PARAM = "open"
+_PAGE = "_page"  # session state: the id of the page shown ("home" or a stage id)
+_MAX_OPEN_CHARS = 2000  # an `open` value is read up to here
+
+
+def page_sections(stage_id: str | None) -> tuple[str, ...]:
+    """The short ids of the lazy sections on page `stage_id` (none on the home page)."""
+    stage = STAGE_BY_ID.get(stage_id or "")
+    return stage.sections if stage is not None else ()
+
+
+def _open_ids(raw: str) -> list[str]:
+    """The ids of an `open` value ("steps, NumPy,steps" -> ["steps", "numpy"]): trimmed,
+    lower case, empty ones and repeats dropped."""
+    ids: list[str] = []
+    for part in raw[:_MAX_OPEN_CHARS].split(","):
+        short = part.strip().lower()
+        if short and short not in ids:
+            ids.append(short)
+    return ids
+
+
+def adopt_open_param(stage_id: str) -> list[str]:
+    """Remember that page `stage_id` is shown, and when the link's `open` differs from what the
+    app last wrote, open exactly the sections it names on this page (the page's others close).
+    Returns a notice for the ids this page has no section for (they are ignored)."""
+    ss = st.session_state
+    ss[_PAGE] = stage_id
+    raw = st.query_params.get(OPEN_PARAM)
+    if raw is None or raw == ss.get(_QP_WRITTEN, {}).get(OPEN_PARAM):
+        return []
+    asked = _open_ids(raw)
+    known = page_sections(stage_id)
+    if known:
+        stage = STAGE_BY_ID[stage_id]
+        for short in known:
+            ss[stage.section_key(short)] = short in asked
+    unknown = [short for short in asked if short not in known]
+    if not unknown:
+        return []
+    ids = quoted(", ".join(unknown), 60)
+    if not known:
+        return [
+            _(
+                "The link asks to open the section “{ids}”, but this page has no sections to "
+                "open; ignored."
+            ).format(ids=ids)
+        ]
+    return [
+        _(
+            "The link asks to open the section “{ids}”, which this page does not have; ignored "
+            "(its sections: {known})."
+        ).format(ids=ids, known=", ".join(known))
+    ]
+
+
+def open_params() -> dict[str, str]:
+    """The page's open sections as the `open` query parameter (none open: no parameter)."""
+    ss = st.session_state
+    stage_id = ss.get(_PAGE)
+    stage = STAGE_BY_ID.get(stage_id or "")
+    if stage is None:
+        return {}
+    opened = [short for short in stage.sections if bool(ss.get(stage.section_key(short)))]
+    return {OPEN_PARAM: ",".join(opened)} if opened else {}
+
+
 def nav_params(layer: int | None = None) -> dict[str, str]:
-    """The query parameters of a link to another page: the shared view, at `layer` if given."""
+    """The query parameters of a link to another page: the shared view, at `layer` if given,
+    without this page's open sections (another page has other sections)."""
     params = view_params()
+    params.pop(OPEN_PARAM, None)
     if layer is not None:
         params["layer"] = str(layer)
     return params

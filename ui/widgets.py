@@ -21,7 +21,7 @@ from engine.figures.common import (
 from ui.exports import png_config, svg_button
 from ui.i18n import _
 from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot, walk_order
-from ui.stages import STAGES, step_label, walk_neighbours
+from ui.stages import SECTION_KEYS, STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
 
 
@@ -169,7 +169,14 @@ def lazy_section(label: str, key: str, draw: Callable[[], None]) -> bool:
     `draw()`, runs only when it is open. Opening or closing it reruns the page (Streamlit's
     lazy expander, `st.expander(on_change="rerun")`). A closed section costs nothing on a
     rerun: no figure is built, serialised or sent, which is what keeps a page's rerun short
-    (issue 19) and its first screen short on a projector. Returns whether it is open."""
+    (issue 19) and its first screen short on a projector. Returns whether it is open.
+    `key` must be one of the stage table's section keys (`ui.stages.Stage.sections`: the
+    link's `open=` names them, `ui.state.open_params`); raises ValueError otherwise."""
+    if key not in SECTION_KEYS:
+        raise ValueError(
+            f"lazy section {key!r} is not in the stage table: add its short id to the page's "
+            "Stage(sections=...) in ui/stages.py"
+        )
     box = st.expander(label, key=key, on_change="rerun")
     if box.open:
         with box:

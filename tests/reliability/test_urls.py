@@ -230,6 +230,20 @@ def test_unknown_and_hostile_extra_parameters_are_dropped() -> None:
     assert not at.warning
 
 
+def test_a_huge_hostile_open_value_is_quoted_short_and_opens_only_real_sections() -> None:
+    raw = "steps," + "<img src=x onerror=alert(1)>,**b**,$x$," * 2_000 + "numpy"  # 78,000 chars
+    at = open_link("pages/3_Attention.py", open=raw)
+    assert not at.exception and not at.error
+    notice = [w.value for w in at.warning if "asks to open the section" in w.value]
+    assert len(notice) == 1 and len(notice[0]) < 300, warnings(at)
+    assert "\\<img" in notice[0] and "<img" not in notice[0].replace("\\<img", "")  # escaped
+    # the value is read up to 2,000 characters: "steps" is opened, "numpy" (at the end) is not
+    assert at.session_state["attention_sec_steps"] is True
+    assert at.session_state["attention_sec_numpy"] is False
+    params = at.query_params
+    assert params["open"] in ("steps", ["steps"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_survives_a_fully_hostile_link(page: str) -> None:
