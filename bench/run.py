@@ -408,8 +408,8 @@ def page_targets(pages: dict[str, Any], where: str = "") -> list[dict[str, Any]]
         f"interaction_worst_s / {pb.INTERACTION_LIMIT_S} s",
     )
     worst_page(
-        f"every page's interaction rerun on cached data <= {ms} (worst page, worst widget "
-        f"whose change computed nothing anew; server time, in units of {ms})",
+        f"every page's interaction rerun on cached data <= {ms} (worst page, worst widget, "
+        f"over the changes that computed nothing anew; server time, in units of {ms})",
         [
             (
                 p["cached_worst_s"] / pb.INTERACTION_LIMIT_S,

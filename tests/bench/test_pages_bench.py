@@ -158,10 +158,12 @@ def test_changes_that_compute_anew_are_kept_apart_from_views_of_cached_data(
     pages = {p["page"]: p for p in measured["pages"]}
     dropout_p = pages[DROPOUT]["widgets"]["dropout_p"]
     assert dropout_p["computes"] and "DROPOUT_TRACES" in dropout_p["computed"]
-    assert "dropout_p" in pages[DROPOUT]["computing"]
+    assert all("DROPOUT_TRACES" in x["computed"] for x in dropout_p["samples"])  # new p each time
+    assert dropout_p["cached_median_s"] is None and "dropout_p" in pages[DROPOUT]["computing"]
     assert pages[DROPOUT]["cached_worst_widget"] not in pages[DROPOUT]["computing"]
     head = pages[ATTENTION]["widgets"]["attention_head"]
-    assert not head["computes"] and all(s["computed"] == [] for s in head["samples"][1:])
+    assert not head["computes"] and all(x["computed"] == [] for x in head["samples"])
+    assert head["cached_median_s"] == head["server_median_s"]
     assert pages[ATTENTION]["cached_worst_widget"] == "attention_head"
     assert pages[ATTENTION]["cached_worst_s"] == head["server_median_s"]
     table = pb.markdown(measured)
