@@ -393,34 +393,24 @@ def page_targets(pages: dict[str, Any], where: str = "") -> list[dict[str, Any]]
 
     rows = pages.get("pages", [])
     ms = f"{pb.INTERACTION_LIMIT_S * 1e3:.0f} ms"
-    worst_page(
-        f"every page's interaction rerun <= {ms} (worst page, worst widget; server time, "
-        f"in units of {ms})",
-        [
-            (
-                p["interaction_worst_s"] / pb.INTERACTION_LIMIT_S,
-                f"{p['title']}: {p['interaction_worst_widget']}",
-            )
-            for p in rows
-            if p.get("interaction_worst_s") is not None
-        ],
-        1.0,
-        f"interaction_worst_s / {pb.INTERACTION_LIMIT_S} s",
-    )
-    worst_page(
-        f"every page's interaction rerun on cached data <= {ms} (worst page, worst widget, "
-        f"over the changes that computed nothing anew; server time, in units of {ms})",
-        [
-            (
-                p["cached_worst_s"] / pb.INTERACTION_LIMIT_S,
-                f"{p['title']}: {p['cached_worst_widget']}",
-            )
-            for p in rows
-            if p.get("cached_worst_s") is not None
-        ],
-        1.0,
-        f"cached_worst_s / {pb.INTERACTION_LIMIT_S} s",
-    )
+    for key, what in (
+        ("interaction", "worst page, worst widget"),
+        ("cached", "worst page, worst widget, over the changes that computed nothing anew"),
+    ):
+        worst_page(
+            f"every page's interaction rerun{' on cached data' if key == 'cached' else ''} "
+            f"<= {ms} ({what}; server time, in units of {ms})",
+            [
+                (
+                    p[f"{key}_worst_s"] / pb.INTERACTION_LIMIT_S,
+                    f"{p['title']}: {p[f'{key}_worst_widget']}",
+                )
+                for p in rows
+                if p.get(f"{key}_worst_s") is not None
+            ],
+            1.0,
+            f"{key}_worst_s / {pb.INTERACTION_LIMIT_S} s",
+        )
     worst_page(
         f"every page's plain rerun <= {ms} (worst page; server time, in units of {ms})",
         [

@@ -24,6 +24,7 @@ from engine.figures.common import (
     spec_figure,
     subplots_spec,
     token_labels,
+    update_axes,
     window,
 )
 from engine.figures.text import N_, _
@@ -171,11 +172,8 @@ def head_grid(
     for a in layout["annotations"]:
         marked = a["text"].startswith("▶")
         a["font"] = {"size": FONT_SIZE} | ({"color": "#d62728"} if marked else {})
-    for name, axis in layout.items():
-        if name.startswith(("xaxis", "yaxis")):
-            axis.update(type="category", showticklabels=False)
-            if name.startswith("yaxis"):
-                axis["autorange"] = "reversed"
+    hidden = {"type": "category", "showticklabels": False}
+    update_axes(layout, x=hidden, y={**hidden, "autorange": "reversed"})
     return spec_figure(spec, title, max(300, 300 * nrows + 60))
 
 
@@ -246,9 +244,7 @@ def query_steps_figure(
             spec["data"].append({**_minus_infinity_marks(labels, future), **axes})
     layout = spec["layout"]
     layout.update(showlegend=False, bargap=0.15)
-    for key, axis in layout.items():
-        if key.startswith("xaxis"):
-            axis.update(type="category", tickangle=-60)
+    update_axes(layout, x={"type": "category", "tickangle": -60})
     for row in (2, 3):
         layout[ref[row][0][0].layout_keys[1]]["rangemode"] = "tozero"
     for annotation in layout["annotations"]:

@@ -180,6 +180,32 @@ def curve_spec(
     }
 
 
+def bar_spec(x: Any, y: Any, name: str, colour: Any, hover: str, **extra: Any) -> dict[str, Any]:
+    """A bar trace as plotly's dict, for a figure built once (`spec_figure`): `colour` one
+    colour or one per bar, `hover` its hovertemplate, `extra` any other bar property."""
+    return {
+        "type": "bar",
+        "x": x,
+        "y": y,
+        "name": name,
+        "marker": {"color": colour},
+        "hovertemplate": hover,
+        **extra,
+    }
+
+
+def update_axes(
+    layout: dict[str, Any], x: dict[str, Any] | None = None, y: dict[str, Any] | None = None
+) -> None:
+    """Set the properties `x` on every x axis and `y` on every y axis of a figure dict's
+    `layout` (every panel's): plotly's `update_xaxes` / `update_yaxes` for a dict."""
+    for key, axis in layout.items():
+        if x and key.startswith("xaxis"):
+            axis.update(x)
+        elif y and key.startswith("yaxis"):
+            axis.update(y)
+
+
 def panels_spec(
     traces: Sequence[dict[str, Any]],
     titles: Sequence[str],

@@ -10,10 +10,12 @@ from engine.dropout_demo import MaskAverage, kept_mask
 from engine.figures.common import (
     PALETTE,
     SCALE_WEIGHTS,
+    bar_spec,
     colorscale,
     spec_figure,
     subplots_spec,
     token_labels,
+    update_axes,
     window,
 )
 from engine.figures.text import _
@@ -24,18 +26,6 @@ PANEL_AXIS = 64
 
 def _rounded(z: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(z, dtype=np.float64), 4)
-
-
-def _bars(x: list[str], y: np.ndarray, name: str, colour: str, hover: str) -> dict:
-    """A bar trace as plotly's dict (`spec_figure`)."""
-    return {
-        "type": "bar",
-        "x": x,
-        "y": y,
-        "name": name,
-        "marker": {"color": colour},
-        "hovertemplate": hover,
-    }
 
 
 def _rows_layout() -> dict:
@@ -95,11 +85,7 @@ def patterns_figure(
         for col, z in enumerate(panels)
     ]
     layout = spec["layout"]
-    for key, axis in layout.items():
-        if key.startswith("yaxis"):
-            axis["autorange"] = "reversed"
-        elif key.startswith("xaxis"):
-            axis["tickangle"] = -60
+    update_axes(layout, x={"tickangle": -60}, y={"autorange": "reversed"})
     layout[ref[0][0][0].layout_keys[1]]["title"] = {"text": _("query token")}
     return spec_figure(
         spec, _("One head's attention weights, dropout p = {p}").format(p=f"{p:g}"), 560
@@ -120,7 +106,7 @@ def query_row_figure(
     labels = token_labels(token_strs, 0, pos + 1)
     kept = kept_mask(pass_row[keys], dropped_row[keys])
     data = [
-        _bars(
+        bar_spec(
             labels,
             _rounded(row[keys]),
             name,
@@ -227,7 +213,7 @@ def average_row_figure(
         ),
     ):
         data.append(
-            _bars(
+            bar_spec(
                 labels,
                 _rounded(row),
                 name,

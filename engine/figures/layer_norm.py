@@ -13,12 +13,14 @@ import plotly.graph_objects as go
 
 from engine.figures.common import (
     PALETTE,
+    bar_spec,
     curve_spec,
     panels_spec,
     plotly_text,
     spec_figure,
     subplots_spec,
     token_labels,
+    update_axes,
     window,
 )
 from engine.figures.text import _
@@ -40,19 +42,6 @@ def stats_label(stats: LNStats) -> str:
     return f"{layer}·{'ln_1' if which == 'ln1' else 'ln_2'}"
 
 
-def _bar(x: object, y: object, name: str, colour: object, hover: str, **extra: object) -> dict:
-    """A bar trace as plotly's dict (`spec_figure`)."""
-    return {
-        "type": "bar",
-        "x": x,
-        "y": y,
-        "name": name,
-        "marker": {"color": colour},
-        "hovertemplate": hover,
-        **extra,
-    }
-
-
 def token_stats_figure(
     stats: LNStats, token_strs: list[str] | tuple[str, ...], title: str, start: int = 0
 ) -> go.Figure:
@@ -62,7 +51,7 @@ def token_stats_figure(
     lo, hi = span.start, span.stop
     x = token_labels(token_strs, lo, hi)
     bars = [
-        _bar(x, values[lo:hi], name, PALETTE[i], hover + "<extra></extra>")
+        bar_spec(x, values[lo:hi], name, PALETTE[i], hover + "<extra></extra>")
         for i, (values, name, hover) in enumerate(
             (
                 (stats.mean, _("mean"), _("token %{x}<br>mean %{y:.4f}")),
@@ -119,7 +108,7 @@ def feature_steps_figure(
     )
     idx = np.arange(x.size)
     spec["data"] = [
-        _bar(
+        bar_spec(
             idx,
             values,
             name,
@@ -142,7 +131,7 @@ def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Fig
     beta = np.asarray(beta, dtype=np.float64)
     idx = np.arange(gamma.size)
     bars = [
-        _bar(
+        bar_spec(
             idx,
             values,
             name,
@@ -260,7 +249,7 @@ def article_vs_gpt_figure(
             (_("article: whole tensor"), article, PALETTE[1]),
         ):
             spec["data"].append(
-                _bar(
+                bar_spec(
                     labels,
                     reduce(values[lo:hi], axis=-1),
                     name,
@@ -272,9 +261,7 @@ def article_vs_gpt_figure(
                 )
             )
     layout = spec["layout"]
-    for key, axis in layout.items():
-        if key.startswith("xaxis"):
-            axis["tickangle"] = -45
+    update_axes(layout, x={"tickangle": -45})
     layout.update(barmode="group", legend={"orientation": "h", "y": -0.35})
     return spec_figure(spec, _("The same vectors, normalised both ways"), 500)
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from engine.figures.common import HIGHLIGHT, PALETTE, spec_figure, subplots_spec
+from engine.figures.common import HIGHLIGHT, PALETTE, spec_figure, subplots_spec, update_axes
 from engine.figures.text import _
 
 BAND_COLOUR = "rgba(230, 159, 0, 0.18)"  # the phase change: PALETTE's orange, light
@@ -185,9 +185,7 @@ def head_score_curves(
                     }
                 )
     layout = spec["layout"]
-    for key, axis in layout.items():
-        if key.startswith("yaxis"):
-            axis["range"] = [0, 1.02]
+    update_axes(layout, y={"range": [0, 1.02]})
     last = ref[len(panels) - 1][0][0].layout_keys[0]  # the bottom panel's x axis
     layout[last]["title"] = {"text": _("training step")}
     shapes, annotations = _marks(band, band_label, step, rows=len(panels))

@@ -23,6 +23,7 @@ from engine.figures.common import (
     plotly_text,
     spec_figure,
     token_labels,
+    update_axes,
     window,
 )
 from engine.figures.text import _
@@ -208,11 +209,7 @@ def next_token_figure(lens: LogitLens, pos: int, next_label: str) -> go.Figure:
         lines, (_("probability"), _("rank (0 = the top guess)")), cols=2, spacing=0.12
     )
     layout = spec["layout"]
-    for key, axis in layout.items():
-        if key.startswith("yaxis"):
-            axis["rangemode"] = "tozero"
-        elif key.startswith("xaxis"):
-            axis["tickangle"] = -30
+    update_axes(layout, x={"tickangle": -30}, y={"rangemode": "tozero"})
     layout["showlegend"] = False
     return spec_figure(
         spec,
