@@ -137,7 +137,7 @@ st.caption(
     _(
         "Before GELU the hidden values spread on both sides of 0; after GELU the negative ones "
         "are squeezed to about 0 (the smallest GELU output is −0.17) and the positive ones pass "
-        "almost unchanged. The red dots are this token's units placed on the GELU curve."
+        "almost unchanged. The vermilion dots are this token's units placed on the GELU curve."
     )
 )
 

@@ -66,7 +66,7 @@ chart(
 )
 st.caption(
     _(
-        "Coloured bars: the size of each part (teal: embeddings, blue: attention, orange: "
+        "Coloured bars: the size of each part (sky blue: embeddings, blue: attention, orange: "
         "feed-forward). Dark bars: how much of that part points the way the final vector points."
     )
 )

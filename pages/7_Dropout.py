@@ -43,10 +43,11 @@ st.markdown(
         "weights and to the output of every sub-block; {trained_with}"
     ).format(trained_with=trained_with)
 )
+training, evaluation = _("training:"), _("evaluation:")  # words in the formula: translated
 st.latex(  # three rows: a display formula does not wrap (about 500 px at 1024 px)
-    r"\begin{gathered}"
-    r"\text{training: } \hat{x} = \frac{m \odot x}{1 - p},\; m_j \sim \mathrm{Bernoulli}(1-p)"
-    r"\\[4pt] \Rightarrow\; \mathbb{E}[\hat{x}] = x \\[8pt] \text{evaluation: } \hat{x} = x"
+    r"\begin{gathered}\text{" + training + r" } \hat{x} = \frac{m \odot x}{1 - p},\; "
+    r"m_j \sim \mathrm{Bernoulli}(1-p)"
+    r"\\[4pt] \Rightarrow\; \mathbb{E}[\hat{x}] = x \\[8pt] \text{" + evaluation + r" } \hat{x} = x"
     r"\end{gathered}"
 )
 

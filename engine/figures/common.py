@@ -254,10 +254,13 @@ NOT_MEASURABLE = "–"  # shown for a statistic averaged over nothing (or any no
 def shown(value: float | None, fmt: str = "{:.2f}") -> str:
     """`value` formatted with `fmt` for a table or a label, or NOT_MEASURABLE ("–") when it is
     None, NaN or infinite (a mean or maximum over an empty set, a missing next token); a user
-    never sees None, nan or inf."""
+    never sees None, nan or inf, nor a "-0.000" (a tiny negative rounded to zero: no sign)."""
     if value is None or not np.isfinite(float(value)):
         return NOT_MEASURABLE
-    return fmt.format(value)
+    text = fmt.format(value)
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
 
 
 def finite_or_none(values: np.ndarray) -> np.ndarray:

@@ -218,3 +218,12 @@ def test_fit_height_keeps_a_wrapped_title_where_it_was_from_the_top() -> None:
     fit_height(fig, 500)
     assert fig.layout.height == 500
     assert (1 - fig.layout.title.y) * 500 == pytest.approx(from_top)
+
+
+def test_shown_never_writes_none_nan_inf_or_a_negative_zero() -> None:
+    assert common.shown(None) == common.NOT_MEASURABLE
+    assert common.shown(float("nan")) == common.shown(float("inf")) == common.NOT_MEASURABLE
+    assert common.shown(-0.0001, "{:.3f}") == "0.000"  # not "-0.000"
+    assert common.shown(-0.0, "{:.2f}") == "0.00"
+    assert common.shown(-0.0006, "{:.3f}") == "-0.001"  # a real negative keeps its sign
+    assert common.shown(1.23456) == "1.23"
