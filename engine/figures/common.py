@@ -704,15 +704,35 @@ def _style_axes(spec: dict[str, Any], font: dict[str, Any], size: int, x_labels:
     layout = spec["layout"]
     names = _axis_names(spec)
     single_y = not any(k.startswith("yaxis") and k != "yaxis" for k in names)
+    single_x = not any(k.startswith("xaxis") and k != "xaxis" for k in names)
     for name in names:
         categories = _axis_categories(spec, name)
-        settings = _axis_settings(spec, name, categories, font, size, x_labels)
+        y = name.startswith("yaxis")
+        if y:  # a panel of small multiples labels only the rows its height has room for
+            limit = MAX_LABELLED if single_y else _labels_fit(layout, name, size + 4, 170)
+        else:  # a panel in a row of several has its share of the width
+            limit = x_labels if single_x else max(2, int(x_labels * _domain_share(layout, name)))
+        settings = _axis_settings(spec, name, categories, font, size, limit)
         _merge(layout, name, settings)
         if name == "yaxis" and categories is not None and layout.get("height") and single_y:
             # one label per row needs a row at least as tall as the text (one y axis only:
             # small multiples keep their size)
             rows = len(settings.get("tickvals", categories))
             layout["height"] = max(layout["height"], 170 + rows * (size + 4))
+
+
+def _domain_share(layout: dict[str, Any], name: str) -> float:
+    """The share of the plotting area that axis `name` spans (its `domain`; 1 without one)."""
+    lo, hi = layout.get(name, {}).get("domain", (0.0, 1.0))
+    return max(0.0, float(hi) - float(lo))
+
+
+def _labels_fit(layout: dict[str, Any], name: str, row_px: float, chrome_px: float) -> int:
+    """How many category labels y axis `name` can show, each a row of `row_px`: its share of
+    the figure's height less `chrome_px` for the title and margins (at most MAX_LABELLED,
+    at least 2)."""
+    panel = ((layout.get("height") or 450) - chrome_px) * _domain_share(layout, name)
+    return max(2, min(MAX_LABELLED, int(panel // row_px)))
 
 
 def _axis_settings(
@@ -723,7 +743,8 @@ def _axis_settings(
     size: int,
     x_labels: int,
 ) -> dict[str, Any]:
-    """The style merged into axis `name`: fonts, colours, and log or category ticks."""
+    """The style merged into axis `name`: fonts, colours, and log or category ticks (at most
+    `x_labels` category labels, along x or y)."""
     axis = spec["layout"].get(name, {})
     settings: dict[str, Any] = {
         "tickfont": font,
@@ -739,9 +760,7 @@ def _axis_settings(
     elif categories is not None and axis.get("tickmode") != "array":
         y = name.startswith("yaxis")
         ticks = category_ticks(
-            categories,
-            limit=MAX_LABELLED if y else x_labels,
-            chars=LABEL_CHARS_Y if y else LABEL_CHARS,
+            categories, limit=x_labels, chars=LABEL_CHARS_Y if y else LABEL_CHARS
         )
         if y:
             ticks["tickangle"] = 0
@@ -792,10 +811,11 @@ def _style_traces(spec: dict[str, Any], font: dict[str, Any], size: int) -> None
 
 
 def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
-    """Cap `fig`'s height at `height` px (in place; returns it) and thin the labels of a single
-    y axis of categories to every k-th so that each drawn label still has a row at least as tall
-    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 4 px; 170 px go to title and margins). A
-    title of several lines (`_wrap_titles`) stays as far from the top in pixels."""
+    """Cap `fig`'s height at `height` px (in place; returns it) and thin the labels of each y
+    axis of categories to every k-th so that each drawn label still has a row at least as tall
+    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 2 px, in the axis's share of the height less
+    120 px for title and margins). A title of several lines (`_wrap_titles`) stays as far from
+    the top in pixels."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
     before = fig.layout.height or 450  # plotly's default
     fig.layout.height = min(fig.layout.height or height, height)
@@ -804,12 +824,11 @@ def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
         # a title placed by `_wrap_titles` keeps its distance from the top in pixels
         title.y = 1 - (1 - title.y) * before / fig.layout.height
     spec = {"data": [t.to_plotly_json() for t in fig.data], "layout": fig.layout.to_plotly_json()}
-    if any(k.startswith("yaxis") and k != "yaxis" for k in _axis_names(spec)):
-        return fig
-    categories = _axis_categories(spec, "yaxis")
-    if categories is None:
-        return fig
-    fits = max(1, (fig.layout.height - 120) // (size + 2))
-    ticks = category_ticks(categories, limit=min(MAX_LABELLED, fits), chars=LABEL_CHARS_Y)
-    fig.update_yaxes(tickvals=ticks["tickvals"], ticktext=ticks["ticktext"])
+    for name in (k for k in _axis_names(spec) if k.startswith("yaxis")):
+        categories = _axis_categories(spec, name)
+        if categories is None:
+            continue
+        fits = _labels_fit(spec["layout"], name, size + 2, 120)
+        ticks = category_ticks(categories, limit=fits, chars=LABEL_CHARS_Y)
+        fig.layout[name].update(tickvals=ticks["tickvals"], ticktext=ticks["ticktext"])
     return fig

@@ -63,7 +63,7 @@ def token_stats_figure(
     spec, ref = panels_spec(
         bars,
         (_("mean over the features"), _("standard deviation over the features")),
-        spacing=0.08,
+        spacing=0.12,  # the lower panel's title (lecture type, 20 px) sits in the gap
     )
     layout = spec["layout"]
     layout[ref[1][0][0].layout_keys[0]]["tickangle"] = -45
@@ -105,7 +105,7 @@ def feature_steps_figure(
         rows=3,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.1,
+        vertical_spacing=0.14,  # room for a panel title wrapped onto two lines
     )
     idx = np.arange(x.size)
     spec["data"] = [
@@ -141,8 +141,8 @@ def gamma_beta_figure(gamma: np.ndarray, beta: np.ndarray, title: str) -> go.Fig
         )
         for i, (values, name) in enumerate(((gamma, "gamma"), (beta, "beta")))
     ]
-    spec, ref = panels_spec(
-        bars, (_("gamma (gain; 1 = unchanged)"), _("beta (bias; 0 = unchanged)"))
+    spec, ref = panels_spec(  # room for the lower panel's title wrapped onto two lines
+        bars, (_("gamma (gain; 1 = unchanged)"), _("beta (bias; 0 = unchanged)")), spacing=0.18
     )
     layout = spec["layout"]
     layout[ref[1][0][0].layout_keys[0]]["title"] = {"text": _("feature")}
