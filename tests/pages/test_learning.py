@@ -144,3 +144,23 @@ def test_the_page_ends_with_live_training_which_the_operator_can_turn_off(
     at = open_page(PAGE, TEXT, timeout=120)
     assert any("turned off" in i.value for i in at.info)
     assert not [b for b in at.button if b.key == "live_training_start"]
+
+
+def test_the_final_note_gives_both_losses_as_they_were_measured() -> None:
+    """The last step's note names the run's own held-out loss and the model card's loss on the
+    whole validation set (the home page's), each as recorded: they differ, and both are said."""
+    from engine.snapshots import history_of
+
+    raw = json.loads((BUNDLED_DIR / "config.json").read_text(encoding="utf-8"))
+    history = history_of(raw)
+    assert history is not None
+    card = raw["inside_gpt"]["bilingual_card"]["report"]["languages"]
+    note = " ".join(
+        node.value.args[0].value
+        for node in ast.parse((ROOT / PAGE).read_text(encoding="utf-8")).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FINAL_NOTE"
+    )
+    last = {lang: float(loss[-1]) for lang, loss in history.eval_loss.items()}
+    assert history.eval_steps[-1] == MANIFEST.final_step
+    assert f"English {last['en']:.2f}, Chinese {last['zh']:.2f}" in note
+    assert f"{card['en']['val_loss']:.2f} and {card['zh']['val_loss']:.2f}" in note
