@@ -636,8 +636,10 @@ def readable(
     near-black (TEXT_COLOUR), ticks, legend, colour bars, annotations and cell text at least
     FONT_SIZE px (LECTURE_FONT_SIZE in lecture mode), titles TITLE_SIZE (LECTURE_TITLE_SIZE),
     every category label drawn up to MAX_LABELLED (`category_ticks`; a figure with one y axis of
-    categories grows tall enough for one label per row; along x, plotly still hides labels that
-    overlap when the page is too narrow for them), log axes with plain labels (`log_ticks`).
+    categories grows tall enough for one label per row, while the panels of small multiples
+    label only as many rows as their share of the height holds and a panel in a row of several
+    its share of the x labels; along x, plotly still hides labels that overlap when the page is
+    too narrow for them), log axes with plain labels (`log_ticks`).
     Sizes are written on every element, not only on `layout.font`, so that a chart theme that
     sets its own axis fonts cannot shrink them; the UI draws with Streamlit's theme off as well
     (`st.plotly_chart(theme=None)`). Colours an element already has (a red marker on the
