@@ -148,7 +148,7 @@ def test_an_unknown_language_in_a_link_gets_a_notice_and_english() -> None:
     assert at.query_params["lang"] == "en"
 
 
-def test_two_sessions_in_two_languages_at_once() -> None:
+def test_two_sessions_in_two_languages_at_once(concurrent_apptest: None) -> None:
     """Two AppTest sessions run the Attention page at the same moment, one in each language:
     each sees only its own language (no process-wide gettext.install)."""
     results: dict[str, list[str]] = {}
@@ -166,7 +166,7 @@ def test_two_sessions_in_two_languages_at_once() -> None:
             errors.append(err)
 
     threads = [threading.Thread(target=run, args=(lang,)) for lang in ("en", "zh")]
-    for t in threads:
+    for t in threads:  # AppTest runs at once: the `concurrent_apptest` fixture (tests/conftest.py)
         t.start()
     for t in threads:
         t.join()

@@ -8,23 +8,12 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from unittest.mock import MagicMock
 
 import numpy as np
 import pytest
-from streamlit.runtime import Runtime
-from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
-from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
-from streamlit.runtime.media_file_manager import MediaFileManager
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-from streamlit.runtime.pages_manager import PagesManager
-from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1 import app_test as app_test_module
-from streamlit.testing.v1.util import patch_config_options
 
 from engine.capture import run_with_trace
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
@@ -61,46 +50,6 @@ TEXTS = [
     "<script>alert(1)</script> and $x$",
     "مرحبا بالعالم",
 ]
-
-
-@pytest.fixture
-def concurrent_apptest(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Let AppTest sessions run in parallel threads the way a real server runs sessions.
-
-    AppTest was written for one session at a time: around each run it swaps process-wide state
-    (`Runtime._instance`, set to a mock and back to None; `config.get_option`, patched for
-    `global.appTest`) and compiles the script afresh. Overlapping runs then undo each other's
-    swaps ("Runtime hasn't been created!", widgets AppTest can no longer read) and compile
-    concurrently (CPython 3.11's "AST constructor recursion depth mismatch"). A server keeps a
-    runtime for its whole life and one ScriptCache whose lock serialises compiles; this fixture
-    does the same for the test, so what runs concurrently is the app's own code."""
-    PagesManager(str(ROOT / "app.py"))  # sets PagesManager.uses_pages_directory (True) once
-    runtime = MagicMock(spec=Runtime)
-    runtime.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
-    runtime.dataframe_source_mgr = DataframeSourceManager()
-    runtime.cache_storage_manager = MemoryCacheStorageManager()
-
-    def instance(cls: type[Runtime]) -> Runtime:
-        return cls._instance if cls._instance is not None else runtime
-
-    compile_lock = threading.Lock()
-    get_bytecode = ScriptCache.get_bytecode
-
-    def locked_get_bytecode(self: ScriptCache, script_path: str) -> object:
-        with compile_lock:
-            return get_bytecode(self, script_path)
-
-    class PinnedPagesManager(PagesManager):
-        """AppTest resets `PagesManager.uses_pages_directory` to None before every run (so a
-        concurrent run briefly sees "not a pages/ app" and cannot find its page links); the
-        assignment lands on this subclass instead, and the base keeps the value the first run
-        found, as on a server."""
-
-    monkeypatch.setattr(app_test_module, "PagesManager", PinnedPagesManager)
-    monkeypatch.setattr(Runtime, "instance", classmethod(instance))
-    monkeypatch.setattr(ScriptCache, "get_bytecode", locked_get_bytecode)
-    with patch_config_options({"global.appTest": True}):
-        yield
 
 
 @pytest.fixture
