@@ -98,15 +98,6 @@ def base_layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
     return fig
 
 
-def curve(
-    x: Sequence, y: np.ndarray, name: str, colour: str, hover: str, dash: bool = False
-) -> go.Scatter:
-    """A thick line with markers: the style of every layer-by-layer curve (a `go.Scatter`).
-    `hover` is the trace's hovertemplate; `dash` draws the selected token's curve dashed."""
-    line = {"color": colour, "width": 3, **({"dash": "dash"} if dash else {})}
-    return go.Scatter(x=x, y=y, mode="lines+markers", line=line, name=name, hovertemplate=hover)
-
-
 @functools.lru_cache(maxsize=64)
 def _grid(n_titles: int, grid: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     """make_subplots's figure for one grid, as a dict with its grid reference, the titles
@@ -167,7 +158,9 @@ def spec_figure(spec: dict[str, Any], title: str, height: int) -> go.Figure:
 def curve_spec(
     x: Sequence, y: np.ndarray, name: str, colour: str, hover: str, dash: bool = False
 ) -> dict[str, Any]:
-    """`curve` as plotly's dict, for a figure built once (`spec_figure`)."""
+    """A thick line with markers as plotly's dict, for a figure built once (`spec_figure`): the
+    style of every layer-by-layer curve. `hover` is its hovertemplate; `dash` draws the selected
+    token's curve dashed."""
     line = {"color": colour, "width": 3, **({"dash": "dash"} if dash else {})}
     return {
         "type": "scatter",
@@ -212,8 +205,9 @@ def panels_spec(
     cols: int = 1,
     spacing: float = 0.1,
 ) -> tuple[dict[str, Any], Any]:
-    """`panels` as a figure dict and its grid reference (`subplots_spec`): the traces (plotly's
-    dicts) placed one per panel, for a figure built once (`spec_figure`)."""
+    """One panel per trace (plotly's dicts) as a figure dict and its grid reference
+    (`subplots_spec`): in one column (sharing the x axis, `spacing` between rows) or, with
+    `cols` = len(traces), in one row (`spacing` between columns); `titles` name the panels."""
     n = len(traces)
     grid = (
         {"rows": 1, "cols": cols, "horizontal_spacing": spacing}
@@ -226,26 +220,6 @@ def panels_spec(
         for i, trace in enumerate(traces)
     ]
     return spec, ref
-
-
-def panels(
-    traces: Sequence[go.Bar | go.Scatter],
-    titles: Sequence[str],
-    cols: int = 1,
-    spacing: float = 0.1,
-) -> go.Figure:
-    """One panel per trace, in one column (sharing the x axis, `spacing` between rows) or, with
-    `cols` = len(traces), in one row (`spacing` between columns); `titles` name the panels."""
-    n = len(traces)
-    grid = (
-        {"rows": 1, "cols": cols, "horizontal_spacing": spacing}
-        if cols > 1
-        else {"rows": n, "cols": 1, "shared_xaxes": True, "vertical_spacing": spacing}
-    )
-    fig = subplots(tuple(titles), **grid)
-    for i, trace in enumerate(traces):
-        fig.add_trace(trace, row=1 if cols > 1 else i + 1, col=i + 1 if cols > 1 else 1)
-    return fig
 
 
 NOT_MEASURABLE = "–"  # shown for a statistic averaged over nothing (or any non-finite value)
