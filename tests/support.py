@@ -130,6 +130,16 @@ def chart_list(at: AppTest) -> list[dict]:
     return [_valid_spec(c.proto.spec) for c in at.get("plotly_chart")]
 
 
+def view_link(at: AppTest) -> str:
+    """The address of the sidebar's link to this view (a Markdown link "[🔗 …](url)").
+    Raises AssertionError when the sidebar has none."""
+    for element in reversed(list(at.sidebar.markdown)):
+        found = re.fullmatch(r"\[🔗 [^\]]+\]\((\S+)\)", element.value)
+        if found:
+            return found.group(1)
+    raise AssertionError("no link to this view in the sidebar")
+
+
 def unique_text(prefix: str = "The cat sat on the mat") -> str:
     """A text no other test has used: its Trace is not in the process-wide cache yet."""
     return f"{prefix} {uuid.uuid4().hex[:6]}"

@@ -10,7 +10,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from engine.capture import run_with_trace
-from tests.support import ROOT
+from tests.support import ROOT, view_link
 from ui.exports import trace_npz
 
 TEXT = "To be, or not to be: to be."
@@ -36,8 +36,7 @@ def test_trace_npz_is_the_file_the_command_line_writes(tmp_path: Path) -> None:
 
 def _link(at: AppTest) -> dict[str, str]:
     """The query of the sidebar's "link to this view"."""
-    url = at.sidebar.code[-1].value
-    return dict(parse_qsl(urlsplit(url).query))
+    return dict(parse_qsl(urlsplit(view_link(at)).query))
 
 
 def _generate_once(params: dict[str, str]) -> tuple[AppTest, str]:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from streamlit.testing.v1 import AppTest
 
 from engine.lens import article as lens_article
-from tests.support import new_app, open_page
+from tests.support import new_app, open_page, view_link
 from tests.ui.test_widgets import click, stage_of
 from ui.stages import STAGE_BY_ID
 
@@ -32,7 +32,7 @@ def _param(at: AppTest, name: str) -> str | None:
 
 def _link(at: AppTest) -> dict[str, str]:
     """The query of the sidebar's "link to this view"."""
-    return dict(parse_qsl(urlsplit(at.sidebar.code[-1].value).query))
+    return dict(parse_qsl(urlsplit(view_link(at)).query))
 
 
 def _chart_keys(at: AppTest) -> list[str]:
