@@ -142,8 +142,10 @@ def _sidebar_navigation(current: str) -> None:
     for stage in ordered:
         if not stage.exists():
             continue
-        here = stage.id == current
-        label = _("**{stage}**  ◀ you are here").format(stage=stage.label) if here else stage.label
+        label = stage.label
+        if stage.id == current:  # the marker wraps as a whole (no-break spaces; see _PAGE_CSS)
+            marker = _("◀ you are here").replace(" ", "\u00a0")
+            label = f"**{label}** {marker}"
         if stage.id == per_layer[0]:
             first, last = STAGE_BY_ID[per_layer[0]], STAGE_BY_ID[per_layer[-1]]
             sb.caption(
@@ -355,10 +357,17 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
 
 
 # A display formula wider than the column (Output's softmax at 1024 px with the sidebar open)
-# scrolls sideways instead of being cut off.
+# scrolls sideways instead of being cut off. A sidebar link's label wraps onto a second line
+# instead of ending in "…" (Streamlit's page links keep one line: "11 · Learning: the model
+# during trai…" in the 255 px of a label), and Chinese wraps between words only (keep-all: at
+# spaces, not inside "你在这里").
+_NAV_LABEL = "[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']"
 _PAGE_CSS = (
     "<style>[data-testid='stMain'] .katex-display"
-    "{overflow-x:auto;overflow-y:hidden;max-width:100%}</style>"
+    "{overflow-x:auto;overflow-y:hidden;max-width:100%}"
+    f"{_NAV_LABEL} > span,{_NAV_LABEL} [data-testid='stMarkdownContainer'],{_NAV_LABEL} p"
+    "{white-space:normal;overflow:visible;text-overflow:clip;height:auto;line-height:1.4;"
+    "word-break:keep-all}</style>"
 )
 
 

@@ -67,11 +67,18 @@ HEIGHT_JS = """() => {
 }"""
 
 # What does not fit the page: a display formula wider than its box (KaTeX scrolls it, so the
-# end is hidden; 2 px of its own padding always overflow) and a chart title, subplot title or
-# axis title that reaches past its chart's sides or top (plotly cuts it at the edge), and a
-# chart title drawn over a panel title or the legend.
+# end is hidden; 2 px of its own padding always overflow), a sidebar link whose label is longer
+# than its box (Streamlit ends it in "…"; a collapsed sidebar's links have no width and are
+# skipped), a chart title, subplot title or axis title that reaches past its chart's sides or
+# top (plotly cuts it at the edge), and a chart title drawn over a panel title or the legend.
 FIT_JS = """() => {
   const cut = [];
+  const links = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]';
+  for (const label of document.querySelectorAll(`${links} [data-testid="stMarkdownContainer"]`)) {
+    const box = label.parentElement;  // the span that clips the label
+    if (box.clientWidth && box.scrollWidth > box.clientWidth + 1)
+      cut.push(`sidebar link cut: ${label.innerText.slice(0, 80)}`);
+  }
   for (const d of document.querySelectorAll('.katex-display')) {
     if (d.scrollWidth > d.clientWidth + 2)
       cut.push(`formula ${d.scrollWidth - d.clientWidth} px too wide: `
