@@ -106,6 +106,18 @@ FIT_JS = """() => {
   return cut;
 }"""
 
+# Tables that scroll sideways: columns wider than the table's box (Streamlit's data grid draws
+# its cells on a canvas, so the columns past the edge, and a header cut there, are only seen by
+# scrolling). Each as "<its headers (the grid's accessible table)>: <overflow> px".
+WIDE_TABLES_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+  .map(t => {
+    const s = t.querySelector('.dvn-scroller');
+    const headers = [...t.querySelectorAll('th')].map(h => h.innerText).join(' | ');
+    return s && s.scrollWidth > s.clientWidth + 1
+      ? `${headers.slice(0, 120)}: ${s.scrollWidth - s.clientWidth} px` : null;
+  })
+  .filter(x => x)"""
+
 # The frontend first probes "<page>/_stcore/health" and "<page>/_stcore/host-config" and falls
 # back to the root: every non-root page logs these two harmless 404s.
 BENIGN_404 = re.compile(r"/_stcore/(health|host-config)$")
@@ -218,7 +230,8 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     """Open one page (`path` under `base`, with `query`), wait until it is idle, screenshot it
     to ARTIFACTS/`name`.png (the whole page, at the context's width); return its state
     (STATE_JS) with the console errors (`errors`, the two benign 404s of a non-root page left
-    out), what did not fit the viewport's width (`cut`, FIT_JS) and the final `url`."""
+    out), what did not fit the viewport's width (`cut`, FIT_JS), the tables that scroll
+    sideways (`wide_tables`, WIDE_TABLES_JS) and the final `url`."""
     errors: list[str] = []
     page = context.new_page()
 
@@ -237,6 +250,7 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     page.goto(url, wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_S * 1000)
     _, state = wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
     cut = page.evaluate(FIT_JS)  # at the context's viewport, before the resize below
+    wide_tables = page.evaluate(WIDE_TABLES_JS)
     height = page.evaluate(HEIGHT_JS)
     if height > 900:
         width = (page.viewport_size or {"width": 1400})["width"]
@@ -246,6 +260,7 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     state["errors"] = errors
     state["cut"] = cut
+    state["wide_tables"] = wide_tables
     state["url"] = page.url
     page.close()
     return state
