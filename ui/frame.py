@@ -68,14 +68,14 @@ def _on_text() -> None:
     set_text(st.session_state["_w_text"])
 
 
-def _on_preset() -> None:
+def _on_preset(key: str = "_w_preset") -> None:
     ss = st.session_state
-    name = ss.get("_w_preset")
+    name = ss.get(key)
     for preset in PRESETS_TEXT:
         if preset.name == name:
             set_text(preset.text)
             ss["pos"] = None  # follow the last token of the new text
-    ss["_w_preset"] = None
+    ss[key] = None
 
 
 def _on_model() -> None:
@@ -142,8 +142,10 @@ def _sidebar_navigation(current: str) -> None:
     for stage in ordered:
         if not stage.exists():
             continue
-        here = stage.id == current
-        label = _("**{stage}**  ◀ you are here").format(stage=stage.label) if here else stage.label
+        label = stage.label
+        if stage.id == current:  # the marker wraps as a whole (no-break spaces; see _PAGE_CSS)
+            marker = _("◀ you are here").replace(" ", "\u00a0")
+            label = f"**{label}** {marker}"
         if stage.id == per_layer[0]:
             first, last = STAGE_BY_ID[per_layer[0]], STAGE_BY_ID[per_layer[-1]]
             sb.caption(
@@ -355,10 +357,17 @@ def _load_with_fallback(notices: list[str]) -> tuple[str, LoadedModel | None]:
 
 
 # A display formula wider than the column (Output's softmax at 1024 px with the sidebar open)
-# scrolls sideways instead of being cut off.
+# scrolls sideways instead of being cut off. A sidebar link's label wraps onto a second line
+# instead of ending in "…" (Streamlit's page links keep one line: "11 · Learning: the model
+# during trai…" in the 255 px of a label), and Chinese wraps between words only (keep-all: at
+# spaces, not inside "你在这里").
+_NAV_LABEL = "[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']"
 _PAGE_CSS = (
     "<style>[data-testid='stMain'] .katex-display"
-    "{overflow-x:auto;overflow-y:hidden;max-width:100%}</style>"
+    "{overflow-x:auto;overflow-y:hidden;max-width:100%}"
+    f"{_NAV_LABEL} > span,{_NAV_LABEL} [data-testid='stMarkdownContainer'],{_NAV_LABEL} p"
+    "{white-space:normal;overflow:visible;text-overflow:clip;height:auto;line-height:1.4;"
+    "word-break:keep-all}</style>"
 )
 
 
@@ -389,12 +398,7 @@ def frame(stage_id: str) -> View | None:
         return None
     if not text.strip():
         _show_notices(notices)
-        st.info(
-            _(
-                "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
-                "read it: every page then shows what happens inside."
-            )
-        )
+        _empty_text_hint()
         write_query_params()
         return None
     ids = shared_ids(loaded)
@@ -447,6 +451,37 @@ def _open_output_on_a_known_next_token(
     ss["_output_opened_on"] = (model_id, text)
     if not asked and n_tokens > 1 and ss["pos"] == n_tokens - 1:
         ss["pos"] = n_tokens - 2
+
+
+def _empty_text_hint() -> None:
+    """What a page shows while the text box is empty: where to type. Lecture mode starts with
+    the sidebar collapsed, so there the hint says where it opens and offers the lecture presets
+    in the page itself (element key "_w_preset_main"; the same choice as the sidebar's box)."""
+    if not lecture_mode():
+        st.info(
+            _(
+                "✍️ Type a text in the sidebar (or choose a lecture preset) and the model will "
+                "read it: every page then shows what happens inside."
+            )
+        )
+        return
+    st.info(
+        _(
+            "✍️ Lecture mode keeps the sidebar closed: open it with » at the top left to type a "
+            "text, or choose a prepared text below. The model will read it: every page then "
+            "shows what happens inside."
+        )
+    )
+    st.selectbox(
+        _("Lecture presets"),
+        [p.name for p in PRESETS_TEXT],
+        index=None,
+        placeholder=_("Choose a prepared text…"),
+        key="_w_preset_main",
+        format_func=_,
+        on_change=_on_preset,
+        args=("_w_preset_main",),
+    )
 
 
 def _show_notices(notices: list[str]) -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.trace import Trace
 from ui.i18n import N_, _, language_control
-from ui.stages import ORDERS
+from ui.stages import ORDERS, Stage
 
 PRESENT_KEY = "present"  # session state: bool, lecture mode on
 PRESENT_PARAM = "present"  # query parameter: "1" on, absent (or "0") off
@@ -158,7 +158,7 @@ _LECTURE_CSS = """<style>
 [data-testid="stMain"] .katex-display{overflow-x:auto;overflow-y:hidden;max-width:100%}
 [data-testid="stMain"] p,[data-testid="stMain"] li{font-size:1.15rem}
 .st-key-lecture_bar [data-testid="stMarkdownContainer"] p
-{font-size:1.05rem;line-height:1.2;margin:0}
+{font-size:1.05rem;line-height:1.2;margin:0;word-break:keep-all}
 </style>"""
 
 # What to say, what to point at, and which preset shows it (marked for translation, shown with _).
@@ -287,6 +287,18 @@ def _step_button(col: Any, arrow: str, key: str, step: Any, primary: bool = Fals
     )
 
 
+def bar_title(stage: Stage) -> str:
+    """The lecture bar's name of `stage`, in the session's language: its number and short name,
+    the flowchart box's ("3 · Attention"). At 1024 px the bar's title column is 219 px wide; the
+    longest of these names, "7 · Dropout（暂退法）", takes 187 px in the bar's bold type (Chromium),
+    while the full titles took up to 329 px ("11 · Learning: the model during training"; "3 ·
+    Multi-head self-attention · layer 11" 310) and wrapped, in Chinese one or two characters
+    onto a second line ("8 · 输出概率与对数几率透" / "镜"). The layer select beside it names
+    the layer; the browser tab keeps the page's full title."""
+    name = _(stage.short_title)
+    return f"{stage.number} · {name}"
+
+
 def lecture_bar(stage_id: str, trace: Trace) -> None:
     """In lecture mode, what the frame draws above a stage page's own content: the compact
     control bar (previous, layer, head, position, next, language; element keys "bar_prev",
@@ -310,11 +322,8 @@ def lecture_bar(stage_id: str, trace: Trace) -> None:
     prev = prev if prev is not None and prev[0].exists() else None
     nxt = nxt if nxt is not None and nxt[0].exists() else None
     with st.container(key="lecture_bar"):
-        heading = _(stage.title)
-        if stage.per_layer:
-            heading = _("{stage} · layer {layer}").format(stage=heading, layer=ss["layer"])
         title, *cols = st.columns([1.9, 0.6, 1, 1.2, 1.2, 0.8, 1.3], vertical_alignment="center")
-        title.markdown(f"**{stage.number} · {heading}**")
+        title.markdown(f"**{bar_title(stage)}**")
         _step_button(cols[0], "←", "bar_prev", prev)
         for col, shared, n, label in (
             (cols[1], "layer", cfg.n_layer, _("Layer {n}")),

@@ -44,27 +44,60 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     svg_button(fig, key, where)
 
 
-# Width of a table header in pixels at Streamlit's 14 px header font: a wide (CJK) character is
-# about 14 px, any other about 8 px; plus the cell padding and the sort arrow.
-_HEADER_PX_NARROW, _HEADER_PX_WIDE, _HEADER_PAD_PX = 8, 14, 36
+# Widths of characters in Streamlit's table font (Source Sans at 14 px), rounded up from
+# Chromium's measurements (canvas measureText in the app): the thin ones at most 4.9 px, most
+# lower-case letters and digits 5.9-7.8, capitals up to 9.3, m w M W % @ 10-12, a wide (CJK)
+# character 14. A cell needs its text plus 8 px of padding on each side; a header 20 px more,
+# for the sort arrow and the column menu.
+_THIN_CHARS = frozenset(" |ijlIf!'.,:;·()[]{}-tr/\\")
+_BROAD_CHARS = frozenset("mwMW%@—…")
+_PX_THIN, _PX_NARROW, _PX_CAPITAL, _PX_BROAD, _PX_WIDE = 5, 8, 9, 12, 14
+_CELL_PAD_PX, _HEADER_PAD_PX = 16, 36
+
+
+def text_px(text: str) -> int:
+    """The pixels `text` takes in a table cell's font (an upper estimate from its characters:
+    East Asian wide ones by `unicodedata.east_asian_width`, the others by shape)."""
+
+    def px(c: str) -> int:
+        if unicodedata.east_asian_width(c) in "WF":
+            return _PX_WIDE
+        if c in _THIN_CHARS:
+            return _PX_THIN
+        if c in _BROAD_CHARS:
+            return _PX_BROAD
+        return _PX_CAPITAL if c.isupper() else _PX_NARROW
+
+    return sum(px(c) for c in text)
 
 
 def header_px(text: str) -> int:
-    """The pixels a dataframe header `text` needs to be shown whole (an estimate from its
-    characters' East Asian width, `unicodedata.east_asian_width`)."""
-    wide = sum(unicodedata.east_asian_width(c) in "WF" for c in text)
-    return (len(text) - wide) * _HEADER_PX_NARROW + wide * _HEADER_PX_WIDE + _HEADER_PAD_PX
+    """The pixels a dataframe header `text` needs to be shown whole: its text, the cell padding,
+    the sort arrow and the column menu."""
+    return text_px(text) + _HEADER_PAD_PX
+
+
+def column_widths(df: pd.DataFrame) -> dict[str, int]:
+    """Each column's width in pixels for `table`: as wide as its header (`header_px`) or its
+    widest cell (its text and the padding), whichever is wider. Keys are the column names as
+    strings."""
+    return {
+        str(col): max(
+            header_px(str(col)),
+            max((text_px(str(v)) + _CELL_PAD_PX for v in df[col]), default=0),
+        )
+        for col in df.columns
+    }
 
 
 def table(df: pd.DataFrame, *, key: str | None = None, where: Any = None) -> None:
     """`st.dataframe` of `df` (no index, full width) with every column at least as wide as its
-    header, so that no header is cut ("entrop…"): Streamlit sizes columns by their cells."""
-    config = {
-        str(col): st.column_config.Column(
-            width=max(header_px(str(col)), max((header_px(str(v)) for v in df[col]), default=0))
-        )
-        for col in df.columns
-    }
+    header (`column_widths`), so that no header is cut ("entrop…"): Streamlit sizes columns by
+    their cells. The estimate is kept tight because columns wider than the table's box make it
+    scroll sideways, which cuts the last header at the box's edge ("entropy (na"): the
+    attention page's head table (8 columns) fits the page body at 1400 px with the sidebar
+    open and at 1024 px in lecture mode. Narrower, it scrolls."""
+    config = {col: st.column_config.Column(width=width) for col, width in column_widths(df).items()}
     (where or st).dataframe(df, hide_index=True, width="stretch", column_config=config, key=key)
 
 

@@ -67,11 +67,18 @@ HEIGHT_JS = """() => {
 }"""
 
 # What does not fit the page: a display formula wider than its box (KaTeX scrolls it, so the
-# end is hidden; 2 px of its own padding always overflow) and a chart title, subplot title or
-# axis title that reaches past its chart's sides or top (plotly cuts it at the edge), and a
-# chart title drawn over a panel title or the legend.
+# end is hidden; 2 px of its own padding always overflow), a sidebar link whose label is longer
+# than its box (Streamlit ends it in "…"; a collapsed sidebar's links have no width and are
+# skipped), a chart title, subplot title or axis title that reaches past its chart's sides or
+# top (plotly cuts it at the edge), and a chart title drawn over a panel title or the legend.
 FIT_JS = """() => {
   const cut = [];
+  const links = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]';
+  for (const label of document.querySelectorAll(`${links} [data-testid="stMarkdownContainer"]`)) {
+    const box = label.parentElement;  // the span that clips the label
+    if (box.clientWidth && box.scrollWidth > box.clientWidth + 1)
+      cut.push(`sidebar link cut: ${label.innerText.slice(0, 80)}`);
+  }
   for (const d of document.querySelectorAll('.katex-display')) {
     if (d.scrollWidth > d.clientWidth + 2)
       cut.push(`formula ${d.scrollWidth - d.clientWidth} px too wide: `
@@ -98,6 +105,18 @@ FIT_JS = """() => {
   }
   return cut;
 }"""
+
+# Tables that scroll sideways: columns wider than the table's box (Streamlit's data grid draws
+# its cells on a canvas, so the columns past the edge, and a header cut there, are only seen by
+# scrolling). Each as "<its headers (the grid's accessible table)>: <overflow> px".
+WIDE_TABLES_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+  .map(t => {
+    const s = t.querySelector('.dvn-scroller');
+    const headers = [...t.querySelectorAll('th')].map(h => h.innerText).join(' | ');
+    return s && s.scrollWidth > s.clientWidth + 1
+      ? `${headers.slice(0, 120)}: ${s.scrollWidth - s.clientWidth} px` : null;
+  })
+  .filter(x => x)"""
 
 # The frontend first probes "<page>/_stcore/health" and "<page>/_stcore/host-config" and falls
 # back to the root: every non-root page logs these two harmless 404s.
@@ -211,7 +230,8 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     """Open one page (`path` under `base`, with `query`), wait until it is idle, screenshot it
     to ARTIFACTS/`name`.png (the whole page, at the context's width); return its state
     (STATE_JS) with the console errors (`errors`, the two benign 404s of a non-root page left
-    out), what did not fit the viewport's width (`cut`, FIT_JS) and the final `url`."""
+    out), what did not fit the viewport's width (`cut`, FIT_JS), the tables that scroll
+    sideways (`wide_tables`, WIDE_TABLES_JS) and the final `url`."""
     errors: list[str] = []
     page = context.new_page()
 
@@ -230,6 +250,7 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     page.goto(url, wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_S * 1000)
     _, state = wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
     cut = page.evaluate(FIT_JS)  # at the context's viewport, before the resize below
+    wide_tables = page.evaluate(WIDE_TABLES_JS)
     height = page.evaluate(HEIGHT_JS)
     if height > 900:
         width = (page.viewport_size or {"width": 1400})["width"]
@@ -239,6 +260,7 @@ def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) 
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     state["errors"] = errors
     state["cut"] = cut
+    state["wide_tables"] = wide_tables
     state["url"] = page.url
     page.close()
     return state

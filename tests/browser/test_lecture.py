@@ -174,7 +174,8 @@ def test_arrow_keys_walk_every_stage_and_layer_and_spare_the_text_box(server: st
             browser.close()
 
 
-# Where the main figure is and whether anything in the main column sticks out to the right.
+# Where the main figure is, whether anything in the main column sticks out to the right, and the
+# lecture bar's height and its title's number of lines.
 LAYOUT_JS = """(key) => {
   const main = document.querySelector('[data-testid="stMainBlockContainer"]');
   const chart = document.querySelector(`.st-key-${key}`);
@@ -183,7 +184,12 @@ LAYOUT_JS = """(key) => {
   const wide = [...main.querySelectorAll('.stElementContainer, [data-testid="stHorizontalBlock"]')]
     .filter(e => e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().right > limit)
     .map(e => e.className.slice(0, 80));
+  const bar = document.querySelector('.st-key-lecture_bar');
+  const title = bar && bar.querySelector('[data-testid="stMarkdownContainer"] p');
+  const lineHeight = title && parseFloat(getComputedStyle(title).lineHeight);
   return {
+    bar: bar && {height: bar.getBoundingClientRect().height, title: title.innerText,
+                 lines: title.getBoundingClientRect().height / lineHeight},
     box: box && {top: box.top, bottom: box.bottom, left: box.left, right: box.right},
     view: {width: innerWidth, height: innerHeight},
     docScroll: document.documentElement.scrollWidth,
@@ -193,13 +199,21 @@ LAYOUT_JS = """(key) => {
 }"""
 
 
-@pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
+# The lecture bar's height at 1024x768: its buttons' (45 px), whatever the title.
+BAR_PX = 45
+
+
+@pytest.mark.parametrize(
+    ("size", "lang"), [((1024, 768), "en"), ((1024, 768), "zh"), ((1280, 720), "en")]
+)
 def test_lecture_mode_shows_each_main_figure_without_scrolling(
-    server: str, size: tuple[int, int]
+    server: str, size: tuple[int, int], lang: str
 ) -> None:
     """In lecture mode (present=1) every stage opens with its main figure inside the viewport
     (no scrolling; Generate's once a token is sampled, Cause and effect's once heads are knocked
-    out) and nothing in the main column overflows horizontally."""
+    out), nothing in the main column overflows horizontally, and the bar's title is one line
+    (in Chinese, "8 · 输出概率与对数几率透镜" put "镜" on a second) in a bar no taller than
+    its buttons."""
     from playwright.sync_api import sync_playwright
 
     from ui.lecture import MAIN_CHART
@@ -212,7 +226,7 @@ def test_lecture_mode_shows_each_main_figure_without_scrolling(
             context = browser.new_context(viewport={"width": size[0], "height": size[1]})
             page = context.new_page()
             for stage in STAGES:
-                query = {"present": "1"}
+                query = {"present": "1", "lang": lang}
                 if stage.id == "intervene":  # its figures appear once something is knocked out
                     query["ablate"] = "1.0,1.1"
                 page.goto(
@@ -239,6 +253,11 @@ def test_lecture_mode_shows_each_main_figure_without_scrolling(
                     problems.append(f"{stage.id}: horizontal overflow {got}")
                 if got["wide"]:
                     problems.append(f"{stage.id}: wider than the column: {got['wide']}")
+                bar = got["bar"]
+                if bar is None or bar["lines"] > 1.2 or bar["height"] > BAR_PX + 0.5:
+                    problems.append(
+                        f"{stage.id}: no bar, or its title is not one line in {BAR_PX} px: {bar}"
+                    )
         finally:
             browser.close()
     assert not problems, "\n".join(problems)

@@ -63,3 +63,37 @@ def test_every_page_renders_in_chromium_without_errors(server: str) -> None:
     assert not problems, "\n".join(problems)
     for name in ["0_home", *[f"{s.number}_{s.id}" for s in stages]]:
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_every_page_fits_a_laptop_screen_with_its_tables_and_sidebar_whole(server: str) -> None:
+    """At 1400 px with the sidebar open (a laptop), in English: on the home page and every stage
+    page no sidebar link is cut (FIT_JS: "11 · Learning: the model during trai…" was), nothing
+    else FIT_JS checks is cut, and no table scrolls sideways (the attention page's head table
+    did, its last header cut to "entropy (na")."""
+    from playwright.sync_api import sync_playwright
+
+    stages = [s for s in STAGES if (ROOT / s.path).is_file()]
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        try:
+            visits = [("", "1400_0_home")] + [
+                (s.url_path, f"1400_{s.number}_{s.id}") for s in stages
+            ]
+            for path, name in visits:
+                query = {"text": "The cat sat on the mat. The cat sat on the"}
+                if path == "Intervene":  # its tables appear once something is knocked out
+                    query["ablate"] = "1.0,1.1"
+                state = visit(context, server, path, query, name)
+                label = path or "home"
+                if state["exceptions"] or state["errors"]:
+                    problems.append(f"{label}: {state['exceptions']} {state['errors']}")
+                if state["cut"]:
+                    problems.append(f"{label}: does not fit 1400 px: {state['cut']}")
+                if state["wide_tables"]:
+                    problems.append(f"{label}: tables scroll sideways: {state['wide_tables']}")
+        finally:
+            context.close()
+            browser.close()
+    assert not problems, "\n".join(problems)

@@ -121,37 +121,43 @@ def test_empty_text_shows_a_friendly_prompt_not_an_error() -> None:
     at.run()
     assert not at.exception
     assert not at.error
-    assert any("Type a text" in i.value for i in at.info)
+    assert [i.value for i in at.info if i.proto.icon == "✍️"] == [  # the emoji is the icon
+        "Type a text in the sidebar (or choose a lecture preset) and the model will read it: "
+        "every page then shows what happens inside."
+    ]
     assert not at.get("plotly_chart")
     assert at.text_area(key="_w_text").value == "   "
+    assert "_w_preset_main" not in {s.key for s in at.main.selectbox}  # the sidebar has one
 
 
-def test_text_longer_than_the_context_says_how_many_tokens_were_kept(
-    tiny_loaded: LoadedModel,
-) -> None:
-    long_text = next(p for p in PRESETS_TEXT if p.name == "Long paragraph").text
-    n_total = len(tiny_loaded.tokenizer.encode(long_text))
-    n_ctx = PRESETS["tiny"].n_ctx
-    assert n_total > n_ctx
-    at = new_app({"text": long_text})
-    at.switch_page("pages/1_Tokens.py")
-    at.run()
-    assert not at.exception
-    notice = " ".join(w.value for w in at.warning)
-    assert f"{n_total} tokens" in notice
-    assert f"first {n_ctx}" in notice
-    assert f"last {n_total - n_ctx}" in notice
-    assert at.text_area(key="_w_text").value == long_text
-
-
-def test_the_selected_last_token_follows_the_end_when_the_text_grows() -> None:
-    at = new_app({"text": "one two"})
-    at.switch_page("pages/1_Tokens.py")
-    at.run()
-    n_before = at.session_state["_n_tokens"]
-    assert at.session_state["pos"] == n_before - 1
-    at.text_area(key="_w_text").input("one two three four").run()
-    assert at.session_state["pos"] == at.session_state["_n_tokens"] - 1 > n_before - 1
-    at.selectbox(key="tokens_pos").set_value(0).run()
-    at.text_area(key="_w_text").input("one two three four five").run()
-    assert at.session_state["pos"] == 0
+def test_empty_text_in_lecture_mode_says_where_the_sidebar_opens_and_offers_the_presets() -> None:
+    """Lecture mode collapses the sidebar: the hint says where it opens (» at the top left) and
+    a preset box in the page itself offers the prepared texts, on a stage page and on the home
+    page, in both languages; choosing one sets the text, and the stage then draws its lecture
+    bar and figures."""
+    chinese = next(p for p in PRESETS_TEXT if p.name == "Chinese sentence")
+    for page, lang, words in (
+        ("pages/3_Attention.py", "en", "Lecture mode keeps the sidebar closed: open it with »"),
+        ("pages/3_Attention.py", "zh", "课堂模式下侧边栏是收起的：点左上角的 » 打开它"),
+        ("app.py", "en", "Lecture mode keeps the sidebar closed: open it with »"),
+        ("app.py", "zh", "课堂模式下侧边栏是收起的：点左上角的 » 打开它"),
+    ):
+        at = new_app({"text": "", "present": "1", "lang": lang})
+        if page != "app.py":
+            at.switch_page(page)
+        at.run()
+        assert not at.exception and not at.error
+        hints = [i.value for i in at.info if i.proto.icon == "✍️"]
+        assert len(hints) == 1 and hints[0].startswith(words), hints
+        box = at.main.selectbox(key="_w_preset_main")
+        assert box.value is None and len(box.options) == len(PRESETS_TEXT), box.options
+        if lang != "en":  # AppTest's rerun looks the other widgets' values up among their
+            continue  # options by English names, which the Chinese labels are not
+        box.set_value(chinese.name).run()
+        assert not at.exception
+        assert at.session_state["text"] == chinese.text
+        assert at.query_params["text"] in (chinese.text, [chinese.text])
+        assert "_w_preset_main" not in {s.key for s in at.main.selectbox}
+        if page != "app.py":
+            assert "bar_next" in {b.key for b in at.button}  # the lecture bar is back
+            assert at.get("plotly_chart")

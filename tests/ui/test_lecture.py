@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 from engine.config import PRESETS
 from tests.support import ROOT
 from tests.ui.test_widgets import stage_of
-from ui.lecture import LECTURE_MAIN_HEIGHT, MAIN_CHART, SPEAKER_NOTES
-from ui.stages import STAGES
+from ui.lecture import LECTURE_MAIN_HEIGHT, MAIN_CHART, SPEAKER_NOTES, bar_title
+from ui.stages import STAGE_BY_ID, STAGES
 
 
 def _open(page: str, **params: str) -> AppTest:
@@ -36,6 +36,23 @@ def test_present_link_opens_the_lecture_bar_and_keeps_the_parameter() -> None:
     # The bar's layer select moves the shared layer (and the URL follows).
     at.selectbox(key="_w_bar_layer").set_value(0).run()
     assert at.session_state["layer"] == 0
+
+
+def test_the_bar_names_each_stage_by_its_short_name_in_both_languages() -> None:
+    """The bar's title is the stage's number and flowchart name, without the layer (the layer
+    select beside it shows it): one line in the bar's 219 px at 1024 px (tests/browser)."""
+    for lang, page, expected in (
+        ("en", "pages/8_Output.py", "**8 · Output**"),
+        ("en", "pages/3_Attention.py", "**3 · Attention**"),
+        ("zh", "pages/8_Output.py", "**8 · 输出**"),
+        ("zh", "pages/7_Dropout.py", "**7 · Dropout（暂退法）**"),
+    ):
+        at = _open(page, text="To be, or not to be: to be.", present="1", layer="1", lang=lang)
+        titles = [
+            m.value for m in at.main.markdown if m.value.startswith("**") and " · " in m.value
+        ]
+        assert titles[:1] == [expected], titles
+    assert bar_title(STAGE_BY_ID["learning"]) == "11 · Learning"
 
 
 def test_bar_next_steps_the_walk_and_the_toggle_turns_lecture_mode_off() -> None:

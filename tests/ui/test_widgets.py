@@ -6,6 +6,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from engine.config import PRESETS
+from engine.trace import Trace
 from tests.support import ROOT, new_app
 from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, walk_neighbours
 
@@ -84,3 +85,65 @@ def test_previous_from_attention_in_layer_one_goes_to_dropout_of_layer_zero() ->
         any(label.startswith("Next: 4 · Feed-forward (layer 1)") for label in labels)
         or not (ROOT / "pages/4_Feed_forward.py").is_file()
     )
+
+
+# Widths Chromium measured for these texts in Streamlit's table font (Source Sans, 14 px;
+# canvas measureText in the running app), in pixels.
+MEASURED_PX = {
+    "entropy (nats)": 82.2,
+    "first-token sink": 86.4,
+    "previous-token": 88.1,
+    "induction": 56.2,
+    "layer": 28.9,
+    "head": 29.2,
+    "self": 20.5,
+    "validation loss": 84.0,
+    "熵（奈特）": 70.0,
+    "首词元汇点": 70.0,
+    "注意力头": 56.0,
+    "abcdefghijklmnopqrstuvwxyz": 171.7,
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ": 206.1,
+    "0123456789": 69.6,
+    "mmmmmmmmmm": 116.1,
+    "WWWWWWWWWW": 110.0,
+}
+
+
+def test_text_px_is_at_least_the_measured_width_and_at_most_30_percent_more() -> None:
+    """The estimate never cuts a header, and is not so generous that the head table outgrows
+    its box (8 px for every character was 36-56 % over on its headers)."""
+    from ui.widgets import text_px
+
+    for text, px in MEASURED_PX.items():
+        assert px <= text_px(text) <= 1.3 * px, (text, text_px(text), px)
+
+
+# The width of a full-width table's box, measured in Chromium: the page body at 1400 px with the
+# sidebar open (881 px) and at 1024 px in lecture mode, the sidebar collapsed (986 px).
+BOX_PX = {"laptop": 881, "lecture": 986}
+
+
+def test_the_head_table_fits_a_laptop_page_and_the_lecture_view(tiny_trace: Trace) -> None:
+    """The attention page's head table, with the widest role name in its label column, is no
+    wider than its box at 1400 px in English and at 1024 px in lecture mode in both languages:
+    wider, the table scrolls sideways and its last header is cut ("entropy (na")."""
+    import pandas as pd
+
+    from engine.figures.attention import HEAD_ROLE_NAMES, head_scores_table
+    from engine.lens.heads import head_scores
+    from ui.i18n import _, use_language
+    from ui.widgets import column_widths
+
+    scores = head_scores(tiny_trace)
+    for lang, boxes in (("en", ("laptop", "lecture")), ("zh", ("lecture",))):
+        with use_language(lang):
+            df = head_scores_table(scores)
+            roles = [_(r) for r in HEAD_ROLE_NAMES]
+            rows = pd.concat([df.iloc[[0]]] * len(roles), ignore_index=True)
+            rows[df.columns[2]] = roles  # the label column: every role name
+            widths = column_widths(pd.concat([df, rows], ignore_index=True))
+        entropy = {"en": "entropy (nats)", "zh": "熵（奈特）"}[lang]
+        assert list(widths) == [str(c) for c in df.columns] and entropy in widths
+        assert widths[entropy] >= MEASURED_PX[entropy] + 36  # the header whole, and its icons
+        for box in boxes:
+            assert sum(widths.values()) <= BOX_PX[box], (lang, box, widths)
