@@ -161,3 +161,34 @@ def test_empty_text_in_lecture_mode_says_where_the_sidebar_opens_and_offers_the_
         if page != "app.py":
             assert "bar_next" in {b.key for b in at.button}  # the lecture bar is back
             assert at.get("plotly_chart")
+
+
+def test_text_longer_than_the_context_says_how_many_tokens_were_kept(
+    tiny_loaded: LoadedModel,
+) -> None:
+    long_text = next(p for p in PRESETS_TEXT if p.name == "Long paragraph").text
+    n_total = len(tiny_loaded.tokenizer.encode(long_text))
+    n_ctx = PRESETS["tiny"].n_ctx
+    assert n_total > n_ctx
+    at = new_app({"text": long_text})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    assert not at.exception
+    notice = " ".join(w.value for w in at.warning)
+    assert f"{n_total} tokens" in notice
+    assert f"first {n_ctx}" in notice
+    assert f"last {n_total - n_ctx}" in notice
+    assert at.text_area(key="_w_text").value == long_text
+
+
+def test_the_selected_last_token_follows_the_end_when_the_text_grows() -> None:
+    at = new_app({"text": "one two"})
+    at.switch_page("pages/1_Tokens.py")
+    at.run()
+    n_before = at.session_state["_n_tokens"]
+    assert at.session_state["pos"] == n_before - 1
+    at.text_area(key="_w_text").input("one two three four").run()
+    assert at.session_state["pos"] == at.session_state["_n_tokens"] - 1 > n_before - 1
+    at.selectbox(key="tokens_pos").set_value(0).run()
+    at.text_area(key="_w_text").input("one two three four five").run()
+    assert at.session_state["pos"] == 0
