@@ -13,7 +13,7 @@ from ui.frame import frame
 from ui.i18n import N_, _
 from ui.lecture import lecture_mode
 from ui.models import embedding_table
-from ui.widgets import axis_window, chart, lazy_section, next_stage, shared_picker
+from ui.widgets import axis_window, chart, formatted, lazy_section, next_stage, shared_picker
 
 PCA_COLUMN_PX = (200.0, 420.0)  # px: the PCA map's plot area in its column at 1024 px
 
@@ -192,8 +192,12 @@ def _nearest_tokens() -> None:
             where=left,
         )
     with right:
-        st.dataframe(
-            pd.DataFrame({"id": nb_ids, _("token"): nb_labels, _("cosine"): nb_sims}),
+        cosine = _("cosine")
+        st.dataframe(  # three decimals, as the bars beside it
+            formatted(
+                pd.DataFrame({"id": nb_ids, _("token"): nb_labels, cosine: nb_sims}),
+                {cosine: "{:.3f}"},
+            ),
             hide_index=True,
             width="stretch",
         )
