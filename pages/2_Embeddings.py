@@ -13,9 +13,7 @@ from ui.frame import frame
 from ui.i18n import N_, _
 from ui.lecture import lecture_mode
 from ui.models import embedding_table
-from ui.widgets import axis_window, chart, lazy_section, next_stage, shared_picker
-
-PCA_COLUMN_PX = (200.0, 420.0)  # px: the PCA map's plot area in its column at 1024 px
+from ui.widgets import axis_window, chart, formatted, lazy_section, next_stage, shared_picker
 
 # engine.lens.embeddings.SOURCES, marked for the catalogue and shown through `_`.
 SOURCE_NAMES = {
@@ -99,48 +97,49 @@ source = st.radio(
 source_name = _(SOURCE_NAMES[source])
 vectors = lens_emb.embedding_vectors(trace, source)
 coords, explained = get_embedding_pca(view, source)
-left, right = st.columns([3, 2])
-with left:
-    chart(
-        fig_emb.pca_figure(
-            coords,
-            explained,
-            trace.token_strs,
-            _("{source}: the two directions of largest spread").format(source=source_name),
-            selected=view.pos,
-            # the plot area the labels are placed in: full width in lecture mode (the stage's
-            # main figure), else this column's at 1024 px with the sidebar open (the narrowest)
-            **({} if lecture_mode() else {"area_px": PCA_COLUMN_PX, "font_px": 16.0}),
+# the map takes the page's width, its explanation under it: room for twice the labels
+chart(
+    fig_emb.pca_figure(
+        coords,
+        explained,
+        trace.token_strs,
+        _("{source}: the two directions of largest spread").format(source=source_name),
+        selected=view.pos,
+        # the plot area the labels are placed in: the lecture figure's (the stage's main
+        # figure), else the page's at 1024 px with the sidebar open (the narrowest)
+        **(
+            {}
+            if lecture_mode()
+            else {"area_px": fig_emb.PCA_PAGE_PX, "font_px": fig_emb.PCA_PAGE_FONT_PX}
         ),
-        key="embeddings_pca_chart",
-        where=left,
+    ),
+    key="embeddings_pca_chart",
+)
+n_dirs = int(np.isfinite(explained).sum())
+held = (
+    _("Together they hold **{share}%** of the spread.").format(
+        share=f"{100 * np.nansum(explained):.0f}"
     )
-with right:
-    n_dirs = int(np.isfinite(explained).sum())
-    held = (
-        _("Together they hold **{share}%** of the spread.").format(
-            share=f"{100 * np.nansum(explained):.0f}"
-        )
-        if n_dirs == 2
-        else _(
-            "Here all the spread lies along one direction (PC1, {share}%): there is no second "
-            "one to measure."
-        ).format(share=f"{100 * explained[0]:.0f}")
-        if n_dirs == 1
-        else _(
-            "Here the vectors do not differ at all (one token, or identical vectors): there is "
-            "no spread to map."
-        )
+    if n_dirs == 2
+    else _(
+        "Here all the spread lies along one direction (PC1, {share}%): there is no second "
+        "one to measure."
+    ).format(share=f"{100 * explained[0]:.0f}")
+    if n_dirs == 1
+    else _(
+        "Here the vectors do not differ at all (one token, or identical vectors): there is "
+        "no spread to map."
     )
-    st.markdown(
-        _(
-            "The vectors have {d} dimensions; this map keeps the two directions along which "
-            "your text's vectors differ most (principal component analysis). {held} Tokens that "
-            "land close together have similar vectors. Position vectors change smoothly with "
-            "position in a trained model, so 'position' often draws a curve; in the untrained "
-            "model they are random."
-        ).format(d=cfg.d_model, held=held)
-    )
+)
+st.markdown(
+    _(
+        "The vectors have {d} dimensions; this map keeps the two directions along which "
+        "your text's vectors differ most (principal component analysis). {held} Tokens that "
+        "land close together have similar vectors. Position vectors change smoothly with "
+        "position in a trained model, so 'position' often draws a curve; in the untrained "
+        "model they are random."
+    ).format(d=cfg.d_model, held=held)
+)
 
 
 def _cosine_similarity() -> None:
@@ -192,8 +191,12 @@ def _nearest_tokens() -> None:
             where=left,
         )
     with right:
-        st.dataframe(
-            pd.DataFrame({"id": nb_ids, _("token"): nb_labels, _("cosine"): nb_sims}),
+        cosine = _("cosine")
+        st.dataframe(  # three decimals, as the bars beside it
+            formatted(
+                pd.DataFrame({"id": nb_ids, _("token"): nb_labels, cosine: nb_sims}),
+                {cosine: "{:.3f}"},
+            ),
             hide_index=True,
             width="stretch",
         )

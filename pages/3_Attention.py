@@ -4,6 +4,7 @@ the tokens before it, in several heads at once."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from engine.figures import article as fig_article
@@ -15,7 +16,15 @@ from ui.cache import get_head_scores
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, chart, lazy_section, next_stage, shared_picker, table
+from ui.widgets import (
+    axis_window,
+    chart,
+    formatted,
+    lazy_section,
+    next_stage,
+    shared_picker,
+    table,
+)
 
 view = frame("attention")
 if view is None:
@@ -114,11 +123,17 @@ with left:
             "**{pos}: “{token}”** puts most weight on:"
         ).format(pos=view.pos, token=markdown_literal(trace.token_strs[view.pos]))
     )
-    st.dataframe(
-        {
-            _("key"): [f"{int(j)}: {trace.token_strs[int(j)]}" for j in top],
-            _("weight"): [float(row[j]) for j in top],
-        },
+    weight = _("weight")
+    st.dataframe(  # three decimals, as the map's hover
+        formatted(
+            pd.DataFrame(
+                {
+                    _("key"): [f"{int(j)}: {trace.token_strs[int(j)]}" for j in top],
+                    weight: [float(row[j]) for j in top],
+                }
+            ),
+            {weight: "{:.3f}"},
+        ),
         hide_index=True,
         width="stretch",
     )

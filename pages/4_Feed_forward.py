@@ -12,7 +12,7 @@ from ui.cache import get_layer_summary, get_top_neurons
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, lazy_section, next_stage
+from ui.widgets import axis_window, bounded_input, chart, formatted, lazy_section, next_stage
 
 # engine.lens.feed_forward's RANKINGS and activation_summary rows, marked for the catalogue.
 RANKING_NAMES = {
@@ -155,7 +155,9 @@ def _layer_norms() -> None:
         index=pd.Index([f"{i}: {s}" for i, s in enumerate(trace.token_strs)], name=_("token")),
     )
     st.caption(_("The numbers: {norm} for every token and layer").format(norm="‖mlp_out‖"))
-    st.dataframe(table.style.format("{:.3f}"), key="feed_forward_norm_table")
+    st.dataframe(
+        formatted(table, dict.fromkeys(table.columns, "{:.3f}")), key="feed_forward_norm_table"
+    )
 
 
 lazy_section(

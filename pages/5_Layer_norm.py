@@ -20,7 +20,7 @@ from ui.frame import frame
 from ui.i18n import _
 from ui.models import layer_norm_params
 from ui.text import markdown_literal
-from ui.widgets import axis_window, chart, lazy_section, next_stage
+from ui.widgets import axis_window, chart, formatted, lazy_section, next_stage
 
 view = frame("layer_norm")
 if view is None:
@@ -127,16 +127,17 @@ after_std = normalized.astype(np.float64).std(-1)
 
 def _numbers() -> None:
     """The statistics of every token as a table (mean, std, the divisor, std after)."""
+    numbers = {
+        _("mean μ"): stats.mean,
+        _("std σ"): stats.std,
+        _("divides by √(σ² + ε)"): stats.scale,
+        _("std after normalising"): after_std,
+    }
     st.dataframe(
-        pd.DataFrame(
-            {
-                _("token"): list(trace.token_strs),
-                _("mean μ"): stats.mean,
-                _("std σ"): stats.std,
-                _("divides by √(σ² + ε)"): stats.scale,
-                _("std after normalising"): after_std,
-            }
-        ).style.format(precision=4),
+        formatted(
+            pd.DataFrame({_("token"): list(trace.token_strs), **numbers}),
+            dict.fromkeys(numbers, "{:.4f}"),
+        ),
         key="layer_norm_table",
     )
 

@@ -10,7 +10,7 @@ from ui.cache import get_layer_summary
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, chart, lazy_section, next_stage
+from ui.widgets import axis_window, chart, formatted, lazy_section, next_stage
 
 view = frame("residual")
 if view is None:
@@ -74,14 +74,17 @@ size_col, along_col, share_col = _("size"), _("along the final"), _("share")
 left, right = st.columns([3, 2])
 with left:
     st.dataframe(
-        pd.DataFrame(
-            {
-                _("part"): [fig_res.part_name(n) for n in contrib.names],
-                size_col: contrib.sizes,
-                along_col: contrib.along_final,
-                share_col: contrib.along_final / contrib.final_norm,
-            }
-        ).style.format({size_col: "{:.3f}", along_col: "{:+.3f}", share_col: "{:+.1%}"}),
+        formatted(
+            pd.DataFrame(
+                {
+                    _("part"): [fig_res.part_name(n) for n in contrib.names],
+                    size_col: contrib.sizes,
+                    along_col: contrib.along_final,
+                    share_col: contrib.along_final / contrib.final_norm,
+                }
+            ),
+            {size_col: "{:.3f}", along_col: "{:+.3f}", share_col: "{:+.1%}"},
+        ),
         hide_index=True,
         key="residual_contrib_table",
     )
@@ -108,16 +111,17 @@ def _x_plus_f() -> None:
     """Each sub-block's x + f(x) for the selected token: sizes before, added and after, and the
     cosine between x and f(x)."""
     steps = get_layer_summary(view).residual_steps(pos)
+    numbers = {
+        _("‖x‖ before"): [s.before_norm for s in steps],
+        _("‖f(x)‖ added"): [s.branch_norm for s in steps],
+        _("‖x + f(x)‖ after"): [s.after_norm for s in steps],
+        "cosine(x, f(x))": [s.cosine for s in steps],
+    }
     st.dataframe(
-        pd.DataFrame(
-            {
-                _("step"): [_step_name(s.label) for s in steps],
-                _("‖x‖ before"): [s.before_norm for s in steps],
-                _("‖f(x)‖ added"): [s.branch_norm for s in steps],
-                _("‖x + f(x)‖ after"): [s.after_norm for s in steps],
-                "cosine(x, f(x))": [s.cosine for s in steps],
-            }
-        ).style.format(precision=3),
+        formatted(
+            pd.DataFrame({_("step"): [_step_name(s.label) for s in steps], **numbers}),
+            dict.fromkeys(numbers, "{:.3f}"),
+        ),
         hide_index=True,
         key="residual_steps",
     )

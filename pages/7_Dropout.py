@@ -134,12 +134,12 @@ with left:
                 _("value"): [
                     f"{mask.cells:,}",
                     f"{mask.share_dropped:.1%}",
-                    f"{p:.0%}",
+                    f"{p:.1%}",  # one format a kind: percentages 1 decimal, ratios 4
                     f"{mask.survivor_ratio:.4f}"
                     if mask.survivor_ratio is not None
                     else _("none kept"),
                     f"{1 / (1 - p):.4f}",
-                    f"{mask.row_sum_min:.3f} … {mask.row_sum_max:.3f}",
+                    f"{mask.row_sum_min:.4f} … {mask.row_sum_max:.4f}",
                 ],
             }
         ),

@@ -20,7 +20,7 @@ from ui.frame import frame
 from ui.i18n import _
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, lazy_section, next_stage
+from ui.widgets import axis_window, bounded_input, chart, formatted, lazy_section, next_stage
 
 view = frame("output")
 if view is None:
@@ -117,16 +117,19 @@ chart(
 ids = top_candidates(model_probs, shown)
 model_p_col, shaped_col = _("model p"), _("p after τ / top-k / top-p")
 st.dataframe(
-    pd.DataFrame(
-        {
-            _("rank"): np.arange(1, len(ids) + 1),
-            _("token"): [display(int(i)) for i in ids],
-            "id": ids,
-            "logit": logits[ids].astype(np.float64),
-            model_p_col: model_probs[ids],
-            shaped_col: shaped[ids],
-        }
-    ).style.format({"logit": "{:.3f}", model_p_col: "{:.4f}", shaped_col: "{:.4f}"}),
+    formatted(
+        pd.DataFrame(
+            {
+                _("rank"): np.arange(1, len(ids) + 1),
+                _("token"): [display(int(i)) for i in ids],
+                "id": ids,
+                "logit": logits[ids].astype(np.float64),
+                model_p_col: model_probs[ids],
+                shaped_col: shaped[ids],
+            }
+        ),
+        {"logit": "{:.3f}", model_p_col: "{:.4f}", shaped_col: "{:.4f}"},
+    ),
     hide_index=True,
     key="output_table",
 )
@@ -297,13 +300,19 @@ def _pretraining() -> None:
     )
     losses = get_next_token_loss(view)
     if losses.size:
-        st.dataframe(
-            {
-                _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
-                _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
-                _("p(real next token)"): [float(np.exp(-x)) for x in losses],
-                _("−log p (nats)"): [float(x) for x in losses],
-            },
+        p_col, loss_col = _("p(real next token)"), _("−log p (nats)")
+        st.dataframe(  # p as in the page's other tables, nats as the entropy and the mean below
+            formatted(
+                pd.DataFrame(
+                    {
+                        _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
+                        _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
+                        p_col: [float(np.exp(-x)) for x in losses],
+                        loss_col: [float(x) for x in losses],
+                    }
+                ),
+                {p_col: "{:.4f}", loss_col: "{:.3f}"},
+            ),
             hide_index=True,
             width="stretch",
             key="output_pretraining_table",

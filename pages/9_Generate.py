@@ -23,7 +23,7 @@ from ui.i18n import _
 from ui.models import decode_ids, encode_text
 from ui.state import set_text, shared_ids
 from ui.text import markdown_literal
-from ui.widgets import bounded_input, chart, next_stage
+from ui.widgets import bounded_input, chart, formatted, next_stage
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ if history:
         )
     ]
     st.dataframe(
-        pd.DataFrame(rows).style.format({p_col: "{:.4f}"}),
+        formatted(pd.DataFrame(rows), {p_col: "{:.4f}"}),
         hide_index=True,
         key="generate_history_table",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from engine.capture import run_with_trace
@@ -157,6 +159,74 @@ def table_with(at: AppTest, column: str) -> pd.DataFrame:
         if column in frame.value.columns:
             return frame.value
     raise AssertionError(f"no table with a column {column!r}")
+
+
+def streamlit_number(value: float) -> str:
+    """The text Streamlit 1.67 writes for a float cell it formats itself (no Styler, no column
+    format; its frontend's formatNumber): four decimals, or as many as a number under 1e-4
+    needs, trailing zeros cut ("0.258" beside "0.1944"); "" for NaN and infinities."""
+    if not math.isfinite(value):
+        return ""
+    decimals = 4 if value == 0 or abs(value) >= 1e-4 else -math.floor(math.log10(abs(value)))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _display_values(frame: object) -> bytes:
+    """A dataframe element's display values (Arrow IPC) when a Styler formatted it, else b""."""
+    arrow = frame.proto.arrow_data  # type: ignore[attr-defined]
+    return arrow.styler.display_values if arrow.HasField("styler") else b""
+
+
+def unformatted_floats(frame: object) -> list[str]:
+    """The float columns of a page's `st.dataframe` (an element of `at.dataframe`) that
+    Streamlit formats itself (`streamlit_number`): no Styler and no column format."""
+    if _display_values(frame):
+        return []
+    value = frame.value  # type: ignore[attr-defined]
+    config = json.loads(frame.proto.columns or "{}")  # type: ignore[attr-defined]
+    return [
+        str(c)
+        for c in value.columns
+        if pd.api.types.is_float_dtype(value[c])
+        and not config.get(str(c), {}).get("type_config", {}).get("format")
+    ]
+
+
+def shown_cells(frame: object) -> pd.DataFrame:
+    """What the browser shows of a page's `st.dataframe` (an element of `at.dataframe`), every
+    cell as text: a Styler's display values as Streamlit sends them, else the cells, float ones
+    as Streamlit writes them itself (`streamlit_number`)."""
+    display = _display_values(frame)
+    if display:
+        return pa.ipc.open_stream(display).read_pandas().astype(str)
+    value = frame.value  # type: ignore[attr-defined]
+    out = pd.DataFrame(index=value.index)
+    for column in value.columns:
+        cells = value[column]
+        if pd.api.types.is_float_dtype(cells):
+            out[column] = [streamlit_number(float(v)) for v in cells]
+        else:
+            out[column] = [str(v) for v in cells]
+    return out
+
+
+# a number in a table cell: digits with thousands separators, decimals, a percent sign
+_CELL_NUMBER = re.compile(r"(?<![\w.])[-−+]?\d[\d,]*(?:\.(\d+))?(%?)")
+
+
+def decimal_formats(cells: list[str]) -> dict[str, set[int]]:
+    """The numbers of decimals written in `cells`, by kind: "decimal" (3.142) and "percent"
+    (12.5%); whole numbers (counts, positions, ids) are left out."""
+    kinds: dict[str, set[int]] = {"decimal": set(), "percent": set()}
+    for cell in cells:
+        for number in _CELL_NUMBER.finditer(str(cell)):
+            decimals, percent = number.group(1), number.group(2)
+            if percent:
+                kinds["percent"].add(len(decimals or ""))
+            elif decimals:
+                kinds["decimal"].add(len(decimals))
+    return kinds
 
 
 def reference_trace(loaded: LoadedModel, text: str) -> Trace:

@@ -3,9 +3,10 @@ axis, and the Previous / Next walk at the bottom of a page."""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,12 +18,16 @@ from engine.figures.common import (
     MAX_AXIS,
     fit_height,
     readable,
+    shown,
 )
 from ui.exports import png_config, svg_button
 from ui.i18n import _
 from ui.lecture import LECTURE_MAIN_HEIGHT, keyboard, lecture_mode, main_slot, walk_order
 from ui.stages import SECTION_KEYS, STAGES, step_label, walk_neighbours
 from ui.state import View, nav_params
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 
 def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
@@ -88,6 +93,23 @@ def column_widths(df: pd.DataFrame) -> dict[str, int]:
         )
         for col in df.columns
     }
+
+
+def formatted(df: pd.DataFrame, formats: dict[str, str]) -> Styler:
+    """`df` for `st.dataframe` with each number column written in one format: `formats` maps a
+    column to a `str.format` template ("{:.3f}", "{:+.1%}"), applied through
+    `engine.figures.common.shown` (NaN and infinities read "–", a tiny negative never "-0.000").
+    The cells stay numbers, so a click on a header still sorts by value. A float column left to
+    Streamlit is written with up to four decimals and its trailing zeros cut (0.258 beside
+    0.1944 in one column), so every float column of `df` must have a format: raises ValueError
+    naming those that have none, and KeyError for a format of a column `df` does not have."""
+    missing = [c for c in df.columns if pd.api.types.is_float_dtype(df[c]) and c not in formats]
+    if missing:
+        raise ValueError(f"float columns without a format: {missing}")
+    unknown = [c for c in formats if c not in df.columns]
+    if unknown:
+        raise KeyError(f"formats for columns the table does not have: {unknown}")
+    return df.style.format({c: functools.partial(shown, fmt=f) for c, f in formats.items()})
 
 
 def table(df: pd.DataFrame, *, key: str | None = None, where: Any = None) -> None:

@@ -465,15 +465,84 @@ def category_ticks(
     }
 
 
+_LOG_MAX_TICKS = 10  # powers of ten on an axis of more decades are thinned to every k-th
+_LOG_PAD = 0.03  # share of the ticks' span left beyond the outer ticks (markers stay whole)
+
+
+def _nice_step(x: float) -> float:
+    """The smallest of 1, 2 and 5 times a power of ten that is at least `x` (> 0)."""
+    e = math.floor(math.log10(x))
+    return next(m * 10.0**e for m in (1, 2, 5, 10) if m * 10.0**e >= x)
+
+
+def _log_tick_values(lo: float, hi: float) -> list[float]:
+    """The tick values of `log_ticks`, ascending: the first at or below `lo`, the last at or
+    above `hi`, at least two."""
+    e_lo, e_hi = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    # log10 is inexact near powers of ten (log10(1000) = 2.9999999999999996): compare powers
+    while e_lo > -307 and 10.0**e_lo > lo:
+        e_lo -= 1
+    while 10.0 ** (e_lo + 1) <= lo:
+        e_lo += 1
+    while e_hi < 308 and 10.0**e_hi < hi:
+        e_hi += 1
+    while e_hi - 1 > e_lo and 10.0 ** (e_hi - 1) >= hi:
+        e_hi -= 1
+    if e_hi - e_lo > 4:  # powers of ten, every k-th, k itself 1, 2, 5, 10, ...
+        k = max(1, round(_nice_step((e_hi - e_lo) / (_LOG_MAX_TICKS - 1))))
+        exps = list(range((e_lo // k) * k, -(-e_hi // k) * k + 1, k))
+        # past the float range (10.0**309 overflows): the data's own outer power instead
+        if exps[0] < -307:
+            exps[0] = e_lo
+        if exps[-1] > 308:
+            exps[-1] = e_hi
+        return [10.0**e for e in exps]
+    candidates = [m * 10.0**e for e in range(e_lo - 1, e_hi + 1) for m in (1, 2, 5)]
+    candidates.append(10.0 ** (e_hi + 1))
+    below = max(i for i, c in enumerate(candidates) if c <= lo)
+    above = min(i for i, c in enumerate(candidates) if c >= hi)
+    if below == above:  # lo == hi == a candidate: its neighbours too, so that the axis has a span
+        below, above = below - 1, above + 1
+    vals = candidates[below : above + 1]
+    if len(vals) >= 4 or hi - lo < 1e-4 * hi:  # (on a span under 1e-4, evenly spaced labels
+        return vals  # of six significant digits, "{:g}", would repeat one number)
+    # about half a decade or less: evenly spaced numbers (a log axis this short is almost
+    # linear), when they stay positive
+    step = _nice_step((hi - lo) / 4)
+    first, last = math.floor(lo / step), math.ceil(hi / step)
+    even = [float(f"{k * step:.12g}") for k in range(first, last + 1)]
+    while even[0] > lo:
+        even.insert(0, float(f"{(first - 1) * step:.12g}"))
+        first -= 1
+    while even[-1] < hi:
+        last += 1
+        even.append(float(f"{last * step:.12g}"))
+    return even if even[0] > 0 else vals
+
+
 def log_ticks(lo: float, hi: float) -> dict[str, Any]:
-    """Plain tick labels for a log axis over [lo, hi] (lo > 0): 1, 2 and 5 times each power of
-    ten (only the powers past four decades), written as plain numbers ("0.02", "500") instead
-    of plotly's small "2 3 4 ... 9" minor labels."""
-    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    mantissas = (1,) if b - a > 4 else (1, 2, 5)
-    vals = [m * 10.0**e for e in range(a, b + 1) for m in mantissas]
-    vals = [v for v in vals if lo / 1.0001 <= v <= hi * 1.0001] or [lo, hi]
-    return {"tickmode": "array", "tickvals": vals, "ticktext": [f"{v:g}" for v in vals]}
+    """Axis settings for a log axis whose data span [lo, hi] (0 < lo <= hi): plain tick labels
+    ("0.02", "500") instead of plotly's small "2 3 4 ... 9" minor labels, and a range that
+    shows every tick, so that no point lies beyond the outer labels. The ticks: 1, 2 and 5
+    times each power of ten up to four decades (the first at or below `lo`, the last at or
+    above `hi`); past four decades powers of ten only, every k-th (k = 1, 2, 5, 10, ...) so
+    that about ten at most are drawn; under about half a decade, when 1-2-5 would give fewer
+    than four, evenly spaced numbers (0.3, 0.35, ... 0.5; not for a span under 1e-4 of `hi`,
+    which keeps its two 1-2-5 neighbours). The range (log10 units, as plotly
+    wants for a log axis) runs from the first tick to the last plus _LOG_PAD of their span on
+    each side, so markers on an outer tick are drawn whole. Raises ValueError unless
+    0 < lo <= hi are finite; the ticks bracket the data for 1e-307 <= lo, hi <= 1e308."""
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ValueError(f"log_ticks needs 0 < lo <= hi, finite; got lo={lo!r}, hi={hi!r}")
+    vals = _log_tick_values(lo, hi)
+    a, b = math.log10(vals[0]), math.log10(vals[-1])
+    pad = _LOG_PAD * (b - a)
+    return {
+        "tickmode": "array",
+        "tickvals": vals,
+        "ticktext": [f"{v:g}" for v in vals],
+        "range": [a - pad, b + pad],
+    }
 
 
 def _log_extent(spec: dict[str, Any], name: str) -> tuple[float, float] | None:
@@ -613,7 +682,8 @@ def readable(
     categories grows tall enough for one label per row, while the panels of small multiples
     label only as many rows as their share of the height holds and a panel in a row of several
     its share of the x labels; along x, plotly still hides labels that overlap when the page is
-    too narrow for them), log axes with plain labels (`log_ticks`).
+    too narrow for them), log axes with plain labels from a tick at or below the smallest
+    value to one at or above the largest (`log_ticks`).
     Sizes are written on every element, not only on `layout.font`, so that a chart theme that
     sets its own axis fonts cannot shrink them; the UI draws with Streamlit's theme off as well
     (`st.plotly_chart(theme=None)`). Colours an element already has (a red marker on the
@@ -732,7 +802,10 @@ def _axis_settings(
     if axis.get("type") == "log":
         extent = _log_extent(spec, name)
         if extent is not None:
-            settings.update(log_ticks(*extent))
+            ticks = log_ticks(*extent)
+            if axis.get("range") is not None:  # a range the builder chose stays
+                del ticks["range"]
+            settings.update(ticks)
     elif categories is not None and axis.get("tickmode") != "array":
         y = name.startswith("yaxis")
         ticks = category_ticks(

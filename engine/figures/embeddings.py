@@ -52,12 +52,18 @@ def embedding_heatmap(
     )
 
 
-# Label placement on the PCA map: the plot area a full-width chart gives (pixels; a page that
-# draws the map in a column passes its own), the label font (the lecture size by default) and the
-# places tried around a point, in order (plotly textposition, offset of the label's centre in
-# units of its half width / half height, plus a gap).
-PCA_AREA_PX = (820.0, 440.0)
+# Label placement on the PCA map: the plot area (pixels) and label font of the map as the stage's
+# main figure in lecture mode (the default; 1024 x 768, cut to LECTURE_MAIN_HEIGHT; the 820 x 440
+# assumed before placed labels that overlapped there), and of the map on the page at 1024 px with
+# the sidebar open, the narrowest it is drawn (both measured in Chromium, with the legend row of
+# hollow points; in the 3:2 column it had before it was 200 px wide, and of the repeated line's
+# 34 tokens 15 had no label, at this width 10); then the places tried around a point, in order
+# (plotly textposition, offset of the label's centre in units of its half width / half height,
+# plus a gap).
+PCA_AREA_PX = (883.0, 280.0)
 PCA_FONT_PX = 20.0
+PCA_PAGE_PX = (414.0, 373.0)
+PCA_PAGE_FONT_PX = 16.0
 _LABEL_PLACES = (
     ("top center", 0.0, 1.0),
     ("bottom center", 0.0, -1.0),
@@ -198,6 +204,33 @@ def _first_free(
     return None
 
 
+def same_place_groups(x: np.ndarray, y: np.ndarray) -> list[list[int]]:
+    """The points drawn at one place, as groups of indices in text order (groups ordered by
+    their first index): points whose coordinates differ by at most 1e-9 of the larger span of
+    `x` and `y` [N] (a token that occurs twice has one token vector, drawn twice at one spot;
+    PCA's arithmetic can leave its two copies 1e-16 apart)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return []
+    tol = 1e-9 * max(float(np.ptp(x)), float(np.ptp(y)))
+    close = (np.abs(x[:, None] - x[None, :]) <= tol) & (np.abs(y[:, None] - y[None, :]) <= tol)
+    leader = close.argmax(axis=1)  # each point's first close point
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(int(leader[i]), []).append(i)
+    return list(groups.values())
+
+
+def _group_label(group: list[int], token_strs: list[str] | tuple[str, ...]) -> str:
+    """One label for the points of `group` drawn at one place: "3,20:␣r" when they are one
+    token, else their own labels ("3:a, 5:b"); plotly-safe."""
+    texts = {token_strs[i] for i in group}
+    if len(texts) == 1:
+        return plotly_text(",".join(str(i) for i in group) + ":" + token_strs[group[0]])
+    return ", ".join(plotly_text(f"{i}:{token_strs[i]}") for i in group)
+
+
 def pca_figure(
     coords: np.ndarray,
     explained: np.ndarray,
@@ -208,16 +241,35 @@ def pca_figure(
     font_px: float = PCA_FONT_PX,
 ) -> go.Figure:
     """Each token as a labelled point; a faint line joins them in text order. `explained` [2]
-    (NaN for a component that does not exist: the axis says "not measurable here"). Labels that
-    would overlap another label or a point are left out of the drawing (`place_labels`, for a
-    plot area of `area_px` pixels and labels of `font_px`); every point's hover names its token.
-    Written as one dict and built once (`spec_figure`)."""
-    labels = token_labels(token_strs)
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
-    sizes = [22 if i == selected else 12 for i in range(len(labels))]
-    shown, places = place_labels(
-        coords[:, 0], coords[:, 1], labels, first=selected, area_px=area_px, font_px=font_px
+    (NaN for a component that does not exist: the axis says "not measurable here"). Points
+    drawn at one place (`same_place_groups`: a repeated token's token vectors) share one label
+    that names all their positions ("3,20:␣r"). Labels that would overlap another label or a
+    point are left out of the drawing (`place_labels`, for a plot area of `area_px` pixels and
+    labels of `font_px`): their points are drawn hollow, and a legend entry above the plot says
+    so and how many; every point's hover names its token(s). Written as one dict and built once
+    (`spec_figure`)."""
+    n = len(token_strs)
+    groups = same_place_groups(coords[:, 0], coords[:, 1])
+    group_labels = [_group_label(g, token_strs) for g in groups]
+    reps = [g[0] for g in groups]  # the point that carries each group's label
+    group_of = np.zeros(n, dtype=int)
+    for k, g in enumerate(groups):
+        group_of[g] = k
+    first = None if selected is None or not 0 <= selected < n else int(group_of[selected])
+    if first is not None:
+        reps[first] = selected  # the selected token's label sits on its own (larger) marker
+    texts, places = place_labels(
+        coords[reps, 0],
+        coords[reps, 1],
+        group_labels,
+        first=first,
+        area_px=area_px,
+        font_px=font_px,
     )
+    shown, where = [""] * n, ["top center"] * n
+    for k, rep in enumerate(reps):
+        shown[rep], where[rep] = texts[k], places[k]
+    labelled = np.array([bool(texts[group_of[i]]) for i in range(n)], dtype=bool)
     data = [
         {
             "type": "scatter",
@@ -227,6 +279,7 @@ def pca_figure(
             "line": {"color": "#cccccc", "width": 1},
             "hoverinfo": "skip",
             "name": _("text order"),
+            "showlegend": False,
         },
         {
             "type": "scatter",
@@ -234,15 +287,42 @@ def pca_figure(
             "y": coords[:, 1],
             "mode": "markers+text",
             "text": shown,
-            "textposition": places,
-            "customdata": labels,
+            "textposition": where,
+            "customdata": [group_labels[group_of[i]] for i in range(n)],
             "cliponaxis": False,  # the selected token's label may reach past the axes
-            "marker": {"size": sizes, "color": colours, "line": {"color": "#333", "width": 1}},
+            "marker": {
+                "size": [22 if i == selected else 12 for i in range(n)],
+                "color": [PALETTE[i % len(PALETTE)] for i in range(n)],
+                "symbol": ["circle" if on else "circle-open" for on in labelled],
+                "line": {"color": "#333", "width": [1 if on else 2 for on in labelled]},
+            },
             "hovertemplate": _("%{customdata}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}") + "<extra></extra>",
             "name": _("tokens"),
+            "showlegend": False,
         },
     ]
     layout: dict = {"showlegend": False}
+    unlabelled = int((~labelled).sum())
+    if unlabelled:  # say on the chart which points have no label, and why
+        data.append(
+            {
+                "type": "scatter",
+                "x": [None],
+                "y": [None],
+                "mode": "markers",
+                "marker": {
+                    "size": 12,
+                    "color": PALETTE[8],
+                    "symbol": "circle-open",
+                    "line": {"width": 2},
+                },
+                "name": _("hollow: no room for its label ({n} of {total} tokens); hover it").format(
+                    n=unlabelled, total=n
+                ),
+                "hoverinfo": "skip",
+            }
+        )
+        layout.update(showlegend=True, legend={"orientation": "h", "y": -0.2})
     for axis, k in (("xaxis", 0), ("yaxis", 1)):
         share = (
             _("{share}% of the variance").format(share=f"{100 * explained[k]:.0f}")

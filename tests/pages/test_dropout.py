@@ -51,8 +51,9 @@ def test_dropout_page_is_reproducible_for_a_seed_and_matches_the_engine(
     assert shown["share dropped"] == f"{stats.share_dropped:.1%}"
     assert shown["survivors multiplied by"] == f"{stats.survivor_ratio:.4f}"
     assert shown["row sums after dropout (min … max)"] == (
-        f"{stats.row_sum_min:.3f} … {stats.row_sum_max:.3f}"
+        f"{stats.row_sum_min:.4f} … {stats.row_sum_max:.4f}"
     )
+    assert shown["dropout probability p"] == "50.0%"  # percentages with one decimal each
     assert 0.3 < stats.share_dropped < 0.7 and stats.survivor_ratio == pytest.approx(2, rel=1e-5)
     first.number_input(key="dropout_seed").set_value(8).run()
     assert not np.array_equal(_dropout_panels(first)[2], a[2])

@@ -6,6 +6,7 @@ import numpy as np
 
 from engine.checkpoints import LoadedModel
 from engine.figures import common
+from engine.figures import embeddings as fe
 from engine.lens import embeddings as le
 from tests.support import MIXED, chart, values, z_of
 
@@ -59,3 +60,30 @@ def test_nearest_neighbours_follow_the_selected_token(tiny_loaded: LoadedModel) 
     shown = list(at.dataframe[0].value["id"])
     assert shown == [int(i) for i in ids4]
     assert at.session_state["pos"] == 4
+
+
+def test_the_pca_map_takes_the_page_width_and_marks_every_point_it_leaves_unlabelled(
+    tiny_loaded: LoadedModel,
+) -> None:
+    """Drawn in a 3:2 column the map had a 200 px plot at 1024 px and left half of a repeated
+    line's points without a label, silently. Now it has the page's width (labels placed for
+    PCA_PAGE_PX), and a point without a label is hollow and counted in the legend."""
+    line = "The little dog ran to the river and drank some cold water."
+    text = f"{line}\n{line}"
+    at = open_page("pages/2_Embeddings.py", text=text, pos="5")
+    for column in at.columns:
+        assert all("embeddings_pca_chart" not in c.proto.id for c in column.get("plotly_chart"))
+    spec = chart(at, "embeddings_pca_chart")
+    trace = trace_of(tiny_loaded, text=text)
+    coords, explained = le.pca_2d(le.embedding_vectors(trace, "token + position"))
+    # the page's labels are the figure's for the page-wide plot area at 16 px
+    expected = fe.pca_figure(
+        coords, explained, trace.token_strs, "t", 5, area_px=fe.PCA_PAGE_PX, font_px=16.0
+    )
+    tokens = spec["data"][1]
+    assert tokens["text"] == list(expected.data[1].text)
+    hollow = [i for i, s in enumerate(tokens["marker"]["symbol"]) if s == "circle-open"]
+    assert hollow == [i for i, t in enumerate(tokens["text"]) if not t]
+    if hollow:
+        assert f"({len(hollow)} of {trace.n_tokens} tokens)" in spec["data"][2]["name"]
+        assert spec["layout"]["showlegend"] is True

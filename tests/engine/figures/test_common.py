@@ -71,14 +71,53 @@ def test_category_ticks_draws_every_label_up_to_64_then_evenly_spaced() -> None:
     assert long == "0:" + "x" * 9 + "…"
 
 
-def test_log_ticks_are_plain_numbers_within_the_data() -> None:
+def test_log_ticks_are_plain_numbers_from_below_the_data_to_above_it() -> None:
     from engine.figures.common import log_ticks
 
-    ticks = log_ticks(1, 300)
-    assert ticks["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200]
-    assert ticks["ticktext"] == ["1", "2", "5", "10", "20", "50", "100", "200"]
+    ticks = log_ticks(1, 300)  # 300 lies past 200: a tick at 500 closes the axis
+    assert ticks["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200, 500]
+    assert ticks["ticktext"] == ["1", "2", "5", "10", "20", "50", "100", "200", "500"]
+    assert ticks["range"][0] < 0 < np.log10(500) < ticks["range"][1]
     wide = log_ticks(1e-6, 1.0)["ticktext"]  # six decades: powers of ten only
     assert wide == ["1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1"]
+    # the layer-norm growth chart's case: the smallest std (0.21) sat under the lowest label
+    assert log_ticks(0.21, 2.3)["ticktext"] == ["0.2", "0.5", "1", "2", "5"]
+    # a short span gets evenly spaced labels, not two far outside the data
+    assert log_ticks(0.31, 0.47)["ticktext"] == ["0.3", "0.35", "0.4", "0.45", "0.5"]
+    assert log_ticks(1.0, 1.0)["ticktext"] == ["0.5", "1", "2"]  # one value: a span around it
+    # sixty decades: every tenth power
+    assert log_ticks(3e-30, 2e29)["ticktext"] == [
+        "1e-30", "1e-20", "1e-10", "1", "1e+10", "1e+20", "1e+30"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        log_ticks(0.0, 1.0)
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        log_ticks(2.0, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_log_ticks_cover_every_range_with_a_tick_at_or_past_each_end(seed: int) -> None:
+    """Any data range from 1e-300 to 1e300, extremes and powers of ten included: the first tick
+    at or below the smallest value, the last at or above the largest, inside the axis range,
+    at most a dozen, each label the tick's own number."""
+    from engine.figures.common import log_ticks
+
+    rng = np.random.default_rng(seed)
+    exps = rng.uniform(-300, 300, size=(400, 2))
+    spans = [tuple(10.0 ** np.sort(e)) for e in exps]
+    spans += [(10.0**a, 10.0**a * f) for a in rng.integers(-300, 300, 50) for f in (1, 1.0001, 3)]
+    spans += [(1e-300, 1e300), (1e-307, 1e308), (0.999, 1.001), (1e-3, 1e-3), (7.0, 7.0)]
+    spans += [(1.0, 1.0 + 1e-15), (0.3 - 1e-16, 0.3), (1.0, 1.0 + 1e-9), (0.5, 0.50005)]
+    spans += [(9.9999, 10.0), (0.99999, 1.0001), (123.45, 123.47)]
+    for lo, hi in spans:
+        ticks = log_ticks(lo, hi)
+        vals = ticks["tickvals"]
+        assert vals[0] <= lo and vals[-1] >= hi, (lo, hi, vals)
+        assert vals == sorted(set(vals)) and 2 <= len(vals) <= 13, (lo, hi, vals)
+        assert [float(t) for t in ticks["ticktext"]] == pytest.approx(vals, rel=1e-9)
+        assert len(set(ticks["ticktext"])) == len(vals)  # no label twice
+        low, high = ticks["range"]
+        assert low < np.log10(vals[0]) and np.log10(vals[-1]) < high, (lo, hi, ticks["range"])
 
 
 def test_readable_sets_every_text_size_and_colour() -> None:

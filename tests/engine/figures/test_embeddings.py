@@ -182,3 +182,77 @@ def test_pca_label_placement_equals_the_box_by_box_greedy_rule(n: int) -> None:
         area = ((300.0, 200.0), (700.0, 560.0), (1400.0, 560.0))[trial % 3]
         got = fe.place_labels(x, y, labels, first, area_px=area, font_px=16.0)
         assert got == _reference_placement(x, y, labels, first, area, 16.0)
+
+
+def _point_state(fig) -> tuple[list[str], list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """The PCA map's tokens trace: drawn text, marker symbol and hover label of every point."""
+    trace = fig.data[1]
+    return list(trace.text), list(trace.marker.symbol), list(trace.customdata)
+
+
+def test_a_repeated_tokens_points_share_one_label_naming_every_position() -> None:
+    """Token vectors of a token that occurs twice are one vector: its two points lie on each
+    other (PCA leaves them 1e-16 apart), and one label names both positions."""
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1e-17, 1e-17], [1.0, 1.0]])
+    tokens = ["␣r", "an", "to", "␣r", "an"]
+    assert fe.same_place_groups(coords[:, 0], coords[:, 1]) == [[0, 3], [1], [2], [4]]
+    fig = fe.pca_figure(coords, np.array([0.5, 0.5]), tokens, "P", selected=3)
+    text, symbols, hover = _point_state(fig)
+    assert text == ["", "1:an", "2:to", "0,3:␣r", "4:an"]  # on the selected copy's marker
+    assert hover == ["0,3:␣r", "1:an", "2:to", "0,3:␣r", "4:an"]
+    assert symbols == ["circle"] * 5 and len(fig.data) == 2  # all labelled: no legend note
+    assert not fig.layout.showlegend
+    assert_validates_unchanged(fig)
+
+
+def test_every_point_of_a_crowded_map_is_labelled_or_drawn_hollow_and_counted() -> None:
+    rng = np.random.default_rng(0)
+    coords = np.concatenate([rng.normal(0, 0.02, (40, 2)), rng.uniform(-1, 1, (20, 2))])
+    fig = fe.pca_figure(coords, np.array([0.6, 0.3]), [f"t{i}" for i in range(60)], "P")
+    text, symbols, _hover = _point_state(fig)
+    hollow = [i for i, s in enumerate(symbols) if s == "circle-open"]
+    assert hollow == [i for i, t in enumerate(text) if not t]  # hollow exactly where unlabelled
+    assert 0 < len(hollow) < 40
+    note = fig.data[2]
+    assert note.name == f"hollow: no room for its label ({len(hollow)} of 60 tokens); hover it"
+    assert note.marker.symbol == "circle-open" and list(note.x) == [None]
+    assert fig.layout.showlegend and not fig.data[0].showlegend and not fig.data[1].showlegend
+    assert_validates_unchanged(fig)
+
+
+@pytest.mark.parametrize("source", le.SOURCES)
+def test_the_bundled_models_map_of_the_repeated_line_labels_or_marks_every_token(
+    source: str,
+) -> None:
+    """The lecture preset's repeated line on the bundled model, in the plot area of the page at
+    1024 px: the tokens of the "token" map lie on their twins and are labelled once each
+    with both positions; every unlabelled point is hollow, and the legend counts them."""
+    from engine.capture import run_with_trace
+    from engine.checkpoints import load
+
+    loaded = load("bundled")
+    line = "The little dog ran to the river and drank some cold water."
+    trace = run_with_trace(loaded.model, loaded.tokenizer, f"{line}\n{line}")
+    coords, explained = le.pca_2d(le.embedding_vectors(trace, source))
+    fig = fe.pca_figure(
+        coords, explained, trace.token_strs, "P", 33, area_px=fe.PCA_PAGE_PX, font_px=16
+    )
+    text, symbols, hover = _point_state(fig)
+    groups = fe.same_place_groups(coords[:, 0], coords[:, 1])
+    ids = trace.token_ids.tolist()
+    if source == "token":  # a vector per token id: the second line lies on the first
+        by_id: dict[int, list[int]] = {}
+        for i, token_id in enumerate(ids):
+            by_id.setdefault(token_id, []).append(i)
+        assert groups == list(by_id.values())  # "␣r" four times; 16:".↵" and 33:"." differ
+        assert hover[1] == hover[18] == "1,18:␣little"
+    else:  # positions make every vector its own
+        assert len(groups) == 34
+    labelled = {i for g in groups if any(text[j] for j in g) for i in g}
+    assert sum(bool(t) for t in text) == len({min(g) for g in groups if labelled & set(g)})
+    hollow = [i for i, s in enumerate(symbols) if s == "circle-open"]
+    assert hollow == sorted(set(range(34)) - labelled)
+    assert text[33] == hover[33] and "33:." in text[33]  # the selected token is labelled
+    if hollow:
+        assert f"({len(hollow)} of 34 tokens)" in fig.data[2].name
+    assert_validates_unchanged(fig)

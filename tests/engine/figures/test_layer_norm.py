@@ -7,15 +7,23 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import LoadedModel
+from engine.capture import run_with_trace
+from engine.checkpoints import LoadedModel, load
 from engine.figures import layer_norm as fln
 from engine.figures import residual as fres
+from engine.figures.common import BODY_PX, readable
 from engine.lens import layer_norm as lln
 from engine.lens import residual as lres
 from engine.lens.layer_norm import all_ln_stats, ln_input, ln_stats
 from engine.lens.residual import residual_norms
 from engine.trace import Trace
-from tests.support import GPT2_SHAPE, assert_validates_unchanged, labels_of, synthetic_trace
+from tests.support import (
+    GPT2_SHAPE,
+    assert_validates_unchanged,
+    labels_of,
+    synthetic_trace,
+    values,
+)
 
 
 def test_token_stats_figure_draws_numpys_mean_and_std(tiny_trace: Trace) -> None:
@@ -68,6 +76,37 @@ def test_scale_growth_follows_every_layer_norm_in_forward_order(tiny_trace: Trac
     assert_validates_unchanged(fig)  # with the highlight's line, and without
     assert fig.layout.shapes[0].x0 == 3
     assert_validates_unchanged(fln.scale_growth_figure(stats, 0, "<b>", highlight=None))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The little dog ran to the river and drank some cold water.\n"
+        "The little dog ran to the river and drank some cold water.",
+        "我们在学习大型语言模型是如何理解文字的。\n我们在学习大型语言模型是如何理解文字的。",
+        "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not to praise him.",
+    ],
+    ids=["repeated line", "Chinese", "Caesar"],
+)
+def test_scale_growth_log_axis_has_a_label_below_and_above_every_point_of_the_bundled_model(
+    text: str,
+) -> None:
+    """The growth chart as a page draws it (`readable`): on the bundled model the smallest std
+    entering a LayerNorm is about 0.2, which used to lie under the lowest label (0.5)."""
+    loaded = load("bundled")
+    trace = run_with_trace(loaded.model, loaded.tokenizer, text)
+    stats = all_ln_stats(trace)
+    fig = readable(fln.scale_growth_figure(stats, 1, trace.token_strs[1]), width_px=BODY_PX)
+    stds = np.stack([s.std for s in stats])
+    drawn = np.concatenate([values(t.to_plotly_json()["y"]) for t in fig.data])
+    assert drawn.min() == pytest.approx(stds.min()) and drawn.max() == pytest.approx(stds.max())
+    axis = fig.layout.yaxis
+    ticks = [float(v) for v in axis.tickvals]
+    assert [float(t) for t in axis.ticktext] == ticks
+    assert ticks[0] <= drawn.min() < ticks[1] and ticks[-2] < drawn.max() <= ticks[-1]
+    low, high = axis.range  # log10 units: the outer ticks are inside what plotly draws
+    assert low < np.log10(ticks[0]) and np.log10(ticks[-1]) < high
+    assert_validates_unchanged(fig)
 
 
 def test_article_normalises_the_whole_tensor_so_tokens_keep_different_scales(
