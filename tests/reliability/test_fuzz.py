@@ -111,10 +111,16 @@ def numbers_in(obj: object) -> Iterator[float | None]:
 
 def check_figure(fig: go.Figure, where: str) -> None:
     """Numeric data of every trace is finite; None (a gap) only in z of heatmaps and y of bars,
-    where a masked cell or score is drawn as missing."""
+    where a masked cell or score is drawn as missing, and in a legend key (a trace whose x and y
+    are all None: it draws no point, only its legend entry, such as the PCA map's "hollow: no
+    room for its label")."""
     assert isinstance(fig, go.Figure), where
     fig.to_json()  # serialisable, as st.plotly_chart will need
     for trace in fig.data:
+        xy = [list(numbers_in(trace[n])) for n in ("x", "y") if trace[n] is not None]
+        if trace.type == "scatter" and len(xy) == 2 and all(a and set(a) == {None} for a in xy):
+            assert trace.showlegend is not False and trace.name, (where, trace.type)
+            continue  # a legend key
         for name in ("x", "y", "z", "customdata", "base"):
             value = trace[name] if name in trace else None
             if value is None:  # not set on this trace
