@@ -8,7 +8,7 @@ import streamlit as st
 
 from engine.figures import embeddings as fig_emb
 from engine.lens import embeddings as lens_emb
-from ui.cache import get_embedding_pca
+from ui.cache import get_embedding_pca, get_pca_labels
 from ui.frame import frame
 from ui.i18n import N_, _
 from ui.lecture import lecture_mode
@@ -97,6 +97,13 @@ source = st.radio(
 source_name = _(SOURCE_NAMES[source])
 vectors = lens_emb.embedding_vectors(trace, source)
 coords, explained = get_embedding_pca(view, source)
+# the plot area the labels are placed in: the lecture figure's (the stage's main figure), else
+# the page's at 1024 px with the sidebar open (the narrowest)
+area_px, font_px = (
+    (fig_emb.PCA_AREA_PX, fig_emb.PCA_FONT_PX)
+    if lecture_mode()
+    else (fig_emb.PCA_PAGE_PX, fig_emb.PCA_PAGE_FONT_PX)
+)
 # the map takes the page's width, its explanation under it: room for twice the labels
 chart(
     fig_emb.pca_figure(
@@ -105,13 +112,9 @@ chart(
         trace.token_strs,
         _("{source}: the two directions of largest spread").format(source=source_name),
         selected=view.pos,
-        # the plot area the labels are placed in: the lecture figure's (the stage's main
-        # figure), else the page's at 1024 px with the sidebar open (the narrowest)
-        **(
-            {}
-            if lecture_mode()
-            else {"area_px": fig_emb.PCA_PAGE_PX, "font_px": fig_emb.PCA_PAGE_FONT_PX}
-        ),
+        area_px=area_px,
+        font_px=font_px,
+        labels=get_pca_labels(view, source, area_px, font_px),
     ),
     key="embeddings_pca_chart",
 )

@@ -40,6 +40,7 @@ from engine.dropout_demo import (
     layer_mask_stats,
     mask_average,
 )
+from engine.figures.embeddings import PcaLabels, pca_labels
 from engine.interventions import (
     Ablation,
     Attribution,
@@ -207,6 +208,9 @@ TOKEN_GROUPS = SharedCache(TRACE_CACHE_ENTRIES)
 ENCODE_STEPS = SharedCache(TRACE_CACHE_ENTRIES)
 # the Embeddings page's PCA map per source (engine.lens.embeddings.SOURCES): T x 2 float64
 EMBEDDING_PCAS = SharedCache(TRACE_CACHE_ENTRIES * 3)
+# the PCA map's label candidates per source, plot area and font (engine.figures.embeddings.
+# pca_labels): about 300 KB at 1,024 tokens
+PCA_LABELS = SharedCache(TRACE_CACHE_ENTRIES * 6)
 DROPOUT_TRACES = SharedCache(8, cache_budget_bytes(), size=lambda t: t.nbytes())
 LAST_LOGITS = SharedCache(8)
 MASK_AVERAGES = SharedCache(16)
@@ -511,6 +515,23 @@ def get_embedding_pca(view: View, source: str) -> tuple[np.ndarray, np.ndarray]:
         return pca_2d(embedding_vectors(view.trace, source))
 
     return _of_view(EMBEDDING_PCAS, view, (source,), compute)
+
+
+def get_pca_labels(
+    view: View, source: str, area_px: tuple[float, float], font_px: float
+) -> PcaLabels:
+    """`engine.figures.embeddings.pca_labels` of the view's PCA map of `source`
+    (`get_embedding_pca`) for a plot area of `area_px` pixels and labels of `font_px`, cached
+    per (model, text, source, area, font): the points at one place and the label boxes free of
+    markers do not depend on the selected token, and at 1,024 tokens they took 30-60 ms of every
+    rerun of the Embeddings page (its worst on GPT-2 small). Raises ValueError for an unknown
+    source."""
+
+    def compute() -> PcaLabels:
+        coords, _explained = get_embedding_pca(view, source)
+        return pca_labels(coords, view.trace.token_strs, area_px, font_px)
+
+    return _of_view(PCA_LABELS, view, (source, tuple(area_px), float(font_px)), compute)
 
 
 def get_dropout_trace(view: View, p: float, seed: int, layer: int | None = None) -> Trace:

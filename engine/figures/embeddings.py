@@ -7,6 +7,7 @@ Pure builders: arrays and labels in, plotly Figures out; the numbers come from
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -100,12 +101,26 @@ def place_labels(
     whatever it covers.
     `x`, `y` [N] in data units, scaled to `area_px`. Returns (text per point, "" where left out;
     textposition per point)."""
+    boxes, ok = label_candidates(x, y, labels, area_px, font_px)
+    return _choose_places(labels, first, boxes, ok)
+
+
+def label_candidates(
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: list[str] | tuple[str, ...],
+    area_px: tuple[float, float] = PCA_AREA_PX,
+    font_px: float = PCA_FONT_PX,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The part of `place_labels` that does not depend on which point goes first: every
+    label's box at every place (x0, y0, x1, y1 [N, places] px) and which of them lie inside the
+    plot area and cover no other point's marker ([N, places] bool). At 1,024 points this is
+    most of the placement's time (the marker test compares 8 places with 1,024 markers)."""
     n = len(labels)
     w_px, h_px = area_px
     px, py = _scaled(x, w_px, n), _scaled(y, h_px, n)
-    boxes = _candidate_boxes(px, py, labels, font_px)
-    ok = _clear_of_markers(px, py, boxes, area_px)
-    return _choose_places(labels, first, boxes, ok)
+    boxes = _candidate_boxes(px, py, list(labels), font_px)
+    return boxes, _clear_of_markers(px, py, boxes, area_px)
 
 
 def _scaled(v: np.ndarray, size: float, n: int) -> np.ndarray:
@@ -231,6 +246,43 @@ def _group_label(group: list[int], token_strs: list[str] | tuple[str, ...]) -> s
     return ", ".join(plotly_text(f"{i}:{token_strs[i]}") for i in group)
 
 
+@dataclass(frozen=True)
+class PcaLabels:
+    """What the PCA map's labels need that does not depend on the selected token, computed once
+    per (text, vectors, plot area, font) by `pca_labels`: the points drawn at one place
+    (`same_place_groups`) as groups, each group's label and first point, and the candidate
+    boxes of the group labels (`label_candidates`) with which of them are free of markers.
+
+    group_of: [N] int, each point's group. reps: [G] each group's first point. labels: [G].
+    boxes: x0, y0, x1, y1 [G, places] px. ok: [G, places] bool."""
+
+    group_of: np.ndarray
+    reps: tuple[int, ...]
+    labels: tuple[str, ...]
+    boxes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ok: np.ndarray
+
+
+def pca_labels(
+    coords: np.ndarray,
+    token_strs: list[str] | tuple[str, ...],
+    area_px: tuple[float, float] = PCA_AREA_PX,
+    font_px: float = PCA_FONT_PX,
+) -> PcaLabels:
+    """`PcaLabels` of the points `coords` [N, 2] named by `token_strs` [N], for a plot area of
+    `area_px` pixels and labels of `font_px` (`pca_figure`'s arguments)."""
+    n = len(token_strs)
+    groups = same_place_groups(coords[:, 0], coords[:, 1])
+    group_of = np.zeros(n, dtype=int)
+    for k, g in enumerate(groups):
+        group_of[g] = k
+    reps = tuple(g[0] for g in groups)
+    labels = tuple(_group_label(g, token_strs) for g in groups)
+    at = coords[list(reps)]
+    boxes, ok = label_candidates(at[:, 0], at[:, 1], labels, area_px, font_px)
+    return PcaLabels(group_of=group_of, reps=reps, labels=labels, boxes=boxes, ok=ok)
+
+
 def pca_figure(
     coords: np.ndarray,
     explained: np.ndarray,
@@ -239,6 +291,7 @@ def pca_figure(
     selected: int | None = None,
     area_px: tuple[float, float] = PCA_AREA_PX,
     font_px: float = PCA_FONT_PX,
+    labels: PcaLabels | None = None,
 ) -> go.Figure:
     """Each token as a labelled point; a faint line joins them in text order. `explained` [2]
     (NaN for a component that does not exist: the axis says "not measurable here"). Points
@@ -247,25 +300,19 @@ def pca_figure(
     point are left out of the drawing (`place_labels`, for a plot area of `area_px` pixels and
     labels of `font_px`): their points are drawn hollow, and a legend entry above the plot says
     so and how many; every point's hover names its token(s). Written as one dict and built once
-    (`spec_figure`)."""
+    (`spec_figure`). `labels`: `pca_labels(coords, token_strs, area_px, font_px)` computed
+    before (a page caches it per text: at 1,024 tokens it is most of the map's time); None
+    computes it here."""
     n = len(token_strs)
-    groups = same_place_groups(coords[:, 0], coords[:, 1])
-    group_labels = [_group_label(g, token_strs) for g in groups]
-    reps = [g[0] for g in groups]  # the point that carries each group's label
-    group_of = np.zeros(n, dtype=int)
-    for k, g in enumerate(groups):
-        group_of[g] = k
+    if labels is None:
+        labels = pca_labels(coords, token_strs, area_px, font_px)
+    group_of, group_labels = labels.group_of, list(labels.labels)
+    reps = list(labels.reps)  # the point that carries each group's label
     first = None if selected is None or not 0 <= selected < n else int(group_of[selected])
     if first is not None:
         reps[first] = selected  # the selected token's label sits on its own (larger) marker
-    texts, places = place_labels(
-        coords[reps, 0],
-        coords[reps, 1],
-        group_labels,
-        first=first,
-        area_px=area_px,
-        font_px=font_px,
-    )
+    # the greedy pass, selected token first (`place_labels`); a group's points share one place
+    texts, places = _choose_places(group_labels, first, labels.boxes, labels.ok)
     shown, where = [""] * n, ["top center"] * n
     for k, rep in enumerate(reps):
         shown[rep], where[rep] = texts[k], places[k]

@@ -150,3 +150,47 @@ def test_the_embeddings_pca_is_computed_once_per_text_and_source(
     at.run()
     at.run()
     assert not at.exception and calls == [trace.n_tokens]  # one SVD over three runs
+
+
+def test_the_pca_maps_label_candidates_are_computed_once_per_text_and_not_per_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The label boxes free of markers (`pca_labels`) do not depend on the selected token: a
+    rerun and a new position read the cached ones, and the map then is the one `pca_figure`
+    draws computing them itself (the labels shown, their places and the hollow points)."""
+    import numpy as np
+
+    from engine.figures import embeddings as fig_emb
+    from engine.lens import embeddings as lens_emb
+    from tests.support import chart, open_page, unique_text
+    from ui import cache
+
+    calls: list[int] = []
+    real = fig_emb.pca_labels
+
+    def counted(coords: np.ndarray, *args: object, **kwargs: object) -> fig_emb.PcaLabels:
+        calls.append(len(coords))
+        return real(coords, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "pca_labels", counted)
+    text = unique_text("The little dog ran to the river. The little dog ran to the river.")
+    at = open_page("pages/2_Embeddings.py", text)
+    trace = cache.get_trace("bundled", text, cache.load_model("bundled"))
+    at.run()
+    at.session_state["pos"] = 3  # another selected token
+    at.run()
+    assert not at.exception and calls == [trace.n_tokens]  # computed once over three runs
+    coords, explained = lens_emb.pca_2d(lens_emb.embedding_vectors(trace, "token + position"))
+    want = fig_emb.pca_figure(
+        coords,
+        explained,
+        trace.token_strs,
+        "T",
+        selected=3,
+        area_px=fig_emb.PCA_PAGE_PX,
+        font_px=fig_emb.PCA_PAGE_FONT_PX,
+    ).data[1]
+    got = chart(at, "embeddings_pca_chart")["data"][1]
+    assert list(got["text"]) == list(want.text) and any(want.text) and not all(want.text)
+    assert list(got["textposition"]) == list(want.textposition)
+    assert list(got["marker"]["symbol"]) == list(want.marker.symbol)
