@@ -161,16 +161,7 @@ def _sidebar_inputs(loaded: LoadedModel | None) -> None:
     ss = st.session_state
     sb = st.sidebar
     sb.divider()
-    sb.selectbox(
-        _("Lecture presets"),
-        [p.name for p in PRESETS_TEXT],
-        index=None,
-        placeholder=_("Choose a prepared text…"),
-        key="_w_preset",
-        format_func=_,
-        on_change=_on_preset,
-        help="\n".join(f"- **{_(p.name)}**: {_(p.why)}" for p in PRESETS_TEXT),
-    )
+    _preset_box(sb, "_w_preset")
     first_run = _mirror("_w_text", "text")  # issue 20 (b): see _mirror
     typed = sb.text_area(
         _("Your text"),
@@ -472,15 +463,22 @@ def _empty_text_hint() -> None:
             "shows what happens inside."
         )
     )
-    st.selectbox(
+    _preset_box(st, "_w_preset_main")
+
+
+def _preset_box(where: Any, key: str) -> None:
+    """The lecture presets' chooser in `where` (the sidebar, or the page body), element key
+    `key`: choosing one sets the text (`_on_preset`) and empties the box again."""
+    where.selectbox(
         _("Lecture presets"),
         [p.name for p in PRESETS_TEXT],
         index=None,
         placeholder=_("Choose a prepared text…"),
-        key="_w_preset_main",
+        key=key,
         format_func=_,
         on_change=_on_preset,
-        args=("_w_preset_main",),
+        args=(key,),
+        help="\n".join(f"- **{_(p.name)}**: {_(p.why)}" for p in PRESETS_TEXT),
     )
 
 
