@@ -180,10 +180,13 @@ def _http_status(port: int, path: str) -> int:
 
 
 def test_the_readmes_link_limits_hold(tmp_path: Path) -> None:
-    """README, "Behind a reverse proxy": Streamlit's server refuses a request head over about
-    128,000 bytes with 400 (a link of about 127,900 query characters), long before its own
-    524,288-character query limit; the app's links (at most 4,000 characters of text) are far
-    below both."""
+    """README, "Behind a reverse proxy": Streamlit's server (uvicorn with h11) takes a request
+    head of up to 16 KiB however it arrives, and refuses one still incomplete past 16 KiB with
+    400 (h11's max_incomplete_event_size); a head over its read size can never arrive whole, so
+    a 524,289-character link is always refused. Between the two it depends on how the head is
+    read (on loopback a 127,000-character link passed about two tries in three), so nothing is
+    asserted there. The app's links (at most 4,000 URL-encoded characters of text) are far
+    below 16 KiB."""
     port, log_path = _free_port(), tmp_path / "server.log"
     script = tmp_path / "hello.py"
     script.write_text("import streamlit as st\nst.write('hello')\n")
@@ -198,8 +201,7 @@ def test_the_readmes_link_limits_hold(tmp_path: Path) -> None:
     try:
         _wait_healthy(proc, f"http://127.0.0.1:{port}", log_path)
         assert _http_status(port, "/?text=" + "a" * 4_000) == 200
-        assert _http_status(port, "/?text=" + "a" * 127_000) == 200
-        assert _http_status(port, "/?text=" + "a" * 128_000) == 400
+        assert _http_status(port, "/?text=" + "a" * 16_000) == 200  # head < 16 KiB
         assert _http_status(port, "/?text=" + "a" * 524_289) == 400
     finally:
         proc.terminate()
