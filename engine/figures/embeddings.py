@@ -306,17 +306,7 @@ def pca_figure(
     n = len(token_strs)
     if labels is None:
         labels = pca_labels(coords, token_strs, area_px, font_px)
-    group_of, group_labels = labels.group_of, list(labels.labels)
-    reps = list(labels.reps)  # the point that carries each group's label
-    first = None if selected is None or not 0 <= selected < n else int(group_of[selected])
-    if first is not None:
-        reps[first] = selected  # the selected token's label sits on its own (larger) marker
-    # the greedy pass, selected token first (`place_labels`); a group's points share one place
-    texts, places = _choose_places(group_labels, first, labels.boxes, labels.ok)
-    shown, where = [""] * n, ["top center"] * n
-    for k, rep in enumerate(reps):
-        shown[rep], where[rep] = texts[k], places[k]
-    labelled = np.array([bool(texts[group_of[i]]) for i in range(n)], dtype=bool)
+    shown, where, labelled = _placed_labels(labels, selected, n)
     data = [
         {
             "type": "scatter",
@@ -335,7 +325,7 @@ def pca_figure(
             "mode": "markers+text",
             "text": shown,
             "textposition": where,
-            "customdata": [group_labels[group_of[i]] for i in range(n)],
+            "customdata": [labels.labels[k] for k in labels.group_of],
             "cliponaxis": False,  # the selected token's label may reach past the axes
             "marker": {
                 "size": [22 if i == selected else 12 for i in range(n)],
@@ -351,33 +341,58 @@ def pca_figure(
     layout: dict = {"showlegend": False}
     unlabelled = int((~labelled).sum())
     if unlabelled:  # say on the chart which points have no label, and why
-        data.append(
-            {
-                "type": "scatter",
-                "x": [None],
-                "y": [None],
-                "mode": "markers",
-                "marker": {
-                    "size": 12,
-                    "color": PALETTE[8],
-                    "symbol": "circle-open",
-                    "line": {"width": 2},
-                },
-                "name": _("hollow: no room for its label ({n} of {total} tokens); hover it").format(
-                    n=unlabelled, total=n
-                ),
-                "hoverinfo": "skip",
-            }
-        )
+        data.append(_hollow_key(unlabelled, n))
         layout.update(showlegend=True, legend={"orientation": "h", "y": -0.2})
     for axis, k in (("xaxis", 0), ("yaxis", 1)):
-        share = (
-            _("{share}% of the variance").format(share=f"{100 * explained[k]:.0f}")
-            if np.isfinite(explained[k])
-            else _("not measurable here")
-        )
-        layout[axis] = {"title": {"text": f"PC{k + 1} ({share})"}}
+        layout[axis] = {"title": {"text": _pc_axis_title(explained, k)}}
     return spec_figure({"data": data, "layout": layout}, title, 560)
+
+
+def _placed_labels(
+    labels: PcaLabels, selected: int | None, n: int
+) -> tuple[list[str], list[str], np.ndarray]:
+    """The greedy pass of `place_labels` over the groups of `labels`, the selected token's
+    group first: (text per point, "" where none; textposition per point; [n] bool, the point's
+    group got a label). A group's label sits on its first point, the selected token's on the
+    selected point itself (its larger marker)."""
+    group_of = labels.group_of
+    reps = list(labels.reps)
+    first = None if selected is None or not 0 <= selected < n else int(group_of[selected])
+    if first is not None:
+        reps[first] = selected
+    texts, places = _choose_places(list(labels.labels), first, labels.boxes, labels.ok)
+    shown, where = [""] * n, ["top center"] * n
+    for k, rep in enumerate(reps):
+        shown[rep], where[rep] = texts[k], places[k]
+    labelled = np.array([bool(texts[group_of[i]]) for i in range(n)], dtype=bool)
+    return shown, where, labelled
+
+
+def _hollow_key(unlabelled: int, n: int) -> dict:
+    """The legend entry that says why `unlabelled` of the `n` points are hollow: a trace with no
+    point (x and y None), only its legend key."""
+    return {
+        "type": "scatter",
+        "x": [None],
+        "y": [None],
+        "mode": "markers",
+        "marker": {"size": 12, "color": PALETTE[8], "symbol": "circle-open", "line": {"width": 2}},
+        "name": _("hollow: no room for its label ({n} of {total} tokens); hover it").format(
+            n=unlabelled, total=n
+        ),
+        "hoverinfo": "skip",
+    }
+
+
+def _pc_axis_title(explained: np.ndarray, k: int) -> str:
+    """The title of principal component k's axis: its share of the variance, or "not
+    measurable here" where it does not exist (NaN)."""
+    share = (
+        _("{share}% of the variance").format(share=f"{100 * explained[k]:.0f}")
+        if np.isfinite(explained[k])
+        else _("not measurable here")
+    )
+    return f"PC{k + 1} ({share})"
 
 
 def cosine_heatmap(
