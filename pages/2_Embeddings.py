@@ -95,7 +95,6 @@ source = st.radio(
     index=0,
 )
 source_name = _(SOURCE_NAMES[source])
-vectors = lens_emb.embedding_vectors(trace, source)
 coords, explained = get_embedding_pca(view, source)
 # the plot area the labels are placed in: the lecture figure's (the stage's main figure), else
 # the page's at 1024 px with the sidebar open (the narrowest)
@@ -147,7 +146,8 @@ st.markdown(
 
 def _cosine_similarity() -> None:
     """Cosine similarity of every pair of the chosen vectors (the PCA's source)."""
-    sims = lens_emb.cosine_matrix(vectors)
+    # the vectors only while this section is open (the map reads its cached PCA)
+    sims = lens_emb.cosine_matrix(lens_emb.embedding_vectors(trace, source))
     st.latex(r"\cos(x_i, x_j) = \frac{x_i \cdot x_j}{\lVert x_i \rVert \, \lVert x_j \rVert}")
     chart(
         fig_emb.cosine_heatmap(
