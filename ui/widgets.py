@@ -16,8 +16,7 @@ from engine.figures.common import (
     BODY_PX,
     LECTURE_BODY_PX,
     MAX_AXIS,
-    fit_height,
-    readable,
+    sent_figure,
     shown,
 )
 from ui.exports import png_config, svg_button
@@ -34,17 +33,19 @@ def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
     """Draw a plotly figure in the one figure style (`engine.figures.common.readable`: larger
     type in lecture mode) with Streamlit's chart theme off (`theme=None`: Streamlit's theme
     would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
-    default the page body). `key` is the chart's element key."""
+    default the page body). `key` is the chart's element key. The figure goes to Streamlit as
+    its finished dict (`engine.figures.common.sent_figure`), built and copied once."""
     lecture = lecture_mode()
     # sized for the narrowest page (1024 px with the sidebar open; in lecture mode with it
     # collapsed), a chart put in a column for half of it: titles wrapped, x labels thinned
     body = LECTURE_BODY_PX if lecture else BODY_PX
-    fig = readable(fig, lecture=lecture, width_px=body if where is None else body / 2)
+    width = body if where is None else body / 2
     where = where or st
     slot = main_slot(key) if lecture else None
     if slot is not None:  # the stage's main figure, right under the lecture bar
         where = slot
-        fit_height(fig, LECTURE_MAIN_HEIGHT, lecture=True)
+    cap = LECTURE_MAIN_HEIGHT if slot is not None else None
+    fig = sent_figure(fig, lecture=lecture, width_px=width, max_height=cap)
     where.plotly_chart(fig, theme=None, key=key, config=png_config(fig, key))
     svg_button(fig, key, where)
 

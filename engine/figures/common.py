@@ -22,6 +22,8 @@ import numpy as np
 import pandas  # noqa: F401
 import plotly.graph_objects as go
 import plotly.io as pio
+from _plotly_utils.basevalidators import is_homogeneous_array
+from _plotly_utils.utils import is_skipped_key, to_typed_array_spec
 from plotly.subplots import make_subplots
 
 FONT_SIZE = 16
@@ -699,10 +701,111 @@ def readable(
     `fig` was validated as it was built, and `style_spec` writes only plotly properties, so the
     new figure is not validated again (plotly's `_validate=False`: 1 ms instead of 7-12 for a
     256 x 256 heatmap); the tests validate every chart a page draws (`tests.support.chart`)."""
-    spec = fig.to_dict()
+    return go.Figure(_styled(fig, lecture, x_labels, width_px), _validate=False)
+
+
+def _styled(fig: go.Figure, lecture: bool, x_labels: int, width_px: float | None) -> dict[str, Any]:
+    """`fig`'s plain dict (a copy) with the style written in and without its template."""
+    spec = figure_dict(fig)
     spec["layout"].pop("template", None)  # the default template (TEMPLATE) is applied again
     style_spec(spec, lecture=lecture, x_labels=x_labels, width_px=width_px)
-    return go.Figure(spec, _validate=False)
+    return spec
+
+
+def figure_dict(fig: go.Figure) -> dict[str, Any]:
+    """`fig.to_dict()`, equal to it, in a third of the time or less: the dicts and lists copied,
+    the values in them (numpy arrays, strings, numbers) not. `to_dict` deep-copies every array
+    before it encodes it (`convert_to_base64`: a new base64 string put in the copy's place);
+    nothing here writes into an array. Reads plotly 7's own property dicts (`_data`,
+    `_layout`, the ones `to_dict` copies); a figure with frames goes through `to_dict`."""
+    if fig.frames:
+        return fig.to_dict()
+    spec = {"data": _copied(fig._data), "layout": _copied(fig._layout)}
+    encode_arrays(spec)
+    return spec
+
+
+_CONTAINERS = (dict, list, tuple)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _copied(value: Any) -> Any:
+    """`value` with every dict, list and tuple in it copied; anything else shared."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) if isinstance(v, _CONTAINERS) else v for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copied(v) if isinstance(v, _CONTAINERS) else v for v in value)
+    return value
+
+
+def encode_arrays(spec: Any) -> None:
+    """plotly's `convert_to_base64` (the last step of `to_dict`), in place, with the same
+    result: every array that is a dict's value (outside the keys plotly skips) becomes its
+    typed-array spec {"dtype", "bdata", "shape"}, numbers ones only (`to_typed_array_spec`).
+    Plotly's walk calls itself on every element of every list (a list of 65,536 hover texts:
+    65,536 calls); only what can hold a dict is entered here."""
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if isinstance(value, _SCALARS) or is_skipped_key(key):
+                continue
+            if is_homogeneous_array(value):
+                spec[key] = to_typed_array_spec(value)
+            elif isinstance(value, _CONTAINERS):
+                encode_arrays(value)
+    elif isinstance(spec, list | tuple):
+        for value in spec:
+            if isinstance(value, _CONTAINERS):
+                encode_arrays(value)
+
+
+class SentFigure(go.Figure):
+    """A figure that is its finished plain dict: `to_dict()` returns `spec` itself, no copy.
+
+    For `st.plotly_chart`: Streamlit 1.67 takes a figure's `to_dict()` (a deep copy of every
+    value and a walk that encodes numpy arrays) and validates a plain dict it is given (slower
+    still); both had been done already for a figure from `readable`, and building that figure
+    again cost more (on the Attention page with every section open, 9 charts: 18 ms building and
+    9 ms copying of a 120-140 ms rerun). `spec` must already be what plotly's `to_dict` gives:
+    arrays encoded (`encode_arrays`), the template written in (`sent_figure` makes one).
+    Only the height is a property of the figure object itself (read by `png_config` and the
+    SVG export); the rest is in `spec` alone, which nothing may change after this."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        # an empty template: plotly would copy the default one into this figure's own layout
+        layout = {"height": spec["layout"].get("height"), "template": {}}
+        super().__init__(layout=layout, _validate=False)
+        self._spec = spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finished dict itself (not a copy)."""
+        return self._spec
+
+
+@functools.lru_cache(maxsize=4)
+def _template_dict(name: str) -> dict[str, Any]:
+    """The template `name` as `to_dict()` writes it into a figure's layout (read only)."""
+    return go.Figure(layout={"template": name}).to_dict()["layout"]["template"]
+
+
+def sent_figure(
+    fig: go.Figure,
+    lecture: bool = False,
+    x_labels: int = MAX_LABELLED,
+    width_px: float | None = None,
+    max_height: int | None = None,
+) -> SentFigure:
+    """`readable(fig, lecture, x_labels, width_px)` (then `fit_height_spec(..., max_height,
+    lecture)` when `max_height` is given) as a `SentFigure`, for `st.plotly_chart`: the same
+    dict as that figure's `to_dict()` (tests/engine/figures/test_common.py compares them),
+    without building the figure twice and copying its dict twice."""
+    spec = _styled(fig, lecture, x_labels, width_px)
+    if max_height is not None:
+        fit_height_spec(spec, max_height, lecture)
+    encode_arrays(spec)  # what `to_dict` does last: arrays the style added, encoded
+    spec["layout"]["template"] = _template_dict(str(pio.templates.default))
+    return SentFigure(spec)
 
 
 def _merge(target: dict[str, Any], key: str, values: dict[str, Any]) -> None:
@@ -859,25 +962,24 @@ def _style_traces(spec: dict[str, Any], font: dict[str, Any], size: int) -> None
                 text_font["color"] = TEXT_COLOUR
 
 
-def fit_height(fig: go.Figure, height: int, lecture: bool = False) -> go.Figure:
-    """Cap `fig`'s height at `height` px (in place; returns it) and thin the labels of each y
-    axis of categories to every k-th so that each drawn label still has a row at least as tall
-    as its text (FONT_SIZE or LECTURE_FONT_SIZE + 2 px, in the axis's share of the height less
-    120 px for title and margins). A title of several lines (`_wrap_titles`) stays as far from
-    the top in pixels."""
+def fit_height_spec(spec: dict[str, Any], height: int, lecture: bool = False) -> None:
+    """Cap the height of the figure dict `spec` (plotly's `to_dict()` form) at `height` px, in
+    place, and thin the labels of each y axis of categories to every k-th so that each drawn
+    label still has a row at least as tall as its text (FONT_SIZE or LECTURE_FONT_SIZE + 2 px,
+    in the axis's share of the height less 120 px for title and margins). A title of several
+    lines (`_wrap_titles`) stays as far from the top in pixels."""
     size = LECTURE_FONT_SIZE if lecture else FONT_SIZE
-    before = fig.layout.height or 450  # plotly's default
-    fig.layout.height = min(fig.layout.height or height, height)
-    title = fig.layout.title
-    if title.yref == "container" and title.y is not None:
+    layout = spec["layout"]
+    before = layout.get("height") or 450  # plotly's default
+    layout["height"] = min(layout.get("height") or height, height)
+    title = layout.get("title") or {}
+    if title.get("yref") == "container" and title.get("y") is not None:
         # a title placed by `_wrap_titles` keeps its distance from the top in pixels
-        title.y = 1 - (1 - title.y) * before / fig.layout.height
-    spec = {"data": [t.to_plotly_json() for t in fig.data], "layout": fig.layout.to_plotly_json()}
+        title["y"] = 1 - (1 - title["y"]) * before / layout["height"]
     for name in (k for k in _axis_names(spec) if k.startswith("yaxis")):
         categories = _axis_categories(spec, name)
         if categories is None:
             continue
-        fits = _labels_fit(spec["layout"], name, size + 2, 120)
+        fits = _labels_fit(layout, name, size + 2, 120)
         ticks = category_ticks(categories, limit=fits, chars=LABEL_CHARS_Y)
-        fig.layout[name].update(tickvals=ticks["tickvals"], ticktext=ticks["ticktext"])
-    return fig
+        _merge(layout, name, {"tickvals": ticks["tickvals"], "ticktext": ticks["ticktext"]})

@@ -248,15 +248,97 @@ def test_readable_wraps_titles_to_the_width_it_is_drawn_in() -> None:
 def test_fit_height_keeps_a_wrapped_title_where_it_was_from_the_top() -> None:
     import plotly.graph_objects as go
 
-    from engine.figures.common import COLUMN_PX, fit_height, readable
+    from engine.figures.common import COLUMN_PX, fit_height_spec, readable
 
     title = "What each layer's residual predicts as the next token, with ln_f applied"
     fig = readable(go.Figure(go.Bar(y=[1, 2]), layout={"title": {"text": title}, "height": 900}))
-    fig = readable(fig, width_px=COLUMN_PX)
-    from_top = (1 - fig.layout.title.y) * fig.layout.height
-    fit_height(fig, 500)
-    assert fig.layout.height == 500
-    assert (1 - fig.layout.title.y) * 500 == pytest.approx(from_top)
+    spec = readable(fig, width_px=COLUMN_PX).to_dict()
+    from_top = (1 - spec["layout"]["title"]["y"]) * spec["layout"]["height"]
+    fit_height_spec(spec, 500)
+    assert spec["layout"]["height"] == 500
+    assert (1 - spec["layout"]["title"]["y"]) * 500 == pytest.approx(from_top)
+
+
+def test_fit_height_thins_a_category_axis_to_rows_its_labels_fit() -> None:
+    import plotly.graph_objects as go
+
+    labels = [f"token {i}" for i in range(60)]
+    fig = go.Figure(go.Heatmap(z=np.ones((60, 3)), y=labels), layout={"height": 1200})
+    spec = common.readable(fig).to_dict()
+    assert len(spec["layout"]["yaxis"]["ticktext"]) == 60  # 1,200 px: every row labelled
+    common.fit_height_spec(spec, 400)
+    shown = spec["layout"]["yaxis"]["ticktext"]
+    assert spec["layout"]["height"] == 400 and 1 < len(shown) < 60
+    # each drawn label has a row at least FONT_SIZE + 2 px tall in the 400 - 120 px left
+    assert (400 - 120) / len(shown) >= common.FONT_SIZE + 2
+
+
+def _figures_of_every_kind() -> list:
+    """Figures with what the app's figures hold: numpy arrays of several dtypes (int64 that
+    plotly narrows, float32, strings), lists of strings and of lists, arrays in the dicts of a
+    list (the traces), keys plotly leaves unencoded ("range"), subplots, and a frame."""
+    import plotly.graph_objects as go
+
+    from engine.figures.attention import head_grid, pattern_heatmap
+    from engine.figures.embeddings import pca_figure
+
+    rng = np.random.default_rng(0)
+    T = 40
+    pattern = np.tril(rng.random((T, T))).astype(np.float32)
+    pattern /= pattern.sum(-1, keepdims=True)
+    tokens = [f"t{i}<&>" for i in range(T)]
+    patterns = np.stack([pattern] * 4)
+    coords = rng.normal(size=(T, 2)).astype(np.float32)
+    bars = go.Figure(
+        go.Bar(x=np.arange(5), y=np.array([1, 2, 3, 4, 500_000]), text=["a", "b", "c", "d", "e"]),
+        layout={
+            "xaxis": {"range": np.array([0.0, 5.0]), "tickvals": np.arange(5)},
+            "annotations": [{"x": np.int64(1), "y": 2, "text": "<b>x</b>"}],
+        },
+    )
+    strings = go.Figure(go.Scatter(x=np.array(["a", "b"]), y=(1.5, 2.5), customdata=[[1, "x"]]))
+    framed = go.Figure(go.Scatter(y=[1, 2]), frames=[go.Frame(data=[go.Scatter(y=[2, 1])])])
+    return [
+        pattern_heatmap(pattern, pattern * 3 - 1, tokens, "One head"),
+        head_grid(patterns, ["previous token", None, "induction", None], tokens, 1, 3, "Heads"),
+        pca_figure(coords, np.array([0.5, 0.2]), tokens, "PCA", selected=2),
+        bars,
+        strings,
+        framed,
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_figure_dict_equals_plotlys_to_dict(index: int) -> None:
+    import plotly.io as pio
+
+    fig = _figures_of_every_kind()[index]
+    expected = pio.to_json(fig.to_dict(), validate=False)
+    assert pio.to_json(common.figure_dict(fig), validate=False) == expected
+    assert pio.to_json(fig.to_dict(), validate=False) == expected  # the figure is left as it was
+
+
+@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize(("lecture", "width", "cap"), [(False, None, None), (True, 480, 300)])
+def test_sent_figure_is_the_readable_figures_dict(
+    index: int, lecture: bool, width: float | None, cap: int | None
+) -> None:
+    """What `ui.widgets.chart` sends (`sent_figure`) is what the readable figure, capped by
+    `fit_height_spec`, gives as plotly's dict: same JSON (plotly's encoder; keys compared as
+    a mapping, since the template is written in last), same height."""
+    import json
+
+    import plotly.io as pio
+
+    fig = _figures_of_every_kind()[index]
+    expected = common.readable(fig, lecture=lecture, width_px=width).to_dict()
+    if cap is not None:
+        common.fit_height_spec(expected, cap, lecture)
+    sent = common.sent_figure(fig, lecture=lecture, width_px=width, max_height=cap)
+    sent_json = json.loads(pio.to_json(sent, validate=False))
+    assert sent_json == json.loads(pio.to_json(expected, validate=False))
+    assert sent.layout.height == expected["layout"].get("height")
+    assert sent.to_dict() is sent.to_dict()  # handed over as it is, not copied again
 
 
 def test_shown_never_writes_none_nan_inf_or_a_negative_zero() -> None:
