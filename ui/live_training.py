@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from engine.figures.common import readable
+from engine.figures.common import sent_figure
 from engine.figures.live import live_heads_figure, live_loss_figure
 from engine.training.live import (
     FAILED,
@@ -149,6 +149,7 @@ def _show(run: LiveRun, key: str) -> None:
         st.caption(_("The attention maps appear after the first evaluation."))
         return
     # built and styled once per snapshot (and language, and lecture mode), then redrawn as is
+    # (`sent_figure`: Streamlit takes its finished dict without copying it)
     stamp = (id(run), p.heads.step, language(), lecture_mode())
     cached = st.session_state.get(f"{key}_heads_figure")
     if cached is None or cached[0] != stamp:
@@ -159,7 +160,7 @@ def _show(run: LiveRun, key: str) -> None:
             p.probe_tokens,
             _("Every head on the probe at step {step}").format(step=p.heads.step),
         )
-        cached = (stamp, readable(fig, lecture=stamp[3]))
+        cached = (stamp, sent_figure(fig, lecture=stamp[3]))
         st.session_state[f"{key}_heads_figure"] = cached
     fig = cached[1]
     st.plotly_chart(fig, theme=None, key=f"{key}_heads", config=png_config(fig, f"{key}_heads"))

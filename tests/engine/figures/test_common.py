@@ -308,14 +308,44 @@ def _figures_of_every_kind() -> list:
     ]
 
 
+def test_a_spec_figure_is_built_when_read_and_then_is_that_figure() -> None:
+    import copy
+    import pickle
+
+    import plotly.graph_objects as go
+
+    spec = {"data": [{"type": "bar", "y": np.arange(3)}], "layout": {}}
+    fig = common.spec_figure(spec, "Bars", 300)
+    assert isinstance(fig, common.SpecFigure) and "_unbuilt" in fig.__dict__
+    assert common.figure_dict(fig)["layout"]["height"] == 300
+    assert "_unbuilt" in fig.__dict__  # reading its dict did not build it
+    fig.update_layout(height=200)  # builds it, then changes it
+    assert "_unbuilt" not in fig.__dict__ and fig.layout.height == 200
+    assert common.figure_dict(fig)["layout"]["height"] == 200  # the change is sent
+    plain = go.Figure(common.spec_figure(spec, "Bars", 300).to_dict())
+    for again in (
+        pickle.loads(pickle.dumps(common.spec_figure(spec, "Bars", 300))),
+        copy.deepcopy(common.spec_figure(spec, "Bars", 300)),
+    ):  # as plotly pickles and copies a figure: the same figure, its arrays encoded
+        assert type(again) is go.Figure and again.to_dict() == plain.to_dict()
+        assert again.data[0].y == {"dtype": "i1", "bdata": "AAEC"}  # 0, 1, 2 as int8
+
+
 @pytest.mark.parametrize("index", range(6))
 def test_figure_dict_equals_plotlys_to_dict(index: int) -> None:
+    import json
+
     import plotly.io as pio
 
+    def parsed(spec: dict) -> dict:  # plotly's JSON, keys as a mapping (their order differs)
+        return json.loads(pio.to_json(spec, validate=False))
+
     fig = _figures_of_every_kind()[index]
-    expected = pio.to_json(fig.to_dict(), validate=False)
-    assert pio.to_json(common.figure_dict(fig), validate=False) == expected
-    assert pio.to_json(fig.to_dict(), validate=False) == expected  # the figure is left as it was
+    got = parsed(common.figure_dict(fig))  # from its spec, if a SpecFigure not yet built
+    expected = parsed(fig.to_dict())
+    assert got == expected
+    assert parsed(common.figure_dict(fig)) == expected  # built now
+    assert parsed(fig.to_dict()) == expected  # the figure is left as it was
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -328,13 +358,15 @@ def test_sent_figure_is_the_readable_figures_dict(
     a mapping, since the template is written in last), same height."""
     import json
 
+    import plotly.graph_objects as go
     import plotly.io as pio
 
     fig = _figures_of_every_kind()[index]
-    expected = common.readable(fig, lecture=lecture, width_px=width).to_dict()
+    sent = common.sent_figure(fig, lecture=lecture, width_px=width, max_height=cap)
+    plain = go.Figure(fig.to_dict())  # a figure plotly built and validated, not a SpecFigure
+    expected = common.readable(plain, lecture=lecture, width_px=width).to_dict()
     if cap is not None:
         common.fit_height_spec(expected, cap, lecture)
-    sent = common.sent_figure(fig, lecture=lecture, width_px=width, max_height=cap)
     sent_json = json.loads(pio.to_json(sent, validate=False))
     assert sent_json == json.loads(pio.to_json(expected, validate=False))
     assert sent.layout.height == expected["layout"].get("height")
