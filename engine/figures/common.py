@@ -606,25 +606,51 @@ def text_width_px(text: str, font_px: float) -> float:
     return font_px * (wide + 0.6 * (len(plain) - wide))
 
 
+def _breaks_before(line: list[tuple[str, float]], j: int) -> bool:
+    """Whether a line may break before piece `j` of `line` ((piece, width) pairs) by preference:
+    after a space or closing punctuation, or before opening punctuation."""
+    before, piece = line[j - 1][0], line[j][0]
+    return before.isspace() or before[-1] in _CLOSE or piece[0] in _OPEN
+
+
 def wrap_text(text: str, max_px: float, font_px: float) -> str:
     """`text` with plotly line breaks ("<br>") so that no line is wider than `max_px` at
     `font_px` (`text_width_px`): breaks fall at spaces, or between two wide (CJK) characters
     (never before closing punctuation nor after opening punctuation); a word longer than a line
-    stays whole. Breaks already in `text` are kept."""
+    stays whole. Where a line of CJK text would break inside a run of characters, it breaks
+    instead at its last punctuation ("训练：" / "掩码前", not "训练：掩码" / "前") when that
+    leaves the line at least a third full. Breaks already in `text` are kept."""
     out = []
     for part in re.split(r"<br\s*/?>", text):
-        lines, line, width = [], "", 0.0
+        lines: list[str] = []
+        line: list[tuple[str, float]] = []  # the pieces of the line being filled, with widths
         for piece in _PIECE.findall(part):
             w = text_width_px(piece, font_px)
             if piece.isspace():
                 if line:
-                    line, width = line + " ", width + w
+                    line.append((" ", w))
                 continue
+            width = sum(pw for _p, pw in line)
             if w > 0 and width > 0 and width + w > max_px:  # (a tag is never a line)
-                lines.append(line.rstrip())
-                line, width = "", 0.0
-            line, width = line + piece, width + w
-        out.append("<br>".join([*lines, line.rstrip()]))
+                with_piece = [*line, (piece, w)]
+                cut = next(
+                    (
+                        j
+                        for j in range(len(line), 0, -1)
+                        if _breaks_before(with_piece, j)
+                        and sum(pw for _p, pw in line[:j]) >= max_px / 3
+                    ),
+                    len(line),
+                )
+                lines.append("".join(p for p, _w in line[:cut]).rstrip())
+                line = line[cut:]
+                while line and line[0][0].isspace():
+                    line.pop(0)
+                if line and sum(pw for _p, pw in line) + w > max_px:
+                    lines.append("".join(p for p, _w in line).rstrip())
+                    line = []
+            line.append((piece, w))
+        out.append("<br>".join([*lines, "".join(p for p, _w in line).rstrip()]))
     return "<br>".join(out)
 
 
@@ -645,15 +671,82 @@ def _legend_rows(spec: dict[str, Any], width_px: float, size: int) -> int:
     return -(-len(widths) // per_row)
 
 
+# Plotly's room around a plot (Chromium, Streamlit 1.67's plotly.js, measured on the dropout
+# page's three panels at 16 px: 135 px left of them for "10:␣played" and the axis title, 70 px
+# right of them for the colour bar): the gap between tick labels and the axis line or the axis
+# title, and a colour bar's bar with its padding, beside its tick labels (about 1.8 em: "0.8").
+_TICK_GAP_PX = 10
+_COLORBAR_BAR_PX = 40
+
+
+def _axis_title_text(axis: dict[str, Any]) -> str:
+    title = axis.get("title")
+    return (title.get("text") if isinstance(title, dict) else title) or ""
+
+
+def _plot_px(spec: dict[str, Any], width_px: float, size: int) -> float:
+    """Estimated width of the plotting area (every panel and the gaps between them) of the
+    figure dict `spec` drawn `width_px` wide with ticks of `size` px: the width less the left
+    margin, which the y tick labels of the leftmost panels and their axis title widen
+    (plotly's automargin: `ticktext` as `_style_axes` wrote it, `text_width_px`), and less the
+    right margin and a colour bar drawn beside the plot (its bar and padding, and its tick
+    labels or its title, whichever is wider)."""
+    layout = spec["layout"]
+    margin = layout.get("margin", {})
+    left = float(margin.get("l", 60))
+    for name, axis in layout.items():
+        if not re.fullmatch(r"yaxis\d*", name) or axis.get("showticklabels") is False:
+            continue
+        x_axis = layout.get("xaxis" + str(axis.get("anchor") or "x")[1:], {})
+        if axis.get("side") == "right" or x_axis.get("domain", (0.0, 1.0))[0] > 0.0:
+            continue  # not left of the plot
+        labels = axis.get("ticktext") or ()
+        title = _axis_title_text(axis)
+        needed = max((text_width_px(str(s), size) for s in labels), default=0.0)
+        needed += _TICK_GAP_PX + (1.3 * size + _TICK_GAP_PX if title else 0.0)
+        left = max(left, needed)
+    right = float(margin.get("r", 20))
+    bars = [
+        t
+        for t in spec["data"]
+        if t.get("type", "scatter") in _COLORBAR and t.get("showscale", True) is not False
+    ]
+    if bars:
+        titles = [_axis_title_text(t.get("colorbar") or {}) for t in bars]
+        right += _COLORBAR_BAR_PX + max(1.8 * size, *(text_width_px(s, size) - 30 for s in titles))
+    return max(width_px - left - right, 4 * size)
+
+
+def _panel_share(layout: dict[str, Any], x: float, y: Any) -> float | None:
+    """The share of the plotting area's width taken by the panel whose subplot title sits at
+    paper (`x`, `y`): the narrowest x axis domain holding `x` whose y axis's domain ends at `y`
+    (make_subplots puts a panel's title at its top edge, centred). None when no panel does."""
+    best = None
+    for name, axis in layout.items():
+        if not re.fullmatch(r"xaxis\d*", name) or not isinstance(y, int | float):
+            continue
+        lo, hi = axis.get("domain", (0.0, 1.0))
+        y_axis = layout.get("yaxis" + str(axis.get("anchor") or "y")[1:], {})
+        top = y_axis.get("domain", (0.0, 1.0))[1]
+        if lo - 1e-6 <= x <= hi + 1e-6 and abs(top - y) < 1e-6:
+            best = hi - lo if best is None else min(best, hi - lo)
+    return best
+
+
 def _wrap_titles(spec: dict[str, Any], width_px: float, title_size: int, size: int) -> None:
     """Wrap the title and the centred paper annotations (subplot titles) of the figure dict
-    `spec` to a figure `width_px` wide, in place. When the title or a top-row subplot title
-    takes more than one line, the title is placed 8 px under the figure's top and the top
-    margin grows to hold its lines, the top row's subplot titles (which grow upwards from their
-    panel) and a legend above the plot."""
+    `spec` to a figure `width_px` wide, in place: a subplot title to its panel's width (its
+    share of the plotting area, `_plot_px`: the room left of it for tick labels and right of
+    it for a colour bar is not the panel's), another annotation to twice its distance from the
+    nearer edge. When the title takes more than one line or the top row has subplot titles,
+    the title is placed 8 px under the figure's top and the top margin grows to hold its
+    lines, the top row's subplot titles (which grow upwards from their panel) and a legend
+    above the plot: plotly's own place for a one-line title, in the middle of a 60 px top
+    margin, is where a top-row subplot title ends (lecture mode's 24 px title drew over the
+    dropout page's 20 px panel titles)."""
     layout = spec["layout"]
     margin = layout.setdefault("margin", {})
-    plot_px = width_px - margin.get("l", 60) - margin.get("r", 20)
+    plot_px = _plot_px(spec, width_px, size)
     top_lines = 0  # lines of the subplot titles that sit on the top edge of the plot
     for annotation in layout.get("annotations", ()):
         x, y = annotation.get("x"), annotation.get("y")
@@ -664,7 +757,10 @@ def _wrap_titles(spec: dict[str, Any], width_px: float, title_size: int, size: i
             and isinstance(x, int | float)
             and annotation.get("text")
         ):
-            room = 2 * min(max(x, 0.0), max(1 - x, 0.0)) * plot_px
+            share = _panel_share(layout, x, y)
+            if share is None:
+                share = 2 * min(max(x, 0.0), max(1 - x, 0.0))
+            room = share * plot_px
             a_size = (annotation.get("font") or {}).get("size") or size
             annotation["text"] = wrap_text(annotation["text"], max(room, 4 * a_size), a_size)
             if isinstance(y, int | float) and y >= 0.98 and annotation.get("yanchor") == "bottom":
@@ -674,7 +770,7 @@ def _wrap_titles(spec: dict[str, Any], width_px: float, title_size: int, size: i
         return
     title["text"] = wrap_text(title["text"], 0.9 * width_px - 10, title_size)
     title_lines = title["text"].count("<br>") + 1
-    if title_lines == 1 and top_lines <= 1:
+    if title_lines == 1 and top_lines == 0:
         return
     line, title_line = round(1.3 * size), round(1.3 * title_size)
     legend = layout.get("legend", {})

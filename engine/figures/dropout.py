@@ -55,11 +55,13 @@ def patterns_figure(
     lo, hi = span.start, span.stop
     labels = token_labels(token_strs, lo, hi)
     scale = 1.0 / (1.0 - p)
+    # short panel titles: a panel is about 90 px wide at 1024 px with the sidebar open (titles
+    # are wrapped to it, `readable`); the text above the figure says what each panel is
     spec, ref = subplots_spec(
         (
-            _("evaluation: dropout = identity"),
-            _("training pass: before the mask"),
-            _("after the mask, survivors × {scale}").format(scale=f"{scale:.3g}"),
+            _("evaluation: identity"),
+            _("training, pre-mask"),
+            _("post-mask, ×{scale}").format(scale=f"{scale:.3g}"),
         ),
         rows=1,
         cols=3,

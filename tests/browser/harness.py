@@ -70,7 +70,9 @@ HEIGHT_JS = """() => {
 # end is hidden; 2 px of its own padding always overflow), a sidebar link whose label is longer
 # than its box (Streamlit ends it in "…"; a collapsed sidebar's links have no width and are
 # skipped), a chart title, subplot title or axis title that reaches past its chart's sides or
-# top (plotly cuts it at the edge), and a chart title drawn over a panel title or the legend.
+# top (plotly cuts it at the edge), two panel titles drawn over each other (the dropout page's
+# three panels in Chinese at 1024 px: "…恒等映射训练模式…"), and a chart title drawn over a panel
+# title or the legend.
 FIT_JS = """() => {
   const cut = [];
   const links = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]';
@@ -93,6 +95,13 @@ FIT_JS = """() => {
       if (r.width && (r.right > box.right + 1 || r.left < box.left - 1 || r.top < box.top - 1))
         cut.push(`chart title cut: ${t.textContent.slice(0, 80)}`);
     }
+    const notes = [...c.querySelectorAll('.annotation-text')]
+      .map(t => [t.textContent.slice(0, 40), t.getBoundingClientRect()]);
+    notes.forEach(([a, r], i) => notes.slice(i + 1).forEach(([b, s]) => {
+      if (r.width && s.width && Math.min(r.bottom, s.bottom) - Math.max(r.top, s.top) > 4
+          && Math.min(r.right, s.right) - Math.max(r.left, s.left) > 1)
+        cut.push(`panel titles overlap: ${a} / ${b}`);
+    }));
     const title = c.querySelector('.gtitle');
     if (!title) continue;
     const t = title.getBoundingClientRect();

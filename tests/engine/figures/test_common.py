@@ -380,3 +380,68 @@ def test_shown_never_writes_none_nan_inf_or_a_negative_zero() -> None:
     assert common.shown(-0.0, "{:.2f}") == "0.00"
     assert common.shown(-0.0006, "{:.3f}") == "-0.001"  # a real negative keeps its sign
     assert common.shown(1.23456) == "1.23"
+
+
+def test_wrap_text_breaks_chinese_at_punctuation_before_breaking_a_word() -> None:
+    from engine.figures.common import wrap_text
+
+    assert wrap_text("训练：掩码前", 83, 16) == "训练：<br>掩码前"  # not "训练：掩码" / "前"
+    assert wrap_text("评估（恒等）", 83, 16) == "评估<br>（恒等）"  # not "评估（恒" / "等）"
+    # a punctuation mark too near the start of the line is no place to break: the line fills
+    assert wrap_text("甲，乙丙丁戊己庚辛壬癸子", 160, 16) == "甲，乙丙丁戊己庚辛壬<br>癸子"
+    assert wrap_text("after the mask, survivors", 100, 16) == "after the<br>mask,<br>survivors"
+
+
+def _dropout_like_panels(titles: tuple[str, ...], width_px: float, lecture: bool = False):
+    """Three heatmap panels with token rows and one colour bar, like the dropout page's
+    patterns figure, styled for a page `width_px` wide."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from engine.figures.common import readable, spec_figure, subplots_spec, token_labels
+
+    words = "The| children| walk|ed| to| school| in| the| morning| and| played| in| the| park|."
+    labels = token_labels(tuple(words.split("|")), 0, 15)
+    spec, ref = subplots_spec(titles, rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.03)
+    z = np.tril(np.ones((15, 15)))
+    spec["data"] = [
+        {"type": "heatmap", "z": z, "x": labels, "y": labels, "showscale": col == 2}
+        | ref[0][col][0].trace_kwargs
+        for col in range(3)
+    ]
+    spec["layout"]["yaxis"]["title"] = {"text": "查询词元"}
+    fig: go.Figure = spec_figure(spec, "一个注意力头的注意力权重，dropout p = 0.05", 560)
+    return readable(fig, lecture=lecture, width_px=width_px)
+
+
+def test_readable_wraps_each_panel_title_to_its_panel_not_to_the_page() -> None:
+    """At 1024 px with the sidebar open (a 500 px body), the dropout page's three panels were
+    88 px wide each (Chromium: 135 px of row labels and axis title on their left, 70 px of
+    colour bar on their right), but the middle panel's title was wrapped to the whole plot
+    width and the outer ones to twice their distance from the edge: "…恒等映射训练模式…" ran
+    together. Every line of a panel title now fits its panel."""
+    from engine.figures.common import text_width_px
+
+    titles = ("评估：dropout = 恒等映射", "训练模式：掩码之前", "掩码之后，幸存者 × 1.05")
+    fig = _dropout_like_panels(titles, 500)
+    for annotation in fig.layout.annotations:
+        lines = annotation.text.split("<br>")
+        assert all(text_width_px(s, 16) <= 88 for s in lines), lines
+        assert "".join(lines).replace(" ", "") in {t.replace(" ", "") for t in titles}
+    # wider (lecture mode's 900 px body, 20 px text): each fits on one line or two
+    wide = _dropout_like_panels(titles, 900, lecture=True)
+    assert [a.text.count("<br>") for a in wide.layout.annotations] == [1, 0, 1]
+
+
+def test_a_one_line_title_is_pinned_above_one_line_panel_titles() -> None:
+    """A one-line title over a top row of one-line panel titles was left where plotly puts it,
+    in the middle of the 60 px top margin, across the panel titles (lecture mode's dropout
+    figure): the title is pinned 8 px under the top and the margin holds both lines."""
+    fig = _dropout_like_panels(("评估", "训练", "掩码"), 900, lecture=True)
+    assert fig.layout.title.text.count("<br>") == 0
+    assert all(a.text.count("<br>") == 0 for a in fig.layout.annotations)
+    height = fig.layout.height
+    assert fig.layout.title.yref == "container"
+    assert (1 - fig.layout.title.y) * height == pytest.approx(12)
+    # 8 px, the 24 px title's line (31 px), the 20 px panel titles' line (26 px), 12 px
+    assert fig.layout.margin.t >= 8 + 31 + 26 + 12
