@@ -13,7 +13,15 @@ from ui.cache import get_dropout_trace, get_layer_mask_stats, get_mask_average
 from ui.frame import frame
 from ui.i18n import _
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, lazy_section, next_stage
+from ui.widgets import (
+    axis_window,
+    bounded_input,
+    chart,
+    lazy_section,
+    next_stage,
+    pair,
+    table,
+)
 
 MAX_MASK_CELLS = 50_000_000  # masks x pattern cells drawn for the averaging figure
 
@@ -115,12 +123,12 @@ mask = get_layer_mask_stats(view, float(p), seed, layer)
 eval_top = top_candidates(final_probs(trace, pos), 5)
 pass_top = top_candidates(final_probs(dropped_trace, pos), 5)
 display = view.loaded.tokenizer.display
-left, right = st.columns(2)
+left, right, _width = pair()  # side by side where both fit, else one under the other
 with left:
     st.markdown(
         _("**This pass, layer {layer}, all {n_head} heads**").format(layer=layer, n_head=cfg.n_head)
     )
-    st.dataframe(
+    table(
         pd.DataFrame(
             {
                 "": [
@@ -143,7 +151,6 @@ with left:
                 ],
             }
         ),
-        hide_index=True,
         key="dropout_stats",
     )
     st.caption(
@@ -159,7 +166,7 @@ with right:
         )
     )
     eval_probs, pass_probs = final_probs(trace, pos), final_probs(dropped_trace, pos)
-    st.dataframe(
+    table(
         pd.DataFrame(
             {
                 _("rank"): list(range(1, 6)),
@@ -169,7 +176,6 @@ with right:
                 ],
             }
         ),
-        hide_index=True,
         key="dropout_prediction",
     )
     st.caption(
@@ -188,15 +194,19 @@ def _averaging_masks() -> None:
         bounded_input("slider", _("Masks to average"), 10, max_n, 200, step=10, key="dropout_n")
     )
     avg = get_mask_average(view, layer, head, float(p), n_masks, seed)
-    left, right = st.columns(2)
-    with left:
-        chart(fig_drop.convergence_figure(avg), key="dropout_convergence", where=left)
-    with right:
-        chart(
-            fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
-            key="dropout_average_row",
-            where=right,
-        )
+    left, right, width = pair(inset=True)  # their legends need more than 250 px
+    chart(
+        fig_drop.convergence_figure(avg),
+        key="dropout_convergence",
+        where=left,
+        width_px=width,
+    )
+    chart(
+        fig_drop.average_row_figure(trace.token_strs, pos, eval_pattern[pos], avg),
+        key="dropout_average_row",
+        where=right,
+        width_px=width,
+    )
     st.markdown(
         _(
             "Masks drawn with numpy from seed {seed} on this head's evaluation weights. After {n} "

@@ -29,17 +29,39 @@ if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
 
-def chart(fig: go.Figure, *, key: str, where: Any = None) -> None:
+# The width of each box of `pair` (measured in Chromium): one holds the dropout page's widest
+# table (415 px), and two fit side by side, with Streamlit's 16 px gap, in the 875 px page body
+# at 1400 px with the sidebar open; in lecture mode's 988 px body at 1024 px, wider ones (its
+# 20 px legends need them). Inside an expander, whose padding takes 38 px, narrower ones.
+PAIR_PX = {(False, False): 430, (False, True): 400, (True, False): 480, (True, True): 460}
+
+
+def pair(inset: bool = False) -> tuple[Any, Any, int]:
+    """Two boxes (Streamlit containers) for two charts or tables that belong together, and
+    their width in pixels (PAIR_PX; `inset`: inside an expander): side by side where the page
+    body holds both (in lecture mode; at 1400 px with the sidebar open), one under the other
+    where it does not (at 1024 px with the sidebar open the body is about 500 px: a half of it
+    cut a chart's legend and made a table scroll sideways). A horizontal container that wraps
+    its boxes onto a second row: the browser decides, the server does not know the window's
+    width. Draw a chart in a box with `chart(..., where=box, width_px=width)`."""
+    width = PAIR_PX[(lecture_mode(), inset)]
+    row = st.container(horizontal=True, gap="small")
+    return row.container(width=width), row.container(width=width), width
+
+
+def chart(fig: go.Figure, *, key: str, where: Any = None, width_px: float | None = None) -> None:
     """Draw a plotly figure in the one figure style (`engine.figures.common.readable`: larger
     type in lecture mode) with Streamlit's chart theme off (`theme=None`: Streamlit's theme
     would otherwise shrink the tick labels to 13.5 px and turn them grey), in `where` (a column;
-    default the page body). `key` is the chart's element key. The figure goes to Streamlit as
-    its finished dict (`engine.figures.common.sent_figure`), built and copied once."""
+    default the page body). `key` is the chart's element key. `width_px`: the narrowest the
+    chart is drawn, when `where` is a box of known width (`pair`'s PAIR_PX); by default the
+    page body's narrowest, or half of it in a column. The figure goes to Streamlit as its
+    finished dict (`engine.figures.common.sent_figure`), built and copied once."""
     lecture = lecture_mode()
     # sized for the narrowest page (1024 px with the sidebar open; in lecture mode with it
     # collapsed), a chart put in a column for half of it: titles wrapped, x labels thinned
     body = LECTURE_BODY_PX if lecture else BODY_PX
-    width = body if where is None else body / 2
+    width = width_px if width_px is not None else body if where is None else body / 2
     where = where or st
     slot = main_slot(key) if lecture else None
     if slot is not None:  # the stage's main figure, right under the lecture bar

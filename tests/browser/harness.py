@@ -69,10 +69,10 @@ HEIGHT_JS = """() => {
 # What does not fit the page: a display formula wider than its box (KaTeX scrolls it, so the
 # end is hidden; 2 px of its own padding always overflow), a sidebar link whose label is longer
 # than its box (Streamlit ends it in "…"; a collapsed sidebar's links have no width and are
-# skipped), a chart title, subplot title or axis title that reaches past its chart's sides or
-# top (plotly cuts it at the edge), two panel titles drawn over each other (the dropout page's
-# three panels in Chinese at 1024 px: "…恒等映射训练模式…"), and a chart title drawn over a panel
-# title or the legend.
+# skipped), a chart title, subplot title, axis title or legend entry that reaches past its
+# chart's sides or top (plotly cuts it at the edge), two panel titles drawn over each other
+# (the dropout page's three panels in Chinese at 1024 px: "…恒等映射训练模式…"), and a chart
+# title drawn over a panel title or the legend.
 FIT_JS = """() => {
   const cut = [];
   const links = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]';
@@ -94,6 +94,10 @@ FIT_JS = """() => {
       const r = t.getBoundingClientRect();
       if (r.width && (r.right > box.right + 1 || r.left < box.left - 1 || r.top < box.top - 1))
         cut.push(`chart title cut: ${t.textContent.slice(0, 80)}`);
+    }
+    for (const t of c.querySelectorAll('.legendtext')) {
+      if (t.getBoundingClientRect().right > box.right + 1)
+        cut.push(`legend entry cut: ${t.textContent.slice(0, 80)}`);
     }
     const notes = [...c.querySelectorAll('.annotation-text')]
       .map(t => [t.textContent.slice(0, 40), t.getBoundingClientRect()]);

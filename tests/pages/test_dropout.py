@@ -107,3 +107,46 @@ def test_the_dropout_pages_average_over_masks_approaches_the_evaluation_output()
     assert MASK_AVERAGES.stats()[0] == entries
     again = np.array(charts(at)["dropout_convergence"]["data"][0]["y"])
     np.testing.assert_array_equal(again, inverted)
+
+
+def _in_boxes(node: object, box: int | None = None) -> list[tuple[object, int | None]]:
+    """Every element under `node` of an AppTest tree, with the pixel width of the nearest
+    container around it that has one (`st.container(width=...)`; None: none has)."""
+    proto = getattr(node, "proto", None)
+    config = getattr(proto, "width_config", None)
+    if config is not None and config.WhichOneof("width_spec") == "pixel_width":
+        box = config.pixel_width
+    children = getattr(node, "children", None)
+    if not isinstance(children, dict):
+        return [(node, box)]
+    return [found for child in children.values() for found in _in_boxes(child, box)]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_dropout_pages_tables_and_averaging_charts_fit_their_boxes(lang: str) -> None:
+    """At 1024 px with the sidebar open the page body is about 500 px: in two columns the
+    statistics table scrolled sideways (170 px) and cut its value column, the prediction table
+    too (74-87 px), and the averaging charts cut their legends. Both pairs now sit in boxes of
+    `ui.widgets.pair` (wrapped one under the other when two do not fit), every table column is
+    sized (`ui.widgets.table`) and the columns together are no wider than their box."""
+    import json
+
+    from ui.text import PRESETS_TEXT
+    from ui.widgets import PAIR_PX
+
+    text = next(p.text for p in PRESETS_TEXT if p.name == "Repeated line (induction)")
+    at = open_page("pages/7_Dropout.py", text=text, lang=lang, sections=("dropout_sec_average",))
+    placed = _in_boxes(at.main)
+    tables = [(e, box) for e, box in placed if type(e).__name__ == "Dataframe"]
+    assert len(tables) == 2
+    for frame, box in tables:
+        assert box == PAIR_PX[(False, False)]
+        widths = json.loads(frame.proto.columns)
+        shown = [str(c) for c in frame.value.columns]
+        assert all(widths.get(c, {}).get("width") for c in shown), widths
+        assert sum(widths[c]["width"] for c in shown) <= box, (shown, widths)
+    charts_in = {e.key: box for e, box in placed if getattr(e, "type", "") == "plotly_chart"}
+    assert {k: charts_in.get(k) for k in ("dropout_convergence", "dropout_average_row")} == {
+        "dropout_convergence": PAIR_PX[(False, True)],
+        "dropout_average_row": PAIR_PX[(False, True)],
+    }
