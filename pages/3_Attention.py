@@ -339,7 +339,11 @@ def _numpy_example() -> None:
 lazy_section(_("The article's numpy example, run"), "attention_sec_numpy", _numpy_example)
 
 st.subheader(_("Every head in every layer"))
-table(fig_att.head_scores_table(scores), key="attention_head_table")
+table(
+    fig_att.head_scores_table(scores),
+    key="attention_head_table",
+    short_headers=fig_att.head_table_short_headers(),
+)
 if trace.n_tokens < 2:
     st.caption(
         _(

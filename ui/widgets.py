@@ -99,19 +99,22 @@ def text_px(text: str) -> int:
     return sum(px(c) for c in text)
 
 
-def header_px(text: str) -> int:
-    """The pixels a dataframe header `text` needs to be shown whole: its text, the cell padding,
-    the sort arrow and the column menu."""
-    return text_px(text) + _HEADER_PAD_PX
+def header_px(text: str, pad_px: int = _HEADER_PAD_PX) -> int:
+    """The pixels a dataframe header `text` needs to be shown whole: its text and `pad_px` (by
+    default the cell padding, the sort arrow and the column menu)."""
+    return text_px(text) + pad_px
 
 
-def column_widths(df: pd.DataFrame) -> dict[str, int]:
+def column_widths(df: pd.DataFrame, shown: dict[str, str] | None = None) -> dict[str, int]:
     """Each column's width in pixels for `table`: as wide as its header (`header_px`) or its
     widest cell (its text and the padding), whichever is wider. Keys are the column names as
-    strings."""
+    strings. `shown`: shorter headers drawn instead of some column names (`table`); with it,
+    every header gets only the cell padding, no room for a sort arrow: a compact table."""
+    pad = _HEADER_PAD_PX if shown is None else _CELL_PAD_PX
+    shown = shown or {}
     return {
         str(col): max(
-            header_px(str(col)),
+            header_px(shown.get(str(col), str(col)), pad),
             max((text_px(str(v)) + _CELL_PAD_PX for v in df[col]), default=0),
         )
         for col in df.columns
@@ -135,14 +138,30 @@ def formatted(df: pd.DataFrame, formats: dict[str, str]) -> Styler:
     return df.style.format({c: functools.partial(shown, fmt=f) for c, f in formats.items()})
 
 
-def table(df: pd.DataFrame, *, key: str | None = None, where: Any = None) -> None:
+def table(
+    df: pd.DataFrame,
+    *,
+    key: str | None = None,
+    where: Any = None,
+    short_headers: dict[str, str] | None = None,
+) -> None:
     """`st.dataframe` of `df` (no index, full width) with every column at least as wide as its
     header (`column_widths`), so that no header is cut ("entrop…"): Streamlit sizes columns by
     their cells. The estimate is kept tight because columns wider than the table's box make it
-    scroll sideways, which cuts the last header at the box's edge ("entropy (na"): the
-    attention page's head table (8 columns) fits the page body at 1400 px with the sidebar
-    open and at 1024 px in lecture mode. Narrower, it scrolls."""
-    config = {col: st.column_config.Column(width=width) for col, width in column_widths(df).items()}
+    scroll sideways, which cuts the last header at the box's edge ("entropy (na").
+    `short_headers` ({column name: shorter header}) makes a compact table, for one with many
+    columns: those columns show the shorter header, with the full name as their help (shown
+    on hover), and no column keeps room for a sort arrow (a sorted column's arrow shortens its
+    header; measured in Chromium, the headers are whole otherwise): the attention page's head
+    table (8 columns) fits the 500 px page body at 1024 px with the sidebar open so."""
+    shown = short_headers or {}
+    widths = column_widths(df, short_headers)
+    config = {
+        col: st.column_config.Column(
+            label=shown.get(col), help=col if shown.get(col, col) != col else None, width=width
+        )
+        for col, width in widths.items()
+    }
     (where or st).dataframe(df, hide_index=True, width="stretch", column_config=config, key=key)
 
 

@@ -286,6 +286,19 @@ def head_scores_table(scores: HeadScores) -> pd.DataFrame:
     return pd.DataFrame(rows).rename(columns=headers)
 
 
+def head_table_short_headers() -> dict[str, str]:
+    """The shorter headers the head table (`head_scores_table`) is shown with, by its column
+    names (both in the reader's language): its eight columns fit a 500 px page body (1024 px
+    with the sidebar open) only so; the full names stay the columns' help, and the caption
+    under the table explains each score."""
+    return {
+        _("previous-token"): _("prev."),
+        _("induction"): _("induct."),
+        _("first-token sink"): _("sink"),
+        _("entropy (nats)"): _("entropy"),
+    }
+
+
 def article_vs_gpt(
     unmasked: np.ndarray,
     raw: np.ndarray,

@@ -22,6 +22,8 @@ VIEWS = [
     ("Dropout", {"text": REPEATED, "open": "average"}, "dropout_en"),
     ("Dropout", {"text": CHINESE, "lang": "zh", "present": "1", "open": "average"}, "dropout_zh_l"),
     ("Dropout", {"text": REPEATED, "present": "1", "open": "average"}, "dropout_en_lecture"),
+    ("Attention", {"text": REPEATED}, "attention_en"),
+    ("Attention", {"text": CHINESE, "lang": "zh"}, "attention_zh"),
 ]
 
 

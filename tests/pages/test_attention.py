@@ -105,3 +105,26 @@ def test_article_view_is_the_same_head_without_the_mask(tiny_loaded: LoadedModel
     np.testing.assert_allclose(article, la.unmasked_pattern(trace, 1, 0), atol=1e-5)
     np.testing.assert_allclose(gpt, trace.get("attn.hook_pattern", 1)[0], atol=1e-6)
     assert np.triu(article, 1).sum() > 0
+
+
+def test_the_head_table_is_shown_compact_with_short_headers_and_their_full_names() -> None:
+    """The head table keeps its eight columns and their full names (the data), and draws the
+    score columns with short headers whose help is the full name, sized to fit 505 px."""
+    import json
+
+    for lang, short in (("en", "prev."), ("zh", "前一词元")):
+        at = open_page("pages/3_Attention.py", lang=lang)
+        frame = next(f for f in at.dataframe if f.value.shape[1] == 8)
+        config = json.loads(frame.proto.columns)
+        full = "previous-token" if lang == "en" else "前一词元"
+        assert full in frame.value.columns
+        assert config[full]["label"] == short
+        if lang == "en":
+            assert config[full]["help"] == full
+            assert config["entropy (nats)"] == {
+                "label": "entropy",
+                "help": "entropy (nats)",
+                "width": 66,
+            }
+        widths = [config[str(c)]["width"] for c in frame.value.columns]
+        assert sum(widths) <= 505

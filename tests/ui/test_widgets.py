@@ -147,3 +147,40 @@ def test_the_head_table_fits_a_laptop_page_and_the_lecture_view(tiny_trace: Trac
         assert widths[entropy] >= MEASURED_PX[entropy] + 36  # the header whole, and its icons
         for box in boxes:
             assert sum(widths.values()) <= BOX_PX[box], (lang, box, widths)
+
+
+def test_the_head_table_fits_the_page_at_1024_px_with_the_sidebar_open(tiny_trace: Trace) -> None:
+    """At 1024 px with the sidebar open the table's box is 505 px (measured in Chromium); the
+    eight columns with their full headers and room for a sort arrow took 825 px in English and
+    660 in Chinese, and the table scrolled sideways. Shown compact, with shorter headers (the
+    full names as the columns' help), every column is kept and the table fits, with the widest
+    role name in its label column."""
+    import pandas as pd
+
+    from engine.figures.attention import (
+        HEAD_ROLE_NAMES,
+        head_scores_table,
+        head_table_short_headers,
+    )
+    from engine.lens.heads import head_scores
+    from ui.i18n import _, use_language
+    from ui.widgets import column_widths, text_px
+
+    scores = head_scores(tiny_trace)
+    for lang in ("en", "zh"):
+        with use_language(lang):
+            df = head_scores_table(scores)
+            short = head_table_short_headers()
+            roles = [_(r) for r in HEAD_ROLE_NAMES]
+        assert set(short) <= set(df.columns)  # the full names, in the reader's language
+        rows = pd.concat([df.iloc[[0]]] * len(roles), ignore_index=True)
+        rows[df.columns[2]] = roles
+        rows[df.columns[0]] = rows[df.columns[1]] = 11  # GPT-2 small's two-digit layers and heads
+        wide = pd.concat([df, rows], ignore_index=True)
+        widths = column_widths(wide, short)
+        assert list(widths) == [str(c) for c in df.columns]  # every column kept
+        assert sum(widths.values()) <= 505, (lang, widths)
+        assert sum(column_widths(wide).values()) > 505  # the full headers did not fit
+        for col, width in widths.items():  # every header and cell whole while unsorted
+            assert width >= text_px(short.get(col, col)) + 16
+            assert width >= max(text_px(str(v)) + 16 for v in wide[col])
