@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import interventions as fig_iv
-from engine.figures.common import plotly_text, shown, signed_range
+from engine.figures.common import plotly_text, prose_number, shown, signed_range
 from engine.interventions import default_answers, log_probs, sublayer_lens
 from engine.lens.logit_lens import final_probs
 from ui.cache import get_attribution, get_knock_out, get_last_logits, get_patching
@@ -211,8 +211,8 @@ if knock_tab.open:
                         "{after} after. Choose the position in the sidebar."
                     ).format(
                         token=token_md(nxt),
-                        before=shown(p_before[nxt], "{:.4f}"),
-                        after=shown(p_after[nxt], "{:.4f}"),
+                        before=prose_number(p_before[nxt], "{:.4f}"),
+                        after=prose_number(p_after[nxt], "{:.4f}"),
                     )
                 )
             if T > 1:
@@ -232,8 +232,8 @@ if knock_tab.open:
                         "Position t's loss is −log p of the token at t + 1 (lower: better "
                         "predicted). Mean over the text: {before} nats before, {after} nats after."
                     ).format(
-                        before=shown(ko.loss_before.mean(), "{:.3f}"),
-                        after=shown(ko.loss_after.mean(), "{:.3f}"),
+                        before=prose_number(ko.loss_before.mean(), "{:.3f}"),
+                        after=prose_number(ko.loss_after.mean(), "{:.3f}"),
                     )
                 )
             else:
@@ -367,8 +367,11 @@ if patch_tab.open:
             else:
                 result = get_patching(view, clean_ids, corrupt_ids, int(answer), int(wrong))
                 m1, m2 = st.columns(2)
-                m1.metric(_("Logit difference, clean"), f"{result.clean_diff:.3f}")
-                m2.metric(_("Logit difference, corrupted"), f"{result.corrupt_diff:.3f}")
+                m1.metric(_("Logit difference, clean"), prose_number(result.clean_diff, "{:.3f}"))
+                m2.metric(
+                    _("Logit difference, corrupted"),
+                    prose_number(result.corrupt_diff, "{:.3f}"),
+                )
                 labels = [
                     display(c) if c == k else f"{display(c)} / {display(k)}"
                     for c, k in zip(clean_ids, corrupt_ids, strict=True)
@@ -520,7 +523,10 @@ if attr_tab.open:
             _(
                 "The shares add up to {total}; the model's logit of this token is {logit}. Hover "
                 "over a cell or bar for the tokens that part pushes up and down the most."
-            ).format(total=f"{attr.contributions.sum():.4f}", logit=f"{attr.logit:.4f}")
+            ).format(
+                total=prose_number(attr.contributions.sum(), "{:.4f}"),
+                logit=prose_number(attr.logit, "{:.4f}"),
+            )
         )
         if st.toggle(_("Show the logit lens after every sub-layer"), key="_w_sublayer_lens"):
             lens = sublayer_lens(trace, view.loaded.model, k=1)

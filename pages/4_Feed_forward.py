@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import feed_forward as fig_ff
+from engine.figures.common import prose_number
 from engine.lens import feed_forward as lens_ff
 from ui.cache import get_layer_summary, get_top_neurons
 from ui.frame import frame
@@ -216,7 +217,7 @@ def _article_vs_gpt() -> None:
             n=pre.size,
             token=token,
             share=f"{float((np.abs(np.tanh(pre)) > 0.95).mean()):.0%}",
-            largest=f"{float(lens_ff.gelu(pre).max()):.2f}",
+            largest=prose_number(float(lens_ff.gelu(pre).max())),
         )
     )
 

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import layer_norm as fig_ln
+from engine.figures.common import prose_number
 from engine.lens.layer_norm import (
     article_normalize,
     future_leak,
@@ -95,10 +96,12 @@ def _leaves_with(after: np.ndarray, who: str | None = None) -> str:
             "{who} leaves as 0 (standard deviation 0): with a single feature, subtracting the "
             "token's own mean leaves nothing, so only β sets the output."
         ).format(who=who)
-    if f"{lo:.4f}" == f"{hi:.4f}":
-        spread = f"{hi:.4f}"
+    if prose_number(lo, "{:.4f}") == prose_number(hi, "{:.4f}"):
+        spread = prose_number(hi, "{:.4f}")
     else:
-        spread = _("between {lo} and {hi}").format(lo=f"{lo:.4f}", hi=f"{hi:.4f}")
+        spread = _("between {lo} and {hi}").format(
+            lo=prose_number(lo, "{:.4f}"), hi=prose_number(hi, "{:.4f}")
+        )
     near_eps = (
         _(" (under 1 where σ² is not much larger than ε = {eps})").format(
             eps=f"{cfg.layer_norm_eps:g}"
@@ -173,10 +176,10 @@ with right:
             "re-scales each feature to the size the next sub-block wants."
         ).format(
             label=label,
-            g_lo=f"{gamma.min():.3f}",
-            g_hi=f"{gamma.max():.3f}",
-            b_lo=f"{beta.min():.3f}",
-            b_hi=f"{beta.max():.3f}",
+            g_lo=prose_number(gamma.min(), "{:.3f}"),
+            g_hi=prose_number(gamma.max(), "{:.3f}"),
+            b_lo=prose_number(beta.min(), "{:.3f}"),
+            b_hi=prose_number(beta.max(), "{:.3f}"),
         )
     )
 
@@ -240,7 +243,7 @@ def _article_vs_gpt() -> None:
         _(
             "On your text, after the article's whole-tensor version the tokens' standard "
             "deviations still range from **{lo}** to **{hi}**: a loud token stays loud."
-        ).format(lo=f"{article_std.min():.2f}", hi=f"{article_std.max():.2f}")
+        ).format(lo=prose_number(article_std.min()), hi=prose_number(article_std.max()))
         + " "
         + _leaves_with(after_std, _("After GPT-2's per-token version every token"))
     )
@@ -252,7 +255,10 @@ def _article_vs_gpt() -> None:
                 "the earlier tokens' outputs: the model could see the future. On your text, adding "
                 "the last token changes the earlier tokens' normalised values by up to "
                 "**{article}** under the article's version, and by **{gpt}** under GPT-2's."
-            ).format(article=f"{article_change:.4f}", gpt=f"{gpt_change:.4f}")
+            ).format(
+                article=prose_number(article_change, "{:.4f}"),
+                gpt=prose_number(gpt_change, "{:.4f}"),
+            )
         )
 
 

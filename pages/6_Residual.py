@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import residual as fig_res
+from engine.figures.common import prose_number
 from ui.cache import get_layer_summary
 from ui.frame import frame
 from ui.i18n import _
@@ -95,7 +96,7 @@ with right:
             "along the final direction add up to that size, so *share* says how much of the "
             "final vector each part built. A big part with a small share mostly wrote in a "
             "direction that later parts cancelled or that the output ignores."
-        ).format(size=f"{contrib.final_norm:.3f}")
+        ).format(size=prose_number(contrib.final_norm, "{:.3f}"))
     )
 
 
@@ -136,13 +137,13 @@ def _x_plus_f() -> None:
             "what lets deep stacks learn."
         ).format(
             layer=layer,
-            branch=f"{attn_step.branch_norm:.3f}",
-            before=f"{attn_step.before_norm:.3f}",
-            after=f"{attn_step.after_norm:.3f}",
-            sum=f"{attn_step.before_norm + attn_step.branch_norm:.3f}",
-            cosine=f"{attn_step.cosine:+.2f}",
-            mlp_branch=f"{mlp_step.branch_norm:.3f}",
-            mlp_after=f"{mlp_step.after_norm:.3f}",
+            branch=prose_number(attn_step.branch_norm, "{:.3f}"),
+            before=prose_number(attn_step.before_norm, "{:.3f}"),
+            after=prose_number(attn_step.after_norm, "{:.3f}"),
+            sum=prose_number(attn_step.before_norm + attn_step.branch_norm, "{:.3f}"),
+            cosine=prose_number(attn_step.cosine, "{:+.2f}"),
+            mlp_branch=prose_number(mlp_step.branch_norm, "{:.3f}"),
+            mlp_after=prose_number(mlp_step.after_norm, "{:.3f}"),
         )
     )
 

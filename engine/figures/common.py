@@ -263,6 +263,17 @@ def shown(value: float | None, fmt: str = "{:.2f}") -> str:
     return text
 
 
+MINUS = "\u2212"  # the minus sign, as plotly writes negative numbers on axes and in hovers
+
+
+def prose_number(value: float | None, fmt: str = "{:.2f}") -> str:
+    """`value` for a sentence, a caption, a metric or a figure title, written as the charts
+    beside it write numbers: `shown` (NOT_MEASURABLE for None, NaN or inf; never "-0.000") with
+    the minus sign "−" (U+2212, plotly's) instead of a hyphen: "−0.240", "+0.12", "1.2e−05".
+    Tables keep `shown`'s hyphen (their cells stay numbers, `ui.widgets.formatted`)."""
+    return shown(value, fmt).replace("-", MINUS)
+
+
 def finite_or_none(values: np.ndarray) -> np.ndarray:
     """A float array for plotly. All finite: the values as a float32 array (their dtype in a
     Trace), which plotly sends as a base64 typed array, about 5 bytes a value instead of about

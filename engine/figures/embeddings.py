@@ -17,6 +17,7 @@ from engine.figures.common import (
     PALETTE,
     heatmap,
     plotly_text,
+    prose_number,
     spec_figure,
     token_labels,
     window,
@@ -429,7 +430,7 @@ def neighbours_figure(
         "y": shown,
         "orientation": "h",
         "marker": {"color": PALETTE[0]},
-        "text": [f"{s:.3f}" for s in sims],
+        "text": [prose_number(s, "{:.3f}") for s in sims],
         "textposition": "auto",
         "hovertemplate": _("%{y}<br>cosine %{x:.3f}<extra></extra>"),
     }

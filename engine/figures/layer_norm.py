@@ -17,7 +17,7 @@ from engine.figures.common import (
     curve_spec,
     panels_spec,
     plotly_text,
-    shown,
+    prose_number,
     spec_figure,
     subplots_spec,
     token_labels,
@@ -98,7 +98,9 @@ def feature_steps_figure(
     spec, ref = subplots_spec(
         [
             _("{name}  (mean {mean}, std {std})").format(
-                name=name, mean=shown(v.mean(), "{:.3f}"), std=shown(v.std(), "{:.3f}")
+                name=name,
+                mean=prose_number(v.mean(), "{:.3f}"),
+                std=prose_number(v.std(), "{:.3f}"),
             )
             for name, v, _colour in steps
         ],

@@ -106,7 +106,11 @@ def test_patching_heatmaps_equal_the_engine(tiny_loaded: LoadedModel) -> None:
     mlps = figs["intervene_patch_mlps"]["data"][0]
     np.testing.assert_allclose(values(mlps["x"]), result.restored(result.mlp_diff), atol=1e-5)
     metrics = [m.value for m in at.metric]
-    assert metrics == [f"{result.clean_diff:.3f}", f"{result.corrupt_diff:.3f}"]
+    # written as the charts write numbers: a negative one with the minus sign "−"
+    assert metrics == [
+        f"{result.clean_diff:.3f}".replace("-", "−"),
+        f"{result.corrupt_diff:.3f}".replace("-", "−"),
+    ]
     for key, text in (("clean", CLEAN), ("corrupt", CORRUPT)):
         assert at.query_params[key] in (text, [text])
 

@@ -54,3 +54,37 @@ def test_the_final_layer_norm_is_offered_on_the_last_layer(tiny_loaded: LoadedMo
     at.run()
     assert not at.exception
     assert at.radio(key="layer_norm_which").value == "ln1"
+
+
+def test_the_layer_norm_prose_writes_a_negative_number_with_the_minus_sign(
+    tmp_path, monkeypatch
+) -> None:
+    """The charts write −0.2 (plotly's minus sign); the prose wrote beta's range with a hyphen,
+    "from -0.240 to 0.155" (bundled model). A model whose ln_1 beta runs from −0.24 to 0.155:
+    the sentence says "−0.240", and no prose on the page has a hyphen before a digit."""
+    import re
+
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from engine.checkpoints import random_model, save_checkpoint
+    from engine.config import PRESETS
+    from tests import support
+
+    config = PRESETS["tiny"]
+    model = random_model(config, seed=3)
+    with torch.no_grad():
+        model.transformer.h[0].ln_1.bias.copy_(torch.linspace(-0.24, 0.155, config.d_model))
+    save_checkpoint(model, tmp_path / "m", n_ranks=config.vocab_size - 1)
+    monkeypatch.setenv("INSIDE_GPT_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(support.ROOT / "app.py"), default_timeout=120)
+    at.query_params["model"] = "m"
+    at.query_params["text"] = TEXT
+    at.query_params["layer"] = "0"
+    at.run()
+    at.switch_page("pages/5_Layer_norm.py").run()
+    assert not at.exception and not at.error
+    prose = [m.value for m in (*at.markdown, *at.caption)]
+    assert any("beta from −0.240 to 0.155" in text for text in prose), prose
+    hyphenated = [t for t in prose if re.search(r"(?<![\w.])-\d", t)]
+    assert not hyphenated, hyphenated

@@ -445,3 +445,16 @@ def test_a_one_line_title_is_pinned_above_one_line_panel_titles() -> None:
     assert (1 - fig.layout.title.y) * height == pytest.approx(12)
     # 8 px, the 24 px title's line (31 px), the 20 px panel titles' line (26 px), 12 px
     assert fig.layout.margin.t >= 8 + 31 + 26 + 12
+
+
+def test_prose_number_writes_the_charts_minus_sign_and_never_a_negative_zero() -> None:
+    from engine.figures.common import MINUS, prose_number
+
+    assert MINUS == "\u2212"
+    assert prose_number(-0.24, "{:.3f}") == "−0.240"
+    assert prose_number(0.155, "{:.3f}") == "0.155"
+    assert prose_number(0.12, "{:+.2f}") == "+0.12"
+    assert prose_number(-0.5, "{:+.2f}") == "−0.50"
+    assert prose_number(-1e-9, "{:.3f}") == "0.000"  # no "−0.000"
+    assert prose_number(1.2e-5, "{:.1e}") == "1.2e−05"
+    assert prose_number(None) == prose_number(float("nan")) == "–"
