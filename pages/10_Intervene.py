@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import interventions as fig_iv
-from engine.figures.common import plotly_text, prose_number, shown, signed_range
+from engine.figures.common import plotly_text, prose_number, signed_range
 from engine.interventions import default_answers, log_probs, sublayer_lens
 from engine.lens.logit_lens import final_probs
 from ui.cache import get_attribution, get_knock_out, get_last_logits, get_patching
@@ -25,7 +25,7 @@ from ui.intervene import (
 from ui.models import encode_text
 from ui.state import set_text
 from ui.text import markdown_literal
-from ui.widgets import chart, next_stage
+from ui.widgets import chart, formatted, next_stage
 
 view = frame("intervene")
 if view is None:
@@ -530,13 +530,17 @@ if attr_tab.open:
         )
         if st.toggle(_("Show the logit lens after every sub-layer"), key="_w_sublayer_lens"):
             lens = sublayer_lens(trace, view.loaded.model, k=1)
-            st.dataframe(
-                pd.DataFrame(
-                    {
-                        _("residual after"): lens.layer_labels,
-                        _("top guess"): [display(int(i)) for i in lens.top_ids[:, pos, 0]],
-                        _("its p"): [shown(p, "{:.4f}") for p in lens.top_probs[:, pos, 0]],
-                    }
+            its_p = _("its p")
+            st.dataframe(  # p a number (right-aligned), as in the Output page's lens table
+                formatted(
+                    pd.DataFrame(
+                        {
+                            _("residual after"): lens.layer_labels,
+                            _("top guess"): [display(int(i)) for i in lens.top_ids[:, pos, 0]],
+                            its_p: lens.top_probs[:, pos, 0].astype(np.float64),
+                        }
+                    ),
+                    {its_p: "{:.4f}"},
                 ),
                 hide_index=True,
                 key="intervene_sublayer_lens",

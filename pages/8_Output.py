@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 from engine.figures import output as fig_out
-from engine.figures.common import shown as as_text
 from engine.lens.logit_lens import lens_token_probs
 from engine.sampling import (
     MAX_TEMPERATURE,
@@ -261,18 +260,23 @@ with right:
         where=right,
     )
 
+# numbers stay numbers (right-aligned, sorted by value), written by `formatted`: "–" where
+# nothing is measurable (the last token has no real next token: NaN p, rank -1)
+lens_cols = _("its p"), _("real next token's p"), _("its rank (0 = top)"), _("entropy (nats)")
+ranks = lens.next_rank[:, col].astype(np.float64)
 st.dataframe(
-    pd.DataFrame(
-        {
-            _("residual after"): fig_out.layer_names(lens),
-            _("top guess"): [display(int(i)) for i in lens.top_ids[:, col, 0]],
-            _("its p"): [as_text(p, "{:.4f}") for p in lens.top_probs[:, col, 0]],
-            _("real next token's p"): [as_text(p, "{:.4f}") for p in lens.next_prob[:, col]],
-            _("its rank (0 = top)"): [
-                as_text(r, "{:.0f}") if r >= 0 else "–" for r in lens.next_rank[:, col]
-            ],
-            _("entropy (nats)"): [as_text(h, "{:.3f}") for h in lens.entropy[:, col]],
-        }
+    formatted(
+        pd.DataFrame(
+            {
+                _("residual after"): fig_out.layer_names(lens),
+                _("top guess"): [display(int(i)) for i in lens.top_ids[:, col, 0]],
+                lens_cols[0]: lens.top_probs[:, col, 0].astype(np.float64),
+                lens_cols[1]: lens.next_prob[:, col].astype(np.float64),
+                lens_cols[2]: np.where(ranks >= 0, ranks, np.nan),
+                lens_cols[3]: lens.entropy[:, col].astype(np.float64),
+            }
+        ),
+        dict(zip(lens_cols, ("{:.4f}", "{:.4f}", "{:.0f}", "{:.3f}"), strict=True)),
     ),
     hide_index=True,
     key="output_lens_table",

@@ -21,7 +21,7 @@ from engine.interventions import (
     sublayer_lens,
 )
 from tests import support
-from tests.support import PLAIN, charts, table_with, values
+from tests.support import PLAIN, charts, shown_cells, table_with, values
 from ui.intervene import KNOCK_OUT_PRESETS, PATCHING_PRESETS
 
 PAGE = "pages/10_Intervene.py"
@@ -169,7 +169,10 @@ def test_the_sublayer_lens_table_equals_the_engine(tiny_loaded: LoadedModel) -> 
     lens = sublayer_lens(PLAIN.trace(tiny_loaded), tiny_loaded.model, k=1)
     table = table_with(at, "residual after")
     assert list(table["residual after"]) == lens.layer_labels
-    assert list(table["its p"]) == [f"{p:.4f}" for p in lens.top_probs[:, 2, 0]]
+    # p is a number (right-aligned), written with four decimals
+    np.testing.assert_allclose(table["its p"], lens.top_probs[:, 2, 0], rtol=1e-6)
+    frame = next(d for d in at.dataframe if "residual after" in d.value.columns)
+    assert list(shown_cells(frame)["its p"]) == [f"{p:.4f}" for p in lens.top_probs[:, 2, 0]]
 
 
 def test_the_knock_out_preset_sets_text_heads_and_position() -> None:

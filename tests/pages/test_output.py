@@ -4,6 +4,7 @@ to the stored logits, the lens window."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.checkpoints import LoadedModel
@@ -13,7 +14,7 @@ from engine.figures.output import cell_word
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution
-from tests.support import PLAIN, charts
+from tests.support import PLAIN, charts, shown_cells
 
 open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
@@ -110,7 +111,30 @@ def test_the_page_opens_on_the_last_position_with_a_next_token(tiny_loaded: Load
 
 
 def _lens_table(at: object) -> object:
-    return next(d.value for d in at.dataframe if "its rank (0 = top)" in d.value.columns)
+    """The lens table as the browser shows it (every cell as text)."""
+    frame = next(d for d in at.dataframe if "its rank (0 = top)" in d.value.columns)
+    return shown_cells(frame)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_lens_tables_numbers_are_numbers_so_they_are_right_aligned(
+    tiny_loaded: LoadedModel, lang: str
+) -> None:
+    """The lens table wrote its p, rank and entropy as strings, which Streamlit aligns left;
+    numbers are aligned right. Its four number columns now hold floats (– where nothing is
+    measured, written by the Styler), in both languages."""
+    at = open_page("pages/8_Output.py", lang=lang)
+    frame = next(d for d in at.dataframe if d.value.shape[1] == 6 and "id" not in d.value.columns)
+    value = frame.value
+    numbers = list(value.columns[2:])
+    assert all(pd.api.types.is_float_dtype(value[c]) for c in numbers), value.dtypes
+    assert not pd.api.types.is_float_dtype(value[value.columns[1]])  # the tokens stay text
+    lens = logit_lens(trace_of(tiny_loaded), tiny_loaded.model)
+    pos = trace_of(tiny_loaded).n_tokens - 2
+    np.testing.assert_allclose(value[numbers[0]], lens.top_probs[:, pos, 0], rtol=1e-6)
+    cells = shown_cells(frame)
+    assert list(cells[numbers[0]]) == [f"{p:.4f}" for p in lens.top_probs[:, pos, 0]]
+    assert list(cells[numbers[2]]) == [str(int(r)) for r in lens.next_rank[:, pos]]
 
 
 def test_the_page_computes_the_lens_only_for_the_blocks_it_shows(

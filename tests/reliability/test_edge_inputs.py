@@ -28,6 +28,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.checkpoints import LoadedModel, random_model, save_checkpoint
 from engine.config import GPTConfig
+from engine.figures.common import NOT_MEASURABLE
 from engine.lens.heads import HEAD_LABELS
 from tests import support
 from ui.models import encode_text
@@ -99,10 +100,14 @@ def shown_texts(at: AppTest) -> tuple[list[str], list[str]]:
     for frame in at.dataframe:
         table = frame.value
         if isinstance(table, pd.DataFrame):
-            for value in table.to_numpy().ravel():
-                if isinstance(value, float | np.floating):
-                    assert np.isfinite(value), f"a table shows {value}"
-                values.append(str(value))
+            # what the browser shows: a Styler's text (`ui.widgets.formatted` writes "–" for a
+            # value that is not finite, a number column such as the Output page's lens table
+            # keeps NaN there), else Streamlit's own (an empty cell for NaN: not allowed)
+            cells = support.shown_cells(frame).to_numpy().ravel()
+            for value, text in zip(table.to_numpy().ravel(), cells, strict=True):
+                if isinstance(value, float | np.floating) and not np.isfinite(value):
+                    assert text == NOT_MEASURABLE, f"a table shows {value} as {text!r}"
+                values.append(str(text))
     for chart in at.get("plotly_chart"):
         values += _chart_texts(json.loads(chart.proto.spec))
     return prose, values
