@@ -123,23 +123,36 @@ def _shown_source(source: str) -> str:
     return source
 
 
-# Flowchart boxes are narrow: let their link labels wrap between words (never inside one,
-# "Tok/ens") instead of being cut with "…".
+# Flowchart boxes are narrow: their labels and notes wrap, but only between words. Latin text
+# breaks at spaces (never inside a word, "Tok/ens", nor at a hyphen: the labels' hyphens are
+# non-breaking, `_flow_label`); Chinese, which has no spaces, only where its catalogue marks a
+# word boundary with U+200B (a zero-width space) and at punctuation (`word-break: keep-all`):
+# "把每个块的输出/加到残差流上", not "把每个块的输/出加到残差流/上". Never cut with "…".
 _FLOW_CSS = (
     "<style>[class*='st-key-flow_'] [data-testid='stPageLink'] span"
     "{white-space:normal !important;overflow:visible !important;font-weight:600}"
-    "[class*='st-key-flow_'] *{word-break:normal !important;overflow-wrap:normal !important}"
+    "[class*='st-key-flow_'] *{word-break:keep-all !important;overflow-wrap:normal !important}"
     "</style>"
 )
 # One flowchart box, in pixels: a row of boxes wraps onto a second line where the page is too
-# narrow for it (1024 px with the sidebar open) instead of squeezing every box.
-FLOW_BOX_PX = 140
+# narrow for it (1024 px with the sidebar open) instead of squeezing every box. The framed row
+# of five boxes and four arrows (18 px) must fit its 808 px in lecture mode at 1024 px and
+# 847 px at 1400 px with the sidebar open (measured in Chromium): 144 px, whose text is 108 px
+# wide, 6 Chinese characters a line (`tests/ui/test_home.py` keeps every Chinese note's words
+# within that).
+FLOW_BOX_PX = 144
+NB_HYPHEN = "\u2011"  # a hyphen the line never breaks at ("Feed-/forward")
+
+
+def _flow_label(stage: Stage) -> str:
+    """A flowchart box's label, "4 · Feed‑forward", its hyphens non-breaking."""
+    return f"{stage.number} · {_(stage.short_title)}".replace("-", NB_HYPHEN)
 
 
 def _flow_box(col: Any, stage: Stage) -> None:
     """One flowchart box: the stage's link (or its name, if the page is absent) and note."""
     with col.container(border=True, key=f"flow_{stage.id}", width=FLOW_BOX_PX, height="stretch"):
-        label = f"{stage.number} · {_(stage.short_title)}"
+        label = _flow_label(stage)
         if stage.exists():
             st.page_link(stage.path, label=label, query_params=nav_params(), width="stretch")
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from engine.card import ModelCard
 from engine.checkpoints import LoadedModel
 from engine.config import PRESETS
@@ -24,8 +26,9 @@ def test_home_page_shows_the_flowchart_and_the_model_card() -> None:
     body = [(pl.proto.page, pl.proto.label) for pl in at.main.get("page_link")]
     assert ("Tokens", "Start the walk: 1 · Input & tokens") in body
     assert [page for page, _ in body[: len(pages_on_disk)]] != []
-    for stage in pages_on_disk:
-        assert (stage.url_path, f"{stage.number} · {stage.short_title}") in body
+    for stage in pages_on_disk:  # hyphens non-breaking: "4 · Feed‑forward"
+        label = f"{stage.number} · {stage.short_title}".replace("-", "\u2011")
+        assert (stage.url_path, label) in body
     card = at.table[0].value
     values = dict(zip(card.iloc[:, 0], card.iloc[:, 1], strict=True))
     tiny = PRESETS["tiny"]
@@ -68,3 +71,31 @@ def test_a_bilingual_card_gives_one_validation_loss_per_language() -> None:
         r = langs[lang]
         assert got == f"{r['val_loss']:.3f} (Kneser-Ney bigram: {r['bigram_kn']:.3f})"
         assert r["val_loss"] < r["bigram_kn"]
+
+
+# Where a flowchart box's line may break: after a space (not a no-break space), a zero-width
+# space or closing punctuation, before opening punctuation (`ui.home._FLOW_CSS`: keep-all).
+_BREAKS = re.compile("(?<=[ \u200b，、。：；！？）」])|(?=[（「])")
+
+
+def test_the_flowchart_breaks_lines_only_between_words() -> None:
+    """A box's note is 108 px wide (FLOW_BOX_PX less its padding; 15.75 px type, measured in
+    Chromium): 6 Chinese characters a line. In lecture mode at 1024 px the notes broke inside
+    Chinese words ("把每个块的输/出加到残差流/上") and a label at its hyphen ("Feed-/forward").
+    Labels have no breaking hyphen (en, zh); in Chinese every stretch of a note between two
+    places a line may break fits a line, so the browser never has to break inside a word (the
+    browser test tests/browser/test_narrow.py checks the lines it draws)."""
+    from engine.figures.common import text_width_px
+    from ui.home import FLOW_BOX_PX, _flow_label
+    from ui.i18n import _, use_language
+
+    line_px = FLOW_BOX_PX - 36
+    assert line_px == 108
+    for lang in ("en", "zh"):
+        with use_language(lang):
+            for stage in STAGES:
+                assert "-" not in _flow_label(stage), _flow_label(stage)
+                note = _(stage.note)
+                if lang == "zh":
+                    for stretch in _BREAKS.split(note):
+                        assert text_width_px(stretch.strip(), 15.75) <= line_px, (note, stretch)
