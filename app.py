@@ -16,6 +16,7 @@ from ui.cache import load_model
 from ui.frame import frame
 from ui.home import flowchart, model_card_rows
 from ui.i18n import _
+from ui.lecture import in_sidebar
 from ui.models import model_label
 from ui.settings import PAGE_ICON
 from ui.stages import STAGES
@@ -68,8 +69,8 @@ def model_section(view: View | None) -> None:
         right.info(
             _(
                 "This is the untrained model: the same architecture with random weights. "
-                "Switch to **bundled** in the sidebar to compare before and after learning."
-            )
+                "Switch to **bundled** {where} to compare before and after learning."
+            ).format(where=in_sidebar())
         )
     card_md = BUNDLED_DIR / "MODEL_CARD.md"
     if loaded.source == str(BUNDLED_DIR) and card_md.is_file():

@@ -22,6 +22,7 @@ from ui.intervene import (
     ablation_value,
     parse_ablation,
 )
+from ui.lecture import in_pickers
 from ui.models import encode_text
 from ui.state import set_text
 from ui.text import markdown_literal
@@ -208,8 +209,9 @@ if knock_tab.open:
                 st.caption(
                     _(
                         "The token that really comes next, “{token}”: p = {before} before, "
-                        "{after} after. Choose the position in the sidebar."
+                        "{after} after. Choose the position {where}."
                     ).format(
+                        where=in_pickers(),
                         token=token_md(nxt),
                         before=prose_number(p_before[nxt], "{:.4f}"),
                         after=prose_number(p_after[nxt], "{:.4f}"),

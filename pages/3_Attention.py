@@ -15,6 +15,7 @@ from engine.lens import attention as lens_att
 from ui.cache import get_head_scores
 from ui.frame import frame
 from ui.i18n import _
+from ui.lecture import in_sidebar
 from ui.text import markdown_literal
 from ui.widgets import (
     axis_window,
@@ -348,8 +349,8 @@ if trace.n_tokens < 2:
     st.caption(
         _(
             "With one token there is no query that could look back, so no head score is "
-            "measurable here (–) and no head gets a role. Type a longer text in the sidebar."
-        )
+            "measurable here (–) and no head gets a role. Type a longer text {where}."
+        ).format(where=in_sidebar())
     )
 st.caption(
     _(

@@ -12,6 +12,7 @@ from engine.lens import feed_forward as lens_ff
 from ui.cache import get_layer_summary, get_top_neurons
 from ui.frame import frame
 from ui.i18n import N_, _
+from ui.lecture import in_pickers
 from ui.text import markdown_literal
 from ui.widgets import axis_window, bounded_input, chart, formatted, lazy_section, next_stage
 
@@ -43,8 +44,8 @@ st.markdown(
         "on each token **alone**: it widens the token's {d} numbers to {d_mlp} hidden units, "
         "passes each through the GELU curve (negative values are mostly switched off, positive "
         "ones pass), and projects back to {d} numbers, which are added to the residual stream. "
-        "Showing **layer {layer}**; change the layer in the sidebar."
-    ).format(d=cfg.d_model, d_mlp=cfg.d_mlp, layer=layer)
+        "Showing **layer {layer}**; change the layer {where}."
+    ).format(d=cfg.d_model, d_mlp=cfg.d_mlp, layer=layer, where=in_pickers())
 )
 st.latex(  # two rows: a display formula does not wrap (about 500 px at 1024 px)
     r"\begin{gathered}\mathrm{mlp}(x) = W_2\,\mathrm{gelu}(W_1 x + b_1) + b_2 \\[4pt]"

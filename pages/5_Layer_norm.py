@@ -19,6 +19,7 @@ from engine.lens.layer_norm import (
 from ui.cache import get_all_ln_stats
 from ui.frame import frame
 from ui.i18n import _
+from ui.lecture import in_pickers
 from ui.models import layer_norm_params
 from ui.text import markdown_literal
 from ui.widgets import axis_window, chart, formatted, lazy_section, next_stage
@@ -74,7 +75,9 @@ which = st.radio(
 )
 if layer != last:
     st.caption(
-        _("ln_f appears here when the sidebar's layer is the last one ({last}).").format(last=last)
+        _("ln_f appears here when the layer chosen {where} is the last one ({last}).").format(
+            where=in_pickers(), last=last
+        )
     )
 ln_layer = None if which == "ln_final" else layer
 gamma, beta = layer_norm_params(view.loaded, which, ln_layer)

@@ -17,6 +17,7 @@ from engine.sampling import (
 from ui.cache import get_logit_lens, get_next_token_loss
 from ui.frame import frame
 from ui.i18n import _
+from ui.lecture import in_pickers
 from ui.models import encode_text
 from ui.text import markdown_literal
 from ui.widgets import axis_window, bounded_input, chart, formatted, lazy_section, next_stage
@@ -219,7 +220,11 @@ with left:
                 "The selected position is the last token, so there is no real next token to "
                 "follow through the layers."
             )
-            + (" " + _("Choose an earlier position in the sidebar.") if trace.n_tokens > 1 else "")
+            + (
+                " " + _("Choose an earlier position {where}.").format(where=in_pickers())
+                if trace.n_tokens > 1
+                else ""
+            )
         )
 with right:
     rows = cfg.n_layer + 1

@@ -11,6 +11,7 @@ import streamlit as st
 
 from engine.checkpoints import LoadedModel
 from ui.i18n import N_, _
+from ui.lecture import in_sidebar
 from ui.settings import APP_DIR, models_dir
 from ui.stages import LAYER_STAGES, STAGE_BY_ID, STAGES, Stage
 from ui.state import nav_params
@@ -207,9 +208,8 @@ def flowchart(n_layer: int | None) -> None:
                 "x = x + dropout(attn(ln₁(x))), then x = x + dropout(mlp(ln₂(x))); after the "
                 "last block a final ln_f, then the output. The article puts layer norm after "
                 "the feed-forward block and the residual add after that (post-norm, as in the "
-                "2017 Transformer). The walk can follow either order: “Walk order” in the "
-                "sidebar."
-            )
+                "2017 Transformer). The walk can follow either order: “Walk order” {where}."
+            ).format(where=in_sidebar())
         )
     _flow_row(after)
 

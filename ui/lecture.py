@@ -22,6 +22,23 @@ def lecture_mode() -> bool:
     return bool(st.session_state.get(PRESENT_KEY, False))
 
 
+def in_sidebar() -> str:
+    """Where a control that only the sidebar has is (the text, the model, the walk order), as
+    a hint's words: "in the sidebar"; in lecture mode, whose sidebar starts collapsed, also
+    where it opens ("in the sidebar (open it with » at the top left)", as the empty-text hint
+    says). Translated; a hint's msgid places it with a {where} field."""
+    if lecture_mode():
+        return _("in the sidebar (open it with » at the top left)")
+    return _("in the sidebar")
+
+
+def in_pickers() -> str:
+    """Where the layer, head and position are chosen, as a hint's words: "in the sidebar"; in
+    lecture mode "in the bar at the top" (the lecture bar's pickers; the sidebar is collapsed).
+    Translated; a hint's msgid places it with a {where} field."""
+    return _("in the bar at the top") if lecture_mode() else _("in the sidebar")
+
+
 def walk_order() -> str:
     """The walk's order in this session: "article" (the default) or "gpt" (`ui.stages.ORDERS`)."""
     order = st.session_state.get(ORDER_KEY, "article")

@@ -82,3 +82,51 @@ def test_every_stage_has_a_main_chart_and_notes_and_the_main_chart_fits() -> Non
     assert "attention weights" in first["title"]["text"]  # the single head's map comes first
     assert first["height"] <= LECTURE_MAIN_HEIGHT
     assert first["xaxis"]["tickfont"]["size"] == 20
+
+
+def _hints(at: AppTest) -> list[str]:
+    """Every sentence-bearing element of the page body: Markdown, captions, info boxes."""
+    return [e.value for e in (*at.main.markdown, *at.main.caption, *at.main.info)]
+
+
+def test_hints_say_where_a_control_is_in_lecture_mode_too() -> None:
+    """Lecture mode starts with the sidebar collapsed, yet hints said "change the layer in the
+    sidebar", "Type a longer text in the sidebar", "“Walk order” in the sidebar". Now, in
+    lecture mode, the layer and position are chosen "in the bar at the top" (the lecture bar's
+    pickers), and what only the sidebar has (text, model, walk order) is "in the sidebar (open
+    it with » at the top left)"; outside lecture mode the hints still say "in the sidebar". In
+    both languages, on the feed-forward, layer norm, attention (one token), output (its last
+    position) and home (the untrained model) pages."""
+    from ui.i18n import _, use_language
+
+    cases = (  # page, query, a hint on the pickers (True) or on the sidebar (False)
+        ("pages/4_Feed_forward.py", {"text": "The cat sat.", "layer": "0"}, True),
+        ("pages/5_Layer_norm.py", {"text": "The cat sat.", "layer": "0"}, True),
+        ("pages/8_Output.py", {"text": "The cat sat.", "pos": "99"}, True),  # the last
+        ("pages/3_Attention.py", {"text": "The"}, False),
+        ("app.py", {"text": "The cat sat.", "model": "random"}, False),
+    )
+    for lang in ("en", "zh"):
+        with use_language(lang):
+            pickers = {False: _("in the sidebar"), True: _("in the bar at the top")}
+            sidebar = {
+                False: _("in the sidebar"),
+                True: _("in the sidebar (open it with » at the top left)"),
+            }
+            bare = _("in the sidebar")
+        for page, query, on_pickers in cases:
+            for lecture in (False, True):
+                params = {**query, "lang": lang, **({"present": "1"} if lecture else {})}
+                at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+                for k, v in params.items():
+                    at.query_params[k] = v
+                if page != "app.py":
+                    at.switch_page(page)
+                at.run()
+                assert not at.exception, [e.value for e in at.exception]
+                texts = _hints(at)
+                want = (pickers if on_pickers else sidebar)[lecture]
+                assert any(want in t for t in texts), (lang, page, lecture, want, texts)
+                if lecture:  # no hint sends a lecturer to a closed sidebar without saying how
+                    closed = [t for t in texts if bare in t and "»" not in t]
+                    assert not closed, (lang, page, closed)
