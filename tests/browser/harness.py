@@ -239,6 +239,20 @@ def wait_idle(
     raise TimeoutError(f"page not idle after {timeout_s:.0f} s: {state}")
 
 
+def layout_problems(state: dict[str, Any], label: str, width: int) -> list[str]:
+    """What `visit` found wrong on a page, one line each, named `label`: an exception or a
+    console error, something that does not fit `width` px (FIT_JS), a table that scrolls
+    sideways (WIDE_TABLES_JS)."""
+    problems = []
+    if state["exceptions"] or state["errors"]:
+        problems.append(f"{label}: {state['exceptions']} {state['errors']}")
+    if state["cut"]:
+        problems.append(f"{label}: does not fit {width} px: {state['cut']}")
+    if state["wide_tables"]:
+        problems.append(f"{label}: tables scroll sideways: {state['wide_tables']}")
+    return problems
+
+
 def visit(context: Any, base: str, path: str, query: dict[str, str], name: str) -> dict:
     """Open one page (`path` under `base`, with `query`), wait until it is idle, screenshot it
     to ARTIFACTS/`name`.png (the whole page, at the context's width); return its state

@@ -11,7 +11,14 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.harness import PAGE_TIMEOUT_S, SETTLE_MS, launch, visit, wait_idle
+from tests.browser.harness import (
+    PAGE_TIMEOUT_S,
+    SETTLE_MS,
+    launch,
+    layout_problems,
+    visit,
+    wait_idle,
+)
 from ui.text import PRESETS_TEXT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -78,12 +85,7 @@ def test_the_reviewed_views_fit_1024_px(server: str) -> None:
                     page.close()
                     if broken:
                         problems.append(f"{name}: flowchart words broken: {broken}")
-                if state["exceptions"] or state["errors"]:
-                    problems.append(f"{name}: {state['exceptions']} {state['errors']}")
-                if state["cut"]:
-                    problems.append(f"{name}: does not fit 1024 px: {state['cut']}")
-                if state["wide_tables"]:
-                    problems.append(f"{name}: tables scroll sideways: {state['wide_tables']}")
+                problems += layout_problems(state, name, 1024)
         finally:
             context.close()
             browser.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.harness import ARTIFACTS, ROOT, launch, visit
+from tests.browser.harness import ARTIFACTS, ROOT, launch, layout_problems, visit
 from ui.stages import STAGES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -86,13 +86,7 @@ def test_every_page_fits_a_laptop_screen_with_its_tables_and_sidebar_whole(serve
                 if path == "Intervene":  # its tables appear once something is knocked out
                     query["ablate"] = "1.0,1.1"
                 state = visit(context, server, path, query, name)
-                label = path or "home"
-                if state["exceptions"] or state["errors"]:
-                    problems.append(f"{label}: {state['exceptions']} {state['errors']}")
-                if state["cut"]:
-                    problems.append(f"{label}: does not fit 1400 px: {state['cut']}")
-                if state["wide_tables"]:
-                    problems.append(f"{label}: tables scroll sideways: {state['wide_tables']}")
+                problems += layout_problems(state, path or "home", 1400)
         finally:
             context.close()
             browser.close()
