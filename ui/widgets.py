@@ -105,16 +105,16 @@ def header_px(text: str, pad_px: int = _HEADER_PAD_PX) -> int:
     return text_px(text) + pad_px
 
 
-def column_widths(df: pd.DataFrame, shown: dict[str, str] | None = None) -> dict[str, int]:
+def column_widths(df: pd.DataFrame, headers: dict[str, str] | None = None) -> dict[str, int]:
     """Each column's width in pixels for `table`: as wide as its header (`header_px`) or its
     widest cell (its text and the padding), whichever is wider. Keys are the column names as
-    strings. `shown`: shorter headers drawn instead of some column names (`table`); with it,
+    strings. `headers`: shorter headers drawn instead of some column names (`table`); with it,
     every header gets only the cell padding, no room for a sort arrow: a compact table."""
-    pad = _HEADER_PAD_PX if shown is None else _CELL_PAD_PX
-    shown = shown or {}
+    pad = _HEADER_PAD_PX if headers is None else _CELL_PAD_PX
+    drawn = headers or {}
     return {
         str(col): max(
-            header_px(shown.get(str(col), str(col)), pad),
+            header_px(drawn.get(str(col), str(col)), pad),
             max((text_px(str(v)) + _CELL_PAD_PX for v in df[col]), default=0),
         )
         for col in df.columns
@@ -154,11 +154,11 @@ def table(
     on hover), and no column keeps room for a sort arrow (a sorted column's arrow shortens its
     header; measured in Chromium, the headers are whole otherwise): the attention page's head
     table (8 columns) fits the 500 px page body at 1024 px with the sidebar open so."""
-    shown = short_headers or {}
+    drawn = short_headers or {}
     widths = column_widths(df, short_headers)
     config = {
         col: st.column_config.Column(
-            label=shown.get(col), help=col if shown.get(col, col) != col else None, width=width
+            label=drawn.get(col), help=col if drawn.get(col, col) != col else None, width=width
         )
         for col, width in widths.items()
     }
