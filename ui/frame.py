@@ -358,7 +358,11 @@ _PAGE_CSS = (
     "{overflow-x:auto;overflow-y:hidden;max-width:100%}"
     f"{_NAV_LABEL} > span,{_NAV_LABEL} [data-testid='stMarkdownContainer'],{_NAV_LABEL} p"
     "{white-space:normal;overflow:visible;text-overflow:clip;height:auto;line-height:1.4;"
-    "word-break:keep-all}</style>"
+    "word-break:keep-all}"
+    # a button's label wraps instead of ending in "…" (the walk's "Next: 4 · Feed-forward
+    # (layer 0) →" in Chinese at 1024 px with the sidebar open)
+    "button [data-testid='stMarkdownContainer'],button [data-testid='stMarkdownContainer'] p"
+    "{white-space:normal;overflow:visible;text-overflow:clip}</style>"
 )
 
 

@@ -69,7 +69,8 @@ HEIGHT_JS = """() => {
 # What does not fit the page: a display formula wider than its box (KaTeX scrolls it, so the
 # end is hidden; 2 px of its own padding always overflow), a sidebar link whose label is longer
 # than its box (Streamlit ends it in "…"; a collapsed sidebar's links have no width and are
-# skipped), a chart title, subplot title, axis title or legend entry that reaches past its
+# skipped), a button's label cut the same way (the walk's "Next: …" in Chinese at 1024 px), a
+# chart title, subplot title, axis title or legend entry that reaches past its
 # chart's sides or top (plotly cuts it at the edge), two panel titles drawn over each other
 # (the dropout page's three panels in Chinese at 1024 px: "…恒等映射训练模式…"), and a chart
 # title drawn over a panel title or the legend.
@@ -80,6 +81,10 @@ FIT_JS = """() => {
     const box = label.parentElement;  // the span that clips the label
     if (box.clientWidth && box.scrollWidth > box.clientWidth + 1)
       cut.push(`sidebar link cut: ${label.innerText.slice(0, 80)}`);
+  }
+  for (const label of document.querySelectorAll('button [data-testid="stMarkdownContainer"]')) {
+    if (label.clientWidth && label.scrollWidth > label.clientWidth + 1)
+      cut.push(`button label cut: ${label.innerText.slice(0, 80)}`);
   }
   for (const d of document.querySelectorAll('.katex-display')) {
     if (d.scrollWidth > d.clientWidth + 2)
