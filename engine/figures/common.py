@@ -844,13 +844,15 @@ def _styled(fig: go.Figure, lecture: bool, x_labels: int, width_px: float | None
 
 
 def figure_dict(fig: go.Figure) -> dict[str, Any]:
-    """`fig.to_dict()`, equal to it, in a third of the time or less: the dicts and lists copied,
-    the values in them (numpy arrays, strings, numbers) not. `to_dict` deep-copies every array
-    before it encodes it (`convert_to_base64`: a new base64 string put in the copy's place);
-    nothing here writes into an array. Reads plotly 7's own property dicts (`_data`,
+    """`fig.to_dict()`, equal to it: the dicts and lists copied, the values in them (numpy
+    arrays, strings, numbers) not. `to_dict` deep-copies every array before it encodes it
+    (`convert_to_base64`: a new base64 string put in the copy's place); nothing here writes
+    into an array. On a built figure 0.6-0.7x `to_dict`'s time (a grid of 12 heads, an
+    attention map and a PCA map at 128 tokens, measured here); a `SpecFigure` not yet built is
+    read from its spec and stays unbuilt. Reads plotly 7's own property dicts (`_data`,
     `_layout`, the ones `to_dict` copies); a figure with frames goes through `to_dict`."""
     unbuilt = fig.__dict__.get("_unbuilt")  # a `SpecFigure` nothing has built yet
-    if unbuilt is not None:
+    if unbuilt is not None and "frames" not in unbuilt:
         spec = {"data": _copied(unbuilt.get("data", [])), "layout": _copied(unbuilt["layout"])}
         spec["layout"].setdefault("template", _template_dict(str(pio.templates.default)))
     elif fig.frames:
