@@ -295,6 +295,11 @@ def test_every_export_of_a_figure_downloads_the_right_file(server: str) -> None:
             with page.expect_download(timeout=120_000) as svg:
                 page.locator(f".st-key-{key}_svg button").first.click()
             svg_text = Path(svg.value.path()).read_text(encoding="utf-8")
+            # a download button's click reruns the app: the next click waits for that rerun.
+            # (In a fresh clone the Trace's download timed out in 2 of 6 runs, after the PNG
+            # and the SVG had arrived; a click during that rerun is the likely cause, not
+            # reproduced since.)
+            wait_idle(page, PAGE_TIMEOUT_S, SETTLE_MS)
             with page.expect_download(timeout=120_000) as npz:
                 page.locator(".st-key-_export_npz button").first.click()
             arrays = np.load(io.BytesIO(Path(npz.value.path()).read_bytes()))
