@@ -46,10 +46,12 @@ from engine.config import PRESETS, GPTConfig  # noqa: E402
 from engine.figures.output import lens_positions, lens_window_start  # noqa: E402
 from engine.lens.heads import head_scores  # noqa: E402
 from engine.lens.logit_lens import (  # noqa: E402
+    TILE,
     lens_blocks,
     lens_token_probs,
     logit_lens,
     merge_lenses,
+    vocab_tiles,
 )
 from engine.model import GPT  # noqa: E402
 from engine.tokenizer import Tokenizer, cl100k_truncated  # noqa: E402
@@ -63,6 +65,11 @@ ENGINE_TRACE16 = "engine trace+heads fp16"
 # lens over every position (nothing hidden); the HF lens is always over every position.
 ENGINE_LENS = "engine lens (page)"
 ENGINE_LENS_ALL = "engine lens (all T)"
+# The page's lens without its statistics: the same rows through ln_f and the same vocabulary
+# tiles of the unembedding, each product written and dropped (what the FLOP ideal counts, run
+# at the shapes the lens runs it at): how much of the lens's time over its ideal is the
+# product's own.
+ENGINE_LENS_PRODUCT = "engine lens product (page)"
 HF_PLAIN = "HF plain (sdpa)"
 HF_ATTN = "HF attn+hidden (eager)"
 HF_LENS = "HF lens"
@@ -158,6 +165,28 @@ def page_lens(trace: Any, model: GPT, k: int = 10) -> tuple[Any, np.ndarray]:
     lens = merge_lenses([logit_lens(trace, model, k=k, positions=b) for b in blocks])
     target = int(trace.token_ids[min(pos + 1, trace.n_tokens - 1)])
     return lens, lens_token_probs(trace, model, lens, pos, target)
+
+
+def page_lens_product(trace: Any, model: GPT) -> torch.Tensor:
+    """The page's lens products alone (`page_lens` without the statistics): each block's rows
+    ([P x (n_layer + 1), d], position-major, as `logit_lens` stacks them) through ln_f, times
+    the unembedding in the lens's own tiles of TILE vocabulary ids. Returns the last tile."""
+    _pos, blocks = page_lens_plan(trace.n_tokens)
+    weight = model.lm_head_weight
+    n_valid = trace.n_valid_ids or model.config.vocab_size
+    sites = [np.asarray(trace.get("hook_resid_pre", 0))]
+    sites += [np.asarray(trace.get("hook_resid_post", i)) for i in range(trace.config.n_layer)]
+    spans = vocab_tiles(n_valid, TILE)
+    with torch.inference_mode():
+        for block in blocks:
+            pos = np.asarray(block, dtype=np.int64)
+            rows = np.stack([s[pos] for s in sites], axis=1).reshape(-1, trace.config.d_model)
+            x = model.transformer.ln_f(torch.from_numpy(np.ascontiguousarray(rows)))
+            buf = torch.empty(x.shape[0], spans[0][1] - spans[0][0])
+            for v0, v1 in spans:
+                out = buf if v1 - v0 == buf.shape[1] else torch.empty(x.shape[0], v1 - v0)
+                torch.mm(x, weight[v0:v1].t(), out=out)
+    return out
 
 
 def matmul_gflops(size: tuple[int, int, int] = MATMUL_SIZE, reps: int = 3) -> float:
@@ -370,12 +399,14 @@ def make_cases(
             del cases[ENGINE_GET_FIRST]
         if ENGINE_GET_CACHED not in wanted:
             del cases[ENGINE_GET_CACHED]
-    if ENGINE_LENS in wanted or ENGINE_LENS_ALL in wanted:
+    if ENGINE_LENS in wanted or ENGINE_LENS_ALL in wanted or ENGINE_LENS_PRODUCT in wanted:
         trace = run_with_trace(models.engine, models.tokenizer, ids)
         if ENGINE_LENS in wanted:
             cases[ENGINE_LENS] = lambda: page_lens(trace, models.engine, k=LENS_K)
         if ENGINE_LENS_ALL in wanted:
             cases[ENGINE_LENS_ALL] = lambda: logit_lens(trace, models.engine, k=LENS_K)
+        if ENGINE_LENS_PRODUCT in wanted:
+            cases[ENGINE_LENS_PRODUCT] = lambda: page_lens_product(trace, models.engine)
     if HF_PLAIN in wanted and models.hf_sdpa is not None:
         cases[HF_PLAIN] = no_grad(lambda: models.hf_sdpa(x, use_cache=False).logits)
     if HF_ATTN in wanted and models.hf_eager is not None:
@@ -507,6 +538,7 @@ IDEAL_RATIOS: dict[str, tuple[str, str]] = {
     "engine plain / ideal": (ENGINE_PLAIN, "forward"),
     "HF plain / ideal": (HF_PLAIN, "forward"),
     "engine lens / lens ideal": (ENGINE_LENS, "lens page"),
+    "lens product / lens ideal": (ENGINE_LENS_PRODUCT, "lens page"),
     "engine lens all T / lens ideal": (ENGINE_LENS_ALL, "lens"),
     "HF lens / lens ideal": (HF_LENS, "lens"),
 }

@@ -351,9 +351,10 @@ def _lens_rows(
     return stats.finish()[:5]
 
 
-def _tiles(n_valid: int, tile: int) -> list[tuple[int, int]]:
+def vocab_tiles(n_valid: int, tile: int = TILE) -> list[tuple[int, int]]:
     """(start, stop) of about equal tiles of at most `tile` columns (a multiple of the top-k
-    block where it can be) covering ids 0..n_valid-1."""
+    block where it can be) covering ids 0..n_valid-1: the vocabulary tiles in which
+    `logit_lens` computes and reduces the unembedding (the benchmark times the same products)."""
     n = -(-n_valid // tile)
     width = -(-n_valid // n)
     width = min(tile, -(-width // _TOPK_BLOCK) * _TOPK_BLOCK)
@@ -384,7 +385,7 @@ def _lens_chunk(
     if len(gaps):
         t = torch.where(torch.isin(want, gaps), gap_logit, t)
     stats = _RowStats(k, t, targets, x.dtype, finite=True)
-    spans = _tiles(n_valid, tile)
+    spans = vocab_tiles(n_valid, tile)
     width = spans[0][1] - spans[0][0]
     buf = torch.empty(x.shape[0], width, dtype=x.dtype, device=x.device)
     for v0, v1 in spans:
@@ -640,4 +641,5 @@ __all__ = [
     "logit_lens",
     "merge_lenses",
     "sublayer_stack",
+    "vocab_tiles",
 ]

@@ -175,3 +175,33 @@ def test_the_lazy_trace_rows(models: cb.Models, ids: list[int]) -> None:
     assert sizes["trace_lazy_resident"] == 4 * (cfg.n_layer + 3) * T * cfg.d_model + 8 * T
     assert sizes["trace_lazy_resident"] < sizes["trace_lazy_after_get"] <= sizes["trace_lazy_max"]
     assert sizes["trace_lazy_max"] < sizes["trace_float32"]
+
+
+def test_the_lens_product_row_times_the_lens_s_own_products(
+    models: cb.Models, ids: list[int]
+) -> None:
+    """`page_lens_product` computes the logits the lens reduces: the page's rows (each lens row
+    at each position of the last block, position-major) through ln_f and the unembedding, in
+    the lens's vocabulary tiles; its last tile equals the model's own unembedding there."""
+    import torch
+
+    from engine.capture import run_with_trace
+    from engine.lens.logit_lens import vocab_tiles
+
+    trace = run_with_trace(models.engine, models.tokenizer, ids)
+    last = cb.page_lens_product(trace, models.engine)
+    _pos, blocks = cb.page_lens_plan(T)
+    pos = np.asarray(blocks[-1], dtype=np.int64)
+    sites = [np.asarray(trace.get("hook_resid_pre", 0))]
+    sites += [np.asarray(trace.get("hook_resid_post", i)) for i in range(models.cfg.n_layer)]
+    rows = np.stack([s[pos] for s in sites], axis=1).reshape(-1, models.cfg.d_model)
+    v0, v1 = vocab_tiles(trace.n_valid_ids or models.cfg.vocab_size)[-1]
+    with torch.inference_mode():
+        want = models.engine.unembed(torch.from_numpy(np.ascontiguousarray(rows)))[:, v0:v1]
+    assert last.shape == (len(pos) * (models.cfg.n_layer + 1), v1 - v0)
+    torch.testing.assert_close(last, want, rtol=1e-5, atol=1e-5)
+    cases = cb.make_cases(models, ids, (cb.ENGINE_LENS_PRODUCT,))
+    assert set(cases) == {cb.ENGINE_LENS_PRODUCT}
+    timings = cb.measure(cases, rounds=2, min_time=0.001, matmul_size=(32, 32, 32))
+    ratio = cb.summarise(models.cfg, T, timings)["ratios"]["lens product / lens ideal"]
+    assert math.isfinite(ratio) and ratio > 0
