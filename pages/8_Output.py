@@ -20,7 +20,15 @@ from ui.i18n import _
 from ui.lecture import in_pickers
 from ui.models import encode_text
 from ui.text import markdown_literal
-from ui.widgets import axis_window, bounded_input, chart, formatted, lazy_section, next_stage
+from ui.widgets import (
+    axis_window,
+    bounded_input,
+    chart,
+    formatted,
+    lazy_section,
+    next_stage,
+    table,
+)
 
 view = frame("output")
 if view is None:
@@ -116,22 +124,20 @@ chart(
 )
 ids = top_candidates(model_probs, shown)
 model_p_col, shaped_col = _("model p"), _("p after τ / top-k / top-p")
-st.dataframe(
-    formatted(
-        pd.DataFrame(
-            {
-                _("rank"): np.arange(1, len(ids) + 1),
-                _("token"): [display(int(i)) for i in ids],
-                "id": ids,
-                "logit": logits[ids].astype(np.float64),
-                model_p_col: model_probs[ids],
-                shaped_col: shaped[ids],
-            }
-        ),
-        {"logit": "{:.3f}", model_p_col: "{:.4f}", shaped_col: "{:.4f}"},
+table(  # compact, the last header short: in Chinese it scrolled sideways at 1024 px
+    pd.DataFrame(
+        {
+            _("rank"): np.arange(1, len(ids) + 1),
+            _("token"): [display(int(i)) for i in ids],
+            "id": ids,
+            "logit": logits[ids].astype(np.float64),
+            model_p_col: model_probs[ids],
+            shaped_col: shaped[ids],
+        }
     ),
-    hide_index=True,
     key="output_table",
+    short_headers={shaped_col: _("adjusted p")},
+    formats={"logit": "{:.3f}", model_p_col: "{:.4f}", shaped_col: "{:.4f}"},
 )
 next_md = markdown_literal(trace.token_strs[pos + 1]) if pos + 1 < trace.n_tokens else ""
 real_next = (
@@ -266,25 +272,14 @@ with right:
     )
 
 # numbers stay numbers (right-aligned, sorted by value), written by `formatted`: "–" where
-# nothing is measurable (the last token has no real next token: NaN p, rank -1)
-lens_cols = _("its p"), _("real next token's p"), _("its rank (0 = top)"), _("entropy (nats)")
-ranks = lens.next_rank[:, col].astype(np.float64)
-st.dataframe(
-    formatted(
-        pd.DataFrame(
-            {
-                _("residual after"): fig_out.layer_names(lens),
-                _("top guess"): [display(int(i)) for i in lens.top_ids[:, col, 0]],
-                lens_cols[0]: lens.top_probs[:, col, 0].astype(np.float64),
-                lens_cols[1]: lens.next_prob[:, col].astype(np.float64),
-                lens_cols[2]: np.where(ranks >= 0, ranks, np.nan),
-                lens_cols[3]: lens.entropy[:, col].astype(np.float64),
-            }
-        ),
-        dict(zip(lens_cols, ("{:.4f}", "{:.4f}", "{:.0f}", "{:.3f}"), strict=True)),
-    ),
-    hide_index=True,
+# nothing is measurable (the last token has no real next token: NaN p, rank -1); compact, with
+# short headers, to fit the page body at 1024 px with the sidebar open
+lens_df, lens_formats = fig_out.lens_table(lens, col, display)
+table(
+    lens_df,
     key="output_lens_table",
+    short_headers=fig_out.lens_table_short_headers(),
+    formats=lens_formats,
 )
 if pos + 1 >= trace.n_tokens:
     st.caption(_("The last token has no real next token: its p and rank are not measurable (–)."))

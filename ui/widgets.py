@@ -105,17 +105,28 @@ def header_px(text: str, pad_px: int = _HEADER_PAD_PX) -> int:
     return text_px(text) + pad_px
 
 
-def column_widths(df: pd.DataFrame, headers: dict[str, str] | None = None) -> dict[str, int]:
+def column_widths(
+    df: pd.DataFrame,
+    headers: dict[str, str] | None = None,
+    formats: dict[str, str] | None = None,
+) -> dict[str, int]:
     """Each column's width in pixels for `table`: as wide as its header (`header_px`) or its
     widest cell (its text and the padding), whichever is wider. Keys are the column names as
     strings. `headers`: shorter headers drawn instead of some column names (`table`); with it,
-    every header gets only the cell padding, no room for a sort arrow: a compact table."""
+    every header gets only the cell padding, no room for a sort arrow: a compact table.
+    `formats` ({column: `str.format` template}, as for `formatted`): those columns' cells are
+    measured as `formatted` writes them ("0.4766", "–"), the others as `str` of their values."""
     pad = _HEADER_PAD_PX if headers is None else _CELL_PAD_PX
     drawn = headers or {}
+    fmts = formats or {}
+
+    def cell(col: Any, value: Any) -> str:
+        return shown(value, fmts[col]) if col in fmts else str(value)
+
     return {
         str(col): max(
             header_px(drawn.get(str(col), str(col)), pad),
-            max((text_px(str(v)) + _CELL_PAD_PX for v in df[col]), default=0),
+            max((text_px(cell(col, v)) + _CELL_PAD_PX for v in df[col]), default=0),
         )
         for col in df.columns
     }
@@ -144,6 +155,7 @@ def table(
     key: str | None = None,
     where: Any = None,
     short_headers: dict[str, str] | None = None,
+    formats: dict[str, str] | None = None,
 ) -> None:
     """`st.dataframe` of `df` (no index, full width) with every column at least as wide as its
     header (`column_widths`), so that no header is cut ("entrop…"): Streamlit sizes columns by
@@ -153,16 +165,21 @@ def table(
     columns: those columns show the shorter header, with the full name as their help (shown
     on hover), and no column keeps room for a sort arrow (a sorted column's arrow shortens its
     header; measured in Chromium, the headers are whole otherwise): the attention page's head
-    table (8 columns) fits the 500 px page body at 1024 px with the sidebar open so."""
+    table (8 columns) fits the 500 px page body at 1024 px with the sidebar open so.
+    `formats` ({column: `str.format` template}): number columns shown through `formatted`
+    (the cells stay numbers, right-aligned and sorted by value; "–" where not measurable) and
+    measured as it writes them; raises as `formatted` does (a float column without a format, a
+    format for a column `df` does not have)."""
     drawn = short_headers or {}
-    widths = column_widths(df, short_headers)
+    widths = column_widths(df, short_headers, formats)
     config = {
         col: st.column_config.Column(
             label=drawn.get(col), help=col if drawn.get(col, col) != col else None, width=width
         )
         for col, width in widths.items()
     }
-    (where or st).dataframe(df, hide_index=True, width="stretch", column_config=config, key=key)
+    data = df if formats is None else formatted(df, formats)
+    (where or st).dataframe(data, hide_index=True, width="stretch", column_config=config, key=key)
 
 
 def shared_picker(

@@ -6,7 +6,6 @@ Pure builders: arrays and labels in, plotly Figures out; the numbers come from
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ from engine.figures.common import (
     plotly_text,
     prose_number,
     spec_figure,
+    text_width_px,
     token_labels,
     window,
 )
@@ -80,12 +80,6 @@ _GAP_PX = 8.0
 _MARKER_PX = 7.0  # half the largest marker, pixels
 
 
-def _label_width_px(text: str, font_px: float) -> float:
-    """Estimated width of `text` in pixels: a wide (CJK) character is one em, others 0.6 em."""
-    wide = sum(unicodedata.east_asian_width(c) in "WF" for c in text)
-    return font_px * (wide + 0.6 * (len(text) - wide))
-
-
 def place_labels(
     x: np.ndarray,
     y: np.ndarray,
@@ -136,7 +130,7 @@ def _candidate_boxes(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every label's box at every place of `_LABEL_PLACES`: x0, y0, x1, y1 [n, places] px."""
     n = len(labels)
-    half_w = np.array([_label_width_px(s, font_px) / 2 for s in labels]).reshape(n, 1)
+    half_w = np.array([text_width_px(s, font_px) / 2 for s in labels]).reshape(n, 1)
     half_h = 0.6 * font_px
     dx = np.array([p[1] for p in _LABEL_PLACES])
     dy = np.array([p[2] for p in _LABEL_PLACES])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from engine.figures.common import (
@@ -36,6 +37,43 @@ Display = Callable[[int], str]
 def layer_names(lens: LogitLens) -> list[str]:
     """`LogitLens.layer_labels` ("embed", "block 0", ...) in the reader's language."""
     return [_("embed")] + [_("block {i}").format(i=i) for i in range(len(lens.layer_labels) - 1)]
+
+
+def lens_table(lens: LogitLens, col: int, display: Display) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The logit lens at one position as a table, a row per lens row (`layer_names`), with its
+    column names in the reader's language: the residual the row reads, its top guess
+    (`display`ed), that guess's p, the real next token's p, its rank (0 = top) and the entropy
+    (nats). `col` is the position's column in `lens` (`LogitLens.column`). The four number
+    columns stay float64 (NaN where not measurable: the last token has no real next token) so
+    a table keeps them numbers; the second value is each one's display format (a `str.format`
+    template, for `ui.widgets.table`'s `formats`)."""
+    ranks = lens.next_rank[:, col].astype(np.float64)
+    numbers = {
+        _("its p"): (lens.top_probs[:, col, 0], "{:.4f}"),
+        _("real next token's p"): (lens.next_prob[:, col], "{:.4f}"),
+        _("its rank (0 = top)"): (np.where(ranks >= 0, ranks, np.nan), "{:.0f}"),
+        _("entropy (nats)"): (lens.entropy[:, col], "{:.3f}"),
+    }
+    df = pd.DataFrame(
+        {
+            _("residual after"): layer_names(lens),
+            _("top guess"): [display(int(i)) for i in lens.top_ids[:, col, 0]],
+            **{name: np.asarray(v, dtype=np.float64) for name, (v, _f) in numbers.items()},
+        }
+    )
+    return df, {name: fmt for name, (_v, fmt) in numbers.items()}
+
+
+def lens_table_short_headers() -> dict[str, str]:
+    """The shorter headers the lens table (`lens_table`) is shown with, by its column names
+    (both in the reader's language): with its full headers it was 117 px (English) and 170 px
+    (Chinese) wider than the 505 px table box at 1024 px with the sidebar open (measured in
+    Chromium) and scrolled sideways; the full names stay the columns' help."""
+    return {
+        _("real next token's p"): _("real next p"),
+        _("its rank (0 = top)"): _("its rank"),
+        _("entropy (nats)"): _("entropy"),
+    }
 
 
 # Positions per lens window: each cell carries a word. At 1,024 px with the sidebar open the

@@ -166,3 +166,50 @@ def test_the_page_computes_the_lens_only_for_the_blocks_it_shows(
     at.slider(key="output_lens_window").set_value(16).run()  # both kept
     assert not at.exception
     assert computed == [list(range(16, 32)), list(range(0, 16))]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_pages_tables_are_compact_with_short_headers_and_fit_1024_px(
+    tiny_loaded: LoadedModel, lang: str
+) -> None:
+    """The lens table and the next-token table scrolled sideways at 1024 px with the sidebar
+    open (by 117 and 0 px in English, 170 and 26 px in Chinese; measured in Chromium). Both
+    are drawn through `ui.widgets.table`: their long headers are shown short, with the full
+    name as the column's help; every column has a width, and the widths add up to no more
+    than the 505 px table box. The cells stay numbers, written by the formats."""
+    import json
+
+    at = open_page("pages/8_Output.py", lang=lang)
+    assert not at.exception
+    short = {
+        "en": {
+            "real next token's p": "real next p",
+            "its rank (0 = top)": "its rank",
+            "entropy (nats)": "entropy",
+            "p after τ / top-k / top-p": "adjusted p",
+        },
+        "zh": {
+            "真实下一个词元的 p": "真实下一个 p",
+            "它的排名（0 = 第一）": "它的排名",
+            "熵（奈特）": "熵",
+            "经过 τ / top-k / top-p 之后的 p": "调整后 p",
+        },
+    }[lang]
+    lens_frame = next(f for f in at.dataframe if f.value.shape[1] == 6 and "id" not in f.value)
+    top_frame = next(f for f in at.dataframe if "id" in f.value.columns)
+    for frame, n_short in ((lens_frame, 3), (top_frame, 1)):
+        config = json.loads(frame.proto.columns)
+        columns = [str(c) for c in frame.value.columns]
+        assert set(config) - {"_index"} == set(columns)  # (_index: the hidden index)
+        labelled = {c: config[c]["label"] for c in columns if config[c].get("label")}
+        assert len(labelled) == n_short and all(short[c] == v for c, v in labelled.items())
+        for c in columns:  # the full name is the help of a shortened column, and only there
+            assert config[c].get("help") == (c if c in labelled else None), (c, config[c])
+        assert sum(config[c]["width"] for c in columns) <= 505, (lang, config)
+        numbers = [c for c in columns if pd.api.types.is_float_dtype(frame.value[c])]
+        assert len(numbers) == (4 if frame is lens_frame else 3)
+    cells = shown_cells(lens_frame)
+    ref = trace_of(tiny_loaded)
+    lens = logit_lens(ref, tiny_loaded.model)
+    p_col = lens_frame.value.columns[2]
+    assert list(cells[p_col]) == [f"{p:.4f}" for p in lens.top_probs[:, ref.n_tokens - 2, 0]]

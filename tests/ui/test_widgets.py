@@ -184,3 +184,54 @@ def test_the_head_table_fits_the_page_at_1024_px_with_the_sidebar_open(tiny_trac
         for col, width in widths.items():  # every header and cell whole while unsorted
             assert width >= text_px(short.get(col, col)) + 16
             assert width >= max(text_px(str(v)) + 16 for v in wide[col])
+
+
+def test_column_widths_measure_formatted_cells_as_the_table_shows_them() -> None:
+    """With `formats`, a number column is measured as `formatted` writes it ("0.1235", "–"),
+    not as Python writes the float (0.123456789 is 11 characters, 6 on screen)."""
+    import pandas as pd
+
+    from ui.widgets import column_widths, text_px
+
+    df = pd.DataFrame({"p": [0.123456789, float("nan")], "word": ["a", "bb"]})
+    plain = column_widths(df, {})
+    shown = column_widths(df, {}, {"p": "{:.4f}"})
+    assert plain["p"] == text_px("0.123456789") + 16
+    assert shown["p"] == text_px("0.1235") + 16 < plain["p"]
+    assert shown["word"] == plain["word"] == text_px("word") + 16
+    assert column_widths(pd.DataFrame({"p": [float("nan")]}), {}, {"p": "{:.4f}"})["p"] == (
+        text_px("p") + 16  # "–" is narrower than its header
+    )
+
+
+def test_the_lens_table_fits_the_page_at_1024_px_with_the_sidebar_open(tiny_trace: Trace) -> None:
+    """The Output page's lens table in the 505 px table box (1024 px, sidebar open), with
+    GPT-2 small's rows ("block 11"), a five-digit rank, a two-digit entropy and a long token
+    as top guess: compact with its short headers it fits in both languages; with its full
+    headers (and room for sort arrows) it did not."""
+    import numpy as np
+
+    from engine.figures import output as fout
+    from engine.lens.logit_lens import LogitLens
+    from ui.i18n import use_language
+    from ui.widgets import column_widths, text_px
+
+    rows = 13  # GPT-2 small: the embeddings and 12 blocks
+    lens = LogitLens(
+        top_ids=np.zeros((rows, 1, 5), dtype=np.int64),
+        top_probs=np.full((rows, 1, 5), 0.4766, dtype=np.float32),
+        next_prob=np.full((rows, 1), 0.0001, dtype=np.float32),
+        next_rank=np.full((rows, 1), 50256, dtype=np.int64),
+        entropy=np.full((rows, 1), 10.825, dtype=np.float32),
+    )
+    for lang in ("en", "zh"):
+        with use_language(lang):
+            df, formats = fout.lens_table(lens, 0, lambda _i: "␣between")
+            short = fout.lens_table_short_headers()
+        assert set(short) <= set(df.columns) and len(df) == rows
+        widths = column_widths(df, short, formats)
+        assert list(widths) == [str(c) for c in df.columns]
+        assert sum(widths.values()) <= 505, (lang, widths)
+        assert sum(column_widths(df, None, formats).values()) > 505, lang
+        assert widths[df.columns[4]] >= text_px("50256") + 16
+        assert widths[df.columns[0]] >= text_px(str(df.iloc[-1, 0])) + 16  # "block 11"

@@ -89,7 +89,7 @@ def _boxes(fig, font_px: float = fe.PCA_FONT_PX) -> list[tuple[float, float, flo
     for i, (text, place) in enumerate(zip(trace.text, trace.textposition, strict=True)):
         if not text:
             continue
-        half_w, half_h = fe._label_width_px(text, font_px) / 2, 0.6 * font_px
+        half_w, half_h = common.text_width_px(text, font_px) / 2, 0.6 * font_px
         dx, dy = offsets[place]
         cx = px[i] + dx * (half_w + 7 + fe._GAP_PX / 2)
         cy = py[i] + dy * (half_h + 7 + fe._GAP_PX / 2)
@@ -153,7 +153,7 @@ def _reference_placement(x, y, labels, first, area_px, font_px):  # type: ignore
 
     order = ([first] if first is not None else []) + [i for i in range(n) if i != first]
     for i in order:
-        half_w, half_h = fe._label_width_px(labels[i], font_px) / 2, 0.6 * font_px
+        half_w, half_h = common.text_width_px(labels[i], font_px) / 2, 0.6 * font_px
         for place, dx, dy in fe._LABEL_PLACES:
             cx = px[i] + dx * (half_w + marker + gap / 2)
             cy = py[i] + dy * (half_h + marker + gap / 2)
@@ -256,3 +256,15 @@ def test_the_bundled_models_map_of_the_repeated_line_labels_or_marks_every_token
     if hollow:
         assert f"({len(hollow)} of 34 tokens)" in fig.data[2].name
     assert_validates_unchanged(fig)
+
+
+def test_a_labels_box_is_as_wide_as_the_text_plotly_draws_not_its_html_entities() -> None:
+    """Labels are plotly-safe (`plotly_text`: "<E4>" written "&lt;E4&gt;"); their boxes are
+    measured as plotly draws them (`common.text_width_px` decodes the entities): "5:<E4>" is
+    six characters wide, not the eleven of its escaped form."""
+    labels = [common.plotly_text("5:<E4>"), "3:␣the", "4:猫"]
+    (x0, _y0, x1, _y1), _ok = fe.label_candidates(
+        np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 0.5]), labels, font_px=14.0
+    )
+    widths = (x1 - x0)[:, 0]
+    np.testing.assert_allclose(widths, [14 * 0.6 * 6, 14 * 0.6 * 6, 14 * (1 + 0.6 * 2)])
