@@ -129,11 +129,12 @@ def available_models() -> list[str]:
 
 
 def model_label(model_id: str) -> str:
-    """The model's name in the sidebar's model box."""
+    """The model's name in the sidebar's model box, short enough to show whole there (the box
+    shows about 230 px of text: "bundled (trained on English and Chinese)" was cut after "C")."""
     if model_id == "bundled":
         if test_model() or (BUNDLED_DIR / "config.json").is_file():
-            return _("bundled (trained on English and Chinese)")
-        return _("bundled (not trained yet: random weights)")
+            return _("bundled (English and Chinese)")
+        return _("bundled (random weights)")
     if model_id == "random":
         return _("random (same shape, untrained)")
     step = snapshot_step(model_id)

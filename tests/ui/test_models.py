@@ -151,3 +151,30 @@ def test_a_link_to_the_last_step_opens_the_bundled_model() -> None:
     at.run()
     assert not at.exception and not at.warning
     assert at.session_state["model_id"] == "bundled"
+
+
+# Text the sidebar's model box shows whole, in `ui.widgets.text_px` units (measured in
+# Chromium at 1400 and 1024 px, the sidebar's width being the same: the box showed "bundled
+# (trained on English and C", 230 units, of a longer label).
+MODEL_BOX_PX = 230
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("trained", [True, False])
+def test_every_built_in_model_s_name_fits_the_sidebar_box(
+    lang: str, trained: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ui.models as models
+    from ui.i18n import use_language
+    from ui.widgets import text_px
+
+    if not trained:  # no bundled checkpoint: the box says the weights are random
+        monkeypatch.setattr(models, "test_model", lambda: None)
+        monkeypatch.setattr(models, "BUNDLED_DIR", tmp_path)
+    with use_language(lang):
+        labels = {m: models.model_label(m) for m in ["bundled", *snapshot_models(), "random"]}
+    if lang == "en":
+        want = "bundled (English and Chinese)" if trained else "bundled (random weights)"
+        assert labels["bundled"] == want
+    wide = {m: (label, text_px(label)) for m, label in labels.items()}
+    assert all(px <= MODEL_BOX_PX for _label, px in wide.values()), wide
