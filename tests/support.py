@@ -198,9 +198,15 @@ def shown_cells(frame: object) -> pd.DataFrame:
     cell as text: a Styler's display values as Streamlit sends them, else the cells, float ones
     as Streamlit writes them itself (`streamlit_number`)."""
     display = _display_values(frame)
-    if display:
-        return pa.ipc.open_stream(display).read_pandas().astype(str)
     value = frame.value  # type: ignore[attr-defined]
+    if display:
+        written = pa.ipc.open_stream(display).read_pandas().astype(str)
+        # Streamlit's grid draws a missing cell (NaN, None) as "None" whatever the Styler wrote
+        # for it (streamlit/streamlit#11123; seen in Chromium): so does this copy
+        missing = value.isna().to_numpy()
+        if missing.shape == written.shape and missing.any():
+            written = written.mask(missing, "None")
+        return written
     out = pd.DataFrame(index=value.index)
     for column in value.columns:
         cells = value[column]

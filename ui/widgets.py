@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -139,13 +140,24 @@ def formatted(df: pd.DataFrame, formats: dict[str, str]) -> Styler:
     The cells stay numbers, so a click on a header still sorts by value. A float column left to
     Streamlit is written with up to four decimals and its trailing zeros cut (0.258 beside
     0.1944 in one column), so every float column of `df` must have a format: raises ValueError
-    naming those that have none, and KeyError for a format of a column `df` does not have."""
+    naming those that have none, and KeyError for a format of a column `df` does not have.
+    A missing cell (NaN) is sent as +inf (written "–" too, sorted after every number):
+    Streamlit's grid draws NaN as "None" whatever the Styler writes."""
     missing = [c for c in df.columns if pd.api.types.is_float_dtype(df[c]) and c not in formats]
     if missing:
         raise ValueError(f"float columns without a format: {missing}")
     unknown = [c for c in formats if c not in df.columns]
     if unknown:
         raise KeyError(f"formats for columns the table does not have: {unknown}")
+    # Streamlit's table draws a missing cell (NaN) as "None" whatever the Styler writes for it
+    # (streamlit/streamlit#11123; seen in Chromium on the Output page's last position), but
+    # it shows the Styler's text for an infinite one: NaN is sent as +inf, which `shown`
+    # writes "–" as well, and which sorts after every number
+    gaps = [c for c in formats if pd.api.types.is_float_dtype(df[c]) and df[c].isna().any()]
+    if gaps:
+        df = df.copy()
+        for c in gaps:
+            df[c] = df[c].fillna(np.inf)
     return df.style.format({c: functools.partial(shown, fmt=f) for c, f in formats.items()})
 
 

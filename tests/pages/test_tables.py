@@ -46,9 +46,15 @@ def test_streamlit_writes_a_float_column_with_up_to_four_decimals_which_is_why()
 def test_formatted_writes_every_float_column_and_refuses_one_without_a_format() -> None:
     df = pd.DataFrame({"token": ["a", "b", "c"], "p": [0.258, 0.19444, np.nan], "id": [1, 2, 3]})
     styled = formatted(df, {"p": "{:.3f}"})
-    assert styled.data is df  # the cells stay numbers (a header click sorts by value)
+    # the cells stay numbers (a header click sorts by value); a missing one is sent as +inf,
+    # because Streamlit's grid draws NaN as "None" whatever the Styler writes (an infinite
+    # cell gets the Styler's "–"), and `df` itself is left alone
+    assert styled.data["p"].tolist() == [0.258, 0.19444, np.inf] and np.isnan(df["p"][2])
+    assert styled.data["id"].tolist() == [1, 2, 3]
     cells = styled.to_html()
     assert ">0.258<" in cells and ">0.194<" in cells and ">–<" in cells and "nan" not in cells
+    whole = df.dropna()
+    assert formatted(whole, {"p": "{:.3f}"}).data is whole  # nothing missing: no copy
     assert ">-0.000<" not in formatted(pd.DataFrame({"x": [-1e-9]}), {"x": "{:.3f}"}).to_html()
     with pytest.raises(ValueError, match="without a format: \\['p'\\]"):
         formatted(df, {})
