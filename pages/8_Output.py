@@ -24,7 +24,6 @@ from ui.widgets import (
     axis_window,
     bounded_input,
     chart,
-    formatted,
     lazy_section,
     next_stage,
     table,
@@ -305,21 +304,21 @@ def _pretraining() -> None:
     losses = get_next_token_loss(view)
     if losses.size:
         p_col, loss_col = _("p(real next token)"), _("−log p (nats)")
-        st.dataframe(  # p as in the page's other tables, nats as the entropy and the mean below
-            formatted(
-                pd.DataFrame(
-                    {
-                        _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
-                        _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
-                        p_col: [float(np.exp(-x)) for x in losses],
-                        loss_col: [float(x) for x in losses],
-                    }
-                ),
-                {p_col: "{:.4f}", loss_col: "{:.3f}"},
+        # p as in the page's other tables, nats as the entropy and the mean below; compact, with
+        # the two number columns' headers short: with full headers it was about 100 px wider than
+        # its box at 1024 px with the sidebar open (Chinese) and scrolled sideways
+        table(
+            pd.DataFrame(
+                {
+                    _("after"): [f"{i}: {trace.token_strs[i]}" for i in range(len(losses))],
+                    _("real next token"): [trace.token_strs[i + 1] for i in range(len(losses))],
+                    p_col: [float(np.exp(-x)) for x in losses],
+                    loss_col: [float(x) for x in losses],
+                }
             ),
-            hide_index=True,
-            width="stretch",
             key="output_pretraining_table",
+            short_headers={p_col: _("p"), loss_col: _("−log p")},
+            formats={p_col: "{:.4f}", loss_col: "{:.3f}"},
         )
         st.markdown(
             _(

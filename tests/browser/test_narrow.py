@@ -61,7 +61,7 @@ VIEWS = [
     ("Dropout", {"text": REPEATED, "present": "1", "open": "average"}, "dropout_en_lecture"),
     ("Attention", {"text": REPEATED}, "attention_en"),
     ("Attention", {"text": CHINESE, "lang": "zh"}, "attention_zh"),
-    ("Output", {"text": CHINESE, "lang": "zh"}, "output_zh"),
+    ("Output", {"text": CHINESE, "lang": "zh", "open": "pretraining"}, "output_zh"),
     ("Output", {"text": REPEATED}, "output_en"),
     ("", {"present": "1"}, "home_en_lecture"),
     ("", {"present": "1", "lang": "zh"}, "home_zh_lecture"),

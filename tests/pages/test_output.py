@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from engine.checkpoints import LoadedModel
 from engine.figures import output as fout
@@ -213,3 +214,35 @@ def test_the_pages_tables_are_compact_with_short_headers_and_fit_1024_px(
     lens = logit_lens(ref, tiny_loaded.model)
     p_col = lens_frame.value.columns[2]
     assert list(cells[p_col]) == [f"{p:.4f}" for p in lens.top_probs[:, ref.n_tokens - 2, 0]]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_pretraining_table_is_compact_and_its_numbers_are_the_losses(
+    tiny_loaded: LoadedModel, lang: str
+) -> None:
+    """The pre-training section's table (one row per position with a next token) scrolled
+    sideways in Chinese at 1024 px with the sidebar open: its two number columns are headed
+    "p" and "−log p" (the full names as their help), and its columns fit the ~470 px the
+    section leaves for it. Its cells are the measured losses, written by the formats."""
+    import json
+
+    at = open_page("pages/8_Output.py", sections=("output_sec_pretraining",), lang=lang)
+    assert not at.exception
+    frame = next(f for f in at.dataframe if f.value.shape[1] == 4)
+    config = json.loads(frame.proto.columns)
+    columns = [str(c) for c in frame.value.columns]
+    labelled = {c: config[c]["label"] for c in columns if config[c].get("label")}
+    assert sorted(labelled.values()) == ["p", "−log p"]
+    assert all(config[c].get("help") == c for c in labelled)
+    assert sum(config[c]["width"] for c in columns) <= 470, (lang, config)
+    ref = trace_of(tiny_loaded)
+    cells = shown_cells(frame)
+    p_col, loss_col = columns[2], columns[3]
+    assert len(cells) == ref.n_tokens - 1
+    with torch.inference_mode():
+        logits = torch.from_numpy(np.asarray(ref.logits[:-1], dtype=np.float64))
+    ids = torch.tensor(ref.token_ids[1:])
+    n_valid = ref.n_valid_ids or logits.shape[-1]
+    want = torch.nn.functional.cross_entropy(logits[:, :n_valid], ids, reduction="none")
+    assert list(cells[loss_col]) == [f"{x:.3f}" for x in want.tolist()]
+    assert list(cells[p_col]) == [f"{np.exp(-x):.4f}" for x in want.tolist()]
