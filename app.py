@@ -62,7 +62,7 @@ def model_section(view: View | None) -> None:
     # name, a Hub id) and the card's values come from files, so each is escaped (issue 20 f).
     rows = [(field, markdown_literal(value)) for field, value in model_card_rows(loaded)]
     left.table(
-        pd.DataFrame(rows, columns=["", markdown_literal(model_label(loaded.name))]),
+        pd.DataFrame(rows, columns=[_("Model"), markdown_literal(model_label(loaded.name))]),
         hide_index=True,
     )
     if loaded.name == "random":

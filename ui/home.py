@@ -52,9 +52,19 @@ def _per_language_losses(loaded: LoadedModel) -> list[tuple[str, float, float]]:
         return []
 
 
+# What the shipped model's card says it was trained on (`engine.__main__.BILINGUAL_TRAINED_ON`,
+# written in English into its config.json), here so the home page can show it in the reader's
+# language (tests/ui/test_home.py keeps the two equal).
+BUNDLED_TRAINED_ON = N_(
+    "English and Chinese: Shakespeare, the World English Bible, Debian documentation and "
+    "Chinese manual pages, fortunes-zh, template stories (assets/corpus/bilingual.json)"
+)
+
+
 def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
     """The model card as (field, value) rows for the home page, in the caller's language (the
-    card's own free text, what it was trained on, stays as the card writes it)."""
+    card's own free text, what it was trained on, stays as the card writes it, except the
+    shipped model's, `BUNDLED_TRAINED_ON`, which is translated)."""
     cfg, card = loaded.config, loaded.card
     not_recorded = _("not recorded")
     rows = [
@@ -71,7 +81,7 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
             ),
         ),
         (_("Parameters"), _fmt_int(cfg.n_params())),
-        (_("Trained on"), card.trained_on if card is not None else not_recorded),
+        (_("Trained on"), _trained_on(card.trained_on) if card is not None else not_recorded),
     ]
     if card is not None and card.tokens_seen is not None:
         progress = _("{n} tokens").format(n=f"{card.tokens_seen:,}")
@@ -105,6 +115,11 @@ def model_card_rows(loaded: LoadedModel) -> list[tuple[str, str]]:
     source = _shown_source(loaded.source)
     rows.append((_("Weights from"), source))
     return rows
+
+
+def _trained_on(text: str) -> str:
+    """A card's "trained on" text, in the reader's language when it is the shipped model's."""
+    return _(BUNDLED_TRAINED_ON) if text == BUNDLED_TRAINED_ON else text
 
 
 def _shown_source(source: str) -> str:

@@ -99,3 +99,32 @@ def test_the_flowchart_breaks_lines_only_between_words() -> None:
                 if lang == "zh":
                     for stretch in _BREAKS.split(note):
                         assert text_width_px(stretch.strip(), 15.75) <= line_px, (note, stretch)
+
+
+def test_the_shipped_models_training_data_is_shown_in_the_readers_language() -> None:
+    """The shipped card writes what it was trained on in English (engine.__main__); the home
+    page shows that text translated (a Chinese page had one English row), and any other
+    card's text as the card writes it."""
+    from engine.__main__ import BILINGUAL_TRAINED_ON
+    from engine.checkpoints import BUNDLED_DIR, load_directory
+    from ui.home import BUNDLED_TRAINED_ON
+    from ui.i18n import use_language
+
+    assert BUNDLED_TRAINED_ON == BILINGUAL_TRAINED_ON
+    loaded = load_directory(BUNDLED_DIR, name="bundled")
+    assert loaded.card is not None and loaded.card.trained_on == BILINGUAL_TRAINED_ON
+    with use_language("zh"):
+        rows = dict(model_card_rows(loaded))
+        other = dict(
+            model_card_rows(
+                LoadedModel(
+                    name="x",
+                    model=loaded.model,
+                    tokenizer=loaded.tokenizer,
+                    source="nowhere",
+                    card=ModelCard(trained_on="Shakespeare"),
+                )
+            )
+        )
+    assert rows["训练数据"].startswith("英文和中文：莎士比亚作品")
+    assert other["训练数据"] == "Shakespeare"
