@@ -26,6 +26,7 @@ from ui.widgets import (
     chart,
     lazy_section,
     next_stage,
+    pair,
     table,
 )
 
@@ -211,13 +212,16 @@ chart(
     key="output_lens",
 )
 
-left, right = st.columns(2)
+# side by side where both fit, else one under the other (at 1,024 px with the sidebar open,
+# half the body squeezed the probability and rank panels into each other)
+left, right, pair_px = pair()
 with left:
     if pos + 1 < trace.n_tokens:
         chart(
             fig_out.next_token_figure(lens, pos, trace.token_strs[pos + 1]),
             key="output_next_token",
             where=left,
+            width_px=pair_px,
         )
     else:
         st.info(
@@ -268,6 +272,7 @@ with right:
         fig_out.target_figure(target_probs, fig_out.layer_names(lens), display(target)),
         key="output_target_chart",
         where=right,
+        width_px=pair_px,
     )
 
 # numbers stay numbers (right-aligned, sorted by value), written by `formatted`: "–" where

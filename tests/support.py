@@ -316,3 +316,16 @@ def gpt2_bytes_to_unicode() -> dict[int, str]:
             cs.append(256 + n)
             n += 1
     return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
+
+
+def in_boxes(node: object, box: int | None = None) -> list[tuple[object, int | None]]:
+    """Every element under `node` of an AppTest tree, with the pixel width of the nearest
+    container around it that has one (`st.container(width=...)`; None: none has)."""
+    proto = getattr(node, "proto", None)
+    config = getattr(proto, "width_config", None)
+    if config is not None and config.WhichOneof("width_spec") == "pixel_width":
+        box = config.pixel_width
+    children = getattr(node, "children", None)
+    if not isinstance(children, dict):
+        return [(node, box)]
+    return [found for child in children.values() for found in in_boxes(child, box)]

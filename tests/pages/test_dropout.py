@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from engine.checkpoints import LoadedModel
 from engine.dropout_demo import dropout_pass, layer_mask_stats
 from tests import support
-from tests.support import PLAIN, charts, z_of
+from tests.support import PLAIN, charts, in_boxes, z_of
 
 open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
@@ -109,19 +109,6 @@ def test_the_dropout_pages_average_over_masks_approaches_the_evaluation_output()
     np.testing.assert_array_equal(again, inverted)
 
 
-def _in_boxes(node: object, box: int | None = None) -> list[tuple[object, int | None]]:
-    """Every element under `node` of an AppTest tree, with the pixel width of the nearest
-    container around it that has one (`st.container(width=...)`; None: none has)."""
-    proto = getattr(node, "proto", None)
-    config = getattr(proto, "width_config", None)
-    if config is not None and config.WhichOneof("width_spec") == "pixel_width":
-        box = config.pixel_width
-    children = getattr(node, "children", None)
-    if not isinstance(children, dict):
-        return [(node, box)]
-    return [found for child in children.values() for found in _in_boxes(child, box)]
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_dropout_pages_tables_and_averaging_charts_fit_their_boxes(lang: str) -> None:
     """At 1024 px with the sidebar open the page body is about 500 px: in two columns the
@@ -136,7 +123,7 @@ def test_the_dropout_pages_tables_and_averaging_charts_fit_their_boxes(lang: str
 
     text = next(p.text for p in PRESETS_TEXT if p.name == "Repeated line (induction)")
     at = open_page("pages/7_Dropout.py", text=text, lang=lang, sections=("dropout_sec_average",))
-    placed = _in_boxes(at.main)
+    placed = in_boxes(at.main)
     tables = [(e, box) for e, box in placed if type(e).__name__ == "Dataframe"]
     assert len(tables) == 2
     for frame, box in tables:

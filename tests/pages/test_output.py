@@ -15,7 +15,7 @@ from engine.figures.output import cell_word
 from engine.lens.logit_lens import final_probs, lens_distribution, logit_lens
 from engine.model import GPT
 from engine.sampling import SamplingSettings, next_token_distribution
-from tests.support import PLAIN, charts, shown_cells
+from tests.support import PLAIN, charts, in_boxes, shown_cells
 
 open_page, trace_of, TEXT = PLAIN.open, PLAIN.trace, PLAIN.text
 
@@ -246,3 +246,19 @@ def test_the_pretraining_table_is_compact_and_its_numbers_are_the_losses(
     want = torch.nn.functional.cross_entropy(logits[:, :n_valid], ids, reduction="none")
     assert list(cells[loss_col]) == [f"{x:.3f}" for x in want.tolist()]
     assert list(cells[p_col]) == [f"{np.exp(-x):.4f}" for x in want.tolist()]
+
+
+def test_the_real_next_token_and_follow_a_token_charts_sit_in_a_pair_of_boxes() -> None:
+    """At 1,024 px with the sidebar open, half the page body squeezed the real next token's
+    probability and rank panels into each other (tick labels on the other panel's line, x
+    labels run together): both charts now sit in `ui.widgets.pair` boxes (side by side where
+    two fit, else one under the other) and are drawn for that box's width."""
+    from ui.widgets import PAIR_PX
+
+    at = open_page("pages/8_Output.py")
+    assert not at.exception
+    placed = {
+        e.key: box for e, box in in_boxes(at.main) if getattr(e, "type", "") == "plotly_chart"
+    }
+    box = PAIR_PX[(False, False)]
+    assert placed["output_next_token"] == box and placed["output_target_chart"] == box
