@@ -163,7 +163,7 @@ def test_an_operator_supplied_model_name_is_escaped_on_the_home_page(models_fold
     at = support.open_page("app.py", "A text", model=NAME)
     assert at.session_state["model_id"] == NAME
     card = at.table[0].value
-    assert list(card.columns) == ["", markdown_literal(NAME)]
+    assert list(card.columns) == ["Model", markdown_literal(NAME)]
     cells = dict(zip(card.iloc[:, 0], card.iloc[:, 1], strict=True))
     assert cells["Weights from"] == markdown_literal(f"models folder: {NAME}")
     assert not any(str(models_folder) in str(v) for v in cells.values())
