@@ -84,20 +84,23 @@ _PX_THIN, _PX_NARROW, _PX_CAPITAL, _PX_BROAD, _PX_WIDE = 5, 8, 9, 12, 14
 _CELL_PAD_PX, _HEADER_PAD_PX = 16, 36
 
 
+@functools.lru_cache(maxsize=4096)
+def _char_px(c: str) -> int:
+    """One character's pixels for `text_px` (kept per character: a long table measures the
+    same few characters thousands of times on every rerun)."""
+    if unicodedata.east_asian_width(c) in "WF":
+        return _PX_WIDE
+    if c in _THIN_CHARS:
+        return _PX_THIN
+    if c in _BROAD_CHARS:
+        return _PX_BROAD
+    return _PX_CAPITAL if c.isupper() else _PX_NARROW
+
+
 def text_px(text: str) -> int:
     """The pixels `text` takes in a table cell's font (an upper estimate from its characters:
     East Asian wide ones by `unicodedata.east_asian_width`, the others by shape)."""
-
-    def px(c: str) -> int:
-        if unicodedata.east_asian_width(c) in "WF":
-            return _PX_WIDE
-        if c in _THIN_CHARS:
-            return _PX_THIN
-        if c in _BROAD_CHARS:
-            return _PX_BROAD
-        return _PX_CAPITAL if c.isupper() else _PX_NARROW
-
-    return sum(px(c) for c in text)
+    return sum(map(_char_px, text))
 
 
 def header_px(text: str, pad_px: int = _HEADER_PAD_PX) -> int:
@@ -127,7 +130,10 @@ def column_widths(
     return {
         str(col): max(
             header_px(drawn.get(str(col), str(col)), pad),
-            max((text_px(cell(col, v)) + _CELL_PAD_PX for v in df[col]), default=0),
+            max(
+                (text_px(t) + _CELL_PAD_PX for t in {cell(col, v) for v in df[col].tolist()}),
+                default=0,
+            ),
         )
         for col in df.columns
     }
